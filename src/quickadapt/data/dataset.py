@@ -1,0 +1,110 @@
+"""The one in-memory form of a dataset: inputs of one modality plus optional string labels."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from quickadapt.errors import BadInput
+
+MODALITIES = ("text", "image", "features")
+
+
+@dataclass
+class Dataset:
+    """`inputs` is a list of str (text), a list of image paths or uint8 arrays (image), or a 2-D
+    float array (features). `labels` is an array of str, or None for unlabelled data. `groups`
+    (optional, same length) names a super-class per example: an alphabet, an intent domain."""
+
+    modality: str
+    inputs: Sequence
+    labels: np.ndarray | None = None
+    name: str = ""
+    groups: np.ndarray | None = None
+    ids: list[str] | None = field(default=None, repr=False)  # what `predict` prints as `input`
+
+    def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.labels is not None:
+            self.labels = np.asarray([str(v) for v in self.labels], dtype=object)
+            if len(self.labels) != len(self.inputs):
+                raise ValueError("inputs and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def classes(self) -> list[str]:
+        if self.labels is None:
+            return []
+        return sorted(set(self.labels.tolist()))
+
+    def input_ids(self) -> list[str]:
+        """How each input is named in prediction files: the text, the image path or the row index."""
+        if self.ids is not None:
+            return self.ids
+        if self.modality == "text":
+            return list(self.inputs)
+        if self.modality == "image" and all(isinstance(x, str) for x in self.inputs):
+            return list(self.inputs)
+        return [str(i) for i in range(len(self))]
+
+    def subset(self, index) -> "Dataset":
+        index = np.asarray(index, dtype=int)
+        if self.modality == "features":
+            inputs = np.asarray(self.inputs)[index]
+        else:
+            inputs = [self.inputs[i] for i in index]
+        return Dataset(
+            self.modality,
+            inputs,
+            None if self.labels is None else self.labels[index],
+            self.name,
+            None if self.groups is None else np.asarray(self.groups)[index],
+            None if self.ids is None else [self.ids[i] for i in index],
+        )
+
+    def without_labels(self) -> "Dataset":
+        return Dataset(self.modality, self.inputs, None, self.name, self.groups, self.ids)
+
+    def require_labels(self, min_classes: int = 2) -> None:
+        """Fail clearly when this dataset cannot train a classifier."""
+        if self.labels is None:
+            raise BadInput(f"{self.name or 'data'}: no labels found (need a `label` column or class folders)")
+        if len(self) == 0:
+            raise BadInput(f"{self.name or 'data'}: no examples")
+        n = len(self.classes)
+        if n < min_classes:
+            raise BadInput(
+                f"{self.name or 'data'}: found {n} class ({', '.join(self.classes)}); a classifier needs at least {min_classes}"
+            )
+
+    def fingerprint(self) -> str:
+        """sha256 over inputs and labels: which data a model was adapted on."""
+        h = hashlib.sha256(self.modality.encode())
+        if self.modality == "features":
+            arr = np.ascontiguousarray(np.asarray(self.inputs, dtype=np.float32))
+            h.update(str(arr.shape).encode())
+            h.update(arr.tobytes())
+        else:
+            for x in self.inputs:
+                h.update(content_bytes(x, self.modality))
+                h.update(b"\0")
+        if self.labels is not None:
+            h.update("\0".join(self.labels.tolist()).encode())
+        return h.hexdigest()
+
+
+def content_bytes(x, modality: str) -> bytes:
+    """The bytes that identify one text or image input (for fingerprints and caches).
+    Image paths are identified by their file's content, not their name."""
+    if modality == "text":
+        return x.encode("utf-8", "surrogatepass")
+    if isinstance(x, str):
+        with open(x, "rb") as f:
+            return hashlib.sha256(f.read()).digest()
+    arr = np.ascontiguousarray(x)
+    return hashlib.sha256(str(arr.shape).encode() + str(arr.dtype).encode() + arr.tobytes()).digest()

@@ -1,0 +1,75 @@
+"""Reading images and turning them into encoder input (PIL + numpy only; torchvision is not used).
+
+Any mode (L, RGB, RGBA, P, I;16, CMYK, ...) and any size is accepted: images are converted to
+grey or RGB and resized to a square, so a folder of mixed files never fails halfway."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from quickadapt.errors import BadInput
+
+_HIGH_BIT_MODES = ("I", "F")  # 32-bit int / float: 16-bit files come through as "I;16*" or "I"
+
+
+def load_image(x) -> Image.Image:
+    """An image from a file path or a uint8 array (HxW grey, HxWx1, HxWx3 or HxWx4)."""
+    if isinstance(x, Image.Image):
+        return x
+    if isinstance(x, (str, os.PathLike)):
+        try:
+            img = Image.open(x)
+            img.load()  # open() is lazy: decode now so truncated or corrupt files fail here
+            # phone photos store their rotation in EXIF; apply it so the pixels are upright
+            return ImageOps.exif_transpose(img)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise BadInput(f"{x}: not a readable image ({exc})") from None
+    arr = np.asarray(x)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise BadInput(
+            f"an image array must be uint8 with shape HxW, HxWx1, HxWx3 or HxWx4, got {arr.dtype} {arr.shape}"
+        )
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def _to_8bit(img: Image.Image, grey: bool) -> Image.Image:
+    """`img` as mode "L" (grey) or "RGB"."""
+    if img.mode.startswith("I;16"):
+        img = Image.fromarray((np.asarray(img, dtype=np.float32) / 257.0).round().astype(np.uint8))
+    elif img.mode in _HIGH_BIT_MODES:
+        # PIL's own convert("L") clips these to 255; scale 16-bit content down instead
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.max(initial=0) > 255:
+            arr = arr / 257.0
+        img = Image.fromarray(arr.clip(0, 255).round().astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        # transparent pixels often hide black: put them on white, as any viewer shows them
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img.convert("L" if grey else "RGB")
+
+
+def to_tensor(images: Sequence[Image.Image], size: int, grey: bool) -> torch.Tensor:
+    """A float tensor (n, 1 or 3, size, size) with values 0..255.
+
+    Each image is squashed to size x size (no crop, so nothing at the edges is lost) with PIL's
+    bilinear resize, which is antialiased when shrinking."""
+    channels = 1 if grey else 3
+    out = np.empty((len(images), size, size, channels), dtype=np.uint8)
+    for i, img in enumerate(images):
+        img = _to_8bit(img, grey)
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BILINEAR)
+        out[i] = np.asarray(img).reshape(size, size, channels)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
+
+
+def prepare_images(inputs: Sequence, size: int, grey: bool) -> torch.Tensor:
+    """Encoder input for paths / uint8 arrays: `to_tensor` of `load_image` of each."""
+    return to_tensor([load_image(x) for x in inputs], size, grey)

@@ -1,0 +1,275 @@
+"""Read user data files into a `Dataset`: text csv/jsonl, image folders, feature npz/csv.
+
+Every problem a user can fix raises `BadInput` with one line naming the file and the fix.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from quickadapt.data.dataset import Dataset
+from quickadapt.errors import BadInput
+
+LABEL_MODES = ("required", "optional", "ignore")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+TEXT_HINT = "text data needs columns text,label"
+FEATURE_HINT = "feature data needs a `label` column and numeric columns"
+
+
+def load_dataset(spec: str, *, labels: str = "required") -> Dataset:
+    """Load `spec` (a path, or `builtin:NAME`) as a Dataset.
+
+    labels: "required" (fit: fail without labels), "optional" (evaluate, unlabelled target:
+    keep labels when present) or "ignore" (predict: drop them, never validate them)."""
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
+    spec = str(spec)
+    if spec.startswith("builtin:"):
+        from quickadapt.data.builtin import load_builtin
+
+        ds = load_builtin(spec[len("builtin:"):])
+    else:
+        ds = _load_path(Path(spec).expanduser(), spec, labels)
+    if len(ds) == 0:
+        raise BadInput(f"{spec}: no examples found")
+    if labels == "ignore" and ds.labels is not None:
+        ds = ds.without_labels()
+    if labels == "required" and ds.labels is None:
+        hint = "put images in class folders root/<label>/" if ds.modality == "image" else "add a `label` column (or `y` array)"
+        raise BadInput(f"{spec}: no labels found; {hint}")
+    return ds
+
+
+def _load_path(path: Path, shown: str, labels: str) -> Dataset:
+    if not path.exists():
+        raise BadInput(f"{shown}: no such file or folder")
+    if path.is_dir():
+        return _load_image_folder(path, shown, labels)
+    ext = path.suffix.lower()
+    if ext == ".csv":
+        return _load_csv(path, shown, labels)
+    if ext == ".jsonl":
+        return _load_jsonl(path, shown, labels)
+    if ext == ".npz":
+        return _load_npz(path, shown, labels)
+    if ext in IMAGE_EXTS:
+        raise BadInput(f"{shown}: a single image; pass the folder that holds the images")
+    raise BadInput(
+        f"{shown}: unknown file type {ext or '(no extension)'!r}; use .csv or .jsonl (text), "
+        ".npz or .csv (features), or a folder of images"
+    )
+
+
+# --- text ---------------------------------------------------------------------------------
+
+def _read_utf8(path: Path, shown: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # -sig: tolerate the BOM Excel writes
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{shown}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+
+
+def _missing(value) -> bool:
+    """An absent label: None, NaN, or an empty / 'nan' string (what pandas writes for NaN)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return str(value).strip().lower() in ("", "nan")
+
+
+def _label_str(value) -> str:
+    # JSON numbers: 3 and 3.0 both become "3", so labels agree with csv files.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _text_dataset(rows, shown: str, has_label: bool, labels: str, where: str) -> Dataset:
+    """rows: (line number, text, label) tuples. Validates text and, unless ignored, labels."""
+    texts, labs = [], []
+    keep = has_label and labels != "ignore"
+    for line, text, label in rows:
+        if not isinstance(text, str) or not text.strip():
+            raise BadInput(f"{shown}: {where} {line} has empty text; every row needs a non-empty `text`")
+        texts.append(text)
+        if keep:
+            if _missing(label):
+                raise BadInput(f"{shown}: {where} {line} has no label; give every row a label (or drop the `label` column)")
+            labs.append(_label_str(label))
+    return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown)
+
+
+def _load_jsonl(path: Path, shown: str, labels: str) -> Dataset:
+    rows, has_label = [], False
+    for i, raw in enumerate(_read_utf8(path, shown).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{shown}: line {i} is not valid JSON ({e.msg}); each line must be one object") from None
+        if not isinstance(obj, dict):
+            raise BadInput(f"{shown}: line {i} is not a JSON object; each line must look like {{\"text\": ..., \"label\": ...}}")
+        if "text" not in obj:
+            raise BadInput(f"{shown}: line {i} has no `text` key (found: {', '.join(obj) or 'none'}); {TEXT_HINT}")
+        has_label = has_label or "label" in obj
+        rows.append((i, obj["text"], obj.get("label")))
+    return _text_dataset(rows, shown, has_label, labels, "line")
+
+
+def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
+    reader = csv.reader(io.StringIO(_read_utf8(path, shown), newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise BadInput(f"{shown}: empty file; {TEXT_HINT}") from None
+    except csv.Error as e:
+        raise BadInput(f"{shown}: not a valid csv ({e})") from None
+    header = [h.strip() for h in header]
+    try:
+        body = [(i, r) for i, r in enumerate(reader, start=2) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise BadInput(f"{shown}: not a valid csv at line {reader.line_num} ({e})") from None
+    for i, r in body:
+        if len(r) > len(header):
+            raise BadInput(f"{shown}: line {i} has {len(r)} fields but the header has {len(header)}; quote fields that contain commas")
+    col = {h: j for j, h in enumerate(header)}
+
+    def cell(r, j):
+        return r[j] if j is not None and j < len(r) else None
+
+    if "text" in col:
+        jt, jl = col["text"], col.get("label")
+        rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
+        return _text_dataset(rows, shown, jl is not None, labels, "line")
+    return _features_csv(header, body, shown, labels)
+
+
+# --- features -----------------------------------------------------------------------------
+
+def _check_features(X: np.ndarray, shown: str) -> np.ndarray:
+    X = X.astype(np.float32)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise BadInput(f"{shown}: {int(bad.sum())} non-finite feature values (NaN, inf or beyond float32), first at row {r}, column {c}; remove or impute them")
+    return X
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _features_csv(header: list[str], body, shown: str, labels: str) -> Dataset:
+    found = ", ".join(header)
+    jl = header.index("label") if "label" in header else None
+    feat = [j for j, h in enumerate(header) if j != jl]
+    if not feat:
+        raise BadInput(f"{shown}: no `text` column and no feature columns (found: {found}); {TEXT_HINT}, or {FEATURE_HINT}")
+    if all(_is_number(h) for h in header):  # all-number "names": the file has no header row
+        raise BadInput(f"{shown}: the first line looks like data, not column names; add a header row (text,label or feature names plus label)")
+    X = np.empty((len(body), len(feat)), dtype=np.float64)
+    for n, (i, r) in enumerate(body):
+        for k, j in enumerate(feat):
+            v = r[j].strip() if j < len(r) else ""
+            try:
+                X[n, k] = float(v)
+            except ValueError:
+                what = "is empty" if v == "" else f"is not numeric ({v[:30]!r})"
+                raise BadInput(
+                    f"{shown}: no `text` column (found: {found}), and read as features, column `{header[j]}` "
+                    f"line {i} {what}; {TEXT_HINT}; {FEATURE_HINT}"
+                ) from None
+    X = _check_features(X, shown)
+    y = None
+    if jl is not None and labels != "ignore":
+        y = []
+        for i, r in body:
+            v = r[jl] if jl < len(r) else ""
+            if _missing(v):
+                raise BadInput(f"{shown}: line {i} has no label; give every row a label (or drop the `label` column)")
+            y.append(v.strip())
+        y = np.asarray(y, dtype=object)
+    return Dataset("features", X, y, name=shown)
+
+
+def _load_npz(path: Path, shown: str, labels: str) -> Dataset:
+    if not zipfile.is_zipfile(path):  # np.load would try .npy / pickle formats instead
+        raise BadInput(f"{shown}: not a readable .npz file; save it with numpy.savez(path, X=..., y=...)")
+    try:
+        with np.load(path, allow_pickle=False) as z:  # never unpickle user files
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise BadInput(f"{shown}: not a readable .npz file ({e}); save it with numpy.savez(path, X=..., y=...)") from None
+    except ValueError:  # object arrays need pickle, which we refuse
+        raise BadInput(f"{shown}: holds object arrays; save X as numbers and y as numbers or strings") from None
+    if "X" not in arrays:
+        raise BadInput(f"{shown}: no array `X` (found: {', '.join(arrays) or 'none'}); save it with numpy.savez(path, X=..., y=...)")
+    X = arrays["X"]
+    if X.ndim != 2:
+        raise BadInput(f"{shown}: `X` must be 2-D (n x d), got shape {X.shape}")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise BadInput(f"{shown}: `X` must be numeric, got dtype {X.dtype}")
+    X = _check_features(X, shown)
+    y = arrays.get("y")
+    if y is None or labels == "ignore":
+        return Dataset("features", X, None, name=shown)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != len(X):
+        raise BadInput(f"{shown}: `y` has shape {y.shape} but `X` has {len(X)} rows; y needs one label per row of X")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise BadInput(f"{shown}: `y` has NaN/inf labels (first at row {int(np.argmax(~np.isfinite(y)))}); give every row a label")
+        if np.all(y == np.round(y)):
+            y = y.astype(np.int64)  # labels 3.0 -> "3"
+    y = np.asarray([str(v).strip() for v in y.tolist()], dtype=object)
+    empty = np.flatnonzero(y == "")
+    if len(empty):
+        raise BadInput(f"{shown}: `y` has an empty label at row {int(empty[0])}; give every row a label")
+    return Dataset("features", X, y, name=shown)
+
+
+# --- images -------------------------------------------------------------------------------
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image files anywhere under `folder`, sorted by relative path; hidden entries skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath, f) for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_EXTS)]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
+    exts = "/".join(e[1:] for e in IMAGE_EXTS)
+    # Class layout = any visible sub-folder. Predict (labels ignored) takes every image below.
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTS)]
+    if labels == "ignore" or not subdirs:
+        paths = _images_under(root)
+        if not paths:
+            raise BadInput(f"{shown}: no images found (looked for {exts} files)")
+        return Dataset("image", [str(p) for p in paths], None, name=shown)
+    if loose:
+        raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
+    paths, labs = [], []
+    for d in subdirs:
+        found = _images_under(d)
+        if not found:
+            raise BadInput(f"{shown}: class folder {d.name!r} has no images ({exts}); add images or remove the folder")
+        paths += [str(p) for p in found]
+        labs += [d.name] * len(found)
+    return Dataset("image", paths, np.asarray(labs, dtype=object), name=shown)

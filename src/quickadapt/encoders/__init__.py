@@ -1,0 +1,55 @@
+"""Encoders by name: `create_encoder("minilm")`, like timm's `create_model`.
+
+Registered explicitly below (no import side effects elsewhere). A path to a local Hugging Face
+folder (with `config.json`) also works; a quickadapt model folder as encoder is resolved one
+layer up, in `quickadapt.artifact.resolve_encoder`, since encoders know nothing of artifacts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from quickadapt.encoders.base import Encoder, batch_to, embed, weights_hash
+from quickadapt.encoders.conv4 import create_conv4
+from quickadapt.encoders.efficientnet_lite0 import create_efficientnet_lite0
+from quickadapt.encoders.hf_text import create_hf_folder, create_minilm
+from quickadapt.encoders.mlp import create_mlp
+from quickadapt.encoders.resnet12 import create_resnet12
+from quickadapt.errors import BadInput
+from quickadapt.registry import Registry
+
+ENCODERS: Registry[Callable[..., Encoder]] = Registry("encoder")
+ENCODERS.register("minilm")(create_minilm)
+ENCODERS.register("mlp")(create_mlp)
+ENCODERS.register("conv4")(create_conv4)
+ENCODERS.register("resnet12")(create_resnet12)
+ENCODERS.register("efficientnet-lite0")(create_efficientnet_lite0)
+
+# modality each registered encoder expects, for early checks and listings
+ENCODER_MODALITY = {
+    "minilm": "text",
+    "mlp": "features",
+    "conv4": "image",
+    "resnet12": "image",
+    "efficientnet-lite0": "image",
+}
+
+
+def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder:
+    """Build encoder `name` (a registry name or a Hugging Face folder path) with `settings`."""
+    if name not in ENCODERS and ("/" in str(name) or Path(str(name)).is_dir()):
+        folder = Path(name)
+        if not folder.exists():
+            raise BadInput(f"encoder folder {name} does not exist")
+        return create_hf_folder(folder, pretrained=pretrained, **settings)
+    factory = ENCODERS.get(name)
+    try:
+        return factory(pretrained=pretrained, **settings)
+    except TypeError as exc:
+        raise BadInput(f"bad setting for encoder {name!r}: {exc}") from None
+
+
+def list_encoders() -> list[str]:
+    return ENCODERS.names()
+
+
+__all__ = ["Encoder", "ENCODERS", "ENCODER_MODALITY", "create_encoder", "list_encoders", "embed", "batch_to", "weights_hash"]

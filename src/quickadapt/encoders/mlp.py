@@ -1,0 +1,42 @@
+"""`mlp`: a small multi-layer perceptron for feature vectors (trained from scratch)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from quickadapt.encoders.base import Encoder
+
+
+class MLPEncoder(Encoder):
+    name = "mlp"
+    modality = "features"
+
+    def __init__(self, in_dim: int, *, hidden: int = 256, depth: int = 2, dropout: float = 0.1):
+        super().__init__()
+        if in_dim is None or int(in_dim) < 1:
+            raise ValueError("the mlp encoder needs in_dim, the number of input features")
+        self.settings = {"in_dim": int(in_dim), "hidden": int(hidden), "depth": int(depth), "dropout": float(dropout)}
+        layers: list[nn.Module] = []
+        width = int(in_dim)
+        for _ in range(int(depth)):
+            layers.append(nn.Sequential(nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)))
+            width = hidden
+        self.blocks = nn.ModuleList(layers)
+        self.embed_dim = width
+
+    def prepare(self, inputs):
+        return torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def layer_groups(self):
+        return list(self.blocks)
+
+
+def create_mlp(pretrained: bool = False, in_dim: int | None = None, **settings) -> MLPEncoder:
+    # nothing pretrained exists for arbitrary feature vectors; `pretrained` is accepted for a uniform call
+    return MLPEncoder(in_dim, **settings)

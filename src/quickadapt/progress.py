@@ -1,0 +1,38 @@
+"""Progress bars on stderr (rich), silenced by --quiet."""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+_QUIET = {"on": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    _QUIET["on"] = bool(quiet)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str | None, total: int):
+    """Yields `advance(n)`. Shows a bar on stderr only when described, not quiet, and worth it."""
+    if description is None or _QUIET["on"] or total <= 0:
+        yield lambda n=1: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def log(message: str) -> None:
+    """A line of log on stderr unless quiet."""
+    if not _QUIET["on"]:
+        print(message, file=sys.stderr)

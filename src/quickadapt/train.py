@@ -1,0 +1,103 @@
+"""The one training loop every gradient-trained method uses. Read it top to bottom.
+
+`train(param_groups, loss_fn, batches, cfg)`: AdamW, linear warm-up then linear decay, gradient
+clipping, an optional time budget, a progress bar with the running loss. `loss_fn(batch)` returns
+a scalar tensor or a dict whose "loss" entry is optimised (the other entries are logged)."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from quickadapt.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    warmup: float = 0.1  # fraction of steps with a linearly rising learning rate
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    time_budget: float | None = None  # seconds; stop early once spent
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a torch.Generator for samplers to own."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    from quickadapt.errors import BadInput
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise BadInput(f"--device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def train(
+    param_groups: list[dict],
+    loss_fn: Callable[[object], torch.Tensor | dict],
+    batches: Iterable,
+    cfg: TrainConfig,
+    *,
+    description: str | None = "training",
+    on_step: Callable[[int], None] | None = None,
+) -> dict:
+    """Run `cfg.steps` optimiser steps over `batches` (cycled if shorter). Returns a summary."""
+    groups = [g for g in param_groups if any(p.requires_grad for p in g["params"])]
+    for g in groups:
+        g.setdefault("initial_lr", g["lr"])
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    warmup = max(1, int(cfg.warmup * cfg.steps))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warmup))
+
+    started = time.perf_counter()
+    running = None
+    step = 0
+    stream = _cycle(batches)
+    with progress_bar(description, total=cfg.steps) as advance:
+        while step < cfg.steps:
+            if cfg.time_budget is not None and time.perf_counter() - started > cfg.time_budget:
+                break
+            if on_step is not None:
+                on_step(step)  # e.g. gradual unfreezing
+            for g in optimizer.param_groups:
+                g["lr"] = g["initial_lr"] * lr_factor(step)
+            out = loss_fn(next(stream))
+            loss = out["loss"] if isinstance(out, dict) else out
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            value = float(loss.detach())
+            running = value if running is None else 0.9 * running + 0.1 * value
+            step += 1
+            advance(1)
+    return {"steps": step, "final_loss": running, "seconds": time.perf_counter() - started}
+
+
+def _cycle(batches: Iterable) -> Iterator:
+    while True:
+        empty = True
+        for b in batches:
+            empty = False
+            yield b
+        if empty:
+            raise ValueError("no training batches")

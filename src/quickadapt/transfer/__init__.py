@@ -1,0 +1,23 @@
+"""Transfer strategies by name: `create_strategy("probe", C=1.0)`."""
+from __future__ import annotations
+
+from quickadapt.registry import Registry
+from quickadapt.transfer.base import FitContext, Strategy, encode_labels
+from quickadapt.transfer.finetune import Finetune
+from quickadapt.transfer.probe import Probe
+from quickadapt.transfer.prototypes import Prototypes
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+for _cls in (Probe, Prototypes, Finetune):
+    STRATEGIES.register(_cls.name)(_cls)
+
+
+def create_strategy(name: str, **params) -> Strategy:
+    return STRATEGIES.get(name)(**params)
+
+
+def list_strategies() -> list[str]:
+    return STRATEGIES.names()
+
+
+__all__ = ["STRATEGIES", "FitContext", "Strategy", "create_strategy", "encode_labels", "list_strategies"]

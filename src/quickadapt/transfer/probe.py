@@ -1,0 +1,25 @@
+"""`probe`: keep the encoder frozen, fit a logistic-regression head on its features.
+The fastest strategy and a strong one at every K; features come from the embedding cache."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quickadapt.heads import LogisticHead
+from quickadapt.transfer.base import Strategy, fit_frozen
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    C: float = 10.0  # inverse L2 strength; 10 suits unit-norm sentence embeddings and pooled CNN features
+
+    def __post_init__(self):
+        if self.C <= 0:
+            raise ValueError(f"C must be > 0, got {self.C}")
+
+
+class Probe(Strategy):
+    name = "probe"
+    Config = ProbeConfig
+
+    def fit(self, encoder, data, ctx):
+        return fit_frozen(self, encoder, data, ctx, lambda dim, n: LogisticHead(dim, n, C=self.cfg.C))

@@ -1,0 +1,25 @@
+"""`prototypes`: frozen encoder, each class is the mean of its examples' features, scored by
+cosine similarity (Snell et al. 2017). Needs no training at all; works from one example per class."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quickadapt.heads import PrototypeHead
+from quickadapt.transfer.base import Strategy, fit_frozen
+
+
+@dataclass(frozen=True)
+class PrototypesConfig:
+    scale: float = 10.0  # softmax temperature on cosine similarities: shapes scores, not predictions
+
+    def __post_init__(self):
+        if self.scale <= 0:
+            raise ValueError(f"scale must be > 0, got {self.scale}")
+
+
+class Prototypes(Strategy):
+    name = "prototypes"
+    Config = PrototypesConfig
+
+    def fit(self, encoder, data, ctx):
+        return fit_frozen(self, encoder, data, ctx, lambda dim, n: PrototypeHead(dim, n, scale=self.cfg.scale))

@@ -1,0 +1,253 @@
+"""load_dataset on every input format, every bad-input case, and the built-in datasets."""
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from quickadapt.data import Dataset, list_builtin, load_dataset
+from quickadapt.data.builtin import DATA_DIR
+from quickadapt.errors import BadInput
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_text(text, encoding=encoding)
+    return str(path)
+
+
+def png(path, value=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((4, 4), value, dtype=np.uint8)).save(path)
+
+
+# --- good inputs --------------------------------------------------------------------------
+
+def test_text_csv(tmp_path):
+    f = write(tmp_path / "t.csv", 'id,text,label\n1,"hello, world",greet\n2,bye,3\n')
+    ds = load_dataset(f)
+    assert isinstance(ds, Dataset) and ds.modality == "text"
+    assert ds.inputs == ["hello, world", "bye"]
+    assert ds.labels.tolist() == ["greet", "3"]
+
+
+def test_text_csv_bom_and_label_modes(tmp_path):
+    f = write(tmp_path / "t.csv", "text,label\nhi,a\nho,\n", encoding="utf-8-sig")
+    assert load_dataset(f, labels="ignore").labels is None  # empty label not checked
+    with pytest.raises(BadInput, match="line 3 has no label"):
+        load_dataset(f, labels="optional")
+    g = write(tmp_path / "u.csv", "text\nhi\nho\n")
+    assert load_dataset(g, labels="optional").labels is None
+    with pytest.raises(BadInput, match="no labels"):
+        load_dataset(g)
+
+
+def test_text_jsonl(tmp_path):
+    f = write(tmp_path / "t.jsonl", '{"text": "a b", "label": 3}\n\n{"text": "c", "label": 3.0, "x": 1}\n')
+    ds = load_dataset(f)
+    assert ds.modality == "text" and ds.inputs == ["a b", "c"]
+    assert ds.labels.tolist() == ["3", "3"]
+
+
+def test_features_csv(tmp_path):
+    f = write(tmp_path / "f.csv", "a,label,b\n1,x,2.5\n-3e2,y,0\n")
+    ds = load_dataset(f)
+    assert ds.modality == "features" and ds.inputs.dtype == np.float32
+    np.testing.assert_allclose(ds.inputs, [[1, 2.5], [-300, 0]])
+    assert ds.labels.tolist() == ["x", "y"]
+    assert load_dataset(write(tmp_path / "g.csv", "a,b\n1,2\n"), labels="optional").labels is None
+
+
+def test_npz(tmp_path):
+    np.savez(tmp_path / "a.npz", X=np.arange(6).reshape(3, 2), y=np.array([1.0, 2.0, 1.0]))
+    ds = load_dataset(str(tmp_path / "a.npz"))
+    assert ds.modality == "features" and ds.inputs.shape == (3, 2)
+    assert ds.labels.tolist() == ["1", "2", "1"]
+    np.savez(tmp_path / "b.npz", X=np.ones((2, 3)), y=np.array(["cat", "dog"]))
+    assert load_dataset(str(tmp_path / "b.npz")).labels.tolist() == ["cat", "dog"]
+    np.savez(tmp_path / "c.npz", X=np.ones((2, 3)))
+    assert load_dataset(str(tmp_path / "c.npz"), labels="optional").labels is None
+    assert load_dataset(str(tmp_path / "b.npz"), labels="ignore").labels is None
+
+
+def test_image_class_folders(tmp_path):
+    for rel in ["b/2.png", "b/1.JPG", "a/deep/x.png", "a/0.bmp", "a/.hidden.png", "a/notes.txt"]:
+        if rel.endswith(".txt"):
+            write(tmp_path / rel, "x")
+        else:
+            png(tmp_path / rel)
+    ds = load_dataset(str(tmp_path))
+    assert ds.modality == "image"
+    names = [p[len(str(tmp_path)) + 1:] for p in ds.inputs]
+    assert names == ["a/0.bmp", "a/deep/x.png", "b/1.JPG", "b/2.png"]
+    assert ds.labels.tolist() == ["a", "a", "b", "b"]
+    assert load_dataset(str(tmp_path), labels="ignore").labels is None
+
+
+def test_image_flat_folder(tmp_path):
+    for n in ["z.png", "a.webp", "m.gif"]:
+        png(tmp_path / n) if not n.endswith(("webp", "gif")) else Image.new("L", (3, 3)).save(tmp_path / n)
+    ds = load_dataset(str(tmp_path), labels="optional")
+    assert ds.labels is None and [p.rsplit("/", 1)[1] for p in ds.inputs] == ["a.webp", "m.gif", "z.png"]
+    with pytest.raises(BadInput, match="class folders"):
+        load_dataset(str(tmp_path))
+
+
+# --- bad inputs ---------------------------------------------------------------------------
+
+def bad(tmp_path, name, content, match, labels="required"):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(BadInput, match=match) as e:
+        load_dataset(str(path), labels=labels)
+    assert name in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("x.csv", "a,b\nfoo,bar\n", r"no `text` column \(found: a, b\).*text,label"),
+        ("x.csv", "sentence,label\nhello,a\n", "not numeric.*text,label"),
+        ("x.csv", "text,label\nhi,\n", "no label"),
+        ("x.csv", "text,label\nhi,NaN\n", "no label"),
+        ("x.csv", "text,label\n  ,a\n", "empty text"),
+        ("x.csv", "text,label\n,a\n", "empty text"),
+        ("x.csv", "text,label\n", "no examples"),
+        ("x.csv", "", "empty file"),
+        ("x.csv", "text,label\nhi,a,extra\n", "fields"),
+        ("x.csv", b"text,label\ncaf\xe9,a\n", "not UTF-8"),
+        ("x.csv", "a,label\n1,x\nnan,y\n", "non-finite"),
+        ("x.csv", "a,label\n1,x\ninf,y\n", "non-finite"),
+        ("x.csv", "a,label\n1,x\n,y\n", "`a` line 3 is empty"),
+        ("x.csv", "label\nx\n", "no feature columns"),
+        ("x.csv", "1,2\n3,4\n", "header"),
+        ("x.jsonl", '{"txt": "a", "label": "b"}\n', "no `text` key"),
+        ("x.jsonl", '{"text": "a", "label": null}\n', "no label"),
+        ("x.jsonl", '{"text": "", "label": "b"}\n', "empty text"),
+        ("x.jsonl", '{"text": 5, "label": "b"}\n', "empty text"),
+        ("x.jsonl", '{"text": "a"\n', "not valid JSON"),
+        ("x.jsonl", '["a", "b"]\n', "not a JSON object"),
+        ("x.jsonl", "\n\n", "no examples"),
+        ("x.jsonl", b'{"text": "\xff"}\n', "not UTF-8"),
+        ("x.npz", b"not a zip", "not a readable .npz"),
+        ("x.parquet", "x", "unknown file type"),
+        ("x", "x", "unknown file type"),
+        ("x.png", b"x", "single image"),
+    ],
+)
+def test_bad_files(tmp_path, name, content, match):
+    bad(tmp_path, name, content, match)
+
+
+def test_bad_npz(tmp_path):
+    cases = [
+        (dict(Z=np.ones((2, 2))), r"no array `X` \(found: Z\)"),
+        (dict(X=np.ones(3)), "2-D"),
+        (dict(X=np.array([["a", "b"]])), "numeric"),
+        (dict(X=np.array([[1.0, np.nan]]), y=np.array([1])), "non-finite"),
+        (dict(X=np.ones((3, 2)), y=np.array([1, 2])), "one label per row"),
+        (dict(X=np.ones((2, 2)), y=np.array([1.0, np.nan])), "NaN"),
+        (dict(X=np.ones((2, 2)), y=np.array(["a", ""])), "empty label"),
+        (dict(X=np.ones((0, 2)), y=np.array([])), "no examples"),
+        (dict(X=np.ones((2, 2))), "no labels"),
+    ]
+    for i, (arrays, match) in enumerate(cases):
+        path = tmp_path / f"d{i}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(BadInput, match=match):
+            load_dataset(str(path))
+    path = tmp_path / "obj.npz"
+    np.savez(path, X=np.ones((2, 2)), y=np.array([1, "a"], dtype=object))
+    with pytest.raises(BadInput, match="object arrays"):
+        load_dataset(str(path))
+
+
+def test_bad_paths_and_folders(tmp_path):
+    with pytest.raises(BadInput, match="no such file"):
+        load_dataset(str(tmp_path / "missing.csv"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInput, match="no images"):
+        load_dataset(str(empty), labels="ignore")
+    write(empty / "readme.txt", "x")
+    with pytest.raises(BadInput, match="no images"):
+        load_dataset(str(empty), labels="optional")
+    root = tmp_path / "classes"
+    png(root / "a" / "1.png")
+    (root / "b").mkdir()
+    with pytest.raises(BadInput, match="class folder 'b' has no images"):
+        load_dataset(str(root))
+    png(root / "b" / "1.png")
+    png(root / "loose.png")
+    with pytest.raises(BadInput, match="top level"):
+        load_dataset(str(root))
+    with pytest.raises(ValueError, match="labels must be"):
+        load_dataset(str(root), labels="yes")
+
+
+# --- built-ins ----------------------------------------------------------------------------
+
+def test_list_builtin():
+    names = [b["name"] for b in list_builtin()]
+    assert {"clinc150-train", "clinc150-val", "clinc150-test", "omniglot", "digits", "digits-features"} <= set(names)
+    assert all(set(b) == {"name", "modality", "n", "classes", "description", "licence"} for b in list_builtin())
+    with pytest.raises(BadInput, match="available: clinc150-train"):
+        load_dataset("builtin:nope")
+
+
+def test_clinc150():
+    train = load_dataset("builtin:clinc150-train")
+    assert train.modality == "text" and len(train) == 15000 and len(train.classes) == 150
+    assert len(set(train.groups)) == 10 and "oos" not in train.classes
+    test = load_dataset("builtin:clinc150-test")
+    assert len(test) == 5500 and (test.labels == "oos").sum() == 1000
+    assert set(test.groups[test.labels == "oos"]) == {"oos"}
+    assert len(load_dataset("builtin:clinc150-val")) == 3100
+    assert load_dataset("builtin:clinc150-test", labels="ignore").labels is None
+
+
+def test_omniglot():
+    ds = load_dataset("builtin:omniglot")
+    assert ds.modality == "image" and len(ds.classes) == 242 and len(set(ds.groups)) == 8
+    assert set(np.unique(ds.labels, return_counts=True)[1]) == {20}
+    img = ds.inputs[0]
+    assert img.shape == (105, 105) and img.dtype == np.uint8 and set(np.unique(img)) <= {0, 255}
+    assert ds.labels[0] == "Balinese/character01" and ds.groups[0] == "Balinese"
+    # the merge relies on Greek and Latin being byte-identical in both zips
+    z1, z2 = (zipfile.ZipFile(DATA_DIR / "omniglot" / f"images_background_small{i}.zip") for i in (1, 2))
+    crc = lambda z, a: {i.filename.split("/", 1)[1]: i.CRC for i in z.infolist() if f"/{a}/" in i.filename}
+    for a in ("Greek", "Latin"):
+        assert crc(z1, a) == crc(z2, a)
+
+
+def test_digits():
+    img = load_dataset("builtin:digits")
+    assert img.modality == "image" and len(img) == 1797 and img.classes == [str(i) for i in range(10)]
+    assert img.inputs[0].shape == (8, 8) and img.inputs[0].dtype == np.uint8 and max(x.max() for x in img.inputs) == 255
+    feat = load_dataset("builtin:digits-features")
+    assert feat.modality == "features" and feat.inputs.shape == (1797, 64)
+
+
+def test_fashion_mnist_missing(tmp_path, monkeypatch):
+    from quickadapt.data import builtin
+
+    monkeypatch.setenv("QUICKADAPT_FASHION_MNIST", str(tmp_path))
+    monkeypatch.setattr(builtin, "FASHION_DIRS", (str(tmp_path / "nowhere"),))
+    builtin._fashion.cache_clear()
+    with pytest.raises(BadInput, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("builtin:fashion-mnist-test")
+
+
+def test_fashion_mnist():
+    from quickadapt.data import builtin
+
+    builtin._fashion.cache_clear()
+    try:
+        builtin._fashion_dir()
+    except BadInput:
+        pytest.skip("dataset-fashion-mnist not installed")
+    ds = load_dataset("builtin:fashion-mnist-test")
+    assert len(ds) == 10000 and len(ds.classes) == 10 and "T-shirt/top" in ds.classes
+    assert ds.inputs[0].shape == (28, 28) and ds.inputs[0].dtype == np.uint8

@@ -1,0 +1,145 @@
+"""Image loading and the image encoders: conv4, resnet12, efficientnet-lite0."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn.datasets
+import torch
+from PIL import Image
+
+from quickadapt.data.images import load_image, prepare_images, to_tensor
+from quickadapt.encoders import ENCODER_MODALITY, create_encoder, embed
+from quickadapt.encoders import efficientnet_lite0
+from quickadapt.errors import BadInput
+
+# two real photos shipped with scikit-learn: the Summer Palace and a daisy-like flower
+PHOTOS = Path(sklearn.datasets.__file__).parent / "images"
+CHINA, FLOWER = str(PHOTOS / "china.jpg"), str(PHOTOS / "flower.jpg")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def mixed_images(tmp_path):
+    """Files of different modes and sizes, as a user's folder might hold."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    paths = {}
+    Image.fromarray(rgb).save(paths.setdefault("rgb", tmp_path / "rgb.png"))
+    rgba = np.dstack([rgb, np.full((40, 30), 255, np.uint8)])
+    Image.fromarray(rgba).save(paths.setdefault("rgba", tmp_path / "rgba.png"))
+    Image.fromarray(rgb[:, :, 0]).save(paths.setdefault("grey", tmp_path / "grey.png"))
+    Image.fromarray(rgb).convert("P").save(paths.setdefault("palette", tmp_path / "palette.png"))
+    Image.fromarray(rgb).convert("CMYK").save(paths.setdefault("cmyk", tmp_path / "cmyk.jpg"))
+    Image.fromarray(np.full((17, 50), 65535, np.uint16)).save(paths.setdefault("grey16", tmp_path / "grey16.png"))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def test_mixed_modes_and_sizes_are_converted(mixed_images):
+    files = list(mixed_images.values())
+    for grey, channels in ((True, 1), (False, 3)):
+        x = prepare_images(files + [np.zeros((5, 9), np.uint8), np.zeros((9, 5, 4), np.uint8)], 28, grey)
+        assert x.shape == (len(files) + 2, channels, 28, 28) and x.dtype == torch.float32
+        assert 0 <= x.min() and x.max() <= 255
+    # 16-bit white is scaled to 255, not clipped from some other value
+    assert torch.all(prepare_images([mixed_images["grey16"]], 8, grey=True) == 255)
+
+
+def test_transparent_pixels_become_white():
+    clear = np.zeros((4, 4, 4), np.uint8)  # black, fully transparent
+    assert torch.all(to_tensor([load_image(clear)], 4, grey=False) == 255)
+
+
+def test_unreadable_inputs_raise_badinput(tmp_path):
+    broken = tmp_path / "broken.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(broken)
+    broken.write_bytes(broken.read_bytes()[:60])  # truncated
+    with pytest.raises(BadInput, match="broken.png: not a readable image"):
+        load_image(str(broken))
+    with pytest.raises(BadInput, match="not a readable image"):
+        load_image(str(tmp_path / "missing.png"))
+    with pytest.raises(BadInput, match="uint8"):
+        load_image(np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize(
+    "name, settings, dim, groups",
+    [
+        ("conv4", {}, 64, 4),
+        ("conv4", {"size": 84, "grey": False}, 64 * 5 * 5, 4),
+        ("resnet12", {"size": 32}, 640, 4),
+        ("resnet12", {"size": 32, "widths": [8, 16, 16, 24], "norm": "batch"}, 24, 4),
+        ("efficientnet-lite0", {"size": 64}, 1280, 9),
+    ],
+)
+def test_shapes_and_layer_groups(name, settings, dim, groups, mixed_images, tmp_path, monkeypatch):
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path))
+    enc = create_encoder(name, pretrained=False, **settings)
+    assert ENCODER_MODALITY[name] == "image" and enc.modality == "image"
+    feats = embed(enc, list(mixed_images.values()), cache=False)
+    assert feats.shape == (len(mixed_images), dim) == (len(mixed_images), enc.embed_dim)
+    assert np.isfinite(feats).all()
+    # the groups cover every parameter, bottom to top
+    assert len(enc.layer_groups()) == groups
+    in_groups = sum(p.numel() for g in enc.layer_groups() for p in g.parameters())
+    assert in_groups == sum(p.numel() for p in enc.parameters())
+
+
+def test_bad_settings_raise_badinput():
+    with pytest.raises(BadInput, match="norm"):
+        create_encoder("conv4", norm="layer")
+    with pytest.raises(BadInput, match="size"):
+        create_encoder("resnet12", size=8)
+    with pytest.raises(BadInput, match="bad setting"):
+        create_encoder("conv4", colour=True)
+
+
+def test_conv4_groupnorm_is_not_transductive():
+    torch.manual_seed(0)
+    enc = create_encoder("conv4")
+    images = [np.random.default_rng(i).integers(0, 256, (28, 28), dtype=np.uint8) for i in range(5)]
+    batch = enc.prepare(images)
+    for mode in (enc.train, enc.eval):  # per-image statistics even in training mode
+        mode()
+        with torch.no_grad():
+            assert torch.allclose(enc(batch[:1]), enc(batch)[:1], atol=1e-5)
+
+
+def test_efficientnet_lite0_pretrained_from_safetensors(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path))
+    enc = create_encoder("efficientnet-lite0").eval()
+    weights = tmp_path / "weights" / "efficientnet-lite0.safetensors"
+    assert weights.is_file() and not list(weights.parent.glob("*.tmp"))
+    source = torch.load(efficientnet_lite0.source_checkpoint(), weights_only=True, map_location="cpu")
+    assert torch.equal(enc._conv_stem.weight, source["_conv_stem.weight"])
+
+    # later runs read only the safetensors copy, never the pickle
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load called at run time"))
+    again = create_encoder("efficientnet-lite0").eval()
+    with torch.no_grad():
+        x = enc.prepare([CHINA, FLOWER])
+        feats = enc(x)
+        assert torch.equal(feats, again(x))  # deterministic
+
+        # really ImageNet-trained: the shipped classifier names the photos
+        logits = feats @ source["_fc.weight"].T + source["_fc.bias"]
+        assert 698 in logits[0].topk(5).indices  # palace
+        assert logits[1].argmax() == 985  # daisy
+
+        # and its features know a crop of a photo from another photo
+        crop = np.asarray(Image.open(CHINA).convert("RGB"))[50:350, 100:500]
+        a, b, c = torch.nn.functional.normalize(enc(enc.prepare([CHINA, crop, FLOWER])), dim=1)
+        assert a @ b > a @ c + 0.2
+
+
+def test_efficientnet_lite0_checks_sha256(tmp_path, monkeypatch):
+    fake = tmp_path / "fake.pth"
+    fake.write_bytes(b"not the checkpoint")
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path))
+    monkeypatch.setattr(efficientnet_lite0, "source_checkpoint", lambda: fake)
+    with pytest.raises(BadInput, match="sha256 .* does not match"):
+        create_encoder("efficientnet-lite0")
+    assert not (tmp_path / "weights" / "efficientnet-lite0.safetensors").exists()

@@ -1,0 +1,189 @@
+"""An adapted model on disk: a folder with `model.safetensors` and `manifest.json`.
+
+Writes go to a temporary sibling folder that is renamed into place, so a crash never leaves a
+half-written model. Loading rebuilds the encoder and heads through the registries and reads
+tensors with safetensors only: nothing is unpickled. The schema is documented in
+docs/artifact.md; `FORMAT_VERSION` changes whenever a reader of the old layout would misread."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from quickadapt import __version__
+from quickadapt.encoders import create_encoder
+from quickadapt.errors import BadInput
+from quickadapt.heads import create_head
+from quickadapt.model import AdaptedModel
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+
+
+def prepare_out_dir(out: str | Path, force: bool) -> Path:
+    """Refuse an existing output folder unless `force`."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise BadInput(f"{out} already exists; choose another --out or pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out} exists and is not a folder")
+    return out
+
+
+def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
+    """Write each `name -> writer(path)` into a temp folder beside `out`, then swap it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, writer in files.items():
+            writer(tmp / name)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def manifest_for(model: AdaptedModel, *, data_fingerprint: str | None, seed: int | None, metrics: dict | None) -> dict:
+    enc = model.encoder
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": model.kind,
+        "quickadapt_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "encoder": {
+            "name": enc.name,
+            "settings": enc.settings,
+            "modality": enc.modality,
+            "embed_dim": enc.embed_dim,
+            "weights": "stored" if model.encoder_tuned else "pretrained",
+        },
+        "strategy": {"name": model.strategy, "params": model.strategy_params},
+        "tasks": {
+            task: {"classes": model.classes[task], "head": model.heads[task].config()} for task in model.heads
+        },
+        "threshold": model.threshold,
+        "data_fingerprint": data_fingerprint,
+        "seed": seed,
+        "metrics": metrics or {},
+        "info": model.info,
+    }
+
+
+def save_model(
+    model: AdaptedModel, out: str | Path, *, force: bool = False, data_fingerprint: str | None = None,
+    seed: int | None = None, metrics: dict | None = None, extra: dict | None = None,
+) -> Path:
+    """Save `model` as a folder. `extra` adds keys to the manifest (e.g. a meta-training class split)."""
+    out = prepare_out_dir(out, force)
+    manifest = manifest_for(model, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics)
+    manifest.update(extra or {})
+    tensors = {f"heads.{k}": v for k, v in model.heads.state_dict().items()}
+    if model.encoder_tuned:
+        tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()})
+    # safetensors refuses shared or non-contiguous storage: store plain copies
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    write_folder_atomically(
+        out,
+        {
+            WEIGHTS: lambda p: save_file(tensors, str(p)),
+            MANIFEST: lambda p: p.write_text(json.dumps(manifest, indent=2, default=_json_default)),
+        },
+    )
+    return out
+
+
+def _json_default(obj):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__} in a manifest")
+
+
+def read_manifest(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BadInput(f"{folder}: not a quickadapt model (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: unreadable manifest ({exc})") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BadInput(
+            f"{folder}: model format_version {manifest.get('format_version')!r}; this quickadapt reads {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> AdaptedModel:
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest["kind"] not in ("classifier", "multitask"):
+        raise BadInput(f"{folder}: a {manifest['kind']} model has no classifier; use it as --encoder instead")
+    tensors = _load_tensors(folder)
+    encoder = build_encoder(manifest, tensors, folder)
+    heads, classes = {}, {}
+    for task, spec in manifest["tasks"].items():
+        head = create_head(spec["head"])
+        prefix = f"heads.{task}."
+        head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        heads[task], classes[task] = head, spec["classes"]
+    model = AdaptedModel(
+        encoder, heads, classes, encoder_tuned=manifest["encoder"]["weights"] == "stored",
+        strategy=manifest["strategy"]["name"], strategy_params=manifest["strategy"]["params"],
+    )
+    model.threshold = manifest.get("threshold")
+    model.info = manifest.get("info", {})
+    return model.to(device).eval()
+
+
+def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise BadInput(f"{folder}: no {WEIGHTS}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise BadInput(f"{path}: unreadable weights ({exc})") from None
+
+
+def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path):
+    """Rebuild the encoder the manifest names; load stored weights, checking every key matches."""
+    spec = manifest["encoder"]
+    stored = spec["weights"] == "stored"
+    encoder = create_encoder(spec["name"], pretrained=not stored, **spec["settings"])
+    if stored:
+        state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BadInput(
+                f"{folder}: stored encoder weights do not fit {spec['name']!r} "
+                f"(missing {len(missing)}, unexpected {len(unexpected)} keys)"
+            )
+    return encoder.eval()
+
+
+def resolve_encoder(spec: str, **settings):
+    """An encoder from a registry name, a Hugging Face folder, or a quickadapt model folder
+    (its encoder, marked so the next artifact stores its weights)."""
+    path = Path(spec)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        manifest = read_manifest(path)
+        encoder = build_encoder(manifest, _load_tensors(path), path)
+        encoder.weights_from_artifact = True
+        return encoder
+    return create_encoder(spec, **settings)

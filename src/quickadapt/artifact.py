@@ -179,11 +179,9 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
 
 def resolve_encoder(spec: str, **settings):
     """An encoder from a registry name, a Hugging Face folder, or a quickadapt model folder
-    (its encoder, marked so the next artifact stores its weights)."""
+    (its encoder; stored weights come back with is_pretrained False, so they are stored again)."""
     path = Path(spec)
     if path.is_dir() and (path / MANIFEST).is_file():
         manifest = read_manifest(path)
-        encoder = build_encoder(manifest, _load_tensors(path), path)
-        encoder.weights_from_artifact = True
-        return encoder
+        return build_encoder(manifest, _load_tensors(path), path)
     return create_encoder(spec, **settings)

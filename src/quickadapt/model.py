@@ -35,9 +35,9 @@ class AdaptedModel(nn.Module):
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads)
         self.classes = {task: list(map(str, names)) for task, names in classes.items()}
-        # weights that differ from `create_encoder(name)`'s must be stored: tuned here, or taken
-        # from another quickadapt model (a meta-trained encoder)
-        self.encoder_tuned = bool(encoder_tuned) or getattr(encoder, "weights_from_artifact", False)
+        # weights that `create_encoder(name)` cannot rebuild must be stored: tuned here, randomly
+        # initialised, or taken from another quickadapt model (built with pretrained=False)
+        self.encoder_tuned = bool(encoder_tuned) or not encoder.is_pretrained
         self.strategy = strategy
         self.strategy_params = dict(strategy_params or {})
         self.threshold: float | None = None  # abstain below this confidence (calibrated at fit)

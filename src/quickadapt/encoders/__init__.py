@@ -5,6 +5,7 @@ folder (with `config.json`) also works; a quickadapt model folder as encoder is 
 layer up, in `quickadapt.artifact.resolve_encoder`, since encoders know nothing of artifacts."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Callable
 
@@ -34,18 +35,33 @@ ENCODER_MODALITY = {
 }
 
 
+PRETRAINED = {"minilm", "efficientnet-lite0"}
+# untouched pretrained encoders already read in this process: strategies train the copies they get
+_PRISTINE: dict[tuple, Encoder] = {}
+
+
 def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder:
     """Build encoder `name` (a registry name or a Hugging Face folder path) with `settings`."""
     if name not in ENCODERS and ("/" in str(name) or Path(str(name)).is_dir()):
         folder = Path(name)
         if not folder.exists():
             raise BadInput(f"encoder folder {name} does not exist")
-        return create_hf_folder(folder, pretrained=pretrained, **settings)
+        encoder = create_hf_folder(folder, pretrained=pretrained, **settings)
+        encoder.is_pretrained = pretrained
+        return encoder
     factory = ENCODERS.get(name)
+    key = (name, pretrained, repr(sorted(settings.items())))
+    if pretrained and name in PRETRAINED and key in _PRISTINE:
+        return copy.deepcopy(_PRISTINE[key])  # fresh module, without reading the weights again
     try:
-        return factory(pretrained=pretrained, **settings)
+        encoder = factory(pretrained=pretrained, **settings)
     except TypeError as exc:
         raise BadInput(f"bad setting for encoder {name!r}: {exc}") from None
+    # only these ship weights; the others start from a seeded random init that artifacts must store
+    encoder.is_pretrained = pretrained and name in PRETRAINED
+    if encoder.is_pretrained:
+        _PRISTINE[key] = copy.deepcopy(encoder)
+    return encoder
 
 
 def list_encoders() -> list[str]:

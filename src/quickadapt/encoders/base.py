@@ -21,6 +21,7 @@ class Encoder(nn.Module):
     modality: str = ""
     embed_dim: int = 0
     finetune_lr: float = 1e-3  # default encoder learning rate when fine-tuned (random-init nets)
+    is_pretrained: bool = False  # set by create_encoder: weights are rebuilt by name, not stored
     embed_batch_size: int = 64  # inference batch that runs fastest on CPU for this architecture
 
     def __init__(self):

@@ -43,6 +43,9 @@ class HFTextEncoder(Encoder):
     def __init__(self, path: str | Path, *, max_length: int = 128, normalize: bool = True, pretrained: bool = True):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs is noise here
 
         folder = Path(path)
         if not (folder / "config.json").is_file():

@@ -31,6 +31,7 @@ class Strategy:
     name: str = ""
     Config: type = None  # type: ignore[assignment]
     needs_source: bool = False
+    tunes_encoder: bool = True  # False: the encoder stays frozen, so folds can share it
 
     def __init__(self, **params):
         self.cfg = build_config(self.Config, params, f"strategy {self.name!r}")

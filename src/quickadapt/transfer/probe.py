@@ -19,6 +19,7 @@ class ProbeConfig:
 
 class Probe(Strategy):
     name = "probe"
+    tunes_encoder = False
     Config = ProbeConfig
 
     def fit(self, encoder, data, ctx):

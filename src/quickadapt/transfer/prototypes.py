@@ -19,6 +19,7 @@ class PrototypesConfig:
 
 class Prototypes(Strategy):
     name = "prototypes"
+    tunes_encoder = False
     Config = PrototypesConfig
 
     def fit(self, encoder, data, ctx):

@@ -1,0 +1,100 @@
+"""`adapt()`: the one-call library entry point behind `quickadapt fit` and FewShotClassifier.
+
+Validates the pairing of data and encoder, seeds everything, runs the strategy, and measures
+what a user needs to trust the result: a cross-validated accuracy estimate on their own
+examples, the same estimate for a model that transfers nothing (`baseline=True`), and the
+abstain threshold calibrated on out-of-fold confidences."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from quickadapt.artifact import resolve_encoder
+from quickadapt.data.dataset import Dataset
+from quickadapt.errors import BadInput
+from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
+from quickadapt.evaluate.cv import calibrate_threshold, out_of_fold
+from quickadapt.model import AdaptedModel
+from quickadapt.progress import log
+from quickadapt.train import pick_device, seed_everything
+from quickadapt.transfer import FitContext, create_strategy
+
+
+def adapt(
+    data: Dataset,
+    *,
+    encoder: str = "minilm",
+    strategy: str = "probe",
+    strategy_params: dict | None = None,
+    encoder_params: dict | None = None,
+    source: Dataset | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    cv: int = 3,
+    baseline: bool = False,
+    progress: bool = True,
+) -> AdaptedModel:
+    """Adapt `encoder` to the labelled `data` with `strategy`; return the fitted AdaptedModel with
+    `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
+    data.require_labels()
+    dev = pick_device(device)
+    strat = create_strategy(strategy, **(strategy_params or {}))  # validates settings before any work
+    if strat.needs_source and source is None:
+        raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass --source")
+    if source is not None:
+        source.require_labels()
+        if source.modality != data.modality:
+            raise BadInput(f"--source is {source.modality} data but --data is {data.modality}")
+
+    def build_encoder():
+        seed_everything(seed)  # the same random init for every fit of this call
+        enc = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params))
+        if enc.modality != data.modality:
+            raise BadInput(f"encoder {encoder!r} reads {enc.modality} but the data is {data.modality}")
+        return enc
+
+    base_encoder = build_encoder()
+    ctx = FitContext(device=dev, seed=seed, source=source, progress=progress)
+
+    def fit_once(train: Dataset, quiet: bool = False) -> AdaptedModel:
+        enc = copy.deepcopy(base_encoder) if strat.tunes_encoder else base_encoder
+        seed_everything(seed)
+        c = ctx if not quiet else FitContext(device=dev, seed=seed, source=source, progress=False)
+        return create_strategy(strategy, **(strategy_params or {})).fit(enc, train, c)
+
+    info: dict = {"n_examples": len(data), "n_classes": len(data.classes)}
+    oof = out_of_fold(data, lambda d: fit_once(d, quiet=True), cv, seed) if cv and cv > 1 else None
+    if oof is not None:
+        info["cv_accuracy"] = float(np.mean(oof[0] == data.labels))
+    elif cv and cv > 1:
+        info["cv_note"] = "too few examples per class for cross-validation (need at least 2)"
+
+    seed_everything(seed)
+    model = create_strategy(strategy, **(strategy_params or {})).fit(base_encoder, data, ctx)
+
+    if oof is not None:
+        model.threshold = calibrate_threshold(oof[1])
+    else:
+        # no held-out confidences: in-sample ones are optimistic, so halve their low quantile
+        _, scores = model.predict(data.inputs)
+        model.threshold = 0.5 * calibrate_threshold(scores)
+
+    if baseline:
+        info["baseline"] = {"name": BASELINE_NAMES[data.modality]}
+        if progress:
+            log(f"baseline: {BASELINE_NAMES[data.modality]}")
+        base_oof = out_of_fold(data, lambda d: fit_baseline(d, seed=seed, device=dev), cv, seed) if cv and cv > 1 else None
+        if base_oof is not None:
+            info["baseline"]["cv_accuracy"] = float(np.mean(base_oof[0] == data.labels))
+            if "cv_accuracy" in info:
+                info["negative_transfer"] = info["cv_accuracy"] <= info["baseline"]["cv_accuracy"]
+    model.info.update(info)
+    return model
+
+
+def _encoder_settings(name: str, data: Dataset, params: dict | None) -> dict:
+    settings = dict(params or {})
+    if name == "mlp" and data.modality == "features":
+        settings.setdefault("in_dim", int(np.asarray(data.inputs).shape[1]))
+    return settings

@@ -1,0 +1,124 @@
+"""`FewShotClassifier`: quickadapt behind scikit-learn's estimator contract.
+
+`__init__` only stores its arguments (so `get_params`, `clone` and grid search work); `fit`
+builds the encoder and adapts it; fitted state ends in `_`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from quickadapt.adapt import adapt
+from quickadapt.data.dataset import Dataset
+from quickadapt.encoders import ENCODER_MODALITY
+
+
+class FewShotClassifier(ClassifierMixin, BaseEstimator):
+    """Adapt a pretrained encoder to a classification task from a few labelled examples.
+
+    X is a list of strings (text encoders), a list of image paths or uint8 arrays (image
+    encoders), or a 2-D array (the `mlp` encoder). Labels may be any hashable values."""
+
+    def __init__(
+        self,
+        encoder: str = "minilm",
+        strategy: str = "probe",
+        strategy_params: dict | None = None,
+        *,
+        encoder_params: dict | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        cv: int = 0,
+        abstain: bool = False,
+        none_label: str = "__none__",
+        threshold: float | None = None,
+    ):
+        self.encoder = encoder
+        self.strategy = strategy
+        self.strategy_params = strategy_params
+        self.encoder_params = encoder_params
+        self.seed = seed
+        self.device = device
+        self.cv = cv
+        self.abstain = abstain
+        self.none_label = none_label
+        self.threshold = threshold
+
+    def _modality(self) -> str:
+        if self.encoder in ENCODER_MODALITY:
+            return ENCODER_MODALITY[self.encoder]
+        from quickadapt.artifact import MANIFEST, read_manifest
+
+        folder = Path(self.encoder)
+        if (folder / MANIFEST).is_file():
+            return read_manifest(folder)["encoder"]["modality"]
+        return "text"  # a Hugging Face folder
+
+    def _inputs(self, X, *, reset: bool):
+        if self._modality() == "features":
+            return validate_data(self, X, reset=reset, dtype=np.float32)
+        if isinstance(X, str) or not hasattr(X, "__len__"):
+            raise ValueError(f"X must be a list of inputs, got {type(X).__name__}")
+        return list(X)
+
+    def fit(self, X, y):
+        modality = self._modality()
+        if modality == "features":
+            X, y = validate_data(self, X, y, dtype=np.float32)
+        else:
+            X = self._inputs(X, reset=True)
+            y = np.asarray(y)
+            if len(X) != len(y):
+                raise ValueError(f"X has {len(X)} inputs but y has {len(y)} labels")
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        # quickadapt labels are strings; remember how to map them back to the caller's values
+        self._label_of = {str(c): c for c in self.classes_}
+        data = Dataset(modality, X, [str(v) for v in y])
+        self.model_ = adapt(
+            data, encoder=self.encoder, strategy=self.strategy, strategy_params=self.strategy_params,
+            encoder_params=self.encoder_params, seed=self.seed, device=self.device, cv=self.cv, progress=False,
+        )
+        names = self.model_.classes["main"]
+        # columns of predict_proba follow classes_ (np.unique order), not the model's string order
+        self._columns = np.asarray([names.index(str(c)) for c in self.classes_])
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return self.model_.predict_proba(self._inputs(X, reset=False))[:, self._columns]
+
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        pred = self.classes_[proba.argmax(1)]
+        if not self.abstain:
+            return pred
+        t = self.model_.threshold if self.threshold is None else self.threshold
+        out = pred.astype(object)
+        out[proba.max(1) < t] = self.none_label
+        return out
+
+    def save(self, path, *, force: bool = False) -> Path:
+        from quickadapt.artifact import save_model
+
+        check_is_fitted(self)
+        return save_model(self.model_, path, force=force, seed=self.seed)
+
+    @classmethod
+    def load(cls, path) -> "FewShotClassifier":
+        """A fitted classifier from a saved model folder; classes_ are the stored string labels."""
+        from quickadapt.artifact import load_model, read_manifest
+
+        model = load_model(path)
+        manifest = read_manifest(path)
+        clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, strategy_params=model.strategy_params)
+        clf.model_ = model
+        clf.classes_ = np.asarray(model.classes["main"], dtype=object)
+        clf._label_of = {c: c for c in clf.classes_}
+        clf._columns = np.arange(len(clf.classes_))
+        if clf._modality() == "features":
+            clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))
+        return clf

@@ -1,0 +1,280 @@
+"""The command line. Thin: parse arguments, call the library, print.
+
+Results go to stdout (a human summary, or one JSON object with --json); progress and logs go to
+stderr. Bad input exits with code 2 and one line on stderr (and {"error": ...} with --json)."""
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from quickadapt.errors import BadInput
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
+
+DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object instead of a summary.")
+SeedOpt = typer.Option(0, "--seed", help="Fixes every source of randomness.")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or logs.")
+SetOpt = typer.Option(None, "--set", help="Method setting key=value (repeatable); encoder.KEY=value sets the encoder.")
+
+
+def command(fn):
+    """Run a command: set up quiet mode, and turn user errors into exit code 2 with one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from quickadapt.progress import set_quiet
+
+        set_quiet(kwargs.get("quiet", False))
+        as_json = kwargs.get("as_json", False)
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except (BadInput, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, OSError) and exc.filename:
+                message = f"{exc.filename}: {exc.strerror}"
+            print(f"error: {message}", file=sys.stderr)
+            if as_json:
+                print(json.dumps({"error": message}))
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+def emit(result: dict, as_json: bool, summary: str) -> None:
+    print(json.dumps(result, indent=None, default=str) if as_json else summary)
+
+
+def split_settings(pairs: Optional[List[str]]) -> tuple[dict, dict]:
+    """`--set` pairs into (method settings, encoder settings)."""
+    from quickadapt.settings import parse_set_options
+
+    values = parse_set_options(pairs)
+    method = {k: v for k, v in values.items() if not k.startswith("encoder.")}
+    encoder = {k[len("encoder."):]: v for k, v in values.items() if k.startswith("encoder.")}
+    return method, encoder
+
+
+@app.command()
+@command
+def fit(
+    data: str = typer.Option(..., "--data", help="Labelled training data: file, folder or builtin:NAME."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the adapted model to."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or folder (default by data kind)."),
+    strategy: str = typer.Option("probe", "--strategy", help="Transfer strategy (quickadapt strategies lists them)."),
+    settings: Optional[List[str]] = SetOpt,
+    source: Optional[str] = typer.Option(None, "--source", help="Second labelled dataset (joint, multitask)."),
+    baseline: bool = typer.Option(False, "--baseline", help="Also measure a model that transfers nothing."),
+    cv: int = typer.Option(3, "--cv", help="Folds for the accuracy estimate and threshold (0: skip)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """Adapt an encoder to a labelled task and save the model."""
+    from quickadapt.adapt import adapt
+    from quickadapt.artifact import prepare_out_dir, save_model
+    from quickadapt.data import load_dataset
+
+    prepare_out_dir(out, force)  # fail before any work
+    method, enc_settings = split_settings(settings)
+    train = load_dataset(data)
+    src = load_dataset(source) if source else None
+    encoder = encoder or DEFAULT_ENCODER[train.modality]
+    model = adapt(
+        train, encoder=encoder, strategy=strategy, strategy_params=method, encoder_params=enc_settings,
+        source=src, seed=seed, device=device, cv=cv, baseline=baseline, progress=not quiet,
+    )
+    save_model(model, out, force=force, data_fingerprint=train.fingerprint(), seed=seed, metrics=_fit_metrics(model))
+    result = {"out": str(out), "encoder": encoder, "strategy": strategy, **_fit_metrics(model)}
+    emit(result, as_json, _fit_summary(result))
+
+
+def _fit_metrics(model) -> dict:
+    keys = ("n_examples", "n_classes", "cv_accuracy", "cv_note", "baseline", "negative_transfer")
+    out = {k: model.info[k] for k in keys if k in model.info}
+    out["threshold"] = model.threshold
+    return out
+
+
+def _fit_summary(r: dict) -> str:
+    lines = [f"adapted {r['encoder']} with {r['strategy']} on {r['n_examples']} examples, {r['n_classes']} classes -> {r['out']}"]
+    if "cv_accuracy" in r:
+        lines.append(f"cross-validated accuracy: {r['cv_accuracy']:.1%}")
+    elif "cv_note" in r:
+        lines.append(f"no accuracy estimate: {r['cv_note']}")
+    base = r.get("baseline")
+    if base and "cv_accuracy" in base:
+        lines.append(f"baseline ({base['name']}, no transfer): {base['cv_accuracy']:.1%}")
+    if r.get("negative_transfer"):
+        lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing")
+    elif r.get("negative_transfer") is False:
+        lines.append("transfer helps: better than the baseline")
+    return "\n".join(lines)
+
+
+def _load(model_dir: Path, device: str):
+    from quickadapt.artifact import load_model
+    from quickadapt.train import pick_device
+
+    return load_model(model_dir, device=pick_device(device))
+
+
+def _check_modality(model, data, spec: str) -> None:
+    if data.modality != model.encoder.modality:
+        raise BadInput(f"{spec} is {data.modality} data but the model reads {model.encoder.modality}")
+
+
+@app.command()
+@command
+def predict(
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by fit."),
+    data: str = typer.Option(..., "--data", help="Inputs: text csv/jsonl, image folder or .npz with X."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write predictions csv here (default: stdout)."),
+    task: str = typer.Option("main", "--task", help="Which head of a multitask model."),
+    abstain: bool = typer.Option(False, "--abstain", help="Answer the none-label below the confidence threshold."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the calibrated threshold."),
+    none_label: str = typer.Option("__none__", "--none-label"),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """Predict a label (and score) for every input, in input order."""
+    from quickadapt.data import load_dataset
+
+    if out is not None and out.exists() and not force:
+        raise BadInput(f"{out} already exists; choose another --out or pass --force")
+    model = _load(model_dir, device)
+    inputs = load_dataset(data, labels="ignore")
+    _check_modality(model, inputs, data)
+    _check_task(model, task)
+    labels, scores = model.predict(
+        inputs.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
+        threshold=threshold, progress=None if quiet else "predicting",
+    )
+    rows = [{"input": i, "label": lab, "score": round(float(s), 6)} for i, lab, s in zip(inputs.input_ids(), labels, scores)]
+    if out is not None:
+        _write_csv_atomically(out, rows)
+    if as_json:
+        print(json.dumps({"predictions": rows} if out is None else {"out": str(out), "n": len(rows)}))
+    elif out is None:
+        _write_csv(sys.stdout, rows)
+    else:
+        print(f"wrote {len(rows)} predictions to {out}")
+
+
+def _check_task(model, task: str) -> None:
+    if task not in model.heads:
+        raise BadInput(f"--task {task!r}: this model has tasks {', '.join(model.heads)}")
+
+
+def _write_csv(stream, rows) -> None:
+    writer = csv.DictWriter(stream, fieldnames=["input", "label", "score"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _write_csv_atomically(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        _write_csv(f, rows)
+    os.replace(tmp, path)
+
+
+@app.command()
+@command
+def evaluate(
+    model_dir: Path = typer.Argument(..., metavar="MODEL"),
+    data: str = typer.Option(..., "--data", help="Labelled test data."),
+    task: str = typer.Option("main", "--task"),
+    abstain: bool = typer.Option(False, "--abstain"),
+    threshold: Optional[float] = typer.Option(None, "--threshold"),
+    none_label: str = typer.Option("__none__", "--none-label"),
+    oos_label: Optional[str] = typer.Option(None, "--oos-label", help="Test label that marks out-of-scope rows."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """Accuracy, macro F1 and per-class scores on labelled test data."""
+    from quickadapt.data import load_dataset
+    from quickadapt.evaluate.metrics import classification_report
+
+    model = _load(model_dir, device)
+    test = load_dataset(data)
+    _check_modality(model, test, data)
+    _check_task(model, task)
+    if oos_label is None:
+        unknown = sorted(set(test.classes) - set(model.classes[task]))
+        if unknown:
+            raise BadInput(
+                f"{data} has labels the model never saw ({', '.join(unknown[:5])}); pass --oos-label if they mark out-of-scope"
+            )
+    labels, _ = model.predict(
+        test.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
+        threshold=threshold, progress=None if quiet else "evaluating",
+    )
+    report = classification_report(test.labels, labels, oos_label=oos_label, none_label=none_label)
+    summary = f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples"
+    if oos_label is not None and report.get("oos_recall") is not None:
+        summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
+    emit(report, as_json, summary)
+
+
+@app.command()
+@command
+def datasets(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
+    """List the built-in datasets (use them as builtin:NAME)."""
+    from quickadapt.data import list_builtin
+
+    items = list_builtin()
+    emit({"datasets": items}, as_json, "\n".join(f"builtin:{d['name']:<22} {d['modality']:<8} {d['n']:>6} examples  {d['classes']:>4} classes  {d['description']}" for d in items))
+
+
+@app.command()
+@command
+def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
+    """List the encoders by name (a Hugging Face folder path also works)."""
+    from quickadapt.encoders import ENCODER_MODALITY, list_encoders
+
+    items = [{"name": n, "modality": ENCODER_MODALITY.get(n, "?")} for n in list_encoders()]
+    emit({"encoders": items}, as_json, "\n".join(f"{e['name']:<20} {e['modality']}" for e in items))
+
+
+@app.command()
+@command
+def strategies(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
+    """List the transfer strategies and their settings."""
+    from quickadapt.transfer import STRATEGIES
+
+    items = [{"name": n, "settings": STRATEGIES.get(n)().params()} for n in STRATEGIES.names()]
+    emit({"strategies": items}, as_json, "\n".join(f"{s['name']:<16} {s['settings']}" for s in items))
+
+
+@app.command()
+@command
+def demo(
+    shots: str = typer.Option("1,5,10", "--shots", help="Examples per class to try."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """Few-shot intent classification on CLINC150 (150 intents) at 1/5/10 examples per class."""
+    from quickadapt.demo import run_demo
+
+    ks = [int(k) for k in shots.split(",") if k.strip()]
+    result = run_demo(ks, seed=seed, device=device, progress=not quiet)
+    emit(result, as_json, result.pop("table"))
+
+
+def main() -> None:
+    app(prog_name="quickadapt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Models that transfer nothing, to tell whether transfer helped: TF-IDF + logistic regression
+for text, a linear model on the raw values for feature vectors, conv4 from random init for images."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline, make_union
+from sklearn.preprocessing import StandardScaler
+
+from quickadapt.data.dataset import Dataset
+
+
+class SklearnBaseline:
+    """An sklearn pipeline behind the `predict(inputs) -> (labels, scores)` contract."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    def fit(self, data: Dataset) -> "SklearnBaseline":
+        inputs = list(data.inputs) if data.modality == "text" else np.asarray(data.inputs)
+        self.pipeline.fit(inputs, data.labels.astype(str))
+        return self
+
+    def predict(self, inputs):
+        inputs = list(inputs) if isinstance(inputs, list) else np.asarray(inputs)
+        proba = self.pipeline.predict_proba(inputs)
+        classes = self.pipeline.classes_
+        return classes[proba.argmax(1)].tolist(), proba.max(1)
+
+
+def fit_baseline(data: Dataset, *, seed: int, device="cpu"):
+    """Fit the no-transfer model for `data`'s modality."""
+    if data.modality == "text":
+        words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+        return SklearnBaseline(make_pipeline(make_union(words, chars), LogisticRegression(C=10, max_iter=2000))).fit(data)
+    if data.modality == "features":
+        return SklearnBaseline(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))).fit(data)
+    from quickadapt.encoders import create_encoder
+    from quickadapt.train import seed_everything
+    from quickadapt.transfer import FitContext, create_strategy
+
+    seed_everything(seed)
+    encoder = create_encoder("conv4", pretrained=False)
+    ctx = FitContext(device=device, seed=seed, progress=False)
+    return create_strategy("finetune", probe_init=False, epochs=30).fit(encoder, data, ctx)
+
+
+BASELINE_NAMES = {"text": "tfidf+logistic", "features": "standardized+logistic", "image": "conv4 from scratch"}

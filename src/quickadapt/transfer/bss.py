@@ -1,0 +1,37 @@
+"""`bss`: fine-tune with Batch Spectral Shrinkage (Chen et al. 2019): penalise the `k` smallest
+singular values of each batch's feature matrix, `eta * sum(sigma_i^2)`. Small singular directions
+carry what does not transfer; shrinking them curbs negative transfer with few examples."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from quickadapt.transfer.finetune import Finetune, FinetuneConfig
+
+
+@dataclass(frozen=True)
+class BSSConfig(FinetuneConfig):
+    k: int = 1  # how many of the smallest singular values to shrink
+    eta: float = 1e-3  # penalty weight
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.eta < 0:
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+
+
+class BSS(Finetune):
+    name = "bss"
+    Config = BSSConfig
+
+    def regularizer(self, encoder, features: torch.Tensor) -> torch.Tensor | None:
+        if not self.cfg.eta or features.shape[0] < 2:
+            return None
+        sigma = torch.linalg.svdvals(features.float())  # descending
+        return self.cfg.eta * sigma[-min(self.cfg.k, len(sigma)) :].pow(2).sum()
+
+
+__all__ = ["BSS", "BSSConfig"]

@@ -1,0 +1,66 @@
+"""`discriminative`: layer-wise learning rates with gradual unfreezing (ULMFiT, Howard & Ruder 2018).
+
+Layer group i (counted from the top, 0 = the top one) learns at `lr * decay**i`: lower layers hold
+more general features and move less. Training starts with only the top group (and the head)
+unfrozen; one more group unfreezes every `unfreeze_every` fraction of the steps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from quickadapt.transfer.finetune import Finetune, FinetuneConfig
+
+
+@dataclass(frozen=True)
+class DiscriminativeConfig(FinetuneConfig):
+    decay: float = 0.8  # learning-rate factor per layer group below the top (BERT-style layer decay)
+    unfreeze_every: float = 0.1  # fraction of steps between unfreezing groups; 0 = all train from the start
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.decay <= 1:
+            raise ValueError(f"decay must be in (0, 1], got {self.decay}")
+        if not 0 <= self.unfreeze_every <= 1:
+            raise ValueError(f"unfreeze_every must be in [0, 1], got {self.unfreeze_every}")
+
+
+class Discriminative(Finetune):
+    name = "discriminative"
+    Config = DiscriminativeConfig
+
+    def prepare(self, encoder: nn.Module) -> nn.Module:
+        # everything starts trainable so the optimiser holds every group; on_step(0) freezes
+        self._groups = encoder.layer_groups()
+        return encoder.requires_grad_(True)
+
+    def param_groups(self, encoder, head) -> list[dict]:
+        lr = self.encoder_lr(encoder)
+        n = len(self._groups)
+        seen: set[int] = set()
+        out = []
+        for i, group in enumerate(self._groups):
+            params = [p for p in group.parameters() if id(p) not in seen]
+            seen.update(id(p) for p in params)
+            out.append({"params": params, "lr": lr * self.cfg.decay ** (n - 1 - i)})
+        rest = [p for p in encoder.parameters() if id(p) not in seen]  # outside every group (a pooler)
+        if rest:
+            out.append({"params": rest, "lr": lr})
+        out.append({"params": list(head.parameters()), "lr": self.cfg.head_lr})
+        return out
+
+    def on_step(self, step: int, total: int) -> None:
+        n = len(self._groups)
+        if self.cfg.unfreeze_every <= 0:
+            unfrozen = n
+        else:
+            unfrozen = 1 + int(step / max(1.0, self.cfg.unfreeze_every * total))
+        for i, group in enumerate(self._groups):
+            group.requires_grad_(i >= n - unfrozen)
+
+    def finish(self, encoder: nn.Module) -> nn.Module:
+        self._groups = None
+        return encoder.requires_grad_(True)
+
+
+__all__ = ["Discriminative", "DiscriminativeConfig"]

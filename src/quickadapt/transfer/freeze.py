@@ -1,0 +1,42 @@
+"""`freeze`: fine-tune only the top of the encoder; its first `k` layer groups stay at their
+pretrained weights. Fewer trainable weights overfit a handful of examples less, and the lower
+layers (generic features) are the ones worth keeping (Yosinski et al. 2014)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from quickadapt.transfer.finetune import Finetune, FinetuneConfig
+
+
+@dataclass(frozen=True)
+class FreezeConfig(FinetuneConfig):
+    k: int = -1  # layer groups frozen, counted from the input; -1 = half of them (rounded down)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.k < -1:
+            raise ValueError(f"k must be >= 0 (or -1 for half the layer groups), got {self.k}")
+
+
+def frozen_count(k: int, n_groups: int) -> int:
+    return n_groups // 2 if k == -1 else min(k, n_groups)
+
+
+class Freeze(Finetune):
+    name = "freeze"
+    Config = FreezeConfig
+
+    def prepare(self, encoder: nn.Module) -> nn.Module:
+        encoder.requires_grad_(True)
+        groups = encoder.layer_groups()
+        for group in groups[: frozen_count(self.cfg.k, len(groups))]:
+            group.requires_grad_(False)
+        return encoder
+
+    def finish(self, encoder: nn.Module) -> nn.Module:
+        return encoder.requires_grad_(True)
+
+
+__all__ = ["Freeze", "FreezeConfig"]

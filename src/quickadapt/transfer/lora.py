@@ -1,0 +1,73 @@
+"""`lora`: low-rank adapters (Hu et al. 2021) through the `peft` package. The pretrained weights
+stay frozen; each targeted layer learns a rank-`r` update `B @ A * alpha / r` alongside a new head.
+
+Targets are chosen per encoder: every nn.Linear (for BERT-style text encoders that is query, key,
+value and the dense projections; the pooler, unused by the encoders, is skipped) and every
+non-grouped nn.Conv2d. When training ends the adapters are merged into the base weights, so the
+adapted encoder is a plain module with exactly `create_encoder(name)`'s parameters."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from quickadapt.errors import BadInput
+from quickadapt.transfer.finetune import Finetune, FinetuneConfig
+
+
+@dataclass(frozen=True)
+class LoRAConfig(FinetuneConfig):
+    r: int = 8  # rank of each update
+    alpha: float = 16.0  # scaling: the update is multiplied by alpha / r
+    dropout: float = 0.1  # dropout on the adapter's input
+    lr: float = 5e-4  # adapters start at zero and are few: they take a larger step than full fine-tuning
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.r < 1:
+            raise ValueError(f"r must be >= 1, got {self.r}")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def lora_targets(encoder: nn.Module) -> list[str]:
+    """Full names of the layers that get adapters."""
+    targets = []
+    for name, module in encoder.named_modules():
+        if "pooler" in name.split("."):
+            continue
+        if isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1):
+            targets.append(name)
+    if not targets:
+        raise BadInput(
+            f"strategy 'lora': encoder {getattr(encoder, 'name', type(encoder).__name__)!r} has no linear or "
+            "convolution layers to adapt; use strategy 'finetune' or 'freeze' instead"
+        )
+    return targets
+
+
+class LoRA(Finetune):
+    name = "lora"
+    Config = LoRAConfig
+
+    def prepare(self, encoder: nn.Module) -> nn.Module:
+        from peft import LoraConfig
+        from peft.tuners.lora import LoraModel
+
+        config = LoraConfig(
+            r=self.cfg.r, lora_alpha=self.cfg.alpha, lora_dropout=self.cfg.dropout,
+            target_modules=lora_targets(encoder), bias="none",
+        )
+        # injects the adapters into `encoder` in place and freezes everything else
+        self._peft = LoraModel(encoder, config, "default")
+        return encoder
+
+    def finish(self, encoder: nn.Module) -> nn.Module:
+        merged = self._peft.merge_and_unload()  # each adapted layer back to a plain nn.Linear/Conv2d
+        self._peft = None
+        return merged.requires_grad_(True)
+
+
+__all__ = ["LoRA", "LoRAConfig", "lora_targets"]

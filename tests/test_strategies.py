@@ -1,0 +1,246 @@
+"""Every transfer strategy learns on small real data and survives save/load unchanged.
+
+Digits (scikit-learn's 64-d feature vectors) with the `mlp` encoder: 15 training examples per
+class, 60 held-out ones per class. Two text checks use MiniLM on five CLINC150 intents."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from quickadapt.artifact import load_model, save_model
+from quickadapt.data import Dataset, load_dataset
+from quickadapt.encoders import create_encoder
+from quickadapt.errors import BadInput
+from quickadapt.transfer import FitContext, create_strategy, list_strategies
+from quickadapt.transfer.contrastive import make_pairs
+from quickadapt.transfer.lora import lora_targets
+
+ALL = ["probe", "prototypes", "finetune", "freeze", "discriminative", "lora", "l2sp", "bss", "contrastive", "joint", "multitask"]
+NEEDS_SOURCE = {"joint", "multitask"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    old = os.environ.get("QUICKADAPT_CACHE")
+    os.environ["QUICKADAPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    yield
+    if old is None:
+        os.environ.pop("QUICKADAPT_CACHE", None)
+    else:
+        os.environ["QUICKADAPT_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """(train, test, source): source holds other digits labelled by parity, a second task."""
+    d = load_dataset("builtin:digits-features")
+    rng = np.random.default_rng(0)
+    tr, te, src = [], [], []
+    for c in d.classes:
+        idx = rng.permutation(np.flatnonzero(d.labels == c))
+        tr += list(idx[:15])
+        te += list(idx[15:75])
+        src += list(idx[75:115])
+    source = d.subset(src)
+    parity = np.array(["even" if int(v) % 2 == 0 else "odd" for v in source.labels])
+    return d.subset(tr), d.subset(te), Dataset("features", source.inputs, parity, name="digits-parity")
+
+
+def mlp():
+    torch.manual_seed(0)
+    return create_encoder("mlp", in_dim=64)
+
+
+def fit(name, train, source=None, encoder=None, **params):
+    encoder = encoder if encoder is not None else mlp()
+    return create_strategy(name, **params).fit(encoder, train, FitContext(seed=0, progress=False, source=source))
+
+
+def accuracy(model, data, task="main", labels=None):
+    pred, _ = model.predict(data.inputs, task=task)
+    return float(np.mean(np.asarray(pred) == (data.labels if labels is None else labels)))
+
+
+def assert_round_trip(model, inputs, folder, tasks=("main",)):
+    save_model(model, folder)
+    loaded = load_model(folder)
+    assert loaded.kind == model.kind
+    for task in tasks:
+        a, _ = model.predict(inputs, task=task)
+        b, _ = loaded.predict(inputs, task=task)
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(model.predict_proba(inputs, task=task), loaded.predict_proba(inputs, task=task), atol=1e-5)
+
+
+def test_every_strategy_is_registered():
+    assert set(ALL) <= set(list_strategies())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_strategy_learns_digits_and_round_trips(name, digits, tmp_path):
+    train, test, source = digits
+    model = fit(name, train, source=source if name in NEEDS_SOURCE else None)
+    assert model.classes["main"] == train.classes
+    acc = accuracy(model, test)
+    assert acc > 0.75, f"{name}: held-out accuracy {acc:.3f} (chance is 0.1)"
+    tasks = ("main", "source") if name == "multitask" else ("main",)
+    assert_round_trip(model, test.inputs, tmp_path / "model", tasks)
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(BadInput, match="k must be"):
+        create_strategy("freeze", k=-3)
+    with pytest.raises(BadInput, match="decay"):
+        create_strategy("discriminative", decay=1.5)
+    with pytest.raises(BadInput, match="r must be"):
+        create_strategy("lora", r=0)
+    with pytest.raises(BadInput, match="pairs_per_example"):
+        create_strategy("contrastive", pairs_per_example=0)
+    with pytest.raises(BadInput, match="unknown setting"):
+        create_strategy("bss", rank=2)
+
+
+def test_freeze_keeps_the_bottom_half(digits):
+    train, _, _ = digits
+    start = mlp().state_dict()
+    model = fit("freeze", train)
+    after = model.encoder.state_dict()
+    bottom = [k for k in start if k.startswith("blocks.0.")]
+    top = [k for k in start if k.startswith("blocks.1.") and start[k].is_floating_point()]
+    assert all(torch.equal(start[k], after[k]) for k in bottom)
+    assert any(not torch.equal(start[k], after[k]) for k in top)
+
+
+def test_discriminative_unfreezes_gradually_with_smaller_lower_rates(digits):
+    strategy = create_strategy("discriminative", decay=0.5, unfreeze_every=0.25, lr=1e-3)
+    encoder = mlp()
+    head = torch.nn.Linear(encoder.embed_dim, 10)
+    strategy.prepare(encoder)
+    groups = strategy.param_groups(encoder, head)
+    assert [g["lr"] for g in groups[:2]] == pytest.approx([5e-4, 1e-3])
+    blocks = encoder.layer_groups()
+    strategy.on_step(0, 100)
+    assert [all(p.requires_grad for p in b.parameters()) for b in blocks] == [False, True]
+    strategy.on_step(30, 100)
+    assert all(p.requires_grad for p in encoder.parameters())
+    # after a real fit every group has moved: unfreezing reached the bottom
+    train, _, _ = digits
+    start = mlp().state_dict()
+    after = fit("discriminative", train).encoder.state_dict()
+    assert not torch.equal(start["blocks.0.0.weight"], after["blocks.0.0.weight"])
+
+
+def test_lora_merges_into_plain_weights(digits):
+    train, _, _ = digits
+    fresh = mlp()
+    model = fit("lora", train)
+    assert lora_targets(fresh) == ["blocks.0.0", "blocks.1.0"]
+    state = model.encoder.state_dict()
+    assert set(state) == set(fresh.state_dict())  # no adapter tensors left: loads strictly by name
+    assert not any("lora" in name for name, _ in model.encoder.named_modules())
+    # the merged low-rank update changed the adapted weights, not the others (LayerNorm)
+    delta = state["blocks.0.0.weight"] - fresh.state_dict()["blocks.0.0.weight"]
+    assert delta.abs().max() > 0
+    assert torch.linalg.matrix_rank(delta) <= 8
+    assert torch.equal(state["blocks.0.1.weight"], fresh.state_dict()["blocks.0.1.weight"])
+
+
+def test_l2sp_stays_closer_to_the_start_than_finetune(digits):
+    train, _, _ = digits
+    start = mlp().state_dict()
+
+    def distance(model):
+        return sum(float((model.encoder.state_dict()[k] - v).pow(2).sum()) for k, v in start.items() if v.is_floating_point())
+
+    assert distance(fit("l2sp", train, alpha=10.0)) < 0.5 * distance(fit("finetune", train, weight_decay=0.0))
+
+
+def test_bss_penalises_the_smallest_singular_values():
+    strategy = create_strategy("bss", k=2, eta=0.5)
+    feats = torch.diag(torch.tensor([4.0, 3.0, 2.0, 1.0]))
+    assert float(strategy.regularizer(None, feats)) == pytest.approx(0.5 * (2.0**2 + 1.0**2))
+
+
+def test_contrastive_pairs_are_balanced_and_seeded():
+    y = np.repeat(np.arange(4), 3)
+    pairs = make_pairs(y, 6, seed=1)
+    assert len(pairs) == 12 * 6
+    assert pairs[:, 2].sum() == 12 * 3
+    same = y[pairs[:, 0]] == y[pairs[:, 1]]
+    assert np.array_equal(same, pairs[:, 2] == 1)
+    assert not np.any((pairs[:, 0] == pairs[:, 1]))  # every class has partners besides itself
+    assert np.array_equal(pairs, make_pairs(y, 6, seed=1))
+    assert not np.array_equal(pairs, make_pairs(y, 6, seed=2))
+
+
+def test_contrastive_pulls_classes_apart(digits):
+    train, test, _ = digits
+
+    def margin(encoder):
+        f = torch.nn.functional.normalize(torch.as_tensor(encoder.eval()(encoder.prepare(test.inputs))), dim=1)
+        sim = (f @ f.T).detach().numpy()
+        same = test.labels[:, None] == test.labels[None, :]
+        return sim[same].mean() - sim[~same].mean()
+
+    before = margin(mlp())
+    after = margin(fit("contrastive", train).encoder)
+    assert after > before + 0.1
+
+
+def test_joint_needs_a_source(digits):
+    train, _, _ = digits
+    with pytest.raises(BadInput, match="source"):
+        fit("joint", train)
+    with pytest.raises(BadInput, match="source"):
+        fit("multitask", train)
+    assert create_strategy("joint").needs_source and create_strategy("multitask").needs_source
+
+
+def test_joint_shares_the_head_when_source_classes_fit(digits):
+    train, test, source = digits
+    same_classes = Dataset("features", test.inputs[:200], test.labels[:200])
+    shared = fit("joint", train, source=same_classes)
+    assert shared.info["train"]["shared_head"] is True
+    separate = fit("joint", train, source=source)
+    assert separate.info["train"]["shared_head"] is False
+    assert list(separate.heads) == ["main"] and separate.kind == "classifier"
+
+
+def test_multitask_keeps_both_heads(digits, tmp_path):
+    train, test, source = digits
+    model = fit("multitask", train, source=source)
+    assert model.kind == "multitask" and set(model.heads) == {"main", "source"}
+    assert model.classes["source"] == ["even", "odd"]
+    parity = np.array(["even" if int(v) % 2 == 0 else "odd" for v in test.labels])
+    assert accuracy(model, test, task="source", labels=parity) > 0.85
+    assert accuracy(model, test) > 0.75
+
+
+# ---- text: MiniLM on five CLINC150 intents, four examples each ----------------------------
+INTENTS = ["balance", "book_flight", "weather", "play_music", "translate"]
+
+
+@pytest.fixture(scope="module")
+def clinc():
+    train = load_dataset("builtin:clinc150-train")
+    test = load_dataset("builtin:clinc150-test")
+    rng = np.random.default_rng(0)
+    idx = [i for c in INTENTS for i in rng.choice(np.flatnonzero(train.labels == c), 4, replace=False)]
+    return train.subset(idx), test.subset(np.flatnonzero(np.isin(test.labels, INTENTS)))
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [("lora", {"min_steps": 12, "batch_size": 20}), ("contrastive", {"pairs_per_example": 4, "batch_size": 16})],
+)
+def test_text_strategy_beats_chance_on_clinc(name, params, clinc, tmp_path):
+    train, test = clinc
+    model = fit(name, train, encoder=create_encoder("minilm"), **params)
+    assert model.encoder_tuned
+    acc = accuracy(model, test)
+    assert acc > 0.6, f"{name}: accuracy {acc:.3f} on {len(test)} held-out utterances (chance 0.2)"
+    assert_round_trip(model, test.inputs[:40], tmp_path / "model")

@@ -1,0 +1,37 @@
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep the embedding and weight caches inside the test run."""
+    os.environ["QUICKADAPT_CACHE"] = str(tmp_path_factory.mktemp("qa-cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def clinc_small(tmp_path_factory):
+    """Real CLINC150 data, 6 intents: 6 training utterances each (csv) and their 30 test utterances."""
+    import csv
+
+    import numpy as np
+
+    from quickadapt.data import load_dataset
+
+    intents = ["balance", "book_flight", "weather", "alarm", "translate", "pin_change"]
+    folder = tmp_path_factory.mktemp("clinc")
+    train = load_dataset("builtin:clinc150-train")
+    test = load_dataset("builtin:clinc150-test")
+    paths = {}
+    for name, ds, per in (("train", train, 6), ("test", test, 30)):
+        rows = []
+        for intent in intents:
+            rows += [(ds.inputs[i], intent) for i in np.flatnonzero(ds.labels == intent)[:per]]
+        path = folder / f"{name}.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows(rows)
+        paths[name] = str(path)
+    return paths

@@ -1,0 +1,163 @@
+"""The command line end to end on small real data, and every bad-input case: exit code 2,
+one line on stderr, no traceback, no half-written output."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from quickadapt.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_bad_input(result, fragment):
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert fragment.lower() in lines[0].lower(), lines[0]
+
+
+@pytest.fixture(scope="module")
+def text_model(clinc_small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "model"
+    r = run("fit", "--data", clinc_small["train"], "--encoder", "minilm", "--strategy", "probe",
+            "--out", out, "--baseline", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    return out, json.loads(r.stdout)
+
+
+def test_fit_writes_artifact_and_reports_estimate_against_baseline(text_model):
+    out, result = text_model
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["kind"] == "classifier"
+    assert manifest["encoder"]["name"] == "minilm" and manifest["encoder"]["weights"] == "pretrained"
+    assert len(manifest["tasks"]["main"]["classes"]) == 6 and len(manifest["data_fingerprint"]) == 64
+    assert (out / "model.safetensors").is_file()
+    assert 0.5 < result["cv_accuracy"] <= 1.0
+    assert "cv_accuracy" in result["baseline"] and isinstance(result["negative_transfer"], bool)
+
+
+def test_predict_and_evaluate(text_model, clinc_small, tmp_path):
+    out, _ = text_model
+    preds = tmp_path / "preds.csv"
+    r = run("predict", out, "--data", clinc_small["test"], "--out", preds, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(open(preds)))
+    truth = list(csv.DictReader(open(clinc_small["test"])))
+    assert [row["input"] for row in rows] == [t["text"] for t in truth]  # input order kept
+    accuracy = np.mean([p["label"] == t["label"] for p, t in zip(rows, truth)])
+    assert accuracy > 0.8  # 6 intents: chance is 17%
+
+    r = run("evaluate", out, "--data", clinc_small["test"], "--json", "--quiet")
+    report = json.loads(r.stdout)
+    assert r.exit_code == 0 and set(report) >= {"accuracy", "macro_f1", "n", "per_class"}
+    assert report["n"] == 180 and abs(report["accuracy"] - accuracy) < 1e-9
+    assert set(report["per_class"]["weather"]) == {"precision", "recall", "f1", "support"}
+
+
+def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):
+    out, _ = text_model
+    test = tmp_path / "with_oos.csv"
+    rows = list(csv.DictReader(open(clinc_small["test"])))
+    oos = ["what is the meaning of life", "sing me a song about whales", "who won the football game last night",
+           "how many legs does a spider have", "tell me about the roman empire"]
+    with open(test, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([(r["text"], r["label"]) for r in rows] + [(t, "oos") for t in oos])
+    r = run("evaluate", out, "--data", test, "--abstain", "--oos-label", "oos", "--json", "--quiet")
+    report = json.loads(r.stdout)
+    assert r.exit_code == 0 and report["n_oos"] == 5 and report["oos_recall"] >= 0.4
+    assert report["accuracy"] > 0.6  # in-scope rows mostly still answered
+    r = run("predict", out, "--data", test, "--threshold", "1.01", "--none-label", "nope", "--json", "--quiet")
+    assert {p["label"] for p in json.loads(r.stdout)["predictions"]} == {"nope"}
+    r = run("evaluate", out, "--data", test, "--quiet")
+    assert_bad_input(r, "never saw")
+
+
+def test_features_and_images(tmp_path):
+    from quickadapt.data import load_dataset
+
+    digits = load_dataset("builtin:digits-features")
+    idx = np.concatenate([np.flatnonzero(digits.labels == str(d))[:15] for d in range(10)])
+    np.savez(tmp_path / "train.npz", X=digits.inputs[idx], y=digits.labels[idx].astype(str))
+    r = run("fit", "--data", tmp_path / "train.npz", "--strategy", "probe", "--out", tmp_path / "f", "--quiet", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["encoder"] == "mlp"
+    np.savez(tmp_path / "x.npz", X=digits.inputs[:50])
+    r = run("predict", tmp_path / "f", "--data", tmp_path / "x.npz", "--json", "--quiet")
+    preds = json.loads(r.stdout)["predictions"]
+    assert [p["input"] for p in preds] == [str(i) for i in range(50)]
+    assert np.mean([p["label"] == digits.labels[i] for i, p in enumerate(preds)]) > 0.7
+
+    # an image folder with ONE image per class, of mixed sizes and colour modes
+    images = load_dataset("builtin:digits")
+    root = tmp_path / "imgs"
+    for d in range(4):
+        (root / str(d)).mkdir(parents=True)
+        arr = images.inputs[int(np.flatnonzero(images.labels == str(d))[0])]
+        img = Image.fromarray(arr).resize((8 + 8 * d, 8 + 8 * d))
+        (img.convert("RGB") if d % 2 else img).save(root / str(d) / "a.png")
+    r = run("fit", "--data", root, "--encoder", "conv4", "--strategy", "prototypes", "--out", tmp_path / "i", "--quiet", "--json")
+    assert r.exit_code == 0, r.stderr
+    r = run("predict", tmp_path / "i", "--data", root, "--json", "--quiet")
+    preds = json.loads(r.stdout)["predictions"]
+    assert [p["label"] for p in preds] == ["0", "1", "2", "3"]  # each training image is its own prototype
+
+
+def test_bad_inputs(clinc_small, tmp_path):
+    good = clinc_small["train"]
+    out = tmp_path / "never"
+
+    def fit(data, *extra):
+        return run("fit", "--data", data, "--out", out, "--quiet", *extra)
+
+    def write(name, text, encoding="utf-8"):
+        (tmp_path / name).write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+        return tmp_path / name
+
+    assert_bad_input(fit(tmp_path / "missing.csv"), "missing.csv")
+    assert_bad_input(fit(write("cols.csv", "sentence,intent\nhi,a\nho,b\n")), "text")
+    assert_bad_input(fit(write("one.csv", "text,label\nhi,a\nho,a\n")), "1 class")
+    assert_bad_input(fit(write("nolabel.csv", "text,label\nhi,a\nho,\nhey,b\n")), "no label")
+    assert_bad_input(fit(write("empty.csv", "text,label\nhi,a\n  ,b\nhey,b\n")), "empty")
+    assert_bad_input(fit(write("latin1.csv", "text,label\ncaf\xe9,a\nhey,b\n", "latin-1")), "utf-8")
+    assert_bad_input(fit(write("nan.csv", "f1,f2,label\n1,2,a\nnan,3,b\n")), "nan")
+    (tmp_path / "corrupt" / "a").mkdir(parents=True)
+    (tmp_path / "corrupt" / "b").mkdir()
+    write("corrupt/a/x.png", b"not a png at all")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "corrupt" / "b" / "y.png")
+    assert_bad_input(fit(tmp_path / "corrupt", "--encoder", "conv4", "--cv", "0"), "x.png")
+    assert_bad_input(fit(good, "--encoder", "minlm"), "minilm")  # suggests the close match
+    assert_bad_input(fit(good, "--strategy", "probes"), "unknown strategy")
+    assert_bad_input(fit(good, "--set", "Cee=3"), "unknown setting 'Cee'")
+    assert_bad_input(fit(good, "--set", "C=-1"), "C must be > 0")
+    assert_bad_input(fit(good, "--encoder", "conv4"), "reads image")
+    assert not out.exists()  # no half-written artifact after any failure
+
+    out.mkdir()
+    assert_bad_input(fit(good), "already exists")
+    r = fit(good, "--force", "--cv", "0")
+    assert r.exit_code == 0 and (out / "manifest.json").is_file()
+
+    r = run("fit", "--data", tmp_path / "missing.csv", "--out", tmp_path / "x", "--json", "--quiet")
+    assert r.exit_code == 2 and "missing.csv" in json.loads(r.stdout)["error"]
+    assert_bad_input(run("predict", tmp_path / "nomodel", "--data", good), "not a quickadapt model")
+
+
+def test_listings():
+    r = run("encoders", "--json")
+    names = {e["name"] for e in json.loads(r.stdout)["encoders"]}
+    assert {"minilm", "efficientnet-lite0", "conv4", "resnet12", "mlp"} <= names
+    r = run("datasets", "--json")
+    assert "clinc150-train" in {d["name"] for d in json.loads(r.stdout)["datasets"]}
+    r = run("strategies", "--json")
+    assert {"probe", "prototypes", "finetune"} <= {s["name"] for s in json.loads(r.stdout)["strategies"]}

@@ -7,6 +7,7 @@ abstain threshold calibrated on out-of-fold confidences."""
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 
@@ -64,21 +65,22 @@ def adapt(
         return create_strategy(strategy, **(strategy_params or {})).fit(enc, train, c)
 
     info: dict = {"n_examples": len(data), "n_classes": len(data.classes)}
+    started = time.perf_counter()
     oof = out_of_fold(data, lambda d: fit_once(d, quiet=True), cv, seed) if cv and cv > 1 else None
+    info["cv_seconds"] = round(time.perf_counter() - started, 3)
     if oof is not None:
         info["cv_accuracy"] = float(np.mean(oof[0] == data.labels))
     elif cv and cv > 1:
         info["cv_note"] = "too few examples per class for cross-validation (need at least 2)"
 
     seed_everything(seed)
+    started = time.perf_counter()
     model = create_strategy(strategy, **(strategy_params or {})).fit(base_encoder, data, ctx)
+    info["fit_seconds"] = round(time.perf_counter() - started, 3)  # the final fit alone, embedding included
 
-    if oof is not None:
-        model.threshold = calibrate_threshold(oof[1])
-    else:
-        # no held-out confidences: in-sample ones are optimistic, so halve their low quantile
-        _, scores = model.predict(data.inputs)
-        model.threshold = 0.5 * calibrate_threshold(scores)
+    # without held-out confidences there is nothing honest to calibrate on (in-sample ones are
+    # near 1): the model then abstains only with an explicit threshold
+    model.threshold = calibrate_threshold(oof[1]) if oof is not None else None
 
     if baseline:
         info["baseline"] = {"name": BASELINE_NAMES[data.modality]}

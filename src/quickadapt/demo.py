@@ -11,21 +11,11 @@ import numpy as np
 
 from quickadapt.adapt import adapt
 from quickadapt.data import load_dataset
-from quickadapt.data.dataset import Dataset
+from quickadapt.data.sampling import sample_per_class
 from quickadapt.evaluate.baseline import fit_baseline
 from quickadapt.progress import log
 
 DEMO_STRATEGIES = ("probe", "prototypes")
-
-
-def sample_k_shot(data: Dataset, k: int, seed: int) -> Dataset:
-    """K examples of every class, drawn with `seed`."""
-    rng = np.random.default_rng(seed)
-    idx = []
-    for label in data.classes:
-        members = np.flatnonzero(data.labels == label)
-        idx.extend(rng.choice(members, size=min(k, len(members)), replace=False))
-    return data.subset(sorted(idx))
 
 
 def run_demo(shots: list[int], *, seed: int = 0, device: str = "auto", progress: bool = True) -> dict:
@@ -35,7 +25,7 @@ def run_demo(shots: list[int], *, seed: int = 0, device: str = "auto", progress:
     oos = test.subset(np.flatnonzero(test.labels == "oos"))
     rows = []
     for k in shots:
-        few = sample_k_shot(train, k, seed)
+        few = sample_per_class(train, k, seed)
         for name in (*DEMO_STRATEGIES, "baseline"):
             if progress:
                 log(f"K={k}: {name}")
@@ -48,7 +38,7 @@ def run_demo(shots: list[int], *, seed: int = 0, device: str = "auto", progress:
             pred, _ = model.predict(in_scope.inputs)
             row = {"k": k, "strategy": name, "accuracy": float(np.mean(np.asarray(pred) == in_scope.labels)),
                    "fit_seconds": round(fit_seconds, 2)}
-            if name == "probe":
+            if name == "probe" and model.threshold is not None:
                 abstained, _ = model.predict(oos.inputs, abstain=True)
                 kept, _ = model.predict(in_scope.inputs, abstain=True)
                 row["oos_recall"] = float(np.mean(np.asarray(abstained) == "__none__"))

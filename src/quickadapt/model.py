@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import Encoder, embed
+from quickadapt.errors import BadInput
 
 MAIN_TASK = "main"
 
@@ -79,7 +80,10 @@ class AdaptedModel(nn.Module):
         if abstain:
             t = self.threshold if threshold is None else threshold
             if t is None:
-                raise ValueError("this model has no calibrated threshold; pass threshold=")
+                raise BadInput(
+                    "this model has no calibrated abstain threshold (it was fit without cross-validation, "
+                    "or with one example per class); pass --threshold"
+                )
             labels = [none_label if s < t else lab for lab, s in zip(labels, scores)]
         return labels, scores
 

@@ -1,0 +1,70 @@
+"""Shared benchmark plumbing: one subprocess per fit (so wall time and peak memory are the
+fit's own), results appended to a JSON-lines file so an interrupted run resumes where it stopped."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class ResultStore:
+    """Rows keyed by their run settings; `done(key)` lets a rerun skip finished runs."""
+
+    def __init__(self, name: str):
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        self.path = RESULTS / f"{name}.jsonl"
+        self.rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()] if self.path.exists() else []
+
+    @staticmethod
+    def key(spec: dict) -> str:
+        return json.dumps(spec, sort_keys=True)
+
+    def done(self, spec: dict) -> bool:
+        k = self.key(spec)
+        return any(self.key(r["spec"]) == k for r in self.rows)
+
+    def add(self, spec: dict, result: dict) -> None:
+        row = {"spec": spec, **result}
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def run_worker(script: str, spec: dict, timeout: float = 3600) -> dict:
+    """Run `script --worker SPEC` in a fresh process (so its peak memory is the fit's own);
+    return the JSON result it prints last."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, script, "--worker", json.dumps(spec)],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def machine() -> dict:
+    import platform
+
+    import torch
+
+    return {"cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version()}

@@ -1,0 +1,97 @@
+"""Fashion-MNIST few-shot: 10 classes, K = 1, 5, 10, 20 training images per class, scored on
+the 10,000 test images, 3 seeds (each seed draws one K-subset shared by all methods).
+Methods: a transfer strategy on ImageNet-pretrained `efficientnet-lite0`, against conv4 trained
+from random initialisation (the no-transfer baseline). Needs Debian's dataset-fashion-mnist.
+
+    .venv/bin/python bench/image_fewshot.py --methods probe,conv4-scratch
+    .venv/bin/python bench/image_fewshot.py --methods finetune --size 128
+    .venv/bin/python bench/image_fewshot.py --report
+
+Results: bench/results/image_fewshot.jsonl (+ .md)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, ResultStore, machine, mean, peak_mb, run_worker  # noqa: E402
+
+
+def worker(spec: dict) -> dict:
+    import numpy as np
+
+    from quickadapt.adapt import adapt
+    from quickadapt.data import load_dataset
+    from quickadapt.data.sampling import sample_per_class
+    from quickadapt.evaluate.baseline import fit_baseline
+    from quickadapt.train import seed_everything
+
+    train = load_dataset("builtin:fashion-mnist-train")
+    test = load_dataset("builtin:fashion-mnist-test")
+    few = sample_per_class(train, spec["k"], spec["seed"])
+    import time
+
+    started = time.perf_counter()
+    if spec["method"] == "conv4-scratch":
+        seed_everything(spec["seed"])
+        model = fit_baseline(few, seed=spec["seed"])
+    else:
+        model = adapt(few, encoder="efficientnet-lite0", strategy=spec["method"], strategy_params=spec.get("params"),
+                      encoder_params={"size": spec.get("size", 224)}, seed=spec["seed"], cv=0, progress=False)
+    fit_seconds = time.perf_counter() - started
+    labels, _ = model.predict(test.inputs)
+    return {"accuracy": float(np.mean(np.asarray(labels, dtype=object) == test.labels)),
+            "fit_seconds": round(fit_seconds, 2), "peak_mb": peak_mb()}
+
+
+def report(store: ResultStore) -> str:
+    groups: dict = {}
+    for r in store.rows:
+        if "error" not in r:
+            s = r["spec"]
+            groups.setdefault((s["method"], s.get("size", 224), s["k"]), []).append(r)
+    lines = ["| method | input size | K | seeds | accuracy (mean) | per seed | fit s | peak MB |", "|---|---|---|---|---|---|---|---|"]
+    for (method, size, k), rows in sorted(groups.items()):
+        per = ", ".join(f"{r['accuracy']:.1%}" for r in sorted(rows, key=lambda r: r["spec"]["seed"]))
+        size_text = "28 (native)" if method == "conv4-scratch" else str(size)
+        lines.append(f"| {method} | {size_text} | {k} | {len(rows)} | {mean([r['accuracy'] for r in rows]):.1%} | {per} | "
+                     f"{mean([r['fit_seconds'] for r in rows]):.1f} | {mean([r['peak_mb'] for r in rows]):.0f} |")
+    table = "\n".join(lines)
+    (RESULTS / "image_fewshot.md").write_text(
+        "# Fashion-MNIST few-shot (bench/image_fewshot.py)\n\n10-class test accuracy on the 10,000 test images. "
+        "Machine: " + json.dumps(machine()) + "\n\n" + table + "\n")
+    return table
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker")
+    ap.add_argument("--methods", default="probe,conv4-scratch")
+    ap.add_argument("--shots", default="1,5,10,20")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--size", type=int, default=224, help="efficientnet input size (128 is the fast mode)")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    store = ResultStore("image_fewshot")
+    if not args.report:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for k in [int(k) for k in args.shots.split(",")]:
+                for method in args.methods.split(","):
+                    spec = {"method": method, "k": k, "seed": seed}
+                    if method != "conv4-scratch":
+                        spec["size"] = args.size
+                    if store.done(spec):
+                        continue
+                    result = run_worker(__file__, spec)
+                    store.add(spec, result)
+                    print(json.dumps({"spec": spec, **result}), flush=True)
+    print(report(store))
+
+
+if __name__ == "__main__":
+    main()

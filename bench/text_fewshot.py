@@ -1,0 +1,131 @@
+"""CLINC150 few-shot intent classification: every strategy at K = 1, 5, 10 (and K = all for
+some), 3 seeds; each seed draws one K-subset shared by all strategies. Only the K labelled
+utterances per intent are used. Scores: in-scope test accuracy (4,500 utterances), out-of-scope
+recall at the default threshold, adaptation wall time and peak memory (one process per fit).
+
+    .venv/bin/python bench/text_fewshot.py                     # everything (hours on 2 cores)
+    .venv/bin/python bench/text_fewshot.py --strategies probe,prototypes --shots 1,5,10
+    .venv/bin/python bench/text_fewshot.py --report            # rewrite the tables only
+
+`joint` and `multitask` run on a domain split: target = the banking domain's 15 intents at K
+shots, source = all training data of the other nine domains; `probe` on the same target is their
+reference. Results: bench/results/text_fewshot.jsonl (+ .md table)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, ResultStore, machine, mean, peak_mb, run_worker  # noqa: E402
+
+ALL_STRATEGIES = ["probe", "prototypes", "finetune", "freeze", "discriminative", "lora", "l2sp", "bss", "contrastive"]
+DOMAIN_STRATEGIES = ["joint", "multitask"]
+
+
+def worker(spec: dict) -> dict:
+    import numpy as np
+
+    from quickadapt.adapt import adapt
+    from quickadapt.data import load_dataset
+    from quickadapt.data.sampling import sample_per_class
+
+    train = load_dataset("builtin:clinc150-train")
+    test = load_dataset("builtin:clinc150-test")
+    source = None
+    if spec.get("split") == "banking":
+        banking = train.groups == "banking"
+        source = train.subset(np.flatnonzero(~banking))
+        train = train.subset(np.flatnonzero(banking))
+        test = test.subset(np.flatnonzero((test.groups == "banking") | (test.labels == "oos")))
+    k = spec["k"]
+    few = train if k == "all" else sample_per_class(train, int(k), spec["seed"])
+    # cv=3 is the CLI default: it calibrates the abstain threshold; fit_seconds is the final fit alone
+    model = adapt(few, encoder="minilm", strategy=spec["strategy"], strategy_params=spec.get("params"),
+                  source=source, seed=spec["seed"], cv=spec.get("cv", 3), progress=False)
+    in_scope = test.labels != "oos"
+    labels, scores = model.predict(test.inputs)
+    labels = np.asarray(labels, dtype=object)
+    if model.threshold is None:
+        oos_recall = None
+    else:
+        refused = scores < model.threshold
+        oos_recall = float(refused[~in_scope].mean()) if (~in_scope).any() else None
+    return {
+        "accuracy": float(np.mean(labels[in_scope] == test.labels[in_scope])),
+        "oos_recall": oos_recall,
+        "fit_seconds": model.info["fit_seconds"],
+        "cv_seconds": model.info["cv_seconds"],
+        "n_train": len(few),
+        "peak_mb": peak_mb(),
+    }
+
+
+def specs(strategies, shots, seeds, k_all):
+    for seed in seeds:
+        for k in shots:
+            for s in strategies:
+                if s in DOMAIN_STRATEGIES:
+                    yield {"strategy": s, "k": k, "seed": seed, "split": "banking"}
+                    yield {"strategy": "probe", "k": k, "seed": seed, "split": "banking"}
+                else:
+                    yield {"strategy": s, "k": k, "seed": seed}
+    for s in k_all:
+        yield {"strategy": s, "k": "all", "seed": 0}
+
+
+def report(store: ResultStore) -> str:
+    groups: dict = {}
+    for r in store.rows:
+        if "error" in r:
+            continue
+        spec = r["spec"]
+        key = (spec.get("split", "all 150 intents"), spec["strategy"], str(spec["k"]))
+        groups.setdefault(key, []).append(r)
+    lines = ["| intents | strategy | K | seeds | accuracy (mean) | per seed | OOS recall | fit s | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (split, strat, k), rows in sorted(groups.items(), key=lambda x: (x[0][0], x[0][1], x[0][2].zfill(4))):
+        acc = mean([r["accuracy"] for r in rows])
+        per = ", ".join(f"{r['accuracy']:.1%}" for r in sorted(rows, key=lambda r: r["spec"]["seed"]))
+        oos = mean([r.get("oos_recall") for r in rows])
+        lines.append(
+            f"| {split} | {strat} | {k} | {len(rows)} | {acc:.1%} | {per} | "
+            f"{'' if oos is None else f'{oos:.1%}'} | {mean([r['fit_seconds'] for r in rows]):.1f} | "
+            f"{mean([r.get('peak_mb') for r in rows]) or ''} |"
+        )
+    table = "\n".join(lines)
+    (RESULTS / "text_fewshot.md").write_text(
+        "# CLINC150 few-shot (bench/text_fewshot.py)\n\nMiniLM (all-MiniLM-L6-v2), in-scope test accuracy, "
+        "library defaults (no per-K tuning). Machine: " + json.dumps(machine()) + "\n\n" + table + "\n"
+    )
+    return table
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker")
+    ap.add_argument("--strategies", default=",".join(ALL_STRATEGIES + DOMAIN_STRATEGIES))
+    ap.add_argument("--shots", default="1,5,10")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--k-all", default="probe,prototypes", help="strategies also run on all 100 utterances per intent")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    store = ResultStore("text_fewshot")
+    if not args.report:
+        todo = specs(args.strategies.split(","), [int(k) for k in args.shots.split(",")],
+                     [int(s) for s in args.seeds.split(",")], [s for s in args.k_all.split(",") if s])
+        for spec in todo:
+            if store.done(spec):
+                continue
+            result = run_worker(__file__, spec)
+            store.add(spec, result)
+            print(json.dumps({"spec": spec, **result}), flush=True)
+    print(report(store))
+
+
+if __name__ == "__main__":
+    main()

@@ -74,9 +74,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             if len(X) != len(y):
                 raise ValueError(f"X has {len(X)} inputs but y has {len(y)} labels")
         check_classification_targets(y)
+        # quickadapt labels are strings; classes_ keeps the caller's values, mapped back by column
         self.classes_ = np.unique(y)
-        # quickadapt labels are strings; remember how to map them back to the caller's values
-        self._label_of = {str(c): c for c in self.classes_}
         data = Dataset(modality, X, [str(v) for v in y])
         self.model_ = adapt(
             data, encoder=self.encoder, strategy=self.strategy, strategy_params=self.strategy_params,
@@ -117,7 +116,6 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, strategy_params=model.strategy_params)
         clf.model_ = model
         clf.classes_ = np.asarray(model.classes["main"], dtype=object)
-        clf._label_of = {c: c for c in clf.classes_}
         clf._columns = np.arange(len(clf.classes_))
         if clf._modality() == "features":
             clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))

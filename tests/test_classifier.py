@@ -1,0 +1,38 @@
+"""FewShotClassifier honours scikit-learn's estimator contract and round-trips through save/load."""
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from quickadapt.classifier import FewShotClassifier
+from quickadapt.data import load_dataset
+
+
+@parametrize_with_checks([FewShotClassifier(encoder="mlp")])
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+def test_get_params_and_clone():
+    clf = FewShotClassifier(encoder="mlp", strategy="prototypes", strategy_params={"scale": 5.0}, seed=3)
+    assert clf.get_params()["strategy_params"] == {"scale": 5.0}
+    assert clone(clf).get_params() == clf.get_params()
+
+
+def test_text_fit_predict_save_load(tmp_path):
+    train = load_dataset("builtin:clinc150-train")
+    test = load_dataset("builtin:clinc150-test")
+    intents = ["balance", "weather", "alarm", "translate"]
+    tr = np.concatenate([np.flatnonzero(train.labels == i)[:5] for i in intents])
+    te = np.concatenate([np.flatnonzero(test.labels == i)[:20] for i in intents])
+    X, y = [train.inputs[i] for i in tr], train.labels[tr]
+    Xt, yt = [test.inputs[i] for i in te], test.labels[te]
+    clf = FewShotClassifier(encoder="minilm", strategy="probe", cv=3).fit(X, y)
+    assert clf.score(Xt, yt) > 0.8
+    assert clf.predict_proba(Xt).shape == (len(Xt), 4)
+    clf.save(tmp_path / "m")
+    again = FewShotClassifier.load(tmp_path / "m")
+    assert np.array_equal(again.predict(Xt), clf.predict(Xt))
+    np.testing.assert_allclose(again.predict_proba(Xt), clf.predict_proba(Xt), atol=1e-6)
+    refused = FewShotClassifier(encoder="minilm", cv=3, abstain=True, threshold=1.01).fit(X, y).predict(Xt)
+    assert set(refused) == {"__none__"}

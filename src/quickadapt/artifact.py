@@ -105,6 +105,49 @@ def save_model(
     return out
 
 
+def save_encoder(
+    encoder, out: str | Path, *, force: bool = False, extra_tensors: dict[str, torch.Tensor] | None = None,
+    data_fingerprint: str | None = None, seed: int | None = None, metrics: dict | None = None,
+    strategy: dict | None = None, extra: dict | None = None,
+) -> Path:
+    """Save a trained encoder alone (kind "encoder"), e.g. a meta-trained one: `--encoder DIR`
+    accepts it. `extra_tensors` keys must not start with "encoder." (e.g. "meta.*"); `extra`
+    adds manifest keys (e.g. the meta-training class split)."""
+    out = prepare_out_dir(out, force)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "kind": "encoder",
+        "quickadapt_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "encoder": {
+            "name": encoder.name, "settings": encoder.settings, "modality": encoder.modality,
+            "embed_dim": encoder.embed_dim, "weights": "stored",
+        },
+        "strategy": strategy or {"name": None, "params": {}},
+        "tasks": {},
+        "threshold": None,
+        "data_fingerprint": data_fingerprint,
+        "seed": seed,
+        "metrics": metrics or {},
+        "info": {},
+    }
+    manifest.update(extra or {})
+    tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    for k, v in (extra_tensors or {}).items():
+        if k.startswith("encoder."):
+            raise ValueError(f"extra tensor {k!r} would shadow an encoder weight")
+        tensors[k] = v
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    write_folder_atomically(
+        out,
+        {
+            WEIGHTS: lambda p: save_file(tensors, str(p)),
+            MANIFEST: lambda p: p.write_text(json.dumps(manifest, indent=2, default=_json_default)),
+        },
+    )
+    return out
+
+
 def _json_default(obj):
     if hasattr(obj, "item"):
         return obj.item()

@@ -272,6 +272,61 @@ def demo(
     emit(result, as_json, result.pop("table"))
 
 
+@app.command("domain-adapt")
+@command
+def domain_adapt(
+    source: str = typer.Option(..., "--source", help="Labelled source data: file, folder or builtin:NAME."),
+    target: str = typer.Option(..., "--target", help="Unlabelled target data (labels, if any, are ignored)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the adapted model to."),
+    method: str = typer.Option("auto", "--method", help="Domain adaptation method, or auto (falls back to source-only)."),
+    settings: Optional[List[str]] = SetOpt,
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or folder (default: mlp, minilm or conv4 by data kind)."),
+    target_test: Optional[str] = typer.Option(None, "--target-test", help="Labelled target data, for evaluation only."),
+    criterion: str = typer.Option("dev", "--criterion", help="Label-free validator: dev, iwv, entropy or snd."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """Adapt a classifier from a labelled source to an unlabelled target domain and save it."""
+    from quickadapt.artifact import prepare_out_dir, save_model
+    from quickadapt.data import load_dataset
+    from quickadapt.domain import adapt_domain
+
+    prepare_out_dir(out, force)  # fail before any work
+    method_params, enc_settings = split_settings(settings)
+    src = load_dataset(source)
+    tgt = load_dataset(target, labels="optional")
+    test = load_dataset(target_test) if target_test else None
+    model = adapt_domain(
+        src, tgt, method, method_params, encoder, seed, device, encoder_params=enc_settings,
+        target_test=test, criterion=criterion, progress=not quiet,
+    )
+    if quiet:  # warnings are shown even when quiet
+        for w in model.info["warnings"]:
+            print(f"warning: {w}", file=sys.stderr)
+    info = model.info
+    result = {
+        "out": str(out), "method": info["domain_method"], "requested_method": method,
+        "encoder": model.strategy_params.get("encoder"), "criterion": info["criterion"],
+        "negative_transfer": info.get("negative_transfer"), "methods": info["methods"], "warnings": info["warnings"],
+    }
+    save_model(model, out, force=force, data_fingerprint=src.fingerprint(), seed=seed, metrics={"domain": result})
+    emit(result, as_json, _domain_summary(result))
+
+
+def _domain_summary(r: dict) -> str:
+    lines = [f"adapted with {r['method']} ({r['encoder']}) -> {r['out']}"]
+    for name, m in r["methods"].items():
+        line = f"  {name:<14} {r['criterion']} estimate {m['criterion']:.3f}  source-val accuracy {m['source_val_accuracy']:.1%}"
+        if "target_test_accuracy" in m:
+            line += f"  target-test accuracy {m['target_test_accuracy']:.1%}"
+        lines.append(line)
+    if r["negative_transfer"]:
+        lines.append("warning: adaptation looks WORSE than source-only by the label-free estimate")
+    elif r["negative_transfer"] is False:
+        lines.append("adaptation looks better than source-only by the label-free estimate")
+    return "\n".join(lines)
+
+
 def main() -> None:
     app(prog_name="quickadapt")
 

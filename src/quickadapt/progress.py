@@ -13,9 +13,10 @@ def set_quiet(quiet: bool) -> None:
 
 @contextlib.contextmanager
 def progress_bar(description: str | None, total: int):
-    """Yields `advance(n)`. Shows a bar on stderr only when described, not quiet, and worth it."""
+    """Yields `advance(n, description=None)`. Shows a bar on stderr only when described, not
+    quiet, and worth it; a new `description` replaces the text (e.g. a running accuracy)."""
     if description is None or _QUIET["on"] or total <= 0:
-        yield lambda n=1: None
+        yield lambda n=1, description=None: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -29,7 +30,13 @@ def progress_bar(description: str | None, total: int):
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+        def advance(n=1, description=None):
+            if description is None:
+                bar.advance(task, n)
+            else:
+                bar.update(task, advance=n, description=description)
+
+        yield advance
 
 
 def log(message: str) -> None:

@@ -1,8 +1,9 @@
-"""Classifier heads on top of embeddings, by name: `linear`, `logistic`, `prototype`."""
+"""Classifier heads on top of embeddings, by name: `linear`, `logistic`, `prototype`, `bottleneck`."""
 from __future__ import annotations
 
 from torch import nn
 
+from quickadapt.heads.bottleneck import BottleneckHead
 from quickadapt.heads.linear import LinearHead
 from quickadapt.heads.logistic import LogisticHead
 from quickadapt.heads.prototype import PrototypeHead
@@ -12,6 +13,7 @@ HEADS: Registry[type] = Registry("head")
 HEADS.register("linear")(LinearHead)
 HEADS.register("logistic")(LogisticHead)
 HEADS.register("prototype")(PrototypeHead)
+HEADS.register("bottleneck")(BottleneckHead)
 
 
 def create_head(config: dict) -> nn.Module:
@@ -21,4 +23,4 @@ def create_head(config: dict) -> nn.Module:
     return cls(cfg.pop("embed_dim"), cfg.pop("n_classes"), **cfg)
 
 
-__all__ = ["HEADS", "LinearHead", "LogisticHead", "PrototypeHead", "create_head"]
+__all__ = ["HEADS", "BottleneckHead", "LinearHead", "LogisticHead", "PrototypeHead", "create_head"]

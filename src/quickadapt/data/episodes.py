@@ -1,0 +1,246 @@
+"""N-way K-shot episodes: class splits by group, and a seeded sampler that owns its generator.
+
+An `Episode` holds `n_way * k_shot` support and `n_way * n_query` query examples, grouped by
+class (labels 0..n_way-1 in `classes` order). `EpisodeSampler` prepares every input once (e.g.
+28x28 grey tensors through an encoder's `prepare`), then draws episodes from a `torch.Generator`
+seeded at construction, so the same seed gives the same episodes. With `rotations=True` each
+class also appears rotated by 90, 180 and 270 degrees as three new classes (the standard
+Omniglot augmentation; use it for meta-training classes only)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from quickadapt.data.dataset import Dataset
+from quickadapt.errors import BadInput
+
+# The fixed Omniglot split for the small background sets (8 alphabets, 242 characters).
+OMNIGLOT_SPLIT = {
+    "train": ("Balinese", "Greek", "Korean", "Latin", "Japanese_(katakana)"),
+    "val": ("Early_Aramaic",),
+    "test": ("Sanskrit", "Tagalog"),
+}
+ROTATIONS = (0, 90, 180, 270)
+
+
+@dataclass
+class Episode:
+    """One task (tensors (n, ...)) or a stack of tasks (tensors (T, n, ...), `classes` a list per task)."""
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    classes: list
+
+    def to(self, device) -> "Episode":
+        return Episode(self.support_x.to(device), self.support_y.to(device), self.query_x.to(device),
+                       self.query_y.to(device), self.classes)
+
+    def task(self, t: int) -> "Episode":
+        """Task `t` of a stacked batch."""
+        return Episode(self.support_x[t], self.support_y[t], self.query_x[t], self.query_y[t], self.classes[t])
+
+    @property
+    def n_tasks(self) -> int:
+        return self.support_x.shape[0]
+
+
+def stack_episodes(episodes: Sequence[Episode]) -> Episode:
+    return Episode(
+        torch.stack([e.support_x for e in episodes]), torch.stack([e.support_y for e in episodes]),
+        torch.stack([e.query_x for e in episodes]), torch.stack([e.query_y for e in episodes]),
+        [e.classes for e in episodes],
+    )
+
+
+@dataclass(frozen=True)
+class ClassSplit:
+    """Which classes meta-train, validate and test; stored in a meta-trained model's manifest."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    by: str = "group"  # "group" (whole alphabets / domains) or "class" (a seeded split of classes)
+    groups: dict = field(default_factory=dict)  # part -> group names, when split by group
+
+    def part(self, name: str) -> list[str]:
+        if name == "all":
+            return sorted(self.train + self.val + self.test)
+        if name not in ("train", "val", "test"):
+            raise BadInput(f"split part must be train, val, test or all, got {name!r}")
+        return getattr(self, name)
+
+    def to_dict(self) -> dict:
+        return {"train": self.train, "val": self.val, "test": self.test, "by": self.by, "groups": self.groups}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassSplit":
+        return cls(list(d["train"]), list(d["val"]), list(d["test"]), d.get("by", "group"), dict(d.get("groups", {})))
+
+
+def split_classes(
+    data: Dataset, *, train_groups: Sequence[str], val_groups: Sequence[str] = (), test_groups: Sequence[str] = (),
+) -> ClassSplit:
+    """Split `data`'s classes by group (every class of a group goes to one part)."""
+    data.require_labels()
+    if data.groups is None:
+        raise BadInput(f"{data.name or 'data'}: has no groups (e.g. alphabets) to split classes by")
+    groups = np.asarray(data.groups, dtype=object)
+    present = set(groups.tolist())
+    parts = {"train": list(train_groups), "val": list(val_groups), "test": list(test_groups)}
+    seen: set = set()
+    out = {}
+    for part, names in parts.items():
+        missing = [g for g in names if g not in present]
+        if missing:
+            raise BadInput(f"{data.name or 'data'}: no group {missing[0]!r} (groups: {', '.join(sorted(present))})")
+        twice = seen & set(names)
+        if twice:
+            raise BadInput(f"group {sorted(twice)[0]!r} is in two parts of the class split")
+        seen |= set(names)
+        mask = np.isin(groups, names)
+        out[part] = sorted(set(data.labels[mask].tolist()))
+    return ClassSplit(out["train"], out["val"], out["test"], "group", {k: list(v) for k, v in parts.items()})
+
+
+def split_classes_randomly(data: Dataset, *, val: float = 0.1, test: float = 0.2, seed: int = 0) -> ClassSplit:
+    """A seeded split of the classes themselves (for data without groups)."""
+    data.require_labels()
+    classes = data.classes
+    order = np.random.default_rng(seed).permutation(len(classes))
+    n_test, n_val = int(round(test * len(classes))), int(round(val * len(classes)))
+    pick = lambda idx: sorted(classes[i] for i in idx)  # noqa: E731
+    return ClassSplit(pick(order[n_test + n_val:]), pick(order[n_test:n_test + n_val]), pick(order[:n_test]), "class")
+
+
+def default_split(data: Dataset, seed: int = 0) -> ClassSplit:
+    """The fixed Omniglot split when the data holds its alphabets, else a seeded class split."""
+    if data.groups is not None:
+        present = set(np.asarray(data.groups).tolist())
+        if all(g in present for part in OMNIGLOT_SPLIT.values() for g in part):
+            return split_classes(data, train_groups=OMNIGLOT_SPLIT["train"], val_groups=OMNIGLOT_SPLIT["val"],
+                                 test_groups=OMNIGLOT_SPLIT["test"])
+    return split_classes_randomly(data, seed=seed)
+
+
+def load_episode_data(spec: str) -> Dataset:
+    """Labelled data for episodes. A folder may nest classes (`root/alphabet/character/*.png`):
+    every folder that holds images is a class named by its path below root, and its top folder
+    is its group. `builtin:NAME` and files load as usual."""
+    from quickadapt.data.loaders import IMAGE_EXTS, load_dataset
+
+    path = Path(str(spec)).expanduser()
+    if str(spec).startswith("builtin:") or not path.is_dir():
+        return load_dataset(spec)
+    paths, labels = [], []
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path)
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not any(s.startswith(".") for s in rel.parts):
+            if len(rel.parts) < 2:
+                raise BadInput(f"{spec}: image {rel} is not in a class folder; put images in root/<class>/ (or root/<group>/<class>/)")
+            paths.append(str(p))
+            labels.append("/".join(rel.parts[:-1]))
+    if not paths:
+        raise BadInput(f"{spec}: no images found (looked for {'/'.join(e[1:] for e in IMAGE_EXTS)} files in class folders)")
+    nested = all("/" in lab for lab in labels)
+    groups = np.asarray([lab.split("/", 1)[0] for lab in labels], dtype=object) if nested else None
+    return Dataset("image", paths, np.asarray(labels, dtype=object), str(spec), groups)
+
+
+def prepare_all(inputs: Sequence, prepare: Callable, chunk: int = 512) -> torch.Tensor:
+    """`prepare` over `inputs` in chunks, concatenated (one tensor for the whole set)."""
+    parts = [prepare(list(inputs[i:i + chunk])) for i in range(0, len(inputs), chunk)]
+    out = torch.cat(parts) if parts else torch.empty(0)
+    if not torch.is_tensor(out):
+        raise BadInput("episodes need inputs that prepare to one tensor (images or feature vectors)")
+    return out
+
+
+class EpisodeSampler:
+    """Seeded N-way K-shot Q-query episodes over `classes` of `data` (all its classes by default).
+
+    `prepare` turns raw inputs into a tensor batch (an encoder's `prepare`); without it, feature
+    data is used as float32 rows. Rotations need image tensors (n, C, H, W)."""
+
+    def __init__(
+        self, data: Dataset, n_way: int, k_shot: int, n_query: int, seed: int = 0, *, rotations: bool = False,
+        classes: Sequence[str] | None = None, prepare: Callable | None = None,
+    ):
+        for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1), ("n_query", n_query, 1)):
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise BadInput(f"{name} must be an integer >= {low}, got {value!r}")
+        data.require_labels(min_classes=1)
+        self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
+        self.rotations = bool(rotations)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        wanted = list(classes) if classes is not None else data.classes
+        unknown = sorted(set(wanted) - set(data.classes))
+        if unknown:
+            raise BadInput(f"{data.name or 'data'}: has no class {unknown[0]!r} ({len(unknown)} missing)")
+        keep = np.flatnonzero(np.isin(data.labels, wanted))
+        sub = data.subset(keep)
+        need = self.k_shot + self.n_query
+        self.base_classes = sorted(set(sub.labels.tolist()))
+        n_classes = len(self.base_classes) * (len(ROTATIONS) if self.rotations else 1)
+        if n_classes < self.n_way:
+            raise BadInput(
+                f"{data.name or 'data'}: {n_classes} classes available but {self.n_way}-way episodes need at least "
+                f"{self.n_way}; lower --ways or use more classes"
+            )
+        self.members = []
+        for c in self.base_classes:
+            idx = np.flatnonzero(sub.labels == c)
+            if len(idx) < need:
+                raise BadInput(
+                    f"{data.name or 'data'}: class {c!r} has {len(idx)} examples but {self.k_shot} shots + "
+                    f"{self.n_query} queries need {need}; lower --shots or the queries"
+                )
+            self.members.append(torch.as_tensor(idx))
+        if prepare is not None:
+            self.x = prepare_all(sub.inputs, prepare)
+        elif sub.modality == "features":
+            self.x = torch.as_tensor(np.asarray(sub.inputs, dtype=np.float32))
+        else:
+            raise BadInput(f"{sub.modality} episodes need a `prepare` function (an encoder's)")
+        if self.rotations and self.x.dim() != 4:
+            raise BadInput("rotations need image inputs (n, C, H, W)")
+        # every (class, rotation) pair is a class of its own
+        self.classes = [(i, r) for i in range(len(self.base_classes)) for r in (ROTATIONS if self.rotations else (0,))]
+
+    def class_name(self, c: tuple[int, int]) -> str:
+        name = self.base_classes[c[0]]
+        return name if c[1] == 0 else f"{name}@{c[1]}"
+
+    def sample(self) -> Episode:
+        g = self.generator
+        picked = torch.randperm(len(self.classes), generator=g)[: self.n_way].tolist()
+        sx, qx = [], []
+        for ci in picked:
+            base, rot = self.classes[ci]
+            members = self.members[base]
+            idx = members[torch.randperm(len(members), generator=g)[: self.k_shot + self.n_query]]
+            x = self.x[idx]
+            if rot:
+                x = torch.rot90(x, rot // 90, dims=(-2, -1))
+            sx.append(x[: self.k_shot])
+            qx.append(x[self.k_shot:])
+        labels = torch.arange(self.n_way)
+        return Episode(
+            torch.cat(sx), labels.repeat_interleave(self.k_shot), torch.cat(qx), labels.repeat_interleave(self.n_query),
+            [self.class_name(self.classes[ci]) for ci in picked],
+        )
+
+    def sample_batch(self, n_tasks: int) -> Episode:
+        return stack_episodes([self.sample() for _ in range(int(n_tasks))])
+
+    def state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)

@@ -1,0 +1,41 @@
+"""`reweight`: instance reweighting by the density ratio (Shimodaira 2000; Bickel et al. 2007).
+A logistic domain classifier separates source from target; each source example's cross-entropy
+is weighted by p(target | x) / p(source | x), scaled by the domain sizes, clipped to
+[1/max_weight, max_weight] and normalised to mean 1. It reads the raw values of feature vectors,
+and the untrained encoder's features otherwise."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from quickadapt.domain.base import DeepConfig, DeepMethod
+from quickadapt.encoders.base import embed
+
+
+@dataclass(frozen=True)
+class ReweightConfig(DeepConfig):
+    max_weight: float = 10.0
+    C: float = 0.1  # inverse L2 strength of the domain classifier
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_weight <= 1 or self.C <= 0:
+            raise ValueError(f"max_weight must be > 1 and C > 0, got {self.max_weight}, {self.C}")
+
+
+class Reweight(DeepMethod):
+    name = "reweight"
+    Config = ReweightConfig
+
+    def source_weights(self, encoder, source, target, ctx):
+        from quickadapt.domain.validate import density_ratio
+
+        if source.modality == "features":
+            xs, xt = np.asarray(source.inputs, dtype=np.float32), np.asarray(target.inputs, dtype=np.float32)
+        else:
+            xs = embed(encoder, source.inputs, device=ctx.device, cache=encoder.is_pretrained)
+            xt = embed(encoder, target.inputs, device=ctx.device, cache=encoder.is_pretrained)
+        w = density_ratio(xs, xt, C=self.cfg.C, seed=ctx.seed, max_weight=self.cfg.max_weight)
+        self.weights_ = w
+        return w

@@ -1,0 +1,153 @@
+"""Label-free model selection: which of several adapted models (methods, settings, training
+steps) is best on the target, without target labels?
+
+- `dev_risk`: deep embedded validation (You et al. 2019). Held-out source examples' losses,
+  weighted by the density ratio p_target / p_source estimated by a domain classifier on the
+  model's own features, with the control variate that cuts its variance. Lower is better.
+- `iwv_risk`: importance-weighted validation (Sugiyama et al. 2007): the same weighted loss, no
+  control variate, weights from the input space (raw feature vectors; the encoder's features for
+  text and images).
+- `entropy`: mean prediction entropy on the target (lower = more confident).
+- `snd`: soft neighbourhood density (Saito et al. 2021): entropy of each target example's
+  softmax-similarity over its neighbours in prediction space. Higher is better.
+
+`Validator(source_val, target)` computes all of them for a model; calling it returns the one
+criterion used for selection, oriented so lower is better."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+from quickadapt.data.dataset import Dataset
+from quickadapt.model import MAIN_TASK, AdaptedModel
+from quickadapt.transfer.base import encode_labels
+
+CRITERIA = ("dev", "iwv", "entropy", "snd")
+MAX_TARGET = 2000  # target examples the validators read (a seeded subsample beyond that)
+
+
+def domain_probabilities(xs: np.ndarray, xt: np.ndarray, *, C: float = 0.1, seed: int = 0, folds: int = 3) -> np.ndarray:
+    """Out-of-fold p(target | x) for every row of xs then xt, from a standardised logistic
+    domain classifier (so no example is scored by a classifier that saw it)."""
+    x = np.concatenate([xs, xt]).astype(np.float64)
+    d = np.r_[np.zeros(len(xs)), np.ones(len(xt))]
+    p = np.zeros(len(x))
+    folds = max(2, min(folds, len(xs), len(xt)))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, d):
+        scaler = StandardScaler().fit(x[train])
+        clf = LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(x[train]), d[train])
+        p[test] = clf.predict_proba(scaler.transform(x[test]))[:, 1]
+    return p
+
+
+def density_ratio(xs: np.ndarray, xt: np.ndarray, *, C: float = 0.1, seed: int = 0, max_weight: float = 10.0) -> np.ndarray:
+    """w(x) = p_target(x) / p_source(x) for each source row, clipped to [1/max_weight,
+    max_weight] and normalised to mean 1."""
+    p = np.clip(domain_probabilities(xs, xt, C=C, seed=seed)[: len(xs)], 1e-6, 1 - 1e-6)
+    w = p / (1 - p) * len(xs) / len(xt)
+    w = np.clip(w, 1.0 / max_weight, max_weight)
+    return w / w.mean()
+
+
+def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
+    """Deep embedded validation: weighted mean loss with the control variate eta (You et al. 2019)."""
+    wl = weights * losses
+    var = np.var(weights, ddof=1) if len(weights) > 1 else 0.0
+    eta = -np.cov(np.stack([wl, weights]))[0, 1] / var if var > 1e-12 else 0.0
+    return float(np.mean(wl) + eta * np.mean(weights) - eta)
+
+
+def iwv_risk(losses: np.ndarray, weights: np.ndarray) -> float:
+    return float(np.mean(weights * losses))
+
+
+def entropy_score(proba: np.ndarray) -> float:
+    return float(np.mean(-(proba * np.log(proba + 1e-12)).sum(1)))
+
+
+def snd_score(proba: np.ndarray, temperature: float = 0.05) -> float:
+    """Soft neighbourhood density of target predictions (higher is better)."""
+    p = torch.as_tensor(proba, dtype=torch.float32)
+    p = torch.nn.functional.normalize(p, dim=1)
+    sim = p @ p.T / temperature
+    sim.fill_diagonal_(-float("inf"))
+    q = torch.softmax(sim, dim=1)
+    return float(-(q * torch.log(q + 1e-12)).sum(1).mean())
+
+
+def split_source(source: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(train, held-out validation) split of the labelled source, stratified, seeded."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(source))
+    counts = {c: int(np.sum(source.labels == c)) for c in source.classes}
+    stratify = source.labels if min(counts.values()) >= 2 else None
+    train, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    return source.subset(np.sort(train)), source.subset(np.sort(val))
+
+
+class Validator:
+    """Label-free scores of a model from held-out labelled source data and the unlabelled target."""
+
+    def __init__(self, source_val: Dataset, target: Dataset, *, criterion: str = "dev", seed: int = 0):
+        if criterion not in CRITERIA:
+            from quickadapt.errors import BadInput
+
+            raise BadInput(f"unknown validation criterion {criterion!r}: choose one of {', '.join(CRITERIA)}")
+        self.source_val = source_val
+        if len(target) > MAX_TARGET:
+            rng = np.random.default_rng(seed)
+            target = target.subset(np.sort(rng.choice(len(target), MAX_TARGET, replace=False)))
+        self.target = target
+        self.criterion = criterion
+        self.seed = seed
+        self._input_weights = None
+
+    def _input_space_weights(self, model: AdaptedModel) -> np.ndarray:
+        if self._input_weights is None:
+            if self.source_val.modality == "features":
+                xs, xt = np.asarray(self.source_val.inputs), np.asarray(self.target.inputs)
+            else:
+                xs, xt = model.features(self.source_val.inputs), model.features(self.target.inputs)
+            self._input_weights = density_ratio(xs, xt, seed=self.seed)
+            if self.source_val.modality != "features" and model.encoder_tuned:
+                self._input_weights = None  # trained encoders change their features: recompute each time
+                return density_ratio(xs, xt, seed=self.seed)
+        return self._input_weights
+
+    def scores(self, model: AdaptedModel) -> dict:
+        from quickadapt.domain.base import representation
+
+        zs, ps = representation(model, self.source_val.inputs)
+        zt, pt = representation(model, self.target.inputs)
+        _, y = encode_labels(self.source_val.labels, model.classes[MAIN_TASK])
+        losses = -np.log(np.clip(ps[np.arange(len(y)), y], 1e-12, None))
+        w_dev = density_ratio(zs, zt, seed=self.seed)
+        w_in = self._input_space_weights(model)
+        return {
+            "source_val_accuracy": float(np.mean(ps.argmax(1) == y)),
+            "dev_risk": dev_risk(losses, w_dev),
+            "iwv_risk": iwv_risk(losses, w_in),
+            "target_entropy": entropy_score(pt),
+            "snd": snd_score(pt),
+        }
+
+    @staticmethod
+    def criterion_value(scores: dict, criterion: str) -> float:
+        """The selection value, lower is better."""
+        return {
+            "dev": scores["dev_risk"], "iwv": scores["iwv_risk"],
+            "entropy": scores["target_entropy"], "snd": -scores["snd"],
+        }[criterion]
+
+    def __call__(self, model: AdaptedModel) -> float:
+        return self.criterion_value(self.scores(model), self.criterion)
+
+
+__all__ = [
+    "CRITERIA", "Validator", "density_ratio", "domain_probabilities", "dev_risk", "iwv_risk",
+    "entropy_score", "snd_score", "split_source",
+]

@@ -1,0 +1,177 @@
+"""Episodic meta-training, resumable. Read it top to bottom.
+
+`meta_train(learner, sampler, cfg, checkpoint_dir=...)` runs `cfg.steps` meta-steps: sample a
+meta-batch of episodes, `learner.accumulate` (fills .grad), optimizer step. Every
+`checkpoint_every` seconds (and every `checkpoint_steps` steps, and at the end) it writes a
+checkpoint folder: `state.safetensors` (learner weights, optimizer tensors, the sampler's and
+torch's RNG states) and `state.json` (step, running figures, optimizer settings, `spec`).
+`resume=True` continues from it; with the same steps, seed and thread count the final weights
+equal (torch.equal) those of an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from quickadapt.artifact import write_folder_atomically
+from quickadapt.data.episodes import EpisodeSampler
+from quickadapt.errors import BadInput
+from quickadapt.meta.base import MetaLearner
+from quickadapt.progress import progress_bar
+
+STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
+
+
+@dataclass(frozen=True)
+class MetaTrainConfig:
+    steps: int = 2000
+    meta_batch: int = 16
+    time_budget: float | None = None  # seconds for this run; stops early (the checkpoint allows more)
+    checkpoint_every: float = 300.0  # seconds between checkpoints
+    checkpoint_steps: int | None = None  # also every N steps
+    path: str = "auto"  # how tasks run: loop (reference) or batched
+    grad_clip: float | None = None
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.meta_batch < 1:
+            raise ValueError(f"meta_batch must be >= 1, got {self.meta_batch}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError(f"time_budget must be > 0 seconds, got {self.time_budget}")
+
+
+def make_optimizer(learner: MetaLearner) -> torch.optim.Optimizer:
+    params = [p for p in learner.parameters() if p.requires_grad]
+    if learner.outer_optimizer == "sgd":
+        return torch.optim.SGD(params, lr=learner.cfg.outer_lr)
+    return torch.optim.Adam(params, lr=learner.cfg.outer_lr)
+
+
+def outer_lr(learner: MetaLearner, step: int, steps: int) -> float:
+    """Adam: constant. Reptile's SGD on its pseudo-gradient: linearly annealed to 0 (Nichol et al.)."""
+    base = learner.cfg.outer_lr
+    return base * (1 - step / steps) if learner.outer_optimizer == "sgd" else base
+
+
+def meta_train(
+    learner: MetaLearner,
+    sampler: EpisodeSampler,
+    cfg: MetaTrainConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    spec: dict | None = None,
+    device: torch.device | str = "cpu",
+    description: str | None = "meta-training",
+    on_step: Callable[[int], None] | None = None,
+) -> dict:
+    """Meta-train `learner` in place on episodes from `sampler`. Returns a summary dict.
+
+    `spec` (JSON) is stored in each checkpoint: what rebuilds this run (method, settings, data).
+    `on_step(step)` is called after each completed step (tests use it to simulate a kill)."""
+    learner.to(device).train()
+    optimizer = make_optimizer(learner)
+    state = {"step": 0, "loss": None, "accuracy": None, "seconds": 0.0}
+    if resume:
+        state = load_checkpoint(checkpoint_dir, learner, optimizer, sampler)
+    started = time.perf_counter()
+    elapsed_before = state["seconds"]
+    last_save = started
+
+    def save():
+        state["seconds"] = elapsed_before + time.perf_counter() - started
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, learner, optimizer, sampler, state, cfg, spec)
+
+    stopped = "steps"
+    with progress_bar(description, total=cfg.steps) as advance:
+        advance(state["step"])
+        while state["step"] < cfg.steps:
+            if cfg.time_budget is not None and time.perf_counter() - started > cfg.time_budget:
+                stopped = "time_budget"
+                break
+            step = state["step"]
+            batch = sampler.sample_batch(cfg.meta_batch).to(device)
+            for g in optimizer.param_groups:
+                g["lr"] = outer_lr(learner, step, cfg.steps)
+            optimizer.zero_grad(set_to_none=True)
+            out = learner.accumulate(batch, cfg.path)
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for p in learner.parameters() if p.grad is not None], cfg.grad_clip)
+            optimizer.step()
+            for key in ("loss", "accuracy"):  # running means (exponential, 0.95)
+                state[key] = out[key] if state[key] is None else 0.95 * state[key] + 0.05 * out[key]
+            state["step"] = step + 1
+            advance(1, description=f"{description} acc {state['accuracy']:.1%} loss {state['loss']:.3f}")
+            now = time.perf_counter()
+            if now - last_save >= cfg.checkpoint_every or (cfg.checkpoint_steps and state["step"] % cfg.checkpoint_steps == 0):
+                save()
+                last_save = time.perf_counter()
+            if on_step is not None:
+                on_step(state["step"])
+    save()
+    return {"steps": state["step"], "stopped": stopped, "running_loss": state["loss"],
+            "running_accuracy": state["accuracy"], "seconds": round(state["seconds"], 3)}
+
+
+# --- checkpoints: tensors in safetensors, the rest in JSON -------------------------------------
+
+def save_checkpoint(folder, learner, optimizer, sampler, state: dict, cfg: MetaTrainConfig, spec: dict | None) -> None:
+    tensors = {f"model.{k}": v for k, v in learner.state_dict().items()}
+    opt = optimizer.state_dict()
+    opt_json = {"param_groups": opt["param_groups"], "state": {}}
+    for idx, entry in opt["state"].items():
+        opt_json["state"][str(idx)] = {}
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{key}"] = value
+                opt_json["state"][str(idx)][key] = "tensor"
+            else:
+                opt_json["state"][str(idx)][key] = value
+    tensors["rng.sampler"] = sampler.state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    meta = {"state": state, "optimizer": opt_json, "config": asdict(cfg), "spec": spec or {},
+            "threads": torch.get_num_threads()}
+    write_folder_atomically(Path(folder), {
+        STATE_TENSORS: lambda p: save_file(tensors, str(p)),
+        STATE_JSON: lambda p: p.write_text(json.dumps(meta, indent=1)),
+    })
+
+
+def read_checkpoint_json(folder) -> dict:
+    path = Path(folder) / STATE_JSON
+    if not path.is_file():
+        raise BadInput(f"{folder}: no checkpoint to resume from (no {STATE_JSON})")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: unreadable checkpoint ({exc})") from None
+
+
+def load_checkpoint(folder, learner, optimizer, sampler) -> dict:
+    """Restore learner, optimizer and RNG states; return the loop state (step, running figures)."""
+    meta = read_checkpoint_json(folder)
+    try:
+        tensors = load_file(str(Path(folder) / STATE_TENSORS))
+    except Exception as exc:  # safetensors has its own error types
+        raise BadInput(f"{folder}: unreadable checkpoint tensors ({exc})") from None
+    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        learner.load_state_dict(model)
+    except RuntimeError as exc:
+        raise BadInput(f"{folder}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
+    opt = meta["optimizer"]
+    state = {}
+    for idx, entry in opt["state"].items():
+        state[int(idx)] = {k: tensors[f"optim.{idx}.{k}"] if v == "tensor" else v for k, v in entry.items()}
+    optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
+    sampler.set_state(tensors["rng.sampler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return dict(meta["state"])

@@ -15,7 +15,7 @@ from quickadapt.heads.linear import LinearHead
 class LogisticHead(LinearHead):
     kind = "logistic"
 
-    def __init__(self, embed_dim: int, n_classes: int, *, C: float = 10.0, max_iter: int = 200):
+    def __init__(self, embed_dim: int, n_classes: int, *, C: float = 10.0, max_iter: int = 100):
         super().__init__(embed_dim, n_classes)
         self.C = float(C)
         self.max_iter = int(max_iter)
@@ -29,7 +29,7 @@ class LogisticHead(LinearHead):
         # dividing sklearn's objective by C * n keeps the loss O(1), which L-BFGS' tolerances expect
         l2 = 1.0 / (2.0 * self.C * len(x))
         opt = torch.optim.LBFGS([w, b], lr=1, max_iter=self.max_iter, tolerance_grad=1e-5,
-                                tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
+                                tolerance_change=1e-7, history_size=20, line_search_fn="strong_wolfe")
 
         def closure():
             opt.zero_grad()

@@ -108,11 +108,12 @@ def save_model(
 def save_encoder(
     encoder, out: str | Path, *, force: bool = False, extra_tensors: dict[str, torch.Tensor] | None = None,
     data_fingerprint: str | None = None, seed: int | None = None, metrics: dict | None = None,
-    strategy: dict | None = None, extra: dict | None = None,
+    strategy: dict | None = None, extra: dict | None = None, extra_files: dict | None = None,
 ) -> Path:
     """Save a trained encoder alone (kind "encoder"), e.g. a meta-trained one: `--encoder DIR`
     accepts it. `extra_tensors` keys must not start with "encoder." (e.g. "meta.*"); `extra`
-    adds manifest keys (e.g. the meta-training class split)."""
+    adds manifest keys (e.g. the meta-training class split); `extra_files` more `name -> writer(path)`
+    entries for the folder (e.g. the last training checkpoint)."""
     out = prepare_out_dir(out, force)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -143,6 +144,7 @@ def save_encoder(
         {
             WEIGHTS: lambda p: save_file(tensors, str(p)),
             MANIFEST: lambda p: p.write_text(json.dumps(manifest, indent=2, default=_json_default)),
+            **(extra_files or {}),
         },
     )
     return out

@@ -21,7 +21,14 @@ from quickadapt.progress import log
 from quickadapt.train import pick_device, seed_everything
 
 DEFAULT_ENCODER = {"features": "mlp", "text": "minilm", "image": "conv4"}
-AUTO_CANDIDATES = ("mcc", "dann", "mmd")  # tried by method="auto", besides source-only
+AUTO_CANDIDATES = ("mcc", "cdan-e", "dann")  # tried by method="auto", besides source-only
+# the mlp for feature vectors here: one wide layer with strong dropout (chosen on the development
+# pairs A->W, C->D, W->C of Office-Caltech: deeper or lighter-regularised nets overfit the source)
+DOMAIN_MLP = {"depth": 1, "dropout": 0.5}
+# a candidate whose target predictions spread over classes less than this fraction of
+# source-only's (entropy of the mean prediction) has collapsed: the weighted-source validators
+# cannot see that (the collapsed target region holds no source examples), so the guard vetoes it
+COLLAPSE_RATIO = 0.5
 
 
 def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None = None) -> tuple[Dataset, list[str]]:
@@ -78,9 +85,12 @@ def adapt_domain(
 ) -> AdaptedModel:
     """Adapt a classifier trained on labelled `source` to the unlabelled `target`.
 
-    `info` of the result holds `warnings` (shown as they arise when `progress`), per fitted method, the validator's scores (and the target test
-    accuracy when `target_test` is given), `negative_transfer` (the adapted model looks worse than
-    source-only to the validator) and, for auto, the `chosen` method."""
+    `params` are method settings; with `method="auto"` (and for the source-only comparison) each
+    method takes the ones it knows. The result's `info` holds, per fitted method, the
+    validator's scores (and the target test accuracy when `target_test` is given: evaluation
+    only), `negative_transfer` (adaptation looks worse than source-only to the validator, or its
+    target predictions collapsed), the chosen `domain_method` and `warnings` (also logged as they
+    arise when `progress`)."""
     from quickadapt.artifact import resolve_encoder
     from quickadapt.domain import create_method
     from quickadapt.domain.base import DomainContext
@@ -91,22 +101,21 @@ def adapt_domain(
     target, warnings = check_inputs(source, target, target_test)
     for w in warnings if progress else ():
         log(f"warning: {w}")
-    params = dict(params or {})
     names = ["source-only", *candidates] if method == "auto" else [method]
-    for name in names:
-        create_method(name, **params)  # unknown names and bad settings fail before any work
-    if method != "auto" and method != "source-only" and compare:
-        names = [method, "source-only"]
+    if method not in ("auto", "source-only") and compare:
+        names.append("source-only")
+    settings_for = _split_params(names, dict(params or {}), strict=None if method == "auto" else method)
     dev = pick_device(device)
     encoder = encoder or DEFAULT_ENCODER[source.modality]
 
     train_src, val_src = split_source(source, val_fraction, seed)
     validator = Validator(val_src, target, criterion=criterion, seed=seed)
     seed_everything(seed)
-    settings = dict(encoder_params or {})
+    enc_settings = dict(encoder_params or {})
     if encoder == "mlp" and source.modality == "features":
-        settings.setdefault("in_dim", int(np.asarray(source.inputs).shape[1]))
-    base = resolve_encoder(encoder, **settings)
+        enc_settings.setdefault("in_dim", int(np.asarray(source.inputs).shape[1]))
+        enc_settings = {**DOMAIN_MLP, **enc_settings}
+    base = resolve_encoder(encoder, **enc_settings)
     if base.modality != source.modality:
         raise BadInput(f"encoder {encoder!r} reads {base.modality} but the data is {source.modality}")
 
@@ -114,7 +123,7 @@ def adapt_domain(
     report: dict[str, dict] = {}
     for name in names:
         seed_everything(seed)
-        m = create_method(name, **params)
+        m = create_method(name, **settings_for[name])
         ctx = DomainContext(device=dev, seed=seed, progress=progress, score=validator)
         started = time.perf_counter()
         model = m.fit(copy.deepcopy(base), train_src, target, ctx)
@@ -125,11 +134,12 @@ def adapt_domain(
             entry["target_test_accuracy"] = float(np.mean(np.asarray(labels) == target_test.labels))
         models[name], report[name] = model, entry
 
-    if method == "auto":
-        chosen = min(names, key=lambda n: report[n]["criterion"])
-    else:
-        chosen = method
-    model = models[chosen]
+    if "source-only" in report:
+        floor = COLLAPSE_RATIO * report["source-only"]["target_class_entropy"]
+        for name, entry in report.items():
+            entry["collapsed"] = name != "source-only" and entry["target_class_entropy"] < floor
+    usable = [n for n in names if not report[n].get("collapsed")]
+    chosen = min(usable, key=lambda n: report[n]["criterion"]) if method == "auto" else method
     info = {
         "domain_method": chosen,
         "requested_method": method,
@@ -141,17 +151,39 @@ def adapt_domain(
     }
     adapted = [n for n in names if n != "source-only"]
     if "source-only" in report and adapted:
-        best_adapted = chosen if chosen != "source-only" else min(adapted, key=lambda n: report[n]["criterion"])
-        info["negative_transfer"] = bool(report[best_adapted]["criterion"] > report["source-only"]["criterion"])
+        best = chosen if chosen != "source-only" else min(adapted, key=lambda n: report[n]["criterion"])
+        collapsed = report[best]["collapsed"]
+        info["negative_transfer"] = bool(collapsed or report[best]["criterion"] > report["source-only"]["criterion"])
         if info["negative_transfer"]:
-            what = "fell back to source-only" if method == "auto" else "consider --method auto or source-only"
-            warnings.append(f"{best_adapted} looks worse than source-only by the {criterion} validator; {what}")
+            why = "its target predictions collapse onto few classes" if collapsed else f"by the {criterion} validator"
+            what = "fell back to source-only" if chosen == "source-only" else "consider --method auto or source-only"
+            warnings.append(f"{best} looks worse than source-only ({why}); {what}")
             if progress:
                 log(f"warning: {warnings[-1]}")
     info["warnings"] = warnings
+    model = models[chosen]
     model.info.update(info)
     model.strategy_params = {**model.strategy_params, "encoder": encoder}
     return model
+
+
+def _split_params(names: list[str], params: dict, strict: str | None) -> dict[str, dict]:
+    """Each method's share of `params`. The `strict` method (a named one) must accept all of
+    them (BadInput otherwise); without one, each setting must fit at least one method."""
+    from dataclasses import fields
+
+    from quickadapt.domain import DOMAIN_METHODS, create_method
+
+    out = {}
+    for name in names:
+        known = {f.name for f in fields(DOMAIN_METHODS.get(name).Config)}
+        out[name] = params if name == strict else {k: v for k, v in params.items() if k in known}
+        create_method(name, **out[name])  # bad values fail here, before any work
+    used = set().union(*(out[n] for n in names)) if names else set()
+    unused = sorted(set(params) - used)
+    if unused:
+        raise BadInput(f"unknown setting {unused[0]!r}: none of {', '.join(names)} takes it")
+    return out
 
 
 __all__ = ["adapt_domain", "check_inputs", "DEFAULT_ENCODER", "AUTO_CANDIDATES"]

@@ -161,7 +161,8 @@ class DeepMethod(DomainMethod):
             encoder.requires_grad_(True)
 
             def encode(data: Dataset, idx):
-                return encoder(batch_to(encoder.prepare([data.inputs[i] for i in idx]), dev))
+                rows = data.inputs[idx] if isinstance(data.inputs, np.ndarray) else [data.inputs[i] for i in idx]
+                return encoder(batch_to(encoder.prepare(rows), dev))
         else:
             encoder.requires_grad_(False)
             cached = {

@@ -1,5 +1,6 @@
 """`coral`: correlation alignment. `mode=deep` (Deep CORAL, Sun & Saenko 2016) adds the distance
-between source and target feature covariances, ||C_s - C_t||_F^2 / (4 d^2), as a loss.
+between source and target covariances of the class scores (the paper's fc8 outputs),
+||C_s - C_t||_F^2 / (4 d^2), as a loss.
 `mode=closed` (CORAL, Sun et al. 2016) is the closed form for fixed features: train source-only,
 then whiten the source bottleneck features, re-colour them with the target covariance
 (C_s^-1/2 then C_t^1/2, each regularised by +I) and refit the classifier on them; target
@@ -59,7 +60,7 @@ class CORAL(DeepMethod):
     def transfer_loss(self, step):
         if self.cfg.mode != "deep":
             return None
-        return coral_loss(step.zs, step.zt)
+        return coral_loss(step.ls, step.lt)  # on the class scores, as in Deep CORAL (its fc8)
 
     def fit(self, encoder, source, target, ctx):
         model = super().fit(encoder, source, target, ctx)

@@ -4,10 +4,17 @@ steps) is best on the target, without target labels?
 - `dev_risk`: deep embedded validation (You et al. 2019). Held-out source examples' losses,
   weighted by the density ratio p_target / p_source estimated by a domain classifier on the
   model's own features, with the control variate that cuts its variance. Lower is better.
+  Like every importance-weighted estimate it sees only where the domains overlap: when the
+  target lies outside the source's support (all weights at their floor, `dev_weight_mean` near
+  0.1) it is the held-out source loss, blind to target errors; `adapt_domain` adds a collapse
+  check for that case.
 - `iwv_risk`: importance-weighted validation (Sugiyama et al. 2007): the same weighted loss, no
   control variate, weights from the input space (raw feature vectors; the encoder's features for
   text and images).
 - `entropy`: mean prediction entropy on the target (lower = more confident).
+- `im`: information maximisation (Shi & Sha 2012; Liang et al. 2020): entropy of the mean
+  target prediction minus the mean entropy; high for confident and diverse predictions, near 0
+  for a model that puts every target example in one class. Higher is better.
 - `snd`: soft neighbourhood density (Saito et al. 2021): entropy of each target example's
   softmax-similarity over its neighbours in prediction space. Higher is better.
 
@@ -25,7 +32,7 @@ from quickadapt.data.dataset import Dataset
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.transfer.base import encode_labels
 
-CRITERIA = ("dev", "iwv", "entropy", "snd")
+CRITERIA = ("dev", "iwv", "entropy", "snd", "im")
 MAX_TARGET = 2000  # target examples the validators read (a seeded subsample beyond that)
 
 
@@ -43,20 +50,26 @@ def domain_probabilities(xs: np.ndarray, xt: np.ndarray, *, C: float = 0.1, seed
     return p
 
 
-def density_ratio(xs: np.ndarray, xt: np.ndarray, *, C: float = 0.1, seed: int = 0, max_weight: float = 10.0) -> np.ndarray:
+def density_ratio(
+    xs: np.ndarray, xt: np.ndarray, *, C: float = 0.1, seed: int = 0, max_weight: float = 10.0, normalise: bool = True,
+) -> np.ndarray:
     """w(x) = p_target(x) / p_source(x) for each source row, clipped to [1/max_weight,
-    max_weight] and normalised to mean 1."""
+    max_weight], and normalised to mean 1 unless `normalise=False` (DEV's control variate needs
+    the raw ratios, whose mean is only about 1)."""
     p = np.clip(domain_probabilities(xs, xt, C=C, seed=seed)[: len(xs)], 1e-6, 1 - 1e-6)
     w = p / (1 - p) * len(xs) / len(xt)
     w = np.clip(w, 1.0 / max_weight, max_weight)
-    return w / w.mean()
+    return w / w.mean() if normalise else w
 
 
 def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
     """Deep embedded validation: weighted mean loss with the control variate eta (You et al. 2019)."""
     wl = weights * losses
     var = np.var(weights, ddof=1) if len(weights) > 1 else 0.0
-    eta = -np.cov(np.stack([wl, weights]))[0, 1] / var if var > 1e-12 else 0.0
+    # weights without spread (all at the clip floor: domains that do not overlap) make eta a ratio
+    # of rounding errors; then there is nothing to correct with
+    spread = var > 1e-4 * max(float(np.mean(weights)) ** 2, 1e-12)
+    eta = -np.cov(np.stack([wl, weights]))[0, 1] / var if spread else 0.0
     return float(np.mean(wl) + eta * np.mean(weights) - eta)
 
 
@@ -66,6 +79,15 @@ def iwv_risk(losses: np.ndarray, weights: np.ndarray) -> float:
 
 def entropy_score(proba: np.ndarray) -> float:
     return float(np.mean(-(proba * np.log(proba + 1e-12)).sum(1)))
+
+
+def class_entropy(proba: np.ndarray) -> float:
+    """Entropy of the mean prediction: how spread the predicted classes are (0 = one class)."""
+    return entropy_score(proba.mean(0, keepdims=True))
+
+
+def im_score(proba: np.ndarray) -> float:
+    return class_entropy(proba) - entropy_score(proba)
 
 
 def snd_score(proba: np.ndarray, temperature: float = 0.05) -> float:
@@ -125,13 +147,18 @@ class Validator:
         zt, pt = representation(model, self.target.inputs)
         _, y = encode_labels(self.source_val.labels, model.classes[MAIN_TASK])
         losses = -np.log(np.clip(ps[np.arange(len(y)), y], 1e-12, None))
-        w_dev = density_ratio(zs, zt, seed=self.seed)
+        w_dev = density_ratio(zs, zt, seed=self.seed, normalise=False)
         w_in = self._input_space_weights(model)
         return {
             "source_val_accuracy": float(np.mean(ps.argmax(1) == y)),
             "dev_risk": dev_risk(losses, w_dev),
+            # about 1 when the domains overlap in the model's features; near 1 / max_weight (0.1)
+            # when they do not, and then DEV can only report the held-out source loss
+            "dev_weight_mean": float(np.mean(w_dev)),
             "iwv_risk": iwv_risk(losses, w_in),
             "target_entropy": entropy_score(pt),
+            "target_class_entropy": class_entropy(pt),
+            "im": im_score(pt),
             "snd": snd_score(pt),
         }
 
@@ -140,7 +167,7 @@ class Validator:
         """The selection value, lower is better."""
         return {
             "dev": scores["dev_risk"], "iwv": scores["iwv_risk"],
-            "entropy": scores["target_entropy"], "snd": -scores["snd"],
+            "entropy": scores["target_entropy"], "snd": -scores["snd"], "im": -scores["im"],
         }[criterion]
 
     def __call__(self, model: AdaptedModel) -> float:
@@ -149,5 +176,5 @@ class Validator:
 
 __all__ = [
     "CRITERIA", "Validator", "density_ratio", "domain_probabilities", "dev_risk", "iwv_risk",
-    "entropy_score", "snd_score", "split_source",
+    "entropy_score", "class_entropy", "im_score", "snd_score", "split_source",
 ]

@@ -64,10 +64,19 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.detach().argmax(-1) == y).float().mean())
 
 
-def resolve_path(path: str, encoder: nn.Module) -> str:
+def resolve_path(path: str, encoder: nn.Module, *, per_task_body: bool = False) -> str:
+    """"auto" picks the faster path. Methods whose body runs once per meta-batch (protonet,
+    matchingnet, anil) always batch. For per-task bodies (the MAML family) grouped convolutions
+    were slower than the loop on this 2-core CPU (bench/meta_speed.py: 0.86x at meta-batch 8),
+    so the CPU default is the loop and the batched path is kept for GPUs (not yet measured)."""
     if path not in PATHS:
         raise BadInput(f"path must be one of {', '.join(PATHS)}, got {path!r}")
-    return "batched" if path == "auto" else path
+    if path != "auto":
+        return path
+    if not per_task_body:
+        return "batched"
+    on_gpu = any(p.is_cuda for p in encoder.parameters())
+    return "batched" if on_gpu else "loop"
 
 
 # --- functional forwards ---------------------------------------------------------------------

@@ -81,13 +81,13 @@ class MAML(MetaLearner):
         return self.forward_batched(adapted, batch.query_x)
 
     def meta_loss(self, batch: Episode, path: str = "auto"):
-        path = resolve_path(path, self.encoder)
+        path = resolve_path(path, self.encoder, per_task_body=True)
         adapted = self._adapt_tasks(batch, path, steps=self.cfg.inner_steps, first_order=self.cfg.first_order, keep_graph=True)
         logits = self._query_logits(adapted, batch, path)
         return mean_ce(logits, batch.query_y), logits
 
     def predict(self, batch: Episode, path: str = "auto") -> torch.Tensor:
-        path = resolve_path(path, self.encoder)
+        path = resolve_path(path, self.encoder, per_task_body=True)
         with torch.enable_grad():
             adapted = self._adapt_tasks(batch, path, steps=self.cfg.test_steps or self.cfg.inner_steps, first_order=True, keep_graph=False)
         with torch.no_grad():

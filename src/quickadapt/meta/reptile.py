@@ -35,7 +35,7 @@ class Reptile(MAML):
         raise NotImplementedError("reptile has no differentiable meta-loss; use accumulate()")
 
     def accumulate(self, batch: Episode, path: str = "auto") -> dict:
-        path = resolve_path(path, self.encoder)
+        path = resolve_path(path, self.encoder, per_task_body=True)
         T = batch.n_tasks
         with torch.enable_grad():
             adapted = self._adapt_tasks(batch, path, steps=self.cfg.inner_steps, first_order=True, keep_graph=False)

@@ -1,0 +1,55 @@
+"""Meta-trained models on disk: an encoder artifact (kind "encoder") that also carries the
+learner's own meta-parameters (`meta.*` tensors) and, in the manifest's `meta` key, the method,
+its settings and the class split, so `quickadapt episodes` can adapt the way it was trained and
+test on held-out classes, while `--encoder DIR` simply uses the body."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from quickadapt.artifact import _load_tensors, build_encoder, read_manifest, save_encoder
+from quickadapt.data.episodes import ClassSplit
+from quickadapt.errors import BadInput
+from quickadapt.meta import create_meta
+from quickadapt.meta.base import MetaLearner
+
+
+def save_meta_model(
+    learner: MetaLearner, out: str | Path, *, split: ClassSplit, info: dict, force: bool = False,
+    seed: int | None = None, data_fingerprint: str | None = None, metrics: dict | None = None,
+    extra_files: dict | None = None,
+) -> Path:
+    """`info`: what describes the run (n_way, k_shot, n_query, steps, data...), stored under `meta`."""
+    meta = {
+        "method": learner.name,
+        "settings": asdict(learner.cfg),
+        "class_split": split.to_dict(),
+        "normalisation": "GroupNorm: per-example statistics, nothing pooled across support or query"
+        if learner.encoder.settings.get("norm") == "group" else str(learner.encoder.settings.get("norm")),
+        **info,
+    }
+    extra = {f"meta.{k}": v for k, v in learner.extra_state().items()}
+    return save_encoder(
+        learner.encoder, out, force=force, extra_tensors=extra, data_fingerprint=data_fingerprint, seed=seed,
+        metrics=metrics, strategy={"name": f"meta-train:{learner.name}", "params": asdict(learner.cfg)},
+        extra={"meta": meta}, extra_files=extra_files,
+    )
+
+
+def load_meta_model(folder: str | Path) -> tuple[MetaLearner, dict]:
+    """The learner (encoder and meta-parameters) and manifest of a meta-trained model folder."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest.get("kind") != "encoder" or "meta" not in manifest:
+        raise BadInput(f"{folder}: not a meta-trained model (written by `quickadapt meta-train`)")
+    tensors = _load_tensors(folder)
+    encoder = build_encoder(manifest, tensors, folder)
+    meta = manifest["meta"]
+    learner = create_meta(meta["method"], encoder, **meta["settings"])
+    state = {k[len("meta."):]: v for k, v in tensors.items() if k.startswith("meta.")}
+    state.update({f"encoder.{k}": v for k, v in encoder.state_dict().items()})
+    missing, unexpected = learner.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise BadInput(f"{folder}: stored meta-parameters do not fit method {meta['method']!r} "
+                       f"(missing {len(missing)}, unexpected {len(unexpected)} keys)")
+    return learner.eval(), manifest

@@ -1,0 +1,115 @@
+"""`quickadapt domain-adapt` end to end on real shifted features (Office-Caltech dslr -> webcam):
+the artifact works with predict and evaluate; bad input exits 2 with one line."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from domain_data import surf
+from quickadapt.cli import app
+
+runner = CliRunner()
+FAST = ["--set", "steps=120", "--quiet"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_bad_input(result, fragment):
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert fragment.lower() in lines[0].lower(), lines[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("surf")
+    d, w = surf("D"), surf("W")
+    paths = {
+        "source": folder / "dslr.npz", "target": folder / "webcam_unlabelled.npz",
+        "target_labelled": folder / "webcam.npz",
+    }
+    np.savez(paths["source"], X=d.inputs, y=d.labels.astype(str))
+    np.savez(paths["target"], X=w.inputs)
+    np.savez(paths["target_labelled"], X=w.inputs, y=w.labels.astype(str))
+    np.savez(folder / "narrow.npz", X=w.inputs[:, :100])
+    np.savez(folder / "empty.npz", X=np.zeros((0, 800), dtype=np.float32))
+    keep = w.labels != "1"
+    np.savez(folder / "extra_label.npz", X=w.inputs[keep][:20], y=np.where(np.arange(20) == 0, "zebra", w.labels[keep][:20]).astype(str))
+    paths["folder"] = folder
+    return paths
+
+
+@pytest.fixture(scope="module")
+def adapted(files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "model"
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "dann",
+            "--target-test", files["target_labelled"], "--out", out, "--json", *FAST)
+    assert r.exit_code == 0, r.stderr
+    return out, json.loads(r.stdout)
+
+
+def test_domain_adapt_reports_method_beside_source_only(adapted):
+    out, result = adapted
+    assert result["method"] == "dann" and result["encoder"] == "mlp"
+    assert set(result["methods"]) == {"dann", "source-only"}
+    for entry in result["methods"].values():
+        assert {"dev_risk", "iwv_risk", "snd", "target_entropy", "criterion", "target_test_accuracy"} <= set(entry)
+        assert entry["target_test_accuracy"] > 0.5  # 10 classes: chance is 10%
+    assert isinstance(result["negative_transfer"], bool)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["strategy"]["name"] == "domain:dann" and manifest["encoder"]["weights"] == "stored"
+    assert manifest["tasks"]["main"]["head"]["kind"] == "bottleneck"
+
+
+def test_artifact_works_with_predict_and_evaluate(adapted, files, tmp_path):
+    out, result = adapted
+    r = run("evaluate", out, "--data", files["target_labelled"], "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["n"] == 295
+    assert report["accuracy"] == pytest.approx(result["methods"]["dann"]["target_test_accuracy"])
+    preds = tmp_path / "p.csv"
+    r = run("predict", out, "--data", files["target"], "--out", preds, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert len(preds.read_text().splitlines()) == 296
+
+
+def test_auto_keeps_the_candidate_the_validator_prefers(files, tmp_path):
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "auto",
+            "--out", tmp_path / "auto", "--json", *FAST)
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    scores = {name: m["criterion"] for name, m in result["methods"].items()}
+    assert "source-only" in scores and len(scores) >= 3
+    assert result["method"] == min(scores, key=scores.get)
+    assert result["negative_transfer"] == (result["method"] == "source-only")
+
+
+def test_labelled_target_warns_and_goes_on(files, tmp_path):
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target_labelled"], "--method", "source-only",
+            "--out", tmp_path / "m", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "labels; they are ignored" in r.stderr
+
+
+def test_bad_inputs_exit_2_with_one_line(files, tmp_path):
+    f = files["folder"]
+    common = ["--out", tmp_path / "x", *FAST]
+    assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", f / "narrow.npz", *common), "800 features")
+    assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", f / "empty.npz", *common), "no examples")
+    assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"],
+                         "--target-test", f / "extra_label.npz", *common), "zebra")
+    assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"],
+                         "--method", "danm", *common), "did you mean dann")
+    assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"],
+                         "--set", "trade_off=-1", *common), "trade_off")
+    assert_bad_input(run("domain-adapt", "--source", files["target"], "--target", files["target"], *common), "no labels")
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "exists").mkdir()
+    assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"],
+                         "--out", tmp_path / "exists", "--quiet"), "already exists")

@@ -1,0 +1,97 @@
+"""Every domain adaptation method on two fixed, small, real shifts where source-only loses more
+than 10 points against a model trained on the target itself:
+
+- digits-rot35: scikit-learn's handwritten digits (64 pixels) -> the other digits rotated 35
+  degrees (source-only about 33 %, in-domain about 95 %);
+- surf-A-W: Office-Caltech10 SURF features, amazon -> webcam (source-only about 41 %, in-domain
+  logistic regression about 72 %).
+
+Each method must beat source-only on target accuracy (by at least half a point) and shrink the
+discrepancy (Gaussian MMD) between source and target bottleneck features. Where a method does
+not, it is listed below with the measured reason, as a strict xfail (so a fix shows up)."""
+import functools
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+from domain_data import rotated_digits, surf
+from quickadapt.domain import create_method, list_methods
+from quickadapt.domain.base import DomainContext, representation
+from quickadapt.domain.discrepancy import gaussian_mmd2
+from quickadapt.encoders import create_encoder
+from quickadapt.train import seed_everything
+
+STEPS = 400
+SHIFTS = {"digits-rot35": lambda: rotated_digits(35.0), "surf-A-W": lambda: (surf("A"), surf("W"))}
+METHODS = [m for m in list_methods() if m != "source-only"]
+
+# (method, shift): why it does not beat source-only there (figures measured with this file's settings)
+NOT_BETTER = {
+    ("self-training", "digits-rot35"): "source-only is right on only a third of the rotated digits, so the confident "
+    "pseudo-labels are mostly wrong and training on them reinforces the errors (confirmation bias: it collapses)",
+    ("reweight", "digits-rot35"): "rotated digits lie outside the source's support; reweighting source examples "
+    "cannot create what no source example looks like",
+    ("mmd", "surf-A-W"): "aligning SURF bag-of-words features by kernel mean embeddings does not carry the "
+    "class structure across amazon -> webcam (40.0 % vs 41.0 %)",
+    ("coral", "surf-A-W"): "matching the class-score covariances costs accuracy here (38.6 % vs 41.0 %)",
+}
+# (method, shift): why the source/target discrepancy of its features does not shrink
+NOT_ALIGNED = {
+    ("reweight", "digits-rot35"): "reweight changes how source examples count, not the features: no alignment term",
+    ("self-training", "digits-rot35"): "the collapsed model maps both domains to one class region in different ways",
+}
+
+
+def _expect(table, method, shift):
+    reason = table.get((method, shift))
+    return [pytest.param(method, shift, marks=pytest.mark.xfail(strict=True, reason=reason))] if reason else [(method, shift)]
+
+
+@functools.lru_cache(maxsize=None)
+def fit(method: str, shift: str):
+    source, target = SHIFTS[shift]()
+    seed_everything(0)
+    encoder = create_encoder("mlp", in_dim=source.inputs.shape[1], depth=1, dropout=0.5)
+    model = create_method(method, steps=STEPS).fit(encoder, source, target.without_labels(), DomainContext(progress=False))
+    labels, _ = model.predict(target.inputs)
+    zs, _ = representation(model, source.inputs)
+    zt, _ = representation(model, target.inputs)
+    return float(np.mean(np.asarray(labels) == target.labels)), gaussian_mmd2(zs, zt)
+
+
+@pytest.mark.parametrize("shift", list(SHIFTS))
+def test_source_only_loses_at_least_10_points(shift):
+    source, target = SHIFTS[shift]()
+    in_domain = cross_val_score(LogisticRegression(C=1.0, max_iter=2000), target.inputs, target.labels, cv=3).mean()
+    accuracy, _ = fit("source-only", shift)
+    assert accuracy <= in_domain - 0.10, (accuracy, in_domain)
+
+
+@pytest.mark.parametrize("method,shift", [p for m in METHODS for s in SHIFTS for p in _expect(NOT_BETTER, m, s)])
+def test_method_beats_source_only(method, shift):
+    accuracy, _ = fit(method, shift)
+    baseline, _ = fit("source-only", shift)
+    assert accuracy >= baseline + 0.005, f"{method} {accuracy:.3f} vs source-only {baseline:.3f}"
+
+
+@pytest.mark.parametrize("method,shift", [p for m in METHODS for s in SHIFTS for p in _expect(NOT_ALIGNED, m, s)])
+def test_method_shrinks_the_discrepancy(method, shift):
+    _, mmd = fit(method, shift)
+    _, baseline = fit("source-only", shift)
+    assert mmd < baseline, f"{method} MMD {mmd:.4f} vs source-only {baseline:.4f}"
+
+
+def test_registry_and_settings():
+    from quickadapt.errors import BadInput
+
+    assert set(list_methods()) == {
+        "source-only", "dann", "mmd", "coral", "cdan", "cdan-e", "mcc", "self-training", "reweight",
+    }
+    with pytest.raises(BadInput, match="did you mean"):
+        create_method("cdann")
+    with pytest.raises(BadInput, match="threshold"):
+        create_method("self-training", threshold=1.5)
+    with pytest.raises(BadInput, match="unknown setting 'temprature'"):
+        create_method("mcc", temprature=2.0)

@@ -1,0 +1,144 @@
+"""Label-free validators: the risk estimators' arithmetic, density ratios on a real shift, and
+that the validator ranks a trained model above an untrained one without target labels."""
+import numpy as np
+import pytest
+
+from domain_data import surf
+from quickadapt.data import load_dataset
+from quickadapt.domain import create_method
+from quickadapt.domain.base import DomainContext
+from quickadapt.domain.validate import (
+    Validator, density_ratio, dev_risk, entropy_score, im_score, iwv_risk, snd_score, split_source,
+)
+from quickadapt.encoders import create_encoder
+from quickadapt.errors import BadInput
+from quickadapt.train import seed_everything
+
+
+def test_risks_reduce_to_the_mean_loss_under_uniform_weights():
+    losses = np.array([0.1, 0.5, 2.0, 0.4])
+    ones = np.ones(4)
+    assert iwv_risk(losses, ones) == pytest.approx(losses.mean())
+    assert dev_risk(losses, ones) == pytest.approx(losses.mean())  # no weight variance: no control variate
+    w = np.array([0.0, 0.0, 2.0, 2.0])
+    assert iwv_risk(losses, w) == pytest.approx((2.0 * 2 + 0.4 * 2) / 4)
+
+
+def test_dev_control_variate_cancels_weight_noise():
+    # losses constant: any weighted mean is noisy around it, the control variate recovers it exactly
+    rng = np.random.default_rng(0)
+    w = rng.exponential(size=200)
+    w = w / w.mean() * 1.3  # weights whose mean is off by 30%
+    assert iwv_risk(np.ones(200), w) == pytest.approx(1.3)
+    assert dev_risk(np.ones(200), w) == pytest.approx(1.0)
+
+
+def test_density_ratio_upweights_source_examples_that_look_like_the_target():
+    # real digits; the target is contrast-inverted digits, and a third of the source is inverted too
+    digits = load_dataset("builtin:digits-features")
+    x = np.asarray(digits.inputs, dtype=np.float32)
+    order = np.random.default_rng(0).permutation(len(x))
+    plain, inverted_src, target = order[:1000], order[1000:1400], order[1400:]
+    xs = np.concatenate([x[plain], 16 - x[inverted_src]])
+    weights = density_ratio(xs, 16 - x[target], seed=0)
+    assert weights.shape == (len(xs),) and weights.mean() == pytest.approx(1.0)
+    assert weights[1000:].mean() > 5 * weights[:1000].mean()
+
+
+def test_entropy_and_snd():
+    confident = np.eye(4)[np.arange(40) % 4] * 0.97 + 0.01
+    unsure = np.full((40, 4), 0.25)
+    assert entropy_score(confident) < entropy_score(unsure)
+    assert entropy_score(unsure) == pytest.approx(np.log(4))
+    one_class = np.tile([0.97, 0.01, 0.01, 0.01], (40, 1))  # confident, but everything in one class
+    assert im_score(confident) > 1.0 > im_score(unsure) + 0.5 and im_score(one_class) < 0.01
+    for p in (confident, unsure):
+        assert 0 <= snd_score(p) <= np.log(39) + 1e-6
+    # clustered predictions: each example's soft neighbourhood is its own class (about 9 neighbours)
+    assert snd_score(confident) == pytest.approx(np.log(9), abs=0.05)
+
+
+def test_split_source_is_stratified_and_seeded():
+    d = surf("D")
+    train, val = split_source(d, 0.2, seed=3)
+    assert len(train) + len(val) == len(d) and set(val.classes) == set(d.classes)
+    again = split_source(d, 0.2, seed=3)[1]
+    assert np.array_equal(val.inputs, again.inputs)
+
+
+def test_validator_prefers_a_trained_model_without_target_labels():
+    source, target = split_source(surf("D"), 0.25, seed=0)[0], surf("W").without_labels()
+    val = split_source(surf("D"), 0.25, seed=0)[1]
+    validator = Validator(val, target, seed=0)
+    models = {}
+    for steps in (2, 300):
+        seed_everything(0)
+        enc = create_encoder("mlp", in_dim=800, depth=1, dropout=0.5)
+        models[steps] = create_method("source-only", steps=steps).fit(enc, source, target, DomainContext(progress=False))
+    scores = {k: validator.scores(m) for k, m in models.items()}
+    assert set(scores[2]) == {
+        "source_val_accuracy", "dev_risk", "dev_weight_mean", "iwv_risk", "target_entropy", "target_class_entropy", "im", "snd",
+    }
+    assert scores[300]["dev_risk"] < scores[2]["dev_risk"]
+    assert scores[300]["iwv_risk"] < scores[2]["iwv_risk"]
+    assert validator(models[300]) < validator(models[2])  # the call is the selection criterion
+    with pytest.raises(BadInput, match="criterion"):
+        Validator(val, target, criterion="accuracy")
+
+
+def test_checkpoint_selection_keeps_the_state_the_validator_prefers():
+    d, target = surf("D"), surf("W").without_labels()
+    train, val = split_source(d, 0.25, seed=0)
+    validator = Validator(val, target, seed=0)
+    seed_everything(0)
+    enc = create_encoder("mlp", in_dim=800, depth=1, dropout=0.5)
+    ctx = DomainContext(progress=False, score=validator)
+    model = create_method("source-only", steps=200, checkpoints=4).fit(enc, train, target, ctx)
+    info = model.info["train"]
+    assert info["selected_step"] in (50, 100, 150, 200)
+    assert validator(model) == pytest.approx(info["selected_score"], rel=1e-5)
+
+
+# --- the negative-transfer guard and method="auto" ------------------------------------------
+
+def test_auto_falls_back_to_source_only_when_adaptation_collapses():
+    from domain_data import rotated_digits
+    from quickadapt.domain import adapt_domain
+
+    source, target = rotated_digits(35.0)
+    # self-training collapses on this shift (see test_domain_methods.py): every rotated digit
+    # ends up in one class. The weighted-source validator cannot see that; the collapse check can.
+    model = adapt_domain(source, target.without_labels(), "auto", {"steps": 300}, seed=0, device="cpu",
+                         target_test=target, candidates=("self-training",), progress=False)
+    info = model.info
+    assert info["domain_method"] == "source-only" and info["negative_transfer"] is True
+    assert info["methods"]["self-training"]["collapsed"] is True
+    assert info["methods"]["self-training"]["target_test_accuracy"] < info["methods"]["source-only"]["target_test_accuracy"]
+    assert any("collapse" in w and "fell back to source-only" in w for w in info["warnings"])
+    assert model.strategy == "domain:source-only"
+
+
+def test_auto_keeps_a_method_that_helps_and_routes_each_setting_to_its_method():
+    from domain_data import rotated_digits
+    from quickadapt.domain import adapt_domain
+
+    source, target = rotated_digits(35.0)
+    model = adapt_domain(source, target.without_labels(), "auto", {"steps": 300, "temperature": 2.5}, seed=0,
+                         device="cpu", target_test=target, candidates=("mcc",), progress=False)
+    methods = model.info["methods"]
+    assert model.info["domain_method"] == "mcc" and model.info["negative_transfer"] is False
+    assert methods["mcc"]["target_test_accuracy"] > methods["source-only"]["target_test_accuracy"] + 0.1
+    assert model.strategy_params["temperature"] == 2.5 and model.strategy_params["steps"] == 300
+    with pytest.raises(BadInput, match="none of source-only, mcc takes it"):
+        adapt_domain(source, target, "auto", {"threshold": 0.5}, candidates=("mcc",), progress=False)
+
+
+def test_same_seed_same_model():
+    from quickadapt.domain import adapt_domain
+
+    source, target = surf("D"), surf("W").without_labels()
+    runs = [adapt_domain(source, target, "cdan-e", {"steps": 40}, seed=7, device="cpu", compare=False, progress=False)
+            for _ in range(2)]
+    a, b = (m.predict_proba(target.inputs) for m in runs)
+    assert np.array_equal(a, b)
+    assert runs[0].info["methods"]["cdan-e"]["dev_risk"] == runs[1].info["methods"]["cdan-e"]["dev_risk"]

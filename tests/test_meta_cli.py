@@ -1,0 +1,132 @@
+"""Meta-training end to end: kill-and-resume gives equal weights, the CLI chain
+meta-train -> episodes -> fit --encoder DIR works, and bad inputs exit 2 with one line."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from quickadapt.cli import app
+from quickadapt.meta.run import run_meta_train
+
+runner = CliRunner()
+TINY = dict(method="maml", n_way=3, k_shot=1, n_query=2, meta_batch=2, encoder_settings={"channels": 8},
+            progress=False)
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_bad_input(result, fragment):
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert fragment.lower() in lines[0].lower(), lines[0]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_kill_and_resume_gives_equal_weights(tmp_path):
+    full = run_meta_train("builtin:omniglot", out=tmp_path / "full", steps=6, **TINY)
+    assert full["steps"] == 6
+
+    def kill(step):
+        if step == 4:  # checkpoints every 3 steps: the work of step 4 is lost and redone
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, checkpoint_steps=3, on_step=kill, **TINY)
+    state = json.loads((tmp_path / "part" / "checkpoint" / "state.json").read_text())
+    assert state["state"]["step"] == 3 and not (tmp_path / "part" / "manifest.json").exists()
+    resumed = run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, resume=True, **TINY)
+    assert resumed["steps"] == 6
+    a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(tmp_path / "part" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["running_accuracy"] == full["running_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def one_per_class(tmp_path_factory):
+    """Real Omniglot test characters as a user image folder: one training image per class, and others to predict."""
+    from quickadapt.data import load_dataset
+
+    data = load_dataset("builtin:omniglot")
+    root = tmp_path_factory.mktemp("imgs")
+    for c in ("Sanskrit/character01", "Sanskrit/character02", "Tagalog/character03"):
+        idx = np.flatnonzero(data.labels == c)
+        for part, rows in (("train", idx[:1]), ("test", idx[1:6])):
+            folder = root / part / c.replace("/", "_")
+            folder.mkdir(parents=True)
+            for i in rows:
+                Image.fromarray(data.inputs[i]).save(folder / f"{i}.png")
+    return root
+
+
+def test_cli_meta_train_episodes_and_fit_with_the_encoder(tmp_path, one_per_class):
+    out = tmp_path / "meta"
+    r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 5, "--shots", 1,
+            "--out", out, "--steps", 30, "--meta-batch", 4, "--set", "encoder.channels=16", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["steps"] == 30 and result["classes"] == {"train": 161, "val": 22, "test": 59}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "encoder" and manifest["meta"]["method"] == "protonet"
+    assert len(manifest["meta"]["class_split"]["test"]) == 59
+
+    r = run("episodes", out, "--data", "builtin:omniglot", "--ways", 5, "--shots", 1, "--episodes", 40, "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    ep = json.loads(r.stdout)
+    assert ep["split"] == "test" and ep["classes"] == 59 and ep["episodes"] == 40
+    assert ep["accuracy"] > 0.33 and 0 < ep["ci95"] < 0.1  # chance is 20%
+
+    fitted = tmp_path / "fitted"
+    r = run("fit", "--data", one_per_class / "train", "--encoder", out, "--strategy", "prototypes", "--out", fitted,
+            "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    r = run("evaluate", fitted, "--data", one_per_class / "test", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["accuracy"] > 0.5  # 3 classes, one example each: chance is 33%
+
+    # --resume with more steps continues the stored run; a different method is refused
+    r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 5, "--shots", 1,
+            "--out", out, "--steps", 33, "--meta-batch", 4, "--set", "encoder.channels=16", "--resume", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == 33
+    r = run("meta-train", "--data", "builtin:omniglot", "--method", "maml", "--ways", 5, "--shots", 1,
+            "--out", out, "--steps", 40, "--set", "encoder.channels=16", "--resume", "--quiet")
+    assert_bad_input(r, "was trained with 'protonet'")
+
+
+def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
+    base = ("meta-train", "--data", "builtin:omniglot", "--shots", 1, "--steps", 1, "--quiet")
+    assert_bad_input(run(*base, "--method", "mamll", "--ways", 5, "--out", tmp_path / "a"), "did you mean maml")
+    assert_bad_input(run(*base, "--method", "maml", "--ways", 5, "--out", tmp_path / "a", "--set", "inner_lr=-1"),
+                     "inner_lr")
+    assert_bad_input(run(*base, "--method", "maml", "--ways", 5, "--out", tmp_path / "a", "--set", "nope=1"),
+                     "unknown setting 'nope'")
+    assert_bad_input(run("meta-train", "--data", one_per_class / "test", "--method", "protonet", "--ways", 5, "--shots", 1,
+                         "--queries", 1, "--no-rotations", "--out", tmp_path / "b", "--quiet"), "classes available but 5-way")
+    assert_bad_input(run("meta-train", "--data", one_per_class / "test", "--method", "protonet", "--ways", 2, "--shots", 4,
+                         "--queries", 2, "--out", tmp_path / "c", "--quiet", "--no-rotations"), "4 shots + 2 queries need 6")
+    (tmp_path / "empty").mkdir()
+    assert_bad_input(run("meta-train", "--data", tmp_path / "empty", "--method", "protonet", "--ways", 2, "--shots", 1,
+                         "--out", tmp_path / "d", "--quiet"), "no images found")
+    assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
+                         "--out", tmp_path / "e", "--resume", "--quiet"), "no checkpoint to resume")
+    assert_bad_input(run("episodes", tmp_path / "nothing", "--data", "builtin:omniglot", "--ways", 5, "--shots", 1,
+                         "--quiet"), "not a quickadapt model")
+    r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
+            "--out", tmp_path / "m", "--steps", 1, "--set", "encoder.channels=8", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert_bad_input(run("episodes", tmp_path / "m", "--data", "builtin:omniglot", "--ways", 60, "--shots", 1,
+                         "--quiet", "--json"), "59 classes available but 60-way")
+    assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
+                         "--out", tmp_path / "m", "--quiet"), "already exists")

@@ -1,0 +1,91 @@
+"""Episodes on real Omniglot: the fixed class split, seeded sampling, rotations, bad inputs."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from quickadapt.data import Dataset, load_dataset
+from quickadapt.data.episodes import (
+    OMNIGLOT_SPLIT, EpisodeSampler, default_split, load_episode_data, split_classes,
+)
+from quickadapt.encoders import create_encoder
+from quickadapt.errors import BadInput
+
+
+@pytest.fixture(scope="module")
+def omniglot():
+    return load_dataset("builtin:omniglot")
+
+
+def prep():
+    return create_encoder("conv4", channels=8).prepare
+
+
+def test_fixed_omniglot_split(omniglot):
+    split = default_split(omniglot)
+    assert (len(split.train), len(split.val), len(split.test)) == (161, 22, 59)
+    assert split.groups["test"] == list(OMNIGLOT_SPLIT["test"])
+    assert not set(split.train) & set(split.test) and not set(split.val) & set(split.test)
+    assert {c.split("/")[0] for c in split.test} == {"Sanskrit", "Tagalog"}
+
+
+def test_sampler_is_seeded_and_well_formed(omniglot):
+    split = default_split(omniglot)
+    a = EpisodeSampler(omniglot, 5, 2, 3, seed=7, classes=split.test, prepare=prep())
+    b = EpisodeSampler(omniglot, 5, 2, 3, seed=7, classes=split.test, prepare=prep())
+    ea, eb = a.sample_batch(2), b.sample_batch(2)
+    assert torch.equal(ea.support_x, eb.support_x) and ea.classes == eb.classes
+    assert ea.support_x.shape == (2, 10, 1, 28, 28) and ea.query_x.shape == (2, 15, 1, 28, 28)
+    assert ea.support_y[0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert all(c in split.test for c in ea.classes[0])
+    other = EpisodeSampler(omniglot, 5, 2, 3, seed=8, classes=split.test, prepare=prep()).sample()
+    assert other.classes != ea.classes[0]
+
+
+def test_rotations_add_classes(omniglot):
+    split = default_split(omniglot)
+    s = EpisodeSampler(omniglot, 20, 1, 1, seed=0, rotations=True, classes=split.train, prepare=prep())
+    assert len(s.classes) == 4 * 161
+    names = [n for _ in range(5) for n in s.sample().classes]
+    rotated = [n for n in names if "@" in n]
+    assert rotated and all(n.rsplit("@", 1)[1] in ("90", "180", "270") for n in rotated)
+    # a rotated class is its base images turned by 90 degrees
+    s.x = torch.arange(float(s.x[0].numel())).view(1, 1, 28, 28).repeat(len(s.x), 1, 1, 1)
+    s.classes = [(0, 90)] * 20
+    ep = s.sample()
+    assert torch.equal(ep.support_x[0], torch.rot90(s.x[0], 1, dims=(-2, -1)))
+
+
+def test_bad_inputs(omniglot):
+    split = default_split(omniglot)
+    with pytest.raises(BadInput, match="22 classes available but 30-way"):
+        EpisodeSampler(omniglot, 30, 1, 1, classes=split.val, prepare=prep())
+    with pytest.raises(BadInput, match="has 20 examples but 15 shots"):
+        EpisodeSampler(omniglot, 5, 15, 10, classes=split.val, prepare=prep())
+    with pytest.raises(BadInput, match="no group 'Klingon'"):
+        split_classes(omniglot, train_groups=["Klingon"])
+    with pytest.raises(BadInput, match="n_way"):
+        EpisodeSampler(omniglot, 1, 1, 1, prepare=prep())
+    with pytest.raises(BadInput, match="no groups"):
+        split_classes(Dataset("features", np.zeros((4, 2)), ["a", "a", "b", "b"]), train_groups=["x"])
+
+
+def test_nested_folder_and_bad_folders(tmp_path):
+    for group in ("A", "B"):
+        for c in ("c1", "c2"):
+            d = tmp_path / "root" / group / c
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((40, 30, 3), 40 * i, np.uint8)).save(d / f"{i}.png")  # RGB, not square
+    data = load_episode_data(str(tmp_path / "root"))
+    assert data.classes == ["A/c1", "A/c2", "B/c1", "B/c2"] and set(data.groups) == {"A", "B"}
+    s = EpisodeSampler(data, 4, 1, 2, prepare=prep())
+    assert s.sample().support_x.shape == (4, 1, 28, 28)  # converted to 28x28 grey
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match="no images found"):
+        load_episode_data(str(tmp_path / "empty"))
+    bad = tmp_path / "bad" / "c"
+    bad.mkdir(parents=True)
+    (bad / "x.png").write_bytes(b"not a png")
+    with pytest.raises(BadInput, match="not a readable image"):
+        prep()(load_episode_data(str(tmp_path / "bad")).inputs)

@@ -56,43 +56,31 @@ def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
         raise
 
 
-def manifest_for(model: AdaptedModel, *, data_fingerprint: str | None, seed: int | None, metrics: dict | None) -> dict:
-    enc = model.encoder
+def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, threshold, data_fingerprint,
+              seed, metrics, info) -> dict:
     return {
         "format_version": FORMAT_VERSION,
-        "kind": model.kind,
+        "kind": kind,
         "quickadapt_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "encoder": {
-            "name": enc.name,
-            "settings": enc.settings,
-            "modality": enc.modality,
-            "embed_dim": enc.embed_dim,
-            "weights": "stored" if model.encoder_tuned else "pretrained",
+            "name": encoder.name,
+            "settings": encoder.settings,
+            "modality": encoder.modality,
+            "embed_dim": encoder.embed_dim,
+            "weights": weights,
         },
-        "strategy": {"name": model.strategy, "params": model.strategy_params},
-        "tasks": {
-            task: {"classes": model.classes[task], "head": model.heads[task].config()} for task in model.heads
-        },
-        "threshold": model.threshold,
+        "strategy": strategy,
+        "tasks": tasks,
+        "threshold": threshold,
         "data_fingerprint": data_fingerprint,
         "seed": seed,
         "metrics": metrics or {},
-        "info": model.info,
+        "info": info,
     }
 
 
-def save_model(
-    model: AdaptedModel, out: str | Path, *, force: bool = False, data_fingerprint: str | None = None,
-    seed: int | None = None, metrics: dict | None = None, extra: dict | None = None,
-) -> Path:
-    """Save `model` as a folder. `extra` adds keys to the manifest (e.g. a meta-training class split)."""
-    out = prepare_out_dir(out, force)
-    manifest = manifest_for(model, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics)
-    manifest.update(extra or {})
-    tensors = {f"heads.{k}": v for k, v in model.heads.state_dict().items()}
-    if model.encoder_tuned:
-        tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()})
+def _write_artifact(out: Path, manifest: dict, tensors: dict[str, torch.Tensor], extra_files: dict | None = None) -> Path:
     # safetensors refuses shared or non-contiguous storage: store plain copies
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     write_folder_atomically(
@@ -100,9 +88,29 @@ def save_model(
         {
             WEIGHTS: lambda p: save_file(tensors, str(p)),
             MANIFEST: lambda p: p.write_text(json.dumps(manifest, indent=2, default=_json_default)),
+            **(extra_files or {}),
         },
     )
     return out
+
+
+def save_model(
+    model: AdaptedModel, out: str | Path, *, force: bool = False, data_fingerprint: str | None = None,
+    seed: int | None = None, metrics: dict | None = None, extra: dict | None = None,
+) -> Path:
+    """Save `model` as a folder. `extra` adds keys to the manifest."""
+    out = prepare_out_dir(out, force)
+    manifest = _manifest(
+        model.kind, model.encoder, weights="stored" if model.encoder_tuned else "pretrained",
+        strategy={"name": model.strategy, "params": model.strategy_params},
+        tasks={task: {"classes": model.classes[task], "head": model.heads[task].config()} for task in model.heads},
+        threshold=model.threshold, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, info=model.info,
+    )
+    manifest.update(extra or {})
+    tensors = {f"heads.{k}": v for k, v in model.heads.state_dict().items()}
+    if model.encoder_tuned:
+        tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()})
+    return _write_artifact(out, manifest, tensors)
 
 
 def save_encoder(
@@ -115,39 +123,17 @@ def save_encoder(
     adds manifest keys (e.g. the meta-training class split); `extra_files` more `name -> writer(path)`
     entries for the folder (e.g. the last training checkpoint)."""
     out = prepare_out_dir(out, force)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "kind": "encoder",
-        "quickadapt_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "encoder": {
-            "name": encoder.name, "settings": encoder.settings, "modality": encoder.modality,
-            "embed_dim": encoder.embed_dim, "weights": "stored",
-        },
-        "strategy": strategy or {"name": None, "params": {}},
-        "tasks": {},
-        "threshold": None,
-        "data_fingerprint": data_fingerprint,
-        "seed": seed,
-        "metrics": metrics or {},
-        "info": {},
-    }
+    manifest = _manifest(
+        "encoder", encoder, weights="stored", strategy=strategy or {"name": None, "params": {}}, tasks={},
+        threshold=None, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, info={},
+    )
     manifest.update(extra or {})
     tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
     for k, v in (extra_tensors or {}).items():
         if k.startswith("encoder."):
             raise ValueError(f"extra tensor {k!r} would shadow an encoder weight")
         tensors[k] = v
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    write_folder_atomically(
-        out,
-        {
-            WEIGHTS: lambda p: save_file(tensors, str(p)),
-            MANIFEST: lambda p: p.write_text(json.dumps(manifest, indent=2, default=_json_default)),
-            **(extra_files or {}),
-        },
-    )
-    return out
+    return _write_artifact(out, manifest, tensors, extra_files)
 
 
 def _json_default(obj):

@@ -15,8 +15,9 @@ Protocol, fixed:
   256-wide layer, dropout 0.5), trained on 80 % of the source; the other 20 % is the held-out
   source the validators read. Its grid (GRID below) is searched per pair and seed; the
   label-free figure takes the grid point with the lowest DEV risk, the oracle the one with the
-  best target accuracy. `auto` picks, per pair and seed, among every method's DEV-selected
-  point and source-only, by DEV risk: the negative-transfer guard.
+  best target accuracy. `auto` is what `--method auto` would pick, per pair and seed: among
+  source-only and the library's candidates (mcc, cdan-e, dann) at their DEV-selected points,
+  collapsed ones vetoed, the lowest DEV risk (the negative-transfer guard).
 - defaults and grids were frozen on the development pairs A->W, C->D and W->C before any
   other pair's target labels were read by a method (see the results file for the one exception).
 
@@ -55,6 +56,14 @@ GRID = {
     "reweight": [{"C": 0.01}, {"C": 0.1}, {"C": 1.0}],
 }
 METHODS = ["logreg", *GRID]
+DISCLOSURE = (
+    "Selection honesty: defaults and grids were set on the development pairs A->W, C->D, W->C. Two other "
+    "looks at target labels happened before they were frozen, both recorded here: the logistic baseline on "
+    "all 12 pairs (to check the issue's 46.2 % figure; no method involved), and every method with default "
+    "settings on D->W while choosing the test shift (D->W was rejected as a test shift; no setting was "
+    "changed because of it). `checkpoints` (DEV-selected early stopping) stays off: on the development pairs "
+    "it cost mcc 1.6 points and source-only 1.8 points (mean target accuracy, seed 0)."
+)
 PUBLISHED = {"1-NN": 31.4, "TCA+1NN": 43.6, "linear SVM": 45.0, "JDA": 46.3, "CORAL": 48.8, "JGSA": 50.6, "TKL": 51.1, "MEDA": 52.7}
 
 
@@ -91,7 +100,10 @@ def run_method(pair: str, method: str, params: dict, seed: int) -> dict:
     entry = model.info["methods"][method]
     return {
         "target_accuracy": entry["target_test_accuracy"],
-        **{k: entry[k] for k in ("dev_risk", "iwv_risk", "snd", "target_entropy", "source_val_accuracy", "seconds")},
+        **{k: entry[k] for k in (
+            "dev_risk", "dev_weight_mean", "iwv_risk", "snd", "im", "target_entropy", "target_class_entropy",
+            "source_val_accuracy", "seconds",
+        )},
     }
 
 
@@ -133,12 +145,18 @@ def summarise(rows: list[dict]) -> dict:
         cell = cells.setdefault((method, pair), {"selected": [], "oracle": []})
         cell["selected"].append(sel["target_accuracy"])
         cell["oracle"].append(orc["target_accuracy"])
-    # auto: per pair and seed, the DEV-preferred of every method's selected point (source-only included)
+    # auto, as `--method auto` decides: source-only and the library's candidates (each at its
+    # DEV-selected grid point), collapsed ones vetoed, the lowest DEV risk kept
+    from quickadapt.domain.adapt import AUTO_CANDIDATES, COLLAPSE_RATIO
+
     for pair, seed in {(p, s) for (_, p, s) in chosen}:
-        options = [r for (m, p, s), r in chosen.items() if p == pair and s == seed]
-        if not any(r["spec"]["method"] == "source-only" for r in options):
+        options = {m: r for (m, p, s), r in chosen.items() if p == pair and s == seed and m in ("source-only", *AUTO_CANDIDATES)}
+        if len(options) < 1 + len(AUTO_CANDIDATES):
             continue
-        best = min(options, key=lambda r: r["dev_risk"])
+        floor = COLLAPSE_RATIO * options["source-only"]["target_class_entropy"]
+        usable = [r for m, r in options.items() if m == "source-only" or r["target_class_entropy"] >= floor]
+        best = min(usable, key=lambda r: r["dev_risk"])
+        options = list(options.values())
         cell = cells.setdefault(("auto", pair), {"selected": [], "oracle": [], "picked": []})
         cell["selected"].append(best["target_accuracy"])
         cell["oracle"].append(max(r["target_accuracy"] for r in options))
@@ -181,6 +199,7 @@ def report() -> None:
         summary["auto_minus_logreg"] = worst
         lines += ["", "auto minus logreg per pair (target: no pair below -2 points): "
                   + ", ".join(f"{p} {d:+.1f}" for p, d in worst.items())]
+    lines += ["", DISCLOSURE]
     lines += ["", "Published means over the 12 pairs: " + ", ".join(f"{k} {v}" for k, v in PUBLISHED.items())
               + ". Target of issue 8: mean >= 53 % under label-free selection."]
     (RESULTS / f"{NAME}.md").write_text("\n".join(lines) + "\n")

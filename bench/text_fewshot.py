@@ -22,6 +22,7 @@ from common import RESULTS, ResultStore, machine, mean, peak_mb, run_worker  # n
 
 ALL_STRATEGIES = ["probe", "prototypes", "finetune", "freeze", "discriminative", "lora", "l2sp", "bss", "contrastive"]
 DOMAIN_STRATEGIES = ["joint", "multitask"]
+FROZEN = ["probe", "prototypes"]
 
 
 def worker(spec: dict) -> dict:
@@ -67,10 +68,14 @@ def specs(strategies, shots, seeds, k_all):
         for k in shots:
             for s in strategies:
                 if s in DOMAIN_STRATEGIES:
-                    yield {"strategy": s, "k": k, "seed": seed, "split": "banking"}
+                    yield {"strategy": s, "k": k, "seed": seed, "split": "banking", "cv": 0}
                     yield {"strategy": "probe", "k": k, "seed": seed, "split": "banking"}
-                else:
+                elif s in FROZEN:
                     yield {"strategy": s, "k": k, "seed": seed}
+                else:
+                    # cross-validation would refit a tuned encoder three more times: skipped, so no
+                    # abstain threshold (and no out-of-scope recall) for tuned strategies here
+                    yield {"strategy": s, "k": k, "seed": seed, "cv": 0}
     for s in k_all:
         yield {"strategy": s, "k": "all", "seed": 0}
 

@@ -38,6 +38,7 @@ def files(tmp_path_factory):
     np.savez(paths["target_labelled"], X=w.inputs, y=w.labels.astype(str))
     np.savez(folder / "narrow.npz", X=w.inputs[:, :100])
     np.savez(folder / "empty.npz", X=np.zeros((0, 800), dtype=np.float32))
+    np.savez(folder / "single.npz", X=w.inputs[:1])
     keep = w.labels != "1"
     np.savez(folder / "extra_label.npz", X=w.inputs[keep][:20], y=np.where(np.arange(20) == 0, "zebra", w.labels[keep][:20]).astype(str))
     paths["folder"] = folder
@@ -102,6 +103,7 @@ def test_bad_inputs_exit_2_with_one_line(files, tmp_path):
     common = ["--out", tmp_path / "x", *FAST]
     assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", f / "narrow.npz", *common), "800 features")
     assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", f / "empty.npz", *common), "no examples")
+    assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", f / "single.npz", *common), "at least 2")
     assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"],
                          "--target-test", f / "extra_label.npz", *common), "zebra")
     assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"],

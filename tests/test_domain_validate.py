@@ -142,3 +142,13 @@ def test_same_seed_same_model():
     a, b = (m.predict_proba(target.inputs) for m in runs)
     assert np.array_equal(a, b)
     assert runs[0].info["methods"]["cdan-e"]["dev_risk"] == runs[1].info["methods"]["cdan-e"]["dev_risk"]
+
+
+def test_split_source_keeps_every_class_in_training_when_it_cannot_stratify():
+    d = surf("D")
+    tiny = d.subset(np.arange(0, len(d), 8))  # 20 examples of 10 classes: too few to stratify 20 %
+    train, val = split_source(tiny, 0.2, seed=0)
+    assert set(train.classes) == set(tiny.classes) and len(val) == 4 and len(train) == 16
+    one_each = d.subset([int(np.flatnonzero(d.labels == c)[0]) for c in d.classes])
+    with pytest.raises(BadInput, match="none to validate on"):
+        split_source(one_each, 0.2, seed=0)

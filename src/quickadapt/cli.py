@@ -282,7 +282,7 @@ def domain_adapt(
     settings: Optional[List[str]] = SetOpt,
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or folder (default: mlp, minilm or conv4 by data kind)."),
     target_test: Optional[str] = typer.Option(None, "--target-test", help="Labelled target data, for evaluation only."),
-    criterion: str = typer.Option("dev", "--criterion", help="Label-free validator: dev, iwv, entropy or snd."),
+    criterion: str = typer.Option("dev", "--criterion", help="Label-free validator: dev, iwv, entropy, snd or im."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
@@ -320,6 +320,8 @@ def _domain_summary(r: dict) -> str:
         line = f"{mark} {name:<14} {m['criterion']:.3f}  held-out source accuracy {m['source_val_accuracy']:.1%}"
         if "target_test_accuracy" in m:
             line += f"  target-test accuracy {m['target_test_accuracy']:.1%} (evaluation only)"
+        if m.get("collapsed"):
+            line += "  COLLAPSED (target predictions on few classes)"
         lines.append(line)
     if r["negative_transfer"]:
         lines.append("warning: adaptation looks WORSE than source-only by the label-free estimate")

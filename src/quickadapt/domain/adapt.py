@@ -16,7 +16,7 @@ import numpy as np
 
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput
-from quickadapt.model import MAIN_TASK, AdaptedModel
+from quickadapt.model import AdaptedModel
 from quickadapt.progress import log
 from quickadapt.train import pick_device, seed_everything
 
@@ -34,8 +34,10 @@ COLLAPSE_RATIO = 0.5
 def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None = None) -> tuple[Dataset, list[str]]:
     """Validate the pairing; return the target without labels and the warnings to show."""
     source.require_labels()
-    if len(target) == 0:
-        raise BadInput(f"{target.name or 'target'}: the target has no examples")
+    if len(target) < 2:
+        raise BadInput(f"{target.name or 'target'}: the target has {len(target)} examples; adaptation needs at least 2")
+    if len(source) < 5:
+        raise BadInput(f"{source.name or 'source'}: the source has {len(source)} examples; adaptation needs at least 5")
     if source.modality != target.modality:
         raise BadInput(f"source is {source.modality} data but the target is {target.modality}")
     _check_dims(source, target, "target")
@@ -147,6 +149,7 @@ def adapt_domain(
         "n_source_train": len(train_src),
         "n_source_val": len(val_src),
         "n_target": len(target),
+        "target_fingerprint": target.fingerprint(),
         "methods": report,
     }
     adapted = [n for n in names if n != "source-only"]

@@ -1,7 +1,9 @@
 """`reweight`: instance reweighting by the density ratio (Shimodaira 2000; Bickel et al. 2007).
 A logistic domain classifier separates source from target; each source example's cross-entropy
-is weighted by p(target | x) / p(source | x), scaled by the domain sizes, clipped to
-[1/max_weight, max_weight] and normalised to mean 1. It reads the raw values of feature vectors,
+is weighted by w = p(target | x) / p(source | x), scaled by the domain sizes, clipped to
+[1/max_weight, max_weight], flattened to w^power (Shimodaira's lambda: 1 is the plain ratio,
+0 is no reweighting; in between trades bias for variance, since a confident domain classifier
+puts most of the weight on a few examples) and normalised to mean 1. It reads the raw values of feature vectors,
 and the untrained encoder's features otherwise."""
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from quickadapt.encoders.base import embed
 class ReweightConfig(DeepConfig):
     max_weight: float = 10.0
     C: float = 0.1  # inverse L2 strength of the domain classifier
+    power: float = 0.5  # flattening exponent lambda in [0, 1]
 
     def __post_init__(self):
         super().__post_init__()
         if self.max_weight <= 1 or self.C <= 0:
             raise ValueError(f"max_weight must be > 1 and C > 0, got {self.max_weight}, {self.C}")
+        if not 0 <= self.power <= 1:
+            raise ValueError(f"power must be in [0, 1], got {self.power}")
 
 
 class Reweight(DeepMethod):
@@ -36,6 +41,7 @@ class Reweight(DeepMethod):
         else:
             xs = embed(encoder, source.inputs, device=ctx.device, cache=encoder.is_pretrained)
             xt = embed(encoder, target.inputs, device=ctx.device, cache=encoder.is_pretrained)
-        w = density_ratio(xs, xt, C=self.cfg.C, seed=ctx.seed, max_weight=self.cfg.max_weight)
+        w = density_ratio(xs, xt, C=self.cfg.C, seed=ctx.seed, max_weight=self.cfg.max_weight) ** self.cfg.power
+        w = w / w.mean()
         self.weights_ = w
         return w

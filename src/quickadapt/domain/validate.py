@@ -105,9 +105,19 @@ def split_source(source: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(source))
-    counts = {c: int(np.sum(source.labels == c)) for c in source.classes}
-    stratify = source.labels if min(counts.values()) >= 2 else None
-    train, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    try:
+        train, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=source.labels)
+    except ValueError:  # a class with one example, or fewer held-out examples than classes:
+        # keep one example of every class for training, hold out from the rest
+        order = np.random.default_rng(seed).permutation(len(source))
+        keep = set({label: i for i, label in reversed(list(zip(order, source.labels[order])))}.values())
+        rest = [i for i in order if i not in keep]
+        n_val = min(len(rest), max(1, round(fraction * len(source))))
+        if n_val == 0:
+            from quickadapt.errors import BadInput
+
+            raise BadInput(f"{source.name or 'source'}: one example per class leaves none to validate on; add examples")
+        val, train = np.asarray(rest[:n_val]), np.asarray(sorted(keep) + rest[n_val:])
     return source.subset(np.sort(train)), source.subset(np.sort(val))
 
 
@@ -129,16 +139,20 @@ class Validator:
         self._input_weights = None
 
     def _input_space_weights(self, model: AdaptedModel) -> np.ndarray:
-        if self._input_weights is None:
-            if self.source_val.modality == "features":
-                xs, xt = np.asarray(self.source_val.inputs), np.asarray(self.target.inputs)
-            else:
-                xs, xt = model.features(self.source_val.inputs), model.features(self.target.inputs)
-            self._input_weights = density_ratio(xs, xt, seed=self.seed)
-            if self.source_val.modality != "features" and model.encoder_tuned:
-                self._input_weights = None  # trained encoders change their features: recompute each time
-                return density_ratio(xs, xt, seed=self.seed)
-        return self._input_weights
+        """IWV's weights: from the raw values of feature vectors, or from the encoder's features
+        for text and images (a frozen pretrained encoder's are the same for every model, so
+        they are computed once; a trained encoder's are its own)."""
+        fixed = self.source_val.modality == "features" or not model.encoder_tuned
+        if fixed and self._input_weights is not None:
+            return self._input_weights
+        if self.source_val.modality == "features":
+            xs, xt = np.asarray(self.source_val.inputs), np.asarray(self.target.inputs)
+        else:
+            xs, xt = model.features(self.source_val.inputs), model.features(self.target.inputs)
+        weights = density_ratio(xs, xt, seed=self.seed)
+        if fixed:
+            self._input_weights = weights
+        return weights
 
     def scores(self, model: AdaptedModel) -> dict:
         from quickadapt.domain.base import representation

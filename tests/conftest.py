@@ -1,6 +1,12 @@
 import os
 
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one torch thread per test worker: two workers with two threads each on two cores
+    # oversubscribe and run slower than one thread each
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True, scope="session")

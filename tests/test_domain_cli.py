@@ -4,25 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from domain_data import surf
-from quickadapt.cli import app
+from cli_helpers import assert_bad_input, run
 
-runner = CliRunner()
 FAST = ["--set", "steps=120", "--quiet"]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_bad_input(result, fragment):
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert fragment.lower() in lines[0].lower(), lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -7,26 +7,12 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from quickadapt.cli import app
+from cli_helpers import assert_bad_input, run
 from quickadapt.meta.run import run_meta_train
 
-runner = CliRunner()
 TINY = dict(method="maml", n_way=3, k_shot=1, n_query=2, meta_batch=2, encoder_settings={"channels": 8},
             progress=False)
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_bad_input(result, fragment):
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert fragment.lower() in lines[0].lower(), lines[0]
 
 
 class Killed(Exception):

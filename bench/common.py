@@ -51,6 +51,16 @@ def run_worker(script: str, spec: dict, timeout: float = 3600) -> dict:
     return result
 
 
+def run_pending(store: ResultStore, script: str, specs) -> None:
+    """Run every spec not yet in `store`, one subprocess each, recording as it goes."""
+    for spec in specs:
+        if store.done(spec):
+            continue
+        result = run_worker(script, spec)
+        store.add(spec, result)
+        print(json.dumps({"spec": spec, **result}), flush=True)
+
+
 def peak_mb() -> float:
     """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -36,27 +36,13 @@ METHODS = ["source-only", "dann", "mmd", "coral", "cdan", "cdan-e", "mcc", "self
 SEEDS = [0, 1, 2]
 
 
-def noisy(text: str, rng) -> str:
-    words = text.split()
-    if len(words) > 3:
-        words.pop(int(rng.integers(len(words))))
-        i = int(rng.integers(len(words) - 1))
-        words[i], words[i + 1] = words[i + 1], words[i]
-    out = []
-    for w in words:
-        if len(w) > 3 and rng.random() < 0.4:
-            j = int(rng.integers(len(w) - 1))
-            w = w[:j] + w[j + 1] + w[j] + w[j + 2:]
-        out.append(w)
-    return " ".join(out)
-
-
 @lru_cache(maxsize=None)
 def shift_data(shift: str):
     """(source, target shifted, target clean): the clean target has the same examples unshifted."""
     import numpy as np
 
     from quickadapt.data import Dataset, load_dataset
+    from quickadapt.data.shifts import noisy_text
 
     rng = np.random.default_rng(0)
     if shift.startswith("digits"):
@@ -74,7 +60,7 @@ def shift_data(shift: str):
     train, test = load_dataset("builtin:clinc150-train"), load_dataset("builtin:clinc150-test")
     test = test.subset(np.flatnonzero(test.labels != "oos"))
     train = train.subset(np.flatnonzero(train.labels != "oos"))
-    return train, Dataset("text", [noisy(x, rng) for x in test.inputs], test.labels, name=shift), test
+    return train, Dataset("text", [noisy_text(x, rng) for x in test.inputs], test.labels, name=shift), test
 
 
 def run_one(spec: dict) -> dict:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ResultStore, machine, mean, peak_mb, run_worker  # noqa: E402
+from common import RESULTS, ResultStore, machine, mean, peak_mb, run_pending  # noqa: E402
 
 
 def worker(spec: dict) -> dict:
@@ -79,17 +79,13 @@ def main():
         return
     store = ResultStore("image_fewshot")
     if not args.report:
-        for seed in [int(s) for s in args.seeds.split(",")]:
-            for k in [int(k) for k in args.shots.split(",")]:
-                for method in args.methods.split(","):
-                    spec = {"method": method, "k": k, "seed": seed}
-                    if method != "conv4-scratch":
-                        spec["size"] = args.size
-                    if store.done(spec):
-                        continue
-                    result = run_worker(__file__, spec)
-                    store.add(spec, result)
-                    print(json.dumps({"spec": spec, **result}), flush=True)
+        todo = [
+            {"method": m, "k": k, "seed": seed, **({} if m == "conv4-scratch" else {"size": args.size})}
+            for seed in [int(s) for s in args.seeds.split(",")]
+            for k in [int(k) for k in args.shots.split(",")]
+            for m in args.methods.split(",")
+        ]
+        run_pending(store, __file__, todo)
     print(report(store))
 
 

@@ -8,23 +8,8 @@ from scipy.ndimage import rotate
 
 from quickadapt.artifact import load_model, save_model
 from quickadapt.data import Dataset, load_dataset
+from quickadapt.data.shifts import noisy_text
 from quickadapt.domain import adapt_domain, list_methods
-
-
-def noisy(text: str, rng) -> str:
-    """Typos, dropped and swapped words (CLINC has no case or punctuation to perturb)."""
-    words = text.split()
-    if len(words) > 3:
-        words.pop(int(rng.integers(len(words))))
-        i = int(rng.integers(len(words) - 1))
-        words[i], words[i + 1] = words[i + 1], words[i]
-    out = []
-    for w in words:
-        if len(w) > 3 and rng.random() < 0.4:
-            j = int(rng.integers(len(w) - 1))
-            w = w[:j] + w[j + 1] + w[j] + w[j + 2:]
-        out.append(w)
-    return " ".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +29,7 @@ def texts():
     src = train.subset([i for c in intents for i in np.flatnonzero(train.labels == c)[:20]])
     tgt = test.subset([i for c in intents for i in np.flatnonzero(test.labels == c)[:15]])
     rng = np.random.default_rng(0)
-    return src, Dataset("text", [noisy(x, rng) for x in tgt.inputs], tgt.labels, name="clinc-noisy")
+    return src, Dataset("text", [noisy_text(x, rng) for x in tgt.inputs], tgt.labels, name="clinc-noisy")
 
 
 @pytest.mark.parametrize("modality", ["image", "text"])

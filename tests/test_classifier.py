@@ -1,6 +1,5 @@
 """FewShotClassifier honours scikit-learn's estimator contract and round-trips through save/load."""
 import numpy as np
-import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 

@@ -40,7 +40,11 @@ def adapt(
     `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
     data.require_labels()
     dev = pick_device(device)
-    strat = create_strategy(strategy, **(strategy_params or {}))  # validates settings before any work
+    def new_strategy():
+        # a fresh instance per fit: some strategies keep per-fit state on themselves
+        return create_strategy(strategy, **(strategy_params or {}))
+
+    strat = new_strategy()  # validates the settings before any work
     if strat.needs_source and source is None:
         raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass --source")
     if source is not None:
@@ -48,25 +52,20 @@ def adapt(
         if source.modality != data.modality:
             raise BadInput(f"--source is {source.modality} data but --data is {data.modality}")
 
-    def build_encoder():
-        seed_everything(seed)  # the same random init for every fit of this call
-        enc = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params))
-        if enc.modality != data.modality:
-            raise BadInput(f"encoder {encoder!r} reads {enc.modality} but the data is {data.modality}")
-        return enc
+    seed_everything(seed)  # fixes the random init of encoders that have no pretrained weights
+    base_encoder = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params))
+    if base_encoder.modality != data.modality:
+        raise BadInput(f"encoder {encoder!r} reads {base_encoder.modality} but the data is {data.modality}")
 
-    base_encoder = build_encoder()
-    ctx = FitContext(device=dev, seed=seed, source=source, progress=progress)
-
-    def fit_once(train: Dataset, quiet: bool = False) -> AdaptedModel:
+    def fit_fold(train: Dataset) -> AdaptedModel:
+        # a tuning strategy changes its encoder in place: each fold tunes its own copy
         enc = copy.deepcopy(base_encoder) if strat.tunes_encoder else base_encoder
         seed_everything(seed)
-        c = ctx if not quiet else FitContext(device=dev, seed=seed, source=source, progress=False)
-        return create_strategy(strategy, **(strategy_params or {})).fit(enc, train, c)
+        return new_strategy().fit(enc, train, FitContext(device=dev, seed=seed, source=source, progress=False))
 
     info: dict = {"n_examples": len(data), "n_classes": len(data.classes)}
     started = time.perf_counter()
-    oof = out_of_fold(data, lambda d: fit_once(d, quiet=True), cv, seed) if cv and cv > 1 else None
+    oof = out_of_fold(data, fit_fold, cv, seed) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
     if oof is not None:
         info["cv_accuracy"] = float(np.mean(oof[0] == data.labels))
@@ -75,7 +74,8 @@ def adapt(
 
     seed_everything(seed)
     started = time.perf_counter()
-    model = create_strategy(strategy, **(strategy_params or {})).fit(base_encoder, data, ctx)
+    ctx = FitContext(device=dev, seed=seed, source=source, progress=progress)
+    model = new_strategy().fit(base_encoder, data, ctx)
     info["fit_seconds"] = round(time.perf_counter() - started, 3)  # the final fit alone, embedding included
 
     # without held-out confidences there is nothing honest to calibrate on (in-sample ones are

@@ -40,6 +40,7 @@ def run_worker(script: str, spec: dict, timeout: float = 3600) -> dict:
     """Run `script --worker SPEC` in a fresh process (so its peak memory is the fit's own);
     return the JSON result it prints last."""
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     proc = subprocess.run(
         [sys.executable, script, "--worker", json.dumps(spec)],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -48,6 +49,9 @@ def run_worker(script: str, spec: dict, timeout: float = 3600) -> dict:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["process_seconds"] = round(time.perf_counter() - started, 2)
+    # how busy the machine was: timings taken beside other jobs overstate a quiet machine's
+    result["threads"] = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count()))
+    result["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
 
 

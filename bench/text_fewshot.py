@@ -88,8 +88,8 @@ def report(store: ResultStore) -> str:
         spec = r["spec"]
         key = (spec.get("split", "all 150 intents"), spec["strategy"], str(spec["k"]))
         groups.setdefault(key, []).append(r)
-    lines = ["| intents | strategy | K | seeds | accuracy (mean) | per seed | OOS recall | fit s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| intents | strategy | K | seeds | accuracy (mean) | per seed | OOS recall | fit s | peak MB | threads | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (split, strat, k), rows in sorted(groups.items(), key=lambda x: (x[0][0], x[0][1], x[0][2].zfill(4))):
         acc = mean([r["accuracy"] for r in rows])
         per = ", ".join(f"{r['accuracy']:.1%}" for r in sorted(rows, key=lambda r: r["spec"]["seed"]))
@@ -97,15 +97,28 @@ def report(store: ResultStore) -> str:
         lines.append(
             f"| {split} | {strat} | {k} | {len(rows)} | {acc:.1%} | {per} | "
             f"{'' if oos is None else f'{oos:.1%}'} | {mean([r['fit_seconds'] for r in rows]):.1f} | "
-            f"{mean([r.get('peak_mb') for r in rows]) or 0:.0f} |"
+            f"{mean([r.get('peak_mb') for r in rows]) or 0:.0f} | {threads(rows)} | {load(rows)} |"
         )
     table = "\n".join(lines)
     (RESULTS / "text_fewshot.md").write_text(
         "# CLINC150 few-shot (bench/text_fewshot.py)\n\nMiniLM (all-MiniLM-L6-v2), in-scope test accuracy, "
         "library defaults (no per-K tuning). `fit s` is the final fit alone (cached embeddings "
-        "for frozen strategies), measured while other jobs shared the 2 cores, so it overstates a quiet machine's time. Machine: " + json.dumps(machine()) + "\n\n" + table + "\n"
+        "for frozen strategies; mean over seeds). `threads`: torch threads per fit (`?`: an early row, "
+        "taken while other jobs shared the 2 cores, whose time overstates a quiet machine's). `load`: "
+        "the highest 1-minute load average seen around the fits; with one thread per fit, a load up to "
+        "2 means each fit had a core to itself. Machine: " + json.dumps(machine()) + "\n\n" + table + "\n"
     )
     return table
+
+
+def threads(rows) -> str:
+    seen = sorted({str(r.get("threads", "?")) for r in rows})
+    return "/".join(seen)
+
+
+def load(rows) -> str:
+    loads = [max(r["load_1min"]) for r in rows if "load_1min" in r]
+    return f"{max(loads):.1f}" if loads else "?"
 
 
 def main():

@@ -1,6 +1,11 @@
 """Meta-training end to end: kill-and-resume gives equal weights, the CLI chain
 meta-train -> episodes -> fit --encoder DIR works, and bad inputs exit 2 with one line."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,24 +24,79 @@ class Killed(Exception):
     pass
 
 
+VALIDATE = {"validate_every": 2, "validate_episodes": 4}  # validation (and early stopping) on, tiny
+
+
 def test_kill_and_resume_gives_equal_weights(tmp_path):
-    full = run_meta_train("builtin:omniglot", out=tmp_path / "full", steps=6, **TINY)
+    full = run_meta_train("builtin:omniglot", out=tmp_path / "full", steps=6, settings=VALIDATE, **TINY)
     assert full["steps"] == 6
+    val = full["validation"]
+    assert [s for s, _ in val["curve"]] == [2, 4, 6] and val["n_way"] == 3
+    assert val["best_accuracy"] == max(a for _, a in val["curve"])
+    manifest = json.loads((tmp_path / "full" / "manifest.json").read_text())
+    assert manifest["meta"]["train"]["validation"]["curve"] == val["curve"]
 
     def kill(step):
         if step == 4:  # checkpoints every 3 steps: the work of step 4 is lost and redone
             raise Killed
 
     with pytest.raises(Killed):
-        run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, checkpoint_steps=3, on_step=kill, **TINY)
+        run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, checkpoint_steps=3, on_step=kill,
+                       settings=VALIDATE, **TINY)
     state = json.loads((tmp_path / "part" / "checkpoint" / "state.json").read_text())
     assert state["state"]["step"] == 3 and not (tmp_path / "part" / "manifest.json").exists()
-    resumed = run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, resume=True, **TINY)
+    assert [s for s, _ in state["state"]["val_curve"]] == [2]  # the curve and best weights are in the checkpoint
+    resumed = run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, resume=True, settings=VALIDATE, **TINY)
     assert resumed["steps"] == 6
     a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(tmp_path / "part" / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["running_accuracy"] == full["running_accuracy"]
+    # early stopping: the saved model is the best validated one, not the last
+    ckpt = load_file(str(tmp_path / "full" / "checkpoint" / "state.safetensors"))
+    assert all(torch.equal(a[k], ckpt[f"best.{k}"]) for k in a if k.startswith("encoder."))
+    if val["best_step"] != 6:
+        assert not all(torch.equal(a[k], ckpt[f"model.{k}"]) for k in a if k.startswith("encoder."))
+    assert resumed["validation"]["curve"] == full["validation"]["curve"]
+
+
+def test_sigkill_and_resume_gives_equal_weights(tmp_path):
+    """A real kill: SIGKILL a `quickadapt meta-train` process mid-run, resume it, and get the weights of
+    an uninterrupted run (one thread everywhere, so both runs do the same arithmetic)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cmd(out, *extra):
+        return [sys.executable, "-m", "quickadapt.cli", "meta-train", "--data", "builtin:omniglot", "--method", "maml",
+                "--ways", "3", "--shots", "1", "--queries", "2", "--meta-batch", "2", "--steps", "100",
+                "--set", "encoder.channels=8", "--set", "checkpoint_steps=1", "--set", "validate_every=20",
+                "--set", "validate_episodes=4", "--out", str(out), "--quiet", "--json", *extra]
+
+    full = subprocess.run(cmd(tmp_path / "full"), env=env, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0, full.stderr
+
+    proc = subprocess.Popen(cmd(tmp_path / "part"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file, step, deadline = tmp_path / "part" / "checkpoint" / "state.json", 0, time.monotonic() + 60
+    try:
+        while step < 2 and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                step = json.loads(state_file.read_text())["state"]["step"]
+            except (OSError, ValueError, KeyError):  # not written yet, or caught mid-swap
+                pass
+            time.sleep(0.005)
+        assert proc.poll() is None, "meta-train finished before it could be killed; raise --steps"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL and 2 <= step < 100
+    assert not (tmp_path / "part" / "manifest.json").exists()
+
+    resumed = subprocess.run(cmd(tmp_path / "part", "--resume"), env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(tmp_path / "part" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = json.loads(full.stdout), json.loads(resumed.stdout)
+    assert rb["steps"] == 100 and rb["validation"]["curve"] == ra["validation"]["curve"]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +149,20 @@ def test_cli_meta_train_episodes_and_fit_with_the_encoder(tmp_path, one_per_clas
     r = run("meta-train", "--data", "builtin:omniglot", "--method", "maml", "--ways", 5, "--shots", 1,
             "--out", out, "--steps", 40, "--set", "encoder.channels=16", "--resume", "--quiet")
     assert_bad_input(r, "was trained with 'protonet'")
+
+
+def test_validation_is_capped_or_skipped_without_enough_classes(tmp_path, one_per_class):
+    # 25-way training still validates, 22-way: Early_Aramaic has 22 characters
+    r = run_meta_train("builtin:omniglot", out=tmp_path / "wide", method="protonet", n_way=25, k_shot=1, n_query=1,
+                       steps=1, meta_batch=1, encoder_settings={"channels": 8}, settings={"validate_episodes": 2},
+                       progress=False)
+    assert r["validation"]["n_way"] == 22 and [s for s, _ in r["validation"]["curve"]] == [1]
+    # 3 classes of a flat folder split at random: none left for validation, so training goes on without it
+    r = run("meta-train", "--data", one_per_class / "test", "--method", "protonet", "--ways", 2, "--shots", 1,
+            "--queries", 2, "--no-rotations", "--steps", 2, "--set", "encoder.channels=8", "--out", tmp_path / "m",
+            "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["validation"] == {"skipped": "no validation classes"}
 
 
 def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):

@@ -332,8 +332,10 @@ def _domain_summary(r: dict) -> str:
 @app.command("meta-train")
 @command
 def meta_train_cmd(
-    data: str = typer.Option(..., "--data", help="Images in class folders (root/<group>/<class>/ nests) or builtin:omniglot."),
-    method: str = typer.Option(..., "--method", help="protonet, matchingnet, maml, fomaml, anil, metasgd or reptile."),
+    data: str = typer.Option(..., "--data", help="Images in class folders (root/<group>/<class>/ nests), builtin:omniglot, "
+                                                 "or text (builtin:clinc150-train: split by domain)."),
+    method: str = typer.Option(..., "--method", help="protonet, matchingnet, maml, fomaml, anil, metasgd or reptile "
+                                                     "(text: protonet, matchingnet or anil)."),
     ways: int = typer.Option(..., "--ways", help="Classes per episode (N)."),
     shots: int = typer.Option(..., "--shots", help="Support examples per class (K)."),
     out: Path = typer.Option(..., "--out", help="Folder for the meta-trained encoder (and its checkpoint)."),
@@ -342,46 +344,69 @@ def meta_train_cmd(
     meta_batch: int = typer.Option(16, "--meta-batch", help="Episodes per meta-step."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Stop after this many seconds (saves first)."),
     checkpoint_every: float = typer.Option(300.0, "--checkpoint-every", help="Seconds between checkpoints."),
-    no_rotations: bool = typer.Option(False, "--no-rotations", help="Do not add 90/180/270-degree rotations as classes."),
+    no_rotations: bool = typer.Option(False, "--no-rotations", help="Do not add 90/180/270-degree rotations as classes "
+                                                                     "(images only; text never rotates)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run whose checkpoint is in --out."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Start from this encoder, a name or folder "
+                                                                  "(default: conv4 from random init for images, minilm for text)."),
     settings: Optional[List[str]] = SetOpt,
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
-    """Meta-train an encoder on N-way K-shot episodes; resumable with --resume."""
+    """Meta-train an encoder on N-way K-shot episodes; resumable with --resume.
+
+    Supervised pretraining first (body + linear head, cross-entropy over every meta-training
+    class, rotations included; then the head is dropped): --set pretrain_steps=N (default 0: none;
+    also pretrain_batch, pretrain_lr, pretrain_budget seconds). The pretrained body alone is kept
+    in OUT/pretrained for `quickadapt episodes OUT/pretrained`.
+
+    Early stopping: every 100 steps and at the end the model is scored on 100 fixed episodes
+    from the validation classes, and the best weights are kept (--set validate_every=N, 0: off;
+    --set validate_episodes=E)."""
     from quickadapt.meta.run import run_meta_train
 
     method_params, enc_settings = split_settings(settings)
     r = run_meta_train(
         data, method=method, n_way=ways, k_shot=shots, out=out, n_query=queries, steps=steps, meta_batch=meta_batch,
-        time_budget=time_budget, settings=method_params, encoder_settings=enc_settings, rotations=not no_rotations,
+        time_budget=time_budget, settings=method_params, encoder_settings=enc_settings,
+        rotations=False if no_rotations else None, encoder=encoder,
         seed=seed, resume=resume, force=force, device=device, checkpoint_every=checkpoint_every, progress=not quiet,
     )
     acc = "-" if r["running_accuracy"] is None else f"{r['running_accuracy']:.1%}"
+    val = r.get("validation") or {}
+    val_text = (f", kept step {val['best_step']} (validation accuracy {val['best_accuracy']:.1%})"
+                if "best_step" in val else "")
     emit(r, as_json, f"meta-trained {r['method']} {r['n_way']}-way {r['k_shot']}-shot for {r['steps']} steps "
-                     f"({r['seconds']:.0f} s, stopped by {r['stopped']}), running query accuracy {acc} -> {r['out']}")
+                     f"({r['seconds']:.0f} s, stopped by {r['stopped']}), running query accuracy {acc}{val_text} "
+                     f"-> {r['out']}")
 
 
 @app.command()
 @command
 def episodes(
-    model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by meta-train."),
-    data: str = typer.Option(..., "--data", help="Images in class folders or builtin:omniglot."),
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by meta-train, or any encoder "
+                                                                 "(name or folder: the baseline without meta-training)."),
+    data: str = typer.Option(..., "--data", help="Images in class folders, builtin:omniglot, or text (builtin:clinc150-train)."),
     ways: int = typer.Option(..., "--ways", help="Classes per episode (N)."),
     shots: int = typer.Option(..., "--shots", help="Support examples per class (K)."),
     n_episodes: int = typer.Option(600, "--episodes", help="How many seeded episodes."),
     queries: int = typer.Option(15, "--queries", help="Query examples per class."),
     split: str = typer.Option("test", "--split", help="Classes to draw from: test (held out), val, train or all."),
-    adapt_with: str = typer.Option("method", "--adapt", help="method (as meta-trained) or prototypes."),
+    adapt_with: str = typer.Option("method", "--adapt", help="method (as meta-trained), prototypes, or finetune "
+                                                            "(a few steps on each support set)."),
+    settings: Optional[List[str]] = typer.Option(None, "--set", help="For --adapt finetune: finetune_steps=N (default 20), "
+                                                                      "finetune_lr=X (default: a tenth of the encoder's fine-tuning rate)."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """N-way K-shot accuracy of a meta-trained model with a 95% confidence interval."""
     from quickadapt.meta.run import run_episodes
+    from quickadapt.settings import parse_set_options
 
     r = run_episodes(model_dir, data, n_way=ways, k_shot=shots, episodes=n_episodes, n_query=queries, split=split,
-                     adapt=adapt_with, seed=seed, device=device, progress=not quiet)
+                     adapt=adapt_with, seed=seed, device=device, progress=not quiet, settings=parse_set_options(settings))
     emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} ± {r['ci95']:.1%} (95% CI) "
-                     f"over {r['episodes']} episodes from {r['classes']} {r['split']} classes ({r['method']}, adapt: {r['adapt']})")
+                     f"over {r['episodes']} episodes from {r['classes']} {r['split']} classes "
+                     f"({r['method'] or 'no meta-training'}, adapt: {r['adapt']})")
 
 
 def main() -> None:

@@ -24,6 +24,16 @@ OMNIGLOT_SPLIT = {
     "val": ("Early_Aramaic",),
     "test": ("Sanskrit", "Tagalog"),
 }
+# The fixed CLINC150 split by intent domain (15 intents each): 90 / 30 / 30 intents. Small talk
+# and meta (the assistant itself) validate; banking and credit cards, close to each other and
+# far from the training domains, test.
+CLINC_SPLIT = {
+    "train": ("kitchen_and_dining", "home", "auto_and_commute", "travel", "utility", "work"),
+    "val": ("small_talk", "meta"),
+    "test": ("banking", "credit_cards"),
+}
+FIXED_SPLITS = (OMNIGLOT_SPLIT, CLINC_SPLIT)
+OUT_OF_SCOPE_GROUP = "oos"  # CLINC150's out-of-scope rows: no intent to learn, never a class
 ROTATIONS = (0, 90, 180, 270)
 
 
@@ -119,24 +129,29 @@ def split_classes_randomly(data: Dataset, *, val: float = 0.1, test: float = 0.2
 
 
 def default_split(data: Dataset, seed: int = 0) -> ClassSplit:
-    """The fixed Omniglot split when the data holds its alphabets, else a seeded class split."""
+    """The fixed Omniglot (alphabets) or CLINC150 (domains) split when the data holds all of its
+    groups, else a seeded class split."""
     if data.groups is not None:
         present = set(np.asarray(data.groups).tolist())
-        if all(g in present for part in OMNIGLOT_SPLIT.values() for g in part):
-            return split_classes(data, train_groups=OMNIGLOT_SPLIT["train"], val_groups=OMNIGLOT_SPLIT["val"],
-                                 test_groups=OMNIGLOT_SPLIT["test"])
+        for fixed in FIXED_SPLITS:
+            if all(g in present for part in fixed.values() for g in part):
+                return split_classes(data, train_groups=fixed["train"], val_groups=fixed["val"],
+                                     test_groups=fixed["test"])
     return split_classes_randomly(data, seed=seed)
 
 
 def load_episode_data(spec: str) -> Dataset:
     """Labelled data for episodes. A folder may nest classes (`root/alphabet/character/*.png`):
     every folder that holds images is a class named by its path below root, and its top folder
-    is its group. `builtin:NAME` and files load as usual."""
+    is its group. `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
     from quickadapt.data.loaders import IMAGE_EXTS, load_dataset
 
     path = Path(str(spec)).expanduser()
     if str(spec).startswith("builtin:") or not path.is_dir():
-        return load_dataset(spec)
+        data = load_dataset(spec)
+        if data.groups is not None and OUT_OF_SCOPE_GROUP in set(np.asarray(data.groups).tolist()):
+            data = data.subset(np.flatnonzero(np.asarray(data.groups) != OUT_OF_SCOPE_GROUP))
+        return data
     paths, labels = [], []
     for p in sorted(path.rglob("*")):
         rel = p.relative_to(path)
@@ -157,7 +172,7 @@ def prepare_all(inputs: Sequence, prepare: Callable, chunk: int = 512) -> torch.
     parts = [prepare(list(inputs[i:i + chunk])) for i in range(0, len(inputs), chunk)]
     out = torch.cat(parts) if parts else torch.empty(0)
     if not torch.is_tensor(out):
-        raise BadInput("episodes need inputs that prepare to one tensor (images or feature vectors)")
+        raise BadInput("episodes need inputs that prepare to one tensor (pass an encoder's `prepare_tensor`)")
     return out
 
 
@@ -238,6 +253,23 @@ class EpisodeSampler:
 
     def sample_batch(self, n_tasks: int) -> Episode:
         return stack_episodes([self.sample() for _ in range(int(n_tasks))])
+
+    def labelled_batch(self, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`size` examples drawn uniformly from every (class, rotation) of this sampler, labelled
+        by their index in `classes`: plain batches for supervised pretraining. `generator` is the
+        caller's, so drawing them leaves the episodes' generator (and resumed runs) unchanged."""
+        if not hasattr(self, "_pairs"):  # (class index, example index) for every example
+            self._pairs = torch.cat([
+                torch.stack([torch.full_like(self.members[base], ci), self.members[base]], 1)
+                for ci, (base, _) in enumerate(self.classes)
+            ])
+        pick = self._pairs[torch.randint(len(self._pairs), (int(size),), generator=generator)]
+        x = self.x[pick[:, 1]]
+        for r in ROTATIONS[1:] if self.rotations else ():
+            turn = torch.tensor([self.classes[ci][1] == r for ci in pick[:, 0].tolist()])
+            if turn.any():
+                x[turn] = torch.rot90(x[turn], r // 90, dims=(-2, -1))
+        return x, pick[:, 0]
 
     def state(self) -> torch.Tensor:
         return self.generator.get_state()

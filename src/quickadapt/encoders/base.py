@@ -31,6 +31,19 @@ class Encoder(nn.Module):
     def prepare(self, inputs: Sequence) -> Any:
         raise NotImplementedError
 
+    def prepare_tensor(self, inputs: Sequence) -> torch.Tensor:
+        """`prepare` as one tensor whose rows are the inputs, which `forward` also accepts:
+        episodes index, stack and concatenate it. Images and feature rows already are one."""
+        return self.prepare(inputs)
+
+    def augment(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A random second view of `prepare_tensor` rows, for fine-tuning on a few examples
+        (test-time fine-tuning in meta/finetune.py). Image batches (n, C, H, W) are shifted by
+        up to an eighth of their side, edge pixels repeated; other inputs come back unchanged."""
+        if batch.dim() == 4 and batch.is_floating_point():
+            return random_shift(batch, generator)
+        return batch
+
     def forward_features(self, batch) -> torch.Tensor:
         return self(batch)
 
@@ -39,6 +52,15 @@ class Encoder(nn.Module):
 
     def preprocess_id(self) -> str:
         return repr(sorted(self.settings.items()))
+
+
+def random_shift(x: torch.Tensor, generator: torch.Generator, fraction: float = 0.125) -> torch.Tensor:
+    """Each image of x (n, C, H, W) moved by its own random offset of up to `fraction` of its side."""
+    n, _, h, w = x.shape
+    pad = max(1, int(round(min(h, w) * fraction)))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dy, dx = (torch.randint(0, 2 * pad + 1, (2, n), generator=generator)).tolist()
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
 def batch_to(batch, device: torch.device | str):

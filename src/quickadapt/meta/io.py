@@ -25,7 +25,8 @@ def save_meta_model(
         "settings": asdict(learner.cfg),
         "class_split": split.to_dict(),
         "normalisation": "GroupNorm: per-example statistics, nothing pooled across support or query"
-        if learner.encoder.settings.get("norm") == "group" else str(learner.encoder.settings.get("norm")),
+        if learner.encoder.settings.get("norm") == "group"
+        else str(learner.encoder.settings.get("norm") or "the encoder's own, per example (e.g. LayerNorm)"),
         **info,
     }
     extra = {f"meta.{k}": v for k, v in learner.extra_state().items()}
@@ -53,3 +54,23 @@ def load_meta_model(folder: str | Path) -> tuple[MetaLearner, dict]:
         raise BadInput(f"{folder}: stored meta-parameters do not fit method {meta['method']!r} "
                        f"(missing {len(missing)}, unexpected {len(unexpected)} keys)")
     return learner.eval(), manifest
+
+
+def load_episode_learner(spec: str | Path) -> tuple[MetaLearner, dict | None]:
+    """What `quickadapt episodes` measures: a meta-trained model folder (its learner and
+    manifest), or any other encoder (a registry name, a Hugging Face folder, a quickadapt model
+    folder such as OUT/pretrained) as a ProtoNet over its features, with no manifest: the
+    baseline without meta-training."""
+    from quickadapt.artifact import resolve_encoder
+    from quickadapt.encoders import ENCODERS
+    from quickadapt.meta.protonet import ProtoNet, ProtoNetConfig
+    from quickadapt.meta.start import default_scale
+
+    folder = Path(spec)
+    plain = str(spec) in ENCODERS or (folder / "config.json").is_file()
+    if not plain and (folder / "manifest.json").is_file():
+        plain = "meta" not in read_manifest(folder)
+    if not plain:
+        return load_meta_model(folder)  # also says clearly what is wrong with a bad folder
+    encoder = resolve_encoder(str(spec)).eval()
+    return ProtoNet(encoder, ProtoNetConfig(scale=default_scale(encoder))).eval(), None

@@ -15,10 +15,13 @@ from quickadapt.meta.base import MetaLearner, mean_ce, resolve_path
 @dataclass(frozen=True)
 class ProtoNetConfig:
     outer_lr: float = 1e-3
+    # logits are -scale * squared distance. conv4's raw features need none; unit-norm text
+    # features get 5 / (normalised layers) from meta/start.py, a cosine temperature of 10
+    scale: float = 1.0
 
     def __post_init__(self):
-        if self.outer_lr <= 0:
-            raise ValueError(f"outer_lr must be > 0, got {self.outer_lr}")
+        if self.outer_lr <= 0 or self.scale <= 0:
+            raise ValueError(f"outer_lr and scale must be > 0, got {self.outer_lr}, {self.scale}")
 
 
 def prototypes(fs: torch.Tensor, ys: torch.Tensor, n_way: int) -> torch.Tensor:
@@ -41,10 +44,10 @@ class ProtoNet(MetaLearner):
             out = []
             for t in range(batch.n_tasks):
                 fs, fq = self.encoder(batch.support_x[t]), self.encoder(batch.query_x[t])
-                out.append(-sq_distances(fq, prototypes(fs, batch.support_y[t], n_way)))
+                out.append(-self.cfg.scale * sq_distances(fq, prototypes(fs, batch.support_y[t], n_way)))
             return torch.stack(out)
         fs, fq = self.features(batch.support_x), self.features(batch.query_x)
-        return -sq_distances(fq, prototypes(fs, batch.support_y, n_way))
+        return -self.cfg.scale * sq_distances(fq, prototypes(fs, batch.support_y, n_way))
 
     def meta_loss(self, batch: Episode, path: str = "auto"):
         logits = self._logits(batch, resolve_path(path, self.encoder))

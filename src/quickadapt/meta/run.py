@@ -1,45 +1,65 @@
 """One-call entry points behind `quickadapt meta-train` and `quickadapt episodes`.
 
-`run_meta_train` builds the encoder (conv4, 28x28 grey, GroupNorm by default), splits the
-classes (the fixed Omniglot split when the data holds its alphabets), meta-trains with
+`run_meta_train` builds the starting encoder (meta/start.py: conv4, 28x28 grey, GroupNorm from
+a random init for images, pretrained MiniLM for text, or `encoder`), splits the classes (the
+fixed Omniglot or CLINC150 split when the data holds its alphabets or domains), optionally
+pretrains it supervised (meta/pretrain.py, saved as `OUT/pretrained/`), meta-trains with
 checkpoints in `OUT/checkpoint/` and writes the model folder; `resume=True` rebuilds the run
-from the checkpoint. `run_episodes` measures N-way K-shot accuracy on a model's held-out classes."""
+from the checkpoint. `run_episodes` measures N-way K-shot accuracy on a model's held-out
+classes, adapting as meta-trained, by prototypes, or by fine-tuning (meta/finetune.py)."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from quickadapt.data.episodes import ClassSplit, EpisodeSampler, default_split, load_episode_data
-from quickadapt.encoders import create_encoder
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
-from quickadapt.meta.io import load_meta_model, save_meta_model
+from quickadapt.artifact import read_manifest, save_encoder
+from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
+from quickadapt.meta.io import load_episode_learner, save_meta_model
+from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, pretrain
+from quickadapt.meta.start import build_start, check_method, default_scale, method_defaults, start_spec
 from quickadapt.meta.train import MetaTrainConfig, meta_train, read_checkpoint_json
+from quickadapt.meta.validate import make_val_sampler
 from quickadapt.settings import build_config
 from quickadapt.train import pick_device, seed_everything
 
 CHECKPOINT = "checkpoint"
-DEFAULT_ENCODER = {"name": "conv4", "settings": {"size": 28, "grey": True, "norm": "group"}}
-TRAIN_KEYS = ("steps", "meta_batch", "time_budget", "checkpoint_every", "checkpoint_steps", "path", "grad_clip")
+PRETRAINED = "pretrained"  # the encoder after supervised pretraining, before meta-training
+ADAPT = ("method", "prototypes", "finetune")
+TRAIN_KEYS = ("steps", "meta_batch", "time_budget", "checkpoint_every", "checkpoint_steps", "path", "grad_clip",
+              "validate_every", "validate_episodes")
 SHAPE_KEYS = ("data", "method", "n_way", "k_shot", "n_query", "seed", "rotations", "settings", "encoder")
 
 
 def run_meta_train(
     data: str, *, method: str, n_way: int, k_shot: int, out: str | Path, n_query: int = 5, steps: int = 2000,
     meta_batch: int = 16, time_budget: float | None = None, settings: dict | None = None,
-    encoder_settings: dict | None = None, rotations: bool = True, seed: int = 0, resume: bool = False,
+    encoder_settings: dict | None = None, rotations: bool | None = None, seed: int = 0, resume: bool = False,
     force: bool = False, device: str = "auto", checkpoint_every: float = 300.0, checkpoint_steps: int | None = None,
-    progress: bool = True, on_step=None,
+    progress: bool = True, on_step=None, encoder: str | None = None,
 ) -> dict:
+    """`encoder`: where to start (None: conv4 from a random init for images, minilm for text).
+    `rotations` (None: on for images, off otherwise). `settings` holds the method's settings,
+    the training loop's (steps, validate_every...) and the pretraining stage's (pretrain_steps...)."""
     out = Path(out)
     settings = dict(settings or {})
     train_settings = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
+    pre_cfg = build_config(PretrainConfig, {k: settings[k] for k in settings if k in PRETRAIN_KEYS}, "meta-train")
+    dataset = load_episode_data(data)  # its modality picks the default start and rotations
+    if rotations is None:
+        rotations = dataset.modality == "image"
+    elif rotations and dataset.modality != "image":
+        raise BadInput(f"rotations turn images; {data} is {dataset.modality} data (leave them off)")
     spec = {
         "data": str(data), "method": method, "n_way": int(n_way), "k_shot": int(k_shot), "n_query": int(n_query),
-        "seed": int(seed), "rotations": bool(rotations), "settings": settings,
-        "encoder": {"name": "conv4", "settings": {**DEFAULT_ENCODER["settings"], **(encoder_settings or {})}},
+        "seed": int(seed), "rotations": bool(rotations), "settings": dict(settings),  # pretrain_* included
+        "encoder": start_spec(encoder, dataset.modality, encoder_settings),
     }
+    settings = {k: v for k, v in settings.items() if k not in PRETRAIN_KEYS}
     ckpt = out / CHECKPOINT
     if resume:
         saved = read_checkpoint_json(ckpt)["spec"]
@@ -56,62 +76,89 @@ def run_meta_train(
                                          **train_settings}, "meta-train")
     dev = pick_device(device)
 
-    dataset = load_episode_data(data)
-    if dataset.modality != "image":
-        raise BadInput(f"{data} is {dataset.modality} data; meta-train reads images (class folders or builtin:omniglot)")
     split = default_split(dataset, seed=seed)
     seed_everything(seed)
-    encoder = create_encoder("conv4", pretrained=False, **spec["encoder"]["settings"])
-    learner = create_meta(method, encoder, **settings)
+    encoder, start = build_start(spec["encoder"], dataset.modality)
+    check_method(method, encoder)
+    learner = create_meta(method, encoder, **method_defaults(method, encoder, start, settings))
     sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, rotations=rotations, classes=split.train,
-                             prepare=encoder.prepare)
+                             prepare=encoder.prepare_tensor)
+    # early stopping on the validation classes (Omniglot: Early_Aramaic), never the test ones
+    val_sampler, no_val = make_val_sampler(dataset, split.val, n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed,
+                                           prepare=encoder.prepare_tensor) if cfg.validate_every else (None, None)
+    if pre_cfg.pretrain_steps and not resume:
+        start["pretrain"] = pretrain(encoder, sampler, pre_cfg, seed=seed, device=dev,
+                                     description="pretraining" if progress else None)
+        # the pretrained body alone, so `quickadapt episodes OUT/pretrained` measures this stage
+        save_encoder(encoder, out / PRETRAINED, seed=seed, strategy={"name": "pretrain", "params": asdict(pre_cfg)},
+                     extra={"pretrain": start["pretrain"], "class_split": split.to_dict()})
+    elif pre_cfg.pretrain_steps:  # resumed: the stage ran before the first checkpoint
+        start["pretrain"] = read_manifest(out / PRETRAINED).get("pretrain")
     summary = meta_train(learner, sampler, cfg, checkpoint_dir=ckpt, resume=resume, spec=spec, device=dev,
-                         description=f"meta-training {method}" if progress else None, on_step=on_step)
+                         description=f"meta-training {method}" if progress else None, on_step=on_step,
+                         val_sampler=val_sampler)
+    if no_val:
+        summary["validation"] = {"skipped": no_val}
     learner.cpu()
     info = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "rotations": rotations, "data": str(data),
-            "train": summary}
+            "start": start, "train": summary}
     tmp_ckpt = out.with_name(f".{out.name}.checkpoint")  # the swap replaces `out`: keep the checkpoint aside
     shutil.rmtree(tmp_ckpt, ignore_errors=True)
     shutil.move(str(ckpt), tmp_ckpt)
+    # copied before the swap replaces `out`, so it is never lost
+    keep_pretrained = {PRETRAINED: lambda p: shutil.copytree(out / PRETRAINED, p)} if (out / PRETRAINED).is_dir() else {}
     try:
         save_meta_model(learner, out, split=split, info=info, force=True, seed=seed,
                         data_fingerprint=dataset.fingerprint() if len(dataset) <= 20000 else None,
-                        extra_files={CHECKPOINT: lambda p: shutil.copytree(tmp_ckpt, p)})
+                        extra_files={CHECKPOINT: lambda p: shutil.copytree(tmp_ckpt, p), **keep_pretrained})
     except BaseException:
         if not ckpt.exists():
             shutil.move(str(tmp_ckpt), ckpt)
         raise
     shutil.rmtree(tmp_ckpt, ignore_errors=True)
-    return {"out": str(out), "method": method, "n_way": n_way, "k_shot": k_shot,
+    return {"out": str(out), "method": method, "n_way": n_way, "k_shot": k_shot, "start": start,
             "classes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)}, **summary}
 
 
 def run_episodes(
     model: str | Path, data: str, *, n_way: int, k_shot: int, episodes: int = 600, n_query: int = 15,
     split: str = "test", adapt: str = "method", seed: int = 0, device: str = "auto", progress: bool = True,
+    settings: dict | None = None,
 ) -> dict:
     """Mean accuracy and 95% CI over `episodes` seeded episodes from the model's `split` classes
-    (`all`: every class of `data`). `adapt`: "method" (the way it was meta-trained) or
-    "prototypes" (nearest class mean of the body's features, any method)."""
-    if adapt not in ("method", "prototypes"):
-        raise BadInput(f"--adapt must be method or prototypes, got {adapt!r}")
+    (`all`: every class of `data`). `model`: a meta-trained folder, or any encoder (name or
+    folder) as the baseline without meta-training, on the data's default split. `adapt`:
+    "method" (the way it was meta-trained; prototypes for a plain encoder), "prototypes"
+    (nearest class mean of the body's features, any method) or "finetune" (a few steps on each
+    support set against its prototypes, meta/finetune.py; `settings`: finetune_steps, finetune_lr)."""
+    if adapt not in ADAPT:
+        raise BadInput(f"--adapt must be one of {', '.join(ADAPT)}, got {adapt!r}")
+    if settings and adapt != "finetune":
+        raise BadInput(f"settings ({', '.join(settings)}) apply to --adapt finetune only")
+    ft_cfg = build_config(FinetuneConfig, settings, "--adapt finetune") if adapt == "finetune" else None
     if episodes < 1:
         raise BadInput(f"--episodes must be >= 1, got {episodes}")
-    learner, manifest = load_meta_model(model)
+    seed_everything(seed)  # a random-init baseline (`episodes conv4`) is seeded too
+    learner, manifest = load_episode_learner(model)
     dev = pick_device(device)
     learner.to(dev).eval()
     dataset = load_episode_data(data)
-    if dataset.modality != "image":
-        raise BadInput(f"{data} is {dataset.modality} data but the model reads images")
-    class_split = ClassSplit.from_dict(manifest["meta"]["class_split"])
+    if dataset.modality != learner.encoder.modality:
+        raise BadInput(f"{data} is {dataset.modality} data but the model reads {learner.encoder.modality}")
+    class_split = (ClassSplit.from_dict(manifest["meta"]["class_split"]) if manifest is not None
+                   else default_split(dataset, seed=seed))
     classes = dataset.classes if split == "all" else class_split.part(split)
     present = sorted(set(classes) & set(dataset.classes))
     if not present:
         raise BadInput(f"{data} holds none of the model's {split} classes (e.g. {classes[0] if classes else '-'}); "
                        "pass --split all to use every class of the data")
     seed_everything(seed)
-    sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, classes=present, prepare=learner.encoder.prepare)
-    if adapt == "prototypes":
+    sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, classes=present,
+                             prepare=learner.encoder.prepare_tensor)
+    if adapt == "finetune":
+        scale = learner.cfg.scale if learner.name == "protonet" else default_scale(learner.encoder)
+        predict = EpisodeFinetuner(learner.encoder, ft_cfg, scale=scale, seed=seed).predict
+    elif adapt == "prototypes":
         from quickadapt.meta.protonet import ProtoNet, ProtoNetConfig
 
         predict = ProtoNet(learner.encoder, ProtoNetConfig()).predict
@@ -119,7 +166,10 @@ def run_episodes(
         predict = learner.predict
     result = episode_accuracy(predict, sampler, episodes, device=dev,
                               description="episodes" if progress else None)
-    return {"model": str(model), "method": manifest["meta"]["method"], "adapt": adapt, "split": split,
+    method = manifest["meta"]["method"] if manifest is not None else None  # None: no meta-training
+    if manifest is None and adapt == "method":
+        adapt = "prototypes"
+    return {"model": str(model), "method": method, "adapt": adapt, "split": split,
             "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
 
 

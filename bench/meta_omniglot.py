@@ -1,0 +1,233 @@
+"""Omniglot meta-learning: every method meta-trained under the same time budget, chosen on
+validation, reported once on test.
+
+The fixed split (quickadapt's default for builtin:omniglot): meta-train Balinese, Greek, Korean,
+Latin, Japanese_(katakana) (with 90/180/270-degree rotations as extra classes); validate on
+Early_Aramaic (22 characters); test on Sanskrit + Tagalog (59 characters).
+
+For every method: meta-train 5-way 1-shot (training settings below; ProtoNet with 60-way
+episodes) for `--time-budget` seconds (default 1800, the issue's 30-minute cap) with early
+stopping on validation (every 100 steps and at the end, 100 fixed validation episodes; the best
+weights are kept); then 600 seeded episodes 5-way 1-shot from the validation classes and from
+the test classes (15 queries each, mean and 95% CI). The two methods with the best validation
+5-way 1-shot accuracy (never test) are also tested 5-way 5-shot, 20-way 1-shot and 20-way 5-shot.
+Each fit and each measurement runs in its own process; rows are keyed by their settings, so a
+rerun skips what is done, and an interrupted meta-training resumes from its checkpoint with the
+rest of its time budget.
+
+    .venv/bin/python bench/meta_omniglot.py                          # all 7 methods (about 4 h on 2 cores)
+    .venv/bin/python bench/meta_omniglot.py --methods protonet,maml  # some of them
+    .venv/bin/python bench/meta_omniglot.py --report                 # rewrite the table only
+    .venv/bin/python bench/meta_omniglot.py --time-budget 20 --episodes 20 --methods protonet \\
+        --results /tmp/meta_smoke --work /tmp/meta_smoke_models      # a smoke run, away from bench/results
+
+One method by hand (what a worker does; the script also passes its validation settings):
+
+    quickadapt meta-train --data builtin:omniglot --method maml --ways 5 --shots 1 --steps 1000000 \\
+        --time-budget 1800 --out bench/work/meta_omniglot/maml
+    quickadapt episodes bench/work/meta_omniglot/maml --data builtin:omniglot --ways 5 --shots 1 --episodes 600 --split val
+    quickadapt episodes bench/work/meta_omniglot/maml --data builtin:omniglot --ways 5 --shots 1 --episodes 600
+
+Results: bench/results/meta_omniglot.jsonl (+ .md). Its first rows, without a `spec`, are the
+hand-run measurements made before this script existed; they are kept and shown apart as legacy.
+Models and checkpoints: bench/work/meta_omniglot/ (not committed)."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ResultStore, machine, run_worker  # noqa: E402
+
+NAME = "meta_omniglot"
+METHODS = ["protonet", "matchingnet", "maml", "fomaml", "anil", "metasgd", "reptile"]
+WORK = Path(__file__).resolve().parent / "work" / NAME
+DATA = "builtin:omniglot"
+# what every method trains with: 5-way 1-shot episodes, library defaults for the method itself
+COMMON = {"ways": 5, "shots": 1, "queries": 5, "meta_batch": 16, "validate_every": 100, "validate_episodes": 100}
+# per-method training settings, fixed from the papers before any measurement, never from test
+# figures. ProtoNet: Snell et al. (2017) trained Omniglot on 60-way episodes with 5 queries (more
+# ways than at test time helped them); one 60-way episode per step costs about what 16 5-way ones
+# do. Its early stopping validates 22-way (all of Early_Aramaic), so its curve is not comparable
+# with the others'; the choice between methods uses the 5-way 1-shot validation episodes below.
+# It validates every 500 steps, not 100: a 22-way validation pass costs about 30 of its steps.
+TRAIN = {
+    "protonet": {"ways": 60, "meta_batch": 1, "validate_every": 500},
+}
+SELECT = (5, 1)  # the validation setting that picks the two best methods
+MORE = [(5, 5), (20, 1), (20, 5)]  # measured on test for those two
+PUBLISHED = {  # 5w1s / 5w5s / 20w1s / 20w5s, full 30-alphabet background set
+    "MAML (Finn et al. 2017)": (98.7, 99.9, 95.8, 98.9),
+    "ProtoNet (Snell et al. 2017)": (98.8, 99.7, 96.0, 98.9),
+}
+TARGET = {(5, 1): 0.97, (20, 1): 0.90}  # the issue's target for the best method
+
+
+def train_spec(method: str, budget: float, seed: int) -> dict:
+    return {"kind": "train", "method": method, "time_budget": budget, "seed": seed, **COMMON, **TRAIN.get(method, {})}
+
+
+def episodes_spec(model: dict, split: str, ways: int, shots: int, episodes: int) -> dict:
+    return {"kind": "episodes", "model": model, "split": split, "ways": ways, "shots": shots, "episodes": episodes}
+
+
+def model_dir(spec: dict, work: Path) -> Path:
+    digest = hashlib.sha1(ResultStore.key(spec).encode()).hexdigest()[:8]
+    return work / f"{spec['method']}-{int(spec['time_budget'])}s-{digest}"
+
+
+# --- the worker: one fit or one measurement, in its own process --------------------------------
+
+def worker(spec: dict, work: Path) -> dict:
+    if spec["kind"] == "train":
+        return train(spec, work)
+    from quickadapt.meta.run import run_episodes
+
+    m = spec["model"]
+    r = run_episodes(model_dir(m, work), DATA, n_way=spec["ways"], k_shot=spec["shots"], episodes=spec["episodes"],
+                     split=spec["split"], seed=m["seed"], progress=False)
+    return {k: r[k] for k in ("accuracy", "ci95", "episodes", "classes", "n_query")}
+
+
+def train(spec: dict, work: Path) -> dict:
+    """Meta-train to the time budget; a run cut short resumes with what is left of it."""
+    import torch
+
+    from quickadapt.meta.run import CHECKPOINT, run_meta_train
+    from quickadapt.meta.train import read_checkpoint_json
+
+    out = model_dir(spec, work)
+    if (out / "manifest.json").is_file():  # finished, but the row was not written
+        summary = json.loads((out / "manifest.json").read_text())["meta"]["train"]
+        return {**summary, "out": str(out), "threads_torch": torch.get_num_threads()}
+    resume = (out / CHECKPOINT / "state.json").is_file()
+    spent = read_checkpoint_json(out / CHECKPOINT)["state"]["seconds"] if resume else 0.0
+    settings = {"validate_every": spec["validate_every"], "validate_episodes": spec["validate_episodes"]}
+    r = run_meta_train(DATA, method=spec["method"], n_way=spec["ways"], k_shot=spec["shots"], n_query=spec["queries"],
+                       out=out, steps=1_000_000, meta_batch=spec["meta_batch"], settings=settings, checkpoint_every=120.0,
+                       time_budget=max(spec["time_budget"] - spent, 1e-3), seed=spec["seed"], resume=resume,
+                       force=not resume, progress=False)
+    return {**r, "resumed_after_seconds": spent if resume else None, "threads_torch": torch.get_num_threads()}
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+def run_specs(store: ResultStore, specs, work: Path, timeout: float) -> None:
+    for spec in specs:
+        if store.done(spec):
+            continue
+        result = run_worker(__file__, {"spec": spec, "work": str(work)}, timeout=timeout)
+        store.add(spec, result)
+        print(json.dumps({"spec": spec, **result}), flush=True)
+
+
+def result(store: ResultStore, spec: dict) -> dict | None:
+    k = store.key(spec)
+    row = next((r for r in store.rows if store.key(r["spec"]) == k), None)
+    return None if row is None or "error" in row else row
+
+
+def two_best(store: ResultStore, models: list[dict], episodes: int) -> list[dict]:
+    """The two models with the best validation accuracy at SELECT (test figures play no part)."""
+    scored = [(r["accuracy"], m) for m in models if (r := result(store, episodes_spec(m, "val", *SELECT, episodes)))]
+    return [m for _, m in sorted(scored, key=lambda x: -x[0])[:2]]
+
+
+def pct(r: dict | None) -> str:
+    return "" if r is None else f"{r['accuracy']:.1%} ± {r['ci95']:.1%}"
+
+
+def report(store: ResultStore, legacy: list[dict], models: list[dict], episodes: int) -> str:
+    best = two_best(store, models, episodes)
+    lines = ["| method | training episodes | train min | steps | early stopping: best val (step) | "
+             "val 5w1s | test 5w1s | test 5w5s | test 20w1s | test 20w5s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        t = result(store, m)
+        if t is None:
+            continue
+        v = t.get("validation") or {}
+        stop = (f"{v['best_accuracy']:.1%} {v['n_way']}-way (step {v['best_step']} of {t['steps']})"
+                if "best_step" in v else v.get("skipped", "off"))
+        cells = [pct(result(store, episodes_spec(m, "val", *SELECT, episodes)))]
+        cells += [pct(result(store, episodes_spec(m, "test", w, s, episodes))) for w, s in [SELECT, *MORE]]
+        name = f"**{m['method']}**" if m in best else m["method"]
+        lines.append(f"| {name} | {m['ways']}-way {m['shots']}-shot, {m['queries']} queries, meta-batch "
+                     f"{m['meta_batch']} | {t['seconds'] / 60:.1f} | {t['steps']} | {stop} | " + " | ".join(cells) + " |")
+    for name, figs in PUBLISHED.items():
+        lines.append(f"| {name}, published | 30 background alphabets | | | | | " + " | ".join(f"{f}%" for f in figs) + " |")
+    target = "no method measured yet"
+    if best:
+        top = best[0]
+        got = {ws: result(store, episodes_spec(top, "test", *ws, episodes)) for ws in TARGET}
+        parts = [f"{w}-way {s}-shot {'-' if got[(w, s)] is None else format(got[(w, s)]['accuracy'], '.1%')} "
+                 f"(target {goal:.0%}: {'met' if got[(w, s)] and got[(w, s)]['accuracy'] >= goal else 'not met'})"
+                 for (w, s), goal in TARGET.items()]
+        target = f"best method by validation: {top['method']}; test " + ", ".join(parts)
+    legacy_lines = [f"    {r['command']}\n      -> " + (
+        f"{r['episodes']['n_way']}-way {r['episodes']['k_shot']}-shot test {r['episodes']['accuracy']:.1%} ± "
+        f"{r['episodes']['ci95']:.1%}" if "episodes" in r else
+        f"{r['meta_train']['steps']} steps, {r['meta_train']['seconds'] / 60:.0f} min") for r in legacy]
+    budget = sorted({m["time_budget"] for m in models})
+    text = (
+        "# Omniglot meta-learning, fixed split (bench/meta_omniglot.py)\n\n"
+        "Meta-train Balinese, Greek, Korean, Latin, Japanese_(katakana) (161 characters, with rotations); "
+        "validate on Early_Aramaic (22); test on Sanskrit + Tagalog (59). conv4 (GroupNorm), 28x28 grey. "
+        f"Each method meta-trains for {', '.join(f'{b / 60:.3g}' for b in budget)} min (validation passes "
+        "included), keeping the weights with the best validation accuracy (every 100 steps, ProtoNet every 500, "
+        f"and at the end; 100 fixed episodes). Then {episodes} seeded episodes with 15 queries per class, mean ± 95% "
+        "CI. The two methods in bold had the best validation 5-way 1-shot accuracy and are the only ones tested in the other "
+        "settings; test figures played no part in any choice. Train minutes were measured beside other jobs on "
+        f"the same cores. Machine: {json.dumps(machine())}\n\n"
+        + "\n".join(lines) + f"\n\nIssue target for the best method: 97% 5-way 1-shot and 90% 20-way 1-shot; "
+        f"{target}.\n\nThe published figures use the full 30-alphabet background set (964 characters) and "
+        "much longer training; here 5 alphabets and a fixed time budget.\n"
+    )
+    if legacy_lines:
+        text += ("\n## Legacy: hand-run before this script (ProtoNet, 10 min, no validation)\n\n"
+                 + "\n".join(legacy_lines) + "\n")
+    store.path.with_suffix(".md").write_text(text)
+    return text
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worker")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--time-budget", type=float, default=1800.0, help="seconds of meta-training per method")
+    ap.add_argument("--episodes", type=int, default=600, help="validation and test episodes per setting")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--results", default=NAME, help="results name in bench/results, or a path without suffix")
+    ap.add_argument("--work", default=str(WORK), help="folder for the models and their checkpoints")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if args.worker:
+        job = json.loads(args.worker)
+        print(json.dumps(worker(job["spec"], Path(job["work"]))))
+        return
+    if Path(args.results).is_absolute():
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(args.results)
+    legacy = [r for r in store.rows if "spec" not in r]  # hand-run rows from before this script
+    store.rows = [r for r in store.rows if "spec" in r]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        ap.error(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    models = [train_spec(m, args.time_budget, args.seed) for m in methods]
+    work = Path(args.work)
+    timeout = args.time_budget * 1.5 + 900  # a fit may overrun its budget by its last validation and the save
+    if not args.report:
+        for m in models:  # train, then 5-way 1-shot on validation and on test
+            run_specs(store, [m, episodes_spec(m, "val", *SELECT, args.episodes),
+                              episodes_spec(m, "test", *SELECT, args.episodes)], work, timeout)
+        for m in two_best(store, models, args.episodes):
+            run_specs(store, [episodes_spec(m, "test", w, s, args.episodes) for w, s in MORE], work, timeout)
+    print(report(store, legacy, models, args.episodes))
+
+
+if __name__ == "__main__":
+    main()

@@ -149,6 +149,24 @@ def test_lora_merges_into_plain_weights(digits):
     assert torch.equal(state["blocks.0.1.weight"], fresh.state_dict()["blocks.0.1.weight"])
 
 
+def test_augment_trains_on_shifted_images_and_only_on_images(digits):
+    """`augment=True` fine-tunes conv4 on shifted views of real digit images: the run differs
+    from the unaugmented one and repeats exactly for a seed; feature rows are left alone."""
+    images = load_dataset("builtin:digits")
+    few = images.subset(np.concatenate([np.flatnonzero(images.labels == c)[:3] for c in np.unique(images.labels)]))
+
+    def weights(data, encoder, augment):
+        torch.manual_seed(0)
+        enc = create_encoder(encoder, **({"in_dim": 64} if encoder == "mlp" else {"channels": 8}))
+        model = create_strategy("finetune", augment=augment, min_steps=5).fit(enc, data, FitContext(progress=False))
+        return torch.cat([p.detach().flatten() for p in model.encoder.parameters()])
+
+    plain, shifted, again = (weights(few, "conv4", a) for a in (False, True, True))
+    assert not torch.equal(plain, shifted) and torch.equal(shifted, again)
+    train, _, _ = digits
+    assert torch.equal(weights(train, "mlp", False), weights(train, "mlp", True))
+
+
 def test_l2sp_stays_closer_to_the_start_than_finetune(digits):
     train, _, _ = digits
     start = mlp().state_dict()

@@ -28,6 +28,10 @@ class FinetuneConfig:
     head_lr: float = 1e-3
     weight_decay: float = 0.01
     probe_init: bool = True  # start the head from a logistic-regression probe (LP-FT)
+    # a randomly shifted view of each image per step (encoder.augment); text and feature rows are
+    # never augmented. Off by default: on scikit-learn digits with conv4 it helped at K=1 and 5
+    # (+1 to +4 points) but cost 3 to 5 points at K=10 (3 seeds each)
+    augment: bool = False
     time_budget: float = 0.0  # seconds, 0 = none
 
     def __post_init__(self):
@@ -86,10 +90,13 @@ class Finetune(Strategy):
         encoder = self.prepare(encoder)
         targets = torch.as_tensor(y, device=ctx.device)
         inputs = data.inputs
+        views = torch.Generator().manual_seed(ctx.seed + 1)  # its own stream: batch order stays as without
 
         def loss_fn(idx):
-            batch = batch_to(encoder.prepare([inputs[i] for i in idx]), ctx.device)
-            feats = encoder(batch)
+            batch = encoder.prepare([inputs[i] for i in idx])
+            if self.cfg.augment and torch.is_tensor(batch):
+                batch = encoder.augment(batch, views)
+            feats = encoder(batch_to(batch, ctx.device))
             loss = nn.functional.cross_entropy(head(feats), targets[idx])
             extra = self.regularizer(encoder, feats)
             return loss if extra is None else loss + extra

@@ -1,4 +1,6 @@
-"""Meta-learners by name: `create_meta("maml", encoder, inner_steps=1)`.
+"""Meta-learners by name: `create_meta("maml", encoder, inner_steps=1)`; and in one call
+`run_meta_train("builtin:omniglot", method="protonet", n_way=5, k_shot=1, out="meta/")` and
+`run_episodes("meta/", "builtin:omniglot", n_way=5, k_shot=1)` (docs/meta.md).
 
 Each method is one file; registered explicitly below. `quickadapt.meta.train.meta_train` runs
 the episodic training loop; `quickadapt.meta.io` saves and loads meta-trained encoders."""
@@ -32,4 +34,8 @@ def list_methods() -> list[str]:
     return META.names()
 
 
-__all__ = ["META", "MetaLearner", "create_meta", "list_methods", "BadInput"]
+# the one-call entry points (what `quickadapt meta-train` and `quickadapt episodes` run); imported
+# last because they build learners through create_meta above
+from quickadapt.meta.run import run_episodes, run_meta_train  # noqa: E402
+
+__all__ = ["META", "MetaLearner", "create_meta", "list_methods", "run_meta_train", "run_episodes", "BadInput"]

@@ -146,3 +146,23 @@ def test_listings():
     assert "clinc150-train" in {d["name"] for d in json.loads(r.stdout)["datasets"]}
     r = run("strategies", "--json")
     assert {"probe", "prototypes", "finetune"} <= {s["name"] for s in json.loads(r.stdout)["strategies"]}
+
+
+def test_usage_mistakes_are_bad_input_too():
+    """Click's own errors (unknown option, two settings after one --set) go through `main`:
+    one line, exit code 2, and `{"error": ...}` on stdout with --json."""
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "quickadapt.cli", *args], capture_output=True, text=True)
+
+    for args, fragment in ((["fit", "--bogus"], "no such option: --bogus"),
+                           (["meta-train", "--data", "x", "--method", "maml", "--ways", "5", "--shots", "1", "--out", "o",
+                             "--set", "a=1", "b=2"], "give each setting its own --set")):
+        r = cli(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+        assert fragment in lines[0].lower() and "Traceback" not in r.stderr
+    r = cli("fit", "--json", "--bogus")
+    assert r.returncode == 2 and "bogus" in json.loads(r.stdout)["error"]

@@ -410,7 +410,31 @@ def episodes(
 
 
 def main() -> None:
-    app(prog_name="quickadapt")
+    """Run the CLI. Usage mistakes (an unknown option, a missing value, a stray argument) are bad
+    input like any other: one line on stderr (and `{"error": ...}` with --json), exit code 2,
+    rather than click's boxed usage text."""
+    try:  # recent typer vendors click as typer._click; its exceptions are not click's
+        from typer._click import exceptions as click_errors
+    except ImportError:
+        from click import exceptions as click_errors
+
+    try:
+        code = app(prog_name="quickadapt", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # a bare `quickadapt`: the help is the answer
+        print(exc.format_message())
+        sys.exit(exc.exit_code)
+    except click_errors.UsageError as exc:
+        message = exc.format_message().splitlines()[0]
+        if "unexpected extra argument" in message and "=" in message:
+            message += "; give each setting its own --set, e.g. --set a=1 --set b=2"
+        where = exc.ctx.command_path if exc.ctx else "quickadapt"
+        print(f"error: {message} (see '{where} --help')", file=sys.stderr)
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": message}))
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

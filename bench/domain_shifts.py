@@ -32,7 +32,7 @@ from common import RESULTS, ResultStore, mean  # noqa: E402
 
 NAME = "domain_shifts"
 SHIFTS = ["digits-rot", "digits-invert", "clinc-noisy"]
-METHODS = ["source-only", "dann", "mmd", "coral", "cdan", "cdan-e", "mcc", "self-training", "reweight"]
+METHODS = ["source-only", "dann", "mmd", "coral", "cdan", "cdan-e", "mcc", "self-training", "reweight", "centroids"]
 SEEDS = [0, 1, 2]
 
 

@@ -38,6 +38,8 @@ NOT_BETTER = {
 # (method, shift): why the source/target discrepancy of its features does not shrink
 NOT_ALIGNED = {
     ("reweight", "digits-rot35"): "reweight changes how source examples count, not the features: no alignment term",
+    ("centroids", "digits-rot35"): "centroids relabels the target by clustering and moves no features: its space is "
+    "the raw pixels, where rotated and upright digits lie further apart than in source-only's learned bottleneck",
 }
 
 
@@ -84,7 +86,7 @@ def test_registry_and_settings():
     from quickadapt.errors import BadInput
 
     assert set(list_methods()) == {
-        "source-only", "dann", "mmd", "coral", "cdan", "cdan-e", "mcc", "self-training", "reweight",
+        "source-only", "dann", "mmd", "coral", "cdan", "cdan-e", "mcc", "self-training", "reweight", "centroids",
     }
     with pytest.raises(BadInput, match="did you mean"):
         create_method("cdann")
@@ -92,3 +94,20 @@ def test_registry_and_settings():
         create_method("self-training", threshold=1.5)
     with pytest.raises(BadInput, match="unknown setting 'temprature'"):
         create_method("mcc", temprature=2.0)
+
+
+def test_centroids_cluster_the_target_from_the_source_guess():
+    """Two well-separated target clusters that the source classifier half-mislabels: k-means
+    from its probabilities recovers them; a class that loses every member keeps a centroid."""
+    from quickadapt.domain.centroids import cluster_target
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal([5, 0], 0.5, (50, 2)), rng.normal([0, 5], 0.5, (50, 2))])
+    truth = np.repeat([0, 1], 50)
+    guess = np.where(rng.random(100) < 0.35, 1 - truth, truth)  # 35 % wrong
+    proba = np.full((100, 3), 0.05)
+    proba[np.arange(100), guess] = 0.9  # class 2: never the top guess
+    centroids = cluster_target(x, proba, iters=3)
+    labels = (x @ centroids.T).argmax(1)
+    assert (labels == truth).all()
+    assert np.isfinite(centroids).all() and np.allclose(np.linalg.norm(centroids, axis=1), 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from quickadapt.domain.base import DeepMethod, DomainContext, DomainMethod
 from quickadapt.domain.cdan import CDAN, CDANE
+from quickadapt.domain.centroids import Centroids
 from quickadapt.domain.coral import CORAL
 from quickadapt.domain.dann import DANN
 from quickadapt.domain.mcc import MCC
@@ -16,7 +17,7 @@ from quickadapt.domain.source_only import SourceOnly
 from quickadapt.registry import Registry
 
 DOMAIN_METHODS: Registry[type] = Registry("domain adaptation method")
-for _cls in (SourceOnly, DANN, MMD, CORAL, CDAN, CDANE, MCC, SelfTraining, Reweight):
+for _cls in (SourceOnly, DANN, MMD, CORAL, CDAN, CDANE, MCC, SelfTraining, Reweight, Centroids):
     DOMAIN_METHODS.register(_cls.name)(_cls)
 
 

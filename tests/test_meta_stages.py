@@ -81,3 +81,24 @@ def test_cli_finetune_and_bad_settings(pretrained, tmp_path):
     assert_bad_input(run(*base, "--set", "finetune_steps=3"), "apply to --adapt finetune only")
     assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 5, "--shots", 1,
                          "--out", tmp_path / "x", "--set", "pretrain_steps=-1", "--quiet"), "pretrain_steps must be >= 0")
+
+
+def test_fixed_feature_episodes_match_the_per_episode_path():
+    """Embedding every held-out example once gives the same episodes and the same accuracy as
+    running the body on each episode (prototypes, protonet, matchingnet never change it)."""
+    from quickadapt.data.episodes import EpisodeSampler, default_split, load_episode_data
+    from quickadapt.evaluate.episodes import episode_accuracy
+    from quickadapt.meta.io import load_episode_learner
+    from quickadapt.meta.run import fixed_feature_episodes
+    from quickadapt.train import seed_everything
+
+    seed_everything(0)
+    learner, manifest = load_episode_learner("conv4")
+    data = load_episode_data("builtin:omniglot")
+    present = sorted(default_split(data).test)
+    per_episode = EpisodeSampler(data, 5, 1, 3, 7, classes=present, prepare=learner.encoder.prepare_tensor)
+    slow = episode_accuracy(learner.eval().predict, per_episode, 12)
+    sampler, predict = fixed_feature_episodes(learner, manifest, data, present, "method", n_way=5, k_shot=1,
+                                              n_query=3, seed=7, device="cpu")
+    fast = episode_accuracy(predict, sampler, 12)
+    assert fast["accuracy"] == pytest.approx(slow["accuracy"], abs=1e-6) and fast["episodes"] == 12

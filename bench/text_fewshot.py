@@ -76,8 +76,8 @@ def specs(strategies, shots, seeds, k_all):
                     # cross-validation would refit a tuned encoder three more times: skipped, so no
                     # abstain threshold (and no out-of-scope recall) for tuned strategies here
                     yield {"strategy": s, "k": k, "seed": seed, "cv": 0}
-    for s in k_all:
-        yield {"strategy": s, "k": "all", "seed": 0}
+    for s in k_all:  # one seed: the subset is the whole training set; tuned ones skip CV as above
+        yield {"strategy": s, "k": "all", "seed": 0, **({} if s in FROZEN else {"cv": 0})}
 
 
 def report(store: ResultStore) -> str:

@@ -157,32 +157,31 @@ def run_episodes(
                        "pass --split all to use every class of the data")
     method = manifest["meta"]["method"] if manifest is not None else None  # None: no meta-training
     shown_adapt = "prototypes" if manifest is None and adapt == "method" else adapt
-
-    def finish(result: dict) -> dict:
-        return {"model": str(model), "method": method, "adapt": shown_adapt, "split": split,
-                "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
-
     seed_everything(seed)
     fixed = adapt == "prototypes" or (adapt == "method" and learner.name in FIXED_FEATURE_METHODS)
     per_episode_inputs = episodes * n_way * (k_shot + n_query)
     if fixed and per_episode_inputs > int(np.isin(dataset.labels, present).sum()):  # embedding all once is cheaper
         sampler, predict = fixed_feature_episodes(learner, manifest, dataset, present, adapt, n_way=n_way,
                                                   k_shot=k_shot, n_query=n_query, seed=seed, device=dev)
-        result = episode_accuracy(predict, sampler, episodes, device=dev, description="episodes" if progress else None)
-        return finish(result)
-    sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, classes=present,
-                             prepare=learner.encoder.prepare_tensor)
+    else:
+        sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, classes=present,
+                                 prepare=learner.encoder.prepare_tensor)
+        predict = episode_predictor(learner, adapt, ft_cfg, seed)
+    result = episode_accuracy(predict, sampler, episodes, device=dev, description="episodes" if progress else None)
+    return {"model": str(model), "method": method, "adapt": shown_adapt, "split": split,
+            "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
+
+
+def episode_predictor(learner, adapt: str, ft_cfg, seed: int):
+    """How each episode's queries are classified from its raw inputs."""
     if adapt == "finetune":
         scale = learner.cfg.scale if learner.name == "protonet" else default_scale(learner.encoder)
-        predict = EpisodeFinetuner(learner.encoder, ft_cfg, scale=scale, seed=seed).predict
-    elif adapt == "prototypes":
+        return EpisodeFinetuner(learner.encoder, ft_cfg, scale=scale, seed=seed).predict
+    if adapt == "prototypes":
         from quickadapt.meta.protonet import ProtoNet, ProtoNetConfig
 
-        predict = ProtoNet(learner.encoder, ProtoNetConfig()).predict
-    else:
-        predict = learner.predict
-    return finish(episode_accuracy(predict, sampler, episodes, device=dev,
-                                   description="episodes" if progress else None))
+        return ProtoNet(learner.encoder, ProtoNetConfig()).predict
+    return learner.predict
 
 
 def fixed_feature_episodes(learner, manifest, dataset, present, adapt, *, n_way, k_shot, n_query, seed, device):

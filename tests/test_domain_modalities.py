@@ -42,7 +42,7 @@ def test_every_method_runs_on_every_encoder_kind(modality, images, texts, tmp_pa
         )
         entry = model.info["methods"][method]
         assert 0.0 <= entry["target_test_accuracy"] <= 1.0 and np.isfinite(entry["dev_risk"])
-        if method in ("cdan-e", "reweight", "centroids"):  # artifacts per modality: save, load, same predictions
+        if method in ("cdan-e", "reweight", "centroids", "meda"):  # artifacts per modality: save, load, same predictions
             out = save_model(model, tmp_path / method)
             again = load_model(out)
             assert again.predict(target.inputs)[0] == model.predict(target.inputs)[0]

@@ -152,3 +152,23 @@ def test_split_source_keeps_every_class_in_training_when_it_cannot_stratify():
     one_each = d.subset([int(np.flatnonzero(d.labels == c)[0]) for c in d.classes])
     with pytest.raises(BadInput, match="none to validate on"):
         split_source(one_each, 0.2, seed=0)
+
+
+def test_the_chosen_method_is_refitted_on_all_of_the_source():
+    """The validators choose on a held-out fifth of the source; the saved model then learns
+    from all of it (the same method, settings and seed), unless it early-stopped on the
+    validator, which needs the held-out part."""
+    from quickadapt.domain import adapt_domain
+
+    source, target = surf("A"), surf("W")
+    common = dict(seed=0, device="cpu", target_test=target, compare=False, progress=False)
+    held_out = adapt_domain(source, target.without_labels(), "meda", refit=False, **common)
+    refitted = adapt_domain(source, target.without_labels(), "meda", **common)
+    assert held_out.info["refit"] is False and held_out.info["n_source_fit"] == held_out.info["n_source_train"] < len(source)
+    assert refitted.info["refit"] is True and refitted.info["n_source_fit"] == len(source)
+    assert held_out.info["target_test_accuracy"] == held_out.info["methods"]["meda"]["target_test_accuracy"]
+    scores = lambda m: {k: v for k, v in m.info["methods"]["meda"].items() if k != "seconds"}  # noqa: E731
+    assert scores(refitted) == scores(held_out)  # the choice was made on the same held-out fit
+    assert refitted.heads["main"].support.shape[0] == len(source) + len(target)  # every source example solved
+    stopped = adapt_domain(source, target.without_labels(), "source-only", {"steps": 40, "checkpoints": 2}, **common)
+    assert stopped.info["refit"] is False

@@ -282,6 +282,8 @@ def domain_adapt(
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or folder (default: mlp, minilm or conv4 by data kind)."),
     target_test: Optional[str] = typer.Option(None, "--target-test", help="Labelled target data, for evaluation only."),
     criterion: str = typer.Option("dev", "--criterion", help="Label-free validator: dev, iwv, entropy, snd or im."),
+    refit: bool = typer.Option(True, "--refit/--no-refit", help="Refit the chosen method on all of the source "
+                                                               "(the validators hold out a fifth of it to choose)."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
@@ -297,7 +299,7 @@ def domain_adapt(
     test = load_dataset(target_test) if target_test else None
     model = adapt_domain(
         src, tgt, method, method_params, encoder, seed, device, encoder_params=enc_settings,
-        target_test=test, criterion=criterion, progress=not quiet,
+        target_test=test, criterion=criterion, refit=refit, progress=not quiet,
     )
     if quiet:  # warnings are shown even when quiet
         for w in model.info["warnings"]:
@@ -307,6 +309,8 @@ def domain_adapt(
         "out": str(out), "method": info["domain_method"], "requested_method": method,
         "encoder": model.strategy_params.get("encoder"), "criterion": info["criterion"],
         "negative_transfer": info.get("negative_transfer"), "methods": info["methods"], "warnings": info["warnings"],
+        "refit": info["refit"], "n_source_fit": info["n_source_fit"],
+        **({"target_test_accuracy": info["target_test_accuracy"]} if "target_test_accuracy" in info else {}),
     }
     save_model(model, out, force=force, data_fingerprint=src.fingerprint(), seed=seed, metrics={"domain": result})
     emit(result, as_json, _domain_summary(result))
@@ -322,6 +326,10 @@ def _domain_summary(r: dict) -> str:
         if m.get("collapsed"):
             line += "  COLLAPSED (target predictions on few classes)"
         lines.append(line)
+    final = f"saved: {r['method']} fitted on {r['n_source_fit']} source examples" + (" (refit on all of them)" if r["refit"] else "")
+    if "target_test_accuracy" in r:
+        final += f", target-test accuracy {r['target_test_accuracy']:.1%} (evaluation only)"
+    lines.append(final)
     if r["negative_transfer"]:
         lines.append("warning: adaptation looks WORSE than source-only by the label-free estimate")
     elif r["negative_transfer"] is False:

@@ -10,6 +10,7 @@ from quickadapt.domain.centroids import Centroids
 from quickadapt.domain.coral import CORAL
 from quickadapt.domain.dann import DANN
 from quickadapt.domain.mcc import MCC
+from quickadapt.domain.meda import MEDA
 from quickadapt.domain.mmd import MMD
 from quickadapt.domain.reweight import Reweight
 from quickadapt.domain.self_training import SelfTraining
@@ -17,7 +18,7 @@ from quickadapt.domain.source_only import SourceOnly
 from quickadapt.registry import Registry
 
 DOMAIN_METHODS: Registry[type] = Registry("domain adaptation method")
-for _cls in (SourceOnly, DANN, MMD, CORAL, CDAN, CDANE, MCC, SelfTraining, Reweight, Centroids):
+for _cls in (SourceOnly, DANN, MMD, CORAL, CDAN, CDANE, MCC, SelfTraining, Reweight, Centroids, MEDA):
     DOMAIN_METHODS.register(_cls.name)(_cls)
 
 

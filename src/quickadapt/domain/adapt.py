@@ -6,7 +6,8 @@ steps; scores both with the validator (the negative-transfer guard) and, only wh
 target test data is given, measures their real target accuracy (the oracle, for evaluation
 only: it never chooses anything). `method="auto"` fits each candidate and keeps the one the
 validator prefers, source-only included, so it falls back to source-only when adaptation
-looks worse."""
+looks worse. The chosen method is then refitted on all of the source (`refit`), as a grid
+search refits its winner: the held-out part has done its job of choosing."""
 from __future__ import annotations
 
 import copy
@@ -21,7 +22,7 @@ from quickadapt.progress import log
 from quickadapt.train import pick_device, seed_everything
 
 DEFAULT_ENCODER = {"features": "mlp", "text": "minilm", "image": "conv4"}
-AUTO_CANDIDATES = ("mcc", "cdan-e", "dann")  # tried by method="auto", besides source-only
+AUTO_CANDIDATES = ("mcc", "cdan-e", "dann", "meda")  # tried by method="auto", besides source-only
 # the mlp for feature vectors here: one wide layer with strong dropout (chosen on the development
 # pairs A->W, C->D, W->C of Office-Caltech: deeper or lighter-regularised nets overfit the source)
 DOMAIN_MLP = {"depth": 1, "dropout": 0.5}
@@ -83,6 +84,7 @@ def adapt_domain(
     criterion: str = "dev",
     compare: bool = True,
     candidates: tuple[str, ...] = AUTO_CANDIDATES,
+    refit: bool = True,
     progress: bool = True,
 ) -> AdaptedModel:
     """Adapt a classifier trained on labelled `source` to the unlabelled `target`.
@@ -92,8 +94,12 @@ def adapt_domain(
     validator's scores (and the target test accuracy when `target_test` is given: evaluation
     only), `negative_transfer` (adaptation looks worse than source-only to the validator, or its
     target predictions collapsed), the chosen `domain_method` and `warnings` (also logged as they
-    arise when `progress`)."""
-    from quickadapt.artifact import resolve_encoder
+    arise when `progress`).
+
+    With `refit` (the default) the returned model is the chosen method fitted again, with the
+    same settings and seed, on the whole source; the scores above describe its held-out-source
+    twin. A method that early-stops on the validator (`checkpoints` > 0) is not refitted: that
+    needs the held-out source. `info["target_test_accuracy"]` is the returned model's."""
     from quickadapt.domain import create_method
     from quickadapt.domain.base import DomainContext
     from quickadapt.domain.validate import Validator, split_source
@@ -113,27 +119,27 @@ def adapt_domain(
     train_src, val_src = split_source(source, val_fraction, seed)
     validator = Validator(val_src, target, criterion=criterion, seed=seed)
     seed_everything(seed)
-    enc_settings = dict(encoder_params or {})
-    if encoder == "mlp" and source.modality == "features":
-        enc_settings.setdefault("in_dim", int(np.asarray(source.inputs).shape[1]))
-        enc_settings = {**DOMAIN_MLP, **enc_settings}
-    base = resolve_encoder(encoder, **enc_settings)
-    if base.modality != source.modality:
-        raise BadInput(f"encoder {encoder!r} reads {base.modality} but the data is {source.modality}")
+    base = build_encoder(encoder, source, encoder_params)
+
+    def fit(name: str, data: Dataset, score) -> AdaptedModel:
+        seed_everything(seed)
+        m = create_method(name, **settings_for[name])
+        ctx = DomainContext(device=dev, seed=seed, progress=progress, score=score)
+        return m.fit(copy.deepcopy(base), data, target, ctx)
+
+    def test_accuracy(model: AdaptedModel) -> float:
+        labels, _ = model.predict(target_test.inputs)
+        return float(np.mean(np.asarray(labels) == target_test.labels))
 
     models: dict[str, AdaptedModel] = {}
     report: dict[str, dict] = {}
     for name in names:
-        seed_everything(seed)
-        m = create_method(name, **settings_for[name])
-        ctx = DomainContext(device=dev, seed=seed, progress=progress, score=validator)
         started = time.perf_counter()
-        model = m.fit(copy.deepcopy(base), train_src, target, ctx)
+        model = fit(name, train_src, validator)
         entry = {"seconds": round(time.perf_counter() - started, 3), **validator.scores(model)}
         entry["criterion"] = validator.criterion_value(entry, criterion)
         if target_test is not None:
-            labels, _ = model.predict(target_test.inputs)
-            entry["target_test_accuracy"] = float(np.mean(np.asarray(labels) == target_test.labels))
+            entry["target_test_accuracy"] = test_accuracy(model)
         models[name], report[name] = model, entry
 
     if "source-only" in report:
@@ -142,10 +148,16 @@ def adapt_domain(
             entry["collapsed"] = name != "source-only" and entry["target_class_entropy"] < floor
     usable = [n for n in names if not report[n].get("collapsed")]
     chosen = min(usable, key=lambda n: report[n]["criterion"]) if method == "auto" else method
+    early_stopped = getattr(create_method(chosen, **settings_for[chosen]).cfg, "checkpoints", 0) > 0
+    refitted = refit and not early_stopped
+    if refitted:
+        models[chosen] = fit(chosen, source, None)
     info = {
         "domain_method": chosen,
         "requested_method": method,
         "criterion": criterion,
+        "refit": refitted,
+        "n_source_fit": len(source) if refitted else len(train_src),
         "n_source_train": len(train_src),
         "n_source_val": len(val_src),
         "n_target": len(target),
@@ -165,9 +177,25 @@ def adapt_domain(
                 log(f"warning: {warnings[-1]}")
     info["warnings"] = warnings
     model = models[chosen]
+    if target_test is not None:
+        info["target_test_accuracy"] = test_accuracy(model) if refitted else report[chosen]["target_test_accuracy"]
     model.info.update(info)
     model.strategy_params = {**model.strategy_params, "encoder": encoder}
     return model
+
+
+def build_encoder(encoder: str, source: Dataset, encoder_params: dict | None = None):
+    """The encoder every method starts from (`mlp` for feature vectors gets the domain defaults)."""
+    from quickadapt.artifact import resolve_encoder
+
+    settings = dict(encoder_params or {})
+    if encoder == "mlp" and source.modality == "features":
+        settings.setdefault("in_dim", int(np.asarray(source.inputs).shape[1]))
+        settings = {**DOMAIN_MLP, **settings}
+    base = resolve_encoder(encoder, **settings)
+    if base.modality != source.modality:
+        raise BadInput(f"encoder {encoder!r} reads {base.modality} but the data is {source.modality}")
+    return base
 
 
 def _split_params(names: list[str], params: dict, strict: str | None) -> dict[str, dict]:
@@ -189,4 +217,4 @@ def _split_params(names: list[str], params: dict, strict: str | None) -> dict[st
     return out
 
 
-__all__ = ["adapt_domain", "check_inputs", "DEFAULT_ENCODER", "AUTO_CANDIDATES"]
+__all__ = ["adapt_domain", "build_encoder", "check_inputs", "DEFAULT_ENCODER", "AUTO_CANDIDATES"]

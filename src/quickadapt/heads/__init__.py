@@ -1,9 +1,10 @@
-"""Classifier heads on top of embeddings, by name: `linear`, `logistic`, `prototype`, `bottleneck`."""
+"""Classifier heads on top of embeddings, by name: `linear`, `logistic`, `prototype`, `bottleneck`, `kernel`."""
 from __future__ import annotations
 
 from torch import nn
 
 from quickadapt.heads.bottleneck import BottleneckHead
+from quickadapt.heads.kernel import KernelHead
 from quickadapt.heads.linear import LinearHead
 from quickadapt.heads.logistic import LogisticHead
 from quickadapt.heads.prototype import PrototypeHead
@@ -14,6 +15,7 @@ HEADS.register("linear")(LinearHead)
 HEADS.register("logistic")(LogisticHead)
 HEADS.register("prototype")(PrototypeHead)
 HEADS.register("bottleneck")(BottleneckHead)
+HEADS.register("kernel")(KernelHead)
 
 
 def create_head(config: dict) -> nn.Module:
@@ -23,4 +25,4 @@ def create_head(config: dict) -> nn.Module:
     return cls(cfg.pop("embed_dim"), cfg.pop("n_classes"), **cfg)
 
 
-__all__ = ["HEADS", "BottleneckHead", "LinearHead", "LogisticHead", "PrototypeHead", "create_head"]
+__all__ = ["HEADS", "BottleneckHead", "KernelHead", "LinearHead", "LogisticHead", "PrototypeHead", "create_head"]

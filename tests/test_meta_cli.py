@@ -28,7 +28,8 @@ VALIDATE = {"validate_every": 2, "validate_episodes": 4}  # validation (and earl
 
 
 def test_kill_and_resume_gives_equal_weights(tmp_path):
-    full = run_meta_train("builtin:omniglot", out=tmp_path / "full", steps=6, settings=VALIDATE, **TINY)
+    settings = {**VALIDATE, "augment": True}  # the random image jitter resumes with the episodes' generator
+    full = run_meta_train("builtin:omniglot", out=tmp_path / "full", steps=6, settings=settings, **TINY)
     assert full["steps"] == 6
     val = full["validation"]
     assert [s for s, _ in val["curve"]] == [2, 4, 6] and val["n_way"] == 3
@@ -42,11 +43,11 @@ def test_kill_and_resume_gives_equal_weights(tmp_path):
 
     with pytest.raises(Killed):
         run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, checkpoint_steps=3, on_step=kill,
-                       settings=VALIDATE, **TINY)
+                       settings=settings, **TINY)
     state = json.loads((tmp_path / "part" / "checkpoint" / "state.json").read_text())
     assert state["state"]["step"] == 3 and not (tmp_path / "part" / "manifest.json").exists()
     assert [s for s, _ in state["state"]["val_curve"]] == [2]  # the curve and best weights are in the checkpoint
-    resumed = run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, resume=True, settings=VALIDATE, **TINY)
+    resumed = run_meta_train("builtin:omniglot", out=tmp_path / "part", steps=6, resume=True, settings=settings, **TINY)
     assert resumed["steps"] == 6
     a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(tmp_path / "part" / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -89,3 +89,22 @@ def test_nested_folder_and_bad_folders(tmp_path):
     (bad / "x.png").write_bytes(b"not a png")
     with pytest.raises(BadInput, match="not a readable image"):
         prep()(load_episode_data(str(tmp_path / "bad")).inputs)
+
+
+def test_augment_jitters_each_image_reproducibly_and_keeps_it_recognisable(omniglot):
+    split = default_split(omniglot)
+    make = lambda augment: EpisodeSampler(omniglot, 5, 1, 3, seed=3, classes=split.train, prepare=prep(),  # noqa: E731
+                                          rotations=True, augment=augment).sample()
+    plain, a, b = make(False), make(True), make(True)
+    assert a.classes == plain.classes and torch.equal(a.support_x, b.support_x)  # same episode, same jitter
+    x, y = plain.query_x.flatten(1), a.query_x.flatten(1)
+    assert not torch.equal(x, y) and x.shape == y.shape
+    # a jittered image stays far more like its own original than like the episode's other images
+    # (pixel correlation of thin strokes; measured about 0.45 against 0.19)
+    centred = lambda t: torch.nn.functional.normalize(t - t.mean(1, keepdim=True), dim=1)  # noqa: E731
+    sim = centred(y) @ centred(x).T
+    own, other = sim.diag().mean(), (sim.sum() - sim.diag().sum()) / (sim.numel() - len(sim))
+    assert own > 1.5 * other, (own, other)
+    texts = Dataset("features", np.zeros((6, 4), np.float32), np.array(list("aabbcc")))
+    with pytest.raises(BadInput, match="image"):
+        EpisodeSampler(texts, 2, 1, 1, augment=True)

@@ -5,7 +5,9 @@ class (labels 0..n_way-1 in `classes` order). `EpisodeSampler` prepares every in
 28x28 grey tensors through an encoder's `prepare`), then draws episodes from a `torch.Generator`
 seeded at construction, so the same seed gives the same episodes. With `rotations=True` each
 class also appears rotated by 90, 180 and 270 degrees as three new classes (the standard
-Omniglot augmentation; use it for meta-training classes only)."""
+Omniglot augmentation; use it for meta-training classes only). With `augment=True` every image
+drawn also gets its own small random affine change (rotation, scale, shift; `jitter_images`),
+which keeps its class: more variety for meta-training on few classes, never for evaluation."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,6 +37,24 @@ CLINC_SPLIT = {
 FIXED_SPLITS = (OMNIGLOT_SPLIT, CLINC_SPLIT)
 OUT_OF_SCOPE_GROUP = "oos"  # CLINC150's out-of-scope rows: no intent to learn, never a class
 ROTATIONS = (0, 90, 180, 270)
+JITTER = {"degrees": 10.0, "scale": 0.1, "shift": 0.1}  # shift: a fraction of the image side
+
+
+def jitter_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of the (n, C, H, W) batch rotated by up to JITTER degrees either way, scaled
+    by 1 +- JITTER scale and shifted by up to JITTER shift of its side, drawn from `generator`;
+    the border is filled with the image's corner value (the background)."""
+    n = len(x)
+    u = lambda: torch.rand(n, generator=generator) * 2 - 1  # noqa: E731  (uniform in [-1, 1])
+    angle = torch.deg2rad(u() * JITTER["degrees"])
+    scale = 1 + u() * JITTER["scale"]
+    shift = torch.stack([u(), u()], 1) * JITTER["shift"] * 2  # affine_grid's coordinates span 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    background = x[:, :, :1, :1]
+    out = torch.nn.functional.grid_sample(x - background, grid, padding_mode="zeros", align_corners=False)
+    return out + background
 
 
 @dataclass
@@ -184,7 +204,7 @@ class EpisodeSampler:
 
     def __init__(
         self, data: Dataset, n_way: int, k_shot: int, n_query: int, seed: int = 0, *, rotations: bool = False,
-        classes: Sequence[str] | None = None, prepare: Callable | None = None,
+        classes: Sequence[str] | None = None, prepare: Callable | None = None, augment: bool = False,
     ):
         for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1), ("n_query", n_query, 1)):
             if not isinstance(value, (int, np.integer)) or value < low:
@@ -192,6 +212,7 @@ class EpisodeSampler:
         data.require_labels(min_classes=1)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
         self.rotations = bool(rotations)
+        self.augment = bool(augment)
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         wanted = list(classes) if classes is not None else data.classes
@@ -223,8 +244,8 @@ class EpisodeSampler:
             self.x = torch.as_tensor(np.asarray(sub.inputs, dtype=np.float32))
         else:
             raise BadInput(f"{sub.modality} episodes need a `prepare` function (an encoder's)")
-        if self.rotations and self.x.dim() != 4:
-            raise BadInput("rotations need image inputs (n, C, H, W)")
+        if (self.rotations or self.augment) and self.x.dim() != 4:
+            raise BadInput("rotations and augmentation need image inputs (n, C, H, W)")
         # every (class, rotation) pair is a class of its own
         self.classes = [(i, r) for i in range(len(self.base_classes)) for r in (ROTATIONS if self.rotations else (0,))]
 
@@ -246,8 +267,11 @@ class EpisodeSampler:
             sx.append(x[: self.k_shot])
             qx.append(x[self.k_shot:])
         labels = torch.arange(self.n_way)
+        sx, qx = torch.cat(sx), torch.cat(qx)
+        if self.augment:
+            sx, qx = jitter_images(sx, g), jitter_images(qx, g)
         return Episode(
-            torch.cat(sx), labels.repeat_interleave(self.k_shot), torch.cat(qx), labels.repeat_interleave(self.n_query),
+            sx, labels.repeat_interleave(self.k_shot), qx, labels.repeat_interleave(self.n_query),
             [self.class_name(self.classes[ci]) for ci in picked],
         )
 
@@ -269,6 +293,8 @@ class EpisodeSampler:
             turn = torch.tensor([self.classes[ci][1] == r for ci in pick[:, 0].tolist()])
             if turn.any():
                 x[turn] = torch.rot90(x[turn], r // 90, dims=(-2, -1))
+        if self.augment:
+            x = jitter_images(x, generator)
         return x, pick[:, 0]
 
     def state(self) -> torch.Tensor:

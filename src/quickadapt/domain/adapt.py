@@ -151,6 +151,8 @@ def adapt_domain(
     early_stopped = getattr(create_method(chosen, **settings_for[chosen]).cfg, "checkpoints", 0) > 0
     refitted = refit and not early_stopped
     if refitted:
+        if progress:
+            log(f"refitting {chosen} on all {len(source)} source examples")
         models[chosen] = fit(chosen, source, None)
     info = {
         "domain_method": chosen,

@@ -47,12 +47,18 @@ def run_meta_train(
 ) -> dict:
     """`encoder`: where to start (None: conv4 from a random init for images, minilm for text).
     `rotations` (None: on for images, off otherwise). `settings` holds the method's settings,
-    the training loop's (steps, validate_every...) and the pretraining stage's (pretrain_steps...)."""
+    the training loop's (steps, validate_every...), the pretraining stage's (pretrain_steps...)
+    and `augment` (images: a small random affine change of every training image drawn)."""
     out = Path(out)
     settings = dict(settings or {})
     train_settings = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
     pre_cfg = build_config(PretrainConfig, {k: settings[k] for k in settings if k in PRETRAIN_KEYS}, "meta-train")
     dataset = load_episode_data(data)  # its modality picks the default start and rotations
+    augment = settings.get("augment", False)
+    if not isinstance(augment, bool):
+        raise BadInput(f"augment must be true or false, got {augment!r}")
+    if augment and dataset.modality != "image":
+        raise BadInput(f"augment changes images; {data} is {dataset.modality} data (leave it off)")
     if rotations is None:
         rotations = dataset.modality == "image"
     elif rotations and dataset.modality != "image":
@@ -62,7 +68,7 @@ def run_meta_train(
         "seed": int(seed), "rotations": bool(rotations), "settings": dict(settings),  # pretrain_* included
         "encoder": start_spec(encoder, dataset.modality, encoder_settings),
     }
-    settings = {k: v for k, v in settings.items() if k not in PRETRAIN_KEYS}
+    settings = {k: v for k, v in settings.items() if k not in PRETRAIN_KEYS and k != "augment"}
     ckpt = out / CHECKPOINT
     if resume:
         saved = read_checkpoint_json(ckpt)["spec"]
@@ -85,7 +91,7 @@ def run_meta_train(
     check_method(method, encoder)
     learner = create_meta(method, encoder, **method_defaults(method, encoder, start, settings))
     sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, rotations=rotations, classes=split.train,
-                             prepare=encoder.prepare_tensor)
+                             prepare=encoder.prepare_tensor, augment=augment)
     # early stopping on the validation classes (Omniglot: Early_Aramaic), never the test ones
     val_sampler, no_val = make_val_sampler(dataset, split.val, n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed,
                                            prepare=encoder.prepare_tensor) if cfg.validate_every else (None, None)

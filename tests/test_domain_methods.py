@@ -13,6 +13,7 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
@@ -142,3 +143,35 @@ def test_meda_solves_on_a_subsample_and_still_labels_every_target_example():
     labels, scores = model.predict(target.inputs)
     assert len(labels) == len(target) and set(labels) <= set(source.classes)
     assert np.mean(np.asarray(labels) == target.labels) > 0.2  # 10 classes: chance is 10 %
+
+
+def test_meda_fits_its_softmax_temperature_on_source_it_did_not_solve():
+    """The kernel classifier interpolates the source it was solved on, so a temperature fitted
+    there is too confident; meda fits it on a held-out fifth of the source instead. On source
+    examples it never saw, that temperature must give a lower log-loss than the in-sample one."""
+    from quickadapt.domain.meda import fit_scale
+    from quickadapt.domain.validate import split_source
+
+    source, target = surf("A"), surf("W")
+    train, held = split_source(source, 0.2, seed=0)
+    model = create_method("meda").fit(
+        create_encoder("mlp", in_dim=source.inputs.shape[1]), train, target.without_labels(), DomainContext(progress=False))
+    head = model.heads["main"]
+    assert model.info["train"]["scale_fitted_on"].startswith("held-out source")
+    names = list(model.classes["main"])
+
+    def raw_outputs(d):  # f = K beta, before the temperature
+        return model.heads["main"](torch.as_tensor(model.features(d.inputs))).numpy() / head.scale
+
+    y_train = np.array([names.index(c) for c in train.labels])
+    in_sample = fit_scale(raw_outputs(train), y_train)
+    assert in_sample > head.scale  # in-sample: more confident
+
+    f_held, y_held = raw_outputs(held), np.array([names.index(c) for c in held.labels])
+
+    def log_loss(scale):
+        z = scale * f_held
+        z = z - z.max(1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y_held)), y_held]))
+
+    assert log_loss(head.scale) < log_loss(in_sample)

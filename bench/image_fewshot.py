@@ -5,6 +5,7 @@ from random initialisation (the no-transfer baseline). Needs Debian's dataset-fa
 
     .venv/bin/python bench/image_fewshot.py --methods probe,conv4-scratch
     .venv/bin/python bench/image_fewshot.py --methods finetune --size 128
+    .venv/bin/python bench/image_fewshot.py --methods probe --features stages
     .venv/bin/python bench/image_fewshot.py --report
 
 Results: bench/results/image_fewshot.jsonl (+ .md)."""
@@ -39,7 +40,8 @@ def worker(spec: dict) -> dict:
         model = fit_baseline(few, seed=spec["seed"])
     else:
         model = adapt(few, encoder="efficientnet-lite0", strategy=spec["method"], strategy_params=spec.get("params"),
-                      encoder_params={"size": spec.get("size", 224)}, seed=spec["seed"], cv=0, progress=False)
+                      encoder_params={"size": spec.get("size", 224), "features": spec.get("features", "head")},
+                      seed=spec["seed"], cv=0, progress=False)
     fit_seconds = time.perf_counter() - started
     labels, _ = model.predict(test.inputs)
     return {"accuracy": float(np.mean(np.asarray(labels, dtype=object) == test.labels)),
@@ -51,12 +53,14 @@ def report(store: ResultStore) -> str:
     for r in store.rows:
         if "error" not in r:
             s = r["spec"]
-            groups.setdefault((s["method"], s.get("size", 224), s["k"]), []).append(r)
-    lines = ["| method | input size | K | seeds | accuracy (mean) | per seed | fit s | peak MB |", "|---|---|---|---|---|---|---|---|"]
-    for (method, size, k), rows in sorted(groups.items()):
+            groups.setdefault((s["method"], s.get("features", "head"), s.get("size", 224), s["k"]), []).append(r)
+    lines = ["| method | features | input size | K | seeds | accuracy (mean) | per seed | fit s | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (method, features, size, k), rows in sorted(groups.items()):
         per = ", ".join(f"{r['accuracy']:.1%}" for r in sorted(rows, key=lambda r: r["spec"]["seed"]))
         size_text = "28 (native)" if method == "conv4-scratch" else str(size)
-        lines.append(f"| {method} | {size_text} | {k} | {len(rows)} | {mean([r['accuracy'] for r in rows]):.1%} | {per} | "
+        features_text = "-" if method == "conv4-scratch" else features
+        lines.append(f"| {method} | {features_text} | {size_text} | {k} | {len(rows)} | {mean([r['accuracy'] for r in rows]):.1%} | {per} | "
                      f"{mean([r['fit_seconds'] for r in rows]):.1f} | {mean([r['peak_mb'] for r in rows]):.0f} |")
     table = "\n".join(lines)
     (RESULTS / "image_fewshot.md").write_text(
@@ -72,6 +76,7 @@ def main():
     ap.add_argument("--shots", default="1,5,10,20")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--size", type=int, default=224, help="efficientnet input size (128 is the fast mode)")
+    ap.add_argument("--features", default="head", help="efficientnet features: head (1280-d) or stages (1792-d)")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.worker:
@@ -80,7 +85,8 @@ def main():
     store = ResultStore("image_fewshot")
     if not args.report:
         todo = [
-            {"method": m, "k": k, "seed": seed, **({} if m == "conv4-scratch" else {"size": args.size})}
+            {"method": m, "k": k, "seed": seed, **({} if m == "conv4-scratch" else {"size": args.size}),
+             **({"features": args.features} if m != "conv4-scratch" and args.features != "head" else {})}
             for seed in [int(s) for s in args.seeds.split(",")]
             for k in [int(k) for k in args.shots.split(",")]
             for m in args.methods.split(",")

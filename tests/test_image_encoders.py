@@ -73,6 +73,7 @@ def test_unreadable_inputs_raise_badinput(tmp_path):
         ("resnet12", {"size": 32}, 640, 4),
         ("resnet12", {"size": 32, "widths": [8, 16, 16, 24], "norm": "batch"}, 24, 4),
         ("efficientnet-lite0", {"size": 64}, 1280, 9),
+        ("efficientnet-lite0", {"size": 64, "features": "stages"}, 192 + 320 + 1280, 9),
     ],
 )
 def test_shapes_and_layer_groups(name, settings, dim, groups, mixed_images, tmp_path, monkeypatch):
@@ -133,6 +134,25 @@ def test_efficientnet_lite0_pretrained_from_safetensors(tmp_path, monkeypatch):
         crop = np.asarray(Image.open(CHINA).convert("RGB"))[50:350, 100:500]
         a, b, c = torch.nn.functional.normalize(enc(enc.prepare([CHINA, crop, FLOWER])), dim=1)
         assert a @ b > a @ c + 0.2
+
+
+def test_efficientnet_lite0_stage_features_end_with_the_normalised_head():
+    """features="stages": the pools of stages 6 (192 channels) and 7 (320), then the head's,
+    each unit length; the last part is the default head feature, normalised."""
+    torch.manual_seed(0)
+    stages = create_encoder("efficientnet-lite0", pretrained=False, size=64, features="stages").eval()
+    head = create_encoder("efficientnet-lite0", pretrained=False, size=64).eval()
+    head.load_state_dict(stages.state_dict())
+    with torch.no_grad():
+        x = stages.prepare([CHINA, FLOWER])
+        f, h = stages(x), head(x)
+    parts = torch.split(f, [192, 320, 1280], dim=1)
+    for p in parts:
+        torch.testing.assert_close(p.norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(parts[2], torch.nn.functional.normalize(h, dim=1))
+    assert stages.preprocess_id() != head.preprocess_id()  # cached embeddings never mix
+    with pytest.raises(BadInput, match="features"):
+        create_encoder("efficientnet-lite0", pretrained=False, features="all")
 
 
 def test_efficientnet_lite0_checks_sha256(tmp_path, monkeypatch):

@@ -40,6 +40,10 @@ STAGES = (
     (1, 3, 1, 6, 320),
 )
 STEM, HEAD = 32, 1280
+# "head": the 1280-d pooled head (the default). "stages": the mean pools of stages 6 and 7 and
+# of the head, each L2-normalised, concatenated (1792-d): mid-level features carry more of an
+# image that looks unlike ImageNet (grey clothing, say) than the head alone
+FEATURES = ("head", "stages")
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -96,11 +100,16 @@ class EfficientNetLite0Encoder(Encoder):
     modality = "image"
     embed_dim = HEAD
 
-    def __init__(self, *, size: int = 224):
+    def __init__(self, *, size: int = 224, features: str = "head"):
         super().__init__()
         if int(size) < 32:
             raise BadInput(f"setting 'size' for encoder 'efficientnet-lite0' must be at least 32, got {size!r}")
-        self.settings = {"size": int(size)}  # 224 as trained; 128 is about 5x faster on CPU
+        if features not in FEATURES:
+            raise BadInput(f"setting 'features' for encoder 'efficientnet-lite0' must be one of "
+                           f"{', '.join(FEATURES)}, got {features!r}")
+        # size: 224 as trained; 128 is about 5x faster on CPU. features: see FEATURES
+        self.settings = {"size": int(size), "features": features}
+        self.embed_dim = HEAD + (STAGES[-2][-1] + STAGES[-1][-1] if features == "stages" else 0)
         self._conv_stem = SameConv2d(3, STEM, 3, 2)
         self._bn0 = _bn(STEM)
         blocks, cin = [], STEM
@@ -110,6 +119,8 @@ class EfficientNetLite0Encoder(Encoder):
                 blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
+        # blocks after which features="stages" pools: the ends of the last two stages (6 and 7)
+        self.pooled_after = {sum(self.stage_sizes[:-1]), sum(self.stage_sizes)}
         self._conv_head = SameConv2d(cin, HEAD, 1)
         self._bn1 = _bn(HEAD)
         # channels_last: faster depthwise and 1x1 convs on CPU (oneDNN) and GPU
@@ -121,10 +132,16 @@ class EfficientNetLite0Encoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = ((x - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)  # the TF-Lite input scaling
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        pools = []
+        for i, block in enumerate(self._blocks, start=1):
             x = block(x)
+            if i in self.pooled_after and self.settings["features"] == "stages":
+                pools.append(x.mean(dim=(2, 3)))
         x = F.relu6(self._bn1(self._conv_head(x)))
-        return x.mean(dim=(2, 3))
+        head = x.mean(dim=(2, 3))
+        if self.settings["features"] == "head":
+            return head
+        return torch.cat([F.normalize(p, dim=1) for p in (*pools, head)], dim=1)
 
     def layer_groups(self):
         groups = [nn.ModuleList([self._conv_stem, self._bn0])]

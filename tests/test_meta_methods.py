@@ -49,6 +49,49 @@ def test_batched_matches_loop(omniglot, method):
         torch.testing.assert_close(logits["batched"], logits["loop"], rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("method", ["maml", "metasgd"])
+def test_threads_path_matches_the_loop_and_repeats_exactly(omniglot, method):
+    """The CPU default for the MAML family: tasks split over two threads, each on its own copy of
+    the learner. Same loss and gradients as the loop; the same bits on every run (so kill and
+    resume still end on equal weights); the copies follow the learner's weights after a step."""
+    from quickadapt.meta.base import task_workers
+
+    data, split = omniglot
+    torch.manual_seed(0)
+    encoder = create_encoder("conv4", channels=8)
+    learner = create_meta(method, encoder, inner_steps=2)
+    batch = EpisodeSampler(data, 5, 2, 2, seed=3, rotations=True, classes=split.train, prepare=encoder.prepare).sample_batch(5)
+
+    def grads(path):
+        learner.zero_grad(set_to_none=True)
+        loss = learner.accumulate(batch, path)["loss"]
+        return loss, {k: p.grad.clone() for k, p in learner.named_parameters() if p.grad is not None}
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert task_workers("auto", encoder, per_task_body=True, n_tasks=5) == 2
+        assert task_workers("auto", encoder, per_task_body=False, n_tasks=5) == 1
+        loop_loss, loop = grads("loop")
+        thread_loss, first = grads("threads")
+        _, second = grads("threads")
+        with torch.no_grad():  # a meta-step moves the weights; the copies must follow
+            for p in learner.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        moved_loop_loss, _ = grads("loop")
+        moved_thread_loss, _ = grads("threads")
+    finally:
+        torch.set_num_threads(before)
+    assert thread_loss == pytest.approx(loop_loss, rel=1e-5)
+    assert moved_thread_loss == pytest.approx(moved_loop_loss, rel=1e-5) and moved_loop_loss != pytest.approx(loop_loss)
+    assert first.keys() == loop.keys() and len(loop) >= 16
+    for k, g in loop.items():
+        torch.testing.assert_close(first[k], g, rtol=1e-3, atol=1e-4 * float(g.abs().max()) + 1e-7, msg=k)
+        assert torch.equal(first[k], second[k]), k
+    with pytest.raises(Exception, match="path must be one of"):
+        task_workers("fast", encoder, per_task_body=True, n_tasks=5)
+
+
 def test_anil_and_protonet_run_the_body_once_per_set(omniglot):
     data, split = omniglot
     for method in ("anil", "protonet"):

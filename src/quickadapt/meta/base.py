@@ -5,13 +5,20 @@ inner learning rates). `accumulate(batch, path)` fills `.grad` of `parameters()`
 meta-batch (a stacked `Episode`, tensors (T, n, ...)) and returns its query loss and accuracy;
 `predict(batch)` gives query logits (T, n_query, n_way) after adapting on each support set.
 
-Two paths compute the same thing. `loop`: the plain reference, one task at a time with
-`torch.func.functional_call`. `batched`: all tasks at once; for conv4 the T tasks' parameter
-copies are folded into grouped convolutions (one conv call per layer for the whole meta-batch),
-for other bodies `torch.func.vmap` runs the per-task function. Tests check that both give the
-same loss and gradients. Normalisation is per example (GroupNorm), so nothing is transductive."""
+Three paths compute the same thing. `loop`: the plain reference, one task at a time with
+`torch.func.functional_call`. `threads`: the same loop with the meta-batch's tasks split over
+`torch.get_num_threads()` Python threads, each on its own copy of the learner and running its
+ops on one core (small per-task convolutions barely use a second core inside one op, but two
+tasks run side by side; ops and autograd release the GIL); chunk gradients are summed in a
+fixed order, so it is deterministic.
+`batched`: all tasks at once; for conv4 the T tasks' parameter copies are folded into grouped
+convolutions (one conv call per layer for the whole meta-batch), for other bodies
+`torch.func.vmap` runs the per-task function. Tests check that all give the same loss and
+gradients. Normalisation is per example (GroupNorm), so nothing is transductive."""
 from __future__ import annotations
 
+import copy
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import torch
@@ -22,7 +29,7 @@ from torch.func import functional_call
 from quickadapt.data.episodes import Episode
 from quickadapt.errors import BadInput
 
-PATHS = ("auto", "loop", "batched")
+PATHS = ("auto", "loop", "threads", "batched")
 Params = dict[str, torch.Tensor]
 
 
@@ -36,11 +43,62 @@ class MetaLearner(nn.Module):
         self.cfg = cfg
 
     # -- the two entry points -------------------------------------------------------------
+    per_task_body = False  # the MAML family: every task runs the body with its own weights
+
     def accumulate(self, batch: Episode, path: str = "auto") -> dict:
         """Add this meta-batch's meta-gradient to `.grad`; return {"loss", "accuracy"} (floats)."""
+        workers = task_workers(path, self.encoder, per_task_body=self.per_task_body, n_tasks=batch.n_tasks)
+        if workers > 1:
+            return self._accumulate_threads(batch, workers)
         loss, logits = self.meta_loss(batch, path)
         loss.backward()
         return {"loss": float(loss.detach()), "accuracy": accuracy(logits, batch.query_y)}
+
+    def _accumulate_threads(self, batch: Episode, workers: int) -> dict:
+        """The loop path over `workers` contiguous chunks of tasks at once, one core each. Each
+        thread has its own copy of the learner (`functional_call` swaps a module's parameters
+        while it runs, so two threads must never share one), set to this one's weights."""
+        copies = self._worker_copies(workers)
+        T = batch.n_tasks
+        bounds = [(T * i // workers, T * (i + 1) // workers) for i in range(workers)]
+
+        def chunk(learner: "MetaLearner", lo: int, hi: int):
+            part = Episode(batch.support_x[lo:hi], batch.support_y[lo:hi], batch.query_x[lo:hi],
+                           batch.query_y[lo:hi], batch.classes[lo:hi])
+            loss, logits = learner.meta_loss(part, "loop")
+            loss = loss * ((hi - lo) / T)  # the chunk's share of the mean over all tasks
+            params = [p for p in learner.parameters() if p.requires_grad]
+            return loss.detach(), logits.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # new threads pick this up: one core per worker, no oversubscription
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                results = list(pool.map(lambda i: chunk(copies[i], *bounds[i]), range(workers)))
+        finally:
+            torch.set_num_threads(threads)
+        own = [p for p in self.parameters() if p.requires_grad]
+        for i, p in enumerate(own):  # a fixed order: the same sums on every run
+            parts = [r[2][i] for r in results if r[2][i] is not None]
+            if parts:
+                g = torch.stack(parts).sum(0)
+                p.grad = g if p.grad is None else p.grad + g
+        logits = torch.cat([r[1] for r in results])
+        return {"loss": float(sum(r[0] for r in results)), "accuracy": accuracy(logits, batch.query_y)}
+
+    @torch.no_grad()
+    def _worker_copies(self, n: int) -> list["MetaLearner"]:
+        """`n` copies of this learner (kept between steps, outside the module tree) holding its
+        current parameters and buffers."""
+        copies = self.__dict__.pop("_copies", [])
+        while len(copies) < n:
+            copies.append(copy.deepcopy(self))
+        self.__dict__["_copies"] = copies
+        for c in copies[:n]:
+            for mine, theirs in ((self.parameters(), c.parameters()), (self.buffers(), c.buffers())):
+                for a, b in zip(mine, theirs):
+                    b.copy_(a)
+        return copies[:n]
 
     def meta_loss(self, batch: Episode, path: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -68,15 +126,28 @@ def resolve_path(path: str, encoder: nn.Module, *, per_task_body: bool = False) 
     """"auto" picks the faster path. Methods whose body runs once per meta-batch (protonet,
     matchingnet, anil) always batch. For per-task bodies (the MAML family) grouped convolutions
     were slower than the loop on this 2-core CPU (bench/meta_speed.py: 0.86x at meta-batch 8),
-    so the CPU default is the loop and the batched path is kept for GPUs (not yet measured)."""
+    so the CPU default is the loop (run on threads by `accumulate`, see `task_workers`) and the
+    batched path is kept for GPUs. Inside one task "threads" is the loop."""
     if path not in PATHS:
         raise BadInput(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    if path == "threads":
+        return "loop"
     if path != "auto":
         return path
     if not per_task_body:
         return "batched"
     on_gpu = any(p.is_cuda for p in encoder.parameters())
     return "batched" if on_gpu else "loop"
+
+
+def task_workers(path: str, encoder: nn.Module, *, per_task_body: bool, n_tasks: int) -> int:
+    """How many threads run a meta-batch's tasks side by side: `torch.get_num_threads()` for the
+    "threads" path, and for "auto" with a per-task body on the CPU; otherwise 1 (one call)."""
+    if path not in PATHS:
+        raise BadInput(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    on_gpu = any(p.is_cuda for p in encoder.parameters())
+    wanted = path == "threads" or (path == "auto" and per_task_body and not on_gpu)
+    return min(torch.get_num_threads(), n_tasks) if wanted else 1
 
 
 # --- functional forwards ---------------------------------------------------------------------

@@ -38,6 +38,7 @@ class MAMLConfig:
 class MAML(MetaLearner):
     name = "maml"
     Config = MAMLConfig
+    per_task_body = True
 
     def __init__(self, encoder: nn.Module, cfg: MAMLConfig):
         super().__init__(encoder, cfg)

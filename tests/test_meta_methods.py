@@ -12,9 +12,11 @@ from quickadapt.progress import set_quiet
 
 METHODS = ["protonet", "matchingnet", "maml", "fomaml", "anil", "metasgd", "reptile"]
 # meta-steps (meta-batch 4, 5-way 1-shot, conv4 with 16 channels) enough to be clearly above chance
-STEPS = {"protonet": 40, "matchingnet": 40, "anil": 60, "maml": 100, "fomaml": 100, "metasgd": 100, "reptile": 120}
-# first-order MAML learns slowest from so few steps: two smaller inner steps, a larger outer rate
-SETTINGS = {"fomaml": {"inner_steps": 2, "inner_lr": 0.2, "outer_lr": 3e-3}}
+STEPS = {"protonet": 40, "matchingnet": 40, "anil": 60, "maml": 100, "fomaml": 160, "metasgd": 100, "reptile": 120}
+# first-order MAML learns slowest from so few steps: three smaller inner steps. (With two and a
+# larger outer rate, 3e-3, its result swung between 22 and 39 % with the summation order of the
+# gradients, i.e. between the loop, threads and batched paths; this setting gave 43-45 % on all three)
+SETTINGS = {"fomaml": {"inner_steps": 3, "inner_lr": 0.2}}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_threads_path_matches_the_loop_and_repeats_exactly(omniglot, method):
     torch.set_num_threads(2)
     try:
         assert task_workers("auto", encoder, per_task_body=True, n_tasks=5) == 2
-        assert task_workers("auto", encoder, per_task_body=False, n_tasks=5) == 1
+        assert task_workers("auto", encoder, per_task_body=False, n_tasks=5) == 0
         loop_loss, loop = grads("loop")
         thread_loss, first = grads("threads")
         _, second = grads("threads")

@@ -75,6 +75,11 @@ class Episode:
         """Task `t` of a stacked batch."""
         return Episode(self.support_x[t], self.support_y[t], self.query_x[t], self.query_y[t], self.classes[t])
 
+    def slice(self, start: int, stop: int) -> "Episode":
+        """Tasks start..stop-1 of a stacked batch, still stacked."""
+        return Episode(self.support_x[start:stop], self.support_y[start:stop], self.query_x[start:stop],
+                       self.query_y[start:stop], self.classes[start:stop])
+
     @property
     def n_tasks(self) -> int:
         return self.support_x.shape[0]

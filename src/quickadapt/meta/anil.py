@@ -22,6 +22,7 @@ class ANILConfig(MAMLConfig):
 class ANIL(MAML):
     name = "anil"
     Config = ANILConfig
+    per_task_body = False  # the body runs once per meta-batch; only the head adapts per task
 
     def _head_adapt(self, fs, ys, *, steps, first_order, keep_graph, batched: bool):
         n_way = int(ys.max()) + 1

@@ -42,41 +42,51 @@ class MetaLearner(nn.Module):
         self.encoder = encoder
         self.cfg = cfg
 
-    # -- the two entry points -------------------------------------------------------------
     per_task_body = False  # the MAML family: every task runs the body with its own weights
 
+    # -- the two entry points -------------------------------------------------------------
     def accumulate(self, batch: Episode, path: str = "auto") -> dict:
         """Add this meta-batch's meta-gradient to `.grad`; return {"loss", "accuracy"} (floats)."""
         workers = task_workers(path, self.encoder, per_task_body=self.per_task_body, n_tasks=batch.n_tasks)
-        if workers > 1:
-            return self._accumulate_threads(batch, workers)
+        if workers:
+            return self._accumulate_tasks(batch, workers)
         loss, logits = self.meta_loss(batch, path)
         loss.backward()
         return {"loss": float(loss.detach()), "accuracy": accuracy(logits, batch.query_y)}
 
-    def _accumulate_threads(self, batch: Episode, workers: int) -> dict:
-        """The loop path over `workers` contiguous chunks of tasks at once, one core each. Each
-        thread has its own copy of the learner (`functional_call` swaps a module's parameters
-        while it runs, so two threads must never share one), set to this one's weights."""
-        copies = self._worker_copies(workers)
+    def _accumulate_tasks(self, batch: Episode, workers: int) -> dict:
+        """The "threads" path: the loop's tasks in `workers` contiguous chunks run side by side,
+        one core each, every task's backward right after its forward (so one task's graph is
+        alive per thread, not the whole meta-batch's). With several workers each thread has its
+        own copy of the learner (`functional_call` swaps a module's parameters while it runs,
+        so two threads must never share one), set to this one's weights."""
         T = batch.n_tasks
         bounds = [(T * i // workers, T * (i + 1) // workers) for i in range(workers)]
 
         def chunk(learner: "MetaLearner", lo: int, hi: int):
-            part = Episode(batch.support_x[lo:hi], batch.support_y[lo:hi], batch.query_x[lo:hi],
-                           batch.query_y[lo:hi], batch.classes[lo:hi])
-            loss, logits = learner.meta_loss(part, "loop")
-            loss = loss * ((hi - lo) / T)  # the chunk's share of the mean over all tasks
             params = [p for p in learner.parameters() if p.requires_grad]
-            return loss.detach(), logits.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+            total, sums, logits = 0.0, [None] * len(params), []
+            for t in range(lo, hi):
+                loss, task_logits = learner.meta_loss(batch.slice(t, t + 1), "loop")
+                loss = loss / T  # the task's share of the mean over all tasks
+                for i, g in enumerate(torch.autograd.grad(loss, params, allow_unused=True)):
+                    if g is not None:
+                        sums[i] = g if sums[i] is None else sums[i] + g
+                total += float(loss.detach())
+                logits.append(task_logits.detach())
+            return total, torch.cat(logits), sums
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # new threads pick this up: one core per worker, no oversubscription
-        try:
-            with ThreadPoolExecutor(workers) as pool:
-                results = list(pool.map(lambda i: chunk(copies[i], *bounds[i]), range(workers)))
-        finally:
-            torch.set_num_threads(threads)
+        if workers == 1:
+            results = [chunk(self, 0, T)]
+        else:
+            copies = self._worker_copies(workers)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # new threads pick this up: one core per worker, no oversubscription
+            try:
+                with ThreadPoolExecutor(workers) as pool:
+                    results = list(pool.map(lambda i: chunk(copies[i], *bounds[i]), range(workers)))
+            finally:
+                torch.set_num_threads(threads)
         own = [p for p in self.parameters() if p.requires_grad]
         for i, p in enumerate(own):  # a fixed order: the same sums on every run
             parts = [r[2][i] for r in results if r[2][i] is not None]
@@ -84,7 +94,7 @@ class MetaLearner(nn.Module):
                 g = torch.stack(parts).sum(0)
                 p.grad = g if p.grad is None else p.grad + g
         logits = torch.cat([r[1] for r in results])
-        return {"loss": float(sum(r[0] for r in results)), "accuracy": accuracy(logits, batch.query_y)}
+        return {"loss": sum(r[0] for r in results), "accuracy": accuracy(logits, batch.query_y)}
 
     @torch.no_grad()
     def _worker_copies(self, n: int) -> list["MetaLearner"]:
@@ -141,13 +151,14 @@ def resolve_path(path: str, encoder: nn.Module, *, per_task_body: bool = False) 
 
 
 def task_workers(path: str, encoder: nn.Module, *, per_task_body: bool, n_tasks: int) -> int:
-    """How many threads run a meta-batch's tasks side by side: `torch.get_num_threads()` for the
-    "threads" path, and for "auto" with a per-task body on the CPU; otherwise 1 (one call)."""
+    """For the "threads" path (asked for, or "auto" with a per-task body on the CPU): how many
+    threads run the meta-batch's tasks side by side, `torch.get_num_threads()` at most. 0: not
+    that path (one call over the whole meta-batch)."""
     if path not in PATHS:
         raise BadInput(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     on_gpu = any(p.is_cuda for p in encoder.parameters())
     wanted = path == "threads" or (path == "auto" and per_task_body and not on_gpu)
-    return min(torch.get_num_threads(), n_tasks) if wanted else 1
+    return max(1, min(torch.get_num_threads(), n_tasks)) if wanted else 0
 
 
 # --- functional forwards ---------------------------------------------------------------------

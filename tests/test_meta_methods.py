@@ -121,3 +121,13 @@ def test_meta_training_beats_chance_on_held_out_alphabets(omniglot, method):
     acc = float((learner.predict(before).argmax(-1) == before.query_y).float().mean())
     # 5-way: chance is 20%; 40 episodes x 25 queries: 33% is over 5 standard errors above it
     assert acc > 0.33, (method, untrained, acc)
+
+
+def test_outer_rate_halves_on_its_step_schedule():
+    from quickadapt.meta.train import outer_lr
+
+    learner = create_meta("protonet", create_encoder("conv4", channels=8))
+    assert [outer_lr(learner, s, 10_000, 1000) for s in (0, 999, 1000, 2500)] == [1e-3, 1e-3, 5e-4, 2.5e-4]
+    assert outer_lr(learner, 5000, 10_000) == 1e-3  # 0: constant
+    with pytest.raises(ValueError, match="lr_halve_every"):
+        MetaTrainConfig(lr_halve_every=-1)

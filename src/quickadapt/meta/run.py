@@ -34,7 +34,7 @@ PRETRAINED = "pretrained"  # the encoder after supervised pretraining, before me
 ADAPT = ("method", "prototypes", "finetune")
 FIXED_FEATURE_METHODS = ("protonet", "matchingnet")  # predictions read the body's features as they are
 TRAIN_KEYS = ("steps", "meta_batch", "time_budget", "checkpoint_every", "checkpoint_steps", "path", "grad_clip",
-              "validate_every", "validate_episodes")
+              "validate_every", "validate_episodes", "lr_halve_every")
 SHAPE_KEYS = ("data", "method", "n_way", "k_shot", "n_query", "seed", "rotations", "settings", "encoder")
 
 

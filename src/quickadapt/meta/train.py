@@ -49,6 +49,9 @@ class MetaTrainConfig:
     # training; a pass over 100 five-way episodes costs a few percent of that. 0: no validation
     validate_every: int = 100
     validate_episodes: int = 100
+    # Adam's outer rate halves every this many steps (Snell et al. halved ProtoNet's every 2000
+    # episodes); 0 keeps it constant. Counted in steps, so a resumed run follows the same schedule
+    lr_halve_every: int = 0
 
     def __post_init__(self):
         if self.steps < 1:
@@ -61,6 +64,8 @@ class MetaTrainConfig:
             raise ValueError(f"validate_every must be >= 0 steps (0: no validation), got {self.validate_every}")
         if self.validate_episodes < 1:
             raise ValueError(f"validate_episodes must be >= 1, got {self.validate_episodes}")
+        if self.lr_halve_every < 0:
+            raise ValueError(f"lr_halve_every must be >= 0 steps (0: constant), got {self.lr_halve_every}")
 
 
 def make_optimizer(learner: MetaLearner) -> torch.optim.Optimizer:
@@ -70,10 +75,13 @@ def make_optimizer(learner: MetaLearner) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=learner.cfg.outer_lr)
 
 
-def outer_lr(learner: MetaLearner, step: int, steps: int) -> float:
-    """Adam: constant. Reptile's SGD on its pseudo-gradient: linearly annealed to 0 (Nichol et al.)."""
+def outer_lr(learner: MetaLearner, step: int, steps: int, halve_every: int = 0) -> float:
+    """Adam: constant, or halved every `halve_every` steps. Reptile's SGD on its pseudo-gradient:
+    linearly annealed to 0 (Nichol et al.)."""
     base = learner.cfg.outer_lr
-    return base * (1 - step / steps) if learner.outer_optimizer == "sgd" else base
+    if learner.outer_optimizer == "sgd":
+        return base * (1 - step / steps)
+    return base * 0.5 ** (step // halve_every) if halve_every else base
 
 
 def meta_train(
@@ -132,7 +140,7 @@ def meta_train(
             step = state["step"]
             batch = sampler.sample_batch(cfg.meta_batch).to(device)
             for g in optimizer.param_groups:
-                g["lr"] = outer_lr(learner, step, cfg.steps)
+                g["lr"] = outer_lr(learner, step, cfg.steps, cfg.lr_halve_every)
             optimizer.zero_grad(set_to_none=True)
             out = learner.accumulate(batch, cfg.path)
             if cfg.grad_clip:

@@ -9,8 +9,8 @@ Three paths compute the same thing. `loop`: the plain reference, one task at a t
 `torch.func.functional_call`. `threads`: the same loop with the meta-batch's tasks split over
 `torch.get_num_threads()` Python threads, each on its own copy of the learner and running its
 ops on one core (small per-task convolutions barely use a second core inside one op, but two
-tasks run side by side; ops and autograd release the GIL); chunk gradients are summed in a
-fixed order, so it is deterministic.
+tasks run side by side; ops and autograd release the GIL), each task's backward right after its
+forward; gradients are summed in a fixed order, so it is deterministic.
 `batched`: all tasks at once; for conv4 the T tasks' parameter copies are folded into grouped
 convolutions (one conv call per layer for the whole meta-batch), for other bodies
 `torch.func.vmap` runs the per-task function. Tests check that all give the same loss and
@@ -136,8 +136,8 @@ def resolve_path(path: str, encoder: nn.Module, *, per_task_body: bool = False) 
     """"auto" picks the faster path. Methods whose body runs once per meta-batch (protonet,
     matchingnet, anil) always batch. For per-task bodies (the MAML family) grouped convolutions
     were slower than the loop on this 2-core CPU (bench/meta_speed.py: 0.86x at meta-batch 8),
-    so the CPU default is the loop (run on threads by `accumulate`, see `task_workers`) and the
-    batched path is kept for GPUs. Inside one task "threads" is the loop."""
+    so the CPU default is the loop, run by `accumulate` as the "threads" path (`task_workers`),
+    and the batched path is kept for GPUs. Inside one task "threads" is the loop."""
     if path not in PATHS:
         raise BadInput(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     if path == "threads":

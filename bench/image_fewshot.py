@@ -6,6 +6,7 @@ from random initialisation (the no-transfer baseline). Needs Debian's dataset-fa
     .venv/bin/python bench/image_fewshot.py --methods probe,conv4-scratch
     .venv/bin/python bench/image_fewshot.py --methods finetune --size 128
     .venv/bin/python bench/image_fewshot.py --methods probe --features stages
+    .venv/bin/python bench/image_fewshot.py --methods finetune --params '{"augment": true}' --shots 10,20 --seeds 0
     .venv/bin/python bench/image_fewshot.py --report
 
 Results: bench/results/image_fewshot.jsonl (+ .md)."""
@@ -53,7 +54,8 @@ def report(store: ResultStore) -> str:
     for r in store.rows:
         if "error" not in r:
             s = r["spec"]
-            groups.setdefault((s["method"], s.get("features", "head"), s.get("size", 224), s["k"]), []).append(r)
+            method = s["method"] + "".join(f" {k}={v}" for k, v in sorted(s.get("params", {}).items()))
+            groups.setdefault((method, s.get("features", "head"), s.get("size", 224), s["k"]), []).append(r)
     lines = ["| method | features | input size | K | seeds | accuracy (mean) | per seed | fit s | peak MB |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (method, features, size, k), rows in sorted(groups.items()):
@@ -77,6 +79,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--size", type=int, default=224, help="efficientnet input size (128 is the fast mode)")
     ap.add_argument("--features", default="head", help="efficientnet features: head (1280-d) or stages (1792-d)")
+    ap.add_argument("--params", help='strategy settings as JSON, e.g. \'{"augment": true}\'')
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.worker:
@@ -86,7 +89,8 @@ def main():
     if not args.report:
         todo = [
             {"method": m, "k": k, "seed": seed, **({} if m == "conv4-scratch" else {"size": args.size}),
-             **({"features": args.features} if m != "conv4-scratch" and args.features != "head" else {})}
+             **({"features": args.features} if m != "conv4-scratch" and args.features != "head" else {}),
+             **({"params": json.loads(args.params)} if args.params and m != "conv4-scratch" else {})}
             for seed in [int(s) for s in args.seeds.split(",")]
             for k in [int(k) for k in args.shots.split(",")]
             for m in args.methods.split(",")

@@ -140,7 +140,8 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def peak_memory(method: str, batch, path: str) -> dict:
+def peak_memories(method: str, batch, paths) -> dict:
+    """path -> memory_worker's figures, each path in a fresh process reading one saved meta-batch."""
     import tempfile
 
     from safetensors.torch import save_file
@@ -148,8 +149,12 @@ def peak_memory(method: str, batch, path: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         batch_file = str(Path(tmp) / "batch.safetensors")
         save_file({k: getattr(batch, k).contiguous() for k in ("support_x", "support_y", "query_x", "query_y")}, batch_file)
-        proc = subprocess.run([sys.executable, __file__, "--memory", json.dumps([method, batch_file, path])],
-                              capture_output=True, text=True, timeout=900)
+        return {path: _memory_process(method, batch_file, path) for path in paths}
+
+
+def _memory_process(method: str, batch_file: str, path: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--memory", json.dumps([method, batch_file, path])],
+                          capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -206,7 +211,7 @@ def measure(method: str, meta_batch: int, repeats: int) -> dict:
     }
     if "higher" in secs:
         result["speedup_vs_higher"] = {k: round(secs["higher"] / v, 3) for k, v in secs.items()}
-    result["peak_memory"] = {path: peak_memory(method, batch, path) for path in paths}
+    result["peak_memory"] = peak_memories(method, batch, paths)
     return result
 
 

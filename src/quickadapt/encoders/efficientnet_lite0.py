@@ -119,8 +119,8 @@ class EfficientNetLite0Encoder(Encoder):
                 blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
-        # blocks after which features="stages" pools: the ends of the last two stages (6 and 7)
-        self.pooled_after = {sum(self.stage_sizes[:-1]), sum(self.stage_sizes)}
+        # blocks after which forward pools: the ends of the last two stages (6 and 7), for "stages"
+        self.pooled_after = {sum(self.stage_sizes[:-1]), sum(self.stage_sizes)} if features == "stages" else set()
         self._conv_head = SameConv2d(cin, HEAD, 1)
         self._bn1 = _bn(HEAD)
         # channels_last: faster depthwise and 1x1 convs on CPU (oneDNN) and GPU
@@ -135,11 +135,11 @@ class EfficientNetLite0Encoder(Encoder):
         pools = []
         for i, block in enumerate(self._blocks, start=1):
             x = block(x)
-            if i in self.pooled_after and self.settings["features"] == "stages":
+            if i in self.pooled_after:
                 pools.append(x.mean(dim=(2, 3)))
         x = F.relu6(self._bn1(self._conv_head(x)))
         head = x.mean(dim=(2, 3))
-        if self.settings["features"] == "head":
+        if not pools:  # features="head"
             return head
         return torch.cat([F.normalize(p, dim=1) for p in (*pools, head)], dim=1)
 

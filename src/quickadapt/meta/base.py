@@ -61,7 +61,6 @@ class MetaLearner(nn.Module):
         own copy of the learner (`functional_call` swaps a module's parameters while it runs,
         so two threads must never share one), set to this one's weights."""
         T = batch.n_tasks
-        bounds = [(T * i // workers, T * (i + 1) // workers) for i in range(workers)]
 
         def chunk(learner: "MetaLearner", lo: int, hi: int):
             params = [p for p in learner.parameters() if p.requires_grad]
@@ -80,6 +79,7 @@ class MetaLearner(nn.Module):
             results = [chunk(self, 0, T)]
         else:
             copies = self._worker_copies(workers)
+            bounds = [(T * i // workers, T * (i + 1) // workers) for i in range(workers)]
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # new threads pick this up: one core per worker, no oversubscription
             try:
@@ -154,10 +154,8 @@ def task_workers(path: str, encoder: nn.Module, *, per_task_body: bool, n_tasks:
     """For the "threads" path (asked for, or "auto" with a per-task body on the CPU): how many
     threads run the meta-batch's tasks side by side, `torch.get_num_threads()` at most. 0: not
     that path (one call over the whole meta-batch)."""
-    if path not in PATHS:
-        raise BadInput(f"path must be one of {', '.join(PATHS)}, got {path!r}")
-    on_gpu = any(p.is_cuda for p in encoder.parameters())
-    wanted = path == "threads" or (path == "auto" and per_task_body and not on_gpu)
+    resolved = resolve_path(path, encoder, per_task_body=per_task_body)  # validates; "auto" -> loop on a CPU
+    wanted = path == "threads" or (path == "auto" and per_task_body and resolved == "loop")
     return max(1, min(torch.get_num_threads(), n_tasks)) if wanted else 0
 
 

@@ -109,6 +109,35 @@ def test_conv4_groupnorm_is_not_transductive():
             assert torch.allclose(enc(batch[:1]), enc(batch)[:1], atol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_conv4_pooling_before_relu_is_the_textbook_block(norm):
+    """conv4 pools before its ReLU for speed; features and second-order gradients (what MAML
+    differentiates) must equal the textbook conv, norm, ReLU, pool order: features exactly,
+    gradients up to float summation order."""
+    torch.manual_seed(0)
+    enc = create_encoder("conv4", norm=norm).train()
+    x = enc.prepare([np.random.default_rng(i).integers(0, 256, (28, 28), dtype=np.uint8) for i in range(6)])
+
+    def textbook(x):
+        h = enc.normalize(x)
+        for conv, norm_, *_ in enc.blocks:
+            h = torch.nn.functional.max_pool2d(torch.relu(norm_(conv(h))), 2)
+        return h.flatten(1)
+
+    results = []
+    for forward in (enc, textbook):
+        feats = forward(x)
+        first = torch.autograd.grad(feats.square().sum(), list(enc.parameters()), create_graph=True)
+        second = torch.autograd.grad(sum(g.square().sum() for g in first), list(enc.parameters()))
+        results.append((feats, first, second))
+    (feats, *ours), (ref_feats, *reference) = results
+    assert torch.equal(feats, ref_feats)
+    for mine, theirs in zip(ours, reference):  # per order: a tolerance on that order's scale
+        scale = max(float(g.abs().max()) for g in theirs)  # (a conv bias before BatchNorm gets ~0)
+        for a, b in zip(mine, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * scale)
+
+
 def test_efficientnet_lite0_pretrained_from_safetensors(tmp_path, monkeypatch):
     monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path))
     enc = create_encoder("efficientnet-lite0").eval()

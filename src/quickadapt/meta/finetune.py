@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from quickadapt.data.episodes import Episode
 from quickadapt.meta.protonet import prototypes, sq_distances
+from quickadapt.train import train_mode
 
 
 def _positive_number(value) -> bool:
@@ -72,7 +73,7 @@ class EpisodeFinetuner:
         body.load_state_dict(self.snapshot)  # every episode starts from the model's weights
         n_way, n = int(ep.support_y.max()) + 1, len(ep.support_y)
         optimizer = torch.optim.Adam([p for p in self.tuned if p.requires_grad], lr=self.lr)  # fresh state
-        train_mode(body)
+        train_mode(body, "frozen")  # dropout on; a 5-example support set would make batch statistics noise
         with torch.enable_grad():
             for _ in range(self.cfg.finetune_steps):
                 view = body.augment(ep.support_x, self.generator)
@@ -86,14 +87,6 @@ class EpisodeFinetuner:
         with torch.no_grad():
             protos = prototypes(body(ep.support_x), ep.support_y, n_way)
             return -self.scale * sq_distances(body(ep.query_x), protos)
-
-
-def train_mode(module: torch.nn.Module) -> None:
-    """Dropout on, but batch statistics frozen: a 5-example support batch would make them noise."""
-    module.train()
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
 
 
 __all__ = ["FinetuneConfig", "EpisodeFinetuner"]

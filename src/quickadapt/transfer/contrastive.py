@@ -17,7 +17,7 @@ from torch import nn
 from quickadapt.encoders.base import batch_to, embed
 from quickadapt.heads import LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
-from quickadapt.train import TrainConfig, train
+from quickadapt.train import NORM_STATS, TrainConfig, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
 
 
@@ -31,6 +31,7 @@ class ContrastiveConfig:
     max_steps: int = 0  # cap on optimiser steps, 0 = none
     C: float = 10.0  # inverse L2 strength of the logistic head fitted afterwards
     time_budget: float = 0.0  # seconds for the pair fine-tuning, 0 = none
+    norm_stats: str = "auto"  # BatchNorm statistics while training, as for finetune (train_mode)
 
     def __post_init__(self):
         for name in ("pairs_per_example", "epochs", "batch_size"):
@@ -42,6 +43,8 @@ class ContrastiveConfig:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.C <= 0:
             raise ValueError(f"C must be > 0, got {self.C}")
+        if self.norm_stats not in NORM_STATS:
+            raise ValueError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got {self.norm_stats!r}")
 
 
 def make_pairs(y: np.ndarray, pairs_per_example: int, seed: int) -> np.ndarray:
@@ -89,7 +92,7 @@ class Contrastive(Strategy):
         steps = cfg.epochs * len(batches)
         if cfg.max_steps:
             steps = min(steps, cfg.max_steps)
-        encoder.train()
+        train_mode(encoder, cfg.norm_stats)
         summary = train(
             [{"params": list(encoder.parameters()), "lr": cfg.lr or getattr(encoder, "finetune_lr", 1e-4)}],
             loss_fn, batches,

@@ -15,7 +15,7 @@ from torch import nn
 from quickadapt.encoders.base import batch_to, embed
 from quickadapt.heads import LinearHead, LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
-from quickadapt.train import TrainConfig, train
+from quickadapt.train import NORM_STATS, TrainConfig, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
 
 
@@ -33,6 +33,8 @@ class FinetuneConfig:
     # (+1 to +4 points) but cost 3 to 5 points at K=10 (3 seeds each)
     augment: bool = False
     time_budget: float = 0.0  # seconds, 0 = none
+    # BatchNorm statistics while training: "auto" keeps trained ones frozen (train_mode)
+    norm_stats: str = "auto"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -40,6 +42,8 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr < 0 or self.head_lr <= 0:
             raise ValueError("lr must be >= 0 and head_lr > 0")
+        if self.norm_stats not in NORM_STATS:
+            raise ValueError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got {self.norm_stats!r}")
 
 
 class Finetune(Strategy):
@@ -102,7 +106,7 @@ class Finetune(Strategy):
             return loss if extra is None else loss + extra
 
         steps = self.steps_for(len(data))
-        encoder.train()
+        train_mode(encoder, self.cfg.norm_stats)
         head.train()
         summary = train(
             self.param_groups(encoder, head),

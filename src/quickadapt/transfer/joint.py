@@ -15,7 +15,7 @@ from quickadapt.data.dataset import Dataset
 from quickadapt.encoders.base import batch_to
 from quickadapt.errors import BadInput
 from quickadapt.model import MAIN_TASK, AdaptedModel
-from quickadapt.train import TrainConfig, train
+from quickadapt.train import TrainConfig, train, train_mode
 from quickadapt.transfer.base import FitContext, MiniBatches, encode_labels
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
 
@@ -104,7 +104,7 @@ def fit_two_tasks(strategy: Finetune, encoder, data: Dataset, source: Dataset, c
     batches = PairedBatches(
         MiniBatches(len(data), cfg.batch_size, ctx.seed), MiniBatches(len(source), cfg.batch_size, ctx.seed + 1)
     )
-    encoder.train()
+    train_mode(encoder, cfg.norm_stats)
     head_t.train()
     head_s.train()
     summary = train(

@@ -149,6 +149,28 @@ def test_lora_merges_into_plain_weights(digits):
     assert torch.equal(state["blocks.0.1.weight"], fresh.state_dict()["blocks.0.1.weight"])
 
 
+def test_lora_adapts_efficientnet_same_padded_convs():
+    """efficientnet-lite0's convs pad TensorFlow's way (SameConv2d); peft builds each adapter as
+    type(layer)(...), so the adapters must pad alike: the merged model computes exactly what
+    the adapted one did, stride-2 stem included."""
+    torch.manual_seed(0)
+    enc = create_encoder("efficientnet-lite0", pretrained=False).eval()
+    x = torch.rand(2, 3, 64, 64) * 255
+    names = set(enc.state_dict())
+    assert "_conv_stem" in lora_targets(enc)
+    strategy = create_strategy("lora")
+    adapted = strategy.prepare(enc)
+    with torch.no_grad():
+        for name, p in adapted.named_parameters():
+            if "lora_B" in name:  # adapters start at zero; give them something to merge
+                p.normal_(0, 0.05)
+        expected = adapted(x)
+    merged = strategy.finish(adapted).eval()
+    assert set(merged.state_dict()) == names
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_augment_trains_on_shifted_images_and_only_on_images(digits):
     """`augment=True` fine-tunes conv4 on shifted views of real digit images: the run differs
     from the unaugmented one and repeats exactly for a seed; feature rows are left alone."""

@@ -50,14 +50,28 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # TensorFlow's eps and momentum 0.99
 
 
+def _single(value) -> int:
+    """A square kernel's or stride's size, given as an int or as nn.Conv2d's (n, n) tuple."""
+    if isinstance(value, int):
+        return value
+    if len(set(value)) != 1:
+        raise ValueError(f"SameConv2d needs square kernels and strides, got {tuple(value)}")
+    return int(value[0])
+
+
 class SameConv2d(nn.Conv2d):
     """Bias-free conv with TensorFlow "SAME" padding, which the weights were trained with: for
     stride 2 on even sizes it pads one pixel more at the bottom/right than at the top/left."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
-        # at stride 1 with an odd kernel SAME is symmetric: let the conv pad itself
-        padding = kernel // 2 if stride == 1 else 0
-        super().__init__(cin, cout, kernel, stride, padding=padding, groups=groups, bias=False)
+    def __init__(self, cin: int, cout: int, kernel, stride=1, padding=None, dilation=1, groups: int = 1,
+                 bias: bool = False, **conv_options):
+        # nn.Conv2d's signature, so that code building a layer "like this one" (peft's LoRA makes
+        # its adapters with type(layer)(cin, r, kernel, stride, padding, bias=False)) gets one
+        kernel, stride = _single(kernel), _single(stride)
+        if padding is None:  # at stride 1 with an odd kernel SAME is symmetric: let the conv pad itself
+            padding = kernel // 2 if stride == 1 else 0
+        super().__init__(cin, cout, kernel, stride, padding=padding, dilation=dilation, groups=groups, bias=bias,
+                         **conv_options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride[0] == 1:

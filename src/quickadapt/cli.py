@@ -426,6 +426,9 @@ def main() -> None:
     except ImportError:
         from click import exceptions as click_errors
 
+    from quickadapt.allocator import keep_freed_memory
+
+    keep_freed_memory()  # training and embedding reuse freed buffers (quickadapt/allocator.py)
     try:
         code = app(prog_name="quickadapt", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:  # a bare `quickadapt`: the help is the answer

@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from quickadapt.allocator import keep_freed_memory
 from quickadapt.progress import progress_bar
 
 
@@ -85,6 +86,7 @@ def train(
     on_step: Callable[[int], None] | None = None,
 ) -> dict:
     """Run `cfg.steps` optimiser steps over `batches` (cycled if shorter). Returns a summary."""
+    keep_freed_memory()
     groups = [g for g in param_groups if any(p.requires_grad for p in g["params"])]
     for g in groups:
         g.setdefault("initial_lr", g["lr"])

@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
+from quickadapt.allocator import keep_freed_memory
 from quickadapt.artifact import write_folder_atomically
 from quickadapt.data.episodes import EpisodeSampler
 from quickadapt.errors import BadInput
@@ -102,6 +103,7 @@ def meta_train(
     `spec` (JSON) is stored in each checkpoint: what rebuilds this run (method, settings, data).
     `on_step(step)` is called after each completed step (tests use it to simulate a kill).
     `val_sampler`: validation episodes for early stopping (None: no validation)."""
+    keep_freed_memory()
     learner.to(device).train()
     optimizer = make_optimizer(learner)
     state = {"step": 0, "loss": None, "accuracy": None, "seconds": 0.0}

@@ -1,0 +1,51 @@
+"""quickadapt.allocator: freed training buffers stay in the process, so steps stop page-faulting."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+STEPS = r"""
+import json, resource, sys, torch
+from quickadapt.allocator import keep_freed_memory
+from quickadapt.data.episodes import Episode
+from quickadapt.encoders import create_encoder
+from quickadapt.meta import create_meta
+
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+torch.set_num_threads(1)
+torch.manual_seed(0)
+learner = create_meta("maml", create_encoder("conv4"), inner_steps=1)
+T, way = 4, 5  # second-order MAML steps on random 28x28 images: megabyte activations
+batch = Episode(torch.rand(T, way, 1, 28, 28) * 255, torch.arange(way).repeat(T, 1),
+                torch.rand(T, way * 5, 1, 28, 28) * 255, torch.arange(way).repeat_interleave(5).repeat(T, 1), [[]] * T)
+for _ in range(4):
+    learner.accumulate(batch, "loop")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    learner.accumulate(batch, "loop")
+print(json.dumps({"applied": applied, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
+"""
+
+
+def run_steps(mode: str, **env) -> dict:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    proc = subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, timeout=300,
+                          env={**environ, **env})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_training_steps_reuse_freed_memory():
+    kept = run_steps("keep")
+    assert kept["applied"] is True
+    # glibc's own policy page-faults on most such steps, not on all: the bound is on the kept side
+    assert kept["faults"] < 3000, kept  # over three steps; 15,000-22,000 without it in this test
+
+
+def test_a_users_own_malloc_settings_win():
+    assert run_steps("keep", MALLOC_TRIM_THRESHOLD_="1000000")["applied"] is False

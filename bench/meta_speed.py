@@ -14,7 +14,9 @@ library's paths against `higher` (Grefenstette et al. 2019) on the same model an
 Every path's body gradients are checked against the loop's; FLOPs are counted once on the loop
 (torch.utils.flop_counter); the fp32 matmul peak is measured in the same run (2048^3 matmuls);
 peak memory is each path's own (a fresh process per path running two meta-steps on the same
-meta-batch, saved to a file so that process never loads the dataset).
+meta-batch, saved to a file so that process never loads the dataset). Like the library's
+training loops, the script keeps freed memory for reuse (quickadapt/allocator.py), for every
+path alike; rows from before that carry no "allocator" in their spec.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/meta_speed.py [--repeats 5] [--meta-batch 32]
 
@@ -43,11 +45,13 @@ HIGHER = ("higher", "higher-pooled")
 
 
 def setup(method: str, meta_batch: int):
+    from quickadapt.allocator import keep_freed_memory
     from quickadapt.data import load_dataset
     from quickadapt.data.episodes import EpisodeSampler, default_split
     from quickadapt.encoders import create_encoder
     from quickadapt.meta import create_meta
 
+    keep_freed_memory()  # as the CLI and the training loops do; every path in this process gets it
     data = load_dataset("builtin:omniglot")
     torch.manual_seed(0)
     encoder = create_encoder("conv4")
@@ -136,10 +140,12 @@ def memory_worker(method: str, batch_file: str, path: str) -> dict:
     meta-batch comes from `batch_file`), next to the same process's peak before the steps."""
     from safetensors.torch import load_file
 
+    from quickadapt.allocator import keep_freed_memory
     from quickadapt.data.episodes import Episode
     from quickadapt.encoders import create_encoder
     from quickadapt.meta import create_meta
 
+    keep_freed_memory()
     torch.manual_seed(0)
     learner = create_meta(method, create_encoder("conv4"), inner_steps=1)
     t = load_file(batch_file)
@@ -236,8 +242,8 @@ def measure(method: str, meta_batch: int, repeats: int) -> dict:
 
 
 def report(store: ResultStore) -> str:
-    lines = ["| method | meta-batch | threads | GFLOP/step | path | s/step | GFLOP/s | of matmul peak | vs loop | vs higher | "
-             "max rel. grad diff | peak MB (before the steps) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | meta-batch | threads | allocator | GFLOP/step | path | s/step | GFLOP/s | of matmul peak | vs loop | "
+             "vs higher | max rel. grad diff | peak MB (before the steps) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in store.rows:
         s = r["spec"]
         if "fraction_of_peak" not in r:
@@ -247,7 +253,8 @@ def report(store: ResultStore) -> str:
             m = r.get("peak_memory", {}).get(path, {})
             mem = f"{m['peak_rss_mb']:.0f} ({m['rss_before_mb']:.0f})" if "peak_rss_mb" in m else ""
             lines.append(
-                f"| {s['method']} | {s['meta_batch']} | {s['threads']} | {r['gflop_per_step']} | {path} | {sec:.3f} | "
+                f"| {s['method']} | {s['meta_batch']} | {s['threads']} | {s.get('allocator', 'glibc default')} | "
+                f"{r['gflop_per_step']} | {path} | {sec:.3f} | "
                 f"{r['gflops'][path]} | {r['fraction_of_peak'][path]:.0%} | {r['speedup_vs_loop'][path]:.2f}x | "
                 f"{'' if vs_h is None else f'{vs_h:.2f}x'} | {r['max_rel_grad_diff_vs_loop'][path]:.1e} | {mem} |")
     for r in store.rows:
@@ -285,7 +292,8 @@ def main() -> None:
         return
     store = ResultStore("meta_speed")
     spec = {"method": a.method, "meta_batch": a.meta_batch, "n_way": 5, "k_shot": 1, "n_query": 5, "inner_steps": 1,
-            "threads": torch.get_num_threads(), "device": "cpu", "torch": torch.__version__, "paths": ",".join(PATHS + HIGHER)}
+            "threads": torch.get_num_threads(), "device": "cpu", "torch": torch.__version__, "paths": ",".join(PATHS + HIGHER),
+            "allocator": "keep freed memory"}
     if not a.report:
         if store.done(spec) and not a.force:
             print("already measured:", spec, file=sys.stderr)

@@ -29,6 +29,11 @@ class TrainConfig:
 NORM_STATS = ("auto", "frozen", "train")
 
 
+def check_norm_stats(value: str) -> None:
+    if value not in NORM_STATS:
+        raise ValueError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got {value!r}")
+
+
 def has_trained_norm_stats(module: torch.nn.Module) -> bool:
     """True when some BatchNorm layer's running statistics have moved from their initial zeros
     and ones: the encoder came with trained weights (pretrained, or a saved model)."""
@@ -47,8 +52,7 @@ def train_mode(module: torch.nn.Module, norm_stats: str = "auto") -> None:
     different normalisations (Fashion-MNIST, efficientnet-lite0, 20 shots, held-out training
     images: fine-tuning 75.3 % with statistics updated, 82.0 % frozen). A network trained from
     scratch ("auto" with initial statistics, or "train") updates them as usual."""
-    if norm_stats not in NORM_STATS:
-        raise ValueError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got {norm_stats!r}")
+    check_norm_stats(norm_stats)
     module.train()
     if norm_stats == "frozen" or (norm_stats == "auto" and has_trained_norm_stats(module)):
         for m in module.modules():

@@ -3,8 +3,8 @@
 Each block is 3x3 conv (64 filters), norm, ReLU, 2x2 max-pool; the output is flattened
 (64-d at 28x28, 1600-d at 84x84). The blocks pool before the ReLU: the same function with the
 same gradients (ReLU is monotonic, so it commutes with max), but the ReLU and its backward see a
-quarter of the values (a second-order MAML step with `higher` on 2 CPU threads: 1.01-1.05x in
-three runs of bench/meta_speed.py). There are no pretrained weights: it is trained from
+quarter of the values (a second-order MAML step with `higher` on 2 CPU threads: 1.01-1.09x in
+four runs of bench/meta_speed.py). There are no pretrained weights: it is trained from
 scratch, by meta-training or by fine-tuning, so `pretrained=True` still gives a random init."""
 from __future__ import annotations
 

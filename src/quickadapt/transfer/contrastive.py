@@ -17,7 +17,7 @@ from torch import nn
 from quickadapt.encoders.base import batch_to, embed
 from quickadapt.heads import LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
-from quickadapt.train import NORM_STATS, TrainConfig, train, train_mode
+from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
 
 
@@ -43,8 +43,7 @@ class ContrastiveConfig:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.C <= 0:
             raise ValueError(f"C must be > 0, got {self.C}")
-        if self.norm_stats not in NORM_STATS:
-            raise ValueError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got {self.norm_stats!r}")
+        check_norm_stats(self.norm_stats)
 
 
 def make_pairs(y: np.ndarray, pairs_per_example: int, seed: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from torch import nn
 from quickadapt.encoders.base import batch_to, embed
 from quickadapt.heads import LinearHead, LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
-from quickadapt.train import NORM_STATS, TrainConfig, train, train_mode
+from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
 
 
@@ -42,8 +42,7 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr < 0 or self.head_lr <= 0:
             raise ValueError("lr must be >= 0 and head_lr > 0")
-        if self.norm_stats not in NORM_STATS:
-            raise ValueError(f"norm_stats must be one of {', '.join(NORM_STATS)}, got {self.norm_stats!r}")
+        check_norm_stats(self.norm_stats)
 
 
 class Finetune(Strategy):

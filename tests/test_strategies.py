@@ -61,6 +61,12 @@ def fit(name, train, source=None, encoder=None, **params):
     return create_strategy(name, **params).fit(encoder, train, FitContext(seed=0, progress=False, source=source))
 
 
+def first_per_class(ds: Dataset, per_class: int, classes=None) -> Dataset:
+    """The first `per_class` examples of each of `classes` (all of the data's by default)."""
+    classes = ds.classes if classes is None else classes
+    return ds.subset(np.concatenate([np.flatnonzero(ds.labels == c)[:per_class] for c in classes]))
+
+
 def accuracy(model, data, task="main", labels=None):
     pred, _ = model.predict(data.inputs, task=task)
     return float(np.mean(np.asarray(pred) == (data.labels if labels is None else labels)))
@@ -175,8 +181,7 @@ def test_lora_adapts_efficientnet_same_padded_convs():
 def test_augment_trains_on_shifted_images_and_only_on_images(digits):
     """`augment=True` fine-tunes conv4 on shifted views of real digit images: the run differs
     from the unaugmented one and repeats exactly for a seed; feature rows are left alone."""
-    images = load_dataset("builtin:digits")
-    few = images.subset(np.concatenate([np.flatnonzero(images.labels == c)[:3] for c in np.unique(images.labels)]))
+    few = first_per_class(load_dataset("builtin:digits"), 3)
 
     def weights(data, encoder, augment):
         torch.manual_seed(0)
@@ -193,8 +198,7 @@ def test_augment_trains_on_shifted_images_and_only_on_images(digits):
 def test_finetuning_keeps_trained_batchnorm_statistics():
     """With trained BatchNorm statistics (what a pretrained encoder brings) the few examples
     never overwrite them unless norm_stats=train; from scratch they are learnt as usual."""
-    images = load_dataset("builtin:digits")
-    few = images.subset(np.concatenate([np.flatnonzero(images.labels == c)[:3] for c in np.unique(images.labels)]))
+    few = first_per_class(load_dataset("builtin:digits"), 3)
 
     def stats_after(trained: bool, **params):
         torch.manual_seed(0)
@@ -202,7 +206,8 @@ def test_finetuning_keeps_trained_batchnorm_statistics():
         bns = [m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         if trained:  # as if pretrained elsewhere
             for m in bns:
-                m.running_mean.fill_(0.5), m.running_var.fill_(2.0)
+                m.running_mean.fill_(0.5)
+                m.running_var.fill_(2.0)
         before = torch.cat([torch.cat([m.running_mean, m.running_var]) for m in bns])
         model = create_strategy("finetune", min_steps=5, **params).fit(enc, few, FitContext(progress=False))
         bns = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -317,9 +322,6 @@ def test_text_strategy_beats_chance_on_clinc(name, params, clinc, tmp_path):
 
 
 # ---- every strategy on every kind of encoder: two steps each, then predict and round-trip ----
-def _first(ds: Dataset, per_class: int, classes) -> Dataset:
-    return ds.subset(np.concatenate([np.flatnonzero(ds.labels == c)[:per_class] for c in classes]))
-
 
 @pytest.mark.parametrize("encoder, settings", [
     ("conv4", {}), ("resnet12", {"size": 32}), ("efficientnet-lite0", {"size": 128}), ("minilm", {}),
@@ -330,10 +332,10 @@ def test_every_strategy_runs_on_every_encoder_kind(encoder, settings, tmp_path):
     result saves and loads to the same predictions."""
     if encoder == "minilm":
         data = load_dataset("builtin:clinc150-train")
-        target, source = _first(data, 2, INTENTS[:3]), _first(data, 2, INTENTS[3:])
+        target, source = first_per_class(data, 2, INTENTS[:3]), first_per_class(data, 2, INTENTS[3:])
     else:
         data = load_dataset("builtin:digits")
-        target, source = _first(data, 2, data.classes[:3]), _first(data, 2, data.classes[3:6])
+        target, source = first_per_class(data, 2, data.classes[:3]), first_per_class(data, 2, data.classes[3:6])
     for name in ALL:
         params = {} if name in ("probe", "prototypes") else {"min_steps": 2, "epochs": 1}
         if name == "contrastive":

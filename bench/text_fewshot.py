@@ -8,6 +8,12 @@ recall at the default threshold, adaptation wall time and peak memory (one proce
     .venv/bin/python bench/text_fewshot.py --report            # rewrite the tables only
     .venv/bin/python bench/text_fewshot.py --cv-tuned --strategies lora,finetune --shots 5,10 --seeds 0
                                                                # tuned strategies' out-of-scope recall
+    .venv/bin/python bench/text_fewshot.py --label-names --strategies probe,prototypes --k-all ''
+                                                               # each intent's name as one more example
+
+`--label-names` (`fit --label-names`) also gives every fit each intent's name as text
+("card_declined" -> "card declined"): not one of the K utterances, so those rows are listed apart
+from the issue's protocol (K labelled utterances only).
 
 `joint` and `multitask` run on a domain split: target = the banking domain's 15 intents at K
 shots, source = all training data of the other nine domains; `probe` on the same target is their
@@ -46,7 +52,8 @@ def worker(spec: dict) -> dict:
     few = train if k == "all" else sample_per_class(train, int(k), spec["seed"])
     # cv=3 is the CLI default: it calibrates the abstain threshold; fit_seconds is the final fit alone
     model = adapt(few, encoder="minilm", strategy=spec["strategy"], strategy_params=spec.get("params"),
-                  source=source, seed=spec["seed"], cv=spec.get("cv", 3), progress=False)
+                  source=source, seed=spec["seed"], cv=spec.get("cv", 3), label_names=spec.get("label_names", False),
+                  progress=False)
     in_scope = test.labels != "oos"
     labels, scores = model.predict(test.inputs)
     labels = np.asarray(labels, dtype=object)
@@ -65,7 +72,11 @@ def worker(spec: dict) -> dict:
     }
 
 
-def specs(strategies, shots, seeds, k_all, cv_tuned=False):
+def specs(strategies, shots, seeds, k_all, cv_tuned=False, label_names=False):
+    if label_names:
+        for spec in specs(strategies, shots, seeds, k_all, cv_tuned):
+            yield {**spec, "label_names": True}
+        return
     if cv_tuned:  # tuned strategies with the CLI's default cv=3: a calibrated threshold, so OOS recall
         yield from ({"strategy": s, "k": k, "seed": seed, "cv": 3}
                     for seed in seeds for k in shots for s in strategies if s not in FROZEN + DOMAIN_STRATEGIES)
@@ -93,7 +104,8 @@ def report(store: ResultStore) -> str:
             continue
         spec = r["spec"]
         # tuned strategies normally skip CV; rows with it (`--cv-tuned`) are listed apart
-        name = spec["strategy"] + (" (cv=3)" if spec.get("cv") == 3 else "")
+        name = (spec["strategy"] + (" (cv=3)" if spec.get("cv") == 3 else "")
+                + (" + intent names" if spec.get("label_names") else ""))
         key = (spec.get("split", "all 150 intents"), name, str(spec["k"]))
         groups.setdefault(key, []).append(r)
     lines = ["| intents | strategy | K | seeds | accuracy (mean) | per seed | OOS recall | fit s | peak MB | threads | load |",
@@ -138,6 +150,7 @@ def main():
     ap.add_argument("--k-all", default="probe,prototypes", help="strategies also run on all 100 utterances per intent")
     ap.add_argument("--cv-tuned", action="store_true",
                     help="tuned strategies with cv=3 (3 more fits each) for their out-of-scope recall, listed apart")
+    ap.add_argument("--label-names", action="store_true", help="every fit also learns from each intent's name")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.worker:
@@ -146,7 +159,8 @@ def main():
     store = ResultStore("text_fewshot")
     if not args.report:
         todo = specs(args.strategies.split(","), [int(k) for k in args.shots.split(",")],
-                     [int(s) for s in args.seeds.split(",")], [s for s in args.k_all.split(",") if s], args.cv_tuned)
+                     [int(s) for s in args.seeds.split(",")], [s for s in args.k_all.split(",") if s], args.cv_tuned,
+                     args.label_names)
         run_pending(store, __file__, todo)
     print(report(store))
 

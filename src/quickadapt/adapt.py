@@ -3,7 +3,9 @@
 Validates the pairing of data and encoder, seeds everything, runs the strategy, and measures
 what a user needs to trust the result: a cross-validated accuracy estimate on their own
 examples, the same estimate for a model that transfers nothing (`baseline=True`), and the
-abstain threshold calibrated on out-of-fold confidences."""
+abstain threshold calibrated on out-of-fold confidences. With `label_names=True` (text) every
+fit, the baseline's included, also learns from each class's name as one more example
+(data/label_names.py); the accuracy estimates score the user's own examples only."""
 from __future__ import annotations
 
 import copy
@@ -13,6 +15,7 @@ import numpy as np
 
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.dataset import Dataset
+from quickadapt.data.label_names import with_label_names
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
 from quickadapt.evaluate.cv import calibrate_threshold, out_of_fold
@@ -34,11 +37,15 @@ def adapt(
     device: str = "auto",
     cv: int = 3,
     baseline: bool = False,
+    label_names: bool = False,
     progress: bool = True,
 ) -> AdaptedModel:
     """Adapt `encoder` to the labelled `data` with `strategy`; return the fitted AdaptedModel with
     `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
     data.require_labels()
+    # folds are drawn from the user's examples; the class names join each training fold
+    extend = with_label_names if label_names else (lambda d: d)
+    extended = extend(data)  # fails here, before any work, on data that is not text
     dev = pick_device(device)
     def new_strategy():
         # a fresh instance per fit: some strategies keep per-fit state on themselves
@@ -61,9 +68,9 @@ def adapt(
         # a tuning strategy changes its encoder in place: each fold tunes its own copy
         enc = copy.deepcopy(base_encoder) if strat.tunes_encoder else base_encoder
         seed_everything(seed)
-        return new_strategy().fit(enc, train, FitContext(device=dev, seed=seed, source=source, progress=False))
+        return new_strategy().fit(enc, extend(train), FitContext(device=dev, seed=seed, source=source, progress=False))
 
-    info: dict = {"n_examples": len(data), "n_classes": len(data.classes)}
+    info: dict = {"n_examples": len(data), "n_classes": len(data.classes), "label_names": bool(label_names)}
     started = time.perf_counter()
     oof = out_of_fold(data, fit_fold, cv, seed) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
@@ -75,7 +82,7 @@ def adapt(
     seed_everything(seed)
     started = time.perf_counter()
     ctx = FitContext(device=dev, seed=seed, source=source, progress=progress)
-    model = new_strategy().fit(base_encoder, data, ctx)
+    model = new_strategy().fit(base_encoder, extended, ctx)
     info["fit_seconds"] = round(time.perf_counter() - started, 3)  # the final fit alone, embedding included
 
     # without held-out confidences there is nothing honest to calibrate on (in-sample ones are
@@ -86,7 +93,8 @@ def adapt(
         info["baseline"] = {"name": BASELINE_NAMES[data.modality]}
         if progress:
             log(f"baseline: {BASELINE_NAMES[data.modality]}")
-        base_oof = out_of_fold(data, lambda d: fit_baseline(d, seed=seed, device=dev), cv, seed) if cv and cv > 1 else None
+        base_oof = (out_of_fold(data, lambda d: fit_baseline(extend(d), seed=seed, device=dev), cv, seed)
+                    if cv and cv > 1 else None)
         if base_oof is not None:
             info["baseline"]["cv_accuracy"] = float(np.mean(base_oof[0] == data.labels))
             if "cv_accuracy" in info:

@@ -35,6 +35,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         abstain: bool = False,
         none_label: str = "__none__",
         threshold: float | None = None,
+        label_names: bool = False,
     ):
         self.encoder = encoder
         self.strategy = strategy
@@ -46,6 +47,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.abstain = abstain
         self.none_label = none_label
         self.threshold = threshold
+        self.label_names = label_names
 
     def _modality(self) -> str:
         if self.encoder in ENCODER_MODALITY:
@@ -79,7 +81,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         data = Dataset(modality, X, [str(v) for v in y])
         self.model_ = adapt(
             data, encoder=self.encoder, strategy=self.strategy, strategy_params=self.strategy_params,
-            encoder_params=self.encoder_params, seed=self.seed, device=self.device, cv=self.cv, progress=False,
+            encoder_params=self.encoder_params, seed=self.seed, device=self.device, cv=self.cv,
+            label_names=self.label_names, progress=False,
         )
         names = self.model_.classes["main"]
         # columns of predict_proba follow classes_ (np.unique order), not the model's string order
@@ -113,7 +116,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
         model = load_model(path)
         manifest = read_manifest(path)
-        clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, strategy_params=model.strategy_params)
+        clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, strategy_params=model.strategy_params,
+                  label_names=bool(model.info.get("label_names", False)))
         clf.model_ = model
         clf.classes_ = np.asarray(model.classes["main"], dtype=object)
         clf._columns = np.arange(len(clf.classes_))

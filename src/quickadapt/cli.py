@@ -77,6 +77,8 @@ def fit(
     source: Optional[str] = typer.Option(None, "--source", help="Second labelled dataset (joint, multitask)."),
     baseline: bool = typer.Option(False, "--baseline", help="Also measure a model that transfers nothing."),
     cv: int = typer.Option(3, "--cv", help="Folds for the accuracy estimate and threshold (0: skip)."),
+    label_names: bool = typer.Option(False, "--label-names", help="Text: also learn from each class's name as one "
+                                                                  "more example (card_declined -> 'card declined')."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
@@ -92,7 +94,7 @@ def fit(
     encoder = encoder or DEFAULT_ENCODER[train.modality]
     model = adapt(
         train, encoder=encoder, strategy=strategy, strategy_params=method, encoder_params=enc_settings,
-        source=src, seed=seed, device=device, cv=cv, baseline=baseline, progress=not quiet,
+        source=src, seed=seed, device=device, cv=cv, baseline=baseline, label_names=label_names, progress=not quiet,
     )
     save_model(model, out, force=force, data_fingerprint=train.fingerprint(), seed=seed, metrics=_fit_metrics(model))
     result = {"out": str(out), "encoder": encoder, "strategy": strategy, **_fit_metrics(model)}
@@ -100,7 +102,7 @@ def fit(
 
 
 def _fit_metrics(model) -> dict:
-    keys = ("n_examples", "n_classes", "cv_accuracy", "cv_note", "baseline", "negative_transfer")
+    keys = ("n_examples", "n_classes", "label_names", "cv_accuracy", "cv_note", "baseline", "negative_transfer")
     out = {k: model.info[k] for k in keys if k in model.info}
     out["threshold"] = model.threshold
     return out

@@ -1,8 +1,9 @@
 """`quickadapt demo`: few-shot intent classification on CLINC150, offline, in about a minute.
 
 For each K, draws K training utterances per intent (150 intents), adapts MiniLM with two
-strategies and trains the no-transfer baseline, then scores all on the 4,500 in-scope test
-utterances (and, for probe, out-of-scope recall with abstaining on)."""
+strategies (the probe also with each intent's name as one more example, `fit --label-names`)
+and trains the no-transfer baseline, then scores all on the 4,500 in-scope test utterances
+(and, for probe, out-of-scope recall with abstaining on)."""
 from __future__ import annotations
 
 import time
@@ -15,7 +16,8 @@ from quickadapt.data.sampling import sample_per_class
 from quickadapt.evaluate.baseline import fit_baseline
 from quickadapt.progress import log
 
-DEMO_STRATEGIES = ("probe", "prototypes")
+# (row, strategy, label_names)
+DEMO_FITS = (("probe", "probe", False), ("probe + names", "probe", True), ("prototypes", "prototypes", False))
 
 
 def run_demo(shots: list[int], *, seed: int = 0, device: str = "auto", progress: bool = True) -> dict:
@@ -26,14 +28,15 @@ def run_demo(shots: list[int], *, seed: int = 0, device: str = "auto", progress:
     rows = []
     for k in shots:
         few = sample_per_class(train, k, seed)
-        for name in (*DEMO_STRATEGIES, "baseline"):
+        for name, strategy, label_names in (*DEMO_FITS, ("baseline", None, False)):
             if progress:
                 log(f"K={k}: {name}")
             started = time.perf_counter()
             if name == "baseline":
                 model = fit_baseline(few, seed=seed)
             else:
-                model = adapt(few, encoder="minilm", strategy=name, seed=seed, device=device, cv=3, progress=progress)
+                model = adapt(few, encoder="minilm", strategy=strategy, seed=seed, device=device, cv=3,
+                              label_names=label_names, progress=progress)
             fit_seconds = time.perf_counter() - started
             pred, _ = model.predict(in_scope.inputs)
             row = {"k": k, "strategy": name, "accuracy": float(np.mean(np.asarray(pred) == in_scope.labels)),
@@ -53,7 +56,8 @@ def _table(rows: list[dict], shots: list[int]) -> str:
     acc = {(r["strategy"], r["k"]): r["accuracy"] for r in rows}
     head = "CLINC150 few-shot intent classification (150 intents, in-scope test accuracy)\n"
     lines = [f"{'strategy':<34}" + "".join(f"{f'K={k}':>9}" for k in shots)]
-    label = {"probe": "minilm + probe (logistic)", "prototypes": "minilm + cosine prototypes",
+    label = {"probe": "minilm + probe (logistic)", "probe + names": "  + intent names as examples",
+             "prototypes": "minilm + cosine prototypes",
              "baseline": "tf-idf + logistic (no transfer)"}
     for n in names:
         lines.append(f"{label.get(n, n):<34}" + "".join(f"{acc[(n, k)]:>9.1%}" for k in shots))

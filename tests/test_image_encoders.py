@@ -70,6 +70,7 @@ def test_unreadable_inputs_raise_badinput(tmp_path):
     [
         ("conv4", {}, 64, 4),
         ("conv4", {"size": 84, "grey": False}, 64 * 5 * 5, 4),
+        ("conv4", {"pools": 3}, 64 * 3 * 3, 4),
         ("resnet12", {"size": 32}, 640, 4),
         ("resnet12", {"size": 32, "widths": [8, 16, 16, 24], "norm": "batch"}, 24, 4),
         ("efficientnet-lite0", {"size": 64}, 1280, 9),
@@ -96,6 +97,8 @@ def test_bad_settings_raise_badinput():
         create_encoder("resnet12", size=8)
     with pytest.raises(BadInput, match="bad setting"):
         create_encoder("conv4", colour=True)
+    with pytest.raises(BadInput, match="pools"):
+        create_encoder("conv4", pools=2)
 
 
 def test_conv4_groupnorm_is_not_transductive():

@@ -95,16 +95,21 @@ def test_augment_jitters_each_image_reproducibly_and_keeps_it_recognisable(omnig
     split = default_split(omniglot)
     make = lambda augment: EpisodeSampler(omniglot, 5, 1, 3, seed=3, classes=split.train, prepare=prep(),  # noqa: E731
                                           rotations=True, augment=augment).sample()
-    plain, a, b = make(False), make(True), make(True)
-    assert a.classes == plain.classes and torch.equal(a.support_x, b.support_x)  # same episode, same jitter
+    plain, a, b, warped = make(False), make(True), make(True), make("elastic")
+    assert a.classes == plain.classes == warped.classes and torch.equal(a.support_x, b.support_x)  # same jitter
     x, y = plain.query_x.flatten(1), a.query_x.flatten(1)
     assert not torch.equal(x, y) and x.shape == y.shape
     # a jittered image stays far more like its own original than like the episode's other images
-    # (pixel correlation of thin strokes; measured about 0.45 against 0.19)
+    # (pixel correlation of thin strokes; measured about 0.45 against 0.19), warped ones too
     centred = lambda t: torch.nn.functional.normalize(t - t.mean(1, keepdim=True), dim=1)  # noqa: E731
-    sim = centred(y) @ centred(x).T
-    own, other = sim.diag().mean(), (sim.sum() - sim.diag().sum()) / (sim.numel() - len(sim))
-    assert own > 1.5 * other, (own, other)
+    for z in (y, warped.query_x.flatten(1)):
+        sim = centred(z) @ centred(x).T
+        own, other = sim.diag().mean(), (sim.sum() - sim.diag().sum()) / (sim.numel() - len(sim))
+        assert own > 1.5 * other, (own, other)
+    # the warp comes on top of the same affine change: drawn after it, so augment=true is unchanged
+    assert not torch.equal(warped.query_x, a.query_x)
     texts = Dataset("features", np.zeros((6, 4), np.float32), np.array(list("aabbcc")))
     with pytest.raises(BadInput, match="image"):
         EpisodeSampler(texts, 2, 1, 1, augment=True)
+    with pytest.raises(BadInput, match="augment must be true, false or elastic"):
+        EpisodeSampler(omniglot, 5, 1, 3, classes=split.train, prepare=prep(), augment="strong")

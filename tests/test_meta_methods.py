@@ -29,11 +29,12 @@ def test_registry_lists_every_method():
     assert list_methods() == sorted(METHODS)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_batched_matches_loop(omniglot, method):
+# pools=3: conv4 with an unpooled last block, whose grouped convolutions must skip that pool too
+@pytest.mark.parametrize("method, pools", [(m, 4) for m in METHODS] + [("maml", 3)])
+def test_batched_matches_loop(omniglot, method, pools):
     data, split = omniglot
     torch.manual_seed(0)
-    encoder = create_encoder("conv4", channels=8)
+    encoder = create_encoder("conv4", channels=8, pools=pools)
     settings = {"inner_steps": 2} if method in ("maml", "metasgd", "fomaml", "anil") else {}
     learner = create_meta(method, encoder, **settings)
     batch = EpisodeSampler(data, 5, 2, 2, seed=3, rotations=True, classes=split.train, prepare=encoder.prepare).sample_batch(3)
@@ -44,8 +45,11 @@ def test_batched_matches_loop(omniglot, method):
         grads[path] = {k: p.grad.clone() for k, p in learner.named_parameters() if p.grad is not None}
     assert losses["loop"] == pytest.approx(losses["batched"], rel=1e-5)
     assert grads["loop"].keys() == grads["batched"].keys() and len(grads["loop"]) >= 16
+    # a conv bias right before a GroupNorm of one channel per group has a gradient of exactly 0,
+    # computed as rounding noise: the absolute tolerance also scales with the largest gradient
+    noise = 2e-6 * max(float(g.abs().max()) for g in grads["loop"].values())
     for k, g in grads["loop"].items():
-        torch.testing.assert_close(grads["batched"][k], g, rtol=1e-3, atol=1e-4 * float(g.abs().max()) + 1e-7, msg=k)
+        torch.testing.assert_close(grads["batched"][k], g, rtol=1e-3, atol=1e-4 * float(g.abs().max()) + noise, msg=k)
     logits = {p: learner.predict(batch, p) for p in ("loop", "batched")} if method not in ("anil",) else None
     if logits:
         torch.testing.assert_close(logits["batched"], logits["loop"], rtol=1e-3, atol=1e-3)

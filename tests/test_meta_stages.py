@@ -83,6 +83,36 @@ def test_cli_finetune_and_bad_settings(pretrained, tmp_path):
                          "--out", tmp_path / "x", "--set", "pretrain_steps=-1", "--quiet"), "pretrain_steps must be >= 0")
 
 
+def test_views_average_each_image_on_its_own(pretrained, tmp_path):
+    """views=N: each image's features are the mean over it and N random affine views, computed
+    per image (changing one input leaves the others' features alone), seeded, off at 0."""
+    from quickadapt.meta.views import embed_views
+
+    out, _ = pretrained
+    plain = run_episodes(out, "builtin:omniglot", episodes=40, **VAL)
+    assert run_episodes(out, "builtin:omniglot", episodes=40, settings={"views": 0}, **VAL)["accuracy"] == plain["accuracy"]
+    four = run_episodes(out, "builtin:omniglot", episodes=40, settings={"views": 4}, **VAL)
+    assert four["views"] == 4 and four["accuracy"] > 0.5  # chance is 20%; the pretrained body ~0.87
+    assert run_episodes(out, "builtin:omniglot", episodes=40, settings={"views": 4}, **VAL) == four
+
+    learner, _ = load_meta_model(out)
+    data = load_episode_data("builtin:omniglot")
+    a, b, c = (data.inputs[i] for i in (0, 100, 200))
+    with_b = embed_views(learner.encoder, [a, b], 3, seed=5, device="cpu")
+    with_c = embed_views(learner.encoder, [a, c], 3, seed=5, device="cpu")
+    assert torch.allclose(with_b[0], with_c[0]) and not torch.allclose(with_b[1], with_c[1])
+    own = embed_views(learner.encoder, [a, b], 0, seed=5, device="cpu")
+    with torch.no_grad():
+        assert torch.allclose(own, learner.encoder.eval()(learner.encoder.prepare_tensor([a, b])))
+    assert not torch.allclose(own[0], with_b[0])  # the views did change the features
+
+    base = ("episodes", out, "--data", "builtin:omniglot", "--ways", 5, "--shots", 1, "--episodes", 2, "--quiet")
+    assert_bad_input(run(*base, "--set", "views=-1"), "views must be a whole number >= 0")
+    assert_bad_input(run(*base, "--adapt", "finetune", "--set", "views=2"), "views apply to predictions from fixed features")
+    assert_bad_input(run("episodes", "minilm", "--data", "builtin:clinc150-train", "--ways", 5, "--shots", 1,
+                         "--episodes", 2, "--set", "views=2", "--quiet"), "views change images")
+
+
 def test_fixed_feature_episodes_match_the_per_episode_path():
     """Embedding every held-out example once gives the same episodes and the same accuracy as
     running the body on each episode (prototypes, protonet, matchingnet never change it)."""

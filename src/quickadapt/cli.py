@@ -405,7 +405,10 @@ def episodes(
     adapt_with: str = typer.Option("method", "--adapt", help="method (as meta-trained), prototypes, or finetune "
                                                             "(a few steps on each support set)."),
     settings: Optional[List[str]] = typer.Option(None, "--set", help="For --adapt finetune: finetune_steps=N (default 20), "
-                                                                      "finetune_lr=X (default: a tenth of the encoder's fine-tuning rate)."),
+                                                                      "finetune_lr=X (default: a tenth of the encoder's fine-tuning rate). "
+                                                                      "For images with --adapt prototypes (or a ProtoNet or Matching "
+                                                                      "Networks model): views=N, each image's features averaged over it "
+                                                                      "and N random affine views of it (default 0)."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """N-way K-shot accuracy of a meta-trained model with a 95% confidence interval."""
@@ -416,7 +419,8 @@ def episodes(
                      adapt=adapt_with, seed=seed, device=device, progress=not quiet, settings=parse_set_options(settings))
     emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} ± {r['ci95']:.1%} (95% CI) "
                      f"over {r['episodes']} episodes from {r['classes']} {r['split']} classes "
-                     f"({r['method'] or 'no meta-training'}, adapt: {r['adapt']})")
+                     f"({r['method'] or 'no meta-training'}, adapt: {r['adapt']}"
+                     + (f", {r['views']} views)" if r["views"] else ")"))
 
 
 def main() -> None:

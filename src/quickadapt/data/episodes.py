@@ -7,7 +7,8 @@ seeded at construction, so the same seed gives the same episodes. With `rotation
 class also appears rotated by 90, 180 and 270 degrees as three new classes (the standard
 Omniglot augmentation; use it for meta-training classes only). With `augment=True` every image
 drawn also gets its own small random affine change (rotation, scale, shift; `jitter_images`),
-which keeps its class: more variety for meta-training on few classes, never for evaluation."""
+which keeps its class: more variety for meta-training on few classes, never for evaluation.
+`augment="elastic"` adds a smooth random warp on top (ELASTIC)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,12 +39,18 @@ FIXED_SPLITS = (OMNIGLOT_SPLIT, CLINC_SPLIT)
 OUT_OF_SCOPE_GROUP = "oos"  # CLINC150's out-of-scope rows: no intent to learn, never a class
 ROTATIONS = (0, 90, 180, 270)
 JITTER = {"degrees": 10.0, "scale": 0.1, "shift": 0.1}  # shift: a fraction of the image side
+# augment="elastic": a smooth random displacement on top of the affine change (Simard et al.
+# 2003 distorted handwritten digits so), drawn on a 4x4 grid of control points, each moved by
+# up to ELASTIC of the image side (2.2 pixels at 28x28) and interpolated bicubically between
+ELASTIC = {"grid": 4, "amplitude": 0.08}
+AUGMENT = (False, True, "elastic")
 
 
-def jitter_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def jitter_images(x: torch.Tensor, generator: torch.Generator, elastic: bool = False) -> torch.Tensor:
     """Each image of the (n, C, H, W) batch rotated by up to JITTER degrees either way, scaled
-    by 1 +- JITTER scale and shifted by up to JITTER shift of its side, drawn from `generator`;
-    the border is filled with the image's corner value (the background)."""
+    by 1 +- JITTER scale and shifted by up to JITTER shift of its side, drawn from `generator`
+    (with `elastic`, then warped by a smooth random displacement, ELASTIC); the border is filled
+    with the image's corner value (the background)."""
     n = len(x)
     u = lambda: torch.rand(n, generator=generator) * 2 - 1  # noqa: E731  (uniform in [-1, 1])
     angle = torch.deg2rad(u() * JITTER["degrees"])
@@ -52,6 +59,12 @@ def jitter_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = torch.nn.functional.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    if elastic:  # drawn after the affine change's numbers, so augment=true draws as it always did
+        g = ELASTIC["grid"]
+        control = (torch.rand(n, 2, g, g, generator=generator) * 2 - 1) * ELASTIC["amplitude"] * 2
+        field = torch.nn.functional.interpolate(control.to(x.dtype), size=x.shape[-2:], mode="bicubic",
+                                                align_corners=True)
+        grid = grid + field.permute(0, 2, 3, 1)
     background = x[:, :, :1, :1]
     out = torch.nn.functional.grid_sample(x - background, grid, padding_mode="zeros", align_corners=False)
     return out + background
@@ -209,7 +222,7 @@ class EpisodeSampler:
 
     def __init__(
         self, data: Dataset, n_way: int, k_shot: int, n_query: int, seed: int = 0, *, rotations: bool = False,
-        classes: Sequence[str] | None = None, prepare: Callable | None = None, augment: bool = False,
+        classes: Sequence[str] | None = None, prepare: Callable | None = None, augment: bool | str = False,
     ):
         for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1), ("n_query", n_query, 1)):
             if not isinstance(value, (int, np.integer)) or value < low:
@@ -217,7 +230,9 @@ class EpisodeSampler:
         data.require_labels(min_classes=1)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
         self.rotations = bool(rotations)
-        self.augment = bool(augment)
+        if augment not in AUGMENT:
+            raise BadInput(f"augment must be true, false or elastic, got {augment!r}")
+        self.augment, self.elastic = bool(augment), augment == "elastic"
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         wanted = list(classes) if classes is not None else data.classes
@@ -274,7 +289,7 @@ class EpisodeSampler:
         labels = torch.arange(self.n_way)
         sx, qx = torch.cat(sx), torch.cat(qx)
         if self.augment:
-            sx, qx = jitter_images(sx, g), jitter_images(qx, g)
+            sx, qx = jitter_images(sx, g, self.elastic), jitter_images(qx, g, self.elastic)
         return Episode(
             sx, labels.repeat_interleave(self.k_shot), qx, labels.repeat_interleave(self.n_query),
             [self.class_name(self.classes[ci]) for ci in picked],
@@ -299,7 +314,7 @@ class EpisodeSampler:
             if turn.any():
                 x[turn] = torch.rot90(x[turn], r // 90, dims=(-2, -1))
         if self.augment:
-            x = jitter_images(x, generator)
+            x = jitter_images(x, generator, self.elastic)
         return x, pick[:, 0]
 
     def state(self) -> torch.Tensor:

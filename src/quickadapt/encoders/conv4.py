@@ -4,7 +4,9 @@ Each block is 3x3 conv (64 filters), norm, ReLU, 2x2 max-pool; the output is fla
 (64-d at 28x28, 1600-d at 84x84). The blocks pool before the ReLU: the same function with the
 same gradients (ReLU is monotonic, so it commutes with max), but the ReLU and its backward see a
 quarter of the values (a second-order MAML step with `higher` on 2 CPU threads: 1.01-1.09x in
-four runs of bench/meta_speed.py). There are no pretrained weights: it is trained from
+four runs of bench/meta_speed.py). `pools=3` leaves the last block unpooled: at 28x28 its 3x3
+map stays whole (576-d features) instead of max-pooling into 1x1, which keeps only its top-left
+2x2 corner (floor division). There are no pretrained weights: it is trained from
 scratch, by meta-training or by fine-tuning, so `pretrained=True` still gives a random init."""
 from __future__ import annotations
 
@@ -56,23 +58,28 @@ class Conv4Encoder(Encoder):
     name = "conv4"
     modality = "image"
 
-    def __init__(self, *, size: int = 28, grey: bool = True, channels: int = 64, norm: str = "group"):
+    def __init__(self, *, size: int = 28, grey: bool = True, channels: int = 64, norm: str = "group", pools: int = 4):
         super().__init__()
         check_image_settings(self.name, size, norm, min_size=16)
+        if pools not in (3, 4):
+            raise BadInput(f"setting 'pools' for encoder 'conv4' must be 3 or 4 (blocks that max-pool), got {pools!r}")
         self.settings = {"size": int(size), "grey": bool(grey), "channels": int(channels), "norm": norm}
+        if pools != 4:  # only when set, so existing models' settings (and cache keys) stay as they were
+            self.settings["pools"] = int(pools)
         self.normalize = ImageNormalize(bool(grey))
         width, side = (1 if grey else 3), int(size)
         blocks = []
-        for _ in range(4):
+        for i in range(4):
+            pool = [nn.MaxPool2d(2)] if i < pools else []
             blocks.append(
                 nn.Sequential(
                     nn.Conv2d(width, int(channels), 3, padding=1),
                     norm_layer(norm, int(channels)),
-                    nn.MaxPool2d(2),
+                    *pool,
                     nn.ReLU(inplace=True),
                 )
             )
-            width, side = int(channels), side // 2
+            width, side = int(channels), side // 2 if pool else side
         self.blocks = nn.ModuleList(blocks)
         self.embed_dim = width * side * side
 

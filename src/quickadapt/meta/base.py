@@ -184,7 +184,9 @@ def conv4_grouped(encoder: nn.Module, params: Params, x: torch.Tensor) -> torch.
         h = F.conv2d(h, w.flatten(0, 1), b.flatten(), padding=1, groups=T)
         h = F.group_norm(h, T * norm.num_groups, params[f"blocks.{i}.1.weight"].flatten(),
                          params[f"blocks.{i}.1.bias"].flatten(), norm.eps)
-        h = F.relu(F.max_pool2d(h, 2))  # pool first, as Conv4Encoder does
+        if isinstance(block[2], nn.MaxPool2d):  # pool first, as Conv4Encoder does (pools=3: not the last)
+            h = F.max_pool2d(h, 2)
+        h = F.relu(h)
     c = h.shape[1] // T
     return h.view(n, T, c, *h.shape[2:]).transpose(0, 1).reshape(T, n, -1)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quickadapt.data.episodes import ClassSplit, EpisodeSampler, default_split, load_episode_data
+from quickadapt.data.episodes import AUGMENT, ClassSplit, EpisodeSampler, default_split, load_episode_data
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
@@ -48,15 +48,16 @@ def run_meta_train(
     """`encoder`: where to start (None: conv4 from a random init for images, minilm for text).
     `rotations` (None: on for images, off otherwise). `settings` holds the method's settings,
     the training loop's (steps, validate_every...), the pretraining stage's (pretrain_steps...)
-    and `augment` (images: a small random affine change of every training image drawn)."""
+    and `augment` (images: a small random affine change of every training image drawn; "elastic": a
+    smooth random warp as well)."""
     out = Path(out)
     settings = dict(settings or {})
     train_settings = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
     pre_cfg = build_config(PretrainConfig, {k: settings[k] for k in settings if k in PRETRAIN_KEYS}, "meta-train")
     dataset = load_episode_data(data)  # its modality picks the default start and rotations
     augment = settings.get("augment", False)
-    if not isinstance(augment, bool):
-        raise BadInput(f"augment must be true or false, got {augment!r}")
+    if augment not in AUGMENT:
+        raise BadInput(f"augment must be true, false or elastic, got {augment!r}")
     if augment and dataset.modality != "image":
         raise BadInput(f"augment changes images; {data} is {dataset.modality} data (leave it off)")
     if rotations is None:
@@ -139,9 +140,15 @@ def run_episodes(
     folder) as the baseline without meta-training, on the data's default split. `adapt`:
     "method" (the way it was meta-trained; prototypes for a plain encoder), "prototypes"
     (nearest class mean of the body's features, any method) or "finetune" (a few steps on each
-    support set against its prototypes, meta/finetune.py; `settings`: finetune_steps, finetune_lr)."""
+    support set against its prototypes, meta/finetune.py; `settings`: finetune_steps, finetune_lr).
+    `settings` views=N (images, fixed-feature predictions): each image's features are the mean over
+    it and N random affine views of it (meta/views.py)."""
     if adapt not in ADAPT:
         raise BadInput(f"--adapt must be one of {', '.join(ADAPT)}, got {adapt!r}")
+    settings = dict(settings or {})
+    views = settings.pop("views", 0)
+    if isinstance(views, bool) or not isinstance(views, int) or views < 0:
+        raise BadInput(f"views must be a whole number >= 0, got {views!r}")
     if settings and adapt != "finetune":
         raise BadInput(f"settings ({', '.join(settings)}) apply to --adapt finetune only")
     ft_cfg = build_config(FinetuneConfig, settings, "--adapt finetune") if adapt == "finetune" else None
@@ -165,16 +172,22 @@ def run_episodes(
     shown_adapt = "prototypes" if manifest is None and adapt == "method" else adapt
     seed_everything(seed)
     fixed = adapt == "prototypes" or (adapt == "method" and learner.name in FIXED_FEATURE_METHODS)
+    if views and learner.encoder.modality != "image":
+        raise BadInput(f"views change images; {learner.encoder.name} reads {learner.encoder.modality} (leave views at 0)")
+    if views and not fixed:
+        raise BadInput(f"views apply to predictions from fixed features (--adapt prototypes, or method for "
+                       f"{' and '.join(FIXED_FEATURE_METHODS)}), not to {adapt} with {learner.name}")
     per_episode_inputs = episodes * n_way * (k_shot + n_query)
-    if fixed and per_episode_inputs > int(np.isin(dataset.labels, present).sum()):  # embedding all once is cheaper
+    # embedding every held-out input once is cheaper than per episode, and the only way with views
+    if fixed and (views or per_episode_inputs > int(np.isin(dataset.labels, present).sum())):
         sampler, predict = fixed_feature_episodes(learner, manifest, dataset, present, adapt, n_way=n_way,
-                                                  k_shot=k_shot, n_query=n_query, seed=seed, device=dev)
+                                                  k_shot=k_shot, n_query=n_query, seed=seed, device=dev, views=views)
     else:
         sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, classes=present,
                                  prepare=learner.encoder.prepare_tensor)
         predict = episode_predictor(learner, adapt, ft_cfg, seed)
     result = episode_accuracy(predict, sampler, episodes, device=dev, description="episodes" if progress else None)
-    return {"model": str(model), "method": method, "adapt": shown_adapt, "split": split,
+    return {"model": str(model), "method": method, "adapt": shown_adapt, "split": split, "views": views,
             "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
 
 
@@ -190,7 +203,8 @@ def episode_predictor(learner, adapt: str, ft_cfg, seed: int):
     return learner.predict
 
 
-def fixed_feature_episodes(learner, manifest, dataset, present, adapt, *, n_way, k_shot, n_query, seed, device):
+def fixed_feature_episodes(learner, manifest, dataset, present, adapt, *, n_way, k_shot, n_query, seed, device,
+                           views: int = 0):
     """Episodes over features computed once per example, for predictions that never change the
     body (nearest prototypes, ProtoNet, Matching Networks): 600 five-way one-shot episodes with
     15 queries embed 48,000 inputs one episode at a time but only the held-out examples (3,000
@@ -204,7 +218,12 @@ def fixed_feature_episodes(learner, manifest, dataset, present, adapt, *, n_way,
     held_out = dataset.subset(np.flatnonzero(np.isin(dataset.labels, present)))
     # the embedding cache is for pristine pretrained encoders (a baseline such as `episodes minilm`)
     pristine = manifest is None and getattr(learner.encoder, "is_pretrained", False)
-    feats = embed(learner.encoder, held_out.inputs, device=device, cache=pristine)
+    if views:
+        from quickadapt.meta.views import embed_views
+
+        feats = embed_views(learner.encoder, held_out.inputs, views, seed=seed, device=device).numpy()
+    else:
+        feats = embed(learner.encoder, held_out.inputs, device=device, cache=pristine)
     features = Dataset("features", feats, held_out.labels, name=held_out.name)
     sampler = EpisodeSampler(features, n_way, k_shot, n_query, seed, classes=present)
     if adapt == "prototypes":

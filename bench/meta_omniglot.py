@@ -91,6 +91,10 @@ VARIANTS = {
     "protonet+augment=elastic+lr_halve_every=1500": ("protonet", {"augment": "elastic", "lr_halve_every": 1500}),
     "protonet+augment=elastic+lr_halve_every=1000+encoder.pools=3": (
         "protonet", {"augment": "elastic", "lr_halve_every": 1000, "encoder.pools": 3}),
+    # the two best of those together, and a slower decay still
+    "protonet+augment=elastic+lr_halve_every=1500+encoder.pools=3": (
+        "protonet", {"augment": "elastic", "lr_halve_every": 1500, "encoder.pools": 3}),
+    "protonet+augment=elastic+lr_halve_every=2000": ("protonet", {"augment": "elastic", "lr_halve_every": 2000}),
 }
 SELECT = (5, 1)  # the validation setting that picks the two best methods
 # test-time augmentation (`quickadapt episodes --set views=N`, quickadapt/meta/views.py): every

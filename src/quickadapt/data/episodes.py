@@ -46,6 +46,11 @@ ELASTIC = {"grid": 4, "amplitude": 0.08}
 AUGMENT = (False, True, "elastic")
 
 
+def check_augment(augment) -> None:
+    if augment not in AUGMENT:
+        raise BadInput(f"augment must be true, false or elastic, got {augment!r}")
+
+
 def jitter_images(x: torch.Tensor, generator: torch.Generator, elastic: bool = False) -> torch.Tensor:
     """Each image of the (n, C, H, W) batch rotated by up to JITTER degrees either way, scaled
     by 1 +- JITTER scale and shifted by up to JITTER shift of its side, drawn from `generator`
@@ -230,8 +235,7 @@ class EpisodeSampler:
         data.require_labels(min_classes=1)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
         self.rotations = bool(rotations)
-        if augment not in AUGMENT:
-            raise BadInput(f"augment must be true, false or elastic, got {augment!r}")
+        check_augment(augment)
         self.augment, self.elastic = bool(augment), augment == "elastic"
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)

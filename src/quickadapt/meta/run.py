@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quickadapt.data.episodes import AUGMENT, ClassSplit, EpisodeSampler, default_split, load_episode_data
+from quickadapt.data.episodes import ClassSplit, EpisodeSampler, check_augment, default_split, load_episode_data
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
@@ -56,8 +56,7 @@ def run_meta_train(
     pre_cfg = build_config(PretrainConfig, {k: settings[k] for k in settings if k in PRETRAIN_KEYS}, "meta-train")
     dataset = load_episode_data(data)  # its modality picks the default start and rotations
     augment = settings.get("augment", False)
-    if augment not in AUGMENT:
-        raise BadInput(f"augment must be true, false or elastic, got {augment!r}")
+    check_augment(augment)  # before any work; the sampler checks it again
     if augment and dataset.modality != "image":
         raise BadInput(f"augment changes images; {data} is {dataset.modality} data (leave it off)")
     if rotations is None:

@@ -30,6 +30,21 @@ def test_text_csv(tmp_path):
     assert ds.labels.tolist() == ["greet", "3"]
 
 
+def test_spreadsheet_csv_dialects(tmp_path):
+    """What spreadsheets write: semicolons (where the comma is the decimal mark), tabs (.tsv, or
+    .csv with tabs), and capitalised headers; commas inside the text stay text."""
+    for name, content in [("semi.csv", "Text;Label\nhello, there;greet\nbye;leave\n"),
+                          ("tabs.tsv", "text\tlabel\nhello, there\tgreet\nbye\tleave\n"),
+                          ("tabs.csv", "TEXT\tLABEL\nhello, there\tgreet\nbye\tleave\n")]:
+        ds = load_dataset(write(tmp_path / name, content))
+        assert ds.inputs == ["hello, there", "bye"] and ds.labels.tolist() == ["greet", "leave"], name
+    feats = load_dataset(write(tmp_path / "f.csv", "a;b;Label\n1;2;x\n3;4;y\n"))
+    assert feats.modality == "features" and feats.inputs.shape == (2, 2) and feats.labels.tolist() == ["x", "y"]
+    # an exact `text` column wins over another capitalisation of it
+    both = load_dataset(write(tmp_path / "both.csv", "Text,text,label\nwrong,right,a\n"))
+    assert both.inputs == ["right"]
+
+
 def test_text_csv_bom_and_label_modes(tmp_path):
     f = write(tmp_path / "t.csv", "text,label\nhi,a\nho,\n", encoding="utf-8-sig")
     assert load_dataset(f, labels="ignore").labels is None  # empty label not checked
@@ -69,17 +84,19 @@ def test_npz(tmp_path):
     assert load_dataset(str(tmp_path / "b.npz"), labels="ignore").labels is None
 
 
-def test_image_class_folders(tmp_path):
-    for rel in ["b/2.png", "b/1.JPG", "a/deep/x.png", "a/0.bmp", "a/.hidden.png", "a/notes.txt"]:
-        if rel.endswith(".txt"):
+def test_image_class_folders(tmp_path, capsys):
+    for rel in ["b/2.png", "b/1.JPG", "b/3.tif", "a/deep/x.png", "a/0.bmp", "a/.hidden.png", "a/notes.txt", "b/IMG.HEIC"]:
+        if rel.endswith((".txt", ".HEIC")):
             write(tmp_path / rel, "x")
         else:
             png(tmp_path / rel)
     ds = load_dataset(str(tmp_path))
     assert ds.modality == "image"
     names = [p[len(str(tmp_path)) + 1:] for p in ds.inputs]
-    assert names == ["a/0.bmp", "a/deep/x.png", "b/1.JPG", "b/2.png"]
-    assert ds.labels.tolist() == ["a", "a", "b", "b"]
+    assert names == ["a/0.bmp", "a/deep/x.png", "b/1.JPG", "b/2.png", "b/3.tif"]
+    assert ds.labels.tolist() == ["a", "a", "b", "b", "b"]
+    # files that are not images are left out, and said so (a .heic photo would vanish otherwise)
+    assert "skipped 2 files that are not images (1 .heic, 1 .txt)" in capsys.readouterr().err
     assert load_dataset(str(tmp_path), labels="ignore").labels is None
 
 

@@ -18,7 +18,7 @@ from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput
 
 LABEL_MODES = ("required", "optional", "ignore")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TEXT_HINT = "text data needs columns text,label"
 FEATURE_HINT = "feature data needs a `label` column and numeric columns"
 
@@ -53,7 +53,7 @@ def _load_path(path: Path, shown: str, labels: str) -> Dataset:
     if path.is_dir():
         return _load_image_folder(path, shown, labels)
     ext = path.suffix.lower()
-    if ext == ".csv":
+    if ext in (".csv", ".tsv"):
         return _load_csv(path, shown, labels)
     if ext == ".jsonl":
         return _load_jsonl(path, shown, labels)
@@ -62,7 +62,7 @@ def _load_path(path: Path, shown: str, labels: str) -> Dataset:
     if ext in IMAGE_EXTS:
         raise BadInput(f"{shown}: a single image; pass the folder that holds the images")
     raise BadInput(
-        f"{shown}: unknown file type {ext or '(no extension)'!r}; use .csv or .jsonl (text), "
+        f"{shown}: unknown file type {ext or '(no extension)'!r}; use .csv, .tsv or .jsonl (text), "
         ".npz or .csv (features), or a folder of images"
     )
 
@@ -125,8 +125,30 @@ def _load_jsonl(path: Path, shown: str, labels: str) -> Dataset:
     return _text_dataset(rows, shown, has_label, labels, "line")
 
 
+def _delimiter(path: Path, content: str) -> str:
+    """Tab for .tsv; for .csv a comma, unless the header line has none but a semicolon or tab
+    (what spreadsheets write where the comma is the decimal mark)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    first = content.split("\n", 1)[0]
+    if "," not in first:
+        for d in (";", "\t"):
+            if d in first:
+                return d
+    return ","
+
+
+def _column_index(header: list[str], name: str) -> int | None:
+    """Where column `name` is: its exact spelling, else any capitalisation (Text, LABEL)."""
+    if name in header:
+        return header.index(name)
+    folded = [h.lower() for h in header]
+    return folded.index(name) if name in folded else None
+
+
 def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
-    reader = csv.reader(io.StringIO(_read_utf8(path, shown), newline=""))
+    content = _read_utf8(path, shown)
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=_delimiter(path, content))
     try:
         header = next(reader)
     except StopIteration:
@@ -141,13 +163,11 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     for i, r in body:
         if len(r) > len(header):
             raise BadInput(f"{shown}: line {i} has {len(r)} fields but the header has {len(header)}; quote fields that contain commas")
-    col = {h: j for j, h in enumerate(header)}
-
     def cell(r, j):
         return r[j] if j is not None and j < len(r) else None
 
-    if "text" in col:
-        jt, jl = col["text"], col.get("label")
+    jt, jl = _column_index(header, "text"), _column_index(header, "label")
+    if jt is not None:
         rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
         return _text_dataset(rows, shown, jl is not None, labels, "line")
     return _features_csv(header, body, shown, labels)
@@ -174,7 +194,7 @@ def _is_number(s: str) -> bool:
 
 def _features_csv(header: list[str], body, shown: str, labels: str) -> Dataset:
     found = ", ".join(header)
-    jl = header.index("label") if "label" in header else None
+    jl = _column_index(header, "label")
     feat = [j for j, h in enumerate(header) if j != jl]
     if not feat:
         raise BadInput(f"{shown}: no `text` column and no feature columns (found: {found}); {TEXT_HINT}, or {FEATURE_HINT}")
@@ -244,13 +264,29 @@ def _load_npz(path: Path, shown: str, labels: str) -> Dataset:
 
 # --- images -------------------------------------------------------------------------------
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files anywhere under `folder`, sorted by relative path; hidden entries skipped."""
+def _images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
+    """Image files anywhere under `folder`, sorted by relative path; hidden entries skipped.
+    Other files are counted by extension into `skipped`."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [Path(dirpath, f) for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_EXTS)]
+        for f in filenames:
+            if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."):
+                found.append(Path(dirpath, f))
+            elif skipped is not None and not f.startswith("."):
+                ext = Path(f).suffix.lower() or "(no extension)"
+                skipped[ext] = skipped.get(ext, 0) + 1
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _note_skipped(shown: str, skipped: dict) -> None:
+    """One log line for files that are not images (photos in a format PIL cannot read, such as
+    .heic, would otherwise vanish from the data without a word)."""
+    if skipped:
+        from quickadapt.progress import log
+
+        kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+        log(f"note: {shown}: skipped {sum(skipped.values())} files that are not images ({kinds})")
 
 
 def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
@@ -258,18 +294,21 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
     # Class layout = any visible sub-folder. Predict (labels ignored) takes every image below.
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTS)]
+    skipped: dict = {}
     if labels == "ignore" or not subdirs:
-        paths = _images_under(root)
+        paths = _images_under(root, skipped)
         if not paths:
             raise BadInput(f"{shown}: no images found (looked for {exts} files)")
+        _note_skipped(shown, skipped)
         return Dataset("image", [str(p) for p in paths], None, name=shown)
     if loose:
         raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
     paths, labs = [], []
     for d in subdirs:
-        found = _images_under(d)
+        found = _images_under(d, skipped)
         if not found:
             raise BadInput(f"{shown}: class folder {d.name!r} has no images ({exts}); add images or remove the folder")
         paths += [str(p) for p in found]
         labs += [d.name] * len(found)
+    _note_skipped(shown, skipped)
     return Dataset("image", paths, np.asarray(labs, dtype=object), name=shown)

@@ -173,6 +173,13 @@ def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
                      "inner_lr")
     assert_bad_input(run(*base, "--method", "maml", "--ways", 5, "--out", tmp_path / "a", "--set", "nope=1"),
                      "unknown setting 'nope'")
+    assert_bad_input(run(*base, "--method", "protonet", "--ways", 5, "--out", tmp_path / "a", "--set", "warp=0.1"),
+                     "needs --set augment=elastic")
+    assert_bad_input(run(*base, "--method", "protonet", "--ways", 5, "--out", tmp_path / "a", "--set", "mirrors=2"),
+                     "mirrors must be true or false")
+    assert_bad_input(run("meta-train", "--data", "builtin:clinc150-train", "--method", "protonet", "--ways", 5,
+                         "--shots", 1, "--steps", 1, "--quiet", "--out", tmp_path / "a", "--set", "mirrors=true"),
+                     "mirrors flip images")
     assert_bad_input(run("meta-train", "--data", one_per_class / "test", "--method", "protonet", "--ways", 5, "--shots", 1,
                          "--queries", 1, "--no-rotations", "--out", tmp_path / "b", "--quiet"), "classes available but 5-way")
     assert_bad_input(run("meta-train", "--data", one_per_class / "test", "--method", "protonet", "--ways", 2, "--shots", 4,

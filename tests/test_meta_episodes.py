@@ -51,9 +51,30 @@ def test_rotations_add_classes(omniglot):
     assert rotated and all(n.rsplit("@", 1)[1] in ("90", "180", "270") for n in rotated)
     # a rotated class is its base images turned by 90 degrees
     s.x = torch.arange(float(s.x[0].numel())).view(1, 1, 28, 28).repeat(len(s.x), 1, 1, 1)
-    s.classes = [(0, 90)] * 20
+    s.classes = [(0, 90, False)] * 20
     ep = s.sample()
     assert torch.equal(ep.support_x[0], torch.rot90(s.x[0], 1, dims=(-2, -1)))
+
+
+def test_mirrors_add_flipped_classes(omniglot):
+    split = default_split(omniglot)
+    s = EpisodeSampler(omniglot, 20, 1, 1, seed=0, rotations=True, mirrors=True, classes=split.train, prepare=prep())
+    assert len(s.classes) == 8 * 161 and len(set(s.classes)) == len(s.classes)
+    names = [n for _ in range(5) for n in s.sample().classes]
+    assert any(n.endswith("@m") for n in names) and any("@m" in n and n[-1].isdigit() for n in names)
+    # without mirrors the classes and the episodes are what they were (old seeds reproduce)
+    plain = EpisodeSampler(omniglot, 5, 1, 1, seed=4, rotations=True, classes=split.train, prepare=prep())
+    assert all(not m for _, _, m in plain.classes) and not any("@m" in n for n in plain.sample().classes)
+    # a mirrored class is its base images flipped left-right, then turned; labelled batches too
+    s.x = torch.arange(float(s.x[0].numel())).view(1, 1, 28, 28).repeat(len(s.x), 1, 1, 1)
+    s.classes = [(0, 90, True)] * 20
+    flipped_turned = torch.rot90(torch.flip(s.x[0], dims=(-1,)), 1, dims=(-2, -1))
+    assert torch.equal(s.sample().support_x[0], flipped_turned)
+    x, _ = s.labelled_batch(3, torch.Generator().manual_seed(0))
+    assert all(torch.equal(xi, flipped_turned) for xi in x)
+    texts = Dataset("features", np.zeros((6, 4), np.float32), np.array(list("aabbcc")))
+    with pytest.raises(BadInput, match="mirrors"):
+        EpisodeSampler(texts, 2, 1, 1, mirrors=True)
 
 
 def test_bad_inputs(omniglot):
@@ -113,3 +134,26 @@ def test_augment_jitters_each_image_reproducibly_and_keeps_it_recognisable(omnig
         EpisodeSampler(texts, 2, 1, 1, augment=True)
     with pytest.raises(BadInput, match="augment must be true, false or elastic"):
         EpisodeSampler(omniglot, 5, 1, 3, classes=split.train, prepare=prep(), augment="strong")
+
+
+def test_warp_sets_the_elastic_amplitude(omniglot):
+    split = default_split(omniglot)
+    ramp = torch.arange(28.0).repeat(28, 1).view(1, 1, 28, 28)  # pixel value = column: shows shifts in x
+
+    def make(**kw):
+        s = EpisodeSampler(omniglot, 5, 1, 3, seed=3, classes=split.train, prepare=prep(), **kw)
+        s.x = ramp.repeat(len(s.x), 1, 1, 1)
+        # the support images draw first (the queries' affine numbers come after their warp),
+        # and the middle keeps away from the filled border
+        return s.sample().support_x[..., 4:-4, 4:-4]
+
+    default, strong = make(augment="elastic"), make(augment="elastic", warp=0.2)
+    same = make(augment="elastic", warp=0.08)
+    assert torch.equal(default, same)  # 0.08 is the default amplitude
+    affine = make(augment=True)
+    # the same draws scaled up: 2.5x the amplitude moves pixels about 2.5x as far from the affine-only ones
+    ratio = (strong - affine).abs().mean() / (default - affine).abs().mean()
+    assert 2.0 < ratio < 3.0, ratio
+    for bad in (0, -0.1, 0.9, "big"):
+        with pytest.raises(BadInput, match="warp must be"):
+            make(augment="elastic", warp=bad)

@@ -370,6 +370,10 @@ def meta_train_cmd(
     also pretrain_batch, pretrain_lr, pretrain_budget seconds). The pretrained body alone is kept
     in OUT/pretrained for `quickadapt episodes OUT/pretrained`.
 
+    More variety for image classes (docs/meta.md): --set augment=true (a small random affine
+    change of every training image), augment=elastic (a smooth warp too; warp=F its amplitude,
+    a fraction of the side), mirrors=true (each class's mirror image as one more class).
+
     Early stopping: every 100 steps and at the end the model is scored on 100 fixed episodes
     from the validation classes, and the best weights are kept (--set validate_every=N, 0: off;
     --set validate_episodes=E)."""

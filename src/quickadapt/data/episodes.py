@@ -5,10 +5,12 @@ class (labels 0..n_way-1 in `classes` order). `EpisodeSampler` prepares every in
 28x28 grey tensors through an encoder's `prepare`), then draws episodes from a `torch.Generator`
 seeded at construction, so the same seed gives the same episodes. With `rotations=True` each
 class also appears rotated by 90, 180 and 270 degrees as three new classes (the standard
-Omniglot augmentation; use it for meta-training classes only). With `augment=True` every image
+Omniglot augmentation; use it for meta-training classes only); `mirrors=True` adds each class's
+mirror image (left-right flip) as one more new class, rotated too with rotations on: a flipped
+character is another character, so twice the classes to learn from. With `augment=True` every image
 drawn also gets its own small random affine change (rotation, scale, shift; `jitter_images`),
 which keeps its class: more variety for meta-training on few classes, never for evaluation.
-`augment="elastic"` adds a smooth random warp on top (ELASTIC)."""
+`augment="elastic"` adds a smooth random warp on top (ELASTIC; `warp` sets its amplitude)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,10 +53,11 @@ def check_augment(augment) -> None:
         raise BadInput(f"augment must be true, false or elastic, got {augment!r}")
 
 
-def jitter_images(x: torch.Tensor, generator: torch.Generator, elastic: bool = False) -> torch.Tensor:
+def jitter_images(x: torch.Tensor, generator: torch.Generator, warp: float = 0.0) -> torch.Tensor:
     """Each image of the (n, C, H, W) batch rotated by up to JITTER degrees either way, scaled
     by 1 +- JITTER scale and shifted by up to JITTER shift of its side, drawn from `generator`
-    (with `elastic`, then warped by a smooth random displacement, ELASTIC); the border is filled
+    (with `warp` > 0, then warped by a smooth random displacement of up to `warp` of the side on
+    ELASTIC's grid of control points); the border is filled
     with the image's corner value (the background)."""
     n = len(x)
     u = lambda: torch.rand(n, generator=generator) * 2 - 1  # noqa: E731  (uniform in [-1, 1])
@@ -64,15 +67,22 @@ def jitter_images(x: torch.Tensor, generator: torch.Generator, elastic: bool = F
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = torch.nn.functional.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    if elastic:  # drawn after the affine change's numbers, so augment=true draws as it always did
+    if warp:  # drawn after the affine change's numbers, so augment=true draws as it always did
         g = ELASTIC["grid"]
-        control = (torch.rand(n, 2, g, g, generator=generator) * 2 - 1) * ELASTIC["amplitude"] * 2
+        control = (torch.rand(n, 2, g, g, generator=generator) * 2 - 1) * warp * 2
         field = torch.nn.functional.interpolate(control.to(x.dtype), size=x.shape[-2:], mode="bicubic",
                                                 align_corners=True)
         grid = grid + field.permute(0, 2, 3, 1)
     background = x[:, :, :1, :1]
     out = torch.nn.functional.grid_sample(x - background, grid, padding_mode="zeros", align_corners=False)
     return out + background
+
+
+def turn_images(x: torch.Tensor, rot: int, mirrored: bool) -> torch.Tensor:
+    """The (n, C, H, W) images mirrored left-right (if `mirrored`), then rotated by `rot` degrees."""
+    if mirrored:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, rot // 90, dims=(-2, -1)) if rot else x
 
 
 @dataclass
@@ -228,15 +238,18 @@ class EpisodeSampler:
     def __init__(
         self, data: Dataset, n_way: int, k_shot: int, n_query: int, seed: int = 0, *, rotations: bool = False,
         classes: Sequence[str] | None = None, prepare: Callable | None = None, augment: bool | str = False,
+        mirrors: bool = False, warp: float = ELASTIC["amplitude"],
     ):
         for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1), ("n_query", n_query, 1)):
             if not isinstance(value, (int, np.integer)) or value < low:
                 raise BadInput(f"{name} must be an integer >= {low}, got {value!r}")
         data.require_labels(min_classes=1)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
-        self.rotations = bool(rotations)
+        self.rotations, self.mirrors = bool(rotations), bool(mirrors)
         check_augment(augment)
-        self.augment, self.elastic = bool(augment), augment == "elastic"
+        if not isinstance(warp, (int, float)) or isinstance(warp, bool) or not 0 < warp <= 0.5:
+            raise BadInput(f"warp must be a fraction of the image side in (0, 0.5], got {warp!r}")
+        self.augment, self.warp = bool(augment), float(warp) if augment == "elastic" else 0.0
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         wanted = list(classes) if classes is not None else data.classes
@@ -247,7 +260,9 @@ class EpisodeSampler:
         sub = data.subset(keep)
         need = self.k_shot + self.n_query
         self.base_classes = sorted(set(sub.labels.tolist()))
-        n_classes = len(self.base_classes) * (len(ROTATIONS) if self.rotations else 1)
+        turns = ROTATIONS if self.rotations else (0,)
+        flips = (False, True) if self.mirrors else (False,)
+        n_classes = len(self.base_classes) * len(turns) * len(flips)
         if n_classes < self.n_way:
             raise BadInput(
                 f"{data.name or 'data'}: {n_classes} classes available but {self.n_way}-way episodes need at least "
@@ -268,32 +283,31 @@ class EpisodeSampler:
             self.x = torch.as_tensor(np.asarray(sub.inputs, dtype=np.float32))
         else:
             raise BadInput(f"{sub.modality} episodes need a `prepare` function (an encoder's)")
-        if (self.rotations or self.augment) and self.x.dim() != 4:
-            raise BadInput("rotations and augmentation need image inputs (n, C, H, W)")
-        # every (class, rotation) pair is a class of its own
-        self.classes = [(i, r) for i in range(len(self.base_classes)) for r in (ROTATIONS if self.rotations else (0,))]
+        if (self.rotations or self.mirrors or self.augment) and self.x.dim() != 4:
+            raise BadInput("rotations, mirrors and augmentation need image inputs (n, C, H, W)")
+        # every (class, rotation, mirrored) triple is a class of its own
+        self.classes = [(i, r, m) for i in range(len(self.base_classes)) for m in flips for r in turns]
 
-    def class_name(self, c: tuple[int, int]) -> str:
-        name = self.base_classes[c[0]]
-        return name if c[1] == 0 else f"{name}@{c[1]}"
+    def class_name(self, c: tuple[int, int, bool]) -> str:
+        base, rot, mirrored = c
+        suffix = ("m" if mirrored else "") + (str(rot) if rot else "")
+        return self.base_classes[base] + (f"@{suffix}" if suffix else "")
 
     def sample(self) -> Episode:
         g = self.generator
         picked = torch.randperm(len(self.classes), generator=g)[: self.n_way].tolist()
         sx, qx = [], []
         for ci in picked:
-            base, rot = self.classes[ci]
+            base, rot, mirrored = self.classes[ci]
             members = self.members[base]
             idx = members[torch.randperm(len(members), generator=g)[: self.k_shot + self.n_query]]
-            x = self.x[idx]
-            if rot:
-                x = torch.rot90(x, rot // 90, dims=(-2, -1))
+            x = turn_images(self.x[idx], rot, mirrored)
             sx.append(x[: self.k_shot])
             qx.append(x[self.k_shot:])
         labels = torch.arange(self.n_way)
         sx, qx = torch.cat(sx), torch.cat(qx)
         if self.augment:
-            sx, qx = jitter_images(sx, g, self.elastic), jitter_images(qx, g, self.elastic)
+            sx, qx = jitter_images(sx, g, self.warp), jitter_images(qx, g, self.warp)
         return Episode(
             sx, labels.repeat_interleave(self.k_shot), qx, labels.repeat_interleave(self.n_query),
             [self.class_name(self.classes[ci]) for ci in picked],
@@ -303,22 +317,23 @@ class EpisodeSampler:
         return stack_episodes([self.sample() for _ in range(int(n_tasks))])
 
     def labelled_batch(self, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """`size` examples drawn uniformly from every (class, rotation) of this sampler, labelled
-        by their index in `classes`: plain batches for supervised pretraining. `generator` is the
-        caller's, so drawing them leaves the episodes' generator (and resumed runs) unchanged."""
+        """`size` examples drawn uniformly from every class of this sampler (rotated and mirrored
+        ones too), labelled by their index in `classes`: plain batches for supervised
+        pretraining. `generator` is the caller's, so drawing them leaves the episodes' generator
+        (and resumed runs) unchanged."""
         if not hasattr(self, "_pairs"):  # (class index, example index) for every example
             self._pairs = torch.cat([
                 torch.stack([torch.full_like(self.members[base], ci), self.members[base]], 1)
-                for ci, (base, _) in enumerate(self.classes)
+                for ci, (base, _, _) in enumerate(self.classes)
             ])
         pick = self._pairs[torch.randint(len(self._pairs), (int(size),), generator=generator)]
         x = self.x[pick[:, 1]]
-        for r in ROTATIONS[1:] if self.rotations else ():
-            turn = torch.tensor([self.classes[ci][1] == r for ci in pick[:, 0].tolist()])
-            if turn.any():
-                x[turn] = torch.rot90(x[turn], r // 90, dims=(-2, -1))
+        picked = [self.classes[ci][1:] for ci in pick[:, 0].tolist()]
+        for change in sorted(set(picked) - {(0, False)}):
+            turn = torch.tensor([p == change for p in picked])
+            x[turn] = turn_images(x[turn], *change)
         if self.augment:
-            x = jitter_images(x, generator, self.elastic)
+            x = jitter_images(x, generator, self.warp)
         return x, pick[:, 0]
 
     def state(self) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quickadapt.data.episodes import ClassSplit, EpisodeSampler, check_augment, default_split, load_episode_data
+from quickadapt.data.episodes import ELASTIC, ClassSplit, EpisodeSampler, check_augment, default_split, load_episode_data
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
@@ -35,6 +35,7 @@ ADAPT = ("method", "prototypes", "finetune")
 FIXED_FEATURE_METHODS = ("protonet", "matchingnet")  # predictions read the body's features as they are
 TRAIN_KEYS = ("steps", "meta_batch", "time_budget", "checkpoint_every", "checkpoint_steps", "path", "grad_clip",
               "validate_every", "validate_episodes", "lr_halve_every")
+SAMPLER_KEYS = ("augment", "mirrors", "warp")  # settings of the training episodes, not of the method
 SHAPE_KEYS = ("data", "method", "n_way", "k_shot", "n_query", "seed", "rotations", "settings", "encoder")
 
 
@@ -48,8 +49,9 @@ def run_meta_train(
     """`encoder`: where to start (None: conv4 from a random init for images, minilm for text).
     `rotations` (None: on for images, off otherwise). `settings` holds the method's settings,
     the training loop's (steps, validate_every...), the pretraining stage's (pretrain_steps...)
-    and `augment` (images: a small random affine change of every training image drawn; "elastic": a
-    smooth random warp as well)."""
+    `augment` (images: a small random affine change of every training image drawn; "elastic": a
+    smooth random warp as well, of up to `warp` of the side, default 0.08) and `mirrors` (images:
+    each training class's mirror image as one more class)."""
     out = Path(out)
     settings = dict(settings or {})
     train_settings = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
@@ -59,6 +61,14 @@ def run_meta_train(
     check_augment(augment)  # before any work; the sampler checks it again
     if augment and dataset.modality != "image":
         raise BadInput(f"augment changes images; {data} is {dataset.modality} data (leave it off)")
+    mirrors = settings.get("mirrors", False)
+    if not isinstance(mirrors, bool):
+        raise BadInput(f"mirrors must be true or false, got {mirrors!r}")
+    if "warp" in settings and augment != "elastic":
+        raise BadInput("warp sets the elastic warp's amplitude: it needs --set augment=elastic")
+    warp = settings.get("warp", ELASTIC["amplitude"])
+    if mirrors and dataset.modality != "image":
+        raise BadInput(f"mirrors flip images; {data} is {dataset.modality} data (leave them off)")
     if rotations is None:
         rotations = dataset.modality == "image"
     elif rotations and dataset.modality != "image":
@@ -68,7 +78,7 @@ def run_meta_train(
         "seed": int(seed), "rotations": bool(rotations), "settings": dict(settings),  # pretrain_* included
         "encoder": start_spec(encoder, dataset.modality, encoder_settings),
     }
-    settings = {k: v for k, v in settings.items() if k not in PRETRAIN_KEYS and k != "augment"}
+    settings = {k: v for k, v in settings.items() if k not in PRETRAIN_KEYS and k not in SAMPLER_KEYS}
     ckpt = out / CHECKPOINT
     if resume:
         saved = read_checkpoint_json(ckpt)["spec"]
@@ -91,7 +101,7 @@ def run_meta_train(
     check_method(method, encoder)
     learner = create_meta(method, encoder, **method_defaults(method, encoder, start, settings))
     sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, rotations=rotations, classes=split.train,
-                             prepare=encoder.prepare_tensor, augment=augment)
+                             prepare=encoder.prepare_tensor, augment=augment, mirrors=mirrors, warp=warp)
     # early stopping on the validation classes (Omniglot: Early_Aramaic), never the test ones
     val_sampler, no_val = make_val_sampler(dataset, split.val, n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed,
                                            prepare=encoder.prepare_tensor) if cfg.validate_every else (None, None)
@@ -109,7 +119,8 @@ def run_meta_train(
     if no_val:
         summary["validation"] = {"skipped": no_val}
     learner.cpu()
-    info = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "rotations": rotations, "data": str(data),
+    info = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "rotations": rotations, "mirrors": mirrors,
+            "data": str(data),
             "start": start, "train": summary}
     tmp_ckpt = out.with_name(f".{out.name}.checkpoint")  # the swap replaces `out`: keep the checkpoint aside
     shutil.rmtree(tmp_ckpt, ignore_errors=True)

@@ -7,7 +7,12 @@ from random initialisation (the no-transfer baseline). Needs Debian's dataset-fa
     .venv/bin/python bench/image_fewshot.py --methods finetune --size 128
     .venv/bin/python bench/image_fewshot.py --methods probe --features stages
     .venv/bin/python bench/image_fewshot.py --methods finetune --params '{"augment": true}' --shots 10,20 --seeds 0
+    .venv/bin/python bench/image_fewshot.py --methods probe --features stages --encoder-params '{"flip": true}'
+    .venv/bin/python bench/image_fewshot.py --split val --methods probe --features stages
     .venv/bin/python bench/image_fewshot.py --report
+
+`--split val` scores on VAL_SIZE images held out of the training split instead (the K-subsets
+are then drawn from the rest): settings are tried there first, and test is run once after.
 
 Results: bench/results/image_fewshot.jsonl (+ .md)."""
 from __future__ import annotations
@@ -21,6 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ResultStore, machine, mean, peak_mb, run_pending  # noqa: E402
 
 
+VAL_SIZE, VAL_SEED = 3000, 12345  # --split val: the held-out part of the training split
+
+
 def worker(spec: dict) -> dict:
     import numpy as np
 
@@ -31,7 +39,12 @@ def worker(spec: dict) -> dict:
     from quickadapt.train import seed_everything
 
     train = load_dataset("builtin:fashion-mnist-train")
-    test = load_dataset("builtin:fashion-mnist-test")
+    if spec.get("split") == "val":
+        held_out = np.zeros(len(train), bool)
+        held_out[np.random.default_rng(VAL_SEED).choice(len(train), VAL_SIZE, replace=False)] = True
+        train, test = train.subset(np.flatnonzero(~held_out)), train.subset(np.flatnonzero(held_out))
+    else:
+        test = load_dataset("builtin:fashion-mnist-test")
     few = sample_per_class(train, spec["k"], spec["seed"])
     import time
 
@@ -41,7 +54,8 @@ def worker(spec: dict) -> dict:
         model = fit_baseline(few, seed=spec["seed"])
     else:
         model = adapt(few, encoder="efficientnet-lite0", strategy=spec["method"], strategy_params=spec.get("params"),
-                      encoder_params={"size": spec.get("size", 224), "features": spec.get("features", "head")},
+                      encoder_params={"size": spec.get("size", 224), "features": spec.get("features", "head"),
+                                      **spec.get("encoder_params", {})},
                       seed=spec["seed"], cv=0, progress=False)
     fit_seconds = time.perf_counter() - started
     labels, _ = model.predict(test.inputs)
@@ -55,14 +69,17 @@ def report(store: ResultStore) -> str:
         if "error" not in r:
             s = r["spec"]
             method = s["method"] + "".join(f" {k}={v}" for k, v in sorted(s.get("params", {}).items()))
-            groups.setdefault((method, s.get("features", "head"), s.get("size", 224), s["k"]), []).append(r)
-    lines = ["| method | features | input size | K | seeds | accuracy (mean) | per seed | fit s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for (method, features, size, k), rows in sorted(groups.items()):
+            features = s.get("features", "head") + "".join(
+                f" {k}={v}" for k, v in sorted(s.get("encoder_params", {}).items()))
+            groups.setdefault((s.get("split", "test"), method, features, s.get("size", 224), s["k"]), []).append(r)
+    lines = ["| scored on | method | features | input size | K | seeds | accuracy (mean) | per seed | fit s | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (split, method, features, size, k), rows in sorted(groups.items(), key=lambda kv: (kv[0][0] != "test", kv[0])):
         per = ", ".join(f"{r['accuracy']:.1%}" for r in sorted(rows, key=lambda r: r["spec"]["seed"]))
         size_text = "28 (native)" if method == "conv4-scratch" else str(size)
         features_text = "-" if method == "conv4-scratch" else features
-        lines.append(f"| {method} | {features_text} | {size_text} | {k} | {len(rows)} | {mean([r['accuracy'] for r in rows]):.1%} | {per} | "
+        split_text = "test" if split == "test" else f"val ({VAL_SIZE} held out of train)"
+        lines.append(f"| {split_text} | {method} | {features_text} | {size_text} | {k} | {len(rows)} | {mean([r['accuracy'] for r in rows]):.1%} | {per} | "
                      f"{mean([r['fit_seconds'] for r in rows]):.1f} | {mean([r['peak_mb'] for r in rows]):.0f} |")
     table = "\n".join(lines)
     (RESULTS / "image_fewshot.md").write_text(
@@ -80,6 +97,8 @@ def main():
     ap.add_argument("--size", type=int, default=224, help="efficientnet input size (128 is the fast mode)")
     ap.add_argument("--features", default="head", help="efficientnet features: head (1280-d) or stages (1792-d)")
     ap.add_argument("--params", help='strategy settings as JSON, e.g. \'{"augment": true}\'')
+    ap.add_argument("--encoder-params", help='more efficientnet settings as JSON, e.g. \'{"flip": true}\'')
+    ap.add_argument("--split", default="test", choices=["test", "val"], help="score on test, or on images held out of train")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.worker:
@@ -90,7 +109,9 @@ def main():
         todo = [
             {"method": m, "k": k, "seed": seed, **({} if m == "conv4-scratch" else {"size": args.size}),
              **({"features": args.features} if m != "conv4-scratch" and args.features != "head" else {}),
-             **({"params": json.loads(args.params)} if args.params and m != "conv4-scratch" else {})}
+             **({"params": json.loads(args.params)} if args.params and m != "conv4-scratch" else {}),
+             **({"encoder_params": json.loads(args.encoder_params)} if args.encoder_params and m != "conv4-scratch" else {}),
+             **({"split": "val"} if args.split == "val" else {})}
             for seed in [int(s) for s in args.seeds.split(",")]
             for k in [int(k) for k in args.shots.split(",")]
             for m in args.methods.split(",")

@@ -136,7 +136,7 @@ def test_conv4_pooling_before_relu_is_the_textbook_block(norm):
     (feats, *ours), (ref_feats, *reference) = results
     assert torch.equal(feats, ref_feats)
     for mine, theirs in zip(ours, reference):  # per order: a tolerance on that order's scale
-        scale = max(float(g.abs().max()) for g in theirs)  # (a conv bias before BatchNorm gets ~0)
+        scale = max(float(g.detach().abs().max()) for g in theirs)  # (a conv bias before BatchNorm gets ~0)
         for a, b in zip(mine, theirs):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * scale)
 
@@ -185,6 +185,23 @@ def test_efficientnet_lite0_stage_features_end_with_the_normalised_head():
     assert stages.preprocess_id() != head.preprocess_id()  # cached embeddings never mix
     with pytest.raises(BadInput, match="features"):
         create_encoder("efficientnet-lite0", pretrained=False, features="all")
+
+
+def test_efficientnet_lite0_flip_features_ignore_mirroring():
+    """flip=true: the mean of an image's features and its mirror's, so a mirrored photo gets
+    the same features; the plain encoder's differ."""
+    flip = create_encoder("efficientnet-lite0", size=64, flip=True).eval()  # pretrained: features of real size
+    plain = create_encoder("efficientnet-lite0", size=64).eval()
+    with torch.no_grad():
+        x = flip.prepare([CHINA, FLOWER])
+        mirrored = x.flip(-1)
+        f, fm, p, pm = flip(x), flip(mirrored), plain(x), plain(mirrored)
+    torch.testing.assert_close(f, fm, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(f, (p + pm) / 2, rtol=1e-4, atol=1e-5)
+    assert (p - pm).norm() > 0.1 * p.norm()
+    assert flip.preprocess_id() != plain.preprocess_id() and "flip" not in plain.settings  # caches never mix
+    with pytest.raises(BadInput, match="flip"):
+        create_encoder("efficientnet-lite0", pretrained=False, flip="yes")
 
 
 def test_efficientnet_lite0_checks_sha256(tmp_path, monkeypatch):

@@ -75,9 +75,14 @@ def adapt(
     oof = out_of_fold(data, fit_fold, cv, seed) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
     if oof is not None:
-        info["cv_accuracy"] = float(np.mean(oof[0] == data.labels))
+        scored, pred, _ = oof
+        info["cv_accuracy"] = float(np.mean(pred == data.labels[scored]))
+        info["cv_scored"] = len(scored)
+        if len(scored) < len(data):
+            n = len(data) - len(scored)  # one example each
+            info["cv_note"] = f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, never scored"
     elif cv and cv > 1:
-        info["cv_note"] = "too few examples per class for cross-validation (need at least 2)"
+        info["cv_note"] = "too few examples per class for cross-validation (need 2 in at least 2 classes)"
 
     seed_everything(seed)
     started = time.perf_counter()
@@ -87,7 +92,7 @@ def adapt(
 
     # without held-out confidences there is nothing honest to calibrate on (in-sample ones are
     # near 1): the model then abstains only with an explicit threshold
-    model.threshold = calibrate_threshold(oof[1]) if oof is not None else None
+    model.threshold = calibrate_threshold(oof[2]) if oof is not None else None
 
     if baseline:
         info["baseline"] = {"name": BASELINE_NAMES[data.modality]}
@@ -96,7 +101,8 @@ def adapt(
         base_oof = (out_of_fold(data, lambda d: fit_baseline(extend(d), seed=seed, device=dev), cv, seed)
                     if cv and cv > 1 else None)
         if base_oof is not None:
-            info["baseline"]["cv_accuracy"] = float(np.mean(base_oof[0] == data.labels))
+            scored, pred, _ = base_oof
+            info["baseline"]["cv_accuracy"] = float(np.mean(pred == data.labels[scored]))
             if "cv_accuracy" in info:
                 info["negative_transfer"] = info["cv_accuracy"] <= info["baseline"]["cv_accuracy"]
     model.info.update(info)

@@ -102,7 +102,8 @@ def fit(
 
 
 def _fit_metrics(model) -> dict:
-    keys = ("n_examples", "n_classes", "label_names", "cv_accuracy", "cv_note", "baseline", "negative_transfer")
+    keys = ("n_examples", "n_classes", "label_names", "cv_accuracy", "cv_scored", "cv_note", "baseline",
+            "negative_transfer")
     out = {k: model.info[k] for k in keys if k in model.info}
     out["threshold"] = model.threshold
     return out
@@ -111,7 +112,8 @@ def _fit_metrics(model) -> dict:
 def _fit_summary(r: dict) -> str:
     lines = [f"adapted {r['encoder']} with {r['strategy']} on {r['n_examples']} examples, {r['n_classes']} classes -> {r['out']}"]
     if "cv_accuracy" in r:
-        lines.append(f"cross-validated accuracy: {r['cv_accuracy']:.1%}")
+        partial = f" ({r['cv_scored']} of {r['n_examples']} examples; {r['cv_note']})" if "cv_note" in r else ""
+        lines.append(f"cross-validated accuracy: {r['cv_accuracy']:.1%}{partial}")
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
     base = r.get("baseline")

@@ -11,22 +11,27 @@ from quickadapt.data.dataset import Dataset
 
 
 def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, seed: int):
-    """(predicted labels, top scores) for every example from a model that never saw it, or None
-    when some class has fewer than 2 examples (a fold would hold a class unseen in training).
-    `fit(train) -> model` with `model.predict(inputs) -> (labels, scores)`."""
-    counts = np.unique(data.labels, return_counts=True)[1]
-    n_splits = min(n_splits, int(counts.min()))
-    if n_splits < 2:
+    """(scored indices, predicted labels, top scores) for the examples of every class that has
+    two or more, each from a model that never saw it; None when fewer than two classes have two.
+    A class with a single example is never held out (its fold would test a class the training
+    never saw): that example joins every training fold and is not scored. `fit(train) -> model`
+    with `model.predict(inputs) -> (labels, scores)`."""
+    names, counts = np.unique(data.labels, return_counts=True)
+    several = names[counts >= 2]
+    if len(several) < 2:
         return None
-    pred = np.empty(len(data), dtype=object)
-    score = np.zeros(len(data))
+    in_folds = np.isin(data.labels, several)
+    scored, always = np.flatnonzero(in_folds), np.flatnonzero(~in_folds)
+    n_splits = min(n_splits, int(counts[counts >= 2].min()))
+    pred = np.empty(len(scored), dtype=object)
+    score = np.zeros(len(scored))
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for train_idx, test_idx in folds.split(np.zeros(len(data)), data.labels):
-        model = fit(data.subset(train_idx))
-        labels, scores = model.predict(data.subset(test_idx).inputs)
+    for train_idx, test_idx in folds.split(np.zeros(len(scored)), data.labels[scored]):
+        model = fit(data.subset(np.sort(np.concatenate([scored[train_idx], always]))))
+        labels, scores = model.predict(data.subset(scored[test_idx]).inputs)
         pred[test_idx] = labels
         score[test_idx] = scores
-    return pred, score
+    return scored, pred, score
 
 
 # share of in-scope examples that should keep their answer when abstaining is on

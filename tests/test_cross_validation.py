@@ -1,0 +1,59 @@
+"""The accuracy estimate on the user's own examples: out-of-fold predictions, and classes that
+have a single example (trained on in every fold, never scored)."""
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from quickadapt.adapt import adapt
+from quickadapt.data import Dataset, load_dataset
+from quickadapt.data.sampling import sample_per_class
+from quickadapt.evaluate.cv import out_of_fold
+
+
+class Recorder:
+    """A 'model' that remembers what it was trained on and answers its training's first label."""
+
+    def __init__(self):
+        self.trained_on = []
+
+    def fit(self, train: Dataset):
+        self.trained_on.append(list(train.inputs[:, 0].astype(int)))
+        first = train.labels[0]
+        return type("M", (), {"predict": lambda _, x: (np.full(len(x), first, dtype=object), np.ones(len(x)))})()
+
+
+def rows(labels):
+    return Dataset("features", np.arange(len(labels), dtype=np.float32)[:, None], np.asarray(labels, dtype=object))
+
+
+def test_single_example_classes_train_in_every_fold_and_are_never_scored():
+    data = rows(list("aaabbbc") + ["d"])  # c and d have one example each (indices 6 and 7)
+    rec = Recorder()
+    scored, pred, score = out_of_fold(data, rec.fit, n_splits=3, seed=0)
+    assert scored.tolist() == [0, 1, 2, 3, 4, 5] and len(pred) == len(score) == 6
+    assert len(rec.trained_on) == 3 and all({6, 7} <= set(t) for t in rec.trained_on)
+    held_out = [sorted(set(scored) - set(t)) for t in rec.trained_on]
+    assert sorted(i for h in held_out for i in h) == [0, 1, 2, 3, 4, 5]  # each scored example held out once
+
+
+def test_folds_are_unchanged_when_every_class_has_two():
+    data = rows(list("aaabbbccc"))
+    rec = Recorder()
+    scored, _, _ = out_of_fold(data, rec.fit, n_splits=3, seed=5)
+    expected = [sorted(tr.tolist()) for tr, _ in
+                StratifiedKFold(3, shuffle=True, random_state=5).split(np.zeros(9), data.labels)]
+    assert scored.tolist() == list(range(9)) and rec.trained_on == expected
+
+
+def test_no_estimate_without_two_classes_of_two():
+    assert out_of_fold(rows(list("aabc")), Recorder().fit, 3, 0) is None
+    assert out_of_fold(rows(list("abcd")), Recorder().fit, 3, 0) is None
+
+
+def test_adapt_reports_a_partial_estimate_on_real_data():
+    digits = load_dataset("builtin:digits")
+    few = sample_per_class(digits, 4, seed=0)
+    keep = np.flatnonzero(few.labels != "9").tolist() + [int(np.flatnonzero(few.labels == "9")[0])]
+    data = few.subset(sorted(keep))  # nine classes of 4, one of 1
+    model = adapt(data, encoder="efficientnet-lite0", encoder_params={"size": 64}, strategy="probe", cv=3, progress=False)
+    assert model.info["cv_scored"] == 36 and "1 class has one example" in model.info["cv_note"]
+    assert 0.5 < model.info["cv_accuracy"] <= 1.0 and model.threshold is not None  # chance: 0.1

@@ -97,7 +97,10 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, where: str) ->
     texts, labs = [], []
     keep = has_label and labels != "ignore"
     for line, text, label in rows:
-        if not isinstance(text, str) or not text.strip():
+        if text is not None and not isinstance(text, str):  # JSON numbers, lists, objects
+            raise BadInput(f"{shown}: {where} {line} has a `text` that is not a string ({json.dumps(text)[:30]}); "
+                           "quote it")
+        if text is None or not text.strip():
             raise BadInput(f"{shown}: {where} {line} has empty text; every row needs a non-empty `text`")
         texts.append(text)
         if keep:

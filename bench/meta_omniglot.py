@@ -108,6 +108,12 @@ VARIANTS = {
         "protonet", {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "warp": 0.12}),
     "protonet+augment=elastic+lr_halve_every=1500+mirrors+warp=0.16": (
         "protonet", {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "warp": 0.16}),
+    # neither beat mirrors alone, whose 22-way validation still rose at its last step: with twice
+    # the classes, a slower decay; and mirrors with the unpooled last block
+    "protonet+augment=elastic+lr_halve_every=2000+mirrors": (
+        "protonet", {"augment": "elastic", "lr_halve_every": 2000, "mirrors": True}),
+    "protonet+augment=elastic+lr_halve_every=1500+mirrors+encoder.pools=3": (
+        "protonet", {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "encoder.pools": 3}),
 }
 SELECT = (5, 1)  # the validation setting that picks the two best methods
 # test-time augmentation (`quickadapt episodes --set views=N`, quickadapt/meta/views.py): every

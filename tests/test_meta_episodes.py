@@ -91,15 +91,17 @@ def test_bad_inputs(omniglot):
         split_classes(Dataset("features", np.zeros((4, 2)), ["a", "a", "b", "b"]), train_groups=["x"])
 
 
-def test_nested_folder_and_bad_folders(tmp_path):
+def test_nested_folder_and_bad_folders(tmp_path, capsys):
     for group in ("A", "B"):
         for c in ("c1", "c2"):
             d = tmp_path / "root" / group / c
             d.mkdir(parents=True)
             for i in range(3):
                 Image.fromarray(np.full((40, 30, 3), 40 * i, np.uint8)).save(d / f"{i}.png")  # RGB, not square
+    (tmp_path / "root" / "A" / "c1" / "notes.txt").write_text("x")
     data = load_episode_data(str(tmp_path / "root"))
     assert data.classes == ["A/c1", "A/c2", "B/c1", "B/c2"] and set(data.groups) == {"A", "B"}
+    assert "skipped files that are not images: 1 .txt" in capsys.readouterr().err
     s = EpisodeSampler(data, 4, 1, 2, prepare=prep())
     assert s.sample().support_x.shape == (4, 1, 28, 28)  # converted to 28x28 grey
     (tmp_path / "empty").mkdir()

@@ -197,7 +197,7 @@ def load_episode_data(spec: str) -> Dataset:
     """Labelled data for episodes. A folder may nest classes (`root/alphabet/character/*.png`):
     every folder that holds images is a class named by its path below root, and its top folder
     is its group. `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
-    from quickadapt.data.loaders import IMAGE_EXTS, load_dataset
+    from quickadapt.data.loaders import IMAGE_EXTS, load_dataset, note_skipped
 
     path = Path(str(spec)).expanduser()
     if str(spec).startswith("builtin:") or not path.is_dir():
@@ -205,16 +205,22 @@ def load_episode_data(spec: str) -> Dataset:
         if data.groups is not None and OUT_OF_SCOPE_GROUP in set(np.asarray(data.groups).tolist()):
             data = data.subset(np.flatnonzero(np.asarray(data.groups) != OUT_OF_SCOPE_GROUP))
         return data
-    paths, labels = [], []
+    paths, labels, skipped = [], [], {}
     for p in sorted(path.rglob("*")):
         rel = p.relative_to(path)
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not any(s.startswith(".") for s in rel.parts):
-            if len(rel.parts) < 2:
-                raise BadInput(f"{spec}: image {rel} is not in a class folder; put images in root/<class>/ (or root/<group>/<class>/)")
-            paths.append(str(p))
-            labels.append("/".join(rel.parts[:-1]))
+        if not p.is_file() or any(s.startswith(".") for s in rel.parts):
+            continue
+        if p.suffix.lower() not in IMAGE_EXTS:
+            ext = p.suffix.lower() or "(no extension)"
+            skipped[ext] = skipped.get(ext, 0) + 1
+            continue
+        if len(rel.parts) < 2:
+            raise BadInput(f"{spec}: image {rel} is not in a class folder; put images in root/<class>/ (or root/<group>/<class>/)")
+        paths.append(str(p))
+        labels.append("/".join(rel.parts[:-1]))
     if not paths:
         raise BadInput(f"{spec}: no images found (looked for {'/'.join(e[1:] for e in IMAGE_EXTS)} files in class folders)")
+    note_skipped(str(spec), skipped)
     nested = all("/" in lab for lab in labels)
     groups = np.asarray([lab.split("/", 1)[0] for lab in labels], dtype=object) if nested else None
     return Dataset("image", paths, np.asarray(labels, dtype=object), str(spec), groups)

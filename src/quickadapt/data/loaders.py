@@ -282,14 +282,14 @@ def _images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _note_skipped(shown: str, skipped: dict) -> None:
+def note_skipped(shown: str, skipped: dict) -> None:
     """One log line for files that are not images (photos in a format PIL cannot read, such as
     .heic, would otherwise vanish from the data without a word)."""
     if skipped:
         from quickadapt.progress import log
 
         kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-        log(f"note: {shown}: skipped {sum(skipped.values())} files that are not images ({kinds})")
+        log(f"note: {shown}: skipped files that are not images: {kinds}")
 
 
 def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
@@ -302,7 +302,7 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         paths = _images_under(root, skipped)
         if not paths:
             raise BadInput(f"{shown}: no images found (looked for {exts} files)")
-        _note_skipped(shown, skipped)
+        note_skipped(shown, skipped)
         return Dataset("image", [str(p) for p in paths], None, name=shown)
     if loose:
         raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
@@ -313,5 +313,5 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
             raise BadInput(f"{shown}: class folder {d.name!r} has no images ({exts}); add images or remove the folder")
         paths += [str(p) for p in found]
         labs += [d.name] * len(found)
-    _note_skipped(shown, skipped)
+    note_skipped(shown, skipped)
     return Dataset("image", paths, np.asarray(labs, dtype=object), name=shown)

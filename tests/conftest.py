@@ -16,6 +16,15 @@ def _isolated_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _not_quiet():
+    """Every test starts with logging on: a CLI test run in-process with --quiet turns it off
+    for the rest of its process (a real CLI process runs one command)."""
+    from quickadapt.progress import set_quiet
+
+    set_quiet(False)
+
+
 @pytest.fixture(scope="session")
 def clinc_small(tmp_path_factory):
     """Real CLINC150 data, 6 intents: 6 training utterances each (csv) and their 30 test utterances."""

@@ -60,61 +60,56 @@ COMMON = {"ways": 5, "shots": 1, "queries": 5, "meta_batch": 16, "validate_every
 TRAIN = {
     "protonet": {"ways": 60, "meta_batch": 1, "validate_every": 500},
 }
+def variant_name(method: str, settings: dict) -> str:
+    """How a variant is named (on the command line and in the tables): method+key=value..."""
+    return method + "".join(f"+{k}" if v is True else f"+{k}={v}" for k, v in settings.items())
+
+
 # variants: a method with extra meta-train settings ("encoder.NAME": an encoder setting), trained,
-# validated and chosen like the methods.
+# validated and chosen like the methods, and named by variant_name.
 # augment: each training image gets a small random rotation, scale and shift (ProtoNet's
 # validation curve is flat from step 500 on with 644 training classes: more variety, not more steps)
 # lr_halve_every: the flat curve with a constant rate suggests letting it settle; 1000 steps
 # gives 2-4 halvings within 30 minutes (Snell et al. halved every 2000 episodes of longer runs)
-VARIANTS = {
-    "protonet+augment": ("protonet", {"augment": True}),
-    "protonet+augment+lr_halve_every=1000": ("protonet", {"augment": True, "lr_halve_every": 1000}),
+VARIANT_SETTINGS = [  # every variant is ProtoNet's
+    {"augment": True},
+    {"augment": True, "lr_halve_every": 1000},
     # validation still rose at the last step with 1000: settle sooner
-    "protonet+augment+lr_halve_every=700": ("protonet", {"augment": True, "lr_halve_every": 700}),
+    {"augment": True, "lr_halve_every": 700},
     # a wider conv4 (128 filters a block, 4x the work a step): the curve rises to the last step
     # with halving every 1000, and capacity rather than steps may be what the 20-way tasks lack
-    "protonet+augment+lr_halve_every=1000+encoder.channels=128": (
-        "protonet", {"augment": True, "lr_halve_every": 1000, "encoder.channels": 128}),
+    {"augment": True, "lr_halve_every": 1000, "encoder.channels": 128},
     # both cores for one fit ("threads": torch threads for the meta-training): about
     # 1.8x the steps a second at 60 ways (0.18 against 0.33 s a step, measured by hand), so the
     # rate halves every 2000 steps, Snell et al.'s own schedule
-    "protonet+augment+lr_halve_every=2000+threads=2": (
-        "protonet", {"augment": True, "lr_halve_every": 2000, "threads": 2}),
+    {"augment": True, "lr_halve_every": 2000, "threads": 2},
     # more steps did not help (above: best validation at step 3000 of 4710), so more variety:
     # a smooth random warp on top of the affine jitter (augment=elastic)
-    "protonet+augment=elastic+lr_halve_every=1000": ("protonet", {"augment": "elastic", "lr_halve_every": 1000}),
+    {"augment": "elastic", "lr_halve_every": 1000},
     # or a richer embedding at the same cost: the last block's 3x3 map kept whole (576-d)
-    "protonet+augment+lr_halve_every=1000+encoder.pools=3": (
-        "protonet", {"augment": True, "lr_halve_every": 1000, "encoder.pools": 3}),
+    {"augment": True, "lr_halve_every": 1000, "encoder.pools": 3},
     # elastic's 22-way validation still rose at its last step: a slower decay, and elastic with
     # the unpooled last block (each tied or trailed the best on 5-way validation alone)
-    "protonet+augment=elastic+lr_halve_every=1500": ("protonet", {"augment": "elastic", "lr_halve_every": 1500}),
-    "protonet+augment=elastic+lr_halve_every=1000+encoder.pools=3": (
-        "protonet", {"augment": "elastic", "lr_halve_every": 1000, "encoder.pools": 3}),
+    {"augment": "elastic", "lr_halve_every": 1500},
+    {"augment": "elastic", "lr_halve_every": 1000, "encoder.pools": 3},
     # the two best of those together, and a slower decay still
-    "protonet+augment=elastic+lr_halve_every=1500+encoder.pools=3": (
-        "protonet", {"augment": "elastic", "lr_halve_every": 1500, "encoder.pools": 3}),
-    "protonet+augment=elastic+lr_halve_every=2000": ("protonet", {"augment": "elastic", "lr_halve_every": 2000}),
+    {"augment": "elastic", "lr_halve_every": 1500, "encoder.pools": 3},
+    {"augment": "elastic", "lr_halve_every": 2000},
     # every stronger augmentation so far raised test accuracy while 5-way validation stayed flat,
     # and the published figures had six times the characters: more classes (each training
     # character's mirror image as a new one, 1288 classes), or a stronger warp (12 % of the side)
-    "protonet+augment=elastic+lr_halve_every=1500+mirrors": (
-        "protonet", {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True}),
-    "protonet+augment=elastic+lr_halve_every=1500+warp=0.12": (
-        "protonet", {"augment": "elastic", "lr_halve_every": 1500, "warp": 0.12}),
+    {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True},
+    {"augment": "elastic", "lr_halve_every": 1500, "warp": 0.12},
     # each raised 5-way validation by 0.3 points (96.64 -> 96.95 and 96.94 %): both together, and
     # with a stronger warp still
-    "protonet+augment=elastic+lr_halve_every=1500+mirrors+warp=0.12": (
-        "protonet", {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "warp": 0.12}),
-    "protonet+augment=elastic+lr_halve_every=1500+mirrors+warp=0.16": (
-        "protonet", {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "warp": 0.16}),
+    {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "warp": 0.12},
+    {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "warp": 0.16},
     # neither beat mirrors alone, whose 22-way validation still rose at its last step: with twice
     # the classes, a slower decay; and mirrors with the unpooled last block
-    "protonet+augment=elastic+lr_halve_every=2000+mirrors": (
-        "protonet", {"augment": "elastic", "lr_halve_every": 2000, "mirrors": True}),
-    "protonet+augment=elastic+lr_halve_every=1500+mirrors+encoder.pools=3": (
-        "protonet", {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "encoder.pools": 3}),
-}
+    {"augment": "elastic", "lr_halve_every": 2000, "mirrors": True},
+    {"augment": "elastic", "lr_halve_every": 1500, "mirrors": True, "encoder.pools": 3},
+]
+VARIANTS = {variant_name("protonet", settings): ("protonet", settings) for settings in VARIANT_SETTINGS}
 SELECT = (5, 1)  # the validation setting that picks the two best methods
 # test-time augmentation (`quickadapt episodes --set views=N`, quickadapt/meta/views.py): every
 # ProtoNet and Matching Networks model is also measured with each image's features averaged over it and VIEWS random affine
@@ -136,7 +131,7 @@ def train_spec(name: str, budget: float, seed: int) -> dict:
 
 
 def display_name(spec: dict) -> str:
-    return spec["method"] + "".join(f"+{k}" if v is True else f"+{k}={v}" for k, v in spec.get("settings", {}).items())
+    return variant_name(spec["method"], spec.get("settings", {}))
 
 
 def episodes_spec(model: dict, split: str, ways: int, shots: int, episodes: int, views: int = 0) -> dict:

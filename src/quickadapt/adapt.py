@@ -18,7 +18,7 @@ from quickadapt.data.dataset import Dataset
 from quickadapt.data.label_names import with_label_names
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
-from quickadapt.evaluate.cv import calibrate_threshold, out_of_fold
+from quickadapt.evaluate.cv import calibrate_threshold, oof_accuracy, out_of_fold
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import log
 from quickadapt.train import pick_device, seed_everything
@@ -75,11 +75,10 @@ def adapt(
     oof = out_of_fold(data, fit_fold, cv, seed) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
     if oof is not None:
-        scored, pred, _ = oof
-        info["cv_accuracy"] = float(np.mean(pred == data.labels[scored]))
-        info["cv_scored"] = len(scored)
-        if len(scored) < len(data):
-            n = len(data) - len(scored)  # one example each
+        info["cv_accuracy"] = oof_accuracy(data, oof)
+        info["cv_scored"] = len(oof[0])
+        if len(oof[0]) < len(data):
+            n = len(data) - len(oof[0])  # one example each
             info["cv_note"] = f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, never scored"
     elif cv and cv > 1:
         info["cv_note"] = "too few examples per class for cross-validation (need 2 in at least 2 classes)"
@@ -101,8 +100,7 @@ def adapt(
         base_oof = (out_of_fold(data, lambda d: fit_baseline(extend(d), seed=seed, device=dev), cv, seed)
                     if cv and cv > 1 else None)
         if base_oof is not None:
-            scored, pred, _ = base_oof
-            info["baseline"]["cv_accuracy"] = float(np.mean(pred == data.labels[scored]))
+            info["baseline"]["cv_accuracy"] = oof_accuracy(data, base_oof)
             if "cv_accuracy" in info:
                 info["negative_transfer"] = info["cv_accuracy"] <= info["baseline"]["cv_accuracy"]
     model.info.update(info)

@@ -197,7 +197,7 @@ def load_episode_data(spec: str) -> Dataset:
     """Labelled data for episodes. A folder may nest classes (`root/alphabet/character/*.png`):
     every folder that holds images is a class named by its path below root, and its top folder
     is its group. `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
-    from quickadapt.data.loaders import IMAGE_EXTS, load_dataset, note_skipped
+    from quickadapt.data.loaders import IMAGE_EXTS, images_under, load_dataset, note_skipped
 
     path = Path(str(spec)).expanduser()
     if str(spec).startswith("builtin:") or not path.is_dir():
@@ -206,14 +206,8 @@ def load_episode_data(spec: str) -> Dataset:
             data = data.subset(np.flatnonzero(np.asarray(data.groups) != OUT_OF_SCOPE_GROUP))
         return data
     paths, labels, skipped = [], [], {}
-    for p in sorted(path.rglob("*")):
+    for p in sorted(images_under(path, skipped)):  # sorted as paths: the order this loader always had
         rel = p.relative_to(path)
-        if not p.is_file() or any(s.startswith(".") for s in rel.parts):
-            continue
-        if p.suffix.lower() not in IMAGE_EXTS:
-            ext = p.suffix.lower() or "(no extension)"
-            skipped[ext] = skipped.get(ext, 0) + 1
-            continue
         if len(rel.parts) < 2:
             raise BadInput(f"{spec}: image {rel} is not in a class folder; put images in root/<class>/ (or root/<group>/<class>/)")
         paths.append(str(p))

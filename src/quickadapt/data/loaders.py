@@ -267,7 +267,7 @@ def _load_npz(path: Path, shown: str, labels: str) -> Dataset:
 
 # --- images -------------------------------------------------------------------------------
 
-def _images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
+def images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
     """Image files anywhere under `folder`, sorted by relative path; hidden entries skipped.
     Other files are counted by extension into `skipped`."""
     found = []
@@ -299,7 +299,7 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
     loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTS)]
     skipped: dict = {}
     if labels == "ignore" or not subdirs:
-        paths = _images_under(root, skipped)
+        paths = images_under(root, skipped)
         if not paths:
             raise BadInput(f"{shown}: no images found (looked for {exts} files)")
         note_skipped(shown, skipped)
@@ -308,7 +308,7 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
     paths, labs = [], []
     for d in subdirs:
-        found = _images_under(d, skipped)
+        found = images_under(d, skipped)
         if not found:
             raise BadInput(f"{shown}: class folder {d.name!r} has no images ({exts}); add images or remove the folder")
         paths += [str(p) for p in found]

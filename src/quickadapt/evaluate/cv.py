@@ -34,6 +34,12 @@ def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, 
     return scored, pred, score
 
 
+def oof_accuracy(data: Dataset, oof) -> float:
+    """Accuracy of `out_of_fold`'s predictions on the examples it scored."""
+    scored, pred, _ = oof
+    return float(np.mean(pred == data.labels[scored]))
+
+
 # share of in-scope examples that should keep their answer when abstaining is on
 IN_SCOPE_KEEP = 0.9
 

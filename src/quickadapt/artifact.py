@@ -20,7 +20,7 @@ from quickadapt import __version__
 from quickadapt.encoders import create_encoder
 from quickadapt.errors import BadInput
 from quickadapt.heads import create_head
-from quickadapt.model import AdaptedModel
+from quickadapt.model import AdaptedModel, BlendedModel
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -100,6 +100,8 @@ def save_model(
 ) -> Path:
     """Save `model` as a folder. `extra` adds keys to the manifest."""
     out = prepare_out_dir(out, force)
+    if isinstance(model, BlendedModel):
+        return _save_blend(model, out, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, extra=extra)
     manifest = _manifest(
         model.kind, model.encoder, weights="stored" if model.encoder_tuned else "pretrained",
         strategy={"name": model.strategy, "params": model.strategy_params},
@@ -111,6 +113,22 @@ def save_model(
     if model.encoder_tuned:
         tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()})
     return _write_artifact(out, manifest, tensors)
+
+
+def _save_blend(model: BlendedModel, out: Path, *, data_fingerprint, seed, metrics, extra) -> Path:
+    """A blend is a folder of its parts, each an ordinary model folder, and a manifest naming
+    them with their weights; its own model.safetensors holds nothing."""
+    names = [f"part-{i}" for i in range(len(model.parts))]
+    manifest = _manifest(
+        model.kind, model.encoder, weights="parts", strategy={"name": model.strategy, "params": model.strategy_params},
+        tasks={task: {"classes": model.classes[task], "head": None} for task in model.heads},
+        threshold=model.threshold, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, info=model.info,
+    )
+    manifest["blend"] = {"parts": names, "weights": model.weights}
+    manifest.update(extra or {})
+    parts = {name: (lambda p, part=part: save_model(part, p, data_fingerprint=data_fingerprint, seed=seed))
+             for name, part in zip(names, model.parts)}
+    return _write_artifact(out, manifest, {}, parts)
 
 
 def save_encoder(
@@ -165,6 +183,8 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> Ada
     manifest = read_manifest(folder)
     if manifest["kind"] not in ("classifier", "multitask"):
         raise BadInput(f"{folder}: a {manifest['kind']} model has no classifier; use it as --encoder instead")
+    if "blend" in manifest:
+        return _load_blend(folder, manifest, device)
     tensors = _load_tensors(folder)
     encoder = build_encoder(manifest, tensors, folder)
     heads, classes = {}, {}
@@ -177,6 +197,20 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> Ada
         encoder, heads, classes, encoder_tuned=manifest["encoder"]["weights"] == "stored",
         strategy=manifest["strategy"]["name"], strategy_params=manifest["strategy"]["params"],
     )
+    model.threshold = manifest.get("threshold")
+    model.info = manifest.get("info", {})
+    return model.to(device).eval()
+
+
+def _load_blend(folder: Path, manifest: dict, device) -> BlendedModel:
+    blend = manifest["blend"]
+    parts = []
+    for name in blend["parts"]:
+        if not (folder / name / MANIFEST).is_file():
+            raise BadInput(f"{folder}: blended model part {name!r} is missing")
+        parts.append(load_model(folder / name, device=device))
+    model = BlendedModel(parts, blend["weights"], strategy=manifest["strategy"]["name"],
+                         strategy_params=manifest["strategy"]["params"])
     model.threshold = manifest.get("threshold")
     model.info = manifest.get("info", {})
     return model.to(device).eval()

@@ -103,7 +103,7 @@ def fit(
 
 def _fit_metrics(model) -> dict:
     keys = ("n_examples", "n_classes", "label_names", "cv_accuracy", "cv_scored", "cv_note", "baseline",
-            "negative_transfer")
+            "negative_transfer", "blend")
     out = {k: model.info[k] for k in keys if k in model.info}
     out["threshold"] = model.threshold
     return out
@@ -116,6 +116,11 @@ def _fit_summary(r: dict) -> str:
         lines.append(f"cross-validated accuracy: {r['cv_accuracy']:.1%}{partial}")
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
+    if "blend" in r:
+        b = r["blend"]
+        why = (f" ({b['by']}: blend {b['cv_accuracy_blend']:.1%}, transferred alone {b['cv_accuracy_transferred']:.1%})"
+               if "cv_accuracy_blend" in b else f" ({b['by']})" if "by" in b else "")
+        lines.append(f"blend: the from-scratch model's share is {b['weight']:g}{why}")
     base = r.get("baseline")
     if base and "cv_accuracy" in base:
         lines.append(f"baseline ({base['name']}, no transfer): {base['cv_accuracy']:.1%}")

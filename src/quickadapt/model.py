@@ -89,3 +89,40 @@ class AdaptedModel(nn.Module):
 
     def forward(self, batch, task: str = MAIN_TASK) -> torch.Tensor:
         return self.heads[task](self.encoder(batch))
+
+
+class BlendedModel(AdaptedModel):
+    """Several adapted models over the same classes, their predictions mixed as a weighted
+    geometric mean of probabilities (a weighted sum of log-probabilities, renormalised): a class
+    that one part rules out stays unlikely, which an arithmetic mean would blur.
+
+    It answers as the first part does in everything but `predict_proba` (encoder, heads, kind),
+    so the CLI and the Python API need not tell it apart; the artifact stores each part as an
+    ordinary model folder (docs/artifact.md)."""
+
+    def __init__(self, parts: Sequence[AdaptedModel], weights: Sequence[float], *, strategy: str,
+                 strategy_params: dict | None = None):
+        first = parts[0]
+        if any(p.classes != first.classes for p in parts) or set(first.heads) != {MAIN_TASK}:
+            raise ValueError("blended parts must be single-task models over the same classes")
+        if len(weights) != len(parts):
+            raise ValueError("one weight per part")
+        super().__init__(first.encoder, dict(first.heads), first.classes, encoder_tuned=first.encoder_tuned,
+                         strategy=strategy, strategy_params=strategy_params)
+        self.parts = nn.ModuleList(parts)
+        self.weights = [float(w) for w in weights]
+
+    @torch.no_grad()
+    def predict_proba(self, inputs: Sequence, *, task: str = MAIN_TASK, progress: str | None = None) -> np.ndarray:
+        if task != MAIN_TASK:
+            raise BadInput(f"--task {task!r}: this model has tasks {MAIN_TASK}")
+        used = [(p, w) for p, w in zip(self.parts, self.weights) if w > 0]
+        mixed = mix_log_proba([np.log(np.clip(p.predict_proba(inputs, progress=progress), 1e-12, None)) for p, _ in used],
+                              [w for _, w in used])
+        return np.exp(mixed).astype(np.float32)
+
+
+def mix_log_proba(log_probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Log-probabilities of the parts' weighted geometric mean, renormalised over classes (axis 1)."""
+    mixed = sum(w * lp for lp, w in zip(log_probas, weights))
+    return mixed - np.logaddexp.reduce(mixed, axis=1, keepdims=True)

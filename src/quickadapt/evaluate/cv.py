@@ -10,12 +10,11 @@ from sklearn.model_selection import StratifiedKFold
 from quickadapt.data.dataset import Dataset
 
 
-def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, seed: int):
-    """(scored indices, predicted labels, top scores) for the examples of every class that has
-    two or more, each from a model that never saw it; None when fewer than two classes have two.
-    A class with a single example is never held out (its fold would test a class the training
-    never saw): that example joins every training fold and is not scored. `fit(train) -> model`
-    with `model.predict(inputs) -> (labels, scores)`."""
+def folds(data: Dataset, n_splits: int, seed: int):
+    """(scored indices, [(training indices, held-out positions in scored), ...]) for stratified
+    cross-validation over the examples of every class that has two or more; None when fewer
+    than two classes have two. A class with a single example is never held out (its fold would
+    test a class the training never saw): that example joins every training fold, unscored."""
     names, counts = np.unique(data.labels, return_counts=True)
     several = names[counts >= 2]
     if len(several) < 2:
@@ -23,14 +22,26 @@ def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, 
     in_folds = np.isin(data.labels, several)
     scored, always = np.flatnonzero(in_folds), np.flatnonzero(~in_folds)
     n_splits = min(n_splits, int(counts[counts >= 2].min()))
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return scored, [(np.sort(np.concatenate([scored[train_pos], always])), test_pos)
+                    for train_pos, test_pos in splitter.split(np.zeros(len(scored)), data.labels[scored])]
+
+
+def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, seed: int):
+    """(scored indices, predicted labels, top scores) for the examples `folds` scores, each from
+    a model that never saw it; None when there are no folds. `fit(train) -> model` with
+    `model.predict(inputs) -> (labels, scores)`."""
+    split = folds(data, n_splits, seed)
+    if split is None:
+        return None
+    scored, pairs = split
     pred = np.empty(len(scored), dtype=object)
     score = np.zeros(len(scored))
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for train_idx, test_idx in folds.split(np.zeros(len(scored)), data.labels[scored]):
-        model = fit(data.subset(np.sort(np.concatenate([scored[train_idx], always]))))
-        labels, scores = model.predict(data.subset(scored[test_idx]).inputs)
-        pred[test_idx] = labels
-        score[test_idx] = scores
+    for train_idx, test_pos in pairs:
+        model = fit(data.subset(train_idx))
+        labels, scores = model.predict(data.subset(scored[test_pos]).inputs)
+        pred[test_pos] = labels
+        score[test_pos] = scores
     return scored, pred, score
 
 

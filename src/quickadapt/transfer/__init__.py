@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from quickadapt.registry import Registry
 from quickadapt.transfer.base import FitContext, Strategy, encode_labels
+from quickadapt.transfer.blend import Blend
 from quickadapt.transfer.bss import BSS
 from quickadapt.transfer.contrastive import Contrastive
 from quickadapt.transfer.discriminative import Discriminative
@@ -16,7 +17,7 @@ from quickadapt.transfer.probe import Probe
 from quickadapt.transfer.prototypes import Prototypes
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (Probe, Prototypes, Finetune, Freeze, Discriminative, LoRA, L2SP, BSS, Contrastive, Joint, Multitask):
+for _cls in (Probe, Prototypes, Finetune, Freeze, Discriminative, LoRA, L2SP, BSS, Contrastive, Joint, Multitask, Blend):
     STRATEGIES.register(_cls.name)(_cls)
 
 

@@ -1,0 +1,164 @@
+"""`blend`: a transferred model mixed with a from-scratch conv4, on scikit-learn's digits as
+images (8x8, unlike anything ImageNet shows, where the scratch model has most to add)."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from quickadapt.artifact import load_model, save_model
+from quickadapt.data import Dataset, load_dataset
+from quickadapt.encoders import create_encoder
+from quickadapt.errors import BadInput
+from quickadapt.model import BlendedModel
+from quickadapt.transfer import FitContext, create_strategy
+from quickadapt.transfer.blend import DEFAULT_WEIGHT
+from tests.cli_helpers import assert_bad_input, run
+
+SIZE = 96  # efficientnet-lite0 input side: small keeps the suite fast; the mix does not depend on it
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    old = os.environ.get("QUICKADAPT_CACHE")
+    os.environ["QUICKADAPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("QUICKADAPT_CACHE", None)
+    else:
+        os.environ["QUICKADAPT_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """(train: 8 per class, test: 40 per class), drawn once."""
+    d = load_dataset("builtin:digits")
+    rng = np.random.default_rng(0)
+    tr, te = [], []
+    for c in d.classes:
+        idx = rng.permutation(np.flatnonzero(d.labels == c))
+        tr += list(idx[:8])
+        te += list(idx[8:48])
+    return d.subset(tr), d.subset(te)
+
+
+def fit(train, **params):
+    encoder = create_encoder("efficientnet-lite0", size=SIZE)
+    return create_strategy("blend", **params).fit(encoder, train, FitContext(seed=0, progress=False))
+
+
+def accuracy(model, data):
+    pred, _ = model.predict(data.inputs)
+    return float(np.mean(np.asarray(pred) == data.labels))
+
+
+def test_blend_mixes_its_parts_and_round_trips(digits, tmp_path):
+    train, test = digits
+    model = fit(train, weight=0.3)
+    assert isinstance(model, BlendedModel) and model.weights == [0.7, 0.3]
+    transferred, scratch = model.parts
+    assert scratch.encoder.name == "conv4" and not scratch.encoder.is_pretrained
+    # the weighted geometric mean of the parts' probabilities, renormalised
+    p0, p1 = transferred.predict_proba(test.inputs), scratch.predict_proba(test.inputs)
+    expected = p0 ** 0.7 * p1 ** 0.3
+    np.testing.assert_allclose(model.predict_proba(test.inputs), expected / expected.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+    acc = accuracy(model, test)
+    assert acc > 0.6, acc  # chance is 0.1
+    save_model(model, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json", "model.safetensors", "part-0", "part-1"]
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["blend"]["weights"] == [0.7, 0.3] and manifest["strategy"]["name"] == "blend"
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded, BlendedModel)
+    np.testing.assert_allclose(loaded.predict_proba(test.inputs), model.predict_proba(test.inputs), atol=1e-5)
+    # a part folder that went missing is named, not a traceback
+    import shutil
+
+    shutil.rmtree(tmp_path / "m" / "part-1")
+    with pytest.raises(BadInput, match="part-1"):
+        load_model(tmp_path / "m")
+
+
+def test_weight_zero_is_the_base_model(digits):
+    train, test = digits
+    model = fit(train, weight=0.0)
+    np.testing.assert_allclose(model.predict_proba(test.inputs), model.parts[0].predict_proba(test.inputs), atol=1e-6)
+
+
+def test_auto_blends_when_cross_validation_says_it_helps(digits):
+    train, test = digits
+    model = fit(train)
+    chosen = model.info["blend"]
+    assert chosen["by"] == "3-fold cross-validation"
+    assert {"cv_accuracy_blend", "cv_accuracy_transferred", "cv_accuracy_scratch", "p_transferred_better"} <= set(chosen)
+    # on 8x8 digits the scratch model carries what ImageNet features miss: the mix is chosen and
+    # beats its base on held-out digits too
+    assert chosen["cv_accuracy_blend"] >= chosen["cv_accuracy_transferred"] and chosen["weight"] == DEFAULT_WEIGHT
+    assert accuracy(model, test) > accuracy(model.parts[0], test)
+    # one example per class leaves nothing to cross-validate: the default weight
+    one = train.subset([int(np.flatnonzero(train.labels == c)[0]) for c in train.classes])
+    assert fit(one).info["blend"] == {"weight": DEFAULT_WEIGHT, "by": "default (too few examples to cross-validate)"}
+
+
+def test_auto_drops_a_scratch_model_that_makes_things_worse(digits, monkeypatch):
+    """A scratch part that answers at random out of fold: the mix loses, so the weight is 0."""
+    import quickadapt.evaluate.baseline as baseline
+
+    train, _ = digits
+    real = baseline.fit_baseline
+
+    def noisy(data, **kw):
+        model = real(data, **kw)
+        rng = np.random.default_rng(0)
+        model.predict_proba = lambda inputs, **_: rng.dirichlet(np.full(len(model.classes["main"]), 0.05), len(inputs))
+        return model
+
+    monkeypatch.setattr(baseline, "fit_baseline", noisy)
+    chosen = fit(train).info["blend"]
+    assert chosen["cv_accuracy_blend"] < chosen["cv_accuracy_transferred"] and chosen["p_transferred_better"] < 0.05
+    assert chosen["weight"] == 0.0
+
+
+def test_bad_settings_and_data():
+    with pytest.raises(BadInput, match="weight"):
+        create_strategy("blend", weight=1.5)
+    with pytest.raises(BadInput, match="weight"):
+        create_strategy("blend", weight="lots")
+    with pytest.raises(BadInput, match="another strategy"):
+        create_strategy("blend", base="blend")
+    with pytest.raises(BadInput, match="--source"):
+        create_strategy("blend", base="joint")
+    with pytest.raises(BadInput, match="unknown strategy"):
+        create_strategy("blend", base="nope")
+    text = Dataset("text", ["hello there", "good bye", "hi", "bye now"], np.array(["a", "b", "a", "b"]))
+    with pytest.raises(BadInput, match="the data is text"):
+        create_strategy("blend").fit(create_encoder("mlp", in_dim=4), text, FitContext(progress=False))
+
+
+def test_cli_fit_predict_blend(digits, tmp_path):
+    train, test = digits
+    root = tmp_path / "imgs"
+    for i, (arr, label) in enumerate(zip(train.inputs[:40], train.labels[:40])):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(root / label / f"{i}.png")
+    out = tmp_path / "model"
+    r = run("fit", "--data", root, "--encoder", "efficientnet-lite0", "--set", f"encoder.size={SIZE}",
+            "--strategy", "blend", "--set", "weight=0.2", "--out", out, "--quiet", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["strategy"] == "blend" and json.loads(r.stdout)["blend"]["weight"] == 0.2
+    r = run("predict", out, "--data", root, "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    preds = json.loads(r.stdout)["predictions"]
+    assert len(preds) == len(list(root.rglob("*.png"))) and all(0 < p["score"] <= 1 for p in preds)
+    r = run("fit", "--data", root, "--encoder", "efficientnet-lite0", "--set", f"encoder.size={SIZE}", "--strategy", "blend",
+            "--out", tmp_path / "auto", "--cv", "0")
+    assert r.exit_code == 0, r.stderr
+    assert "blend: the from-scratch model's share is " in r.stdout and "3-fold cross-validation: blend" in r.stdout
+    r = run("fit", "--data", root, "--encoder", "efficientnet-lite0", "--strategy", "blend", "--set", "weight=2",
+            "--out", tmp_path / "never", "--quiet")
+    assert_bad_input(r, "weight")
+    assert not (tmp_path / "never").exists()

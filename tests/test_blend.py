@@ -3,11 +3,10 @@ images (8x8, unlike anything ImageNet shows, where the scratch model has most to
 from __future__ import annotations
 
 import json
-import os
+import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from quickadapt.artifact import load_model, save_model
@@ -20,17 +19,6 @@ from quickadapt.transfer.blend import DEFAULT_WEIGHT
 from tests.cli_helpers import assert_bad_input, run
 
 SIZE = 96  # efficientnet-lite0 input side: small keeps the suite fast; the mix does not depend on it
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    old = os.environ.get("QUICKADAPT_CACHE")
-    os.environ["QUICKADAPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("QUICKADAPT_CACHE", None)
-    else:
-        os.environ["QUICKADAPT_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +64,6 @@ def test_blend_mixes_its_parts_and_round_trips(digits, tmp_path):
     assert isinstance(loaded, BlendedModel)
     np.testing.assert_allclose(loaded.predict_proba(test.inputs), model.predict_proba(test.inputs), atol=1e-5)
     # a part folder that went missing is named, not a traceback
-    import shutil
-
     shutil.rmtree(tmp_path / "m" / "part-1")
     with pytest.raises(BadInput, match="part-1"):
         load_model(tmp_path / "m")
@@ -149,7 +135,7 @@ def test_cli_fit_predict_blend(digits, tmp_path):
     r = run("fit", "--data", root, "--encoder", "efficientnet-lite0", "--set", f"encoder.size={SIZE}",
             "--strategy", "blend", "--set", "weight=0.2", "--out", out, "--quiet", "--json")
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["strategy"] == "blend" and json.loads(r.stdout)["blend"]["weight"] == 0.2
+    assert json.loads(r.stdout)["strategy"] == "blend" and json.loads(r.stdout)["blend"] == {"weight": 0.2, "by": "setting"}
     r = run("predict", out, "--data", root, "--json", "--quiet")
     assert r.exit_code == 0, r.stderr
     preds = json.loads(r.stdout)["predictions"]

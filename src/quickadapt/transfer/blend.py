@@ -8,8 +8,7 @@ initialisation, evaluate/baseline.py): weak alone with few examples, but wrong o
 than the transferred model. `weight` is the scratch model's share: DEFAULT_WEIGHT, or none at
 all when cross-validation on the examples finds the transferred model alone significantly more
 accurate than the mix (a scratch model that only adds noise, as it may on photos close to
-ImageNet's).
-Images only: for text the TF-IDF baseline added at most 0.3 points on CLINC150 validation."""
+ImageNet's). Images only: for text the TF-IDF baseline added at most 0.3 points on CLINC150 validation."""
 from __future__ import annotations
 
 import copy
@@ -57,16 +56,18 @@ class Blend(Strategy):
             raise BadInput(f"setting 'base' for strategy 'blend': {self.cfg.base!r} needs --source; blend takes one dataset")
         # a tuning base changes the encoder in place, so cross-validation must copy it per fold
         self.tunes_encoder = base.tunes_encoder
-        self.chosen: dict = {}  # how the last fit chose its weight (for the model's info)
 
     def fit(self, encoder, data, ctx):
         if data.modality != "image":
             raise BadInput(f"strategy 'blend' mixes in a network trained from scratch on images; the data is "
                            f"{data.modality} (use {self.cfg.base!r} alone)")
-        w = self.cfg.weight if self.cfg.weight != "auto" else self.choose_weight(encoder, data, ctx)
+        if self.cfg.weight == "auto":
+            w, how = self.choose_weight(encoder, data, ctx)
+        else:
+            w, how = float(self.cfg.weight), {"by": "setting"}
         transferred, scratch = self.fit_parts(encoder, data, ctx)
         model = BlendedModel([transferred, scratch], [1.0 - w, w], strategy=self.name, strategy_params=self.params())
-        model.info["blend"] = {"weight": w, **self.chosen}
+        model.info["blend"] = {"weight": w, **how}
         return model
 
     def fit_parts(self, encoder, data, ctx):
@@ -75,15 +76,15 @@ class Blend(Strategy):
 
         return create_strategy(self.cfg.base).fit(encoder, data, ctx), fit_baseline(data, seed=ctx.seed, device=ctx.device)
 
-    def choose_weight(self, encoder, data, ctx) -> float:
-        """DEFAULT_WEIGHT, unless the transferred model alone is significantly more accurate out of
-        fold than the mix (then 0); DEFAULT_WEIGHT also when the examples allow no folds."""
+    def choose_weight(self, encoder, data, ctx) -> tuple[float, dict]:
+        """(weight, how it was chosen): DEFAULT_WEIGHT, unless the transferred model alone is
+        significantly more accurate out of fold than the mix (then 0); DEFAULT_WEIGHT also when
+        the examples allow no folds."""
         from quickadapt.evaluate.cv import folds
 
         split = folds(data, FOLDS, ctx.seed)
         if split is None:
-            self.chosen = {"by": "default (too few examples to cross-validate)"}
-            return DEFAULT_WEIGHT
+            return DEFAULT_WEIGHT, {"by": "default (too few examples to cross-validate)"}
         scored, pairs = split
         quiet = type(ctx)(device=ctx.device, seed=ctx.seed, source=ctx.source, progress=False)
         logs = np.zeros((2, len(scored), len(data.classes)))
@@ -103,7 +104,7 @@ class Blend(Strategy):
         # examples a difference of one or two is noise, and the mix is the better bet unless the
         # transferred model alone is significantly better
         p = binomtest(only_alone, only_blend + only_alone, alternative="greater").pvalue if only_alone else 1.0
-        self.chosen = {"by": f"{len(pairs)}-fold cross-validation", "cv_accuracy_blend": float(blend_right.mean()),
-                       "cv_accuracy_transferred": float(alone_right.mean()),
-                       "cv_accuracy_scratch": float(np.mean(logs[1].argmax(1) == truth)), "p_transferred_better": float(p)}
-        return 0.0 if p < SIGNIFICANCE else DEFAULT_WEIGHT
+        how = {"by": f"{len(pairs)}-fold cross-validation", "cv_accuracy_blend": float(blend_right.mean()),
+               "cv_accuracy_transferred": float(alone_right.mean()),
+               "cv_accuracy_scratch": float(np.mean(logs[1].argmax(1) == truth)), "p_transferred_better": float(p)}
+        return (0.0 if p < SIGNIFICANCE else DEFAULT_WEIGHT), how

@@ -21,24 +21,21 @@ from quickadapt.encoders import create_encoder
 from quickadapt.errors import BadInput
 from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel
+from quickadapt.output import check_output
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 
 
-def prepare_out_dir(out: str | Path, force: bool) -> Path:
-    """Refuse an existing output folder unless `force`."""
-    out = Path(out)
-    if out.exists() and not force:
-        raise BadInput(f"{out} already exists; choose another --out or pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"{out} exists and is not a folder")
-    return out
+def prepare_out_dir(out: str | Path, force: bool, inputs=()) -> Path:
+    """Refuse an output folder that cannot or must not be written (quickadapt/output.py)."""
+    return check_output(out, force, inputs=inputs)
 
 
 def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
     """Write each `name -> writer(path)` into a temp folder beside `out`, then swap it into place."""
+    out = Path(os.path.abspath(out))  # `name` and `parent` must mean something for "models/.." too
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

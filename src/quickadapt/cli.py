@@ -87,7 +87,7 @@ def fit(
     from quickadapt.artifact import prepare_out_dir, save_model
     from quickadapt.data import load_dataset
 
-    prepare_out_dir(out, force)  # fail before any work
+    prepare_out_dir(out, force, inputs=(data, source, encoder))  # fail before any work
     method, enc_settings = split_settings(settings)
     train = load_dataset(data)
     src = load_dataset(source) if source else None
@@ -158,9 +158,10 @@ def predict(
 ):
     """Predict a label (and score) for every input, in input order."""
     from quickadapt.data import load_dataset
+    from quickadapt.output import check_output
 
-    if out is not None and out.exists() and not force:
-        raise BadInput(f"{out} already exists; choose another --out or pass --force")
+    if out is not None:
+        check_output(out, force, inputs=(data, model_dir), file=True)  # fail before any work
     model = _load(model_dir, device)
     inputs = load_dataset(data, labels="ignore")
     _check_modality(model, inputs, data)
@@ -194,9 +195,13 @@ def _write_csv(stream, rows) -> None:
 def _write_csv_atomically(path: Path, rows) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        _write_csv(f, rows)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            _write_csv(f, rows)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @app.command()
@@ -301,7 +306,7 @@ def domain_adapt(
     from quickadapt.data import load_dataset
     from quickadapt.domain import adapt_domain
 
-    prepare_out_dir(out, force)  # fail before any work
+    prepare_out_dir(out, force, inputs=(source, target, target_test, encoder))  # fail before any work
     method_params, enc_settings = split_settings(settings)
     src = load_dataset(source)
     tgt = load_dataset(target, labels="optional")

@@ -26,6 +26,7 @@ from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, pret
 from quickadapt.meta.start import build_start, check_method, default_scale, method_defaults, start_spec
 from quickadapt.meta.train import MetaTrainConfig, meta_train, read_checkpoint_json
 from quickadapt.meta.validate import make_val_sampler
+from quickadapt.output import check_output
 from quickadapt.settings import build_config
 from quickadapt.train import pick_device, seed_everything
 
@@ -53,6 +54,10 @@ def run_meta_train(
     smooth random warp as well, of up to `warp` of the side, default 0.08) and `mirrors` (images:
     each training class's mirror image as one more class)."""
     out = Path(out)
+    if not resume:  # fail before loading anything; the old output is removed only once all is checked
+        if out.exists() and not force:
+            raise BadInput(f"{out} already exists; choose another --out, pass --resume to continue it, or --force to replace it")
+        check_output(out, force, inputs=(data, encoder))
     settings = dict(settings or {})
     train_settings = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
     pre_cfg = build_config(PretrainConfig, {k: settings[k] for k in settings if k in PRETRAIN_KEYS}, "meta-train")
@@ -87,9 +92,7 @@ def run_meta_train(
             k = differ[0]
             raise BadInput(f"--resume: {k} is {spec[k]!r} but the checkpoint in {out} was trained with {saved.get(k)!r}")
     elif out.exists():
-        if not force:
-            raise BadInput(f"{out} already exists; choose another --out, pass --resume to continue it, or --force to replace it")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+        shutil.rmtree(out)
     cfg = build_config(MetaTrainConfig, {"steps": steps, "meta_batch": meta_batch, "time_budget": time_budget,
                                          "checkpoint_every": checkpoint_every, "checkpoint_steps": checkpoint_steps,
                                          **train_settings}, "meta-train")

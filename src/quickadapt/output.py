@@ -1,0 +1,59 @@
+"""Where results go: an output path is checked before any work, so a fit never runs for
+minutes only to fail at the end, and `--force` never destroys anything but an earlier output.
+
+Refused: a path below a file; an existing path without `force`; a path the user cannot write;
+the current folder or one above it; an input (data, source, encoder folder) or a folder that
+holds one; and, even with `force`, an existing folder that is not a quickadapt output (it
+holds files but no manifest or checkpoint), since replacing it would delete the user's files."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from quickadapt.errors import BadInput
+
+# what an earlier quickadapt output folder holds: a model's manifest, a meta-training checkpoint
+OUTPUT_MARKERS = ("manifest.json", "checkpoint", "pretrained/manifest.json")
+
+
+def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False, option: str = "--out") -> Path:
+    """Raise BadInput unless `out` (a folder, or a file with `file=True`) can be written now.
+    `inputs`: paths (or `builtin:` names, skipped) that the output must not replace."""
+    out = Path(out).expanduser()
+    full = Path(os.path.realpath(out))  # symlinks resolved, as the current folder's path is
+    replace = "pass --force (force=True in Python) to replace it"
+    for parent in full.parents:
+        if parent.exists() and not parent.is_dir():
+            raise BadInput(f"{option} {out}: {parent} is a file, not a folder")
+    if full == Path.cwd() or full in Path.cwd().parents:
+        raise BadInput(f"{option} {out} is the current folder or one above it; name a new folder for the output")
+    for spec in inputs:
+        if spec is None or str(spec).startswith("builtin:"):
+            continue
+        source = Path(os.path.realpath(Path(spec).expanduser()))
+        if full == source or full in source.parents:
+            raise BadInput(f"{option} {out} would replace the input {spec}; choose another {option}")
+    if out.exists():
+        if file and out.is_dir():
+            raise BadInput(f"{option} {out} is a folder; give the path of a file to write")
+        if not file and not out.is_dir():
+            raise BadInput(f"{option} {out} exists and is not a folder")
+        if not force:
+            raise BadInput(f"{out} already exists; choose another {option} or {replace}")
+        if not file and any(out.iterdir()) and not any((out / m).exists() for m in OUTPUT_MARKERS):
+            raise BadInput(f"{option} {out} holds files but no quickadapt output (no manifest.json); "
+                           "refusing to replace it: remove it yourself or choose another folder")
+    _check_writable(out, full, option)
+    return out
+
+
+def _check_writable(out: Path, full: Path, option: str) -> None:
+    """Try to create (and remove) a temp folder where the output will be renamed into place:
+    permission bits say nothing true for root or for virtual file systems such as /proc."""
+    existing = next(p for p in full.parents if p.exists())
+    try:
+        probe = tempfile.mkdtemp(prefix=".quickadapt-probe-", dir=existing)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise BadInput(f"{option} {out}: cannot write in {existing} ({exc.strerror or exc})") from None

@@ -1,0 +1,78 @@
+"""Output paths are checked before any work, and `--force` replaces only an earlier output:
+never an input, the current folder, or a folder of the user's own files."""
+import pytest
+
+from cli_helpers import assert_bad_input, run
+from quickadapt.errors import BadInput
+from quickadapt.output import check_output
+
+
+def test_check_output_refusals(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("text,label\nhi,a\n")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    a_file = tmp_path / "a.csv"
+    a_file.write_text("x")
+
+    cases = [
+        (dict(out=a_file / "model", force=False), "is a file"),
+        (dict(out=a_file, force=False), "not a folder"),
+        (dict(out=mine, force=False), "already exists"),
+        (dict(out=".", force=True), "current folder"),
+        (dict(out=tmp_path.parent, force=True), "current folder"),
+        (dict(out=data, force=True, inputs=(data / "train.csv",)), "replace the input"),
+        (dict(out=data / "train.csv", force=True, inputs=(data / "train.csv",), file=True), "replace the input"),
+        (dict(out=mine, force=True), "no quickadapt output"),
+        (dict(out=mine, force=True, file=True), "is a folder"),
+    ]
+    for kwargs, fragment in cases:
+        with pytest.raises(BadInput, match=fragment):
+            check_output(**kwargs)
+    assert (mine / "notes.txt").read_text() == "precious" and (data / "train.csv").exists()
+
+    # allowed: a new path, an empty folder, an earlier output with force, a builtin input
+    assert check_output(tmp_path / "new" / "model", False, inputs=("builtin:digits",)) == tmp_path / "new" / "model"
+    (tmp_path / "empty").mkdir()
+    check_output(tmp_path / "empty", True)
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "manifest.json").write_text("{}")
+    check_output(earlier, True)
+    check_output(a_file, True, file=True)
+
+
+def test_check_output_unwritable():
+    # /proc refuses new folders even to root, for whom permission bits mean nothing
+    with pytest.raises(BadInput, match="cannot write in /proc"):
+        check_output("/proc/quickadapt-model", False)
+
+
+def test_cli_force_never_replaces_inputs_or_user_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train.csv").write_text("f1,f2,label\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(12)))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    base = ("--encoder", "mlp", "--cv", "0", "--quiet", "--force")
+
+    assert_bad_input(run("fit", "--data", data / "train.csv", "--out", data, *base), "replace the input")
+    assert_bad_input(run("fit", "--data", data / "train.csv", "--out", ".", *base), "current folder")
+    assert_bad_input(run("fit", "--data", data / "train.csv", "--out", mine, *base), "no quickadapt output")
+    assert_bad_input(run("meta-train", "--data", data, "--method", "protonet", "--ways", "2", "--shots", "1",
+                         "--out", data, "--force", "--quiet"), "replace the input")
+    assert (data / "train.csv").exists() and (mine / "notes.txt").read_text() == "precious"
+
+    r = run("fit", "--data", data / "train.csv", "--out", tmp_path / "m", *base)
+    assert r.exit_code == 0, r.stderr
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data / "train.csv", "--out", data / "train.csv",
+                         "--force", "--quiet"), "replace the input")
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data / "train.csv", "--out", mine, "--quiet"),
+                     "is a folder")
+    r = run("fit", "--data", data / "train.csv", "--out", tmp_path / "m", *base)  # an earlier output: replaced
+    assert r.exit_code == 0, r.stderr

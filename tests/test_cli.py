@@ -124,7 +124,7 @@ def test_bad_inputs(clinc_small, tmp_path):
     assert_bad_input(fit(good, "--encoder", "minlm"), "minilm")  # suggests the close match
     assert_bad_input(fit(good, "--strategy", "probes"), "unknown strategy")
     assert_bad_input(fit(good, "--set", "Cee=3"), "unknown setting 'Cee'")
-    assert_bad_input(fit(good, "--set", "C=-1"), "C must be > 0")
+    assert_bad_input(fit(good, "--set", "C=-1"), "'C' for strategy 'probe' must be above 0")
     assert_bad_input(fit(good, "--encoder", "conv4"), "reads image")
     assert not out.exists()  # no half-written artifact after any failure
 

@@ -99,11 +99,11 @@ def test_strategy_learns_digits_and_round_trips(name, digits, tmp_path):
 
 
 def test_bad_settings_name_the_field():
-    with pytest.raises(BadInput, match="k must be"):
+    with pytest.raises(BadInput, match="'k' for strategy 'freeze' must be at least -1"):
         create_strategy("freeze", k=-3)
     with pytest.raises(BadInput, match="decay"):
         create_strategy("discriminative", decay=1.5)
-    with pytest.raises(BadInput, match="r must be"):
+    with pytest.raises(BadInput, match="'r' for strategy 'lora' must be at least 1"):
         create_strategy("lora", r=0)
     with pytest.raises(BadInput, match="pairs_per_example"):
         create_strategy("contrastive", pairs_per_example=0)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from typing import Any, Mapping
 
 from quickadapt.errors import BadInput
@@ -23,8 +26,32 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def bounded(default, lo: float | None = 0, hi: float | None = None, *, below_hi: bool = False, above_lo: bool = False):
+    """A numeric setting's field with the range it accepts (the default range is >= 0: counts,
+    rates, weights and seconds are never negative). `below_hi`/`above_lo`: that bound itself is
+    excluded."""
+    return dataclasses.field(default=default, metadata={"range": (lo, hi, below_hi, above_lo)})
+
+
+def count(default):
+    """A setting that counts something that must exist: steps, a batch, a width (>= 1)."""
+    return bounded(default, 1)
+
+
+def positive(default):
+    """A setting that must be above 0: a regularisation strength, a learning rate that is used."""
+    return bounded(default, 0, above_lo=True)
+
+
+def fraction(default, *, below_one: bool = False):
+    """A setting in [0, 1] (or [0, 1) with `below_one`: a dropout of 1 drops everything)."""
+    return bounded(default, 0, 1, below_hi=below_one)
+
+
 def build_config(cls: type, params: Mapping[str, Any] | None, owner: str):
-    """Instantiate config dataclass `cls` from `params`, naming unknown keys and bad types."""
+    """Instantiate config dataclass `cls` from `params`, naming unknown keys, bad types and
+    values out of range (each field's type comes from its annotation, its range from
+    `bounded`/`fraction`, else >= 0 for numbers)."""
     params = dict(params or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - set(fields))
@@ -32,27 +59,60 @@ def build_config(cls: type, params: Mapping[str, Any] | None, owner: str):
         raise BadInput(
             f"unknown setting {unknown[0]!r} for {owner}: valid settings are {', '.join(sorted(fields)) or 'none'}"
         )
-    coerced = {}
-    for key, value in params.items():
-        default = fields[key].default
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                value = value.lower() in ("1", "true", "yes")
-            value = bool(value)
-        elif isinstance(default, int) and not isinstance(default, bool):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise BadInput(f"setting {key!r} for {owner} must be an integer, got {value!r}")
-        elif isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise BadInput(f"setting {key!r} for {owner} must be a number, got {value!r}")
-            value = float(value)
-        coerced[key] = value
+    hints = typing.get_type_hints(cls)
+    coerced = {key: _coerce(key, value, hints[key], fields[key], owner) for key, value in params.items()}
     try:
         return cls(**coerced)
     except (TypeError, ValueError) as exc:
         raise BadInput(f"bad setting for {owner}: {exc}") from None
+
+
+def _coerce(key: str, value: Any, hint, field: dataclasses.Field, owner: str) -> Any:
+    """`value` as the field's type: a bool from true/false words, an int from 3 or 3.0, a finite
+    float within range; None where the type allows it (`float | None`); strings as given."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in args:
+        return None
+    kinds = [a for a in args if a is not type(None)]
+    where = f"setting {key!r} for {owner}"
+    if str in kinds and isinstance(value, str):
+        return value
+    if bool in kinds:
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.lower()]
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        raise BadInput(f"{where} must be true or false, got {value!r}")
+    if int in kinds or float in kinds:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if str in kinds:
+                raise BadInput(f"{where} must be a number or a word such as {field.default!r}, got {value!r}")
+            raise BadInput(f"{where} must be {'an integer' if float not in kinds else 'a number'}, got {value!r}")
+        if not math.isfinite(value):
+            raise BadInput(f"{where} must be a finite number, got {value!r}")
+        if float not in kinds:
+            if not float(value).is_integer():
+                raise BadInput(f"{where} must be an integer, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        _check_range(value, field, where)
+        return value
+    return value
+
+
+def _check_range(value: float, field: dataclasses.Field, where: str) -> None:
+    lo, hi, below_hi, above_lo = field.metadata.get("range", (0, None, False, False))
+    low = lo is not None and (value <= lo if above_lo else value < lo)
+    high = hi is not None and (value >= hi if below_hi else value > hi)
+    if not (low or high):
+        return
+    if hi is None:
+        raise BadInput(f"{where} must be {'above' if above_lo else 'at least'} {lo:g}, got {value:g}")
+    raise BadInput(f"{where} must be between {lo:g} and {hi:g}{' (excluded)' if below_hi else ''}, got {value:g}")
+
+
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
 
 
 def config_to_dict(cfg) -> dict[str, Any]:

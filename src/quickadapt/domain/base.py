@@ -22,7 +22,7 @@ from quickadapt.data.dataset import Dataset
 from quickadapt.encoders.base import batch_to, embed
 from quickadapt.heads import BottleneckHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
-from quickadapt.settings import build_config, config_to_dict
+from quickadapt.settings import build_config, config_to_dict, count, fraction
 from quickadapt.train import TrainConfig, train
 from quickadapt.transfer.base import encode_labels
 
@@ -48,13 +48,13 @@ class DomainContext:
 
 @dataclass(frozen=True)
 class DeepConfig:
-    steps: int = 600
-    batch_size: int = 32  # per domain: each step sees this many source and this many target examples
+    steps: int = count(600)
+    batch_size: int = count(32)  # per domain: each step sees this many source and this many target examples
     lr: float = 1e-3  # head and method modules (discriminators)
     encoder_lr: float = 0.0  # 0 = the encoder's own default (encoder.finetune_lr)
     weight_decay: float = 0.01
-    hidden: int = 256  # bottleneck width
-    dropout: float = 0.5
+    hidden: int = count(256)  # bottleneck width
+    dropout: float = fraction(0.5, below_one=True)
     trade_off: float = 1.0  # weight of the transfer loss
     tune_encoder: str = "auto"  # auto: train encoders without pretrained weights, freeze pretrained ones
     checkpoints: int = 0  # >0 with a validator: keep the best of this many evenly spaced states

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from quickadapt.domain.base import DeepConfig, DeepMethod, discriminator, domain_bce, grad_reverse, warm_schedule
+from quickadapt.settings import count
 
 
 @dataclass(frozen=True)
 class CDANConfig(DeepConfig):
-    max_map: int = 4096  # above this many outer-product values, use a randomised map of width 1024
-    random_dim: int = 1024
+    max_map: int = count(4096)  # above this many outer-product values, use a randomised map of width 1024
+    random_dim: int = count(1024)
 
     def __post_init__(self):
         super().__post_init__()

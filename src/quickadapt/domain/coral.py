@@ -16,6 +16,7 @@ from quickadapt.domain.base import DeepConfig, DeepMethod, representation
 from quickadapt.heads import LogisticHead
 from quickadapt.model import MAIN_TASK
 from quickadapt.transfer.base import encode_labels
+from quickadapt.settings import positive
 
 MODES = ("deep", "closed")
 
@@ -23,7 +24,7 @@ MODES = ("deep", "closed")
 @dataclass(frozen=True)
 class CORALConfig(DeepConfig):
     mode: str = "deep"
-    C: float = 1.0  # closed mode: inverse L2 strength of the refitted logistic classifier
+    C: float = positive(1.0)  # closed mode: inverse L2 strength of the refitted logistic classifier
 
     def __post_init__(self):
         super().__post_init__()

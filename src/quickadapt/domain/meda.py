@@ -31,18 +31,19 @@ from quickadapt.encoders import create_encoder
 from quickadapt.heads.kernel import KernelHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.transfer.base import encode_labels
+from quickadapt.settings import bounded, count
 
 
 @dataclass(frozen=True)
 class MEDAConfig(DeepConfig):  # the DeepConfig part trains conv4's features when there are no others
-    dim: int = 20  # GFK subspace dimension
+    dim: int = count(20)  # GFK subspace dimension
     lamb: float = 10.0  # weight of the distribution alignment (MMD) term
     rho: float = 1.0  # weight of the manifold (graph Laplacian) term
     eta: float = 0.1  # ridge on beta
-    neighbours: int = 10  # of the Laplacian's kNN graph
-    iters: int = 10  # pseudo-label rounds
-    mu: float = -1.0  # marginal/conditional mix; -1 estimates it every round (the paper's adaptive factor)
-    max_points: int = 3000  # source + target examples in the solve
+    neighbours: int = count(10)  # of the Laplacian's kNN graph
+    iters: int = count(10)  # pseudo-label rounds
+    mu: float = bounded(-1.0, -1, 1)  # marginal/conditional mix; -1 estimates it every round (the paper's adaptive factor)
+    max_points: int = count(3000)  # source + target examples in the solve
 
     def __post_init__(self):
         super().__post_init__()

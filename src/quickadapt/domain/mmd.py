@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import torch
 
 from quickadapt.domain.base import DeepConfig, DeepMethod, warm_schedule
+from quickadapt.settings import count
 
 
 @dataclass(frozen=True)
 class MMDConfig(DeepConfig):
-    kernels: int = 5  # Gaussian kernels, bandwidths spaced by factors of kernel_mul around the mean distance
+    kernels: int = count(5)  # Gaussian kernels, bandwidths spaced by factors of kernel_mul around the mean distance
     kernel_mul: float = 2.0
 
     def __post_init__(self):

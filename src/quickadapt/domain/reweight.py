@@ -13,13 +13,14 @@ import numpy as np
 
 from quickadapt.domain.base import DeepConfig, DeepMethod
 from quickadapt.encoders.base import embed
+from quickadapt.settings import fraction, positive
 
 
 @dataclass(frozen=True)
 class ReweightConfig(DeepConfig):
     max_weight: float = 10.0
-    C: float = 0.1  # inverse L2 strength of the domain classifier
-    power: float = 0.5  # flattening exponent lambda in [0, 1]
+    C: float = positive(0.1)  # inverse L2 strength of the domain classifier
+    power: float = fraction(0.5)  # flattening exponent lambda in [0, 1]
 
     def __post_init__(self):
         super().__post_init__()

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import torch
 
 from quickadapt.domain.base import DeepConfig, DeepMethod
+from quickadapt.settings import fraction
 
 
 @dataclass(frozen=True)
 class SelfTrainingConfig(DeepConfig):
-    threshold: float = 0.9
-    start: float = 0.3  # fraction of steps trained on the source alone first
+    threshold: float = fraction(0.9)
+    start: float = fraction(0.3)  # fraction of steps trained on the source alone first
     balance: bool = True  # each pseudo-class weighs the same, however many examples claim it
 
     def __post_init__(self):

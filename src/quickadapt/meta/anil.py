@@ -10,11 +10,12 @@ import torch
 from quickadapt.data.episodes import Episode
 from quickadapt.meta.base import adapt, batch_params, expand_head, linear, mean_ce, resolve_path, task_ce
 from quickadapt.meta.maml import MAML, MAMLConfig
+from quickadapt.settings import count
 
 
 @dataclass(frozen=True)
 class ANILConfig(MAMLConfig):
-    inner_steps: int = 5
+    inner_steps: int = count(5)
     test_steps: int = 10
     inner_lr: float = 0.5
 

@@ -16,11 +16,12 @@ from quickadapt.meta.base import (
     MetaLearner, adapt, batch_params, body_batched, body_one, body_params, expand_head, linear, mean_ce,
     resolve_path, task_ce,
 )
+from quickadapt.settings import count
 
 
 @dataclass(frozen=True)
 class MAMLConfig:
-    inner_steps: int = 1
+    inner_steps: int = count(1)
     inner_lr: float = 0.4  # Finn et al.'s Omniglot value
     test_steps: int = 0  # inner steps when adapting to a new task at test time (0: inner_steps)
     first_order: bool = False

@@ -18,6 +18,7 @@ from torch import nn
 
 from quickadapt.data.episodes import EpisodeSampler
 from quickadapt.progress import progress_bar
+from quickadapt.settings import count
 
 KEYS = ("pretrain_steps", "pretrain_batch", "pretrain_lr", "pretrain_budget")
 
@@ -29,7 +30,7 @@ def _positive_number(value) -> bool:
 @dataclass(frozen=True)
 class PretrainConfig:
     pretrain_steps: int = 0
-    pretrain_batch: int = 64
+    pretrain_batch: int = count(64)
     pretrain_lr: float | None = None  # None: the encoder's fine-tuning rate (conv4 1e-3, minilm 3e-5)
     pretrain_budget: float | None = None  # seconds; stops early
 

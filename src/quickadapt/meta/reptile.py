@@ -10,11 +10,12 @@ import torch
 from quickadapt.data.episodes import Episode
 from quickadapt.meta.base import accuracy, mean_ce, resolve_path
 from quickadapt.meta.maml import MAML
+from quickadapt.settings import count
 
 
 @dataclass(frozen=True)
 class ReptileConfig:
-    inner_steps: int = 5
+    inner_steps: int = count(5)
     inner_lr: float = 0.1
     test_steps: int = 10
     outer_lr: float = 0.5

@@ -32,14 +32,15 @@ from quickadapt.errors import BadInput
 from quickadapt.meta.base import MetaLearner
 from quickadapt.meta.validate import val_accuracy
 from quickadapt.progress import progress_bar
+from quickadapt.settings import count
 
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
 
 
 @dataclass(frozen=True)
 class MetaTrainConfig:
-    steps: int = 2000
-    meta_batch: int = 16
+    steps: int = count(2000)
+    meta_batch: int = count(16)
     time_budget: float | None = None  # seconds for this run; stops early (the checkpoint allows more)
     checkpoint_every: float = 300.0  # seconds between checkpoints
     checkpoint_steps: int | None = None  # also every N steps
@@ -49,7 +50,7 @@ class MetaTrainConfig:
     # 100 steps at meta-batch 16 on this 2-core CPU are ~1 min (ProtoNet) to ~2 min (MAML) of
     # training; a pass over 100 five-way episodes costs a few percent of that. 0: no validation
     validate_every: int = 100
-    validate_episodes: int = 100
+    validate_episodes: int = count(100)
     # Adam's outer rate halves every this many steps (Snell et al. halved ProtoNet's every 2000
     # episodes); 0 keeps it constant. Counted in steps, so a resumed run follows the same schedule
     lr_halve_every: int = 0

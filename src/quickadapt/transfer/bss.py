@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import torch
 
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
+from quickadapt.settings import count
 
 
 @dataclass(frozen=True)
 class BSSConfig(FinetuneConfig):
-    k: int = 1  # how many of the smallest singular values to shrink
+    k: int = count(1)  # how many of the smallest singular values to shrink
     eta: float = 1e-3  # penalty weight
 
     def __post_init__(self):

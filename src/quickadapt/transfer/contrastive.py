@@ -19,17 +19,18 @@ from quickadapt.heads import LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
+from quickadapt.settings import count, positive
 
 
 @dataclass(frozen=True)
 class ContrastiveConfig:
-    pairs_per_example: int = 4  # half positive, half negative; more hurt on CLINC150 5-shot
-    epochs: int = 1  # passes over the pairs (1 is SetFit's default)
-    batch_size: int = 16  # pairs per step (32 encoder inputs)
+    pairs_per_example: int = count(4)  # half positive, half negative; more hurt on CLINC150 5-shot
+    epochs: int = count(1)  # passes over the pairs (1 is SetFit's default)
+    batch_size: int = count(16)  # pairs per step (32 encoder inputs)
     lr: float = 0.0  # encoder learning rate; 0 = the encoder's own default (encoder.finetune_lr)
     weight_decay: float = 0.01
     max_steps: int = 0  # cap on optimiser steps, 0 = none
-    C: float = 10.0  # inverse L2 strength of the logistic head fitted afterwards
+    C: float = positive(10.0)  # inverse L2 strength of the logistic head fitted afterwards
     time_budget: float = 0.0  # seconds for the pair fine-tuning, 0 = none
     norm_stats: str = "auto"  # BatchNorm statistics while training, as for finetune (train_mode)
 

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from torch import nn
 
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
+from quickadapt.settings import fraction
 
 
 @dataclass(frozen=True)
 class DiscriminativeConfig(FinetuneConfig):
     decay: float = 0.8  # learning-rate factor per layer group below the top (BERT-style layer decay)
-    unfreeze_every: float = 0.1  # fraction of steps between unfreezing groups; 0 = all train from the start
+    unfreeze_every: float = fraction(0.1)  # fraction of steps between unfreezing groups; 0 = all train from the start
 
     def __post_init__(self):
         super().__post_init__()

@@ -17,13 +17,14 @@ from quickadapt.heads import LinearHead, LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
+from quickadapt.settings import count
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    epochs: int = 8
+    epochs: int = count(8)
     min_steps: int = 60  # tiny datasets still get enough updates
-    batch_size: int = 32
+    batch_size: int = count(32)
     lr: float = 0.0  # encoder learning rate; 0 = the encoder's own default (encoder.finetune_lr)
     head_lr: float = 1e-3
     weight_decay: float = 0.01

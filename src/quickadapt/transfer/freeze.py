@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from torch import nn
 
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
+from quickadapt.settings import bounded
 
 
 @dataclass(frozen=True)
 class FreezeConfig(FinetuneConfig):
-    k: int = -1  # layer groups frozen, counted from the input; -1 = half of them (rounded down)
+    k: int = bounded(-1, -1)  # layer groups frozen, counted from the input; -1 = half of them (rounded down)
 
     def __post_init__(self):
         super().__post_init__()

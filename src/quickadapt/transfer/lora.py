@@ -13,13 +13,14 @@ from torch import nn
 
 from quickadapt.errors import BadInput
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
+from quickadapt.settings import count, fraction
 
 
 @dataclass(frozen=True)
 class LoRAConfig(FinetuneConfig):
-    r: int = 8  # rank of each update
+    r: int = count(8)  # rank of each update
     alpha: float = 16.0  # scaling: the update is multiplied by alpha / r
-    dropout: float = 0.1  # dropout on the adapter's input
+    dropout: float = fraction(0.1, below_one=True)  # dropout on the adapter's input
     lr: float = 5e-4  # adapters start at zero and are few: they take a larger step than full fine-tuning
 
     def __post_init__(self):

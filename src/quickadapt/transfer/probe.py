@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from quickadapt.heads import LogisticHead
 from quickadapt.transfer.base import Strategy, fit_frozen
+from quickadapt.settings import positive
 
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    C: float = 10.0  # inverse L2 strength; 10 suits unit-norm sentence embeddings and pooled CNN features
+    C: float = positive(10.0)  # inverse L2 strength; 10 suits unit-norm sentence embeddings and pooled CNN features
 
     def __post_init__(self):
         if self.C <= 0:

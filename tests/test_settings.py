@@ -1,0 +1,47 @@
+"""`--set key=value`: each value is read as its setting's type and range, so a typo or a value
+that makes no sense is refused with the setting's name before any work."""
+import pytest
+
+from quickadapt.domain.meda import MEDAConfig
+from quickadapt.errors import BadInput
+from quickadapt.settings import build_config, parse_set_options
+from quickadapt.transfer.blend import BlendConfig
+from quickadapt.transfer.freeze import FreezeConfig
+from quickadapt.transfer.lora import LoRAConfig
+from quickadapt.transfer.probe import ProbeConfig
+
+
+def settings(cls, *pairs):
+    return build_config(cls, parse_set_options(list(pairs)), "test")
+
+
+@pytest.mark.parametrize("cls, pair, fragment", [
+    (FreezeConfig, "weight_decay=-1", "at least 0"),
+    (FreezeConfig, "k=-2", "at least -1"),
+    (FreezeConfig, "epochs=0", "at least 1"),
+    (FreezeConfig, "epochs=2.5", "an integer"),
+    (FreezeConfig, "epochs=abc", "an integer"),
+    (FreezeConfig, "time_budget=-5", "at least 0"),
+    (FreezeConfig, "augment=maybe", "true or false"),
+    (FreezeConfig, "lr=1e400", "finite"),
+    (FreezeConfig, "lr=NaN", "finite"),
+    (LoRAConfig, "dropout=1", "(excluded)"),
+    (ProbeConfig, "C=0", "above 0"),
+    (LoRAConfig, "r=0", "at least 1"),
+    (BlendConfig, "weight=2", "between 0 and 1"),
+    (BlendConfig, "weight=[1]", "a number or a word"),
+    (MEDAConfig, "mu=1.5", "between -1 and 1"),
+])
+def test_bad_values_are_refused_by_name(cls, pair, fragment):
+    with pytest.raises(BadInput, match=rf"'{pair.split('=')[0]}'.*{fragment}" if "(" not in fragment else "excluded"):
+        settings(cls, pair)
+
+
+def test_good_values_take_the_fields_types():
+    cfg = settings(FreezeConfig, "k=-1", "epochs=3.0", "augment=yes", "lr=1e-3", "time_budget=0")
+    assert cfg.k == -1 and cfg.epochs == 3 and isinstance(cfg.epochs, int) and cfg.augment is True
+    assert cfg.lr == 1e-3 and settings(FreezeConfig, "augment=off").augment is False
+    assert settings(BlendConfig, "weight=auto").weight == "auto"
+    assert settings(BlendConfig, "weight=0.3").weight == 0.3
+    assert settings(MEDAConfig, "mu=-1").mu == -1.0
+    assert settings(LoRAConfig, "dropout=0").dropout == 0.0

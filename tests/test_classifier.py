@@ -33,5 +33,27 @@ def test_text_fit_predict_save_load(tmp_path):
     again = FewShotClassifier.load(tmp_path / "m")
     assert np.array_equal(again.predict(Xt), clf.predict(Xt))
     np.testing.assert_allclose(again.predict_proba(Xt), clf.predict_proba(Xt), atol=1e-6)
-    refused = FewShotClassifier(encoder="minilm", cv=3, abstain=True, threshold=1.01).fit(X, y).predict(Xt)
+    refused = FewShotClassifier(encoder="minilm", cv=3, abstain=True, threshold=1.0).fit(X, y).predict(Xt)
     assert set(refused) == {"__none__"}
+
+
+def test_abstain_needs_a_threshold_and_a_free_none_label():
+    import pytest
+
+    from quickadapt.errors import BadInput
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3)).astype(np.float32)
+    y = np.arange(20) % 2
+    X[:, 0] += 3 * y
+    clf = FewShotClassifier(encoder="mlp", abstain=True).fit(X, y)  # cv=0: nothing calibrated
+    with pytest.raises(BadInput, match="no calibrated abstain threshold"):
+        clf.predict(X)
+    clf.set_params(threshold=1.5)
+    with pytest.raises(BadInput, match="between 0 and 1"):
+        clf.predict(X)
+    clf.set_params(threshold=0.5, none_label="1")
+    with pytest.raises(BadInput, match="one of the model's classes"):
+        clf.predict(X)
+    clf.set_params(none_label="__none__")
+    assert set(clf.predict(X)) <= {0, 1, "__none__"}

@@ -62,7 +62,7 @@ def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):
     report = json.loads(r.stdout)
     assert r.exit_code == 0 and report["n_oos"] == 5 and report["oos_recall"] >= 0.4
     assert report["accuracy"] > 0.6  # in-scope rows mostly still answered
-    r = run("predict", out, "--data", test, "--threshold", "1.01", "--none-label", "nope", "--json", "--quiet")
+    r = run("predict", out, "--data", test, "--threshold", "1", "--none-label", "nope", "--json", "--quiet")
     assert {p["label"] for p in json.loads(r.stdout)["predictions"]} == {"nope"}
     r = run("evaluate", out, "--data", test, "--quiet")
     assert_bad_input(r, "never saw")
@@ -159,10 +159,43 @@ def test_usage_mistakes_are_bad_input_too():
 
     for args, fragment in ((["fit", "--bogus"], "no such option: --bogus"),
                            (["meta-train", "--data", "x", "--method", "maml", "--ways", "5", "--shots", "1", "--out", "o",
-                             "--set", "a=1", "b=2"], "give each setting its own --set")):
+                             "--set", "a=1", "b=2"], "give each setting its own --set"),
+                           (["fit", "--data", "x", "--out", "o", "--seed", "-1"], "'--seed'")):
         r = cli(*args)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
         assert fragment in lines[0].lower() and "Traceback" not in r.stderr
     r = cli("fit", "--json", "--bogus")
     assert r.returncode == 2 and "bogus" in json.loads(r.stdout)["error"]
+
+
+def test_option_values_are_checked_before_any_work(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = "".join(f"{a:.3f},{b:.3f},{c:.3f},{'ab'[i % 2]}\n" for i, (a, b, c) in enumerate(rng.normal(size=(30, 3))))
+    train = tmp_path / "train.csv"
+    train.write_text("f1,f2,f3,label\n" + rows)
+    narrow = tmp_path / "narrow.csv"
+    narrow.write_text("f1,f2,label\n1,2,a\n3,4,b\n")
+    with_oos = tmp_path / "oos.csv"
+    with_oos.write_text("f1,f2,f3,label\n1,2,3,a\n1,2,3,zz\n1,2,3,qq\n")
+
+    def fit(*extra):
+        return run("fit", "--data", train, "--encoder", "mlp", "--out", tmp_path / "never", "--quiet", *extra)
+
+    assert_bad_input(fit("--cv", "1"), "--cv is a number of folds")
+    assert_bad_input(fit("--baseline", "--cv", "0"), "--baseline is compared by cross-validation")
+    assert_bad_input(fit("--set", "encoder.hidden=-3"), "hidden must be >= 1")
+    assert_bad_input(fit("--set", "encoder.in_dim=5"), "differs from the data's 3 features")
+    assert_bad_input(run("fit", "--data", "builtin:digits", "--encoder", "mlp", "--out", tmp_path / "never"),
+                     "reads features but the data is image")
+    assert not (tmp_path / "never").exists()
+
+    model = tmp_path / "m"
+    r = run("fit", "--data", train, "--encoder", "mlp", "--out", model, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert_bad_input(run("predict", model, "--data", narrow), "reads 3 features per example, the data has 2")
+    assert_bad_input(run("predict", model, "--data", train, "--threshold", "1.5"), "between 0 and 1")
+    assert_bad_input(run("predict", model, "--data", train, "--threshold", "nan"), "between 0 and 1")
+    assert_bad_input(run("predict", model, "--data", train, "--abstain", "--none-label", "a"), "one of the model's classes")
+    assert_bad_input(run("evaluate", model, "--data", with_oos, "--oos-label", "a"), "not an out-of-scope mark")
+    assert_bad_input(run("evaluate", model, "--data", with_oos, "--oos-label", "zz"), "never saw (qq)")

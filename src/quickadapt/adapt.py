@@ -16,6 +16,7 @@ import numpy as np
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.dataset import Dataset
 from quickadapt.data.label_names import with_label_names
+from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
 from quickadapt.evaluate.cv import calibrate_threshold, oof_accuracy, out_of_fold
@@ -43,6 +44,10 @@ def adapt(
     """Adapt `encoder` to the labelled `data` with `strategy`; return the fitted AdaptedModel with
     `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
     data.require_labels()
+    if cv < 0 or cv == 1:
+        raise BadInput(f"--cv is a number of folds: 0 (no estimate) or at least 2, got {cv}")
+    if baseline and cv == 0:
+        raise BadInput("--baseline is compared by cross-validation: leave --cv at 2 or more")
     # folds are drawn from the user's examples; the class names join each training fold
     extend = with_label_names if label_names else (lambda d: d)
     extended = extend(data)  # fails here, before any work, on data that is not text
@@ -59,6 +64,8 @@ def adapt(
         if source.modality != data.modality:
             raise BadInput(f"--source is {source.modality} data but --data is {data.modality}")
 
+    if ENCODER_MODALITY.get(encoder, data.modality) != data.modality:  # before building it with the data's shape
+        raise BadInput(f"encoder {encoder!r} reads {ENCODER_MODALITY[encoder]} but the data is {data.modality}")
     seed_everything(seed)  # fixes the random init of encoders that have no pretrained weights
     base_encoder = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params))
     if base_encoder.modality != data.modality:
@@ -110,5 +117,7 @@ def adapt(
 def _encoder_settings(name: str, data: Dataset, params: dict | None) -> dict:
     settings = dict(params or {})
     if name == "mlp" and data.modality == "features":
-        settings.setdefault("in_dim", int(np.asarray(data.inputs).shape[1]))
+        width = int(np.asarray(data.inputs).shape[1])
+        if settings.setdefault("in_dim", width) != width:
+            raise BadInput(f"setting in_dim={settings['in_dim']} for encoder 'mlp' differs from the data's {width} features")
     return settings

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from quickadapt.adapt import adapt
 from quickadapt.data.dataset import Dataset
 from quickadapt.encoders import ENCODER_MODALITY
+from quickadapt.model import abstain_threshold, check_none_label
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -98,11 +99,14 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(self._inputs(X, reset=False))[:, self._columns]
 
     def predict(self, X) -> np.ndarray:
+        if self.abstain:  # checked before the inputs are embedded
+            check_is_fitted(self)
+            t = abstain_threshold(self.model_.threshold, self.threshold)
+            check_none_label(self.none_label, self.classes_)
         proba = self.predict_proba(X)
         pred = self.classes_[proba.argmax(1)]
         if not self.abstain:
             return pred
-        t = self.model_.threshold if self.threshold is None else self.threshold
         out = pred.astype(object)
         out[proba.max(1) < t] = self.none_label
         return out

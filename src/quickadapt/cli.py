@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object instead of a summary.")
-SeedOpt = typer.Option(0, "--seed", help="Fixes every source of randomness.")
+SeedOpt = typer.Option(0, "--seed", min=0, help="Fixes every source of randomness.")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or logs.")
 SetOpt = typer.Option(None, "--set", help="Method setting key=value (repeatable); encoder.KEY=value sets the encoder.")
@@ -224,12 +224,12 @@ def evaluate(
     test = load_dataset(data)
     _check_modality(model, test, data)
     _check_task(model, task)
-    if oos_label is None:
-        unknown = sorted(set(test.classes) - set(model.classes[task]))
-        if unknown:
-            raise BadInput(
-                f"{data} has labels the model never saw ({', '.join(unknown[:5])}); pass --oos-label if they mark out-of-scope"
-            )
+    if oos_label is not None and oos_label in model.classes[task]:
+        raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")
+    unknown = sorted(set(test.classes) - set(model.classes[task]) - {oos_label})
+    if unknown:
+        hint = "more than the --oos-label" if oos_label is not None else "pass --oos-label if they mark out-of-scope"
+        raise BadInput(f"{data} has labels the model never saw ({', '.join(unknown[:5])}); {hint}")
     labels, _ = model.predict(
         test.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
         threshold=threshold, progress=None if quiet else "evaluating",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Sequence
 
 import numpy as np
@@ -13,6 +14,27 @@ from quickadapt.errors import BadInput
 
 MAIN_TASK = "main"
 
+
+
+def abstain_threshold(calibrated: float | None, given: float | None) -> float:
+    """The confidence below which a prediction abstains: `given` (a top probability, so in
+    [0, 1]) or else the one calibrated at fit time."""
+    if given is not None:
+        if not (math.isfinite(given) and 0 <= given <= 1):
+            raise BadInput(f"--threshold is a probability: between 0 and 1, got {given}")
+        return float(given)
+    if calibrated is None:
+        raise BadInput(
+            "this model has no calibrated abstain threshold (it was fit without cross-validation, "
+            "or with one example per class); pass --threshold (threshold= in Python)"
+        )
+    return calibrated
+
+
+def check_none_label(none_label: str, classes) -> None:
+    """An abstention must not read as a class the model predicts."""
+    if str(none_label) in {str(c) for c in classes}:
+        raise BadInput(f"--none-label {none_label!r} is one of the model's classes; choose another name")
 
 class AdaptedModel(nn.Module):
     """`heads[task]` maps encoder features to logits over `classes[task]`.
@@ -72,18 +94,15 @@ class AdaptedModel(nn.Module):
     ) -> tuple[list[str], np.ndarray]:
         """Predicted labels and their scores. With `abstain`, inputs whose top score is below the
         threshold (given, else the calibrated one) get `none_label`."""
+        if abstain:  # checked before the inputs are embedded
+            t = abstain_threshold(self.threshold, threshold)
+            check_none_label(none_label, self.classes[task])
         proba = self.predict_proba(inputs, task=task, progress=progress)
         names = np.asarray(self.classes[task], dtype=object)
         best = proba.argmax(1) if len(proba) else np.zeros(0, dtype=int)
         scores = proba.max(1) if len(proba) else np.zeros(0)
         labels = names[best].tolist()
         if abstain:
-            t = self.threshold if threshold is None else threshold
-            if t is None:
-                raise BadInput(
-                    "this model has no calibrated abstain threshold (it was fit without cross-validation, "
-                    "or with one example per class); pass --threshold"
-                )
             labels = [none_label if s < t else lab for lab, s in zip(labels, scores)]
         return labels, scores
 

@@ -55,8 +55,9 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
         return copy.deepcopy(_PRISTINE[key])  # fresh module, without reading the weights again
     try:
         encoder = factory(pretrained=pretrained, **settings)
-    except TypeError as exc:
-        raise BadInput(f"bad setting for encoder {name!r}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        # a setting of the wrong kind or size (torch refuses a negative width with RuntimeError)
+        raise BadInput(f"bad setting for encoder {name!r}: {str(exc).splitlines()[0]}") from None
     # only these ship weights; the others start from a seeded random init that artifacts must store
     encoder.is_pretrained = pretrained and name in PRETRAINED
     if encoder.is_pretrained:

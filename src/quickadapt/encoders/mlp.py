@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import Encoder
+from quickadapt.errors import BadInput
 
 
 class MLPEncoder(Encoder):
@@ -16,6 +17,8 @@ class MLPEncoder(Encoder):
         super().__init__()
         if in_dim is None or int(in_dim) < 1:
             raise ValueError("the mlp encoder needs in_dim, the number of input features")
+        if int(hidden) < 1 or int(depth) < 0 or not 0 <= float(dropout) < 1:
+            raise ValueError(f"hidden must be >= 1, depth >= 0 and dropout in [0, 1), got {hidden}, {depth}, {dropout}")
         self.settings = {"in_dim": int(in_dim), "hidden": int(hidden), "depth": int(depth), "dropout": float(dropout)}
         layers: list[nn.Module] = []
         width = int(in_dim)
@@ -26,7 +29,11 @@ class MLPEncoder(Encoder):
         self.embed_dim = width
 
     def prepare(self, inputs):
-        return torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+        x = np.asarray(inputs, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.settings["in_dim"]:
+            raise BadInput(f"the model reads {self.settings['in_dim']} features per example, the data has "
+                           f"{x.shape[1] if x.ndim == 2 else 'rows of another shape'}")
+        return torch.as_tensor(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:

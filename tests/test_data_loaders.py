@@ -40,6 +40,8 @@ def test_spreadsheet_csv_dialects(tmp_path):
         assert ds.inputs == ["hello, there", "bye"] and ds.labels.tolist() == ["greet", "leave"], name
     feats = load_dataset(write(tmp_path / "f.csv", "a;b;Label\n1;2;x\n3;4;y\n"))
     assert feats.modality == "features" and feats.inputs.shape == (2, 2) and feats.labels.tolist() == ["x", "y"]
+    decimal = load_dataset(write(tmp_path / "d.csv", "a;b;label\n0,5;2;x\n-1,25;4;y\n"))
+    assert decimal.inputs.tolist() == [[0.5, 2.0], [-1.25, 4.0]]
     # an exact `text` column wins over another capitalisation of it
     both = load_dataset(write(tmp_path / "both.csv", "Text,text,label\nwrong,right,a\n"))
     assert both.inputs == ["right"]
@@ -147,6 +149,8 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.jsonl", '{"text": null, "label": "b"}\n', "empty text"),
         ("x.jsonl", '{"text": "a"\n', "not valid JSON"),
         ("x.jsonl", '["a", "b"]\n', "not a JSON object"),
+        ("x.jsonl", '{"text": "a", "label": ["b", "c"]}\n', "line 1 has a label that is a JSON list"),
+        ("x.csv", "a,,label\n1,2,x\n", "column 2 has no name"),
         ("x.jsonl", "\n\n", "no examples"),
         ("x.jsonl", b'{"text": "\xff"}\n', "not UTF-8"),
         ("x.npz", b"not a zip", "not a readable .npz"),
@@ -210,7 +214,7 @@ def test_bad_paths_and_folders(tmp_path):
 def test_list_builtin():
     names = [b["name"] for b in list_builtin()]
     assert {"clinc150-train", "clinc150-val", "clinc150-test", "omniglot", "digits", "digits-features"} <= set(names)
-    assert all(set(b) == {"name", "modality", "n", "classes", "description", "licence"} for b in list_builtin())
+    assert all(set(b) == {"name", "modality", "n", "classes", "description", "licence", "available"} for b in list_builtin())
     with pytest.raises(BadInput, match="available: clinc150-train"):
         load_dataset("builtin:nope")
 
@@ -256,6 +260,8 @@ def test_fashion_mnist_missing(tmp_path, monkeypatch):
     builtin._fashion.cache_clear()
     with pytest.raises(BadInput, match="apt-get install dataset-fashion-mnist"):
         load_dataset("builtin:fashion-mnist-test")
+    listed = {b["name"]: b["available"] for b in list_builtin()}
+    assert listed["fashion-mnist-test"] is False and listed["digits"] is True
 
 
 def test_fashion_mnist():
@@ -269,3 +275,15 @@ def test_fashion_mnist():
     ds = load_dataset("builtin:fashion-mnist-test")
     assert len(ds) == 10000 and len(ds.classes) == 10 and "T-shirt/top" in ds.classes
     assert ds.inputs[0].shape == (28, 28) and ds.inputs[0].dtype == np.uint8
+
+
+def test_what_pandas_writes(tmp_path, capsys):
+    """to_csv() adds its row index under an empty name, and an integer label column that had a
+    NaN comes back as floats: the index is ignored (and said so), 1.0 reads as 1."""
+    feats = load_dataset(write(tmp_path / "f.csv", ",a,b,label\n0,1.5,2,1.0\n1,3,4,2.0\n"))
+    assert feats.inputs.tolist() == [[1.5, 2.0], [3.0, 4.0]] and feats.labels.tolist() == ["1", "2"]
+    assert "row index" in capsys.readouterr().err
+    text = load_dataset(write(tmp_path / "t.csv", "text,label\nhi,1.0\nho,-2.00\nhey,1.5\n"))
+    assert text.labels.tolist() == ["1", "-2", "1.5"]
+    long = load_dataset(write(tmp_path / "long.csv", "text,label\n" + "word " * 60000 + ",a\nhi,b\n"))
+    assert len(long.inputs[0]) == 300000  # beyond csv's default field limit of 128 KiB

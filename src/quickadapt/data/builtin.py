@@ -36,6 +36,7 @@ class BuiltinSpec:
     description: str
     licence: str
     load: Callable[[], Dataset]
+    available: Callable[[], bool] = lambda: True  # False: its files are installed apart from quickadapt, and missing
 
 
 # --- CLINC150 -----------------------------------------------------------------------------
@@ -127,6 +128,14 @@ def _fashion_dir() -> Path:
     )
 
 
+def _fashion_installed() -> bool:
+    try:
+        _fashion_dir()
+        return True
+    except BadInput:
+        return False
+
+
 def _read_idx(path: Path) -> np.ndarray:
     """IDX format: 2 zero bytes, dtype code (0x08 = uint8), ndim, then ndim big-endian sizes."""
     if not path.exists():
@@ -187,18 +196,20 @@ _BUILTINS = {
                     "CC BY 4.0 (UCI optical digits, bundled with scikit-learn)", _load_digits_features),
         BuiltinSpec("fashion-mnist-train", "image", 60000, 10,
                     "Fashion-MNIST train, 28x28 grey (needs apt package dataset-fashion-mnist)",
-                    "MIT (Xiao et al. 2017)", _fashion_split("train")),
+                    "MIT (Xiao et al. 2017)", _fashion_split("train"), _fashion_installed),
         BuiltinSpec("fashion-mnist-test", "image", 10000, 10,
                     "Fashion-MNIST test, 28x28 grey (needs apt package dataset-fashion-mnist)",
-                    "MIT (Xiao et al. 2017)", _fashion_split("test")),
+                    "MIT (Xiao et al. 2017)", _fashion_split("test"), _fashion_installed),
     ]
 }
 
 
 def list_builtin() -> list[dict]:
-    """One dict per built-in dataset: name, modality, n, classes, description, licence."""
+    """One dict per built-in dataset: name, modality, n, classes, description, licence, and
+    available (False where its files, installed apart from quickadapt, are missing)."""
     return [
-        dict(name=s.name, modality=s.modality, n=s.n, classes=s.classes, description=s.description, licence=s.licence)
+        dict(name=s.name, modality=s.modality, n=s.n, classes=s.classes, description=s.description, licence=s.licence,
+             available=s.available())
         for s in _BUILTINS.values()
     ]
 

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput
+from quickadapt.progress import log
 
 LABEL_MODES = ("required", "optional", "ignore")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -86,10 +88,12 @@ def _missing(value) -> bool:
 
 
 def _label_str(value) -> str:
-    # JSON numbers: 3 and 3.0 both become "3", so labels agree with csv files.
+    # 3, 3.0 and "3.0" all become "3": pandas writes an integer label column that had a NaN
+    # as floats, and JSON numbers must agree with csv text
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip()
+    text = str(value).strip()
+    return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
 def _text_dataset(rows, shown: str, has_label: bool, labels: str, where: str) -> Dataset:
@@ -106,6 +110,9 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, where: str) ->
         if keep:
             if _missing(label):
                 raise BadInput(f"{shown}: {where} {line} has no label; give every row a label (or drop the `label` column)")
+            if isinstance(label, (list, dict)):
+                raise BadInput(f"{shown}: {where} {line} has a label that is a JSON {type(label).__name__}; "
+                               "give one label per example, a string or a number")
             labs.append(_label_str(label))
     return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown)
 
@@ -151,7 +158,9 @@ def _column_index(header: list[str], name: str) -> int | None:
 
 def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     content = _read_utf8(path, shown)
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=_delimiter(path, content))
+    csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses a long document in one cell
+    delimiter = _delimiter(path, content)
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -166,6 +175,10 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     for i, r in body:
         if len(r) > len(header):
             raise BadInput(f"{shown}: line {i} has {len(r)} fields but the header has {len(header)}; quote fields that contain commas")
+    if header and header[0] == "" and len(header) > 1:
+        # pandas' to_csv() writes its row index under an empty name: an index, not data
+        log(f"{shown}: the first column has no name; read as a row index and ignored")
+        header, body = header[1:], [(i, r[1:]) for i, r in body]
     def cell(r, j):
         return r[j] if j is not None and j < len(r) else None
 
@@ -173,7 +186,7 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     if jt is not None:
         rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
         return _text_dataset(rows, shown, jl is not None, labels, "line")
-    return _features_csv(header, body, shown, labels)
+    return _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";")
 
 
 # --- features -----------------------------------------------------------------------------
@@ -195,8 +208,11 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def _features_csv(header: list[str], body, shown: str, labels: str) -> Dataset:
+def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comma: bool = False) -> Dataset:
+    """decimal_comma: a semicolon-separated file, as spreadsheets write where 0,5 means 0.5."""
     found = ", ".join(header)
+    if "" in header:  # a text file reads only its text and label columns; here every column counts
+        raise BadInput(f"{shown}: column {header.index('') + 1} has no name in the header row; name every feature column")
     jl = _column_index(header, "label")
     feat = [j for j, h in enumerate(header) if j != jl]
     if not feat:
@@ -207,6 +223,8 @@ def _features_csv(header: list[str], body, shown: str, labels: str) -> Dataset:
     for n, (i, r) in enumerate(body):
         for k, j in enumerate(feat):
             v = r[j].strip() if j < len(r) else ""
+            if decimal_comma:
+                v = v.replace(",", ".")
             try:
                 X[n, k] = float(v)
             except ValueError:
@@ -223,7 +241,7 @@ def _features_csv(header: list[str], body, shown: str, labels: str) -> Dataset:
             v = r[jl] if jl < len(r) else ""
             if _missing(v):
                 raise BadInput(f"{shown}: line {i} has no label; give every row a label (or drop the `label` column)")
-            y.append(v.strip())
+            y.append(_label_str(v))
         y = np.asarray(y, dtype=object)
     return Dataset("features", X, y, name=shown)
 

@@ -57,3 +57,18 @@ def test_abstain_needs_a_threshold_and_a_free_none_label():
         clf.predict(X)
     clf.set_params(none_label="__none__")
     assert set(clf.predict(X)) <= {0, 1, "__none__"}
+
+
+def test_save_load_keeps_label_values_and_settings(tmp_path):
+    import quickadapt
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(24, 3)).astype(np.float32)
+    y = np.arange(24) % 3 + 5  # integer labels
+    X[:, 0] += 2 * (y - 5)
+    clf = quickadapt.FewShotClassifier(encoder="mlp", cv=2, none_label="nah", seed=4).fit(X, y)
+    clf.save(tmp_path / "m")
+    again = quickadapt.FewShotClassifier.load(tmp_path / "m")
+    assert again.classes_.tolist() == [5, 6, 7] and again.classes_.dtype.kind == "i"
+    assert np.array_equal(again.predict(X), clf.predict(X)) and again.score(X, y) == clf.score(X, y)
+    assert again.get_params()["none_label"] == "nah" and again.get_params()["seed"] == 4

@@ -188,6 +188,7 @@ def test_option_values_are_checked_before_any_work(tmp_path):
     assert_bad_input(fit("--set", "encoder.in_dim=5"), "differs from the data's 3 features")
     assert_bad_input(run("fit", "--data", "builtin:digits", "--encoder", "mlp", "--out", tmp_path / "never"),
                      "reads features but the data is image")
+    assert_bad_input(fit("--source", narrow, "--strategy", "joint"), "--source has 2 features per example but --data has 3")
     assert not (tmp_path / "never").exists()
 
     model = tmp_path / "m"
@@ -199,3 +200,7 @@ def test_option_values_are_checked_before_any_work(tmp_path):
     assert_bad_input(run("predict", model, "--data", train, "--abstain", "--none-label", "a"), "one of the model's classes")
     assert_bad_input(run("evaluate", model, "--data", with_oos, "--oos-label", "a"), "not an out-of-scope mark")
     assert_bad_input(run("evaluate", model, "--data", with_oos, "--oos-label", "zz"), "never saw (qq)")
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["tasks"]["main"]["classes"] = ["a"]  # edited by hand: no longer matches the head
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    assert_bad_input(run("predict", model, "--data", train), "names 1 classes but its head has 2 outputs")

@@ -45,3 +45,17 @@ def test_good_values_take_the_fields_types():
     assert settings(BlendConfig, "weight=0.3").weight == 0.3
     assert settings(MEDAConfig, "mu=-1").mu == -1.0
     assert settings(LoRAConfig, "dropout=0").dropout == 0.0
+
+
+@pytest.mark.parametrize("name, settings, fragment", [
+    ("conv4", {"channels": 0}, "'channels' for encoder 'conv4' must be at least 1"),
+    ("mlp", {"in_dim": 3, "hidden": 0}, "hidden must be >= 1"),
+    ("mlp", {"in_dim": 3, "dropout": 1.0}, "dropout in \\[0, 1\\)"),
+    ("mlp", {"in_dim": 3, "depth": "abc"}, "invalid literal"),
+    ("minilm", {"max_length": 0}, "max_length counts tokens"),
+])
+def test_bad_encoder_settings_are_bad_input(name, settings, fragment):
+    from quickadapt.encoders import create_encoder
+
+    with pytest.raises(BadInput, match=fragment):
+        create_encoder(name, **settings)

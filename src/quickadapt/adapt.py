@@ -63,6 +63,9 @@ def adapt(
         source.require_labels()
         if source.modality != data.modality:
             raise BadInput(f"--source is {source.modality} data but --data is {data.modality}")
+        if data.modality == "features" and np.shape(source.inputs)[1] != np.shape(data.inputs)[1]:
+            raise BadInput(f"--source has {np.shape(source.inputs)[1]} features per example but --data has "
+                           f"{np.shape(data.inputs)[1]}; the shared encoder reads both")
 
     if ENCODER_MODALITY.get(encoder, data.modality) != data.modality:  # before building it with the data's shape
         raise BadInput(f"encoder {encoder!r} reads {ENCODER_MODALITY[encoder]} but the data is {data.modality}")

@@ -186,6 +186,9 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> Ada
     encoder = build_encoder(manifest, tensors, folder)
     heads, classes = {}, {}
     for task, spec in manifest["tasks"].items():
+        if spec["head"].get("n_classes") != len(spec["classes"]):  # a hand-edited manifest: fail here, not mid-predict
+            raise BadInput(f"{folder}: task {task!r} names {len(spec['classes'])} classes but its head has "
+                           f"{spec['head'].get('n_classes')} outputs; the manifest does not match the weights")
         head = create_head(spec["head"])
         prefix = f"heads.{task}."
         head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

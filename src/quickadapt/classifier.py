@@ -4,6 +4,7 @@
 builds the encoder and adapts it; fitted state ends in `_`."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from quickadapt.adapt import adapt
 from quickadapt.data.dataset import Dataset
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.model import abstain_threshold, check_none_label
+
+
+# settings that shape predictions or refits but are not stored in the model itself
+ESTIMATOR_PARAMS = ("encoder_params", "seed", "device", "cv", "abstain", "none_label", "threshold", "label_names")
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -115,20 +120,35 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         from quickadapt.artifact import save_model
 
         check_is_fitted(self)
-        return save_model(self.model_, path, force=force, seed=self.seed)
+        # the caller's label values (ints stay ints) and the settings that are not the model's own
+        estimator = {"classes": [c.item() if isinstance(c, np.generic) else c for c in self.classes_],
+                     "params": {k: self.get_params()[k] for k in ESTIMATOR_PARAMS}}
+        try:
+            json.dumps(estimator)
+        except TypeError:  # labels JSON cannot hold: they come back as the model's strings
+            estimator["classes"] = None
+        return save_model(self.model_, path, force=force, seed=self.seed, extra={"estimator": estimator})
 
     @classmethod
     def load(cls, path) -> "FewShotClassifier":
-        """A fitted classifier from a saved model folder; classes_ are the stored string labels."""
+        """A fitted classifier from a saved model folder. A folder saved by `save` gives back its
+        label values and settings; one written by the CLI has string labels and the defaults."""
         from quickadapt.artifact import load_model, read_manifest
 
         model = load_model(path)
         manifest = read_manifest(path)
+        estimator = manifest.get("estimator") or {}
+        params = {k: v for k, v in (estimator.get("params") or {}).items() if k in ESTIMATOR_PARAMS}
+        params.setdefault("label_names", bool(model.info.get("label_names", False)))
         clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, strategy_params=model.strategy_params,
-                  label_names=bool(model.info.get("label_names", False)))
+                  **params)
         clf.model_ = model
-        clf.classes_ = np.asarray(model.classes["main"], dtype=object)
-        clf._columns = np.arange(len(clf.classes_))
+        names = model.classes["main"]
+        classes = estimator.get("classes")
+        if classes is None or sorted(map(str, classes)) != sorted(names):
+            classes = names
+        clf.classes_ = np.asarray(classes)
+        clf._columns = np.asarray([names.index(str(c)) for c in clf.classes_])
         if clf._modality() == "features":
             clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))
         return clf

@@ -248,7 +248,9 @@ def datasets(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     from quickadapt.data import list_builtin
 
     items = list_builtin()
-    emit({"datasets": items}, as_json, "\n".join(f"builtin:{d['name']:<22} {d['modality']:<8} {d['n']:>6} examples  {d['classes']:>4} classes  {d['description']}" for d in items))
+    emit({"datasets": items}, as_json, "\n".join(
+        f"builtin:{d['name']:<22} {d['modality']:<8} {d['n']:>6} examples  {d['classes']:>4} classes  {d['description']}"
+        + ("" if d["available"] else "  [not installed]") for d in items))
 
 
 @app.command()

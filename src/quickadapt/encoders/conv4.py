@@ -63,6 +63,8 @@ class Conv4Encoder(Encoder):
         check_image_settings(self.name, size, norm, min_size=16)
         if pools not in (3, 4):
             raise BadInput(f"setting 'pools' for encoder 'conv4' must be 3 or 4 (blocks that max-pool), got {pools!r}")
+        if int(channels) < 1:
+            raise BadInput(f"setting 'channels' for encoder 'conv4' must be at least 1, got {channels!r}")
         self.settings = {"size": int(size), "grey": bool(grey), "channels": int(channels), "norm": norm}
         if pools != 4:  # only when set, so existing models' settings (and cache keys) stay as they were
             self.settings["pools"] = int(pools)

@@ -68,6 +68,8 @@ class HFTextEncoder(Encoder):
         self.embed_dim = int(self.model.config.hidden_size) * self.layers
         self.pooling = _pooling_mode(folder)
         self.max_length = int(max_length)
+        if self.max_length < 1:
+            raise BadInput(f"encoder setting max_length counts tokens: at least 1, got {max_length}")
         self.normalize = bool(normalize)
         self.settings = {"max_length": self.max_length, "normalize": self.normalize, "layers": self.layers}
 

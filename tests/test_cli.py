@@ -204,3 +204,16 @@ def test_option_values_are_checked_before_any_work(tmp_path):
     manifest["tasks"]["main"]["classes"] = ["a"]  # edited by hand: no longer matches the head
     (model / "manifest.json").write_text(json.dumps(manifest))
     assert_bad_input(run("predict", model, "--data", train), "names 1 classes but its head has 2 outputs")
+
+
+def test_progress_leaves_no_blank_lines_in_a_log(tmp_path):
+    """stderr sent to a file or pipe gets log lines only: a redrawn bar would leave blank lines."""
+    import subprocess
+    import sys
+
+    train = tmp_path / "train.csv"
+    train.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 2},{'ab'[i % 2]}\n" for i in range(20)))
+    r = subprocess.run([sys.executable, "-m", "quickadapt.cli", "fit", "--data", str(train), "--encoder", "mlp",
+                        "--strategy", "finetune", "--cv", "2", "--out", str(tmp_path / "m")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert all(line.strip() for line in r.stderr.splitlines()), repr(r.stderr)

@@ -14,8 +14,9 @@ def set_quiet(quiet: bool) -> None:
 @contextlib.contextmanager
 def progress_bar(description: str | None, total: int):
     """Yields `advance(n, description=None)`. Shows a bar on stderr only when described, not
-    quiet, and worth it; a new `description` replaces the text (e.g. a running accuracy)."""
-    if description is None or _QUIET["on"] or total <= 0:
+    quiet, worth it, and drawn on a terminal: rich redraws a bar in place, which a log file or a
+    pipe keeps only as an empty line."""
+    if description is None or _QUIET["on"] or total <= 0 or not sys.stderr.isatty():
         yield lambda n=1, description=None: None
         return
     from rich.console import Console

@@ -137,7 +137,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.csv", "", "empty file"),
         ("x.csv", "text,label\nhi,a,extra\n", "fields"),
         ("x.csv", b"text,label\ncaf\xe9,a\n", "not UTF-8"),
-        ("x.csv", "a,label\n1,x\nnan,y\n", "non-finite"),
+        ("x.csv", "a,label\n1,x\nnan,y\n", r"1 non-finite feature value \(.*data row 2, column 1"),
         ("x.csv", "a,label\n1,x\ninf,y\n", "non-finite"),
         ("x.csv", "a,label\n1,x\n,y\n", "`a` line 3 is empty"),
         ("x.csv", "label\nx\n", "no feature columns"),

@@ -198,3 +198,8 @@ def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
                          "--quiet", "--json"), "59 classes available but 60-way")
     assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
                          "--out", tmp_path / "m", "--quiet"), "already exists")
+    assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
+                         "--out", tmp_path / "m", "--resume", "--force", "--quiet"), "pass one of them")
+    (tmp_path / "afile").write_text("x")  # a file: --force cannot help, so the message must not suggest it
+    assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
+                         "--out", tmp_path / "afile", "--quiet"), "exists and is not a folder")

@@ -179,7 +179,7 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> Ada
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest["kind"] not in ("classifier", "multitask"):
-        raise BadInput(f"{folder}: a {manifest['kind']} model has no classifier; use it as --encoder instead")
+        raise BadInput(f"{folder}: {'an' if manifest['kind'][0] in 'aeiou' else 'a'} {manifest['kind']} model has no classifier; use it as --encoder instead")
     if "blend" in manifest:
         return _load_blend(folder, manifest, device)
     tensors = _load_tensors(folder)

@@ -265,7 +265,7 @@ class EpisodeSampler:
         n_classes = len(self.base_classes) * len(turns) * len(flips)
         if n_classes < self.n_way:
             raise BadInput(
-                f"{data.name or 'data'}: {n_classes} classes available but {self.n_way}-way episodes need at least "
+                f"{data.name or 'data'}: {n_classes} class{'es' if n_classes != 1 else ''} available but {self.n_way}-way episodes need at least "
                 f"{self.n_way}; lower --ways or use more classes"
             )
         self.members = []

@@ -196,7 +196,7 @@ def _check_features(X: np.ndarray, shown: str) -> np.ndarray:
     bad = ~np.isfinite(X)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise BadInput(f"{shown}: {int(bad.sum())} non-finite feature values (NaN, inf or beyond float32), first at row {r}, column {c}; remove or impute them")
+        raise BadInput(f"{shown}: {int(bad.sum())} non-finite feature value{'s' if bad.sum() > 1 else ''} (NaN, inf or beyond float32), first in data row {r + 1}, column {c + 1}; remove or impute them")
     return X
 
 

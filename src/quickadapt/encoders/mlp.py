@@ -16,7 +16,7 @@ class MLPEncoder(Encoder):
     def __init__(self, in_dim: int, *, hidden: int = 256, depth: int = 2, dropout: float = 0.1):
         super().__init__()
         if in_dim is None or int(in_dim) < 1:
-            raise ValueError("the mlp encoder needs in_dim, the number of input features")
+            raise ValueError("the mlp encoder reads feature vectors and needs in_dim, their length")
         if int(hidden) < 1 or int(depth) < 0 or not 0 <= float(dropout) < 1:
             raise ValueError(f"hidden must be >= 1, depth >= 0 and dropout in [0, 1), got {hidden}, {depth}, {dropout}")
         self.settings = {"in_dim": int(in_dim), "hidden": int(hidden), "depth": int(depth), "dropout": float(dropout)}

@@ -54,8 +54,10 @@ def run_meta_train(
     smooth random warp as well, of up to `warp` of the side, default 0.08) and `mirrors` (images:
     each training class's mirror image as one more class)."""
     out = Path(out)
+    if resume and force:
+        raise BadInput("--resume continues the run in --out and --force replaces it: pass one of them")
     if not resume:  # fail before loading anything; the old output is removed only once all is checked
-        if out.exists() and not force:
+        if out.is_dir() and not force:
             raise BadInput(f"{out} already exists; choose another --out, pass --resume to continue it, or --force to replace it")
         check_output(out, force, inputs=(data, encoder))
     settings = dict(settings or {})

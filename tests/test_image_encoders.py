@@ -95,7 +95,7 @@ def test_bad_settings_raise_badinput():
         create_encoder("conv4", norm="layer")
     with pytest.raises(BadInput, match="size"):
         create_encoder("resnet12", size=8)
-    with pytest.raises(BadInput, match="bad setting"):
+    with pytest.raises(BadInput, match="unknown setting .colour. for encoder .conv4."):
         create_encoder("conv4", colour=True)
     with pytest.raises(BadInput, match="pools"):
         create_encoder("conv4", pools=2)

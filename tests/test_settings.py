@@ -59,3 +59,10 @@ def test_bad_encoder_settings_are_bad_input(name, settings, fragment):
 
     with pytest.raises(BadInput, match=fragment):
         create_encoder(name, **settings)
+
+
+def test_unknown_encoder_setting_is_named():
+    from quickadapt.encoders import create_encoder
+
+    with pytest.raises(BadInput, match="unknown setting 'bogus' for encoder 'conv4'"):
+        create_encoder("conv4", bogus=3)

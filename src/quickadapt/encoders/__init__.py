@@ -6,6 +6,7 @@ layer up, in `quickadapt.artifact.resolve_encoder`, since encoders know nothing 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -55,7 +56,12 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
         return copy.deepcopy(_PRISTINE[key])  # fresh module, without reading the weights again
     try:
         encoder = factory(pretrained=pretrained, **settings)
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except TypeError as exc:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if unknown:  # name the setting, not the Python class that refused it
+            raise BadInput(f"unknown setting {unknown.group(1)!r} for encoder {name!r}") from None
+        raise BadInput(f"bad setting for encoder {name!r}: {str(exc).splitlines()[0]}") from None
+    except (ValueError, RuntimeError) as exc:
         # a setting of the wrong kind or size (torch refuses a negative width with RuntimeError)
         raise BadInput(f"bad setting for encoder {name!r}: {str(exc).splitlines()[0]}") from None
     # only these ship weights; the others start from a seeded random init that artifacts must store

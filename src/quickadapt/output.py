@@ -17,9 +17,11 @@ from quickadapt.errors import BadInput
 OUTPUT_MARKERS = ("manifest.json", "checkpoint", "pretrained/manifest.json")
 
 
-def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False, option: str = "--out") -> Path:
+def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False, option: str = "--out",
+                 other_way: str = "") -> Path:
     """Raise BadInput unless `out` (a folder, or a file with `file=True`) can be written now.
-    `inputs`: paths (or `builtin:` names, skipped) that the output must not replace."""
+    `inputs`: paths (or `builtin:` names, skipped) that the output must not replace;
+    `other_way`: what else an existing output allows (e.g. ", pass --resume to continue it")."""
     out = Path(out).expanduser()
     full = Path(os.path.realpath(out))  # symlinks resolved, as the current folder's path is
     replace = "pass --force (force=True in Python) to replace it"
@@ -40,7 +42,7 @@ def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False,
         if not file and not out.is_dir():
             raise BadInput(f"{option} {out} exists and is not a folder")
         if not force:
-            raise BadInput(f"{out} already exists; choose another {option} or {replace}")
+            raise BadInput(f"{out} already exists; choose another {option}{other_way} or {replace}")
         if not file and any(out.iterdir()) and not any((out / m).exists() for m in OUTPUT_MARKERS):
             raise BadInput(f"{option} {out} holds files but no quickadapt output (no manifest.json); "
                            "refusing to replace it: remove it yourself or choose another folder")

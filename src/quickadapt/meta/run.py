@@ -57,9 +57,7 @@ def run_meta_train(
     if resume and force:
         raise BadInput("--resume continues the run in --out and --force replaces it: pass one of them")
     if not resume:  # fail before loading anything; the old output is removed only once all is checked
-        if out.is_dir() and not force:
-            raise BadInput(f"{out} already exists; choose another --out, pass --resume to continue it, or --force to replace it")
-        check_output(out, force, inputs=(data, encoder))
+        check_output(out, force, inputs=(data, encoder), other_way=", pass --resume to continue it,")
     settings = dict(settings or {})
     train_settings = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
     pre_cfg = build_config(PretrainConfig, {k: settings[k] for k in settings if k in PRETRAIN_KEYS}, "meta-train")

@@ -101,3 +101,13 @@ def test_bad_inputs_exit_2_with_one_line(files, tmp_path):
     (tmp_path / "exists").mkdir()
     assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"],
                          "--out", tmp_path / "exists", "--quiet"), "already exists")
+
+
+def test_meda_notes_settings_it_cannot_use(files, tmp_path):
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "meda",
+            "--set", "dim=500", "--set", "steps=5", "--out", tmp_path / "m", "--json")
+    assert r.exit_code == 0, r.stderr
+    # 800 SURF features but about 120 source examples to solve with: the subspace is capped by them
+    assert "note: meda dim 500 is more than these data allow; used " in r.stderr
+    assert "note: meda trains no features on feature vectors: steps not used" in r.stderr
+    assert json.loads(r.stdout)["method"] == "meda"

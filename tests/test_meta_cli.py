@@ -166,6 +166,52 @@ def test_validation_is_capped_or_skipped_without_enough_classes(tmp_path, one_pe
     assert json.loads(r.stdout)["validation"] == {"skipped": "no validation classes"}
 
 
+def omniglot_folder(root, n_classes, per_class=3):
+    """The first `n_classes` Omniglot characters as a flat user folder of class folders."""
+    from quickadapt.data import load_dataset
+
+    data = load_dataset("builtin:omniglot")
+    for c in sorted(set(data.labels.tolist()))[:n_classes]:
+        folder = root / c.replace("/", "_")
+        folder.mkdir(parents=True)
+        for i in np.flatnonzero(data.labels == c)[:per_class]:
+            Image.fromarray(data.inputs[i]).save(folder / f"{i}.png")
+    return root
+
+
+def test_one_validation_class_is_named_and_noted(tmp_path):
+    # 6 classes split at random: 1 for testing, 1 for validation (no episode), 4 to train on
+    data = omniglot_folder(tmp_path / "six", 6)
+    r = run("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--steps", 2, "--set", "encoder.channels=8", "--out", tmp_path / "m", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["validation"] == {"skipped": "1 validation class (validation episodes need 2)"}
+    assert "note: no early stopping: 1 validation class" in r.stderr
+    assert "leave 1 held out for testing" in r.stderr
+
+
+def test_resume_refuses_changed_data_and_fewer_steps(tmp_path):
+    data = omniglot_folder(tmp_path / "data", 4)
+    out = tmp_path / "m"
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--out", out, "--quiet")
+    assert run(*args, "--steps", 2).exit_code == 0
+    assert_bad_input(run(*args, "--steps", 1, "--resume"), "has done 2 steps, more than --steps 1")
+    state_file = out / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert len(state["spec"]["data_fingerprint"]) == 64
+    # one image replaced by another: same path, same classes, other data
+    images = sorted(data.rglob("*.png"))
+    images[0].write_bytes(images[-1].read_bytes())
+    assert_bad_input(run(*args, "--steps", 3, "--resume"), "changed since the checkpoint")
+    # a checkpoint written before fingerprints were stored still resumes
+    del state["spec"]["data_fingerprint"]
+    state_file.write_text(json.dumps(state))
+    r = run(*args, "--steps", 3, "--resume", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == 3
+
+
 def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
     base = ("meta-train", "--data", "builtin:omniglot", "--shots", 1, "--steps", 1, "--quiet")
     assert_bad_input(run(*base, "--method", "mamll", "--ways", 5, "--out", tmp_path / "a"), "did you mean maml")

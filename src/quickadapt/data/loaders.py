@@ -164,7 +164,7 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     try:
         header = next(reader)
     except StopIteration:
-        raise BadInput(f"{shown}: empty file; {TEXT_HINT}") from None
+        raise BadInput(f"{shown}: empty file; {TEXT_HINT}, or {FEATURE_HINT}") from None
     except csv.Error as e:
         raise BadInput(f"{shown}: not a valid csv ({e})") from None
     header = [h.strip() for h in header]

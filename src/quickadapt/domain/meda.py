@@ -30,6 +30,7 @@ from quickadapt.domain.source_only import SourceOnly
 from quickadapt.encoders import create_encoder
 from quickadapt.heads.kernel import KernelHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
+from quickadapt.progress import log
 from quickadapt.transfer.base import encode_labels
 from quickadapt.settings import bounded, count
 
@@ -57,6 +58,9 @@ class MEDAConfig(DeepConfig):  # the DeepConfig part trains conv4's features whe
             raise ValueError(f"mu must be in [0, 1], or -1 to estimate it, got {self.mu}")
         if self.max_points < 20:
             raise ValueError(f"max_points must be >= 20, got {self.max_points}")
+
+
+DEFAULTS = {f.name: f.default for f in fields(MEDAConfig)}
 
 
 def pca_basis(x: np.ndarray, dim: int) -> np.ndarray:
@@ -162,9 +166,11 @@ class MEDA(DomainMethod):
             space, tuned = create_encoder("mlp", in_dim=np.asarray(source.inputs).shape[1], depth=0), False  # the identity
             xs, xt = np.asarray(source.inputs, np.float64), np.asarray(target.inputs, np.float64)
             info = {}
+            self.note_unused_deep_settings("feature vectors", ctx)
         else:
             if encoder.is_pretrained:  # frozen embeddings
                 space, tuned, info = encoder, False, {}
+                self.note_unused_deep_settings(f"{encoder.name}'s pretrained embeddings", ctx)
             else:  # nothing to embed with yet: learn features on the source first
                 deep = {f.name: getattr(cfg, f.name) for f in fields(DeepConfig)}
                 base = SourceOnly(**deep).fit(encoder, source, target, ctx)
@@ -177,10 +183,21 @@ class MEDA(DomainMethod):
         i_s, i_t = subsample(ys, len(xt), cfg.max_points, rng)
         xs, ys_fit, xt = xs[i_s], ys[i_s], xt[i_t]
         head, summary = self.solve(xs, ys_fit, xt, len(classes), ctx.seed)
+        asked = cfg.dim != DEFAULTS["dim"]  # the default is capped quietly: it was not a choice
+        if asked and summary["gfk_dim"] < cfg.dim and ctx.progress:
+            log(f"note: meda dim {cfg.dim} is more than these data allow; used {summary['gfk_dim']} (at most half "
+                f"the {xs.shape[1]} feature dimensions, and fewer than the examples of each domain)")
         model = AdaptedModel(space, {MAIN_TASK: head.eval()}, {MAIN_TASK: classes}, encoder_tuned=tuned,
                              strategy=f"domain:{self.name}", strategy_params=self.params())
         model.info["train"] = {**info, **summary, "n_source_solved": len(i_s), "n_target_solved": len(i_t)}
         return model.eval()
+
+    def note_unused_deep_settings(self, space: str, ctx) -> None:
+        """The DeepConfig settings train features; on `space` nothing is trained, so say which
+        of them the user set for nothing."""
+        unused = [f.name for f in fields(DeepConfig) if getattr(self.cfg, f.name) != f.default]
+        if unused and ctx.progress:
+            log(f"note: meda trains no features on {space}: {', '.join(unused)} not used")
 
     def solve(self, xs, ys, xt, n_classes: int, seed: int) -> tuple[KernelHead, dict]:
         cfg = self.cfg

@@ -27,6 +27,7 @@ from quickadapt.meta.start import build_start, check_method, default_scale, meth
 from quickadapt.meta.train import MetaTrainConfig, meta_train, read_checkpoint_json
 from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output
+from quickadapt.progress import log
 from quickadapt.settings import build_config
 from quickadapt.train import pick_device, seed_everything
 
@@ -37,6 +38,7 @@ FIXED_FEATURE_METHODS = ("protonet", "matchingnet")  # predictions read the body
 TRAIN_KEYS = ("steps", "meta_batch", "time_budget", "checkpoint_every", "checkpoint_steps", "path", "grad_clip",
               "validate_every", "validate_episodes", "lr_halve_every")
 SAMPLER_KEYS = ("augment", "mirrors", "warp")  # settings of the training episodes, not of the method
+FINGERPRINT_LIMIT = 20000  # examples; larger sets are not hashed (a pass over all of them)
 SHAPE_KEYS = ("data", "method", "n_way", "k_shot", "n_query", "seed", "rotations", "settings", "encoder")
 
 
@@ -84,18 +86,18 @@ def run_meta_train(
         "encoder": start_spec(encoder, dataset.modality, encoder_settings),
     }
     settings = {k: v for k, v in settings.items() if k not in PRETRAIN_KEYS and k not in SAMPLER_KEYS}
-    ckpt = out / CHECKPOINT
-    if resume:
-        saved = read_checkpoint_json(ckpt)["spec"]
-        differ = [k for k in SHAPE_KEYS if saved.get(k) != spec[k]]
-        if differ:
-            k = differ[0]
-            raise BadInput(f"--resume: {k} is {spec[k]!r} but the checkpoint in {out} was trained with {saved.get(k)!r}")
-    elif out.exists():
-        shutil.rmtree(out)
+    # hashing every input costs a pass over the data: skipped for very large sets
+    fingerprint = dataset.fingerprint() if len(dataset) <= FINGERPRINT_LIMIT else None
+    if fingerprint:
+        spec["data_fingerprint"] = fingerprint  # not a SHAPE_KEY: checkpoints written before it lack it
     cfg = build_config(MetaTrainConfig, {"steps": steps, "meta_batch": meta_batch, "time_budget": time_budget,
                                          "checkpoint_every": checkpoint_every, "checkpoint_steps": checkpoint_steps,
                                          **train_settings}, "meta-train")
+    ckpt = out / CHECKPOINT
+    if resume:
+        check_resumable(read_checkpoint_json(ckpt), spec, cfg, out)
+    elif out.exists():
+        shutil.rmtree(out)
     dev = pick_device(device)
 
     split = default_split(dataset, seed=seed)
@@ -108,6 +110,11 @@ def run_meta_train(
     # early stopping on the validation classes (Omniglot: Early_Aramaic), never the test ones
     val_sampler, no_val = make_val_sampler(dataset, split.val, n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed,
                                            prepare=encoder.prepare_tensor) if cfg.validate_every else (None, None)
+    if no_val:
+        log(f"note: no early stopping: {no_val}; the last weights are kept")
+    if len(split.test) < 2:
+        log(f"note: {len(dataset.classes)} classes leave {len(split.test)} held out for testing, too few for "
+            "`quickadapt episodes` on them (use more classes, or episodes --split all)")
     if pre_cfg.pretrain_steps and not resume:
         start["pretrain"] = pretrain(encoder, sampler, pre_cfg, seed=seed, device=dev,
                                      description="pretraining" if progress else None)
@@ -132,7 +139,7 @@ def run_meta_train(
     keep_pretrained = {PRETRAINED: lambda p: shutil.copytree(out / PRETRAINED, p)} if (out / PRETRAINED).is_dir() else {}
     try:
         save_meta_model(learner, out, split=split, info=info, force=True, seed=seed,
-                        data_fingerprint=dataset.fingerprint() if len(dataset) <= 20000 else None,
+                        data_fingerprint=fingerprint,
                         extra_files={CHECKPOINT: lambda p: shutil.copytree(tmp_ckpt, p), **keep_pretrained})
     except BaseException:
         if not ckpt.exists():
@@ -141,6 +148,24 @@ def run_meta_train(
     shutil.rmtree(tmp_ckpt, ignore_errors=True)
     return {"out": str(out), "method": method, "n_way": n_way, "k_shot": k_shot, "start": start,
             "classes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)}, **summary}
+
+
+def check_resumable(saved: dict, spec: dict, cfg: MetaTrainConfig, out: Path) -> None:
+    """Refuse a --resume that would not continue the stored run: other data, method or shape, or
+    fewer steps than the checkpoint has already done."""
+    stored = saved.get("spec", {})
+    differ = [k for k in SHAPE_KEYS if stored.get(k) != spec[k]]
+    if differ:
+        k = differ[0]
+        raise BadInput(f"--resume: {k} is {spec[k]!r} but the checkpoint in {out} was trained with {stored.get(k)!r}")
+    if stored.get("data_fingerprint") and spec.get("data_fingerprint") \
+            and stored["data_fingerprint"] != spec["data_fingerprint"]:
+        raise BadInput(f"--resume: the data in {spec['data']} changed since the checkpoint in {out} was written "
+                       "(its fingerprint differs); train afresh with --force")
+    done = saved.get("state", {}).get("step", 0)
+    if cfg.steps < done:
+        raise BadInput(f"--resume: the checkpoint in {out} has done {done} steps, more than --steps {cfg.steps}; "
+                       f"pass --steps {done} or more")
 
 
 def run_episodes(

@@ -26,6 +26,8 @@ def make_val_sampler(
     validation classes, so high-way training (e.g. 60-way ProtoNets) still validates."""
     if not classes:
         return None, "no validation classes"
+    if len(classes) < 2:  # an episode tells classes apart: one class is no episode
+        return None, "1 validation class (validation episodes need 2)"
     try:
         sampler = EpisodeSampler(data, min(n_way, len(classes)), k_shot, n_query, seed, classes=classes,
                                  prepare=prepare)

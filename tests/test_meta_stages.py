@@ -77,7 +77,7 @@ def test_cli_finetune_and_bad_settings(pretrained, tmp_path):
     assert json.loads(r.stdout)["adapt"] == "finetune"
     base = ("episodes", out, "--data", "builtin:omniglot", "--ways", 5, "--shots", 1, "--episodes", 2, "--quiet")
     assert_bad_input(run(*base, "--adapt", "tune"), "--adapt must be one of method, prototypes, finetune")
-    assert_bad_input(run(*base, "--adapt", "finetune", "--set", "finetune_steps=0"), "finetune_steps must be >= 1")
+    assert_bad_input(run(*base, "--adapt", "finetune", "--set", "finetune_steps=0"), "'finetune_steps' for --adapt finetune must be at least 1")
     assert_bad_input(run(*base, "--set", "finetune_steps=3"), "apply to --adapt finetune only")
     assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 5, "--shots", 1,
                          "--out", tmp_path / "x", "--set", "pretrain_steps=-1", "--quiet"), "'pretrain_steps' for meta-train must be at least 0")

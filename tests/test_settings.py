@@ -1,5 +1,8 @@
 """`--set key=value`: each value is read as its setting's type and range, so a typo or a value
 that makes no sense is refused with the setting's name before any work."""
+import dataclasses
+import typing
+
 import pytest
 
 from quickadapt.domain.meda import MEDAConfig
@@ -45,6 +48,35 @@ def test_good_values_take_the_fields_types():
     assert settings(BlendConfig, "weight=0.3").weight == 0.3
     assert settings(MEDAConfig, "mu=-1").mu == -1.0
     assert settings(LoRAConfig, "dropout=0").dropout == 0.0
+
+
+def every_config():
+    """Each registered method's settings class, and those of the training stages."""
+    from quickadapt.domain import DOMAIN_METHODS
+    from quickadapt.meta import META
+    from quickadapt.meta.finetune import FinetuneConfig as EpisodeFinetuneConfig
+    from quickadapt.meta.pretrain import PretrainConfig
+    from quickadapt.meta.train import MetaTrainConfig
+    from quickadapt.transfer import STRATEGIES
+
+    classes = [r.get(n).Config for r in (STRATEGIES, DOMAIN_METHODS, META) for n in r.names()]
+    return sorted({*classes, EpisodeFinetuneConfig, PretrainConfig, MetaTrainConfig}, key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("cls", every_config(), ids=lambda c: c.__name__)
+def test_configs_built_in_python_check_their_ranges_too(cls):
+    cls()  # every default lies within its field's range
+    hints = typing.get_type_hints(cls)
+    numbers = [f for f in dataclasses.fields(cls) if {int, float} & set(typing.get_args(hints[f.name]) or [hints[f.name]])]
+    assert numbers, cls
+    for f in numbers:
+        lo = f.metadata.get("range", (0,))[0]
+        if lo is None:
+            continue
+        with pytest.raises(ValueError, match=rf"^{f.name} must be"):
+            cls(**{f.name: lo - 1})  # below every field's lower bound
+        with pytest.raises(ValueError, match=rf"^{f.name} must be a finite number"):
+            cls(**{f.name: float("nan")})
 
 
 @pytest.mark.parametrize("name, settings, fragment", [

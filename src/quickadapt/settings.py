@@ -102,14 +102,45 @@ def _coerce(key: str, value: Any, hint, field: dataclasses.Field, owner: str) ->
 
 
 def _check_range(value: float, field: dataclasses.Field, where: str) -> None:
+    problem = range_problem(value, field)
+    if problem:
+        raise BadInput(f"{where} {problem}")
+
+
+def range_problem(value: float, field: dataclasses.Field) -> str | None:
+    """What is wrong with `value` for `field`'s range ("must be at least 1, got 0"), or None."""
     lo, hi, below_hi, above_lo = field.metadata.get("range", (0, None, False, False))
     low = lo is not None and (value <= lo if above_lo else value < lo)
     high = hi is not None and (value >= hi if below_hi else value > hi)
     if not (low or high):
-        return
+        return None
     if hi is None:
-        raise BadInput(f"{where} must be {'above' if above_lo else 'at least'} {lo:g}, got {value:g}")
-    raise BadInput(f"{where} must be between {lo:g} and {hi:g}{' (excluded)' if below_hi else ''}, got {value:g}")
+        return f"must be {'above' if above_lo else 'at least'} {lo:g}, got {value:g}"
+    return f"must be between {lo:g}{' (excluded)' if above_lo else ''} and {hi:g}{' (excluded)' if below_hi else ''}, got {value:g}"
+
+
+def check_ranges(cfg) -> None:
+    """Every number in config `cfg` within the range its field declares (ValueError naming the
+    first that is not): the ranges `build_config` applies to --set values, for a config built
+    directly in Python. Words and None (a setting's "auto") are left to the config."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+        problem = range_problem(value, f)
+        if problem:
+            raise ValueError(f"{f.name} {problem}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The base of every method's settings: its numbers are checked against their fields'
+    ranges when it is built. A subclass with further checks calls `super().__post_init__()`."""
+
+    def __post_init__(self):
+        check_ranges(self)
 
 
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}

@@ -22,7 +22,7 @@ from quickadapt.data.dataset import Dataset
 from quickadapt.encoders.base import batch_to, embed
 from quickadapt.heads import BottleneckHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
-from quickadapt.settings import build_config, config_to_dict, count, fraction
+from quickadapt.settings import Settings, build_config, config_to_dict, count, fraction, positive
 from quickadapt.train import TrainConfig, train
 from quickadapt.transfer.base import encode_labels
 
@@ -47,10 +47,10 @@ class DomainContext:
 
 
 @dataclass(frozen=True)
-class DeepConfig:
+class DeepConfig(Settings):
     steps: int = count(600)
     batch_size: int = count(32)  # per domain: each step sees this many source and this many target examples
-    lr: float = 1e-3  # head and method modules (discriminators)
+    lr: float = positive(1e-3)  # head and method modules (discriminators)
     encoder_lr: float = 0.0  # 0 = the encoder's own default (encoder.finetune_lr)
     weight_decay: float = 0.01
     hidden: int = count(256)  # bottleneck width
@@ -60,19 +60,9 @@ class DeepConfig:
     checkpoints: int = 0  # >0 with a validator: keep the best of this many evenly spaced states
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.encoder_lr < 0:
-            raise ValueError(f"lr must be > 0 and encoder_lr >= 0, got lr={self.lr}, encoder_lr={self.encoder_lr}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.trade_off < 0:
-            raise ValueError(f"trade_off must be >= 0, got {self.trade_off}")
+        super().__post_init__()
         if self.tune_encoder not in TUNE_CHOICES:
             raise ValueError(f"tune_encoder must be one of {', '.join(TUNE_CHOICES)}, got {self.tune_encoder!r}")
-        if self.checkpoints < 0:
-            raise ValueError(f"checkpoints must be >= 0, got {self.checkpoints}")
 
 
 class DomainMethod:

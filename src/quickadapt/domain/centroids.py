@@ -31,11 +31,6 @@ from quickadapt.model import MAIN_TASK, AdaptedModel
 class CentroidsConfig(DeepConfig):
     iters: int = 3  # nearest-centroid relabelling rounds after the probability-weighted start
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.iters < 0:
-            raise ValueError(f"iters must be >= 0, got {self.iters}")
-
 
 def cluster_target(features: np.ndarray, proba: np.ndarray, iters: int) -> np.ndarray:
     """Unit-norm class centroids (n_classes, dim) of `features`: weighted by `proba` first,

@@ -30,8 +30,6 @@ class CORALConfig(DeepConfig):
         super().__post_init__()
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.C <= 0:
-            raise ValueError(f"C must be > 0, got {self.C}")
 
 
 def coral_loss(xs: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:

@@ -8,16 +8,12 @@ from dataclasses import dataclass
 import torch
 
 from quickadapt.domain.base import DeepConfig, DeepMethod
+from quickadapt.settings import positive
 
 
 @dataclass(frozen=True)
 class MCCConfig(DeepConfig):
-    temperature: float = 2.5
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+    temperature: float = positive(2.5)
 
 
 def mcc_loss(logits: torch.Tensor, temperature: float) -> torch.Tensor:

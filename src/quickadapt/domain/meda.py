@@ -44,20 +44,12 @@ class MEDAConfig(DeepConfig):  # the DeepConfig part trains conv4's features whe
     neighbours: int = count(10)  # of the Laplacian's kNN graph
     iters: int = count(10)  # pseudo-label rounds
     mu: float = bounded(-1.0, -1, 1)  # marginal/conditional mix; -1 estimates it every round (the paper's adaptive factor)
-    max_points: int = count(3000)  # source + target examples in the solve
+    max_points: int = bounded(3000, 20)  # source + target examples in the solve
 
     def __post_init__(self):
-        super().__post_init__()
-        for name in ("dim", "neighbours", "iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lamb", "rho", "eta"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        super().__post_init__()  # mu within [-1, 1]: of those, -1 or [0, 1]
         if not (self.mu == -1.0 or 0.0 <= self.mu <= 1.0):
             raise ValueError(f"mu must be in [0, 1], or -1 to estimate it, got {self.mu}")
-        if self.max_points < 20:
-            raise ValueError(f"max_points must be >= 20, got {self.max_points}")
 
 
 DEFAULTS = {f.name: f.default for f in fields(MEDAConfig)}

@@ -9,18 +9,13 @@ from dataclasses import dataclass
 import torch
 
 from quickadapt.domain.base import DeepConfig, DeepMethod, warm_schedule
-from quickadapt.settings import count
+from quickadapt.settings import bounded, count
 
 
 @dataclass(frozen=True)
 class MMDConfig(DeepConfig):
     kernels: int = count(5)  # Gaussian kernels, bandwidths spaced by factors of kernel_mul around the mean distance
-    kernel_mul: float = 2.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.kernels < 1 or self.kernel_mul <= 1:
-            raise ValueError(f"kernels must be >= 1 and kernel_mul > 1, got {self.kernels}, {self.kernel_mul}")
+    kernel_mul: float = bounded(2.0, 1, above_lo=True)
 
 
 def mk_mmd(xs: torch.Tensor, xt: torch.Tensor, kernels: int = 5, kernel_mul: float = 2.0) -> torch.Tensor:

@@ -13,21 +13,14 @@ import numpy as np
 
 from quickadapt.domain.base import DeepConfig, DeepMethod
 from quickadapt.encoders.base import embed
-from quickadapt.settings import fraction, positive
+from quickadapt.settings import bounded, fraction, positive
 
 
 @dataclass(frozen=True)
 class ReweightConfig(DeepConfig):
-    max_weight: float = 10.0
+    max_weight: float = bounded(10.0, 1, above_lo=True)
     C: float = positive(0.1)  # inverse L2 strength of the domain classifier
     power: float = fraction(0.5)  # flattening exponent lambda in [0, 1]
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.max_weight <= 1 or self.C <= 0:
-            raise ValueError(f"max_weight must be > 1 and C > 0, got {self.max_weight}, {self.C}")
-        if not 0 <= self.power <= 1:
-            raise ValueError(f"power must be in [0, 1], got {self.power}")
 
 
 class Reweight(DeepMethod):

@@ -13,21 +13,14 @@ from dataclasses import dataclass
 import torch
 
 from quickadapt.domain.base import DeepConfig, DeepMethod
-from quickadapt.settings import fraction
+from quickadapt.settings import bounded, fraction
 
 
 @dataclass(frozen=True)
 class SelfTrainingConfig(DeepConfig):
-    threshold: float = fraction(0.9)
-    start: float = fraction(0.3)  # fraction of steps trained on the source alone first
+    threshold: float = bounded(0.9, 0, 1, above_lo=True, below_hi=True)
+    start: float = fraction(0.3, below_one=True)  # fraction of steps trained on the source alone first
     balance: bool = True  # each pseudo-class weighs the same, however many examples claim it
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        if not 0 <= self.start < 1:
-            raise ValueError(f"start must be in [0, 1), got {self.start}")
 
 
 class SelfTraining(DeepMethod):

@@ -24,29 +24,20 @@ import torch.nn.functional as F
 from quickadapt.data.episodes import Episode
 from quickadapt.meta.protonet import prototypes, sq_distances
 from quickadapt.train import train_mode
-
-
-def _positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+from quickadapt.settings import Settings, count, positive
 
 
 LR_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    finetune_steps: int = 20
+class FinetuneConfig(Settings):
+    finetune_steps: int = count(20)
     # None: a tenth of the encoder's fine-tuning rate (conv4 1e-4, minilm 3e-6). A few steps on
     # one example per class want a gentle rate: on Omniglot validation episodes (5-way 1-shot, a
     # briefly meta-trained conv4, 20 steps) 1e-4 gave 86 % against 81 % at 1e-3 and without any;
     # on CLINC's validation domains (10 steps) frozen MiniLM lost 2 and 4 points at 3e-5 and 1e-4
-    finetune_lr: float | None = None
-
-    def __post_init__(self):
-        if self.finetune_steps < 1:
-            raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
-        if self.finetune_lr is not None and not _positive_number(self.finetune_lr):
-            raise ValueError(f"finetune_lr must be a number > 0, got {self.finetune_lr!r}")
+    finetune_lr: float | None = positive(None)
 
 
 class EpisodeFinetuner:

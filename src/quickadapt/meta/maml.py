@@ -16,24 +16,16 @@ from quickadapt.meta.base import (
     MetaLearner, adapt, batch_params, body_batched, body_one, body_params, expand_head, linear, mean_ce,
     resolve_path, task_ce,
 )
-from quickadapt.settings import count
+from quickadapt.settings import Settings, count, positive
 
 
 @dataclass(frozen=True)
-class MAMLConfig:
+class MAMLConfig(Settings):
     inner_steps: int = count(1)
-    inner_lr: float = 0.4  # Finn et al.'s Omniglot value
+    inner_lr: float = positive(0.4)  # Finn et al.'s Omniglot value
     test_steps: int = 0  # inner steps when adapting to a new task at test time (0: inner_steps)
     first_order: bool = False
-    outer_lr: float = 1e-3
-
-    def __post_init__(self):
-        if self.inner_steps < 1:
-            raise ValueError(f"inner_steps must be >= 1, got {self.inner_steps}")
-        if self.test_steps < 0:
-            raise ValueError(f"test_steps must be >= 0, got {self.test_steps}")
-        if self.inner_lr <= 0 or self.outer_lr <= 0:
-            raise ValueError(f"inner_lr and outer_lr must be > 0, got {self.inner_lr}, {self.outer_lr}")
+    outer_lr: float = positive(1e-3)
 
 
 class MAML(MetaLearner):

@@ -10,16 +10,13 @@ import torch.nn.functional as F
 
 from quickadapt.data.episodes import Episode
 from quickadapt.meta.base import MetaLearner, mean_ce, resolve_path
+from quickadapt.settings import Settings, positive
 
 
 @dataclass(frozen=True)
-class MatchingNetConfig:
-    scale: float = 10.0  # inverse temperature on cosine similarities
-    outer_lr: float = 1e-3
-
-    def __post_init__(self):
-        if self.scale <= 0 or self.outer_lr <= 0:
-            raise ValueError(f"scale and outer_lr must be > 0, got {self.scale}, {self.outer_lr}")
+class MatchingNetConfig(Settings):
+    scale: float = positive(10.0)  # inverse temperature on cosine similarities
+    outer_lr: float = positive(1e-3)
 
 
 class MatchingNet(MetaLearner):

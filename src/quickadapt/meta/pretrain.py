@@ -18,31 +18,17 @@ from torch import nn
 
 from quickadapt.data.episodes import EpisodeSampler
 from quickadapt.progress import progress_bar
-from quickadapt.settings import count
+from quickadapt.settings import Settings, bounded, count, positive
 
 KEYS = ("pretrain_steps", "pretrain_batch", "pretrain_lr", "pretrain_budget")
 
 
-def _positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(Settings):
     pretrain_steps: int = 0
-    pretrain_batch: int = count(64)
-    pretrain_lr: float | None = None  # None: the encoder's fine-tuning rate (conv4 1e-3, minilm 3e-5)
-    pretrain_budget: float | None = None  # seconds; stops early
-
-    def __post_init__(self):
-        if self.pretrain_steps < 0:
-            raise ValueError(f"pretrain_steps must be >= 0 (0: no pretraining), got {self.pretrain_steps}")
-        if self.pretrain_batch < 2:
-            raise ValueError(f"pretrain_batch must be >= 2, got {self.pretrain_batch}")
-        for key in ("pretrain_lr", "pretrain_budget"):
-            value = getattr(self, key)
-            if value is not None and not _positive_number(value):
-                raise ValueError(f"{key} must be a number > 0, got {value!r}")
+    pretrain_batch: int = bounded(64, 2)
+    pretrain_lr: float | None = positive(None)  # None: the encoder's fine-tuning rate (conv4 1e-3, minilm 3e-5)
+    pretrain_budget: float | None = positive(None)  # seconds; stops early
 
 
 def pretrain(

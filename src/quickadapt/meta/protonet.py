@@ -10,18 +10,15 @@ import torch.nn.functional as F
 
 from quickadapt.data.episodes import Episode
 from quickadapt.meta.base import MetaLearner, mean_ce, resolve_path
+from quickadapt.settings import Settings, positive
 
 
 @dataclass(frozen=True)
-class ProtoNetConfig:
-    outer_lr: float = 1e-3
+class ProtoNetConfig(Settings):
+    outer_lr: float = positive(1e-3)
     # logits are -scale * squared distance. conv4's raw features need none; unit-norm text
     # features get 5 / (normalised layers) from meta/start.py, a cosine temperature of 10
-    scale: float = 1.0
-
-    def __post_init__(self):
-        if self.outer_lr <= 0 or self.scale <= 0:
-            raise ValueError(f"outer_lr and scale must be > 0, got {self.outer_lr}, {self.scale}")
+    scale: float = positive(1.0)
 
 
 def prototypes(fs: torch.Tensor, ys: torch.Tensor, n_way: int) -> torch.Tensor:

@@ -10,21 +10,15 @@ import torch
 from quickadapt.data.episodes import Episode
 from quickadapt.meta.base import accuracy, mean_ce, resolve_path
 from quickadapt.meta.maml import MAML
-from quickadapt.settings import count
+from quickadapt.settings import Settings, count, positive
 
 
 @dataclass(frozen=True)
-class ReptileConfig:
+class ReptileConfig(Settings):
     inner_steps: int = count(5)
-    inner_lr: float = 0.1
-    test_steps: int = 10
-    outer_lr: float = 0.5
-
-    def __post_init__(self):
-        if self.inner_steps < 1 or self.test_steps < 1:
-            raise ValueError(f"inner_steps and test_steps must be >= 1, got {self.inner_steps}, {self.test_steps}")
-        if self.inner_lr <= 0 or self.outer_lr <= 0:
-            raise ValueError(f"inner_lr and outer_lr must be > 0, got {self.inner_lr}, {self.outer_lr}")
+    inner_lr: float = positive(0.1)
+    test_steps: int = count(10)
+    outer_lr: float = positive(0.5)
 
 
 class Reptile(MAML):

@@ -32,16 +32,16 @@ from quickadapt.errors import BadInput
 from quickadapt.meta.base import MetaLearner
 from quickadapt.meta.validate import val_accuracy
 from quickadapt.progress import progress_bar
-from quickadapt.settings import count
+from quickadapt.settings import Settings, count, positive
 
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
 
 
 @dataclass(frozen=True)
-class MetaTrainConfig:
+class MetaTrainConfig(Settings):
     steps: int = count(2000)
     meta_batch: int = count(16)
-    time_budget: float | None = None  # seconds for this run; stops early (the checkpoint allows more)
+    time_budget: float | None = positive(None)  # seconds for this run; stops early (the checkpoint allows more)
     checkpoint_every: float = 300.0  # seconds between checkpoints
     checkpoint_steps: int | None = None  # also every N steps
     path: str = "auto"  # how tasks run: loop (reference) or batched
@@ -54,20 +54,6 @@ class MetaTrainConfig:
     # Adam's outer rate halves every this many steps (Snell et al. halved ProtoNet's every 2000
     # episodes); 0 keeps it constant. Counted in steps, so a resumed run follows the same schedule
     lr_halve_every: int = 0
-
-    def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.meta_batch < 1:
-            raise ValueError(f"meta_batch must be >= 1, got {self.meta_batch}")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise ValueError(f"time_budget must be > 0 seconds, got {self.time_budget}")
-        if self.validate_every < 0:
-            raise ValueError(f"validate_every must be >= 0 steps (0: no validation), got {self.validate_every}")
-        if self.validate_episodes < 1:
-            raise ValueError(f"validate_episodes must be >= 1, got {self.validate_episodes}")
-        if self.lr_halve_every < 0:
-            raise ValueError(f"lr_halve_every must be >= 0 steps (0: constant), got {self.lr_halve_every}")
 
 
 def make_optimizer(learner: MetaLearner) -> torch.optim.Optimizer:

@@ -20,7 +20,7 @@ from scipy.stats import binomtest
 from quickadapt.errors import BadInput
 from quickadapt.model import BlendedModel, mix_log_proba
 from quickadapt.transfer.base import Strategy
-from quickadapt.settings import fraction
+from quickadapt.settings import Settings, fraction
 
 # chosen once on Fashion-MNIST validation (bench/image_fewshot.py --split val --methods blend):
 # of 0.1, 0.2, 0.25 and 0.3, 0.2 was the best (at K = 5 tied) at K = 5, 10 and 20; at K = 1 the
@@ -33,12 +33,13 @@ SIGNIFICANCE = 0.05  # drop the scratch model when the transferred one alone is 
 
 
 @dataclass(frozen=True)
-class BlendConfig:
+class BlendConfig(Settings):
     base: str = "probe"  # the transfer strategy whose model is blended, with its default settings
     weight: float | str = fraction("auto")  # the from-scratch model's share of the mixed log-probabilities; auto: see above
 
     def __post_init__(self):
-        if self.weight != "auto" and (isinstance(self.weight, (bool, str)) or not 0.0 <= self.weight <= 1.0):
+        super().__post_init__()  # a number in [0, 1]
+        if isinstance(self.weight, bool) or isinstance(self.weight, str) and self.weight != "auto":
             raise ValueError(f"weight must be auto or a number from 0 to 1, got {self.weight!r}")
 
 

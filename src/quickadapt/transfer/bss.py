@@ -16,13 +16,6 @@ class BSSConfig(FinetuneConfig):
     k: int = count(1)  # how many of the smallest singular values to shrink
     eta: float = 1e-3  # penalty weight
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if self.eta < 0:
-            raise ValueError(f"eta must be >= 0, got {self.eta}")
-
 
 class BSS(Finetune):
     name = "bss"

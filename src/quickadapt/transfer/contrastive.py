@@ -19,11 +19,11 @@ from quickadapt.heads import LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
-from quickadapt.settings import count, positive
+from quickadapt.settings import Settings, count, positive
 
 
 @dataclass(frozen=True)
-class ContrastiveConfig:
+class ContrastiveConfig(Settings):
     pairs_per_example: int = count(4)  # half positive, half negative; more hurt on CLINC150 5-shot
     epochs: int = count(1)  # passes over the pairs (1 is SetFit's default)
     batch_size: int = count(16)  # pairs per step (32 encoder inputs)
@@ -35,15 +35,7 @@ class ContrastiveConfig:
     norm_stats: str = "auto"  # BatchNorm statistics while training, as for finetune (train_mode)
 
     def __post_init__(self):
-        for name in ("pairs_per_example", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr < 0:
-            raise ValueError(f"lr must be >= 0, got {self.lr}")
-        if self.max_steps < 0:
-            raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
-        if self.C <= 0:
-            raise ValueError(f"C must be > 0, got {self.C}")
+        super().__post_init__()
         check_norm_stats(self.norm_stats)
 
 

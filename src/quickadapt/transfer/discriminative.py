@@ -10,20 +10,13 @@ from dataclasses import dataclass
 from torch import nn
 
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
-from quickadapt.settings import fraction
+from quickadapt.settings import bounded, fraction
 
 
 @dataclass(frozen=True)
 class DiscriminativeConfig(FinetuneConfig):
-    decay: float = 0.8  # learning-rate factor per layer group below the top (BERT-style layer decay)
+    decay: float = bounded(0.8, 0, 1, above_lo=True)  # learning-rate factor per layer group below the top (BERT-style layer decay)
     unfreeze_every: float = fraction(0.1)  # fraction of steps between unfreezing groups; 0 = all train from the start
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 0 < self.decay <= 1:
-            raise ValueError(f"decay must be in (0, 1], got {self.decay}")
-        if not 0 <= self.unfreeze_every <= 1:
-            raise ValueError(f"unfreeze_every must be in [0, 1], got {self.unfreeze_every}")
 
 
 class Discriminative(Finetune):

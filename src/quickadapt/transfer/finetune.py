@@ -17,16 +17,16 @@ from quickadapt.heads import LinearHead, LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
-from quickadapt.settings import count
+from quickadapt.settings import Settings, count, positive
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Settings):
     epochs: int = count(8)
     min_steps: int = 60  # tiny datasets still get enough updates
     batch_size: int = count(32)
     lr: float = 0.0  # encoder learning rate; 0 = the encoder's own default (encoder.finetune_lr)
-    head_lr: float = 1e-3
+    head_lr: float = positive(1e-3)
     weight_decay: float = 0.01
     probe_init: bool = True  # start the head from a logistic-regression probe (LP-FT)
     # a randomly shifted view of each image per step (encoder.augment); text and feature rows are
@@ -38,11 +38,7 @@ class FinetuneConfig:
     norm_stats: str = "auto"
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr < 0 or self.head_lr <= 0:
-            raise ValueError("lr must be >= 0 and head_lr > 0")
+        super().__post_init__()
         check_norm_stats(self.norm_stats)
 
 

@@ -15,11 +15,6 @@ from quickadapt.settings import bounded
 class FreezeConfig(FinetuneConfig):
     k: int = bounded(-1, -1)  # layer groups frozen, counted from the input; -1 = half of them (rounded down)
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.k < -1:
-            raise ValueError(f"k must be >= 0 (or -1 for half the layer groups), got {self.k}")
-
 
 def frozen_count(k: int, n_groups: int) -> int:
     return n_groups // 2 if k == -1 else min(k, n_groups)

@@ -26,11 +26,6 @@ SOURCE_TASK = "source"
 class JointConfig(FinetuneConfig):
     lam: float = 0.5  # weight of the source loss
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.lam < 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
-
 
 class PairedBatches:
     """Each item is (target indices, source indices); one pass covers the target once while the

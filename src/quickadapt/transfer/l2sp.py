@@ -16,11 +16,6 @@ class L2SPConfig(FinetuneConfig):
     alpha: float = 0.01  # strength of the pull towards the pretrained weights (the paper's value)
     weight_decay: float = 0.0  # L2-SP replaces decay towards zero
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-
 
 class L2SP(Finetune):
     name = "l2sp"

@@ -13,24 +13,15 @@ from torch import nn
 
 from quickadapt.errors import BadInput
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
-from quickadapt.settings import count, fraction
+from quickadapt.settings import count, fraction, positive
 
 
 @dataclass(frozen=True)
 class LoRAConfig(FinetuneConfig):
     r: int = count(8)  # rank of each update
-    alpha: float = 16.0  # scaling: the update is multiplied by alpha / r
+    alpha: float = positive(16.0)  # scaling: the update is multiplied by alpha / r
     dropout: float = fraction(0.1, below_one=True)  # dropout on the adapter's input
     lr: float = 5e-4  # adapters start at zero and are few: they take a larger step than full fine-tuning
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.r < 1:
-            raise ValueError(f"r must be >= 1, got {self.r}")
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 def lora_targets(encoder: nn.Module) -> list[str]:

@@ -14,11 +14,6 @@ from quickadapt.transfer.joint import fit_two_tasks, require_source
 class MultitaskConfig(FinetuneConfig):
     lam: float = 1.0  # weight of the source task's loss; both tasks matter equally by default
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.lam < 0:
-            raise ValueError(f"lam must be >= 0, got {self.lam}")
-
 
 class Multitask(Finetune):
     name = "multitask"

@@ -6,16 +6,12 @@ from dataclasses import dataclass
 
 from quickadapt.heads import LogisticHead
 from quickadapt.transfer.base import Strategy, fit_frozen
-from quickadapt.settings import positive
+from quickadapt.settings import Settings, positive
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
+class ProbeConfig(Settings):
     C: float = positive(10.0)  # inverse L2 strength; 10 suits unit-norm sentence embeddings and pooled CNN features
-
-    def __post_init__(self):
-        if self.C <= 0:
-            raise ValueError(f"C must be > 0, got {self.C}")
 
 
 class Probe(Strategy):

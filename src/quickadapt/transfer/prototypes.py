@@ -6,15 +6,12 @@ from dataclasses import dataclass
 
 from quickadapt.heads import PrototypeHead
 from quickadapt.transfer.base import Strategy, fit_frozen
+from quickadapt.settings import Settings, positive
 
 
 @dataclass(frozen=True)
-class PrototypesConfig:
-    scale: float = 10.0  # softmax temperature on cosine similarities: shapes scores, not predictions
-
-    def __post_init__(self):
-        if self.scale <= 0:
-            raise ValueError(f"scale must be > 0, got {self.scale}")
+class PrototypesConfig(Settings):
+    scale: float = positive(10.0)  # softmax temperature on cosine similarities: shapes scores, not predictions
 
 
 class Prototypes(Strategy):

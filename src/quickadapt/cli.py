@@ -400,6 +400,8 @@ def meta_train_cmd(
         rotations=False if no_rotations else None, encoder=encoder,
         seed=seed, resume=resume, force=force, device=device, checkpoint_every=checkpoint_every, progress=not quiet,
     )
+    if "rank" in r:  # another process of a torchrun launch: the first one reports
+        return
     acc = "-" if r["running_accuracy"] is None else f"{r['running_accuracy']:.1%}"
     val = r.get("validation") or {}
     val_text = (f", kept step {val['best_step']} (validation accuracy {val['best_accuracy']:.1%})"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.episodes import ELASTIC, ClassSplit, EpisodeSampler, check_augment, default_split, load_episode_data
+from quickadapt import distributed
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
@@ -42,6 +43,7 @@ FINGERPRINT_LIMIT = 20000  # examples; larger sets are not hashed (a pass over a
 SHAPE_KEYS = ("data", "method", "n_way", "k_shot", "n_query", "seed", "rotations", "settings", "encoder")
 
 
+@distributed.launched
 def run_meta_train(
     data: str, *, method: str, n_way: int, k_shot: int, out: str | Path, n_query: int = 5, steps: int = 2000,
     meta_batch: int = 16, time_budget: float | None = None, settings: dict | None = None,
@@ -54,7 +56,12 @@ def run_meta_train(
     the training loop's (steps, validate_every...), the pretraining stage's (pretrain_steps...)
     `augment` (images: a small random affine change of every training image drawn; "elastic": a
     smooth random warp as well, of up to `warp` of the side, default 0.08) and `mirrors` (images:
-    each training class's mirror image as one more class)."""
+    each training class's mirror image as one more class).
+
+    Under torchrun the tasks of each meta-batch are shared out over the processes
+    (quickadapt/distributed.py); the first writes the model and returns the summary, the others
+    return {"rank": r} once training ends."""
+    group = distributed.current()
     out = Path(out)
     if resume and force:
         raise BadInput("--resume continues the run in --out and --force replaces it: pass one of them")
@@ -96,9 +103,10 @@ def run_meta_train(
     ckpt = out / CHECKPOINT
     if resume:
         check_resumable(read_checkpoint_json(ckpt), spec, cfg, out)
-    elif out.exists():
+    group.barrier()  # every process has checked --out before the first one clears it
+    if not resume and out.exists() and group.is_main:
         shutil.rmtree(out)
-    dev = pick_device(device)
+    dev = group.device(pick_device(device))
 
     split = default_split(dataset, seed=seed)
     seed_everything(seed)
@@ -119,13 +127,16 @@ def run_meta_train(
         start["pretrain"] = pretrain(encoder, sampler, pre_cfg, seed=seed, device=dev,
                                      description="pretraining" if progress else None)
         # the pretrained body alone, so `quickadapt episodes OUT/pretrained` measures this stage
-        save_encoder(encoder, out / PRETRAINED, seed=seed, strategy={"name": "pretrain", "params": asdict(pre_cfg)},
-                     extra={"pretrain": start["pretrain"], "class_split": split.to_dict()})
+        if group.is_main:
+            save_encoder(encoder, out / PRETRAINED, seed=seed, strategy={"name": "pretrain", "params": asdict(pre_cfg)},
+                         extra={"pretrain": start["pretrain"], "class_split": split.to_dict()})
     elif pre_cfg.pretrain_steps:  # resumed: the stage ran before the first checkpoint
         start["pretrain"] = read_manifest(out / PRETRAINED).get("pretrain")
     summary = meta_train(learner, sampler, cfg, checkpoint_dir=ckpt, resume=resume, spec=spec, device=dev,
                          description=f"meta-training {method}" if progress else None, on_step=on_step,
                          val_sampler=val_sampler)
+    if not group.is_main:  # the first process writes the model
+        return {"rank": group.rank}
     if no_val:
         summary["validation"] = {"skipped": no_val}
     learner.cpu()

@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
+from quickadapt import distributed
 from quickadapt.allocator import keep_freed_memory
 from quickadapt.artifact import write_folder_atomically
 from quickadapt.data.episodes import EpisodeSampler
@@ -89,7 +90,13 @@ def meta_train(
 
     `spec` (JSON) is stored in each checkpoint: what rebuilds this run (method, settings, data).
     `on_step(step)` is called after each completed step (tests use it to simulate a kill).
-    `val_sampler`: validation episodes for early stopping (None: no validation)."""
+    `val_sampler`: validation episodes for early stopping (None: no validation).
+
+    Under torchrun (quickadapt/distributed.py) each process runs its share of every meta-batch's
+    tasks and the gradients are summed across processes; only the first validates and saves."""
+    group = distributed.current()
+    if cfg.meta_batch < group.size:
+        raise BadInput(f"--meta-batch {cfg.meta_batch} is below the {group.size} processes: each needs a task")
     keep_freed_memory()
     learner.to(device).train()
     optimizer = make_optimizer(learner)
@@ -97,7 +104,8 @@ def meta_train(
     best: dict[str, torch.Tensor] = {}  # the best weights by validation accuracy
     if resume:
         state, best = load_checkpoint(checkpoint_dir, learner, optimizer, sampler)
-    validating = val_sampler is not None and cfg.validate_every > 0
+    group.barrier()  # every process has read the checkpoint before the first one rewrites it
+    validating = val_sampler is not None and cfg.validate_every > 0 and group.is_main
     curve = state.setdefault("val_curve", [])  # [step, accuracy] pairs
     state.setdefault("val_seconds", 0.0)
     started = time.perf_counter()
@@ -106,7 +114,7 @@ def meta_train(
 
     def save():
         state["seconds"] = elapsed_before + time.perf_counter() - started
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and group.is_main:
             save_checkpoint(checkpoint_dir, learner, optimizer, sampler, state, cfg, spec, best=best)
 
     def validate():
@@ -123,15 +131,21 @@ def meta_train(
     with progress_bar(description, total=cfg.steps) as advance:
         advance(state["step"])
         while state["step"] < cfg.steps:
-            if cfg.time_budget is not None and time.perf_counter() - started > cfg.time_budget:
+            # the first process's clock decides for all: they must stop at the same step
+            if cfg.time_budget is not None and group.any(
+                    group.is_main and time.perf_counter() - started > cfg.time_budget):
                 stopped = "time_budget"
                 break
             step = state["step"]
-            batch = sampler.sample_batch(cfg.meta_batch).to(device)
+            batch = sampler.sample_batch(cfg.meta_batch)  # the same on every process
+            lo, hi = group.shard(batch.n_tasks)
+            batch = (batch.slice(lo, hi) if group.size > 1 else batch).to(device)
             for g in optimizer.param_groups:
                 g["lr"] = outer_lr(learner, step, cfg.steps, cfg.lr_halve_every)
             optimizer.zero_grad(set_to_none=True)
             out = learner.accumulate(batch, cfg.path)
+            out = group.sum_gradients([p for p in learner.parameters() if p.requires_grad],
+                                      (hi - lo) / cfg.meta_batch, {k: out[k] for k in ("loss", "accuracy")})
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for p in learner.parameters() if p.grad is not None], cfg.grad_clip)
             optimizer.step()

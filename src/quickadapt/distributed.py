@@ -1,0 +1,126 @@
+"""Data-parallel runs under torchrun: `torchrun --nproc_per_node N -m quickadapt meta-train ...`.
+
+Every process samples the same meta-batch (the samplers share their seed, so their generators
+stay equal) and takes its own contiguous share of the tasks; the gradients are summed across
+processes, each weighted by its share of the tasks, so every process steps with the mean
+gradient over the whole meta-batch, as a single process would, and all weights stay equal.
+Only the first process (rank 0) validates, writes checkpoints and the model, and prints.
+
+Without torchrun (no WORLD_SIZE above 1 in the environment) `Group` is the trivial group of one
+process and every call below is free: single-process runs are unchanged, bit for bit.
+CPU processes talk through gloo, GPU processes through NCCL, one GPU each (LOCAL_RANK)."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+
+from quickadapt.errors import BadInput
+from quickadapt.progress import set_quiet
+
+
+@dataclass(frozen=True)
+class Group:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> tuple[int, int]:
+        """This process's contiguous share [lo, hi) of n tasks (the first processes take one more
+        when n does not divide evenly)."""
+        return n * self.rank // self.size, n * (self.rank + 1) // self.size
+
+    def device(self, device: torch.device) -> torch.device:
+        """One GPU per process: cuda:LOCAL_RANK when `device` is a GPU."""
+        if device.type == "cuda" and self.size > 1:
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def sum_gradients(self, params: Sequence[torch.Tensor], share: float, figures: dict) -> dict:
+        """Replace each parameter's .grad by the sum over processes of `share` x its .grad (share:
+        this process's fraction of the meta-batch), and `figures` (floats) by their share-weighted
+        sums. A parameter keeps no gradient only when no process gave it one, as in one process."""
+        if self.size == 1:
+            return figures
+        ref = next(iter(params))
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        given = [float(p.grad is not None) for p in params]
+        flat = torch.cat([g.reshape(-1) * share for g in grads]
+                         + [torch.tensor(given + [v * share for v in figures.values()], dtype=ref.dtype, device=ref.device)])
+        dist.all_reduce(flat)
+        at = 0
+        for p, g in zip(params, grads):
+            n = g.numel()
+            p.grad = flat[at:at + n].view_as(p).clone()
+            at += n
+        tail = flat[at:].tolist()
+        for p, got in zip(params, tail[:len(params)]):
+            if got == 0:
+                p.grad = None
+        return dict(zip(figures, tail[len(params):]))
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when it is true on one (a stop decision all must share)."""
+        if self.size == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self._collective_device())
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+    def _collective_device(self) -> torch.device:
+        return torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def current() -> Group:
+    """The group this process belongs to (the trivial one outside a distributed run)."""
+    if dist.is_available() and dist.is_initialized():
+        return Group(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return Group()
+
+
+@contextlib.contextmanager
+def session(device: str = "auto") -> Iterator[Group]:
+    """The process group of a torchrun launch (set up here when WORLD_SIZE > 1, and closed on
+    the way out), or the trivial group. An outer caller's group is used as it is. Processes
+    other than the first are quiet: one progress bar and one log, not N."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if size <= 1 or (dist.is_available() and dist.is_initialized()):
+        yield current()
+        return
+    if not dist.is_available():
+        raise BadInput("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    dist.init_process_group(backend="nccl" if gpu else "gloo")
+    try:
+        group = current()
+        if not group.is_main:
+            set_quiet(True)
+        yield group
+    finally:
+        dist.destroy_process_group()
+
+
+def launched(fn):
+    """Run `fn` (which takes `device=`) inside `session(device)`: under torchrun, in the group."""
+    @functools.wraps(fn)
+    def wrapper(*args, device: str = "auto", **kwargs):
+        with session(device):
+            return fn(*args, device=device, **kwargs)
+    return wrapper
+
+
+__all__ = ["Group", "current", "launched", "session"]

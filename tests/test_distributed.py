@@ -1,0 +1,63 @@
+"""Meta-training under torchrun: two CPU processes (gloo) share each meta-batch's tasks and step
+with the same gradients as one process; only the first writes and reports."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from quickadapt.meta.run import run_meta_train
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+ARGS = ["--data", "builtin:omniglot", "--method", "maml", "--ways", "3", "--shots", "1", "--queries", "2",
+        "--meta-batch", "4", "--set", "encoder.channels=8"]
+
+
+def torchrun(*args, processes=2):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(TORCHRUN), "--standalone", f"--nproc_per_node={processes}", "-m", "quickadapt",
+                           "meta-train", *ARGS, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_two_processes_step_with_one_process_gradients(tmp_path):
+    run_meta_train("builtin:omniglot", method="maml", n_way=3, k_shot=1, n_query=2, meta_batch=4, steps=1,
+                   encoder_settings={"channels": 8}, settings={"validate_every": 0}, out=tmp_path / "one",
+                   progress=False)
+    r = torchrun("--steps", 1, "--set", "validate_every=0", "--out", tmp_path / "two", "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    one = load_file(str(tmp_path / "one" / "checkpoint" / "state.safetensors"))
+    two = load_file(str(tmp_path / "two" / "checkpoint" / "state.safetensors"))
+    assert torch.equal(one["rng.sampler"], two["rng.sampler"])  # the same episodes were drawn
+    # Adam's first moment after one step is a tenth of the gradient: equal up to summation order
+    moments = [k for k in one if k.endswith(".exp_avg")]
+    assert len(moments) == 16
+    for k in moments:
+        assert torch.allclose(one[k], two[k], rtol=1e-4, atol=1e-8), k
+    assert json.loads(r.stdout)["steps"] == 1  # one report, from the first process
+
+
+def test_validation_checkpoint_and_model_come_from_the_first_process(tmp_path):
+    out = tmp_path / "m"
+    r = torchrun("--steps", 3, "--set", "validate_every=2", "--set", "validate_episodes=4", "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert [s for s, _ in result["validation"]["curve"]] == [2, 3]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["meta"]["train"]["steps"] == 3 and (out / "checkpoint" / "state.json").is_file()
+    # continuing with more steps works the same way
+    r = torchrun("--steps", 4, "--set", "validate_every=2", "--set", "validate_episodes=4", "--out", out,
+                 "--resume", "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == 4
+
+
+def test_a_meta_batch_smaller_than_the_processes_is_refused(tmp_path):
+    r = torchrun("--steps", 1, "--meta-batch", 1, "--out", tmp_path / "m", "--quiet")
+    assert r.returncode != 0
+    assert "error: --meta-batch 1 is below the 2 processes: each needs a task" in r.stderr
+    assert not (tmp_path / "m" / "manifest.json").exists()

@@ -46,7 +46,9 @@ def test_abstain_needs_a_threshold_and_a_free_none_label():
     X = rng.normal(size=(20, 3)).astype(np.float32)
     y = np.arange(20) % 2
     X[:, 0] += 3 * y
-    clf = FewShotClassifier(encoder="mlp", abstain=True).fit(X, y)  # cv=0: nothing calibrated
+    with pytest.raises(ValueError, match="needs a confidence threshold"):
+        FewShotClassifier(encoder="mlp", abstain=True).fit(X, y)  # cv=0: nothing to calibrate one with
+    clf = FewShotClassifier(encoder="mlp").fit(X, y).set_params(abstain=True)  # turned on after the fit
     with pytest.raises(BadInput, match="no calibrated abstain threshold"):
         clf.predict(X)
     clf.set_params(threshold=1.5)
@@ -72,3 +74,11 @@ def test_save_load_keeps_label_values_and_settings(tmp_path):
     assert again.classes_.tolist() == [5, 6, 7] and again.classes_.dtype.kind == "i"
     assert np.array_equal(again.predict(X), clf.predict(X)) and again.score(X, y) == clf.score(X, y)
     assert again.get_params()["none_label"] == "nah" and again.get_params()["seed"] == 4
+
+
+def test_text_encoder_on_numbers_says_which_encoder_reads_them():
+    import pytest
+
+    X = np.zeros((6, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="reads text, so X must be strings, got ndarray; .*encoder='mlp'"):
+        FewShotClassifier().fit(X, [0, 1] * 3)

@@ -160,7 +160,11 @@ def test_usage_mistakes_are_bad_input_too():
     for args, fragment in ((["fit", "--bogus"], "no such option: --bogus"),
                            (["meta-train", "--data", "x", "--method", "maml", "--ways", "5", "--shots", "1", "--out", "o",
                              "--set", "a=1", "b=2"], "give each setting its own --set"),
-                           (["fit", "--data", "x", "--out", "o", "--seed", "-1"], "'--seed'")):
+                           (["fit", "--data", "x", "--out", "o", "--seed", "-1"], "'--seed'"),
+                           (["meta-train", "--data", "x", "--method", "maml", "--ways", "1", "--shots", "1", "--out", "o"],
+                            "'--ways'"),
+                           (["episodes", "conv4", "--data", "x", "--ways", "2", "--shots", "1", "--episodes", "0"],
+                            "'--episodes'")):
         r = cli(*args)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
@@ -217,3 +221,36 @@ def test_progress_leaves_no_blank_lines_in_a_log(tmp_path):
                         "--strategy", "finetune", "--cv", "2", "--out", str(tmp_path / "m")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert all(line.strip() for line in r.stderr.splitlines()), repr(r.stderr)
+
+
+@pytest.mark.parametrize("shots, fragment", [
+    ("abc", "whole numbers separated by commas"), ("1,x", "whole numbers separated by commas"),
+    ("-1", "from 1 to 100"), ("0", "from 1 to 100"), ("", "got none"), ("5,1000", "from 1 to 100"),
+])
+def test_demo_shots_are_checked(shots, fragment):
+    assert_bad_input(run("demo", f"--shots={shots}", "--quiet"), fragment)
+
+
+def test_fit_summary_says_when_a_lead_over_the_baseline_is_noise():
+    from quickadapt.adapt import mcnemar_greater
+    from quickadapt.cli import _fit_summary
+    from quickadapt.data.dataset import Dataset
+
+    data = Dataset("features", np.zeros((40, 1)), np.array(["a", "b"] * 20, dtype=object))
+    scored = np.arange(40)
+    truth = data.labels
+    wrong = np.where(truth == "a", "b", "a")
+    base = np.where(scored < 30, truth, wrong)  # right on 30
+    close = np.where(scored < 32, truth, wrong)  # right on 32: two more
+    far = np.where(scored < 40, truth, wrong)  # right on all 40: ten more
+    p_close = mcnemar_greater(data, (scored, close, None), (scored, base, None))
+    p_far = mcnemar_greater(data, (scored, far, None), (scored, base, None))
+    assert p_close == 0.25 and p_far < 0.01  # 2 of 2 discordant pairs, 10 of 10
+    r = {"out": "m", "encoder": "mlp", "strategy": "probe", "n_examples": 40, "n_classes": 2, "cv_accuracy": 0.8,
+         "cv_scored": 40, "baseline": {"name": "logistic", "cv_accuracy": 0.75}, "negative_transfer": False,
+         "encoder_pretrained": True}
+    assert "not clearly better than the baseline" in _fit_summary({**r, "p_transfer_better": p_close})
+    text = _fit_summary({**r, "p_transfer_better": p_far})
+    assert "transfer helps" in text and "random weights" not in text
+    assert "nothing pretrained was transferred" in _fit_summary({**r, "p_transfer_better": p_far,
+                                                                 "encoder_pretrained": False})

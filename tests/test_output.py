@@ -27,6 +27,8 @@ def test_check_output_refusals(tmp_path, monkeypatch):
         (dict(out=data, force=True, inputs=(data / "train.csv",)), "replace the input"),
         (dict(out=data / "train.csv", force=True, inputs=(data / "train.csv",), file=True), "replace the input"),
         (dict(out=mine, force=True), "no quickadapt output"),
+        (dict(out=data / "model", force=False, inputs=(data,)), "lies inside the input"),  # a new class folder
+        (dict(out=data / "train.csv", force=True, inputs=(data,), file=True), "lies inside the input"),
         (dict(out=mine, force=True, file=True), "is a folder"),
     ]
     for kwargs, fragment in cases:
@@ -74,5 +76,31 @@ def test_cli_force_never_replaces_inputs_or_user_files(tmp_path, monkeypatch):
                          "--force", "--quiet"), "replace the input")
     assert_bad_input(run("predict", tmp_path / "m", "--data", data / "train.csv", "--out", mine, "--quiet"),
                      "is a folder")
+    weights = tmp_path / "m" / "model.safetensors"  # predictions over the model's own weights
+    before = weights.read_bytes()
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data / "train.csv", "--out", weights,
+                         "--force", "--quiet"), "lies inside the input")
+    assert weights.read_bytes() == before
     r = run("fit", "--data", data / "train.csv", "--out", tmp_path / "m", *base)  # an earlier output: replaced
     assert r.exit_code == 0, r.stderr
+
+
+@pytest.mark.parametrize("umask, folder_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_saved_folders_get_the_umask_modes(tmp_path, umask, folder_mode, file_mode):
+    import os
+    import stat
+
+    from quickadapt.artifact import write_folder_atomically
+
+    def private(path):  # a writer that makes its file private, as some libraries do
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+    old = os.umask(umask)
+    try:
+        write_folder_atomically(tmp_path / "m", {"model.safetensors": private,
+                                                 "manifest.json": lambda p: p.write_text("{}")})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == folder_mode
+    for name in ("model.safetensors", "manifest.json"):
+        assert stat.S_IMODE((tmp_path / "m" / name).stat().st_mode) == file_mode, name

@@ -113,8 +113,23 @@ def adapt(
             info["baseline"]["cv_accuracy"] = oof_accuracy(data, base_oof)
             if "cv_accuracy" in info:
                 info["negative_transfer"] = info["cv_accuracy"] <= info["baseline"]["cv_accuracy"]
+                info["p_transfer_better"] = mcnemar_greater(data, oof, base_oof)
     model.info.update(info)
     return model
+
+
+def mcnemar_greater(data: Dataset, oof, base_oof) -> float | None:
+    """McNemar's exact one-sided p-value that the transferred model beats the baseline, from the
+    held-out examples only one of them gets right (the same folds score both). With a few dozen
+    examples a lead of one or two is noise, which this says and the raw accuracies do not."""
+    from scipy.stats import binomtest
+
+    if not np.array_equal(oof[0], base_oof[0]):
+        return None
+    truth = data.labels[oof[0]]
+    right, base_right = oof[1] == truth, base_oof[1] == truth
+    only, only_base = int(np.sum(right & ~base_right)), int(np.sum(base_right & ~right))
+    return float(binomtest(only, only + only_base, alternative="greater").pvalue) if only else 1.0
 
 
 def _encoder_settings(name: str, data: Dataset, params: dict | None) -> dict:

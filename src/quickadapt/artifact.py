@@ -41,6 +41,7 @@ def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
     try:
         for name, writer in files.items():
             writer(tmp / name)
+        _usual_modes(tmp)
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -51,6 +52,29 @@ def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _usual_modes(folder: Path) -> None:
+    """The modes a plain mkdir and open would have given (0777 and 0666 less the umask): the temp
+    folder is private (0700) and some writers make private files, but a saved model is meant to be
+    read by other users and services as the user's umask allows."""
+    mask = current_umask()
+    folder.chmod(0o777 & ~mask)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def current_umask() -> int:
+    try:  # Linux says it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
 
 
 def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, threshold, data_fingerprint,

@@ -71,9 +71,17 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             return validate_data(self, X, reset=reset, dtype=np.float32)
         if isinstance(X, str) or not hasattr(X, "__len__"):
             raise ValueError(f"X must be a list of inputs, got {type(X).__name__}")
-        return list(X)
+        X = list(X)
+        if self._modality() == "text" and not all(isinstance(x, str) for x in X):
+            odd = next(x for x in X if not isinstance(x, str))
+            raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got {type(odd).__name__}; "
+                             "for numeric feature vectors use encoder='mlp'")
+        return X
 
     def fit(self, X, y):
+        if self.abstain and self.threshold is None and self.cv < 2:
+            raise ValueError("abstain=True needs a confidence threshold: pass threshold=T, or cv=3 (any cv >= 2) "
+                             "to calibrate one on the training examples")
         modality = self._modality()
         if modality == "features":
             X, y = validate_data(self, X, y, dtype=np.float32)

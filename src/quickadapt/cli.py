@@ -19,6 +19,7 @@ from quickadapt.errors import BadInput
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
 
 DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
+SIGNIFICANCE = 0.05  # below this McNemar p-value a lead over the baseline is more than noise
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object instead of a summary.")
 SeedOpt = typer.Option(0, "--seed", min=0, help="Fixes every source of randomness.")
@@ -97,13 +98,15 @@ def fit(
         source=src, seed=seed, device=device, cv=cv, baseline=baseline, label_names=label_names, progress=not quiet,
     )
     save_model(model, out, force=force, data_fingerprint=train.fingerprint(), seed=seed, metrics=_fit_metrics(model))
-    result = {"out": str(out), "encoder": encoder, "strategy": strategy, **_fit_metrics(model)}
+    result = {"out": str(out), "encoder": encoder, "strategy": strategy, **_fit_metrics(model),
+              # a model folder's encoder carries what it learnt; a registry name without weights starts at random
+              "encoder_pretrained": bool(model.encoder.is_pretrained or Path(encoder).is_dir())}
     emit(result, as_json, _fit_summary(result))
 
 
 def _fit_metrics(model) -> dict:
     keys = ("n_examples", "n_classes", "label_names", "cv_accuracy", "cv_scored", "cv_note", "baseline",
-            "negative_transfer", "blend")
+            "negative_transfer", "p_transfer_better", "blend")
     out = {k: model.info[k] for k in keys if k in model.info}
     out["threshold"] = model.threshold
     return out
@@ -127,7 +130,14 @@ def _fit_summary(r: dict) -> str:
     if r.get("negative_transfer"):
         lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing")
     elif r.get("negative_transfer") is False:
-        lines.append("transfer helps: better than the baseline")
+        p = r.get("p_transfer_better")
+        if p is not None and p >= SIGNIFICANCE:
+            lines.append(f"transfer is not clearly better than the baseline: the lead is within the noise of "
+                         f"{r.get('cv_scored', r['n_examples'])} held-out examples (McNemar p = {p:.2f})")
+        else:
+            lines.append("transfer helps: better than the baseline" + (f" (McNemar p = {p:.3f})" if p is not None else ""))
+    if not r.get("encoder_pretrained", True):
+        lines.append(f"note: {r['encoder']} starts from random weights, so nothing pretrained was transferred")
     return "\n".join(lines)
 
 
@@ -282,7 +292,10 @@ def demo(
     """Few-shot intent classification on CLINC150 (150 intents) at 1/5/10 examples per class."""
     from quickadapt.demo import run_demo
 
-    ks = [int(k) for k in shots.split(",") if k.strip()]
+    try:
+        ks = [int(k) for k in shots.split(",") if k.strip()]
+    except ValueError:
+        raise BadInput(f"--shots takes whole numbers separated by commas, e.g. 1,5,10; got {shots!r}") from None
     result = run_demo(ks, seed=seed, device=device, progress=not quiet)
     emit(result, as_json, result.pop("table"))
 
@@ -360,14 +373,14 @@ def meta_train_cmd(
                                                  "or text (builtin:clinc150-train: split by domain)."),
     method: str = typer.Option(..., "--method", help="protonet, matchingnet, maml, fomaml, anil, metasgd or reptile "
                                                      "(text: protonet, matchingnet or anil)."),
-    ways: int = typer.Option(..., "--ways", help="Classes per episode (N)."),
-    shots: int = typer.Option(..., "--shots", help="Support examples per class (K)."),
+    ways: int = typer.Option(..., "--ways", min=2, help="Classes per episode (N)."),
+    shots: int = typer.Option(..., "--shots", min=1, help="Support examples per class (K)."),
     out: Path = typer.Option(..., "--out", help="Folder for the meta-trained encoder (and its checkpoint)."),
-    queries: int = typer.Option(5, "--queries", help="Query examples per class in training episodes."),
-    steps: int = typer.Option(2000, "--steps", help="Meta-steps (one meta-batch each)."),
-    meta_batch: int = typer.Option(16, "--meta-batch", help="Episodes per meta-step."),
+    queries: int = typer.Option(5, "--queries", min=1, help="Query examples per class in training episodes."),
+    steps: int = typer.Option(2000, "--steps", min=1, help="Meta-steps (one meta-batch each)."),
+    meta_batch: int = typer.Option(16, "--meta-batch", min=1, help="Episodes per meta-step."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Stop after this many seconds (saves first)."),
-    checkpoint_every: float = typer.Option(300.0, "--checkpoint-every", help="Seconds between checkpoints."),
+    checkpoint_every: float = typer.Option(300.0, "--checkpoint-every", min=0, help="Seconds between checkpoints."),
     no_rotations: bool = typer.Option(False, "--no-rotations", help="Do not add 90/180/270-degree rotations as classes "
                                                                      "(images only; text never rotates)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run whose checkpoint is in --out."),
@@ -393,6 +406,8 @@ def meta_train_cmd(
     --set validate_episodes=E)."""
     from quickadapt.meta.run import run_meta_train
 
+    if time_budget is not None and not time_budget > 0:
+        raise BadInput(f"--time-budget must be above 0 seconds, got {time_budget:g}")
     method_params, enc_settings = split_settings(settings)
     r = run_meta_train(
         data, method=method, n_way=ways, k_shot=shots, out=out, n_query=queries, steps=steps, meta_batch=meta_batch,
@@ -417,10 +432,10 @@ def episodes(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by meta-train, or any encoder "
                                                                  "(name or folder: the baseline without meta-training)."),
     data: str = typer.Option(..., "--data", help="Images in class folders, builtin:omniglot, or text (builtin:clinc150-train)."),
-    ways: int = typer.Option(..., "--ways", help="Classes per episode (N)."),
-    shots: int = typer.Option(..., "--shots", help="Support examples per class (K)."),
-    n_episodes: int = typer.Option(600, "--episodes", help="How many seeded episodes."),
-    queries: int = typer.Option(15, "--queries", help="Query examples per class."),
+    ways: int = typer.Option(..., "--ways", min=2, help="Classes per episode (N)."),
+    shots: int = typer.Option(..., "--shots", min=1, help="Support examples per class (K)."),
+    n_episodes: int = typer.Option(600, "--episodes", min=1, help="How many seeded episodes."),
+    queries: int = typer.Option(15, "--queries", min=1, help="Query examples per class."),
     split: str = typer.Option("test", "--split", help="Classes to draw from: test (held out), val, train or all."),
     adapt_with: str = typer.Option("method", "--adapt", help="method (as meta-trained), prototypes, or finetune "
                                                             "(a few steps on each support set)."),

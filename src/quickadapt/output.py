@@ -2,8 +2,8 @@
 minutes only to fail at the end, and `--force` never destroys anything but an earlier output.
 
 Refused: a path below a file; an existing path without `force`; a path the user cannot write;
-the current folder or one above it; an input (data, source, encoder folder) or a folder that
-holds one; and, even with `force`, an existing folder that is not a quickadapt output (it
+the current folder or one above it; an input (data, source, encoder folder), a folder that
+holds one or a path inside an input folder; and, even with `force`, an existing folder that is not a quickadapt output (it
 holds files but no manifest or checkpoint), since replacing it would delete the user's files."""
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False,
         source = Path(os.path.realpath(Path(spec).expanduser()))
         if full == source or full in source.parents:
             raise BadInput(f"{option} {out} would replace the input {spec}; choose another {option}")
+        if source.is_dir() and source in full.parents:  # a new class folder, a model's own file
+            raise BadInput(f"{option} {out} lies inside the input {spec} and would change it; choose a path outside it")
     if out.exists():
         if file and out.is_dir():
             raise BadInput(f"{option} {out} is a folder; give the path of a file to write")

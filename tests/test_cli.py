@@ -145,7 +145,16 @@ def test_listings():
     r = run("datasets", "--json")
     assert "clinc150-train" in {d["name"] for d in json.loads(r.stdout)["datasets"]}
     r = run("strategies", "--json")
-    assert {"probe", "prototypes", "finetune"} <= {s["name"] for s in json.loads(r.stdout)["strategies"]}
+    items = {s["name"]: s for s in json.loads(r.stdout)["strategies"]}
+    assert {"probe", "prototypes", "finetune"} <= set(items)
+    assert items["probe"]["accepts"]["C"] == "number > 0"
+    assert items["lora"]["accepts"]["dropout"] == "number in [0, 1)" and items["lora"]["accepts"]["r"] == "integer >= 1"
+    assert items["freeze"]["accepts"]["k"] == "integer >= -1" and items["finetune"]["accepts"]["augment"] == "true/false"
+    assert set(items["finetune"]["accepts"]) == set(items["finetune"]["settings"])
+    import quickadapt
+
+    r = run("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"quickadapt {quickadapt.__version__}"
 
 
 def test_usage_mistakes_are_bad_input_too():

@@ -236,7 +236,7 @@ def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
     assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
                          "--out", tmp_path / "e", "--resume", "--quiet"), "no checkpoint to resume")
     assert_bad_input(run("episodes", tmp_path / "nothing", "--data", "builtin:omniglot", "--ways", 5, "--shots", 1,
-                         "--quiet"), "not a quickadapt model")
+                         "--quiet"), "neither a model folder nor an encoder name")
     r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
             "--out", tmp_path / "m", "--steps", 1, "--set", "encoder.channels=8", "--quiet")
     assert r.exit_code == 0, r.stderr
@@ -249,3 +249,19 @@ def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
     (tmp_path / "afile").write_text("x")  # a file: --force cannot help, so the message must not suggest it
     assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
                          "--out", tmp_path / "afile", "--quiet"), "exists and is not a folder")
+
+
+def test_episodes_messages_name_the_real_problem(tmp_path):
+    two = omniglot_folder(tmp_path / "two", 2)
+    base = ("--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--quiet")
+    # a plain encoder on 2 classes: the default split holds none out
+    assert_bad_input(run("episodes", "conv4", "--data", two, *base), "leaves no test classes; pass --split all")
+    assert_bad_input(run("episodes", "conv4", "--data", two, *base, "--set", "bogus=2"),
+                     "unknown setting 'bogus' for episodes: valid settings are finetune_lr, finetune_steps, views")
+    assert_bad_input(run("episodes", "convv4", "--data", two, *base), "neither a model folder nor an encoder name")
+    assert_bad_input(run("episodes", "conv4", "--data", two, *base, "--split", "all", "--adapt", "finetune",
+                         "--set", "views=2"),
+                     "not to --adapt finetune")
+    r = run("episodes", "conv4", "--data", two, *base[:-1], "--split", "all")
+    assert r.exit_code == 0, r.stderr
+    assert "from 2 classes (all)" in r.stdout

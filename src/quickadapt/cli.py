@@ -16,10 +16,28 @@ import typer
 
 from quickadapt.errors import BadInput
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Adapt models to new tasks from a few examples: transfer learning, domain adaptation, "
+                       "meta-learning.")
 
 DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
+THRESHOLD_HELP = "Abstain below this top probability (0 to 1) instead of the calibrated threshold; implies --abstain."
+NONE_LABEL_HELP = "The answer when abstaining."
 SIGNIFICANCE = 0.05  # below this McNemar p-value a lead over the baseline is more than noise
+
+def _show_version(value: bool) -> None:
+    if value:
+        from quickadapt import __version__
+
+        typer.echo(f"quickadapt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    """Options before the command (only --version)."""
+
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object instead of a summary.")
 SeedOpt = typer.Option(0, "--seed", min=0, help="Fixes every source of randomness.")
@@ -161,8 +179,8 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", help="Write predictions csv here (default: stdout)."),
     task: str = typer.Option("main", "--task", help="Which head of a multitask model."),
     abstain: bool = typer.Option(False, "--abstain", help="Answer the none-label below the confidence threshold."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the calibrated threshold."),
-    none_label: str = typer.Option("__none__", "--none-label"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
+    none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
@@ -217,12 +235,12 @@ def _write_csv_atomically(path: Path, rows) -> None:
 @app.command()
 @command
 def evaluate(
-    model_dir: Path = typer.Argument(..., metavar="MODEL"),
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by fit or domain-adapt."),
     data: str = typer.Option(..., "--data", help="Labelled test data."),
-    task: str = typer.Option("main", "--task"),
-    abstain: bool = typer.Option(False, "--abstain"),
-    threshold: Optional[float] = typer.Option(None, "--threshold"),
-    none_label: str = typer.Option("__none__", "--none-label"),
+    task: str = typer.Option("main", "--task", help="Which head of a multitask model."),
+    abstain: bool = typer.Option(False, "--abstain", help="Answer the none-label below the confidence threshold."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
+    none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
     oos_label: Optional[str] = typer.Option(None, "--oos-label", help="Test label that marks out-of-scope rows."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
@@ -279,8 +297,13 @@ def strategies(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List the transfer strategies and their settings."""
     from quickadapt.transfer import STRATEGIES
 
-    items = [{"name": n, "settings": STRATEGIES.get(n)().params()} for n in STRATEGIES.names()]
-    emit({"strategies": items}, as_json, "\n".join(f"{s['name']:<16} {s['settings']}" for s in items))
+    from quickadapt.settings import describe_settings
+
+    items = [{"name": n, "settings": STRATEGIES.get(n)().params(), "accepts": describe_settings(STRATEGIES.get(n).Config)}
+             for n in STRATEGIES.names()]
+    emit({"strategies": items}, as_json, "\n".join(
+        f"{s['name']}\n" + "\n".join(f"  {f'{k} = {v!r}':<30} {s['accepts'][k]}" for k, v in s["settings"].items())
+        for s in items))
 
 
 @app.command()
@@ -453,7 +476,8 @@ def episodes(
     r = run_episodes(model_dir, data, n_way=ways, k_shot=shots, episodes=n_episodes, n_query=queries, split=split,
                      adapt=adapt_with, seed=seed, device=device, progress=not quiet, settings=parse_set_options(settings))
     emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} ± {r['ci95']:.1%} (95% CI) "
-                     f"over {r['episodes']} episodes from {r['classes']} {r['split']} classes "
+                     f"over {r['episodes']} episodes from {r['classes']} "
+                     f"{'classes (all)' if r['split'] == 'all' else r['split'] + ' classes'} "
                      f"({r['method'] or 'no meta-training'}, adapt: {r['adapt']}"
                      + (f", {r['views']} views)" if r["views"] else ")"))
 

@@ -119,6 +119,30 @@ def range_problem(value: float, field: dataclasses.Field) -> str | None:
     return f"must be between {lo:g}{' (excluded)' if above_lo else ''} and {hi:g}{' (excluded)' if below_hi else ''}, got {value:g}"
 
 
+def describe_range(field: dataclasses.Field, hint) -> str:
+    """A setting's accepted values in words, as `quickadapt strategies` lists them: "integer >= 1",
+    "number in (0, 1]", "true/false", "word"; numbers without a declared range are >= 0."""
+    args = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+    if bool in args:
+        return "true/false"
+    if not args & {int, float}:
+        return "word"
+    kind = "integer" if int in args and float not in args else "number"
+    lo, hi, below_hi, above_lo = field.metadata.get("range", (0, None, False, False))
+    if hi is None:
+        text = f"{kind} {'>' if above_lo else '>='} {lo:g}" if lo is not None else kind
+    else:
+        text = f"{kind} in {'(' if above_lo else '['}{lo:g}, {hi:g}{')' if below_hi else ']'}"
+    extra = [w for w, a in (("a word", str), ("none", type(None))) if a in args]
+    return text + (f" or {' or '.join(extra)}" if extra else "")
+
+
+def describe_settings(cls: type) -> dict[str, str]:
+    """Setting name -> its accepted values in words, for each field of config class `cls`."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: describe_range(f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
 def check_ranges(cfg) -> None:
     """Every number in config `cfg` within the range its field declares (ValueError naming the
     first that is not): the ranges `build_config` applies to --set values, for a config built

@@ -67,6 +67,8 @@ def load_episode_learner(spec: str | Path) -> tuple[MetaLearner, dict | None]:
     from quickadapt.meta.start import default_scale
 
     folder = Path(spec)
+    if not folder.exists() and str(spec) not in ENCODERS:
+        raise BadInput(f"{spec} is neither a model folder nor an encoder name (encoders: {', '.join(ENCODERS.names())})")
     plain = str(spec) in ENCODERS or (folder / "config.json").is_file()
     if not plain and (folder / "manifest.json").is_file():
         plain = "meta" not in read_manifest(folder)

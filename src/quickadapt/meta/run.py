@@ -10,7 +10,7 @@ classes, adapting as meta-trained, by prototypes, or by fine-tuning (meta/finetu
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +195,10 @@ def run_episodes(
     if adapt not in ADAPT:
         raise BadInput(f"--adapt must be one of {', '.join(ADAPT)}, got {adapt!r}")
     settings = dict(settings or {})
+    known = sorted(["views", *(f.name for f in fields(FinetuneConfig))])
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise BadInput(f"unknown setting {unknown[0]!r} for episodes: valid settings are {', '.join(known)}")
     views = settings.pop("views", 0)
     if isinstance(views, bool) or not isinstance(views, int) or views < 0:
         raise BadInput(f"views must be a whole number >= 0, got {views!r}")
@@ -214,8 +218,11 @@ def run_episodes(
                    else default_split(dataset, seed=seed))
     classes = dataset.classes if split == "all" else class_split.part(split)
     present = sorted(set(classes) & set(dataset.classes))
+    if not classes:  # a plain encoder on data too small for a default split's held-out part
+        raise BadInput(f"{data}: the default split of its {len(dataset.classes)} classes leaves no {split} classes; "
+                       "pass --split all to use every class of the data")
     if not present:
-        raise BadInput(f"{data} holds none of the model's {split} classes (e.g. {classes[0] if classes else '-'}); "
+        raise BadInput(f"{data} holds none of the model's {split} classes (e.g. {classes[0]}); "
                        "pass --split all to use every class of the data")
     method = manifest["meta"]["method"] if manifest is not None else None  # None: no meta-training
     shown_adapt = "prototypes" if manifest is None and adapt == "method" else adapt
@@ -224,8 +231,9 @@ def run_episodes(
     if views and learner.encoder.modality != "image":
         raise BadInput(f"views change images; {learner.encoder.name} reads {learner.encoder.modality} (leave views at 0)")
     if views and not fixed:
+        how = f"--adapt {adapt}" + (f" with {learner.name}" if manifest is not None else "")
         raise BadInput(f"views apply to predictions from fixed features (--adapt prototypes, or method for "
-                       f"{' and '.join(FIXED_FEATURE_METHODS)}), not to {adapt} with {learner.name}")
+                       f"{' and '.join(FIXED_FEATURE_METHODS)}), not to {how}")
     per_episode_inputs = episodes * n_way * (k_shot + n_query)
     # embedding every held-out input once is cheaper than per episode, and the only way with views
     if fixed and (views or per_episode_inputs > int(np.isin(dataset.labels, present).sum())):

@@ -68,12 +68,14 @@ def test_save_load_keeps_label_values_and_settings(tmp_path):
     X = rng.normal(size=(24, 3)).astype(np.float32)
     y = np.arange(24) % 3 + 5  # integer labels
     X[:, 0] += 2 * (y - 5)
+    assert "FewShotClassifier" in dir(quickadapt)  # imported lazily, listed all the same
     clf = quickadapt.FewShotClassifier(encoder="mlp", cv=2, none_label="nah", seed=4).fit(X, y)
     clf.save(tmp_path / "m")
     again = quickadapt.FewShotClassifier.load(tmp_path / "m")
     assert again.classes_.tolist() == [5, 6, 7] and again.classes_.dtype.kind == "i"
     assert np.array_equal(again.predict(X), clf.predict(X)) and again.score(X, y) == clf.score(X, y)
     assert again.get_params()["none_label"] == "nah" and again.get_params()["seed"] == 4
+    assert again.get_params() == clf.get_params()  # strategy_params stays None, as given
 
 
 def test_text_encoder_on_numbers_says_which_encoder_reads_them():

@@ -263,3 +263,16 @@ def test_fit_summary_says_when_a_lead_over_the_baseline_is_noise():
     assert "transfer helps" in text and "random weights" not in text
     assert "nothing pretrained was transferred" in _fit_summary({**r, "p_transfer_better": p_far,
                                                                  "encoder_pretrained": False})
+
+
+def test_notes_for_settings_that_do_nothing_useful(tmp_path):
+    rows = "".join(f"{i % 5},{(i * 3) % 7},{'ab'[i % 2]}\n" for i in range(16))
+    (tmp_path / "f.csv").write_text("f1,f2,label\n" + rows)
+    r = run("fit", "--data", tmp_path / "f.csv", "--encoder", "mlp", "--strategy", "freeze", "--set", "k=100",
+            "--set", "epochs=1", "--cv", "0", "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    assert "note: freeze k=100 but mlp has" in r.stderr and "only the head trains" in r.stderr
+    (tmp_path / "two.csv").write_text("f1,f2,label\n1,2,a\n3,4,b\n")  # one example per class: nothing to score
+    r = run("fit", "--data", tmp_path / "two.csv", "--encoder", "mlp", "--baseline", "--out", tmp_path / "m2")
+    assert r.exit_code == 0, r.stderr
+    assert "no estimate either, so no comparison" in r.stdout

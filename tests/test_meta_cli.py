@@ -265,3 +265,29 @@ def test_episodes_messages_name_the_real_problem(tmp_path):
     r = run("episodes", "conv4", "--data", two, *base[:-1], "--split", "all")
     assert r.exit_code == 0, r.stderr
     assert "from 2 classes (all)" in r.stdout
+
+
+def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
+    """The first SIGINT asks the loop to stop between steps: the run ends as with a time budget
+    (checkpoint and model written), and --resume continues from it."""
+    code = (
+        "import os, signal, json\n"
+        "from quickadapt.meta.run import run_meta_train\n"
+        "def press(step):\n"
+        "    if step == 2: os.kill(os.getpid(), signal.SIGINT)\n"
+        f"r = run_meta_train('builtin:omniglot', out={str(tmp_path / 'm')!r}, steps=50, on_step=press, "
+        "method='protonet', n_way=3, k_shot=1, n_query=2, meta_batch=2, encoder_settings={'channels': 8}, "
+        "settings={'validate_every': 0}, progress=False)\n"
+        "print(json.dumps({'steps': r['steps'], 'stopped': r['stopped']}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"steps": 2, "stopped": "interrupt"}
+    assert "interrupt: stopping after this step" in proc.stderr
+    assert (tmp_path / "m" / "manifest.json").is_file()
+    state = json.loads((tmp_path / "m" / "checkpoint" / "state.json").read_text())
+    assert state["state"]["step"] == 2
+    r = run_meta_train("builtin:omniglot", out=tmp_path / "m", steps=4, resume=True, method="protonet", n_way=3,
+                       k_shot=1, n_query=2, meta_batch=2, encoder_settings={"channels": 8},
+                       settings={"validate_every": 0}, progress=False)
+    assert r["steps"] == 4 and r["stopped"] == "steps"

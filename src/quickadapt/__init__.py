@@ -11,4 +11,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'quickadapt' has no attribute {name!r}")
 
 
+def __dir__():
+    return sorted({*globals(), *__all__})  # the lazy names too, for tab completion and help()
+
+
 __all__ = ["FewShotClassifier", "__version__"]

@@ -20,7 +20,8 @@ from quickadapt.model import abstain_threshold, check_none_label
 
 
 # settings that shape predictions or refits but are not stored in the model itself
-ESTIMATOR_PARAMS = ("encoder_params", "seed", "device", "cv", "abstain", "none_label", "threshold", "label_names")
+ESTIMATOR_PARAMS = ("encoder_params", "seed", "device", "cv", "abstain", "none_label", "threshold", "label_names",
+                    "strategy_params")  # as the caller gave them (None), not the model's full settings
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -148,8 +149,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         estimator = manifest.get("estimator") or {}
         params = {k: v for k, v in (estimator.get("params") or {}).items() if k in ESTIMATOR_PARAMS}
         params.setdefault("label_names", bool(model.info.get("label_names", False)))
-        clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, strategy_params=model.strategy_params,
-                  **params)
+        params.setdefault("strategy_params", model.strategy_params)  # a CLI model: its full settings
+        clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, **params)
         clf.model_ = model
         names = model.classes["main"]
         classes = estimator.get("classes")

@@ -145,6 +145,8 @@ def _fit_summary(r: dict) -> str:
     base = r.get("baseline")
     if base and "cv_accuracy" in base:
         lines.append(f"baseline ({base['name']}, no transfer): {base['cv_accuracy']:.1%}")
+    elif base:  # asked for, but cross-validation scored nothing: no figure to compare
+        lines.append(f"baseline ({base['name']}, no transfer): no estimate either, so no comparison")
     if r.get("negative_transfer"):
         lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing")
     elif r.get("negative_transfer") is False:

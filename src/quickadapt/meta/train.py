@@ -7,6 +7,8 @@ checkpoint folder: `state.safetensors` (learner weights, optimizer tensors, the 
 torch's RNG states, the best weights so far) and `state.json` (step, running figures, the
 validation curve, optimizer settings, `spec`). `resume=True` continues from it; with the same
 steps, seed and thread count the final weights equal (torch.equal) those of an uninterrupted run.
+Ctrl-C stops the loop after the step in progress and ends the run as a time budget does
+(stopped: "interrupt"): checkpoint, best weights, model; --resume continues it.
 
 Early stopping: given `val_sampler`, every `validate_every` steps (and at the end) the learner
 is scored on the same `validate_episodes` validation episodes; a copy of the best weights is
@@ -15,8 +17,11 @@ clock, so where it happens does not depend on the machine's speed and a resumed 
 at the same steps as an uninterrupted one."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +37,7 @@ from quickadapt.data.episodes import EpisodeSampler
 from quickadapt.errors import BadInput
 from quickadapt.meta.base import MetaLearner
 from quickadapt.meta.validate import val_accuracy
-from quickadapt.progress import progress_bar
+from quickadapt.progress import log, progress_bar
 from quickadapt.settings import Settings, count, positive
 
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
@@ -128,9 +133,12 @@ def meta_train(
         state["val_seconds"] += time.perf_counter() - t
 
     stopped = "steps"
-    with progress_bar(description, total=cfg.steps) as advance:
+    with progress_bar(description, total=cfg.steps) as advance, stop_on_interrupt() as interrupted:
         advance(state["step"])
         while state["step"] < cfg.steps:
+            if group.any(interrupted()):  # Ctrl-C: stop between steps, and save as at the end
+                stopped = "interrupt"
+                break
             # the first process's clock decides for all: they must stop at the same step
             if cfg.time_budget is not None and group.any(
                     group.is_main and time.perf_counter() - started > cfg.time_budget):
@@ -175,6 +183,30 @@ def meta_train(
                       "seconds": round(state["val_seconds"], 3)}
     return {"steps": state["step"], "stopped": stopped, "running_loss": state["loss"],
             "running_accuracy": state["accuracy"], "seconds": round(state["seconds"], 3), "validation": validation}
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """Yields `interrupted()`: true once Ctrl-C (SIGINT) has been pressed. The first press only
+    asks the loop to stop after the step it is in, so the checkpoint and the model hold whole
+    steps; a second press quits at once. Outside the main thread (where signals cannot be
+    caught) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    pressed = []
+
+    def handler(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+        log("interrupt: stopping after this step and saving (press Ctrl-C again to quit at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --- checkpoints: tensors in safetensors, the rest in JSON -------------------------------------

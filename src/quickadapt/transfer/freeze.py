@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from quickadapt.progress import log
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
 from quickadapt.settings import bounded
 
@@ -27,6 +28,9 @@ class Freeze(Finetune):
     def prepare(self, encoder: nn.Module) -> nn.Module:
         encoder.requires_grad_(True)
         groups = encoder.layer_groups()
+        if self.cfg.k >= len(groups):
+            log(f"note: freeze k={self.cfg.k} but {encoder.name} has {len(groups)} layer groups: all of them are "
+                "frozen and only the head trains (the probe strategy does that faster)")
         for group in groups[: frozen_count(self.cfg.k, len(groups))]:
             group.requires_grad_(False)
         return encoder

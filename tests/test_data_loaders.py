@@ -136,6 +136,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.csv", "text,label\n", "no examples"),
         ("x.csv", "", "empty file"),
         ("x.csv", "text,label\nhi,a,extra\n", "fields"),
+        ("x.csv", 'text,label\nfine,a\n"unclosed,b\nmore,c\n', "opens a field on line 3 never closes"),
         ("x.csv", b"text,label\ncaf\xe9,a\n", "not UTF-8"),
         ("x.csv", "a,label\n1,x\nnan,y\n", r"1 non-finite feature value \(.*data row 2, column 1"),
         ("x.csv", "a,label\n1,x\ninf,y\n", "non-finite"),
@@ -287,3 +288,12 @@ def test_what_pandas_writes(tmp_path, capsys):
     assert text.labels.tolist() == ["1", "-2", "1.5"]
     long = load_dataset(write(tmp_path / "long.csv", "text,label\n" + "word " * 60000 + ",a\nhi,b\n"))
     assert len(long.inputs[0]) == 300000  # beyond csv's default field limit of 128 KiB
+
+
+def test_a_quoted_field_may_span_lines(tmp_path):
+    from quickadapt.data import load_dataset
+
+    path = tmp_path / "x.csv"
+    path.write_text('text,label\nfirst,a\n"two\nlines, one field",b\n')
+    data = load_dataset(str(path))
+    assert list(data.inputs) == ["first", "two\nlines, one field"] and list(data.labels) == ["a", "b"]

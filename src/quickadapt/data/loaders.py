@@ -172,6 +172,11 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
         body = [(i, r) for i, r in enumerate(reader, start=2) if any(c.strip() for c in r)]
     except csv.Error as e:
         raise BadInput(f"{shown}: not a valid csv at line {reader.line_num} ({e})") from None
+    if body and any("\n" in c for c in body[-1][1]):  # lax reading puts an unclosed quote's rest in one field
+        opened = _unclosed_quote_line(content, delimiter)
+        if opened is not None:
+            raise BadInput(f"{shown}: the quote that opens a field on line {opened} never closes, so the rest of "
+                           "the file reads as one field; close it, or double a quote inside a field (\"\")")
     for i, r in body:
         if len(r) > len(header):
             raise BadInput(f"{shown}: line {i} has {len(r)} fields but the header has {len(header)}; quote fields that contain commas")
@@ -187,6 +192,19 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
         rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
         return _text_dataset(rows, shown, jl is not None, labels, "line")
     return _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";")
+
+
+def _unclosed_quote_line(content: str, delimiter: str) -> int | None:
+    """The line on which a quoted field opens and never closes, or None: strict reading stops
+    there with "unexpected end of data" (lax reading, the loader's, runs on to the end)."""
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
+    last = 0
+    try:
+        for _ in reader:
+            last = reader.line_num
+    except csv.Error as e:
+        return last + 1 if "unexpected end of data" in str(e) else None
+    return None
 
 
 # --- features -----------------------------------------------------------------------------

@@ -136,6 +136,8 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.csv", "text,label\n", "no examples"),
         ("x.csv", "", "empty file"),
         ("x.csv", "text,label\nhi,a,extra\n", "fields"),
+        ("x.csv", "text,label,text\nhi,a,ho\n", "columns 1 and 3 are both named 'text'"),
+        ("x.csv", "Text,label,TEXT\nhi,a,ho\n", "columns 1 and 3 are both named 'text'"),
         ("x.csv", 'text,label\nfine,a\n"unclosed,b\nmore,c\n', "opens a field on line 3 never closes"),
         ("x.csv", b"text,label\ncaf\xe9,a\n", "not UTF-8"),
         ("x.csv", "a,label\n1,x\nnan,y\n", r"1 non-finite feature value \(.*data row 2, column 1"),

@@ -96,5 +96,5 @@ def test_bad_encoder_settings_are_bad_input(name, settings, fragment):
 def test_unknown_encoder_setting_is_named():
     from quickadapt.encoders import create_encoder
 
-    with pytest.raises(BadInput, match="unknown setting 'bogus' for encoder 'conv4'"):
+    with pytest.raises(BadInput, match="unknown setting 'bogus' for encoder 'conv4'; valid settings are channels, grey"):
         create_encoder("conv4", bogus=3)

@@ -168,6 +168,11 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     except csv.Error as e:
         raise BadInput(f"{shown}: not a valid csv ({e})") from None
     header = [h.strip() for h in header]
+    for name in ("text", "label"):  # which one would be read is a guess: refuse instead
+        at = [str(j + 1) for j, h in enumerate(header) if h == name]  # an exact spelling wins over others
+        at = at or [str(j + 1) for j, h in enumerate(header) if h.lower() == name]
+        if len(at) > 1:
+            raise BadInput(f"{shown}: columns {' and '.join(at)} are both named {name!r}; keep one")
     try:
         body = [(i, r) for i, r in enumerate(reader, start=2) if any(c.strip() for c in r)]
     except csv.Error as e:

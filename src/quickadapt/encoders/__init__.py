@@ -41,6 +41,21 @@ PRETRAINED = {"minilm", "efficientnet-lite0"}
 _PRISTINE: dict[tuple, Encoder] = {}
 
 
+def encoder_settings(factory) -> list[str]:
+    """The settings an encoder factory passes on to its class (from the class's signature, named
+    by the factory's return annotation), or [] when that cannot be read."""
+    import inspect
+    import typing
+
+    try:
+        cls = typing.get_type_hints(factory).get("return")
+        params = inspect.signature(cls).parameters.values()
+    except Exception:  # an unannotated or odd factory: no list, the message still names the setting
+        return []
+    return sorted(p.name for p in params if p.name not in ("self", "path", "pretrained")
+                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
 def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder:
     """Build encoder `name` (a registry name or a Hugging Face folder path) with `settings`."""
     if name not in ENCODERS and ("/" in str(name) or Path(str(name)).is_dir()):
@@ -59,7 +74,9 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
     except TypeError as exc:
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
         if unknown:  # name the setting, not the Python class that refused it
-            raise BadInput(f"unknown setting {unknown.group(1)!r} for encoder {name!r}") from None
+            valid = encoder_settings(factory)
+            listed = f"; valid settings are {', '.join(valid)}" if valid else ""
+            raise BadInput(f"unknown setting {unknown.group(1)!r} for encoder {name!r}{listed}") from None
         raise BadInput(f"bad setting for encoder {name!r}: {str(exc).splitlines()[0]}") from None
     except (ValueError, RuntimeError) as exc:
         # a setting of the wrong kind or size (torch refuses a negative width with RuntimeError)

@@ -84,3 +84,12 @@ def test_text_encoder_on_numbers_says_which_encoder_reads_them():
     X = np.zeros((6, 3), dtype=np.float32)
     with pytest.raises(ValueError, match="reads text, so X must be strings, got ndarray; .*encoder='mlp'"):
         FewShotClassifier().fit(X, [0, 1] * 3)
+
+
+def test_seed_must_be_a_whole_number_like_the_cli_s():
+    import pytest
+
+    X = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
+    for seed in (-1, 1.5):
+        with pytest.raises(ValueError, match="seed must be a whole number >= 0"):
+            FewShotClassifier(encoder="mlp", seed=seed).fit(X, [0, 1] * 4)

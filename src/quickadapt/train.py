@@ -62,6 +62,10 @@ def train_mode(module: torch.nn.Module, norm_stats: str = "auto") -> None:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch.Generator for samplers to own."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        from quickadapt.errors import BadInput
+
+        raise BadInput(f"seed must be a whole number >= 0, got {seed!r}")  # as the CLI's --seed
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -158,6 +158,10 @@ def test_validation_is_capped_or_skipped_without_enough_classes(tmp_path, one_pe
                        steps=1, meta_batch=1, encoder_settings={"channels": 8}, settings={"validate_episodes": 2},
                        progress=False)
     assert r["validation"]["n_way"] == 22 and [s for s, _ in r["validation"]["curve"]] == [1]
+    r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 25, "--shots", 1,
+            "--queries", 1, "--steps", 1, "--meta-batch", 1, "--set", "encoder.channels=8", "--set",
+            "validate_episodes=2", "--out", tmp_path / "wide2", "--quiet")
+    assert r.exit_code == 0 and "on 22-way episodes: fewer validation classes" in r.stdout, r.stdout + r.stderr
     # 3 classes of a flat folder split at random: none left for validation, so training goes on without it
     r = run("meta-train", "--data", one_per_class / "test", "--method", "protonet", "--ways", 2, "--shots", 1,
             "--queries", 2, "--no-rotations", "--steps", 2, "--set", "encoder.channels=8", "--out", tmp_path / "m",
@@ -200,10 +204,14 @@ def test_resume_refuses_changed_data_and_fewer_steps(tmp_path):
     state_file = out / "checkpoint" / "state.json"
     state = json.loads(state_file.read_text())
     assert len(state["spec"]["data_fingerprint"]) == 64
+    # the same data spelt another way (a trailing slash here; ./data or a moved copy alike) resumes
+    respelt = [f"{data}/" if a == data else a for a in args]
+    r = run(*respelt, "--steps", 2, "--resume", "--json")
+    assert r.exit_code == 0, r.stderr
     # one image replaced by another: same path, same classes, other data
     images = sorted(data.rglob("*.png"))
     images[0].write_bytes(images[-1].read_bytes())
-    assert_bad_input(run(*args, "--steps", 3, "--resume"), "changed since the checkpoint")
+    assert_bad_input(run(*args, "--steps", 3, "--resume"), "differs from the data the checkpoint")
     # a checkpoint written before fingerprints were stored still resumes
     del state["spec"]["data_fingerprint"]
     state_file.write_text(json.dumps(state))
@@ -219,6 +227,10 @@ def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
                      "inner_lr")
     assert_bad_input(run(*base, "--method", "maml", "--ways", 5, "--out", tmp_path / "a", "--set", "nope=1"),
                      "unknown setting 'nope'")
+    assert_bad_input(run(*base, "--method", "protonet", "--ways", 5, "--out", tmp_path / "a", "--set", "steps=10"),
+                     "steps is set by --steps, not --set")
+    assert_bad_input(run(*base, "--method", "protonet", "--ways", 5, "--out", tmp_path / "a", "--set", "bogus=1"),
+                     "unknown setting 'bogus' for meta-train: protonet takes outer_lr, scale; the run takes")
     assert_bad_input(run(*base, "--method", "protonet", "--ways", 5, "--out", tmp_path / "a", "--set", "warp=0.1"),
                      "needs --set augment=elastic")
     assert_bad_input(run(*base, "--method", "protonet", "--ways", 5, "--out", tmp_path / "a", "--set", "mirrors=2"),
@@ -291,3 +303,25 @@ def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
                        k_shot=1, n_query=2, meta_batch=2, encoder_settings={"channels": 8},
                        settings={"validate_every": 0}, progress=False)
     assert r["steps"] == 4 and r["stopped"] == "steps"
+
+
+def test_time_budget_and_ctrl_c_cover_pretraining_too(tmp_path):
+    common = dict(method="protonet", n_way=3, k_shot=1, n_query=2, meta_batch=2, steps=100000,
+                  encoder_settings={"channels": 8}, progress=False)
+    r = run_meta_train("builtin:omniglot", out=tmp_path / "tb", time_budget=2.0,
+                       settings={"pretrain_steps": 100000, "validate_every": 0}, **common)
+    assert r["start"]["pretrain"]["stopped"] == "time_budget" and r["stopped"] == "time_budget"
+    assert (tmp_path / "tb" / "manifest.json").is_file() and (tmp_path / "tb" / "pretrained" / "manifest.json").is_file()
+    code = (
+        "import os, signal, threading, json\n"
+        "from quickadapt.meta.run import run_meta_train\n"
+        "threading.Timer(4.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+        f"r = run_meta_train('builtin:omniglot', out={str(tmp_path / 'ci')!r}, method='protonet', n_way=3, k_shot=1, "
+        "n_query=2, meta_batch=2, steps=100000, encoder_settings={'channels': 8}, progress=False, "
+        "settings={'pretrain_steps': 100000, 'validate_every': 0})\n"
+        "print(json.dumps({'pretrain': r['start']['pretrain']['stopped'], 'meta': r['stopped'], 'steps': r['steps']}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"pretrain": "interrupt", "meta": "interrupt", "steps": 0}
+    assert (tmp_path / "ci" / "manifest.json").is_file()

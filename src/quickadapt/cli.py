@@ -444,7 +444,8 @@ def meta_train_cmd(
         return
     acc = "-" if r["running_accuracy"] is None else f"{r['running_accuracy']:.1%}"
     val = r.get("validation") or {}
-    val_text = (f", kept step {val['best_step']} (validation accuracy {val['best_accuracy']:.1%})"
+    fewer = f" on {val['n_way']}-way episodes: fewer validation classes" if val.get("n_way", ways) != ways else ""
+    val_text = (f", kept step {val['best_step']} (validation accuracy {val['best_accuracy']:.1%}{fewer})"
                 if "best_step" in val else "")
     emit(r, as_json, f"meta-trained {r['method']} {r['n_way']}-way {r['k_shot']}-shot for {r['steps']} steps "
                      f"({r['seconds']:.0f} s, stopped by {r['stopped']}), running query accuracy {acc}{val_text} "

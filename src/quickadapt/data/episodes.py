@@ -135,7 +135,7 @@ class ClassSplit:
         if name == "all":
             return sorted(self.train + self.val + self.test)
         if name not in ("train", "val", "test"):
-            raise BadInput(f"split part must be train, val, test or all, got {name!r}")
+            raise BadInput(f"--split must be train, val, test or all, got {name!r}")
         return getattr(self, name)
 
     def to_dict(self) -> dict:
@@ -274,7 +274,7 @@ class EpisodeSampler:
             if len(idx) < need:
                 raise BadInput(
                     f"{data.name or 'data'}: class {c!r} has {len(idx)} examples but {self.k_shot} shots + "
-                    f"{self.n_query} queries need {need}; lower --shots or the queries"
+                    f"{self.n_query} queries need {need}; lower --shots or --queries"
                 )
             self.members.append(torch.as_tensor(idx))
         if prepare is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,13 @@ class PretrainConfig(Settings):
 
 def pretrain(
     encoder: nn.Module, sampler: EpisodeSampler, cfg: PretrainConfig, *, seed: int, device, description: str | None,
+    stop: Callable[[float], str | None] | None = None,
 ) -> dict:
-    """Train `encoder` in place on labelled batches of `sampler`'s classes; return a summary."""
+    """Train `encoder` in place on labelled batches of `sampler`'s classes; return a summary.
+    `stop(seconds so far)`, checked before each step, gives a reason to stop early (a run's
+    time budget, Ctrl-C) or None; without it, `pretrain_budget` alone can stop the stage."""
+    if stop is None:
+        stop = lambda seconds: budget_spent(cfg, seconds)  # noqa: E731
     n_classes = len(sampler.classes)
     lr = float(cfg.pretrain_lr or encoder.finetune_lr)
     generator = torch.Generator().manual_seed(seed)  # its own: the episodes' generator is untouched
@@ -47,8 +53,9 @@ def pretrain(
     stopped, step = "steps", 0
     with progress_bar(description, total=cfg.pretrain_steps) as advance:
         while step < cfg.pretrain_steps:
-            if cfg.pretrain_budget is not None and time.perf_counter() - started > cfg.pretrain_budget:
-                stopped = "pretrain_budget"
+            reason = stop(time.perf_counter() - started)
+            if reason:
+                stopped = reason
                 break
             x, y = sampler.labelled_batch(cfg.pretrain_batch, generator)
             x, y = x.to(device), y.to(device)
@@ -68,4 +75,8 @@ def pretrain(
             "seconds": round(time.perf_counter() - started, 3)}
 
 
-__all__ = ["KEYS", "PretrainConfig", "pretrain"]
+def budget_spent(cfg: PretrainConfig, seconds: float) -> str | None:
+    return "pretrain_budget" if cfg.pretrain_budget is not None and seconds > cfg.pretrain_budget else None
+
+
+__all__ = ["KEYS", "PretrainConfig", "budget_spent", "pretrain"]

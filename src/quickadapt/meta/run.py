@@ -9,8 +9,9 @@ from the checkpoint. `run_episodes` measures N-way K-shot accuracy on a model's 
 classes, adapting as meta-trained, by prototypes, or by fine-tuning (meta/finetune.py)."""
 from __future__ import annotations
 
+import os
 import shutil
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,9 @@ from quickadapt.meta import create_meta
 from quickadapt.artifact import read_manifest, save_encoder
 from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
 from quickadapt.meta.io import load_episode_learner, save_meta_model
-from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, pretrain
+from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budget_spent, pretrain
 from quickadapt.meta.start import build_start, check_method, default_scale, method_defaults, start_spec
-from quickadapt.meta.train import MetaTrainConfig, meta_train, read_checkpoint_json
+from quickadapt.meta.train import MetaTrainConfig, meta_train, read_checkpoint_json, stop_on_interrupt
 from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output
 from quickadapt.progress import log
@@ -40,6 +41,8 @@ TRAIN_KEYS = ("steps", "meta_batch", "time_budget", "checkpoint_every", "checkpo
               "validate_every", "validate_episodes", "lr_halve_every")
 SAMPLER_KEYS = ("augment", "mirrors", "warp")  # settings of the training episodes, not of the method
 FINGERPRINT_LIMIT = 20000  # examples; larger sets are not hashed (a pass over all of them)
+FLAGGED = {"steps": "--steps", "meta_batch": "--meta-batch", "time_budget": "--time-budget",
+           "checkpoint_every": "--checkpoint-every"}  # run settings that have flags (and arguments) of their own
 SHAPE_KEYS = ("data", "method", "n_way", "k_shot", "n_query", "seed", "rotations", "settings", "encoder")
 
 
@@ -68,6 +71,10 @@ def run_meta_train(
     if not resume:  # fail before loading anything; the old output is removed only once all is checked
         check_output(out, force, inputs=(data, encoder), other_way=", pass --resume to continue it,")
     settings = dict(settings or {})
+    flagged = sorted(set(settings) & set(FLAGGED))
+    if flagged:  # two values for one thing: which wins would be a guess
+        raise BadInput(f"{flagged[0]} is set by {FLAGGED[flagged[0]]}, not --set")
+    check_setting_names(method, settings)
     train_settings = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
     pre_cfg = build_config(PretrainConfig, {k: settings[k] for k in settings if k in PRETRAIN_KEYS}, "meta-train")
     dataset = load_episode_data(data)  # its modality picks the default start and rotations
@@ -123,18 +130,29 @@ def run_meta_train(
     if len(split.test) < 2:
         log(f"note: {len(dataset.classes)} classes leave {len(split.test)} held out for testing, too few for "
             "`quickadapt episodes` on them (use more classes, or episodes --split all)")
-    if pre_cfg.pretrain_steps and not resume:
-        start["pretrain"] = pretrain(encoder, sampler, pre_cfg, seed=seed, device=dev,
-                                     description="pretraining" if progress else None)
-        # the pretrained body alone, so `quickadapt episodes OUT/pretrained` measures this stage
-        if group.is_main:
-            save_encoder(encoder, out / PRETRAINED, seed=seed, strategy={"name": "pretrain", "params": asdict(pre_cfg)},
-                         extra={"pretrain": start["pretrain"], "class_split": split.to_dict()})
-    elif pre_cfg.pretrain_steps:  # resumed: the stage ran before the first checkpoint
-        start["pretrain"] = read_manifest(out / PRETRAINED).get("pretrain")
-    summary = meta_train(learner, sampler, cfg, checkpoint_dir=ckpt, resume=resume, spec=spec, device=dev,
-                         description=f"meta-training {method}" if progress else None, on_step=on_step,
-                         val_sampler=val_sampler)
+    with stop_on_interrupt() as interrupted:  # one Ctrl-C ends both stages, and the run is saved
+        if pre_cfg.pretrain_steps and not resume:
+            def stop(seconds):  # the same answer on every process: the first one's clock decides
+                reason = budget_spent(pre_cfg, seconds) or (
+                    "time_budget" if cfg.time_budget is not None and seconds > cfg.time_budget else None)
+                if group.any(interrupted() or (group.is_main and reason is not None)):
+                    return "interrupt" if interrupted() or reason is None else reason
+                return None
+
+            start["pretrain"] = pretrain(encoder, sampler, pre_cfg, seed=seed, device=dev, stop=stop,
+                                         description="pretraining" if progress else None)
+            # the pretrained body alone, so `quickadapt episodes OUT/pretrained` measures this stage
+            if group.is_main:
+                save_encoder(encoder, out / PRETRAINED, seed=seed,
+                             strategy={"name": "pretrain", "params": asdict(pre_cfg)},
+                             extra={"pretrain": start["pretrain"], "class_split": split.to_dict()})
+            if cfg.time_budget is not None:  # the budget is the whole run's: pretraining spent part of it
+                cfg = replace(cfg, time_budget=max(cfg.time_budget - start["pretrain"]["seconds"], 1e-3))
+        elif pre_cfg.pretrain_steps:  # resumed: the stage ran before the first checkpoint
+            start["pretrain"] = read_manifest(out / PRETRAINED).get("pretrain")
+        summary = meta_train(learner, sampler, cfg, checkpoint_dir=ckpt, resume=resume, spec=spec, device=dev,
+                             description=f"meta-training {method}" if progress else None, on_step=on_step,
+                             val_sampler=val_sampler, interrupted=interrupted)
     if not group.is_main:  # the first process writes the model
         return {"rank": group.rank}
     if no_val:
@@ -161,22 +179,48 @@ def run_meta_train(
             "classes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)}, **summary}
 
 
+def check_setting_names(method: str, settings: dict) -> None:
+    """An unknown --set key is named with every setting meta-train takes, the method's and the run's."""
+    from quickadapt.meta import META
+
+    if method not in META:
+        return  # create_meta names the method (with a suggestion)
+    own = {f.name for f in fields(META.get(method).Config)}
+    unknown = sorted(set(settings) - own - set(TRAIN_KEYS) - set(PRETRAIN_KEYS) - set(SAMPLER_KEYS))
+    if unknown:
+        run_keys = sorted(set(TRAIN_KEYS) - set(FLAGGED)) + list(PRETRAIN_KEYS) + list(SAMPLER_KEYS)
+        raise BadInput(f"unknown setting {unknown[0]!r} for meta-train: {method} takes {', '.join(sorted(own))}; "
+                       f"the run takes {', '.join(run_keys)} (docs/meta.md)")
+
+
 def check_resumable(saved: dict, spec: dict, cfg: MetaTrainConfig, out: Path) -> None:
     """Refuse a --resume that would not continue the stored run: other data, method or shape, or
     fewer steps than the checkpoint has already done."""
     stored = saved.get("spec", {})
-    differ = [k for k in SHAPE_KEYS if stored.get(k) != spec[k]]
+    differ = [k for k in SHAPE_KEYS if stored.get(k) != spec[k] and not (k == "data" and same_place(stored, spec))]
     if differ:
         k = differ[0]
         raise BadInput(f"--resume: {k} is {spec[k]!r} but the checkpoint in {out} was trained with {stored.get(k)!r}")
     if stored.get("data_fingerprint") and spec.get("data_fingerprint") \
             and stored["data_fingerprint"] != spec["data_fingerprint"]:
-        raise BadInput(f"--resume: the data in {spec['data']} changed since the checkpoint in {out} was written "
-                       "(its fingerprint differs); train afresh with --force")
+        raise BadInput(f"--resume: the data in {spec['data']} differs from the data the checkpoint in {out} was "
+                       "trained on (its fingerprint differs); train afresh with --force")
     done = saved.get("state", {}).get("step", 0)
     if cfg.steps < done:
         raise BadInput(f"--resume: the checkpoint in {out} has done {done} steps, more than --steps {cfg.steps}; "
                        f"pass --steps {done} or more")
+
+
+def same_place(stored: dict, spec: dict) -> bool:
+    """The data may be spelt differently: with fingerprints on both sides they decide (moved or
+    renamed data resumes; see check_resumable), without them one folder or file reached by two
+    paths (./x/ and /abs/x) is the same."""
+    if stored.get("data_fingerprint") and spec.get("data_fingerprint"):
+        return True
+    a, b = str(stored.get("data")), str(spec["data"])
+    if a.startswith("builtin:") or b.startswith("builtin:"):
+        return a == b
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def run_episodes(

@@ -47,8 +47,9 @@ def build_start(spec: dict, modality: str):
         raise BadInput(f"--encoder {name} is a stored model: encoder settings ({', '.join(settings)}) cannot change it")
     encoder = resolve_encoder(name, **settings)
     if encoder.modality != modality:
+        article = "an" if modality[0] in "aeiou" else "a"
         raise BadInput(f"encoder {name!r} reads {encoder.modality} but the data is {modality}; "
-                       f"pass --encoder with a {modality} encoder (default: {DEFAULT_START[modality][0]})")
+                       f"pass --encoder with {article} {modality} encoder (default: {DEFAULT_START[modality][0]})")
     if stored:
         weights = "stored model"
     elif name in ENCODERS:

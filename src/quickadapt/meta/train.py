@@ -90,12 +90,14 @@ def meta_train(
     description: str | None = "meta-training",
     on_step: Callable[[int], None] | None = None,
     val_sampler: EpisodeSampler | None = None,
+    interrupted: Callable[[], bool] | None = None,
 ) -> dict:
     """Meta-train `learner` in place on episodes from `sampler`. Returns a summary dict.
 
     `spec` (JSON) is stored in each checkpoint: what rebuilds this run (method, settings, data).
     `on_step(step)` is called after each completed step (tests use it to simulate a kill).
     `val_sampler`: validation episodes for early stopping (None: no validation).
+    `interrupted()`: true once Ctrl-C was pressed (None: this loop catches Ctrl-C itself).
 
     Under torchrun (quickadapt/distributed.py) each process runs its share of every meta-batch's
     tasks and the gradients are summed across processes; only the first validates and saves."""
@@ -133,7 +135,8 @@ def meta_train(
         state["val_seconds"] += time.perf_counter() - t
 
     stopped = "steps"
-    with progress_bar(description, total=cfg.steps) as advance, stop_on_interrupt() as interrupted:
+    catching = contextlib.nullcontext(interrupted) if interrupted is not None else stop_on_interrupt()
+    with progress_bar(description, total=cfg.steps) as advance, catching as interrupted:
         advance(state["step"])
         while state["step"] < cfg.steps:
             if group.any(interrupted()):  # Ctrl-C: stop between steps, and save as at the end

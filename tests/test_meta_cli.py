@@ -215,9 +215,15 @@ def test_resume_refuses_changed_data_and_fewer_steps(tmp_path):
     # a checkpoint written before fingerprints were stored still resumes
     del state["spec"]["data_fingerprint"]
     state_file.write_text(json.dumps(state))
+    # and a checkpoint write that a SIGKILL cut short, before any model was written, leaves its temp
+    # folder: swept, not refused as "files but no quickadapt output"
+    for name in ("manifest.json", "model.safetensors"):
+        (out / name).unlink()
+    (out / ".checkpoint.k1ll3d").mkdir()
+    (out / ".checkpoint.k1ll3d" / "state.json").write_text("{")
     r = run(*args, "--steps", 3, "--resume", "--json")
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["steps"] == 3
+    assert json.loads(r.stdout)["steps"] == 3 and not (out / ".checkpoint.k1ll3d").exists()
 
 
 def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
@@ -279,23 +285,27 @@ def test_episodes_messages_name_the_real_problem(tmp_path):
     assert "from 2 classes (all)" in r.stdout
 
 
+def run_in_child(out, prelude: str = "", **kwargs) -> tuple[dict, str]:
+    """A tiny ProtoNet run_meta_train on Omniglot in a fresh Python, after `prelude` (which may
+    arrange a SIGINT, as a terminal's Ctrl-C); returns what it stopped by, and its stderr."""
+    args = {"out": str(out), "method": "protonet", "n_way": 3, "k_shot": 1, "n_query": 2, "meta_batch": 2,
+            "encoder_settings": {"channels": 8}, "progress": False, **kwargs}
+    code = ("import os, signal, threading, json\nfrom quickadapt.meta.run import run_meta_train\n" + prelude
+            + f"r = run_meta_train('builtin:omniglot', on_step=globals().get('press'), **{args!r})\n"
+            "print(json.dumps({'steps': r['steps'], 'stopped': r['stopped'],"
+            " 'pretrain': (r['start'].get('pretrain') or {}).get('stopped')}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
 def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
     """The first SIGINT asks the loop to stop between steps: the run ends as with a time budget
     (checkpoint and model written), and --resume continues from it."""
-    code = (
-        "import os, signal, json\n"
-        "from quickadapt.meta.run import run_meta_train\n"
-        "def press(step):\n"
-        "    if step == 2: os.kill(os.getpid(), signal.SIGINT)\n"
-        f"r = run_meta_train('builtin:omniglot', out={str(tmp_path / 'm')!r}, steps=50, on_step=press, "
-        "method='protonet', n_way=3, k_shot=1, n_query=2, meta_batch=2, encoder_settings={'channels': 8}, "
-        "settings={'validate_every': 0}, progress=False)\n"
-        "print(json.dumps({'steps': r['steps'], 'stopped': r['stopped']}))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"steps": 2, "stopped": "interrupt"}
-    assert "interrupt: stopping after this step" in proc.stderr
+    press = "def press(step):\n    if step == 2: os.kill(os.getpid(), signal.SIGINT)\n"
+    result, stderr = run_in_child(tmp_path / "m", press, steps=50, settings={"validate_every": 0})
+    assert result == {"steps": 2, "stopped": "interrupt", "pretrain": None}
+    assert "interrupt: stopping after this step" in stderr
     assert (tmp_path / "m" / "manifest.json").is_file()
     state = json.loads((tmp_path / "m" / "checkpoint" / "state.json").read_text())
     assert state["state"]["step"] == 2
@@ -306,22 +316,13 @@ def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
 
 
 def test_time_budget_and_ctrl_c_cover_pretraining_too(tmp_path):
-    common = dict(method="protonet", n_way=3, k_shot=1, n_query=2, meta_batch=2, steps=100000,
-                  encoder_settings={"channels": 8}, progress=False)
-    r = run_meta_train("builtin:omniglot", out=tmp_path / "tb", time_budget=2.0,
-                       settings={"pretrain_steps": 100000, "validate_every": 0}, **common)
+    r = run_meta_train("builtin:omniglot", out=tmp_path / "tb", time_budget=2.0, method="protonet", n_way=3, k_shot=1,
+                       n_query=2, meta_batch=2, steps=100000, encoder_settings={"channels": 8}, progress=False,
+                       settings={"pretrain_steps": 100000, "validate_every": 0})
     assert r["start"]["pretrain"]["stopped"] == "time_budget" and r["stopped"] == "time_budget"
     assert (tmp_path / "tb" / "manifest.json").is_file() and (tmp_path / "tb" / "pretrained" / "manifest.json").is_file()
-    code = (
-        "import os, signal, threading, json\n"
-        "from quickadapt.meta.run import run_meta_train\n"
-        "threading.Timer(4.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
-        f"r = run_meta_train('builtin:omniglot', out={str(tmp_path / 'ci')!r}, method='protonet', n_way=3, k_shot=1, "
-        "n_query=2, meta_batch=2, steps=100000, encoder_settings={'channels': 8}, progress=False, "
-        "settings={'pretrain_steps': 100000, 'validate_every': 0})\n"
-        "print(json.dumps({'pretrain': r['start']['pretrain']['stopped'], 'meta': r['stopped'], 'steps': r['steps']}))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"pretrain": "interrupt", "meta": "interrupt", "steps": 0}
+    press = "threading.Timer(4.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+    result, _ = run_in_child(tmp_path / "ci", press, steps=100000,
+                             settings={"pretrain_steps": 100000, "validate_every": 0})
+    assert result == {"pretrain": "interrupt", "stopped": "interrupt", "steps": 0}
     assert (tmp_path / "ci" / "manifest.json").is_file()

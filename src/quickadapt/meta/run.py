@@ -161,6 +161,8 @@ def run_meta_train(
     info = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "rotations": rotations, "mirrors": mirrors,
             "data": str(data),
             "start": start, "train": summary}
+    for stale in out.glob(f".{CHECKPOINT}.*"):  # a killed run's half-written or superseded checkpoint folder
+        shutil.rmtree(stale, ignore_errors=True)
     tmp_ckpt = out.with_name(f".{out.name}.checkpoint")  # the swap replaces `out`: keep the checkpoint aside
     shutil.rmtree(tmp_ckpt, ignore_errors=True)
     shutil.move(str(ckpt), tmp_ckpt)

@@ -44,7 +44,7 @@ def test_validation_checkpoint_and_model_come_from_the_first_process(tmp_path):
     r = torchrun("--steps", 3, "--set", "validate_every=2", "--set", "validate_episodes=4", "--out", out, "--json")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 1, (r.stdout, r.stderr)  # everything, should this ever fail again
     result = json.loads(lines[0])
     assert [s for s, _ in result["validation"]["curve"]] == [2, 3]
     manifest = json.loads((out / "manifest.json").read_text())
@@ -52,7 +52,7 @@ def test_validation_checkpoint_and_model_come_from_the_first_process(tmp_path):
     # continuing with more steps works the same way
     r = torchrun("--steps", 4, "--set", "validate_every=2", "--set", "validate_episodes=4", "--out", out,
                  "--resume", "--json", "--quiet")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, (r.stdout, r.stderr)
     assert json.loads(r.stdout)["steps"] == 4
 
 

@@ -19,7 +19,7 @@ from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
-from quickadapt.evaluate.cv import calibrate_threshold, oof_accuracy, out_of_fold
+from quickadapt.evaluate.cv import calibrate_threshold, mcnemar_p, oof_accuracy, out_of_fold
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import log
 from quickadapt.train import pick_device, seed_everything
@@ -119,17 +119,12 @@ def adapt(
 
 
 def mcnemar_greater(data: Dataset, oof, base_oof) -> float | None:
-    """McNemar's exact one-sided p-value that the transferred model beats the baseline, from the
-    held-out examples only one of them gets right (the same folds score both). With a few dozen
-    examples a lead of one or two is noise, which this says and the raw accuracies do not."""
-    from scipy.stats import binomtest
-
+    """`mcnemar_p` that the transferred model beats the baseline on the held-out examples of
+    their out-of-fold predictions (the same folds score both; None if they do not)."""
     if not np.array_equal(oof[0], base_oof[0]):
         return None
     truth = data.labels[oof[0]]
-    right, base_right = oof[1] == truth, base_oof[1] == truth
-    only, only_base = int(np.sum(right & ~base_right)), int(np.sum(base_right & ~right))
-    return float(binomtest(only, only + only_base, alternative="greater").pvalue) if only else 1.0
+    return mcnemar_p(oof[1] == truth, base_oof[1] == truth)
 
 
 def _encoder_settings(name: str, data: Dataset, params: dict | None) -> dict:

@@ -23,7 +23,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
 THRESHOLD_HELP = "Abstain below this top probability (0 to 1) instead of the calibrated threshold; implies --abstain."
 NONE_LABEL_HELP = "The answer when abstaining."
-SIGNIFICANCE = 0.05  # below this McNemar p-value a lead over the baseline is more than noise
 
 def _show_version(value: bool) -> None:
     if value:
@@ -150,6 +149,8 @@ def _fit_summary(r: dict) -> str:
     if r.get("negative_transfer"):
         lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing")
     elif r.get("negative_transfer") is False:
+        from quickadapt.evaluate.cv import SIGNIFICANCE
+
         p = r.get("p_transfer_better")
         if p is not None and p >= SIGNIFICANCE:
             lines.append(f"transfer is not clearly better than the baseline: the lead is within the noise of "

@@ -50,8 +50,6 @@ class Group:
         """Replace each parameter's .grad by the sum over processes of `share` x its .grad (share:
         this process's fraction of the meta-batch), and `figures` (floats) by their share-weighted
         sums. A parameter keeps no gradient only when no process gave it one, as in one process."""
-        if self.size == 1:
-            return figures
         ref = next(iter(params))
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         given = [float(p.grad is not None) for p in params]

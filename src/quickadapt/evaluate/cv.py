@@ -45,6 +45,19 @@ def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, 
     return scored, pred, score
 
 
+SIGNIFICANCE = 0.05  # below this p-value a lead on held-out examples is more than noise
+
+
+def mcnemar_p(right: np.ndarray, other_right: np.ndarray) -> float:
+    """McNemar's exact one-sided p-value that a model (`right`: which held-out examples it gets
+    right) beats another on the same examples, from those only one of the two gets right: with a
+    few dozen examples a lead of one or two is noise, which raw accuracies do not say."""
+    from scipy.stats import binomtest
+
+    only, only_other = int(np.sum(right & ~other_right)), int(np.sum(other_right & ~right))
+    return float(binomtest(only, only + only_other, alternative="greater").pvalue) if only else 1.0
+
+
 def oof_accuracy(data: Dataset, oof) -> float:
     """Accuracy of `out_of_fold`'s predictions on the examples it scored."""
     scored, pred, _ = oof

@@ -132,13 +132,7 @@ def run_meta_train(
             "`quickadapt episodes` on them (use more classes, or episodes --split all)")
     with stop_on_interrupt() as interrupted:  # one Ctrl-C ends both stages, and the run is saved
         if pre_cfg.pretrain_steps and not resume:
-            def stop(seconds):  # the same answer on every process: the first one's clock decides
-                reason = budget_spent(pre_cfg, seconds) or (
-                    "time_budget" if cfg.time_budget is not None and seconds > cfg.time_budget else None)
-                if group.any(interrupted() or (group.is_main and reason is not None)):
-                    return "interrupt" if interrupted() or reason is None else reason
-                return None
-
+            stop = pretrain_stop(pre_cfg, cfg.time_budget, group, interrupted)
             start["pretrain"] = pretrain(encoder, sampler, pre_cfg, seed=seed, device=dev, stop=stop,
                                          description="pretraining" if progress else None)
             # the pretrained body alone, so `quickadapt episodes OUT/pretrained` measures this stage
@@ -179,6 +173,18 @@ def run_meta_train(
     shutil.rmtree(tmp_ckpt, ignore_errors=True)
     return {"out": str(out), "method": method, "n_way": n_way, "k_shot": k_shot, "start": start,
             "classes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)}, **summary}
+
+
+def pretrain_stop(pre_cfg: PretrainConfig, time_budget: float | None, group, interrupted):
+    """`pretrain`'s `stop(seconds)`: its own budget, the run's budget or Ctrl-C, with the same
+    answer on every process (the first one's clock decides)."""
+    def stop(seconds: float) -> str | None:
+        reason = budget_spent(pre_cfg, seconds) or (
+            "time_budget" if time_budget is not None and seconds > time_budget else None)
+        if group.any(interrupted() or (group.is_main and reason is not None)):
+            return "interrupt" if interrupted() or reason is None else reason
+        return None
+    return stop
 
 
 def check_setting_names(method: str, settings: dict) -> None:

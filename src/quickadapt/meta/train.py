@@ -150,13 +150,14 @@ def meta_train(
             step = state["step"]
             batch = sampler.sample_batch(cfg.meta_batch)  # the same on every process
             lo, hi = group.shard(batch.n_tasks)
-            batch = (batch.slice(lo, hi) if group.size > 1 else batch).to(device)
+            batch = batch.slice(lo, hi).to(device)  # one process: all of it
             for g in optimizer.param_groups:
                 g["lr"] = outer_lr(learner, step, cfg.steps, cfg.lr_halve_every)
             optimizer.zero_grad(set_to_none=True)
             out = learner.accumulate(batch, cfg.path)
-            out = group.sum_gradients([p for p in learner.parameters() if p.requires_grad],
-                                      (hi - lo) / cfg.meta_batch, {k: out[k] for k in ("loss", "accuracy")})
+            if group.size > 1:
+                out = group.sum_gradients([p for p in learner.parameters() if p.requires_grad],
+                                          (hi - lo) / cfg.meta_batch, {k: out[k] for k in ("loss", "accuracy")})
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for p in learner.parameters() if p.grad is not None], cfg.grad_clip)
             optimizer.step()

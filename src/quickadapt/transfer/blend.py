@@ -15,7 +15,6 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
 
 from quickadapt.errors import BadInput
 from quickadapt.model import BlendedModel, mix_log_proba
@@ -29,7 +28,6 @@ from quickadapt.settings import Settings, fraction
 # whether to blend at all
 DEFAULT_WEIGHT = 0.2
 FOLDS = 3
-SIGNIFICANCE = 0.05  # drop the scratch model when the transferred one alone is better at this level
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ class Blend(Strategy):
         """(weight, how it was chosen): DEFAULT_WEIGHT, unless the transferred model alone is
         significantly more accurate out of fold than the mix (then 0); DEFAULT_WEIGHT also when
         the examples allow no folds."""
-        from quickadapt.evaluate.cv import folds
+        from quickadapt.evaluate.cv import SIGNIFICANCE, folds, mcnemar_p
 
         split = folds(data, FOLDS, ctx.seed)
         if split is None:
@@ -101,11 +99,8 @@ class Blend(Strategy):
 
         blend_right = mix_log_proba(logs, (1 - DEFAULT_WEIGHT, DEFAULT_WEIGHT)).argmax(1) == truth
         alone_right = logs[0].argmax(1) == truth
-        only_blend, only_alone = int(np.sum(blend_right & ~alone_right)), int(np.sum(alone_right & ~blend_right))
-        # McNemar's exact test on the examples the two disagree on: with a few dozen held-out
-        # examples a difference of one or two is noise, and the mix is the better bet unless the
-        # transferred model alone is significantly better
-        p = binomtest(only_alone, only_blend + only_alone, alternative="greater").pvalue if only_alone else 1.0
+        # the mix is the better bet unless the transferred model alone is significantly better
+        p = mcnemar_p(alone_right, blend_right)
         how = {"by": f"{len(pairs)}-fold cross-validation", "cv_accuracy_blend": float(blend_right.mean()),
                "cv_accuracy_transferred": float(alone_right.mean()),
                "cv_accuracy_scratch": float(np.mean(logs[1].argmax(1) == truth)), "p_transferred_better": float(p)}

@@ -13,7 +13,8 @@ the test classes (15 queries each, mean and 95% CI). The two methods with the be
 5-way 1-shot accuracy (never test) are also tested 5-way 5-shot, 20-way 1-shot and 20-way 5-shot.
 ProtoNet and Matching Networks models (predictions from fixed features) are measured twice, as
 they are and with test-time views (`--set views=8`: each image's features averaged over it and 8
-random affine views), and both compete in that choice.
+random affine views), and both compete in that choice. With `--adapts method,finetune` every model
+is also fine-tuned on each episode's support set (`--adapt finetune`), without and with views.
 Each fit and each measurement runs in its own process; rows are keyed by their settings, so a
 rerun skips what is done, and an interrupted meta-training resumes from its checkpoint with the
 rest of its time budget.
@@ -21,6 +22,7 @@ rest of its time budget.
     .venv/bin/python bench/meta_omniglot.py                          # all 7 methods (about 4 h on 2 cores)
     .venv/bin/python bench/meta_omniglot.py --methods protonet,maml  # some of them
     .venv/bin/python bench/meta_omniglot.py --report                 # rewrite the table only
+    .venv/bin/python bench/meta_omniglot.py --methods protonet --adapts method,finetune  # with test-time fine-tuning
     .venv/bin/python bench/meta_omniglot.py --time-budget 20 --episodes 20 --methods protonet \\
         --results /tmp/meta_smoke --work /tmp/meta_smoke_models      # a smoke run, away from bench/results
 
@@ -116,6 +118,11 @@ SELECT = (5, 1)  # the validation setting that picks the two best methods
 # views, a row of its own, chosen or not on validation like the models. 8 by hand on validation
 # for the best 30-minute ProtoNet: 5-way 1-shot 96.1 -> 96.6 % (16 views, 20-way: 86.2 -> 87.2 %)
 VIEWS = 8
+# test-time fine-tuning (`episodes --adapt finetune`, meta/finetune.py: 20 Adam steps per
+# episode on augmented views of its support set, library defaults): the "F" of P>M>F, measured on
+# a 10-minute ProtoNet in bench/meta_clinc.py (89.3 -> 91.2 % on test); opt-in (--adapts), and
+# then a candidate chosen on validation like the others
+ADAPTS = ("method", "finetune")
 MORE = [(5, 5), (20, 1), (20, 5)]  # measured on test for those two
 PUBLISHED = {  # 5w1s / 5w5s / 20w1s / 20w5s, full 30-alphabet background set
     "MAML (Finn et al. 2017)": (98.7, 99.9, 95.8, 98.9),
@@ -134,17 +141,25 @@ def display_name(spec: dict) -> str:
     return variant_name(spec["method"], spec.get("settings", {}))
 
 
-def episodes_spec(model: dict, split: str, ways: int, shots: int, episodes: int, views: int = 0) -> dict:
+def episodes_spec(model: dict, split: str, ways: int, shots: int, episodes: int, views: int = 0,
+                  adapt: str = "method") -> dict:
     spec = {"kind": "episodes", "model": model, "split": split, "ways": ways, "shots": shots, "episodes": episodes}
-    return {**spec, "views": views} if views else spec  # without views: the keys of the rows before them
+    # without views or fine-tuning: the keys of the rows before them
+    return {**spec, **({"views": views} if views else {}), **({"adapt": adapt} if adapt != "method" else {})}
 
 
-def candidates(models: list[dict]) -> list[tuple[dict, int]]:
-    """What is chosen between: every model as it is, and with test-time views where its
-    predictions read fixed features (the others adapt the body per episode)."""
+def candidates(models: list[dict], adapts=ADAPTS) -> list[tuple[dict, int, str]]:
+    """What is chosen between, as (model, views, adapt): every model as it is, and with
+    test-time views where its predictions read fixed features (the others adapt the body per
+    episode); with "finetune" in `adapts`, also each model fine-tuned on every support set
+    (`episodes --adapt finetune`, library defaults), without and with views."""
     from quickadapt.meta.run import FIXED_FEATURE_METHODS
 
-    return [(m, views) for m in models for views in (0, VIEWS) if not views or m["method"] in FIXED_FEATURE_METHODS]
+    out = [(m, views, "method") for m in models for views in (0, VIEWS)
+           if not views or m["method"] in FIXED_FEATURE_METHODS]
+    if "finetune" in adapts:
+        out += [(m, views, "finetune") for m in models for views in (0, VIEWS)]
+    return out
 
 
 def model_dir(spec: dict, work: Path) -> Path:
@@ -162,7 +177,7 @@ def worker(spec: dict, work: Path) -> dict:
     m = spec["model"]
     r = run_episodes(model_dir(m, work), DATA, n_way=spec["ways"], k_shot=spec["shots"], episodes=spec["episodes"],
                      split=spec["split"], seed=m["seed"], progress=False,
-                     settings={"views": spec["views"]} if "views" in spec else None)
+                     adapt=spec.get("adapt", "method"), settings={"views": spec["views"]} if "views" in spec else None)
     return {k: r[k] for k in ("accuracy", "ci95", "episodes", "classes", "n_query")}
 
 
@@ -210,14 +225,15 @@ def result(store: ResultStore, spec: dict) -> dict | None:
 
 
 def two_best(store: ResultStore, models: list[dict], episodes: int) -> list[tuple[dict, int]]:
-    """The two (model, views) with the best validation accuracy at SELECT (test figures play no part)."""
+    """The two (model, views, adapt) with the best validation accuracy at SELECT (test figures play no part)."""
     scored = [(r["accuracy"], c) for c in candidates(models)
-              if (r := result(store, episodes_spec(c[0], "val", *SELECT, episodes, c[1])))]
+              if (r := result(store, episodes_spec(c[0], "val", *SELECT, episodes, *c[1:])))]
     return [c for _, c in sorted(scored, key=lambda x: -x[0])[:2]]
 
 
 def candidate_name(c: tuple[dict, int]) -> str:
-    return display_name(c[0]) + (f", {c[1]} test-time views" if c[1] else "")
+    return display_name(c[0]) + (", fine-tuned per episode" if c[2] == "finetune" else "") + (
+        f", {c[1]} test-time views" if c[1] else "")
 
 
 def pct(r: dict | None) -> str:
@@ -230,15 +246,15 @@ def report(store: ResultStore, legacy: list[dict], models: list[dict], episodes:
              "val 5w1s | test 5w1s | test 5w5s | test 20w1s | test 20w5s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in candidates(models):
-        m, views = c
+        m, views, adapt = c
         t = result(store, m)
-        if t is None or (views and not result(store, episodes_spec(m, "val", *SELECT, episodes, views))):
+        if t is None or ((views or adapt != "method") and not result(store, episodes_spec(m, "val", *SELECT, episodes, *c[1:]))):
             continue
         v = t.get("validation") or {}
         stop = (f"{v['best_accuracy']:.1%} {v['n_way']}-way (step {v['best_step']} of {t['steps']})"
                 if "best_step" in v else v.get("skipped", "off"))
-        cells = [pct(result(store, episodes_spec(m, "val", *SELECT, episodes, views)))]
-        cells += [pct(result(store, episodes_spec(m, "test", w, s, episodes, views))) for w, s in [SELECT, *MORE]]
+        cells = [pct(result(store, episodes_spec(m, "val", *SELECT, episodes, *c[1:])))]
+        cells += [pct(result(store, episodes_spec(m, "test", w, s, episodes, *c[1:]))) for w, s in [SELECT, *MORE]]
         name = f"**{candidate_name(c)}**" if c in best else candidate_name(c)
         lines.append(f"| {name} | {m['ways']}-way {m['shots']}-shot, {m['queries']} queries, meta-batch "
                      f"{m['meta_batch']} | {t['threads_torch']} | {t['seconds'] / 60:.1f} | {t['steps']} | {stop} | " + " | ".join(cells) + " |")
@@ -247,7 +263,7 @@ def report(store: ResultStore, legacy: list[dict], models: list[dict], episodes:
     target = "no method measured yet"
     if best:
         top = best[0]
-        got = {ws: result(store, episodes_spec(top[0], "test", *ws, episodes, top[1])) for ws in TARGET}
+        got = {ws: result(store, episodes_spec(top[0], "test", *ws, episodes, *top[1:])) for ws in TARGET}
         parts = [f"{w}-way {s}-shot {'-' if got[(w, s)] is None else format(got[(w, s)]['accuracy'], '.1%')} "
                  f"(target {goal:.0%}: {'met' if got[(w, s)] and got[(w, s)]['accuracy'] >= goal else 'not met'})"
                  for (w, s), goal in TARGET.items()]
@@ -290,6 +306,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--results", default=NAME, help="results name in bench/results, or a path without suffix")
     ap.add_argument("--work", default=str(WORK), help="folder for the models and their checkpoints")
+    ap.add_argument("--adapts", default="method", help="method (as meta-trained, and with test-time views), and "
+                    "finetune: also each model fine-tuned on every support set (slow at 20 ways)")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.worker:
@@ -312,15 +330,15 @@ def main():
     work = Path(args.work)
     timeout = args.time_budget * 1.5 + 900  # a fit may overrun its budget by its last validation and the save
     if not args.report:
-        for m, views in candidates(models):  # train, then 5-way 1-shot on validation and on test
-            run_specs(store, [m, *(episodes_spec(m, split, *SELECT, args.episodes, views) for split in ("val", "test"))],
+        for m, *how in candidates(models, args.adapts.split(",")):  # train, then 5-way 1-shot on validation and on test
+            run_specs(store, [m, *(episodes_spec(m, split, *SELECT, args.episodes, *how) for split in ("val", "test"))],
                       work, timeout)
         # rows written meanwhile by another run of this script (one per core) count in the choice;
         # two runs finishing together may still measure a row twice (same seed, same figure):
         # the report reads the first
         store.rows = [r for r in ResultStore(args.results).rows if "spec" in r]
-        for m, views in two_best(store, known, args.episodes):
-            run_specs(store, [episodes_spec(m, "test", w, s, args.episodes, views) for w, s in MORE], work, timeout)
+        for m, *how in two_best(store, known, args.episodes):
+            run_specs(store, [episodes_spec(m, "test", w, s, args.episodes, *how) for w, s in MORE], work, timeout)
     print(report(store, legacy, known, args.episodes))
 
 

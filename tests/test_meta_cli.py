@@ -277,9 +277,8 @@ def test_episodes_messages_name_the_real_problem(tmp_path):
     assert_bad_input(run("episodes", "conv4", "--data", two, *base, "--set", "bogus=2"),
                      "unknown setting 'bogus' for episodes: valid settings are finetune_lr, finetune_steps, views")
     assert_bad_input(run("episodes", "convv4", "--data", two, *base), "neither a model folder nor an encoder name")
-    assert_bad_input(run("episodes", "conv4", "--data", two, *base, "--split", "all", "--adapt", "finetune",
-                         "--set", "views=2"),
-                     "not to --adapt finetune")
+    assert_bad_input(run("episodes", "mlp", "--data", two, *base), "encoder 'mlp' reads feature vectors; episodes are "
+                     "drawn from images or text: use one of conv4")
     r = run("episodes", "conv4", "--data", two, *base[:-1], "--split", "all")
     assert r.exit_code == 0, r.stderr
     assert "from 2 classes (all)" in r.stdout

@@ -108,7 +108,10 @@ def test_views_average_each_image_on_its_own(pretrained, tmp_path):
 
     base = ("episodes", out, "--data", "builtin:omniglot", "--ways", 5, "--shots", 1, "--episodes", 2, "--quiet")
     assert_bad_input(run(*base, "--set", "views=-1"), "views must be a whole number >= 0")
-    assert_bad_input(run(*base, "--adapt", "finetune", "--set", "views=2"), "views apply to predictions from fixed features")
+    maml = tmp_path / "maml"
+    run_meta_train("builtin:omniglot", method="maml", n_way=2, k_shot=1, n_query=1, out=maml, steps=1, meta_batch=1,
+                   rotations=False, encoder_settings={"channels": 8}, progress=False, settings={"validate_every": 0})
+    assert_bad_input(run("episodes", maml, *base[2:], "--set", "views=2"), "views apply to predictions from fixed features")
     assert_bad_input(run("episodes", "minilm", "--data", "builtin:clinc150-train", "--ways", 5, "--shots", 1,
                          "--episodes", 2, "--set", "views=2", "--quiet"), "views change images")
 
@@ -132,3 +135,24 @@ def test_fixed_feature_episodes_match_the_per_episode_path():
                                               n_query=3, seed=7, device="cpu")
     fast = episode_accuracy(predict, sampler, 12)
     assert fast["accuracy"] == pytest.approx(slow["accuracy"], abs=1e-6) and fast["episodes"] == 12
+
+
+def test_views_after_finetuning(pretrained):
+    """--adapt finetune with views=N: the fine-tuned body's features are averaged over views, seeded."""
+    out, _ = pretrained
+    settings = {"finetune_steps": 2, "views": 3}
+    r = run_episodes(out, "builtin:omniglot", episodes=12, adapt="finetune", settings=settings, **VAL)
+    assert r["adapt"] == "finetune" and r["views"] == 3 and r["accuracy"] > 0.4  # chance is 20%
+    assert run_episodes(out, "builtin:omniglot", episodes=12, adapt="finetune", settings=settings, **VAL) == r
+
+    learner, _ = load_meta_model(out)
+    data = load_episode_data("builtin:omniglot")
+    ep = EpisodeSampler(data, 5, 1, 3, seed=1, classes=default_split(data).val,
+                        prepare=learner.encoder.prepare_tensor).sample()
+    cfg = FinetuneConfig(finetune_steps=2)
+
+    def logits(views):
+        torch.manual_seed(0)
+        return EpisodeFinetuner(learner.encoder, cfg, seed=0, views=views).task_logits(ep)
+
+    assert torch.equal(logits(3), logits(3)) and not torch.allclose(logits(3), logits(0))

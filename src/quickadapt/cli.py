@@ -468,8 +468,8 @@ def episodes(
                                                             "(a few steps on each support set)."),
     settings: Optional[List[str]] = typer.Option(None, "--set", help="For --adapt finetune: finetune_steps=N (default 20), "
                                                                       "finetune_lr=X (default: a tenth of the encoder's fine-tuning rate). "
-                                                                      "For images with --adapt prototypes (or a ProtoNet or Matching "
-                                                                      "Networks model): views=N, each image's features averaged over it "
+                                                                      "For images with --adapt prototypes or finetune (or a ProtoNet or "
+                                                                      "Matching Networks model): views=N, each image's features averaged over it "
                                                                       "and N random affine views of it (default 0)."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):

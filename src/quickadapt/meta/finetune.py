@@ -7,7 +7,8 @@ ProtoNet), and the pseudo-queries are augmented views of the same support exampl
 (`Encoder.augment`: shifted images, sentences with some words hidden; dropout on). Without the
 views a 1-shot loss would be zero and nothing learnt; with a fixed linear head the body would
 drift away from it (measured on Omniglot: 73 % by prototypes fell to 28 % after 3 steps). Then
-the queries are classified by the fine-tuned prototypes. Queries never influence the weights.
+the queries are classified by the fine-tuned prototypes (with `views`, each image's features
+averaged over it and that many random views: meta/views.py). Queries never influence the weights.
 
 The model's own encoder is never trained: one working copy is made up front and its weights are
 reloaded from a snapshot before every episode, so nothing leaks between episodes. The
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from quickadapt.data.episodes import Episode
 from quickadapt.meta.protonet import prototypes, sq_distances
+from quickadapt.meta.views import view_mean_features
 from quickadapt.train import train_mode
 from quickadapt.settings import Settings, count, positive
 
@@ -43,8 +45,10 @@ class FinetuneConfig(Settings):
 class EpisodeFinetuner:
     """`predict(batch)` -> query logits (T, n_query, n_way), fine-tuning from the model's weights per task."""
 
-    def __init__(self, encoder: torch.nn.Module, cfg: FinetuneConfig, *, scale: float = 1.0, seed: int = 0):
+    def __init__(self, encoder: torch.nn.Module, cfg: FinetuneConfig, *, scale: float = 1.0, seed: int = 0,
+                 views: int = 0):
         self.cfg = cfg
+        self.views = int(views)  # images: classify by features averaged over this many random views too
         self.generator = torch.Generator().manual_seed(int(seed))
         self.scale = float(scale)
         self.lr = float(cfg.finetune_lr or LR_FRACTION * encoder.finetune_lr)
@@ -76,8 +80,14 @@ class EpisodeFinetuner:
                 optimizer.step()
         body.eval()
         with torch.no_grad():
-            protos = prototypes(body(ep.support_x), ep.support_y, n_way)
-            return -self.scale * sq_distances(body(ep.query_x), protos)
+            support, query = self.features(ep.support_x), self.features(ep.query_x)
+            return -self.scale * sq_distances(query, prototypes(support, ep.support_y, n_way))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The fine-tuned body's features of x, each averaged over its random views if asked."""
+        if not self.views:
+            return self.work(x)
+        return view_mean_features(self.work, x, self.views, self.generator, x.device)
 
 
 __all__ = ["FinetuneConfig", "EpisodeFinetuner"]

@@ -62,13 +62,16 @@ def load_episode_learner(spec: str | Path) -> tuple[MetaLearner, dict | None]:
     folder such as OUT/pretrained) as a ProtoNet over its features, with no manifest: the
     baseline without meta-training."""
     from quickadapt.artifact import resolve_encoder
-    from quickadapt.encoders import ENCODERS
+    from quickadapt.encoders import ENCODER_MODALITY, ENCODERS
     from quickadapt.meta.protonet import ProtoNet, ProtoNetConfig
     from quickadapt.meta.start import default_scale
 
     folder = Path(spec)
     if not folder.exists() and str(spec) not in ENCODERS:
         raise BadInput(f"{spec} is neither a model folder nor an encoder name (encoders: {', '.join(ENCODERS.names())})")
+    if ENCODER_MODALITY.get(str(spec)) == "features":  # episodes are drawn from images or texts
+        readers = ", ".join(n for n in ENCODERS.names() if ENCODER_MODALITY.get(n) != "features")
+        raise BadInput(f"encoder '{spec}' reads feature vectors; episodes are drawn from images or text: use one of {readers}")
     plain = str(spec) in ENCODERS or (folder / "config.json").is_file()
     if not plain and (folder / "manifest.json").is_file():
         plain = "meta" not in read_manifest(folder)

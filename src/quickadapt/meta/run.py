@@ -242,8 +242,8 @@ def run_episodes(
     "method" (the way it was meta-trained; prototypes for a plain encoder), "prototypes"
     (nearest class mean of the body's features, any method) or "finetune" (a few steps on each
     support set against its prototypes, meta/finetune.py; `settings`: finetune_steps, finetune_lr).
-    `settings` views=N (images, fixed-feature predictions): each image's features are the mean over
-    it and N random affine views of it (meta/views.py)."""
+    `settings` views=N (images; fixed-feature predictions or after fine-tuning): each image's
+    features are the mean over it and N random affine views of it (meta/views.py)."""
     if adapt not in ADAPT:
         raise BadInput(f"--adapt must be one of {', '.join(ADAPT)}, got {adapt!r}")
     settings = dict(settings or {})
@@ -282,10 +282,10 @@ def run_episodes(
     fixed = adapt == "prototypes" or (adapt == "method" and learner.name in FIXED_FEATURE_METHODS)
     if views and learner.encoder.modality != "image":
         raise BadInput(f"views change images; {learner.encoder.name} reads {learner.encoder.modality} (leave views at 0)")
-    if views and not fixed:
+    if views and not fixed and adapt != "finetune":
         how = f"--adapt {adapt}" + (f" with {learner.name}" if manifest is not None else "")
         raise BadInput(f"views apply to predictions from fixed features (--adapt prototypes, or method for "
-                       f"{' and '.join(FIXED_FEATURE_METHODS)}), not to {how}")
+                       f"{' and '.join(FIXED_FEATURE_METHODS)}) and to --adapt finetune, not to {how}")
     per_episode_inputs = episodes * n_way * (k_shot + n_query)
     # embedding every held-out input once is cheaper than per episode, and the only way with views
     if fixed and (views or per_episode_inputs > int(np.isin(dataset.labels, present).sum())):
@@ -294,17 +294,17 @@ def run_episodes(
     else:
         sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, classes=present,
                                  prepare=learner.encoder.prepare_tensor)
-        predict = episode_predictor(learner, adapt, ft_cfg, seed)
+        predict = episode_predictor(learner, adapt, ft_cfg, seed, views)
     result = episode_accuracy(predict, sampler, episodes, device=dev, description="episodes" if progress else None)
     return {"model": str(model), "method": method, "adapt": shown_adapt, "split": split, "views": views,
             "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
 
 
-def episode_predictor(learner, adapt: str, ft_cfg, seed: int):
-    """How each episode's queries are classified from its raw inputs."""
+def episode_predictor(learner, adapt: str, ft_cfg, seed: int, views: int = 0):
+    """How each episode's queries are classified from its raw inputs (`views`: fine-tuning only)."""
     if adapt == "finetune":
         scale = learner.cfg.scale if learner.name == "protonet" else default_scale(learner.encoder)
-        return EpisodeFinetuner(learner.encoder, ft_cfg, scale=scale, seed=seed).predict
+        return EpisodeFinetuner(learner.encoder, ft_cfg, scale=scale, seed=seed, views=views).predict
     if adapt == "prototypes":
         from quickadapt.meta.protonet import ProtoNet, ProtoNetConfig
 

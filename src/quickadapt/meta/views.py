@@ -18,26 +18,34 @@ from quickadapt.errors import BadInput
 
 
 @torch.no_grad()
-def embed_views(encoder, inputs: Sequence, views: int, *, seed: int, device, batch_size: int = 512) -> torch.Tensor:
-    """(n, D) features of `inputs`, each the mean over the input and `views` jittered copies."""
-    x = prepare_all(inputs, encoder.prepare_tensor)
-    if x.dim() != 4 or not x.is_floating_point():
-        raise BadInput("views change images (n, C, H, W); these inputs are not images (leave views at 0)")
-    generator = torch.Generator().manual_seed(int(seed))
+def view_mean_features(encoder, x: torch.Tensor, views: int, generator: torch.Generator, device,
+                       batch_size: int = 512) -> torch.Tensor:
+    """(n, D) features on `device` of the (n, C, H, W) images `x`, each the mean over the image
+    and `views` jittered copies drawn from `generator` (on the CPU, so any device sees the same
+    views); the encoder runs in eval mode, `batch_size` images at a time."""
     was_training = encoder.training
     encoder.eval()
     total = None
     for view in range(int(views) + 1):
         chunks = []
         for start in range(0, len(x), batch_size):
-            batch = x[start:start + batch_size]
+            batch = x[start:start + batch_size].cpu()
             if view:  # view 0 is the image itself
                 batch = jitter_images(batch, generator)
-            chunks.append(encoder(batch.to(device)).float().cpu())
+            chunks.append(encoder(batch.to(device)).float())
         feats = torch.cat(chunks)
         total = feats if total is None else total + feats
     encoder.train(was_training)
     return total / (int(views) + 1)
 
 
-__all__ = ["embed_views"]
+def embed_views(encoder, inputs: Sequence, views: int, *, seed: int, device, batch_size: int = 512) -> torch.Tensor:
+    """(n, D) features of `inputs` (on the CPU), each the mean over the input and `views` jittered copies."""
+    x = prepare_all(inputs, encoder.prepare_tensor)
+    if x.dim() != 4 or not x.is_floating_point():
+        raise BadInput("views change images (n, C, H, W); these inputs are not images (leave views at 0)")
+    generator = torch.Generator().manual_seed(int(seed))
+    return view_mean_features(encoder, x, views, generator, device, batch_size).cpu()
+
+
+__all__ = ["embed_views", "view_mean_features"]

@@ -93,3 +93,19 @@ def test_seed_must_be_a_whole_number_like_the_cli_s():
     for seed in (-1, 1.5):
         with pytest.raises(ValueError, match="seed must be a whole number >= 0"):
             FewShotClassifier(encoder="mlp", seed=seed).fit(X, [0, 1] * 4)
+
+
+def test_a_cli_model_loads_with_the_fit_s_seed_and_folds(tmp_path):
+    from cli_helpers import run
+
+    rng = np.random.default_rng(2)
+    y = np.arange(30) % 3
+    X = (rng.normal(size=(30, 2)) + 3 * y[:, None]).astype(np.float32)
+    rows = ["a,b,label", *(f"{a},{b},{c}" for (a, b), c in zip(X, y))]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    r = run("fit", "--data", tmp_path / "train.csv", "--encoder", "mlp", "--out", tmp_path / "m", "--cv", 4,
+            "--seed", 7, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    clf = FewShotClassifier.load(tmp_path / "m")
+    assert clf.get_params()["cv"] == 4 and clf.get_params()["seed"] == 7 and clf.strategy == "probe"
+    assert clf.score(X, y.astype(str)) > 0.9

@@ -110,4 +110,7 @@ def test_meda_notes_settings_it_cannot_use(files, tmp_path):
     # 800 SURF features but about 120 source examples to solve with: the subspace is capped by them
     assert "note: meda dim 500 is more than these data allow; used " in r.stderr
     assert "note: meda trains no features on feature vectors: steps not used" in r.stderr
-    assert json.loads(r.stdout)["method"] == "meda"
+    assert json.loads(r.stdout)["method"] == "meda" and json.loads(r.stdout)["features"] == "the raw values"
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "meda",
+            "--out", tmp_path / "m2", "--quiet")
+    assert r.exit_code == 0 and "adapted with meda (the raw values)" in r.stdout, r.stdout

@@ -145,6 +145,23 @@ def test_meda_solves_on_a_subsample_and_still_labels_every_target_example():
     assert np.mean(np.asarray(labels) == target.labels) > 0.2  # 10 classes: chance is 10 %
 
 
+def test_meda_temperature_stays_finite_when_every_held_out_example_is_right():
+    """Outputs that rank all n examples right: plain log-loss would want an infinite temperature
+    (scores of 1 at any accuracy); the rule of succession keeps the mean top score near (n+1)/(n+2)."""
+    from quickadapt.domain.meda import fit_scale
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 10
+    f = rng.normal(0, 0.05, (60, 10))
+    f[np.arange(60), y] += 0.3
+    scale = fit_scale(f, y)
+    z = scale * f
+    p = np.exp(z - z.max(1, keepdims=True))
+    top = (p / p.sum(1, keepdims=True)).max(1)
+    assert scale < 0.5 * np.exp(6) and abs(top.mean() - 61 / 62) < 0.02, (scale, top.mean())
+    assert np.array_equal((z).argmax(1), y)  # a temperature never changes the ranking
+
+
 def test_meda_fits_its_softmax_temperature_on_source_it_did_not_solve():
     """The kernel classifier interpolates the source it was solved on, so a temperature fitted
     there is too confident; meda fits it on a held-out fifth of the source instead. On source

@@ -80,7 +80,8 @@ def adapt(
         seed_everything(seed)
         return new_strategy().fit(enc, extend(train), FitContext(device=dev, seed=seed, source=source, progress=False))
 
-    info: dict = {"n_examples": len(data), "n_classes": len(data.classes), "label_names": bool(label_names)}
+    info: dict = {"n_examples": len(data), "n_classes": len(data.classes), "label_names": bool(label_names),
+                  "cv": int(cv or 0)}
     started = time.perf_counter()
     oof = out_of_fold(data, fit_fold, cv, seed) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)

@@ -141,7 +141,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, path) -> "FewShotClassifier":
         """A fitted classifier from a saved model folder. A folder saved by `save` gives back its
-        label values and settings; one written by the CLI has string labels and the defaults."""
+        label values and settings; one written by the CLI has string labels, its fit's seed, folds
+        and strategy settings, and the defaults for the rest."""
         from quickadapt.artifact import load_model, read_manifest
 
         model = load_model(path)
@@ -150,6 +151,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in (estimator.get("params") or {}).items() if k in ESTIMATOR_PARAMS}
         params.setdefault("label_names", bool(model.info.get("label_names", False)))
         params.setdefault("strategy_params", model.strategy_params)  # a CLI model: its full settings
+        params.setdefault("cv", int(model.info.get("cv", 0)))  # 0 for a model older than the record
+        params.setdefault("seed", int(manifest.get("seed") or 0))
         clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, **params)
         clf.model_ = model
         names = model.classes["main"]

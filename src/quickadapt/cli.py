@@ -363,6 +363,7 @@ def domain_adapt(
     result = {
         "out": str(out), "method": info["domain_method"], "requested_method": method,
         "encoder": model.strategy_params.get("encoder"), "criterion": info["criterion"],
+        "features": model.info.get("train", {}).get("features"),
         "negative_transfer": info.get("negative_transfer"), "methods": info["methods"], "warnings": info["warnings"],
         "refit": info["refit"], "n_source_fit": info["n_source_fit"],
         **({"target_test_accuracy": info["target_test_accuracy"]} if "target_test_accuracy" in info else {}),
@@ -372,7 +373,7 @@ def domain_adapt(
 
 
 def _domain_summary(r: dict) -> str:
-    lines = [f"adapted with {r['method']} ({r['encoder']}) -> {r['out']}", f"label-free {r['criterion']} risk estimate (lower is better):"]
+    lines = [f"adapted with {r['method']} ({r['features'] or r['encoder']}) -> {r['out']}", f"label-free {r['criterion']} risk estimate (lower is better):"]
     for name, m in r["methods"].items():
         mark = "*" if name == r["method"] else " "
         line = f"{mark} {name:<14} {m['criterion']:.3f}  held-out source accuracy {m['source_val_accuracy']:.1%}"

@@ -136,13 +136,21 @@ def subsample(ys: np.ndarray, n_target: int, max_points: int, rng: np.random.Gen
 
 
 def fit_scale(f: np.ndarray, y: np.ndarray) -> float:
-    """A softmax temperature for the regression outputs f: the one that best fits the source labels."""
+    """A softmax temperature for the regression outputs f: the one that best fits the labels y,
+    read as Laplace's rule of succession (the true class gets (n+1)/(n+2) of each example's
+    weight, the rest is spread evenly). With plain one-hot targets, outputs that rank every one
+    of the n examples right drive the temperature to its bound (e^6): every score near 1 at any
+    accuracy (a new-user check saw 294 of 300 target scores >= 0.9986 at 94 % accuracy)."""
     from scipy.optimize import minimize_scalar
+
+    n, k = f.shape
+    soft = np.full((n, k), 1 / (n + 2) / max(k - 1, 1))
+    soft[np.arange(n), y] = (n + 1) / (n + 2)
 
     def nll(log_s: float) -> float:
         z = np.exp(log_s) * f
         z = z - z.max(1, keepdims=True)
-        return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
+        return float(np.mean(np.log(np.exp(z).sum(1)) - (soft * z).sum(1)))
 
     return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 6.0), method="bounded").x))
 
@@ -157,7 +165,7 @@ class MEDA(DomainMethod):
         if source.modality == "features":
             space, tuned = create_encoder("mlp", in_dim=np.asarray(source.inputs).shape[1], depth=0), False  # the identity
             xs, xt = np.asarray(source.inputs, np.float64), np.asarray(target.inputs, np.float64)
-            info = {}
+            info = {"features": "the raw values"}  # no encoder: the summary should not name the mlp
             self.note_unused_deep_settings("feature vectors", ctx)
         else:
             if encoder.is_pretrained:  # frozen embeddings

@@ -281,7 +281,11 @@ def report(store: ResultStore, legacy: list[dict], models: list[dict], episodes:
         "included), keeping the weights with the best validation accuracy (every 100 steps, ProtoNet every 500, "
         f"and at the end; 100 fixed episodes). Then {episodes} seeded episodes with 15 queries per class, mean ± 95% "
         "CI. Each ProtoNet and Matching Networks model is also measured with test-time views (each image's features averaged over it and "
-        f"{VIEWS} random affine views: `--set views={VIEWS}`), a row of its own. The two rows in bold have the best "
+        f"{VIEWS} random affine views: `--set views={VIEWS}`), a row of its own"
+        + (", and, where a row says 'fine-tuned per episode', fine-tuned on each episode's support set "
+           "(`--adapt finetune`, library defaults: 20 Adam steps at 1e-4 on augmented views of the support set), "
+           "without and with views" if any(r["spec"].get("adapt") == "finetune" for r in store.rows) else "")
+        + ". The two rows in bold have the best "
         "validation 5-way 1-shot accuracy; rows are tested in the other settings only while they are among the two best "
         "(so earlier leaders keep theirs); test figures played no part in any choice. Train minutes were measured beside other jobs on "
         "the same cores (a fit with 2 threads had the machine mostly, not wholly, to itself). Machine (the report's process): "

@@ -62,6 +62,13 @@ def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):
     report = json.loads(r.stdout)
     assert r.exit_code == 0 and report["n_oos"] == 5 and report["oos_recall"] >= 0.4
     assert report["accuracy"] > 0.6  # in-scope rows mostly still answered
+    only_oos = tmp_path / "only_oos.csv"
+    only_oos.write_text("text,label\n" + "".join(f"{t},oos\n" for t in oos))
+    r = run("evaluate", out, "--data", only_oos, "--abstain", "--oos-label", "oos", "--json", "--quiet")
+    report = json.loads(r.stdout)
+    assert r.exit_code == 0 and report["n"] == 0 and report["accuracy"] is None and report["n_oos"] == 5
+    r = run("evaluate", out, "--data", only_oos, "--abstain", "--oos-label", "oos", "--quiet")
+    assert r.exit_code == 0 and "no in-scope examples" in r.stdout and "out-of-scope recall" in r.stdout
     r = run("predict", out, "--data", test, "--threshold", "1", "--none-label", "nope", "--json", "--quiet")
     assert {p["label"] for p in json.loads(r.stdout)["predictions"]} == {"nope"}
     r = run("evaluate", out, "--data", test, "--quiet")
@@ -135,7 +142,9 @@ def test_bad_inputs(clinc_small, tmp_path):
 
     r = run("fit", "--data", tmp_path / "missing.csv", "--out", tmp_path / "x", "--json", "--quiet")
     assert r.exit_code == 2 and "missing.csv" in json.loads(r.stdout)["error"]
-    assert_bad_input(run("predict", tmp_path / "nomodel", "--data", good), "not a quickadapt model")
+    assert_bad_input(run("predict", tmp_path / "nomodel", "--data", good), "no such model folder")
+    (tmp_path / "empty_folder").mkdir()
+    assert_bad_input(run("predict", tmp_path / "empty_folder", "--data", good), "not a quickadapt model")
 
 
 def test_listings():

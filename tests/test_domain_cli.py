@@ -114,3 +114,15 @@ def test_meda_notes_settings_it_cannot_use(files, tmp_path):
     r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "meda",
             "--out", tmp_path / "m2", "--quiet")
     assert r.exit_code == 0 and "adapted with meda (the raw values)" in r.stdout, r.stdout
+
+
+def test_the_python_api_reads_paths_as_the_cli_does(files):
+    from quickadapt.domain import adapt_domain
+    from quickadapt.errors import BadInput
+
+    model = adapt_domain(str(files["source"]), files["target_labelled"], "coral", target_test=files["target_labelled"],
+                         compare=False, progress=False)
+    assert any("labels; they are ignored" in w for w in model.info["warnings"])
+    assert model.info["target_test_accuracy"] > 0.5  # chance is 10%
+    with pytest.raises(BadInput, match="a Dataset or a path"):
+        adapt_domain([[0.0, 1.0]], files["target"], "coral")

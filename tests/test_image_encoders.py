@@ -48,6 +48,25 @@ def test_mixed_modes_and_sizes_are_converted(mixed_images):
     assert torch.all(prepare_images([mixed_images["grey16"]], 8, grey=True) == 255)
 
 
+def test_float_images_in_0_1_are_read_as_0_255(tmp_path):
+    grey = np.random.default_rng(0).integers(0, 256, (12, 12)).astype(np.float32)
+    Image.fromarray(grey / 255).save(tmp_path / "float.tif")  # mode "F", values in [0, 1]
+    Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "same.png")
+    x = prepare_images([str(tmp_path / "float.tif"), str(tmp_path / "same.png")], 12, grey=True)
+    assert torch.allclose(x[0], x[1], atol=1)
+
+
+def test_a_very_large_image_gets_a_note_not_a_python_warning(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL warns above this, refuses above twice it
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "big.png")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping load_image fails the test
+        assert load_image(str(tmp_path / "big.png")).size == (12, 12)
+    assert "big.png: a very large image (12x12)" in capsys.readouterr().err
+
+
 def test_transparent_pixels_become_white():
     clear = np.zeros((4, 4, 4), np.uint8)  # black, fully transparent
     assert torch.all(to_tensor([load_image(clear)], 4, grey=False) == 255)

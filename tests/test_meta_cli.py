@@ -133,6 +133,11 @@ def test_cli_meta_train_episodes_and_fit_with_the_encoder(tmp_path, one_per_clas
     ep = json.loads(r.stdout)
     assert ep["split"] == "test" and ep["classes"] == 59 and ep["episodes"] == 40
     assert ep["accuracy"] > 0.33 and 0 < ep["ci95"] < 0.1  # chance is 20%
+    # one episode has no confidence interval: null in strict JSON (NaN is not JSON), said in the text
+    r = run("episodes", out, "--data", "builtin:omniglot", "--ways", 5, "--shots", 1, "--episodes", 1, "--json", "--quiet")
+    assert r.exit_code == 0 and json.loads(r.stdout, parse_constant=pytest.fail)["ci95"] is None
+    r = run("episodes", out, "--data", "builtin:omniglot", "--ways", 5, "--shots", 1, "--episodes", 1, "--quiet")
+    assert "one episode: no confidence interval" in r.stdout
 
     fitted = tmp_path / "fitted"
     r = run("fit", "--data", one_per_class / "train", "--encoder", out, "--strategy", "prototypes", "--out", fitted,

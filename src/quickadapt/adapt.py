@@ -58,7 +58,8 @@ def adapt(
 
     strat = new_strategy()  # validates the settings before any work
     if strat.needs_source and source is None:
-        raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass --source")
+        raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass --source "
+                       "(FewShotClassifier takes one dataset: fit joint and multitask with the command line)")
     if source is not None:
         source.require_labels()
         if source.modality != data.modality:

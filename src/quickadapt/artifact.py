@@ -186,6 +186,8 @@ def _json_default(obj):
 def read_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
+    if not folder.exists():
+        raise BadInput(f"{folder}: no such model folder")
     if not path.is_file():
         raise BadInput(f"{folder}: not a quickadapt model (no {MANIFEST})")
     try:

@@ -177,7 +177,7 @@ def _check_modality(model, data, spec: str) -> None:
 @app.command()
 @command
 def predict(
-    model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by fit."),
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by fit or domain-adapt."),
     data: str = typer.Option(..., "--data", help="Inputs: text csv/jsonl, image folder or .npz with X."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write predictions csv here (default: stdout)."),
     task: str = typer.Option("main", "--task", help="Which head of a multitask model."),
@@ -266,7 +266,8 @@ def evaluate(
         threshold=threshold, progress=None if quiet else "evaluating",
     )
     report = classification_report(test.labels, labels, oos_label=oos_label, none_label=none_label)
-    summary = f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples"
+    summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples"
+               if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
     emit(report, as_json, summary)
@@ -480,8 +481,9 @@ def episodes(
 
     r = run_episodes(model_dir, data, n_way=ways, k_shot=shots, episodes=n_episodes, n_query=queries, split=split,
                      adapt=adapt_with, seed=seed, device=device, progress=not quiet, settings=parse_set_options(settings))
-    emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} ± {r['ci95']:.1%} (95% CI) "
-                     f"over {r['episodes']} episodes from {r['classes']} "
+    emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} "
+                     + (f"± {r['ci95']:.1%} (95% CI) " if r["ci95"] is not None else "(one episode: no confidence interval) ")
+                     + f"over {r['episodes']} episodes from {r['classes']} "
                      f"{'classes (all)' if r['split'] == 'all' else r['split'] + ' classes'} "
                      f"({r['method'] or 'no meta-training'}, adapt: {r['adapt']}"
                      + (f", {r['views']} views)" if r["views"] else ")"))

@@ -5,6 +5,7 @@ grey or RGB and resized to a square, so a folder of mixed files never fails half
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -22,8 +23,15 @@ def load_image(x) -> Image.Image:
         return x
     if isinstance(x, (str, os.PathLike)):
         try:
-            img = Image.open(x)
-            img.load()  # open() is lazy: decode now so truncated or corrupt files fail here
+            with warnings.catch_warnings(record=True) as caught:
+                # PIL warns (a raw Python warning) above ~89 megapixels and refuses twice that
+                warnings.simplefilter("always", Image.DecompressionBombWarning)
+                img = Image.open(x)
+                img.load()  # open() is lazy: decode now so truncated or corrupt files fail here
+            if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+                from quickadapt.progress import log
+
+                log(f"note: {x}: a very large image ({img.width}x{img.height}); it is read, then resized")
             # phone photos store their rotation in EXIF; apply it so the pixels are upright
             return ImageOps.exif_transpose(img)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -47,6 +55,8 @@ def _to_8bit(img: Image.Image, grey: bool) -> Image.Image:
         arr = np.asarray(img, dtype=np.float32)
         if arr.max(initial=0) > 255:
             arr = arr / 257.0
+        elif img.mode == "F" and arr.size and arr.min() >= 0 and arr.max() <= 1:
+            arr = arr * 255.0  # float images are usually stored in [0, 1]; read as 0..255 they turn black
         img = Image.fromarray(arr.clip(0, 255).round().astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         # transparent pixels often hide black: put them on white, as any viewer shows them

@@ -11,6 +11,7 @@ search refits its winner: the held-out part has done its job of choosing."""
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import numpy as np
@@ -70,8 +71,8 @@ def _check_dims(source: Dataset, other: Dataset, what: str) -> None:
 
 
 def adapt_domain(
-    source: Dataset,
-    target: Dataset,
+    source: Dataset | str | os.PathLike,
+    target: Dataset | str | os.PathLike,
     method: str = "dann",
     params: dict | None = None,
     encoder: str | None = None,
@@ -79,7 +80,7 @@ def adapt_domain(
     device: str = "auto",
     *,
     encoder_params: dict | None = None,
-    target_test: Dataset | None = None,
+    target_test: Dataset | str | os.PathLike | None = None,
     val_fraction: float = 0.2,
     criterion: str = "dev",
     compare: bool = True,
@@ -88,6 +89,9 @@ def adapt_domain(
     progress: bool = True,
 ) -> AdaptedModel:
     """Adapt a classifier trained on labelled `source` to the unlabelled `target`.
+
+    Each data argument is a `Dataset` or what `load_dataset` reads (a path, `builtin:NAME`); a
+    target read from a path may have labels (they are ignored, with a warning).
 
     `params` are method settings; with `method="auto"` (and for the source-only comparison) each
     method takes the ones it knows. The result's `info` holds, per fitted method, the
@@ -106,6 +110,7 @@ def adapt_domain(
 
     if not 0 < val_fraction < 1:
         raise BadInput(f"val_fraction must be in (0, 1), got {val_fraction}")
+    source, target, target_test = _as_datasets(source, target, target_test)
     target, warnings = check_inputs(source, target, target_test)
     for w in warnings if progress else ():
         log(f"warning: {w}")
@@ -184,6 +189,20 @@ def adapt_domain(
     model.info.update(info)
     model.strategy_params = {**model.strategy_params, "encoder": encoder}
     return model
+
+
+def _as_datasets(source, target, target_test):
+    """The three data arguments as Datasets, loading paths as the command line does."""
+    from quickadapt.data import load_dataset
+
+    def read(x, labels="required"):
+        if x is None or isinstance(x, Dataset):
+            return x
+        if isinstance(x, (str, os.PathLike)):
+            return load_dataset(os.fspath(x), labels=labels)
+        raise BadInput(f"data must be a Dataset or a path (see quickadapt.data.load_dataset), got {type(x).__name__}")
+
+    return read(source), read(target, labels="optional"), read(target_test)
 
 
 def build_encoder(encoder: str, source: Dataset, encoder_params: dict | None = None):

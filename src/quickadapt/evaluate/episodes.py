@@ -14,7 +14,7 @@ def episode_accuracy(
 ) -> dict:
     """`predict(stacked_episode) -> query logits (T, n_query, n_way)`; `sampler` draws the
     episodes (fixed by its seed). Returns mean accuracy, the 95% CI half-width (1.96 standard
-    errors over episodes) and the per-episode accuracies' count."""
+    errors over episodes; None for a single episode) and the per-episode accuracies' count."""
     accs: list[float] = []
     with progress_bar(description, total=episodes) as advance:
         while len(accs) < episodes:
@@ -23,8 +23,9 @@ def episode_accuracy(
             accs += (logits.argmax(-1) == b.query_y).float().mean(-1).cpu().tolist()
             advance(b.n_tasks)
     a = np.asarray(accs)
-    ci = 1.96 * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else float("nan")
-    return {"accuracy": float(a.mean()), "ci95": float(ci), "episodes": len(a)}
+    # one episode has no spread to estimate: None, which JSON writes as null (NaN is not JSON)
+    ci = float(1.96 * a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
+    return {"accuracy": float(a.mean()), "ci95": ci, "episodes": len(a)}
 
 
 __all__ = ["episode_accuracy"]

@@ -11,7 +11,8 @@ def classification_report(
     y_true: Sequence[str], y_pred: Sequence[str], *, oos_label: str | None = None, none_label: str = "__none__"
 ) -> dict:
     """accuracy, macro_f1, n, per_class; with `oos_label`, accuracy and macro F1 are over in-scope
-    rows and `oos_recall` is the share of out-of-scope rows the model answered with `none_label`."""
+    rows (None when every row is out of scope) and `oos_recall` is the share of out-of-scope rows the
+    model answered with `none_label`."""
     y_true = np.asarray(list(y_true), dtype=object)
     y_pred = np.asarray(list(y_pred), dtype=object)
     out: dict = {}
@@ -20,11 +21,14 @@ def classification_report(
         out["oos_recall"] = float(np.mean(y_pred[oos] == none_label)) if oos.any() else None
         out["n_oos"] = int(oos.sum())
         y_true, y_pred = y_true[~oos], y_pred[~oos]
+    if not len(y_true):  # every row out of scope: only the out-of-scope recall is defined
+        out.update({"accuracy": None, "macro_f1": None, "n": 0, "per_class": {}})
+        return out
     labels = sorted(set(y_true.tolist()))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     out.update(
         {
-            "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
+            "accuracy": float(np.mean(y_true == y_pred)),
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
             "n": int(len(y_true)),
             "per_class": {

@@ -48,6 +48,8 @@ def test_abstain_needs_a_threshold_and_a_free_none_label():
     X[:, 0] += 3 * y
     with pytest.raises(ValueError, match="needs a confidence threshold"):
         FewShotClassifier(encoder="mlp", abstain=True).fit(X, y)  # cv=0: nothing to calibrate one with
+    with pytest.raises(BadInput, match="between 0 and 1"):
+        FewShotClassifier(encoder="mlp", abstain=True, threshold=1.5).fit(X, y)  # refused at fit, not later
     clf = FewShotClassifier(encoder="mlp").fit(X, y).set_params(abstain=True)  # turned on after the fit
     with pytest.raises(BadInput, match="no calibrated abstain threshold"):
         clf.predict(X)

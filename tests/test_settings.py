@@ -40,6 +40,12 @@ def test_bad_values_are_refused_by_name(cls, pair, fragment):
         settings(cls, pair)
 
 
+def test_a_setting_given_twice_with_two_values_is_refused():
+    with pytest.raises(BadInput, match="C is given twice, as 1 and 2"):
+        parse_set_options(["C=1", "C=2"])
+    assert parse_set_options(["C=1", " C=1"]) == {"C": 1}  # a repeat that agrees is harmless
+
+
 def test_good_values_take_the_fields_types():
     cfg = settings(FreezeConfig, "k=-1", "epochs=3.0", "augment=yes", "lr=1e-3", "time_budget=0")
     assert cfg.k == -1 and cfg.epochs == 3 and isinstance(cfg.epochs, int) and cfg.augment is True

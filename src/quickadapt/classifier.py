@@ -83,6 +83,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if self.abstain and self.threshold is None and self.cv < 2:
             raise ValueError("abstain=True needs a confidence threshold: pass threshold=T, or cv=3 (any cv >= 2) "
                              "to calibrate one on the training examples")
+        if self.threshold is not None:
+            abstain_threshold(None, self.threshold)  # refuse a threshold outside [0, 1] now, not at predict
         modality = self._modality()
         if modality == "features":
             X, y = validate_data(self, X, y, dtype=np.float32)

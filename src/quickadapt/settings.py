@@ -22,6 +22,8 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        if key.strip() in out and out[key.strip()] != value:  # which one was meant cannot be guessed
+            raise BadInput(f"--set {key.strip()} is given twice, as {out[key.strip()]!r} and {value!r}; keep one")
         out[key.strip()] = value
     return out
 

@@ -88,6 +88,16 @@ def test_text_encoder_on_numbers_says_which_encoder_reads_them():
         FewShotClassifier().fit(X, [0, 1] * 3)
 
 
+def test_empty_text_is_refused_as_the_cli_refuses_it():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"X\[1\] is empty text"):
+        FewShotClassifier(cv=0).fit(["hi there", " ", "bye now", "see you"], [0, 0, 1, 1])
+    clf = FewShotClassifier(cv=0).fit(["hi there", "hello", "bye now", "see you"], [0, 0, 1, 1])
+    with pytest.raises(ValueError, match=r"X\[0\] is empty text"):
+        clf.predict([""])
+
+
 def test_seed_must_be_a_whole_number_like_the_cli_s():
     import pytest
 

@@ -77,6 +77,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             odd = next(x for x in X if not isinstance(x, str))
             raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got {type(odd).__name__}; "
                              "for numeric feature vectors use encoder='mlp'")
+        if self._modality() == "text" and not all(x.strip() for x in X):
+            # as the loaders refuse an empty `text` cell: an empty input has nothing to classify
+            raise ValueError(f"X[{next(i for i, x in enumerate(X) if not x.strip())}] is empty text; "
+                             "every input needs some text")
         return X
 
     def fit(self, X, y):

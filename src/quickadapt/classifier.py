@@ -73,14 +73,15 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(X, str) or not hasattr(X, "__len__"):
             raise ValueError(f"X must be a list of inputs, got {type(X).__name__}")
         X = list(X)
-        if self._modality() == "text" and not all(isinstance(x, str) for x in X):
-            odd = next(x for x in X if not isinstance(x, str))
-            raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got {type(odd).__name__}; "
-                             "for numeric feature vectors use encoder='mlp'")
-        if self._modality() == "text" and not all(x.strip() for x in X):
+        if self._modality() == "text":
+            odd = next((x for x in X if not isinstance(x, str)), None)
+            if odd is not None:
+                raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got "
+                                 f"{type(odd).__name__}; for numeric feature vectors use encoder='mlp'")
             # as the loaders refuse an empty `text` cell: an empty input has nothing to classify
-            raise ValueError(f"X[{next(i for i, x in enumerate(X) if not x.strip())}] is empty text; "
-                             "every input needs some text")
+            empty = next((i for i, x in enumerate(X) if not x.strip()), None)
+            if empty is not None:
+                raise ValueError(f"X[{empty}] is empty text; every input needs some text")
         return X
 
     def fit(self, X, y):

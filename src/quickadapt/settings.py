@@ -16,15 +16,16 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise BadInput(f"--set expects key=value, got {pair!r}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if key.strip() in out and out[key.strip()] != value:  # which one was meant cannot be guessed
-            raise BadInput(f"--set {key.strip()} is given twice, as {out[key.strip()]!r} and {value!r}; keep one")
-        out[key.strip()] = value
+        if key in out and out[key] != value:  # which one was meant cannot be guessed
+            raise BadInput(f"--set {key} is given twice, as {out[key]!r} and {value!r}; keep one")
+        out[key] = value
     return out
 
 

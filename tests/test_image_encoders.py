@@ -48,6 +48,18 @@ def test_mixed_modes_and_sizes_are_converted(mixed_images):
     assert torch.all(prepare_images([mixed_images["grey16"]], 8, grey=True) == 255)
 
 
+def test_16_bit_files_holding_12_bit_data_are_not_read_16_times_too_dark(tmp_path):
+    grey = np.random.default_rng(0).integers(0, 256, (12, 12))
+    grey[0, 0] = 255  # white present, as in most images
+    Image.fromarray((grey * 4095 // 255).astype(np.uint16)).save(tmp_path / "twelve.png")  # 12-bit data, 16-bit PNG
+    Image.fromarray((grey * 257).astype(np.uint16)).save(tmp_path / "sixteen.png")  # the full 16-bit range
+    Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "eight.png")
+    files = [str(tmp_path / f) for f in ("twelve.png", "sixteen.png", "eight.png")]
+    assert [Image.open(f).mode for f in files[:2]] != ["L", "L"]  # PIL keeps 16 bits: I;16 or I
+    x = prepare_images(files, 12, grey=True)
+    assert torch.allclose(x[0], x[2], atol=1) and torch.allclose(x[1], x[2], atol=1)
+
+
 def test_float_images_in_0_1_are_read_as_0_255(tmp_path):
     grey = np.random.default_rng(0).integers(0, 256, (12, 12)).astype(np.float32)
     Image.fromarray(grey / 255).save(tmp_path / "float.tif")  # mode "F", values in [0, 1]

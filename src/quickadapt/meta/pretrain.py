@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quickadapt.data.episodes import EpisodeSampler
+from quickadapt.meta.base import accuracy
 from quickadapt.progress import progress_bar
 from quickadapt.settings import Settings, bounded, count, positive
 
@@ -64,7 +65,7 @@ def pretrain(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            acc, value = float((logits.detach().argmax(-1) == y).float().mean()), float(loss.detach())
+            acc, value = accuracy(logits, y), float(loss.detach())
             # running means (exponential, 0.95), as in meta-training
             loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
             acc_avg = acc if acc_avg is None else 0.95 * acc_avg + 0.05 * acc

@@ -50,7 +50,7 @@ def test_spreadsheet_csv_dialects(tmp_path):
 def test_text_csv_bom_and_label_modes(tmp_path):
     f = write(tmp_path / "t.csv", "text,label\nhi,a\nho,\n", encoding="utf-8-sig")
     assert load_dataset(f, labels="ignore").labels is None  # empty label not checked
-    with pytest.raises(BadInput, match="line 3 has no label"):
+    with pytest.raises(BadInput, match="line 3 has no label.*drop the `label` column"):
         load_dataset(f, labels="optional")
     g = write(tmp_path / "u.csv", "text\nhi\nho\n")
     assert load_dataset(g, labels="optional").labels is None
@@ -146,7 +146,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.csv", "label\nx\n", "no feature columns"),
         ("x.csv", "1,2\n3,4\n", "header"),
         ("x.jsonl", '{"txt": "a", "label": "b"}\n', "no `text` key"),
-        ("x.jsonl", '{"text": "a", "label": null}\n', "no label"),
+        ("x.jsonl", '{"text": "a", "label": null}\n', "no label; give every row a label \\(or drop the `label` key\\)"),
         ("x.jsonl", '{"text": "", "label": "b"}\n', "empty text"),
         ("x.jsonl", '{"text": 5, "label": "b"}\n', "line 1 has a `text` that is not a string \\(5\\)"),
         ("x.jsonl", '{"text": null, "label": "b"}\n', "empty text"),

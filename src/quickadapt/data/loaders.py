@@ -96,22 +96,23 @@ def _label_str(value) -> str:
     return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
-def _text_dataset(rows, shown: str, has_label: bool, labels: str, where: str) -> Dataset:
-    """rows: (line number, text, label) tuples. Validates text and, unless ignored, labels."""
+def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str) -> Dataset:
+    """rows: (line number, text, label) tuples. Validates text and, unless ignored, labels.
+    `field`: what holds the label, a csv's "column" or a jsonl object's "key"."""
     texts, labs = [], []
     keep = has_label and labels != "ignore"
     for line, text, label in rows:
         if text is not None and not isinstance(text, str):  # JSON numbers, lists, objects
-            raise BadInput(f"{shown}: {where} {line} has a `text` that is not a string ({json.dumps(text)[:30]}); "
+            raise BadInput(f"{shown}: line {line} has a `text` that is not a string ({json.dumps(text)[:30]}); "
                            "quote it")
         if text is None or not text.strip():
-            raise BadInput(f"{shown}: {where} {line} has empty text; every row needs a non-empty `text`")
+            raise BadInput(f"{shown}: line {line} has empty text; every row needs a non-empty `text`")
         texts.append(text)
         if keep:
             if _missing(label):
-                raise BadInput(f"{shown}: {where} {line} has no label; give every row a label (or drop the `label` column)")
+                raise BadInput(f"{shown}: line {line} has no label; give every row a label (or drop the `label` {field})")
             if isinstance(label, (list, dict)):
-                raise BadInput(f"{shown}: {where} {line} has a label that is a JSON {type(label).__name__}; "
+                raise BadInput(f"{shown}: line {line} has a label that is a JSON {type(label).__name__}; "
                                "give one label per example, a string or a number")
             labs.append(_label_str(label))
     return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown)
@@ -132,7 +133,7 @@ def _load_jsonl(path: Path, shown: str, labels: str) -> Dataset:
             raise BadInput(f"{shown}: line {i} has no `text` key (found: {', '.join(obj) or 'none'}); {TEXT_HINT}")
         has_label = has_label or "label" in obj
         rows.append((i, obj["text"], obj.get("label")))
-    return _text_dataset(rows, shown, has_label, labels, "line")
+    return _text_dataset(rows, shown, has_label, labels, "key")
 
 
 def _delimiter(path: Path, content: str) -> str:
@@ -195,7 +196,7 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     jt, jl = _column_index(header, "text"), _column_index(header, "label")
     if jt is not None:
         rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
-        return _text_dataset(rows, shown, jl is not None, labels, "line")
+        return _text_dataset(rows, shown, jl is not None, labels, "column")
     return _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";")
 
 

@@ -116,7 +116,7 @@ def test_bad_settings_and_data():
         create_strategy("blend", weight="lots")
     with pytest.raises(BadInput, match="another strategy"):
         create_strategy("blend", base="blend")
-    with pytest.raises(BadInput, match="--source"):
+    with pytest.raises(BadInput, match="needs source; blend takes one dataset"):
         create_strategy("blend", base="joint")
     with pytest.raises(BadInput, match="unknown strategy"):
         create_strategy("blend", base="nope")

@@ -48,16 +48,16 @@ def test_abstain_needs_a_threshold_and_a_free_none_label():
     X[:, 0] += 3 * y
     with pytest.raises(ValueError, match="needs a confidence threshold"):
         FewShotClassifier(encoder="mlp", abstain=True).fit(X, y)  # cv=0: nothing to calibrate one with
-    with pytest.raises(BadInput, match="between 0 and 1"):
+    with pytest.raises(BadInput, match="^threshold is a probability: between 0 and 1"):  # not --threshold
         FewShotClassifier(encoder="mlp", abstain=True, threshold=1.5).fit(X, y)  # refused at fit, not later
     clf = FewShotClassifier(encoder="mlp").fit(X, y).set_params(abstain=True)  # turned on after the fit
-    with pytest.raises(BadInput, match="no calibrated abstain threshold"):
+    with pytest.raises(BadInput, match="no calibrated abstain threshold.*pass threshold$"):
         clf.predict(X)
     clf.set_params(threshold=1.5)
     with pytest.raises(BadInput, match="between 0 and 1"):
         clf.predict(X)
     clf.set_params(threshold=0.5, none_label="1")
-    with pytest.raises(BadInput, match="one of the model's classes"):
+    with pytest.raises(BadInput, match="^none_label '1' is one of the model's classes"):
         clf.predict(X)
     clf.set_params(none_label="__none__")
     assert set(clf.predict(X)) <= {0, 1, "__none__"}
@@ -96,6 +96,22 @@ def test_empty_text_is_refused_as_the_cli_refuses_it():
     clf = FewShotClassifier(cv=0).fit(["hi there", "hello", "bye now", "see you"], [0, 0, 1, 1])
     with pytest.raises(ValueError, match=r"X\[0\] is empty text"):
         clf.predict([""])
+
+
+def test_python_errors_name_keyword_arguments_not_flags():
+    import pytest
+
+    from quickadapt.errors import BadInput
+    from quickadapt.meta.run import run_episodes
+
+    X = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
+    for clf, message in ((FewShotClassifier(encoder="mlp", cv=1), "cv is a number of folds"),
+                         (FewShotClassifier(encoder="mlp", device="gpu"), "device must be auto, cpu or cuda")):
+        with pytest.raises(BadInput, match=f"^{message}") as caught:
+            clf.fit(X, [0, 1] * 4)
+        assert "--" not in str(caught.value)
+    with pytest.raises(BadInput, match="^adapt must be one of method, prototypes, finetune, got 'tune'$"):
+        run_episodes("conv4", "builtin:omniglot", n_way=5, k_shot=1, adapt="tune")
 
 
 def test_seed_must_be_a_whole_number_like_the_cli_s():

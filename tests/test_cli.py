@@ -48,6 +48,23 @@ def test_predict_and_evaluate(text_model, clinc_small, tmp_path):
     assert set(report["per_class"]["weather"]) == {"precision", "recall", "f1", "support"}
 
 
+def test_predict_writes_the_format_its_out_name_asks_for(text_model, clinc_small, tmp_path):
+    out, _ = text_model
+    r = run("predict", out, "--data", clinc_small["test"], "--json", "--quiet")
+    expected = json.loads(r.stdout)["predictions"]
+    readers = {
+        "p.json": lambda f: json.load(f)["predictions"],
+        "p.jsonl": lambda f: [json.loads(line) for line in f],
+        "p.tsv": lambda f: [{**row, "score": float(row["score"])} for row in csv.DictReader(f, delimiter="\t")],
+        "p.txt": lambda f: [{**row, "score": float(row["score"])} for row in csv.DictReader(f)],  # csv otherwise
+    }
+    for name, read in readers.items():
+        r = run("predict", out, "--data", clinc_small["test"], "--out", tmp_path / name, "--quiet")
+        assert r.exit_code == 0, r.stderr
+        with open(tmp_path / name, newline="") as f:
+            assert read(f) == expected, name
+
+
 def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):
     out, _ = text_model
     test = tmp_path / "with_oos.csv"

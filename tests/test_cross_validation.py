@@ -1,12 +1,16 @@
 """The accuracy estimate on the user's own examples: out-of-fold predictions, and classes that
 have a single example (trained on in every fold, never scored)."""
+import json
+
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from quickadapt.adapt import adapt
 from quickadapt.data import Dataset, load_dataset
 from quickadapt.data.sampling import sample_per_class
-from quickadapt.evaluate.cv import out_of_fold
+from quickadapt.evaluate.cv import n_folds, out_of_fold
+
+from cli_helpers import run
 
 
 class Recorder:
@@ -57,3 +61,19 @@ def test_adapt_reports_a_partial_estimate_on_real_data():
     model = adapt(data, encoder="efficientnet-lite0", encoder_params={"size": 64}, strategy="probe", cv=3, progress=False)
     assert model.info["cv_scored"] == 36 and "1 class has one example" in model.info["cv_note"]
     assert 0.5 < model.info["cv_accuracy"] <= 1.0 and model.threshold is not None  # chance: 0.1
+
+
+def test_more_folds_than_examples_are_capped_and_the_fit_says_so(tmp_path):
+    rec = Recorder()
+    data = rows(list("aaabbbbc"))  # the smallest class held out has 3 examples; c has one
+    out_of_fold(data, rec.fit, n_splits=50, seed=0)
+    assert len(rec.trained_on) == n_folds(data, 50) == 3
+    assert n_folds(data, 2) == 2 and n_folds(rows(list("aabc")), 3) == 0
+
+    digits = sample_per_class(load_dataset("builtin:digits"), 3, seed=0)
+    np.savez(tmp_path / "digits.npz", X=np.stack([np.asarray(x, dtype=np.float32).ravel() for x in digits.inputs]), y=digits.labels.astype(str))
+    r = run("fit", "--data", tmp_path / "digits.npz", "--encoder", "mlp", "--cv", "50", "--out", tmp_path / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert "(3 folds, not 50: the smallest class has 3 examples)" in r.stdout
+    metrics = json.loads((tmp_path / "m" / "manifest.json").read_text())["metrics"]
+    assert metrics["cv"] == 50 and metrics["cv_folds"] == 3

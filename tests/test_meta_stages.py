@@ -156,3 +156,14 @@ def test_views_after_finetuning(pretrained):
         return EpisodeFinetuner(learner.encoder, cfg, seed=0, views=views).task_logits(ep)
 
     assert torch.equal(logits(3), logits(3)) and not torch.allclose(logits(3), logits(0))
+
+
+def test_the_cli_summary_reports_pretraining(tmp_path):
+    args = ("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 3, "--shots", 1,
+            "--queries", 2, "--steps", 2, "--meta-batch", 2, "--set", "encoder.channels=8", "--set", "validate_every=0")
+    r = run(*args, "--set", "pretrain_steps=5", "--out", tmp_path / "pre", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("pretrained 5 steps on ") and "then meta-trained protonet 3-way 1-shot for 2 steps" in r.stdout
+    assert str(tmp_path / "pre" / "pretrained") in r.stdout
+    r = run(*args, "--out", tmp_path / "plain", "--quiet")
+    assert r.exit_code == 0 and r.stdout.startswith("meta-trained protonet")

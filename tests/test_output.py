@@ -1,5 +1,7 @@
 """Output paths are checked before any work, and `--force` replaces only an earlier output:
 never an input, the current folder, or a folder of the user's own files."""
+import json
+
 import pytest
 
 from cli_helpers import assert_bad_input, run
@@ -104,3 +106,21 @@ def test_saved_folders_get_the_umask_modes(tmp_path, umask, folder_mode, file_mo
     assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == folder_mode
     for name in ("model.safetensors", "manifest.json"):
         assert stat.S_IMODE((tmp_path / "m" / name).stat().st_mode) == file_mode, name
+
+
+def test_ctrl_c_while_saving_leaves_nothing_and_says_so(tmp_path):
+    """A SIGINT (a terminal's Ctrl-C) in the middle of writing the model: exit code 130, a line
+    saying nothing was written, no traceback, and neither the model folder nor its temp folder."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys\nimport quickadapt.artifact as artifact\n"
+            "artifact._usual_modes = lambda folder: os.kill(os.getpid(), signal.SIGINT)\n"
+            "from quickadapt.cli import main\n"
+            f"sys.argv = ['quickadapt', 'fit', '--data', 'builtin:digits', '--encoder', 'conv4', '--cv', '0',"
+            f" '--out', {str(tmp_path / 'm')!r}, '--quiet', '--json']\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted: nothing was written" in proc.stderr and "Traceback" not in proc.stderr
+    assert "interrupted" in json.loads(proc.stdout)["error"]
+    assert list(tmp_path.iterdir()) == []

@@ -17,9 +17,9 @@ from quickadapt.artifact import resolve_encoder
 from quickadapt.data.dataset import Dataset
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
-from quickadapt.evaluate.cv import calibrate_threshold, mcnemar_p, oof_accuracy, out_of_fold
+from quickadapt.evaluate.cv import calibrate_threshold, mcnemar_p, n_folds, oof_accuracy, out_of_fold
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import log
 from quickadapt.train import pick_device, seed_everything
@@ -45,9 +45,9 @@ def adapt(
     `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
     data.require_labels()
     if cv < 0 or cv == 1:
-        raise BadInput(f"--cv is a number of folds: 0 (no estimate) or at least 2, got {cv}")
+        raise BadInput(f"{option('cv')} is a number of folds: 0 (no estimate) or at least 2, got {cv}")
     if baseline and cv == 0:
-        raise BadInput("--baseline is compared by cross-validation: leave --cv at 2 or more")
+        raise BadInput(f"{option('baseline')} is compared by cross-validation: leave {option('cv')} at 2 or more")
     # folds are drawn from the user's examples; the class names join each training fold
     extend = with_label_names if label_names else (lambda d: d)
     extended = extend(data)  # fails here, before any work, on data that is not text
@@ -58,14 +58,14 @@ def adapt(
 
     strat = new_strategy()  # validates the settings before any work
     if strat.needs_source and source is None:
-        raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass --source "
+        raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass {option('source')} "
                        "(FewShotClassifier takes one dataset: fit joint and multitask with the command line)")
     if source is not None:
         source.require_labels()
         if source.modality != data.modality:
-            raise BadInput(f"--source is {source.modality} data but --data is {data.modality}")
+            raise BadInput(f"{option('source')} is {source.modality} data but {option('data')} is {data.modality}")
         if data.modality == "features" and np.shape(source.inputs)[1] != np.shape(data.inputs)[1]:
-            raise BadInput(f"--source has {np.shape(source.inputs)[1]} features per example but --data has "
+            raise BadInput(f"{option('source')} has {np.shape(source.inputs)[1]} features per example but {option('data')} has "
                            f"{np.shape(data.inputs)[1]}; the shared encoder reads both")
 
     if ENCODER_MODALITY.get(encoder, data.modality) != data.modality:  # before building it with the data's shape
@@ -89,6 +89,7 @@ def adapt(
     if oof is not None:
         info["cv_accuracy"] = oof_accuracy(data, oof)
         info["cv_scored"] = len(oof[0])
+        info["cv_folds"] = n_folds(data, cv)  # "cv" keeps what was asked, so a reload refits alike
         if len(oof[0]) < len(data):
             n = len(data) - len(oof[0])  # one example each
             info["cv_note"] = f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, never scored"

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from quickadapt import __version__
 from quickadapt.encoders import create_encoder
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel
 from quickadapt.output import check_output
@@ -205,7 +205,7 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> Ada
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest["kind"] not in ("classifier", "multitask"):
-        raise BadInput(f"{folder}: {'an' if manifest['kind'][0] in 'aeiou' else 'a'} {manifest['kind']} model has no classifier; use it as --encoder instead")
+        raise BadInput(f"{folder}: {'an' if manifest['kind'][0] in 'aeiou' else 'a'} {manifest['kind']} model has no classifier; use it as {option('encoder')} instead")
     if "blend" in manifest:
         return _load_blend(folder, manifest, device)
     tensors = _load_tensors(folder)

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, on_command_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Adapt models to new tasks from a few examples: transfer learning, domain adaptation, "
@@ -46,7 +46,8 @@ SetOpt = typer.Option(None, "--set", help="Method setting key=value (repeatable)
 
 
 def command(fn):
-    """Run a command: set up quiet mode, and turn user errors into exit code 2 with one line."""
+    """Run a command: set up quiet mode, turn user errors into exit code 2 with one line, and
+    Ctrl-C into exit code 130 with one line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -55,9 +56,16 @@ def command(fn):
         set_quiet(kwargs.get("quiet", False))
         as_json = kwargs.get("as_json", False)
         try:
-            return fn(*args, **kwargs)
+            with on_command_line():  # messages name options as flags, not keyword arguments
+                return fn(*args, **kwargs)
         except typer.Exit:
             raise
+        except KeyboardInterrupt:  # Ctrl-C (meta-train catches it itself, to save the run so far)
+            message = "interrupted: nothing was written (outputs are renamed into place only once complete)"
+            print(f"\n{message}", file=sys.stderr)
+            if as_json:
+                print(json.dumps({"error": message}))
+            raise typer.Exit(130)
         except (BadInput, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, OSError) and exc.filename:
@@ -122,7 +130,7 @@ def fit(
 
 
 def _fit_metrics(model) -> dict:
-    keys = ("n_examples", "n_classes", "label_names", "cv_accuracy", "cv_scored", "cv_note", "baseline",
+    keys = ("n_examples", "n_classes", "label_names", "cv", "cv_folds", "cv_accuracy", "cv_scored", "cv_note", "baseline",
             "negative_transfer", "p_transfer_better", "blend")
     out = {k: model.info[k] for k in keys if k in model.info}
     out["threshold"] = model.threshold
@@ -133,7 +141,9 @@ def _fit_summary(r: dict) -> str:
     lines = [f"adapted {r['encoder']} with {r['strategy']} on {r['n_examples']} examples, {r['n_classes']} classes -> {r['out']}"]
     if "cv_accuracy" in r:
         partial = f" ({r['cv_scored']} of {r['n_examples']} examples; {r['cv_note']})" if "cv_note" in r else ""
-        lines.append(f"cross-validated accuracy: {r['cv_accuracy']:.1%}{partial}")
+        folds = r.get("cv_folds", r.get("cv"))
+        fewer = f", not {r['cv']}: the smallest class has {folds} examples" if folds != r.get("cv", folds) else ""
+        lines.append(f"cross-validated accuracy ({folds} folds{fewer}): {r['cv_accuracy']:.1%}{partial}")
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
     if "blend" in r:
@@ -179,7 +189,8 @@ def _check_modality(model, data, spec: str) -> None:
 def predict(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by fit or domain-adapt."),
     data: str = typer.Option(..., "--data", help="Inputs: text csv/jsonl, image folder or .npz with X."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write predictions csv here (default: stdout)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions here: csv, or by the name's ending "
+                                                           ".tsv, .jsonl (one object a line) or .json (default: csv on stdout)."),
     task: str = typer.Option("main", "--task", help="Which head of a multitask model."),
     abstain: bool = typer.Option(False, "--abstain", help="Answer the none-label below the confidence threshold."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
@@ -203,7 +214,7 @@ def predict(
     )
     rows = [{"input": i, "label": lab, "score": round(float(s), 6)} for i, lab, s in zip(inputs.input_ids(), labels, scores)]
     if out is not None:
-        _write_csv_atomically(out, rows)
+        _write_predictions_atomically(out, rows)
     if as_json:
         print(json.dumps({"predictions": rows} if out is None else {"out": str(out), "n": len(rows)}))
     elif out is None:
@@ -217,18 +228,29 @@ def _check_task(model, task: str) -> None:
         raise BadInput(f"--task {task!r}: this model has tasks {', '.join(model.heads)}")
 
 
-def _write_csv(stream, rows) -> None:
-    writer = csv.DictWriter(stream, fieldnames=["input", "label", "score"], lineterminator="\n")
+def _write_csv(stream, rows, delimiter: str = ",") -> None:
+    writer = csv.DictWriter(stream, fieldnames=["input", "label", "score"], delimiter=delimiter, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
 
 
-def _write_csv_atomically(path: Path, rows) -> None:
+def _write_predictions(stream, rows, suffix: str) -> None:
+    """Rows in the format the output's name asks for; `.json` holds the object `--json` prints."""
+    if suffix == ".jsonl":
+        stream.writelines(json.dumps(row) + "\n" for row in rows)
+    elif suffix == ".json":
+        json.dump({"predictions": rows}, stream)
+        stream.write("\n")
+    else:
+        _write_csv(stream, rows, delimiter="\t" if suffix == ".tsv" else ",")
+
+
+def _write_predictions_atomically(path: Path, rows) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            _write_csv(f, rows)
+            _write_predictions(f, rows, path.suffix.lower())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -450,7 +472,10 @@ def meta_train_cmd(
     fewer = f" on {val['n_way']}-way episodes: fewer validation classes" if val.get("n_way", ways) != ways else ""
     val_text = (f", kept step {val['best_step']} (validation accuracy {val['best_accuracy']:.1%}{fewer})"
                 if "best_step" in val else "")
-    emit(r, as_json, f"meta-trained {r['method']} {r['n_way']}-way {r['k_shot']}-shot for {r['steps']} steps "
+    pre = r["start"].get("pretrain")
+    pre_text = (f"pretrained {pre['steps']} steps on {pre['classes']} classes ({pre['seconds']:.0f} s, stopped by "
+                f"{pre['stopped']}; body alone in {Path(r['out']) / 'pretrained'}), then " if pre else "")
+    emit(r, as_json, f"{pre_text}meta-trained {r['method']} {r['n_way']}-way {r['k_shot']}-shot for {r['steps']} steps "
                      f"({r['seconds']:.0f} s, stopped by {r['stopped']}), running query accuracy {acc}{val_text} "
                      f"-> {r['out']}")
 

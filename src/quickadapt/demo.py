@@ -13,7 +13,7 @@ import numpy as np
 from quickadapt.adapt import adapt
 from quickadapt.data import load_dataset
 from quickadapt.data.sampling import sample_per_class
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import fit_baseline
 from quickadapt.progress import log
 
@@ -25,7 +25,7 @@ def run_demo(shots: list[int], *, seed: int = 0, device: str = "auto", progress:
     train = load_dataset("builtin:clinc150-train")
     most = int(min(np.unique(train.labels, return_counts=True)[1]))  # 100 utterances per intent
     if not shots or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= most for k in shots):
-        raise BadInput(f"--shots takes whole numbers from 1 to {most} (CLINC150's training utterances per intent), "
+        raise BadInput(f"{option('shots')} takes whole numbers from 1 to {most} (CLINC150's training utterances per intent), "
                        f"e.g. 1,5,10; got {','.join(map(str, shots)) or 'none'}")
     test = load_dataset("builtin:clinc150-test")
     in_scope = test.subset(np.flatnonzero(test.labels != "oos"))

@@ -1,5 +1,31 @@
 """Errors a user can fix. The CLI turns them into a one-line message and exit code 2."""
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+
+_ON_COMMAND_LINE: ContextVar[bool] = ContextVar("on_command_line", default=False)
 
 
 class BadInput(ValueError):
     """Input the user gave is wrong: a file, a column, a setting, a name. Say what and how to fix it."""
+
+
+def option(name: str, flag: str | None = None, python: str | None = None) -> str:
+    """A setting named as the user gave it: `--none-label` on the command line, `none_label` in
+    Python (the keyword argument `name`). `flag`: the command line's name where it differs
+    (`n_way` is `--ways`); `python`: the Python text where the name alone reads badly
+    (`force=True`)."""
+    if _ON_COMMAND_LINE.get():
+        return flag or "--" + name.replace("_", "-")
+    return python or name
+
+
+@contextlib.contextmanager
+def on_command_line():
+    """Within: messages name options as flags (`option`)."""
+    token = _ON_COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _ON_COMMAND_LINE.reset(token)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import Encoder, embed
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 
 MAIN_TASK = "main"
 
@@ -21,12 +21,12 @@ def abstain_threshold(calibrated: float | None, given: float | None) -> float:
     [0, 1]) or else the one calibrated at fit time."""
     if given is not None:
         if not (math.isfinite(given) and 0 <= given <= 1):
-            raise BadInput(f"--threshold is a probability: between 0 and 1, got {given}")
+            raise BadInput(f"{option('threshold')} is a probability: between 0 and 1, got {given}")
         return float(given)
     if calibrated is None:
         raise BadInput(
             "this model has no calibrated abstain threshold (it was fit without cross-validation, "
-            "or with one example per class); pass --threshold (threshold= in Python)"
+            f"or with one example per class); pass {option('threshold')}"
         )
     return calibrated
 
@@ -34,7 +34,7 @@ def abstain_threshold(calibrated: float | None, given: float | None) -> float:
 def check_none_label(none_label: str, classes) -> None:
     """An abstention must not read as a class the model predicts."""
     if str(none_label) in {str(c) for c in classes}:
-        raise BadInput(f"--none-label {none_label!r} is one of the model's classes; choose another name")
+        raise BadInput(f"{option('none_label')} {none_label!r} is one of the model's classes; choose another name")
 
 class AdaptedModel(nn.Module):
     """`heads[task]` maps encoder features to logits over `classes[task]`.
@@ -134,7 +134,7 @@ class BlendedModel(AdaptedModel):
     @torch.no_grad()
     def predict_proba(self, inputs: Sequence, *, task: str = MAIN_TASK, progress: str | None = None) -> np.ndarray:
         if task != MAIN_TASK:
-            raise BadInput(f"--task {task!r}: this model has tasks {MAIN_TASK}")
+            raise BadInput(f"{option('task')} {task!r}: this model has tasks {MAIN_TASK}")
         used = [(p, w) for p, w in zip(self.parts, self.weights) if w > 0]
         mixed = mix_log_proba([np.log(np.clip(p.predict_proba(inputs, progress=progress), 1e-12, None)) for p, _ in used],
                               [w for _, w in used])

@@ -11,48 +11,49 @@ import os
 import tempfile
 from pathlib import Path
 
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 
 # what an earlier quickadapt output folder holds: a model's manifest, a meta-training checkpoint
 OUTPUT_MARKERS = ("manifest.json", "checkpoint", "pretrained/manifest.json")
 
 
-def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False, option: str = "--out",
+def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False, flag: str | None = None,
                  other_way: str = "") -> Path:
     """Raise BadInput unless `out` (a folder, or a file with `file=True`) can be written now.
     `inputs`: paths (or `builtin:` names, skipped) that the output must not replace;
     `other_way`: what else an existing output allows (e.g. ", pass --resume to continue it")."""
+    flag = flag or option("out")
     out = Path(out).expanduser()
     full = Path(os.path.realpath(out))  # symlinks resolved, as the current folder's path is
-    replace = "pass --force (force=True in Python) to replace it"
+    replace = f"pass {option('force', python='force=True')} to replace it"
     for parent in full.parents:
         if parent.exists() and not parent.is_dir():
-            raise BadInput(f"{option} {out}: {parent} is a file, not a folder")
+            raise BadInput(f"{flag} {out}: {parent} is a file, not a folder")
     if full == Path.cwd() or full in Path.cwd().parents:
-        raise BadInput(f"{option} {out} is the current folder or one above it; name a new folder for the output")
+        raise BadInput(f"{flag} {out} is the current folder or one above it; name a new folder for the output")
     for spec in inputs:
         if spec is None or str(spec).startswith("builtin:"):
             continue
         source = Path(os.path.realpath(Path(spec).expanduser()))
         if full == source or full in source.parents:
-            raise BadInput(f"{option} {out} would replace the input {spec}; choose another {option}")
+            raise BadInput(f"{flag} {out} would replace the input {spec}; choose another {flag}")
         if source.is_dir() and source in full.parents:  # a new class folder, a model's own file
-            raise BadInput(f"{option} {out} lies inside the input {spec} and would change it; choose a path outside it")
+            raise BadInput(f"{flag} {out} lies inside the input {spec} and would change it; choose a path outside it")
     if out.exists():
         if file and out.is_dir():
-            raise BadInput(f"{option} {out} is a folder; give the path of a file to write")
+            raise BadInput(f"{flag} {out} is a folder; give the path of a file to write")
         if not file and not out.is_dir():
-            raise BadInput(f"{option} {out} exists and is not a folder")
+            raise BadInput(f"{flag} {out} exists and is not a folder")
         if not force:
-            raise BadInput(f"{out} already exists; choose another {option}{other_way} or {replace}")
+            raise BadInput(f"{out} already exists; choose another {flag}{other_way} or {replace}")
         if not file and any(out.iterdir()) and not any((out / m).exists() for m in OUTPUT_MARKERS):
-            raise BadInput(f"{option} {out} holds files but no quickadapt output (no manifest.json); "
+            raise BadInput(f"{flag} {out} holds files but no quickadapt output (no manifest.json); "
                            "refusing to replace it: remove it yourself or choose another folder")
-    _check_writable(out, full, option)
+    _check_writable(out, full, flag)
     return out
 
 
-def _check_writable(out: Path, full: Path, option: str) -> None:
+def _check_writable(out: Path, full: Path, flag: str) -> None:
     """Try to create (and remove) a temp folder where the output will be renamed into place:
     permission bits say nothing true for root or for virtual file systems such as /proc."""
     existing = next(p for p in full.parents if p.exists())
@@ -60,4 +61,4 @@ def _check_writable(out: Path, full: Path, option: str) -> None:
         probe = tempfile.mkdtemp(prefix=".quickadapt-probe-", dir=existing)
         os.rmdir(probe)
     except OSError as exc:
-        raise BadInput(f"{option} {out}: cannot write in {existing} ({exc.strerror or exc})") from None
+        raise BadInput(f"{flag} {out}: cannot write in {existing} ({exc.strerror or exc})") from None

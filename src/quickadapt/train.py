@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from quickadapt.allocator import keep_freed_memory
+from quickadapt.errors import BadInput, option
 from quickadapt.progress import progress_bar
 
 
@@ -63,8 +64,6 @@ def train_mode(module: torch.nn.Module, norm_stats: str = "auto") -> None:
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch.Generator for samplers to own."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        from quickadapt.errors import BadInput
-
         raise BadInput(f"seed must be a whole number >= 0, got {seed!r}")  # as the CLI's --seed
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -73,14 +72,12 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    from quickadapt.errors import BadInput
-
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise BadInput("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+        raise BadInput(f"{option('device')} cuda: no CUDA GPU is available here; use {option('device')} cpu or auto")
     if device not in ("cpu", "cuda"):
-        raise BadInput(f"--device must be auto, cpu or cuda, got {device!r}")
+        raise BadInput(f"{option('device')} must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)
 
 

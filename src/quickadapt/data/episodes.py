@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from quickadapt.data.dataset import Dataset
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 
 # The fixed Omniglot split for the small background sets (8 alphabets, 242 characters).
 OMNIGLOT_SPLIT = {
@@ -135,7 +135,7 @@ class ClassSplit:
         if name == "all":
             return sorted(self.train + self.val + self.test)
         if name not in ("train", "val", "test"):
-            raise BadInput(f"--split must be train, val, test or all, got {name!r}")
+            raise BadInput(f"{option('split')} must be train, val, test or all, got {name!r}")
         return getattr(self, name)
 
     def to_dict(self) -> dict:
@@ -266,7 +266,7 @@ class EpisodeSampler:
         if n_classes < self.n_way:
             raise BadInput(
                 f"{data.name or 'data'}: {n_classes} class{'es' if n_classes != 1 else ''} available but {self.n_way}-way episodes need at least "
-                f"{self.n_way}; lower --ways or use more classes"
+                f"{self.n_way}; lower {option('n_way', '--ways')} or use more classes"
             )
         self.members = []
         for c in self.base_classes:
@@ -274,7 +274,7 @@ class EpisodeSampler:
             if len(idx) < need:
                 raise BadInput(
                     f"{data.name or 'data'}: class {c!r} has {len(idx)} examples but {self.k_shot} shots + "
-                    f"{self.n_query} queries need {need}; lower --shots or --queries"
+                    f"{self.n_query} queries need {need}; lower {option('k_shot', '--shots')} or {option('n_query', '--queries')}"
                 )
             self.members.append(torch.as_tensor(idx))
         if prepare is not None:

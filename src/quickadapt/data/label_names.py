@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from quickadapt.data.dataset import Dataset
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 
 _SEPARATORS = re.compile(r"[_\-./]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -28,7 +28,7 @@ def label_text(label: str) -> str:
 def with_label_names(data: Dataset) -> Dataset:
     """`data` plus one example per class whose text is the class's name (see label_text)."""
     if data.modality != "text":
-        raise BadInput(f"--label-names adds class names as text examples; {data.name or 'the data'} is "
+        raise BadInput(f"{option('label_names')} adds class names as text examples; {data.name or 'the data'} is "
                        f"{data.modality} data")
     classes = data.classes
     groups = None if data.groups is None else np.asarray([*data.groups, *([""] * len(classes))], dtype=object)

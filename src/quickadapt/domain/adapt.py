@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from quickadapt.data.dataset import Dataset
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import log
 from quickadapt.train import pick_device, seed_everything
@@ -49,7 +49,7 @@ def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None =
         target = target.without_labels()
     if target_test is not None:
         if target_test.labels is None:
-            raise BadInput(f"{target_test.name or 'target test'}: --target-test needs labels")
+            raise BadInput(f"{target_test.name or 'target test'}: {option('target_test')} needs labels")
         if target_test.modality != source.modality:
             raise BadInput(f"source is {source.modality} data but the target test is {target_test.modality}")
         _check_dims(source, target_test, "target test")
@@ -178,7 +178,7 @@ def adapt_domain(
         info["negative_transfer"] = bool(collapsed or report[best]["criterion"] > report["source-only"]["criterion"])
         if info["negative_transfer"]:
             why = "its target predictions collapse onto few classes" if collapsed else f"by the {criterion} validator"
-            what = "fell back to source-only" if chosen == "source-only" else "consider --method auto or source-only"
+            what = "fell back to source-only" if chosen == "source-only" else f"consider {option('method')} auto or source-only"
             warnings.append(f"{best} looks worse than source-only ({why}); {what}")
             if progress:
                 log(f"warning: {warnings[-1]}")

@@ -10,6 +10,14 @@ from sklearn.model_selection import StratifiedKFold
 from quickadapt.data.dataset import Dataset
 
 
+def n_folds(data: Dataset, n_splits: int) -> int:
+    """How many folds `folds` makes of `n_splits` asked for: no more than the smallest scored
+    class has examples, since each fold holds out one or more of every class (0: no folds)."""
+    counts = np.unique(data.labels, return_counts=True)[1]
+    several = counts[counts >= 2]
+    return min(n_splits, int(several.min())) if len(several) >= 2 and n_splits >= 2 else 0
+
+
 def folds(data: Dataset, n_splits: int, seed: int):
     """(scored indices, [(training indices, held-out positions in scored), ...]) for stratified
     cross-validation over the examples of every class that has two or more; None when fewer
@@ -21,8 +29,7 @@ def folds(data: Dataset, n_splits: int, seed: int):
         return None
     in_folds = np.isin(data.labels, several)
     scored, always = np.flatnonzero(in_folds), np.flatnonzero(~in_folds)
-    n_splits = min(n_splits, int(counts[counts >= 2].min()))
-    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    splitter = StratifiedKFold(n_splits=n_folds(data, n_splits), shuffle=True, random_state=seed)
     return scored, [(np.sort(np.concatenate([scored[train_pos], always])), test_pos)
                     for train_pos, test_pos in splitter.split(np.zeros(len(scored)), data.labels[scored])]
 

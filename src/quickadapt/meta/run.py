@@ -18,7 +18,7 @@ import numpy as np
 
 from quickadapt.data.episodes import ELASTIC, ClassSplit, EpisodeSampler, check_augment, default_split, load_episode_data
 from quickadapt import distributed
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
 from quickadapt.artifact import read_manifest, save_encoder
@@ -67,13 +67,15 @@ def run_meta_train(
     group = distributed.current()
     out = Path(out)
     if resume and force:
-        raise BadInput("--resume continues the run in --out and --force replaces it: pass one of them")
+        raise BadInput(f"{option('resume', python='resume=True')} continues the run in {option('out')} and {option('force', python='force=True')} "
+                       "replaces it: pass one of them")
     if not resume:  # fail before loading anything; the old output is removed only once all is checked
-        check_output(out, force, inputs=(data, encoder), other_way=", pass --resume to continue it,")
+        check_output(out, force, inputs=(data, encoder),
+                     other_way=f", pass {option('resume', python='resume=True')} to continue it,")
     settings = dict(settings or {})
     flagged = sorted(set(settings) & set(FLAGGED))
     if flagged:  # two values for one thing: which wins would be a guess
-        raise BadInput(f"{flagged[0]} is set by {FLAGGED[flagged[0]]}, not --set")
+        raise BadInput(f"{flagged[0]} is set by {option(flagged[0], FLAGGED[flagged[0]])}, not {option('settings', '--set')}")
     check_setting_names(method, settings)
     train_settings = {k: settings.pop(k) for k in list(settings) if k in TRAIN_KEYS}
     pre_cfg = build_config(PretrainConfig, {k: settings[k] for k in settings if k in PRETRAIN_KEYS}, "meta-train")
@@ -86,7 +88,7 @@ def run_meta_train(
     if not isinstance(mirrors, bool):
         raise BadInput(f"mirrors must be true or false, got {mirrors!r}")
     if "warp" in settings and augment != "elastic":
-        raise BadInput("warp sets the elastic warp's amplitude: it needs --set augment=elastic")
+        raise BadInput(f"warp sets the elastic warp's amplitude: it needs {option('settings', '--set', 'settings')} augment=elastic")
     warp = settings.get("warp", ELASTIC["amplitude"])
     if mirrors and dataset.modality != "image":
         raise BadInput(f"mirrors flip images; {data} is {dataset.modality} data (leave them off)")
@@ -208,15 +210,15 @@ def check_resumable(saved: dict, spec: dict, cfg: MetaTrainConfig, out: Path) ->
     differ = [k for k in SHAPE_KEYS if stored.get(k) != spec[k] and not (k == "data" and same_place(stored, spec))]
     if differ:
         k = differ[0]
-        raise BadInput(f"--resume: {k} is {spec[k]!r} but the checkpoint in {out} was trained with {stored.get(k)!r}")
+        raise BadInput(f"{option('resume')}: {k} is {spec[k]!r} but the checkpoint in {out} was trained with {stored.get(k)!r}")
     if stored.get("data_fingerprint") and spec.get("data_fingerprint") \
             and stored["data_fingerprint"] != spec["data_fingerprint"]:
-        raise BadInput(f"--resume: the data in {spec['data']} differs from the data the checkpoint in {out} was "
-                       "trained on (its fingerprint differs); train afresh with --force")
+        raise BadInput(f"{option('resume')}: the data in {spec['data']} differs from the data the checkpoint in {out} was "
+                       f"trained on (its fingerprint differs); train afresh with {option('force', python='force=True')}")
     done = saved.get("state", {}).get("step", 0)
     if cfg.steps < done:
-        raise BadInput(f"--resume: the checkpoint in {out} has done {done} steps, more than --steps {cfg.steps}; "
-                       f"pass --steps {done} or more")
+        raise BadInput(f"{option('resume')}: the checkpoint in {out} has done {done} steps, more than {option('steps')} {cfg.steps}; "
+                       f"pass {option('steps')} {done} or more")
 
 
 def same_place(stored: dict, spec: dict) -> bool:
@@ -245,7 +247,7 @@ def run_episodes(
     `settings` views=N (images; fixed-feature predictions or after fine-tuning): each image's
     features are the mean over it and N random affine views of it (meta/views.py)."""
     if adapt not in ADAPT:
-        raise BadInput(f"--adapt must be one of {', '.join(ADAPT)}, got {adapt!r}")
+        raise BadInput(f"{option('adapt')} must be one of {', '.join(ADAPT)}, got {adapt!r}")
     settings = dict(settings or {})
     known = sorted(["views", *(f.name for f in fields(FinetuneConfig))])
     unknown = sorted(set(settings) - set(known))
@@ -255,10 +257,10 @@ def run_episodes(
     if isinstance(views, bool) or not isinstance(views, int) or views < 0:
         raise BadInput(f"views must be a whole number >= 0, got {views!r}")
     if settings and adapt != "finetune":
-        raise BadInput(f"settings ({', '.join(settings)}) apply to --adapt finetune only")
-    ft_cfg = build_config(FinetuneConfig, settings, "--adapt finetune") if adapt == "finetune" else None
+        raise BadInput(f"settings ({', '.join(settings)}) apply to {option('adapt')} finetune only")
+    ft_cfg = build_config(FinetuneConfig, settings, f"{option('adapt')} finetune") if adapt == "finetune" else None
     if episodes < 1:
-        raise BadInput(f"--episodes must be >= 1, got {episodes}")
+        raise BadInput(f"{option('episodes')} must be >= 1, got {episodes}")
     seed_everything(seed)  # a random-init baseline (`episodes conv4`) is seeded too
     learner, manifest = load_episode_learner(model)
     dev = pick_device(device)
@@ -272,10 +274,10 @@ def run_episodes(
     present = sorted(set(classes) & set(dataset.classes))
     if not classes:  # a plain encoder on data too small for a default split's held-out part
         raise BadInput(f"{data}: the default split of its {len(dataset.classes)} classes leaves no {split} classes; "
-                       "pass --split all to use every class of the data")
+                       f"pass {option('split')} all to use every class of the data")
     if not present:
         raise BadInput(f"{data} holds none of the model's {split} classes (e.g. {classes[0]}); "
-                       "pass --split all to use every class of the data")
+                       f"pass {option('split')} all to use every class of the data")
     method = manifest["meta"]["method"] if manifest is not None else None  # None: no meta-training
     shown_adapt = "prototypes" if manifest is None and adapt == "method" else adapt
     seed_everything(seed)
@@ -283,9 +285,9 @@ def run_episodes(
     if views and learner.encoder.modality != "image":
         raise BadInput(f"views change images; {learner.encoder.name} reads {learner.encoder.modality} (leave views at 0)")
     if views and not fixed and adapt != "finetune":
-        how = f"--adapt {adapt}" + (f" with {learner.name}" if manifest is not None else "")
-        raise BadInput(f"views apply to predictions from fixed features (--adapt prototypes, or method for "
-                       f"{' and '.join(FIXED_FEATURE_METHODS)}) and to --adapt finetune, not to {how}")
+        how = f"{option('adapt')} {adapt}" + (f" with {learner.name}" if manifest is not None else "")
+        raise BadInput(f"views apply to predictions from fixed features ({option('adapt')} prototypes, or method for "
+                       f"{' and '.join(FIXED_FEATURE_METHODS)}) and to {option('adapt')} finetune, not to {how}")
     per_episode_inputs = episodes * n_way * (k_shot + n_query)
     # embedding every held-out input once is cheaper than per episode, and the only way with views
     if fixed and (views or per_episode_inputs > int(np.isin(dataset.labels, present).sum())):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quickadapt.encoders import ENCODERS, PRETRAINED
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 
 # the default start per data modality: (encoder name, settings)
 DEFAULT_START = {
@@ -44,12 +44,12 @@ def build_start(spec: dict, modality: str):
     folder = Path(name)
     stored = name not in ENCODERS and folder.is_dir() and (folder / MANIFEST).is_file()
     if stored and settings:
-        raise BadInput(f"--encoder {name} is a stored model: encoder settings ({', '.join(settings)}) cannot change it")
+        raise BadInput(f"{option('encoder')} {name} is a stored model: encoder settings ({', '.join(settings)}) cannot change it")
     encoder = resolve_encoder(name, **settings)
     if encoder.modality != modality:
         article = "an" if modality[0] in "aeiou" else "a"
         raise BadInput(f"encoder {name!r} reads {encoder.modality} but the data is {modality}; "
-                       f"pass --encoder with {article} {modality} encoder (default: {DEFAULT_START[modality][0]})")
+                       f"pass {option('encoder')} with {article} {modality} encoder (default: {DEFAULT_START[modality][0]})")
     if stored:
         weights = "stored model"
     elif name in ENCODERS:

@@ -34,7 +34,7 @@ from quickadapt import distributed
 from quickadapt.allocator import keep_freed_memory
 from quickadapt.artifact import write_folder_atomically
 from quickadapt.data.episodes import EpisodeSampler
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.meta.base import MetaLearner
 from quickadapt.meta.validate import val_accuracy
 from quickadapt.progress import log, progress_bar
@@ -103,7 +103,7 @@ def meta_train(
     tasks and the gradients are summed across processes; only the first validates and saves."""
     group = distributed.current()
     if cfg.meta_batch < group.size:
-        raise BadInput(f"--meta-batch {cfg.meta_batch} is below the {group.size} processes: each needs a task")
+        raise BadInput(f"{option('meta_batch')} {cfg.meta_batch} is below the {group.size} processes: each needs a task")
     keep_freed_memory()
     learner.to(device).train()
     optimizer = make_optimizer(learner)

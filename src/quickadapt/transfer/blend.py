@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.model import BlendedModel, mix_log_proba
 from quickadapt.transfer.base import Strategy
 from quickadapt.settings import Settings, fraction
@@ -53,7 +53,7 @@ class Blend(Strategy):
             raise BadInput("setting 'base' for strategy 'blend' must name another strategy")
         base = STRATEGIES.get(self.cfg.base)
         if base.needs_source:
-            raise BadInput(f"setting 'base' for strategy 'blend': {self.cfg.base!r} needs --source; blend takes one dataset")
+            raise BadInput(f"setting 'base' for strategy 'blend': {self.cfg.base!r} needs {option('source')}; blend takes one dataset")
         # a tuning base changes the encoder in place, so cross-validation must copy it per fold
         self.tunes_encoder = base.tunes_encoder
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from quickadapt.data.dataset import Dataset
 from quickadapt.encoders.base import batch_to
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, train, train_mode
 from quickadapt.transfer.base import FitContext, MiniBatches, encode_labels
@@ -54,7 +54,7 @@ class PairedBatches:
 def require_source(strategy, data: Dataset, ctx: FitContext) -> Dataset:
     source = ctx.source
     if source is None:
-        raise BadInput(f"strategy {strategy.name!r} needs a labelled source dataset (--source)")
+        raise BadInput(f"strategy {strategy.name!r} needs a labelled source dataset ({option('source')})")
     if source.labels is None or len(source) == 0:
         raise BadInput(f"strategy {strategy.name!r}: the source dataset has no labelled examples")
     if source.modality != data.modality:

@@ -330,3 +330,14 @@ def test_time_budget_and_ctrl_c_cover_pretraining_too(tmp_path):
                              settings={"pretrain_steps": 100000, "validate_every": 0})
     assert result == {"pretrain": "interrupt", "stopped": "interrupt", "steps": 0}
     assert (tmp_path / "ci" / "manifest.json").is_file()
+
+
+def test_help_paragraphs_wrap_to_the_terminal_not_to_the_source():
+    from typer.testing import CliRunner
+
+    from quickadapt.cli import app
+
+    wide = CliRunner().invoke(app, ["meta-train", "--help"], env={"COLUMNS": "200"})
+    assert wide.exit_code == 0 and "over every meta-training class, rotations included" in wide.stdout
+    narrow = CliRunner().invoke(app, ["meta-train", "--help"], env={"COLUMNS": "60"})
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 60

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import inspect
 import json
 import os
 import sys
@@ -75,6 +76,10 @@ def command(fn):
                 print(json.dumps({"error": message}))
             raise typer.Exit(2)
 
+    # this typer keeps a paragraph's single line breaks, which cut lines in half on a terminal
+    # narrower than the source: join them, and let the terminal wrap each paragraph
+    paragraphs = inspect.cleandoc(fn.__doc__ or "").split("\n\n")
+    wrapper.__doc__ = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
     return wrapper
 
 

@@ -65,7 +65,7 @@ def _to_8bit(img: Image.Image, grey: bool) -> Image.Image:
 
 def _full_scale(top: float) -> float:
     """The white level of integer pixels whose largest value is `top`: 255, 4095 or 65535, the
-    smallest that holds it (an image of a single value scales alike). 16-bit files often carry 12-bit camera or scanner data (0..4095),
+    smallest that holds it. 16-bit files often carry 12-bit camera or scanner data (0..4095),
     which read as 16-bit would be 16 times too dark. Only 8, 12 and 16 bits are told apart: a
     finer guess (10, 14) would judge every dim image of a dataset brighter than its neighbours,
     while this one misjudges only images darker than a sixteenth of their range."""

@@ -88,7 +88,7 @@ def run_meta_train(
     if not isinstance(mirrors, bool):
         raise BadInput(f"mirrors must be true or false, got {mirrors!r}")
     if "warp" in settings and augment != "elastic":
-        raise BadInput(f"warp sets the elastic warp's amplitude: it needs {option('settings', '--set', 'settings')} augment=elastic")
+        raise BadInput(f"warp sets the elastic warp's amplitude: it needs {option('settings', '--set')} augment=elastic")
     warp = settings.get("warp", ELASTIC["amplitude"])
     if mirrors and dataset.modality != "image":
         raise BadInput(f"mirrors flip images; {data} is {dataset.modality} data (leave them off)")

@@ -245,6 +245,30 @@ def test_option_values_are_checked_before_any_work(tmp_path):
     assert_bad_input(run("predict", model, "--data", train), "names 1 classes but its head has 2 outputs")
 
 
+@pytest.mark.parametrize("edit, fragment", [
+    ("m.clear(); m['format_version'] = 1; m = [m]", "a JSON list, not an object"),
+    ("del m['encoder']", "manifest.json lacks 'encoder'; it was edited or damaged"),
+    ("del m['tasks']['main']['head']", "manifest.json lacks 'head'"),
+    ("m['tasks']['main']['classes'] = None", "manifest.json holds a value of the wrong kind"),
+    ("m['encoder']['settings'] = None", "manifest.json holds a value of the wrong kind"),
+    ("m['threshold'] = 'high'", "threshold 'high' is not a probability"),
+    ("m['tasks'] = {}", "names no tasks"),
+    ("m['tasks']['main']['classes'][1] = m['tasks']['main']['classes'][0]", "names a class twice"),
+])
+def test_a_damaged_manifest_is_bad_input_not_a_traceback(tmp_path, edit, fragment):
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    assert run("fit", "--data", data, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m", "--quiet").exit_code == 0
+    edited = {"m": json.loads((tmp_path / "m" / "manifest.json").read_text())}
+    exec(edit, edited)
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(edited["m"]))
+    for command in ("predict", "evaluate"):
+        assert_bad_input(run(command, tmp_path / "m", "--data", data, "--quiet"), fragment)
+    if "['encoder']" in edit:  # the model folder as the start of another fit
+        assert_bad_input(run("fit", "--data", data, "--encoder", tmp_path / "m", "--out", tmp_path / "n", "--quiet"),
+                         fragment)
+
+
 def test_progress_leaves_no_blank_lines_in_a_log(tmp_path):
     """stderr sent to a file or pipe gets log lines only: a redrawn bar would leave blank lines."""
     import subprocess
@@ -302,3 +326,31 @@ def test_notes_for_settings_that_do_nothing_useful(tmp_path):
     r = run("fit", "--data", tmp_path / "two.csv", "--encoder", "mlp", "--baseline", "--out", tmp_path / "m2")
     assert r.exit_code == 0, r.stderr
     assert "no estimate either, so no comparison" in r.stdout
+
+
+def test_feature_columns_are_read_by_name_not_position(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c"], 10)
+    X = rng.normal(size=(30, 4)) + 4 * (np.arange(30)[:, None] // 10 == np.arange(4)[None, :])  # class k: column k high
+
+    def write(name, columns, order):
+        with open(tmp_path / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow([*columns, "label"])
+            w.writerows([*(f"{v:.4f}" for v in x[order]), lab] for x, lab in zip(X, y))
+        return tmp_path / name
+
+    train = write("train.csv", ["f0", "f1", "f2", "f3"], [0, 1, 2, 3])
+    shuffled = write("shuffled.csv", ["f3", "f1", "f0", "f2"], [3, 1, 0, 2])  # the same values, moved with their names
+    renamed = write("renamed.csv", ["a", "b", "c", "d"], [0, 1, 2, 3])
+    r = run("fit", "--data", train, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    reports = [json.loads(run("evaluate", tmp_path / "m", "--data", d, "--json").stdout) for d in (train, shuffled)]
+    assert reports[0] == reports[1] and reports[0]["accuracy"] > 0.9
+    r = run("predict", tmp_path / "m", "--data", shuffled)
+    assert r.exit_code == 0 and "feature columns reordered by name" in r.stderr
+    assert_bad_input(run("predict", tmp_path / "m", "--data", renamed, "--quiet"),
+                     "its feature columns (a, b, c, d) are not those of the data")
+    # an .npz has no names: read by position, as before
+    np.savez(tmp_path / "x.npz", X=X.astype(np.float32), y=y)
+    assert json.loads(run("evaluate", tmp_path / "m", "--data", tmp_path / "x.npz", "--json", "--quiet").stdout) == reports[0]

@@ -126,3 +126,27 @@ def test_the_python_api_reads_paths_as_the_cli_does(files):
     assert model.info["target_test_accuracy"] > 0.5  # chance is 10%
     with pytest.raises(BadInput, match="a Dataset or a path"):
         adapt_domain([[0.0, 1.0]], files["target"], "coral")
+
+
+def test_target_columns_are_matched_to_the_source_s_by_name(tmp_path):
+    from quickadapt.domain import adapt_domain
+    from quickadapt.errors import BadInput
+
+    d, w = surf("D"), surf("W")
+    names = [f"f{j}" for j in range(40)]
+
+    def write(name, data, order):
+        rows = [",".join([*(f"{v:.5f}" for v in x[:40][order]), lab]) for x, lab in zip(data.inputs, data.labels)]
+        (tmp_path / name).write_text(",".join([*np.asarray(names)[order], "label"]) + "\n" + "\n".join(rows) + "\n")
+        return tmp_path / name
+
+    source = write("source.csv", d, np.arange(40))
+    accuracies = []
+    for order in (np.arange(40), np.arange(40)[::-1]):
+        target = write("target.csv", w, order)
+        model = adapt_domain(source, target, "coral", target_test=target, compare=False, progress=False)
+        accuracies.append(model.info["target_test_accuracy"])
+    assert accuracies[0] == accuracies[1] > 0.3  # chance is 10%
+    (tmp_path / "other.csv").write_text((tmp_path / "target.csv").read_text().replace("f0,", "g0,", 1))
+    with pytest.raises(BadInput, match="are not those of the source"):
+        adapt_domain(source, tmp_path / "other.csv", "coral", compare=False, progress=False)

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from quickadapt.artifact import resolve_encoder
+from quickadapt.data.columns import match_columns
 from quickadapt.data.dataset import Dataset
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
@@ -61,6 +62,7 @@ def adapt(
         raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass {option('source')} "
                        "(FewShotClassifier takes one dataset: fit joint and multitask with the command line)")
     if source is not None:
+        source = match_columns(source, data.columns, "the training data")
         source.require_labels()
         if source.modality != data.modality:
             raise BadInput(f"{option('source')} is {source.modality} data but {option('data')} is {data.modality}")
@@ -83,6 +85,8 @@ def adapt(
 
     info: dict = {"n_examples": len(data), "n_classes": len(data.classes), "label_names": bool(label_names),
                   "cv": int(cv or 0)}
+    if data.columns:  # a feature csv's names: predict reads its inputs' columns by them (data/columns.py)
+        info["feature_columns"] = list(data.columns)
     started = time.perf_counter()
     oof = out_of_fold(data, fit_fold, cv, seed) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)

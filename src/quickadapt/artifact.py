@@ -6,6 +6,7 @@ tensors with safetensors only: nothing is unpickled. The schema is documented in
 docs/artifact.md; `FORMAT_VERSION` changes whenever a reader of the old layout would misread."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,22 @@ from quickadapt.output import check_output
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+
+
+@contextlib.contextmanager
+def manifest_errors(folder: Path):
+    """Loading a model whose manifest was edited or damaged (a key gone, a value of the wrong
+    kind) is bad input like any other: one line naming the folder, not a traceback from deep
+    inside the rebuild."""
+    try:
+        yield
+    except BadInput:
+        raise
+    except KeyError as exc:
+        raise BadInput(f"{folder}: {MANIFEST} lacks {exc.args[0]!r}; it was edited or damaged (fit it again)") from None
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise BadInput(f"{folder}: {MANIFEST} holds a value of the wrong kind ({exc}); it was edited or damaged "
+                       "(fit it again)") from None
 
 
 def prepare_out_dir(out: str | Path, force: bool, inputs=()) -> Path:
@@ -194,6 +211,8 @@ def read_manifest(folder: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BadInput(f"{path}: unreadable manifest (a JSON {type(manifest).__name__}, not an object)")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BadInput(
             f"{folder}: model format_version {manifest.get('format_version')!r}; this quickadapt reads {FORMAT_VERSION}"
@@ -204,17 +223,27 @@ def read_manifest(folder: str | Path) -> dict:
 def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> AdaptedModel:
     folder = Path(folder)
     manifest = read_manifest(folder)
+    with manifest_errors(folder):
+        return _load_model(folder, manifest, device)
+
+
+def _load_model(folder: Path, manifest: dict, device) -> AdaptedModel:
     if manifest["kind"] not in ("classifier", "multitask"):
         raise BadInput(f"{folder}: {'an' if manifest['kind'][0] in 'aeiou' else 'a'} {manifest['kind']} model has no classifier; use it as {option('encoder')} instead")
+    _check_threshold(folder, manifest.get("threshold"))
     if "blend" in manifest:
         return _load_blend(folder, manifest, device)
     tensors = _load_tensors(folder)
     encoder = build_encoder(manifest, tensors, folder)
     heads, classes = {}, {}
+    if not manifest["tasks"]:
+        raise BadInput(f"{folder}: {MANIFEST} names no tasks; it was edited or damaged (fit it again)")
     for task, spec in manifest["tasks"].items():
         if spec["head"].get("n_classes") != len(spec["classes"]):  # a hand-edited manifest: fail here, not mid-predict
             raise BadInput(f"{folder}: task {task!r} names {len(spec['classes'])} classes but its head has "
-                           f"{spec['head'].get('n_classes')} outputs; the manifest does not match the weights")
+                           f"{spec['head'].get('n_classes')!r} outputs; the manifest does not match the weights")
+        if len(set(spec["classes"])) != len(spec["classes"]):
+            raise BadInput(f"{folder}: task {task!r} names a class twice; the manifest was edited or damaged")
         head = create_head(spec["head"])
         prefix = f"heads.{task}."
         head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -228,10 +257,20 @@ def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> Ada
     return model.to(device).eval()
 
 
+def _check_threshold(folder: Path, threshold) -> None:
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise BadInput(f"{folder}: the manifest's threshold {threshold!r} is not a probability in [0, 1]; "
+                       "it was edited or damaged")
+
+
 def _load_blend(folder: Path, manifest: dict, device) -> BlendedModel:
     blend = manifest["blend"]
     parts = []
     for name in blend["parts"]:
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise BadInput(f"{folder}: blended model part {name!r} is not a folder inside the model's own")
         if not (folder / name / MANIFEST).is_file():
             raise BadInput(f"{folder}: blended model part {name!r} is missing")
         parts.append(load_model(folder / name, device=device))
@@ -274,5 +313,6 @@ def resolve_encoder(spec: str, **settings):
     path = Path(spec)
     if path.is_dir() and (path / MANIFEST).is_file():
         manifest = read_manifest(path)
-        return build_encoder(manifest, _load_tensors(path), path)
+        with manifest_errors(path):
+            return build_encoder(manifest, _load_tensors(path), path)
     return create_encoder(spec, **settings)

@@ -184,9 +184,13 @@ def _load(model_dir: Path, device: str):
     return load_model(model_dir, device=pick_device(device))
 
 
-def _check_modality(model, data, spec: str) -> None:
+def _model_inputs(model, data, spec: str, model_dir: Path):
+    """`data` as `model` reads it: the same modality, feature columns in the training's order."""
+    from quickadapt.data.columns import match_columns
+
     if data.modality != model.encoder.modality:
         raise BadInput(f"{spec} is {data.modality} data but the model reads {model.encoder.modality}")
+    return match_columns(data, model.info.get("feature_columns"), f"the data {model_dir} was trained on")
 
 
 @app.command()
@@ -210,8 +214,7 @@ def predict(
     if out is not None:
         check_output(out, force, inputs=(data, model_dir), file=True)  # fail before any work
     model = _load(model_dir, device)
-    inputs = load_dataset(data, labels="ignore")
-    _check_modality(model, inputs, data)
+    inputs = _model_inputs(model, load_dataset(data, labels="ignore"), data, model_dir)
     _check_task(model, task)
     labels, scores = model.predict(
         inputs.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
@@ -279,8 +282,7 @@ def evaluate(
     from quickadapt.evaluate.metrics import classification_report
 
     model = _load(model_dir, device)
-    test = load_dataset(data)
-    _check_modality(model, test, data)
+    test = _model_inputs(model, load_dataset(data), data, model_dir)
     _check_task(model, task)
     if oos_label is not None and oos_label in model.classes[task]:
         raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")

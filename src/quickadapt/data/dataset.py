@@ -24,6 +24,7 @@ class Dataset:
     name: str = ""
     groups: np.ndarray | None = None
     ids: list[str] | None = field(default=None, repr=False)  # what `predict` prints as `input`
+    columns: list[str] | None = field(default=None, repr=False)  # a feature csv's column names
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -65,10 +66,11 @@ class Dataset:
             self.name,
             None if self.groups is None else np.asarray(self.groups)[index],
             None if self.ids is None else [self.ids[i] for i in index],
+            self.columns,
         )
 
     def without_labels(self) -> "Dataset":
-        return Dataset(self.modality, self.inputs, None, self.name, self.groups, self.ids)
+        return Dataset(self.modality, self.inputs, None, self.name, self.groups, self.ids, self.columns)
 
     def require_labels(self, min_classes: int = 2) -> None:
         """Fail clearly when this dataset cannot train a classifier."""

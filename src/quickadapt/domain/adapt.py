@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from quickadapt.data.columns import match_columns
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, option
 from quickadapt.model import AdaptedModel
@@ -111,6 +112,8 @@ def adapt_domain(
     if not 0 < val_fraction < 1:
         raise BadInput(f"val_fraction must be in (0, 1), got {val_fraction}")
     source, target, target_test = _as_datasets(source, target, target_test)
+    target = match_columns(target, source.columns, "the source")
+    target_test = None if target_test is None else match_columns(target_test, source.columns, "the source")
     target, warnings = check_inputs(source, target, target_test)
     for w in warnings if progress else ():
         log(f"warning: {w}")
@@ -169,6 +172,7 @@ def adapt_domain(
         "n_source_val": len(val_src),
         "n_target": len(target),
         "target_fingerprint": target.fingerprint(),
+        "feature_columns": source.columns,  # what predict must be given, by name (data/columns.py)
         "methods": report,
     }
     adapted = [n for n in names if n != "source-only"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from quickadapt.artifact import _load_tensors, build_encoder, read_manifest, save_encoder
+from quickadapt.artifact import _load_tensors, build_encoder, manifest_errors, read_manifest, save_encoder
 from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
@@ -43,6 +43,11 @@ def load_meta_model(folder: str | Path) -> tuple[MetaLearner, dict]:
     manifest = read_manifest(folder)
     if manifest.get("kind") != "encoder" or "meta" not in manifest:
         raise BadInput(f"{folder}: not a meta-trained model (written by `quickadapt meta-train`)")
+    with manifest_errors(folder):
+        return _load_meta_model(folder, manifest)
+
+
+def _load_meta_model(folder: Path, manifest: dict) -> tuple[MetaLearner, dict]:
     tensors = _load_tensors(folder)
     encoder = build_encoder(manifest, tensors, folder)
     meta = manifest["meta"]

@@ -114,6 +114,25 @@ def test_python_errors_name_keyword_arguments_not_flags():
         run_episodes("conv4", "builtin:omniglot", n_way=5, k_shot=1, adapt="tune")
 
 
+def test_none_labels_inputs_and_wrongly_typed_settings_are_named():
+    import pytest
+
+    from quickadapt.errors import BadInput
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w", "m", "w"]
+    with pytest.raises(ValueError, match=r"^y\[2\] is None; every example needs a label"):
+        FewShotClassifier().fit(texts, ["m", "w", None, "w"])
+    with pytest.raises(ValueError, match=r"got NoneType at X\[1\]"):
+        FewShotClassifier().fit([texts[0], None, *texts[2:]], labels)
+    clf = FewShotClassifier().fit(texts, labels)
+    with pytest.raises(ValueError, match=r"got NoneType at X\[1\]"):
+        clf.predict(["play", None])
+    with pytest.raises(BadInput, match="^threshold is a probability: between 0 and 1, got '0.5'"):
+        FewShotClassifier(threshold="0.5").fit(texts, labels)
+    with pytest.raises(BadInput, match="^cv is a number of folds: 0 \\(no estimate\\) or at least 2, got 2.5"):
+        FewShotClassifier(cv=2.5).fit(texts, labels)
+
+
 def test_seed_must_be_a_whole_number_like_the_cli_s():
     import pytest
 

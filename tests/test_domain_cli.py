@@ -126,6 +126,10 @@ def test_the_python_api_reads_paths_as_the_cli_does(files):
     assert model.info["target_test_accuracy"] > 0.5  # chance is 10%
     with pytest.raises(BadInput, match="a Dataset or a path"):
         adapt_domain([[0.0, 1.0]], files["target"], "coral")
+    with pytest.raises(BadInput, match="^seed must be a whole number >= 0, got -1"):
+        adapt_domain(files["source"], files["target"], "coral", seed=-1)
+    with pytest.raises(BadInput, match="^candidates must be a list of method names"):
+        adapt_domain(files["source"], files["target"], "auto", candidates="mcc")
 
 
 def test_target_columns_are_matched_to_the_source_s_by_name(tmp_path):

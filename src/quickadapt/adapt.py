@@ -9,6 +9,7 @@ fit, the baseline's included, also learns from each class's name as one more exa
 from __future__ import annotations
 
 import copy
+import numbers
 import time
 
 import numpy as np
@@ -45,7 +46,7 @@ def adapt(
     """Adapt `encoder` to the labelled `data` with `strategy`; return the fitted AdaptedModel with
     `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
     data.require_labels()
-    if cv < 0 or cv == 1:
+    if isinstance(cv, bool) or not isinstance(cv, numbers.Integral) or cv < 0 or cv == 1:
         raise BadInput(f"{option('cv')} is a number of folds: 0 (no estimate) or at least 2, got {cv}")
     if baseline and cv == 0:
         raise BadInput(f"{option('baseline')} is compared by cross-validation: leave {option('cv')} at 2 or more")

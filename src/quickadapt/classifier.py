@@ -74,10 +74,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X must be a list of inputs, got {type(X).__name__}")
         X = list(X)
         if self._modality() == "text":
-            odd = next((x for x in X if not isinstance(x, str)), None)
-            if odd is not None:
+            odd = next((i for i, x in enumerate(X) if not isinstance(x, str)), None)
+            if odd is not None:  # found by index: None itself is the commonest odd input
                 raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got "
-                                 f"{type(odd).__name__}; for numeric feature vectors use encoder='mlp'")
+                                 f"{type(X[odd]).__name__} at X[{odd}]; for numeric feature vectors use encoder='mlp'")
             # as the loaders refuse an empty `text` cell: an empty input has nothing to classify
             empty = next((i for i, x in enumerate(X) if not x.strip()), None)
             if empty is not None:
@@ -98,6 +98,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             y = np.asarray(y)
             if len(X) != len(y):
                 raise ValueError(f"X has {len(X)} inputs but y has {len(y)} labels")
+        missing = next((i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)), None)
+        if missing is not None:  # None or NaN: sklearn's own checks fail on them with a TypeError
+            raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
         with warnings.catch_warnings():
             # one example per class is the point here, not a sign of a regression target
             warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -20,8 +21,8 @@ def abstain_threshold(calibrated: float | None, given: float | None) -> float:
     """The confidence below which a prediction abstains: `given` (a top probability, so in
     [0, 1]) or else the one calibrated at fit time."""
     if given is not None:
-        if not (math.isfinite(given) and 0 <= given <= 1):
-            raise BadInput(f"{option('threshold')} is a probability: between 0 and 1, got {given}")
+        if isinstance(given, bool) or not isinstance(given, numbers.Real) or not (math.isfinite(given) and 0 <= given <= 1):
+            raise BadInput(f"{option('threshold')} is a probability: between 0 and 1, got {given!r}")
         return float(given)
     if calibrated is None:
         raise BadInput(

@@ -111,6 +111,9 @@ def adapt_domain(
 
     if not 0 < val_fraction < 1:
         raise BadInput(f"val_fraction must be in (0, 1), got {val_fraction}")
+    seed_everything(seed)  # refuses a seed that is not a whole number >= 0, before the source is split with it
+    if isinstance(candidates, str) or not all(isinstance(c, str) for c in candidates):
+        raise BadInput(f"candidates must be a list of method names, e.g. ['mcc', 'dann'], got {candidates!r}")
     source, target, target_test = _as_datasets(source, target, target_test)
     target = match_columns(target, source.columns, "the source")
     target_test = None if target_test is None else match_columns(target_test, source.columns, "the source")

@@ -98,7 +98,10 @@ def test_image_class_folders(tmp_path, capsys):
     assert names == ["a/0.bmp", "a/deep/x.png", "b/1.JPG", "b/2.png", "b/3.tif"]
     assert ds.labels.tolist() == ["a", "a", "b", "b", "b"]
     # files that are not images are left out, and said so (a .heic photo would vanish otherwise)
-    assert "skipped files that are not images: 1 .heic, 1 .txt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped files that are not images: 1 .heic, 1 .txt" in err
+    # a/deep/ joins class a: said so, since meta-train would read a/deep as a class of its own
+    assert "class folders hold sub-folders (e.g. a/deep); each top-level folder is one class (2 classes)" in err
     assert load_dataset(str(tmp_path), labels="ignore").labels is None
 
 

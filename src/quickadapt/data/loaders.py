@@ -348,12 +348,16 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         return Dataset("image", [str(p) for p in paths], None, name=shown)
     if loose:
         raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
-    paths, labs = [], []
+    paths, labs, nested = [], [], []
     for d in subdirs:
         found = images_under(d, skipped)
         if not found:
             raise BadInput(f"{shown}: class folder {d.name!r} has no images ({exts}); add images or remove the folder")
         paths += [str(p) for p in found]
         labs += [d.name] * len(found)
+        nested += [p.parent.relative_to(root) for p in found if p.parent != d][:1]
     note_skipped(shown, skipped)
+    if nested:  # group/class/ as meta-train reads it would make many more, smaller classes
+        log(f"note: {shown}: class folders hold sub-folders (e.g. {nested[0]}); each top-level folder is one class "
+            f"({len(subdirs)} classes), its sub-folders' images included")
     return Dataset("image", paths, np.asarray(labs, dtype=object), name=shown)

@@ -77,3 +77,15 @@ def test_more_folds_than_examples_are_capped_and_the_fit_says_so(tmp_path):
     assert "(3 folds, not 50: the smallest class has 3 examples)" in r.stdout
     metrics = json.loads((tmp_path / "m" / "manifest.json").read_text())["metrics"]
     assert metrics["cv"] == 50 and metrics["cv_folds"] == 3
+
+
+def test_adapt_reads_paths_as_the_command_line_does(tmp_path):
+    import pytest
+
+    from quickadapt.errors import BadInput
+
+    (tmp_path / "f.csv").write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 2},{'ab'[i % 2]}\n" for i in range(20)))
+    model = adapt(tmp_path / "f.csv", encoder="mlp", cv=2, progress=False)
+    assert model.info["n_examples"] == 20 and model.info["feature_columns"] == ["f1", "f2"]
+    with pytest.raises(BadInput, match="data must be a Dataset or a path"):
+        adapt([[0.0, 1.0]], encoder="mlp")

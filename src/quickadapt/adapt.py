@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import numbers
+import os
 import time
 
 import numpy as np
 
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.columns import match_columns
+from quickadapt.data import as_dataset
 from quickadapt.data.dataset import Dataset
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
@@ -29,13 +31,13 @@ from quickadapt.transfer import FitContext, create_strategy
 
 
 def adapt(
-    data: Dataset,
+    data: Dataset | str | os.PathLike,
     *,
     encoder: str = "minilm",
     strategy: str = "probe",
     strategy_params: dict | None = None,
     encoder_params: dict | None = None,
-    source: Dataset | None = None,
+    source: Dataset | str | os.PathLike | None = None,
     seed: int = 0,
     device: str = "auto",
     cv: int = 3,
@@ -45,6 +47,7 @@ def adapt(
 ) -> AdaptedModel:
     """Adapt `encoder` to the labelled `data` with `strategy`; return the fitted AdaptedModel with
     `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
+    data, source = as_dataset(data), as_dataset(source)  # paths and builtin:NAME, as the command line reads them
     data.require_labels()
     if isinstance(cv, bool) or not isinstance(cv, numbers.Integral) or cv < 0 or cv == 1:
         raise BadInput(f"{option('cv')} is a number of folds: 0 (no estimate) or at least 2, got {cv}")

@@ -25,6 +25,16 @@ TEXT_HINT = "text data needs columns text,label"
 FEATURE_HINT = "feature data needs a `label` column and numeric columns"
 
 
+def as_dataset(data, *, labels: str = "required") -> Dataset | None:
+    """`data` itself when it is a Dataset (or None); else what `load_dataset` reads from it (a
+    path, `builtin:NAME`), so the Python functions take what the command line takes."""
+    if data is None or isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load_dataset(os.fspath(data), labels=labels)
+    raise BadInput(f"data must be a Dataset or a path (see quickadapt.data.load_dataset), got {type(data).__name__}")
+
+
 def load_dataset(spec: str, *, labels: str = "required") -> Dataset:
     """Load `spec` (a path, or `builtin:NAME`) as a Dataset.
 

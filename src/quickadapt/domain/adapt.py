@@ -200,16 +200,9 @@ def adapt_domain(
 
 def _as_datasets(source, target, target_test):
     """The three data arguments as Datasets, loading paths as the command line does."""
-    from quickadapt.data import load_dataset
+    from quickadapt.data import as_dataset
 
-    def read(x, labels="required"):
-        if x is None or isinstance(x, Dataset):
-            return x
-        if isinstance(x, (str, os.PathLike)):
-            return load_dataset(os.fspath(x), labels=labels)
-        raise BadInput(f"data must be a Dataset or a path (see quickadapt.data.load_dataset), got {type(x).__name__}")
-
-    return read(source), read(target, labels="optional"), read(target_test)
+    return as_dataset(source), as_dataset(target, labels="optional"), as_dataset(target_test)
 
 
 def build_encoder(encoder: str, source: Dataset, encoder_params: dict | None = None):

@@ -44,7 +44,9 @@ def test_predict_and_evaluate(text_model, clinc_small, tmp_path):
     r = run("evaluate", out, "--data", clinc_small["test"], "--json", "--quiet")
     report = json.loads(r.stdout)
     assert r.exit_code == 0 and set(report) >= {"accuracy", "macro_f1", "n", "per_class"}
-    assert report["n"] == 180 and abs(report["accuracy"] - accuracy) < 1e-9
+    assert report["n"] == 180 and abs(report["accuracy"] - accuracy) < 1e-9 and report["n_abstained"] == 0
+    r = run("evaluate", out, "--data", clinc_small["test"], "--threshold", "0.99", "--quiet")
+    assert r.exit_code == 0 and " abstained, counted wrong)" in r.stdout and "\nlowest F1: " in r.stdout
     assert set(report["per_class"]["weather"]) == {"precision", "recall", "f1", "support"}
 
 
@@ -354,3 +356,17 @@ def test_feature_columns_are_read_by_name_not_position(tmp_path):
     # an .npz has no names: read by position, as before
     np.savez(tmp_path / "x.npz", X=X.astype(np.float32), y=y)
     assert json.loads(run("evaluate", tmp_path / "m", "--data", tmp_path / "x.npz", "--json", "--quiet").stdout) == reports[0]
+
+
+def test_macro_f1_counts_classes_only_predicted_and_abstentions_are_reported():
+    from sklearn.metrics import f1_score
+
+    from quickadapt.evaluate.metrics import classification_report
+
+    truth = ["weather", "weather", "balance", "balance"]
+    pred = ["weather", "music", "balance", "__none__"]  # music: a class the test set lacks
+    r = classification_report(truth, pred)
+    assert r["n_abstained"] == 1 and r["per_class"]["music"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert "__none__" not in r["per_class"]
+    assert abs(r["macro_f1"] - f1_score(truth, pred, labels=["balance", "music", "weather"], average="macro")) < 1e-12
+    assert r["macro_f1"] < classification_report(truth, ["weather", "weather", "balance", "__none__"])["macro_f1"]

@@ -64,6 +64,8 @@ def test_artifact_works_with_predict_and_evaluate(adapted, files, tmp_path):
     r = run("predict", out, "--data", files["target"], "--out", preds, "--quiet")
     assert r.exit_code == 0, r.stderr
     assert len(preds.read_text().splitlines()) == 296
+    assert_bad_input(run("evaluate", out, "--data", files["target_labelled"], "--abstain"),
+                     "domain-adapt has no target labels to do it); pass --threshold")
 
 
 def test_auto_keeps_the_candidate_the_validator_prefers(files, tmp_path):

@@ -277,7 +277,7 @@ def evaluate(
     oos_label: Optional[str] = typer.Option(None, "--oos-label", help="Test label that marks out-of-scope rows."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
-    """Accuracy, macro F1 and per-class scores on labelled test data."""
+    """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 (--json: every class's scores)."""
     from quickadapt.data import load_dataset
     from quickadapt.evaluate.metrics import classification_report
 
@@ -295,8 +295,12 @@ def evaluate(
         threshold=threshold, progress=None if quiet else "evaluating",
     )
     report = classification_report(test.labels, labels, oos_label=oos_label, none_label=none_label)
-    summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples"
+    abstained = f" ({report['n_abstained']} abstained, counted wrong)" if report.get("n_abstained") else ""
+    summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples{abstained}"
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
+    worst = sorted(report["per_class"].items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:3]
+    if len(report["per_class"]) > 1:  # the classes to look at first; --json has them all
+        summary += "\nlowest F1: " + ", ".join(f"{lab} {m['f1']:.1%}" for lab, m in worst)
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
     emit(report, as_json, summary)

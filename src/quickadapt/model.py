@@ -26,8 +26,8 @@ def abstain_threshold(calibrated: float | None, given: float | None) -> float:
         return float(given)
     if calibrated is None:
         raise BadInput(
-            "this model has no calibrated abstain threshold (it was fit without cross-validation, "
-            f"or with one example per class); pass {option('threshold')}"
+            "this model has no calibrated abstain threshold (fit calibrates one by cross-validation; not with "
+            f"cv 0 or one example per class, and domain-adapt has no target labels to do it); pass {option('threshold')}"
         )
     return calibrated
 

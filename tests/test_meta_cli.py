@@ -264,7 +264,8 @@ def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
             "--out", tmp_path / "m", "--steps", 1, "--set", "encoder.channels=8", "--quiet")
     assert r.exit_code == 0, r.stderr
     assert_bad_input(run("episodes", tmp_path / "m", "--data", "builtin:omniglot", "--ways", 60, "--shots", 1,
-                         "--quiet", "--json"), "59 classes available but 60-way")
+                         "--quiet", "--json"), "59 of its 242 classes are test classes, fewer than 60-way episodes need; "
+                     "pass --split all to use every class, or lower --ways")
     assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
                          "--out", tmp_path / "m", "--quiet"), "already exists")
     assert_bad_input(run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 2, "--shots", 1,
@@ -279,6 +280,9 @@ def test_episodes_messages_name_the_real_problem(tmp_path):
     base = ("--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--quiet")
     # a plain encoder on 2 classes: the default split holds none out
     assert_bad_input(run("episodes", "conv4", "--data", two, *base), "leaves no test classes; pass --split all")
+    four = omniglot_folder(tmp_path / "four", 4)
+    assert_bad_input(run("episodes", "conv4", "--data", four, *base[:-1], "--ways", 3, "--quiet"),
+                     "test classes, fewer than 3-way episodes need; pass --split all")
     assert_bad_input(run("episodes", "conv4", "--data", two, *base, "--set", "bogus=2"),
                      "unknown setting 'bogus' for episodes: valid settings are finetune_lr, finetune_steps, views")
     assert_bad_input(run("episodes", "convv4", "--data", two, *base), "neither a model folder nor an encoder name")

@@ -278,6 +278,10 @@ def run_episodes(
     if not present:
         raise BadInput(f"{data} holds none of the model's {split} classes (e.g. {classes[0]}); "
                        f"pass {option('split')} all to use every class of the data")
+    if split != "all" and len(present) < n_way <= len(dataset.classes):  # the sampler's message cannot say this
+        raise BadInput(f"{data}: {len(present)} of its {len(dataset.classes)} classes are {split} classes, fewer than "
+                       f"{n_way}-way episodes need; pass {option('split')} all to use every class, or lower "
+                       f"{option('n_way', '--ways')}")
     method = manifest["meta"]["method"] if manifest is not None else None  # None: no meta-training
     shown_adapt = "prototypes" if manifest is None and adapt == "method" else adapt
     seed_everything(seed)

@@ -313,8 +313,9 @@ def test_fit_summary_says_when_a_lead_over_the_baseline_is_noise():
     assert "not clearly better than the baseline" in _fit_summary({**r, "p_transfer_better": p_close})
     text = _fit_summary({**r, "p_transfer_better": p_far})
     assert "transfer helps" in text and "random weights" not in text
-    assert "nothing pretrained was transferred" in _fit_summary({**r, "p_transfer_better": p_far,
-                                                                 "encoder_pretrained": False})
+    scratch = _fit_summary({**r, "p_transfer_better": p_far, "encoder_pretrained": False})
+    assert "nothing pretrained was transferred" in scratch and "transfer helps" not in scratch
+    assert "probe on mlp is better than the baseline (McNemar p = " in scratch
 
 
 def test_notes_for_settings_that_do_nothing_useful(tmp_path):

@@ -167,11 +167,14 @@ def _fit_summary(r: dict) -> str:
         from quickadapt.evaluate.cv import SIGNIFICANCE
 
         p = r.get("p_transfer_better")
+        # from random weights nothing pretrained is transferred: what wins is the strategy's training
+        what = "transfer" if r.get("encoder_pretrained", True) else f"{r['strategy']} on {r['encoder']}"
         if p is not None and p >= SIGNIFICANCE:
-            lines.append(f"transfer is not clearly better than the baseline: the lead is within the noise of "
+            lines.append(f"{what} is not clearly better than the baseline: the lead is within the noise of "
                          f"{r.get('cv_scored', r['n_examples'])} held-out examples (McNemar p = {p:.2f})")
         else:
-            lines.append("transfer helps: better than the baseline" + (f" (McNemar p = {p:.3f})" if p is not None else ""))
+            lines.append(("transfer helps: better" if what == "transfer" else f"{what} is better")
+                         + " than the baseline" + (f" (McNemar p = {p:.3f})" if p is not None else ""))
     if not r.get("encoder_pretrained", True):
         lines.append(f"note: {r['encoder']} starts from random weights, so nothing pretrained was transferred")
     return "\n".join(lines)

@@ -65,6 +65,9 @@ def test_predict_writes_the_format_its_out_name_asks_for(text_model, clinc_small
         assert r.exit_code == 0, r.stderr
         with open(tmp_path / name, newline="") as f:
             assert read(f) == expected, name
+    assert_bad_input(run("predict", out, "--data", clinc_small["test"], "--out", tmp_path / "p.xlsx"),
+                     "predictions are written as .csv, .tsv, .jsonl, .json, .txt; not as .xlsx")
+    assert not (tmp_path / "p.xlsx").exists()
 
 
 def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):

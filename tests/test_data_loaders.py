@@ -81,6 +81,8 @@ def test_npz(tmp_path):
     assert ds.labels.tolist() == ["1", "2", "1"]
     np.savez(tmp_path / "b.npz", X=np.ones((2, 3)), y=np.array(["cat", "dog"]))
     assert load_dataset(str(tmp_path / "b.npz")).labels.tolist() == ["cat", "dog"]
+    np.savez(tmp_path / "bytes.npz", X=np.ones((2, 3)), y=np.array(["cat", "dog"]).astype("S"))
+    assert load_dataset(str(tmp_path / "bytes.npz")).labels.tolist() == ["cat", "dog"]  # not "b'cat'"
     np.savez(tmp_path / "c.npz", X=np.ones((2, 3)))
     assert load_dataset(str(tmp_path / "c.npz"), labels="optional").labels is None
     assert load_dataset(str(tmp_path / "b.npz"), labels="ignore").labels is None

@@ -215,6 +215,9 @@ def predict(
     from quickadapt.output import check_output
 
     if out is not None:
+        if out.suffix.lower() not in PREDICTION_FORMATS:  # an .xlsx holding csv would not open
+            raise BadInput(f"--out {out}: predictions are written as {', '.join(filter(None, PREDICTION_FORMATS))}; "
+                           f"not as {out.suffix}")
         check_output(out, force, inputs=(data, model_dir), file=True)  # fail before any work
     model = _load(model_dir, device)
     inputs = _model_inputs(model, load_dataset(data, labels="ignore"), data, model_dir)
@@ -237,6 +240,9 @@ def predict(
 def _check_task(model, task: str) -> None:
     if task not in model.heads:
         raise BadInput(f"--task {task!r}: this model has tasks {', '.join(model.heads)}")
+
+
+PREDICTION_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".txt", "")  # .txt and no ending: csv
 
 
 def _write_csv(stream, rows, delimiter: str = ",") -> None:

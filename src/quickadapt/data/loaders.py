@@ -310,6 +310,11 @@ def _load_npz(path: Path, shown: str, labels: str) -> Dataset:
             raise BadInput(f"{shown}: `y` has NaN/inf labels (first at row {int(np.argmax(~np.isfinite(y)))}); give every row a label")
         if np.all(y == np.round(y)):
             y = y.astype(np.int64)  # labels 3.0 -> "3"
+    if y.dtype.kind == "S":  # bytes (y.astype("S")): b"cat" is the label cat, not "b'cat'"
+        try:
+            y = np.char.decode(y, "utf-8")
+        except UnicodeDecodeError:
+            raise BadInput(f"{shown}: `y` holds bytes that are not UTF-8 text; save labels as str or numbers") from None
     y = np.asarray([str(v).strip() for v in y.tolist()], dtype=object)
     empty = np.flatnonzero(y == "")
     if len(empty):

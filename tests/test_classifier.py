@@ -131,6 +131,10 @@ def test_none_labels_inputs_and_wrongly_typed_settings_are_named():
         FewShotClassifier(threshold="0.5").fit(texts, labels)
     with pytest.raises(BadInput, match="^cv is a number of folds: 0 \\(no estimate\\) or at least 2, got 2.5"):
         FewShotClassifier(cv=2.5).fit(texts, labels)
+    for strategy in ("joint", "multitask"):
+        with pytest.raises(ValueError, match=f"strategy '{strategy}' also trains on a second labelled dataset, which "
+                                             "FewShotClassifier cannot take"):
+            FewShotClassifier(strategy=strategy).fit(texts, labels)
 
 
 def test_seed_must_be_a_whole_number_like_the_cli_s():

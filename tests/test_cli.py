@@ -374,3 +374,17 @@ def test_macro_f1_counts_classes_only_predicted_and_abstentions_are_reported():
     assert "__none__" not in r["per_class"]
     assert abs(r["macro_f1"] - f1_score(truth, pred, labels=["balance", "music", "weather"], average="macro")) < 1e-12
     assert r["macro_f1"] < classification_report(truth, ["weather", "weather", "balance", "__none__"])["macro_f1"]
+
+
+def test_a_note_is_shown_once_per_fit_not_per_fold(capsys):
+    from quickadapt.progress import each_note_once, log
+
+    @each_note_once()
+    def fit_twice():
+        for _ in range(2):  # a held-out fit and its refit, or two folds
+            log("note: k=100 is more than the data allow")
+            log("fitting")
+
+    fit_twice()
+    fit_twice()  # a second fit says it again
+    assert capsys.readouterr().err.splitlines() == ["note: k=100 is more than the data allow", "fitting", "fitting"] * 2

@@ -88,7 +88,7 @@ def test_configs_built_in_python_check_their_ranges_too(cls):
 @pytest.mark.parametrize("name, settings, fragment", [
     ("conv4", {"channels": 0}, "'channels' for encoder 'conv4' must be at least 1"),
     ("mlp", {"in_dim": 3, "hidden": 0}, "hidden must be >= 1"),
-    ("mlp", {"in_dim": 3, "dropout": 1.0}, "dropout in \\[0, 1\\)"),
+    ("mlp", {"in_dim": 3, "dropout": 1.0}, "^bad setting for encoder 'mlp': dropout must be in \\[0, 1\\), got 1.0$"),  # that one alone
     ("mlp", {"in_dim": 3, "depth": "abc"}, "invalid literal"),
     ("minilm", {"max_length": 0}, "max_length counts tokens"),
 ])

@@ -25,11 +25,12 @@ from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
 from quickadapt.evaluate.cv import calibrate_threshold, mcnemar_p, n_folds, oof_accuracy, out_of_fold
 from quickadapt.model import AdaptedModel
-from quickadapt.progress import log
+from quickadapt.progress import each_note_once, log
 from quickadapt.train import pick_device, seed_everything
 from quickadapt.transfer import FitContext, create_strategy
 
 
+@each_note_once()  # each fold and the final fit would repeat a note about the settings
 def adapt(
     data: Dataset | str | os.PathLike,
     *,
@@ -63,8 +64,7 @@ def adapt(
 
     strat = new_strategy()  # validates the settings before any work
     if strat.needs_source and source is None:
-        raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass {option('source')} "
-                       "(FewShotClassifier takes one dataset: fit joint and multitask with the command line)")
+        raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass {option('source')}")
     if source is not None:
         source = match_columns(source, data.columns, "the training data")
         source.require_labels()

@@ -85,6 +85,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return X
 
     def fit(self, X, y):
+        from quickadapt.transfer import STRATEGIES
+
+        if STRATEGIES.get(self.strategy).needs_source:
+            raise ValueError(f"strategy {self.strategy!r} also trains on a second labelled dataset, which "
+                             "FewShotClassifier cannot take: use quickadapt.adapt.adapt(data, source=..., "
+                             f"strategy={self.strategy!r}) or the command line's fit --source")
         if self.abstain and self.threshold is None and self.cv < 2:
             raise ValueError("abstain=True needs a confidence threshold: pass threshold=T, or cv=3 (any cv >= 2) "
                              "to calibrate one on the training examples")

@@ -40,7 +40,28 @@ def progress_bar(description: str | None, total: int):
         yield advance
 
 
+_NOTES: dict = {"seen": None}  # the notes shown so far, within `each_note_once`
+
+
 def log(message: str) -> None:
     """A line of log on stderr unless quiet."""
-    if not _QUIET["on"]:
-        print(message, file=sys.stderr)
+    if _QUIET["on"]:
+        return
+    seen = _NOTES["seen"]
+    if seen is not None and message.startswith("note:"):
+        if message in seen:
+            return
+        seen.add(message)
+    print(message, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def each_note_once():
+    """Within (also as a decorator): a note already shown is not shown again. A held-out fit and
+    its refit on all the data would otherwise say the same thing twice."""
+    outer = _NOTES["seen"]
+    _NOTES["seen"] = set() if outer is None else outer
+    try:
+        yield
+    finally:
+        _NOTES["seen"] = outer

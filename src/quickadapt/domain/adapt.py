@@ -20,7 +20,7 @@ from quickadapt.data.columns import match_columns
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, option
 from quickadapt.model import AdaptedModel
-from quickadapt.progress import log
+from quickadapt.progress import each_note_once, log
 from quickadapt.train import pick_device, seed_everything
 
 DEFAULT_ENCODER = {"features": "mlp", "text": "minilm", "image": "conv4"}
@@ -71,6 +71,7 @@ def _check_dims(source: Dataset, other: Dataset, what: str) -> None:
         raise BadInput(f"source has {ds} features per example but the {what} has {do}; they must match")
 
 
+@each_note_once()
 def adapt_domain(
     source: Dataset | str | os.PathLike,
     target: Dataset | str | os.PathLike,

@@ -17,8 +17,10 @@ class MLPEncoder(Encoder):
         super().__init__()
         if in_dim is None or int(in_dim) < 1:
             raise ValueError("the mlp encoder reads feature vectors and needs in_dim, their length")
-        if int(hidden) < 1 or int(depth) < 0 or not 0 <= float(dropout) < 1:
-            raise ValueError(f"hidden must be >= 1, depth >= 0 and dropout in [0, 1), got {hidden}, {depth}, {dropout}")
+        for ok, rule, value in ((int(hidden) >= 1, "hidden must be >= 1", hidden), (int(depth) >= 0, "depth must be >= 0", depth),
+                                (0 <= float(dropout) < 1, "dropout must be in [0, 1)", dropout)):
+            if not ok:  # the one setting that is wrong, not all three
+                raise ValueError(f"{rule}, got {value}")
         self.settings = {"in_dim": int(in_dim), "hidden": int(hidden), "depth": int(depth), "dropout": float(dropout)}
         layers: list[nn.Module] = []
         width = int(in_dim)

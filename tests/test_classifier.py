@@ -84,7 +84,7 @@ def test_text_encoder_on_numbers_says_which_encoder_reads_them():
     import pytest
 
     X = np.zeros((6, 3), dtype=np.float32)
-    with pytest.raises(ValueError, match="reads text, so X must be strings, got ndarray; .*encoder='mlp'"):
+    with pytest.raises(ValueError, match=r"reads text, so X must be strings, got ndarray at X\[0\]; .*encoder='mlp'"):
         FewShotClassifier().fit(X, [0, 1] * 3)
 
 

@@ -215,10 +215,10 @@ def predict(
     from quickadapt.output import check_output
 
     if out is not None:
+        check_output(out, force, inputs=(data, model_dir), file=True)  # fail before any work
         if out.suffix.lower() not in PREDICTION_FORMATS:  # an .xlsx holding csv would not open
             raise BadInput(f"--out {out}: predictions are written as {', '.join(filter(None, PREDICTION_FORMATS))}; "
                            f"not as {out.suffix}")
-        check_output(out, force, inputs=(data, model_dir), file=True)  # fail before any work
     model = _load(model_dir, device)
     inputs = _model_inputs(model, load_dataset(data, labels="ignore"), data, model_dir)
     _check_task(model, task)

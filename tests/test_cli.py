@@ -197,7 +197,8 @@ def test_usage_mistakes_are_bad_input_too():
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "quickadapt.cli", *args], capture_output=True, text=True)
 
-    for args, fragment in ((["fit", "--bogus"], "no such option: --bogus"),
+    for args, fragment in ((["fit", "--bogus"], "no such option: --bogus (see"),  # no wild guess (click said --out)
+                           (["fit", "--strat", "probe"], "no such option: --strat (did you mean --strategy?)"),
                            (["meta-train", "--data", "x", "--method", "maml", "--ways", "5", "--shots", "1", "--out", "o",
                              "--set", "a=1", "b=2"], "give each setting its own --set"),
                            (["fit", "--data", "x", "--out", "o", "--seed", "-1"], "'--seed'"),

@@ -534,6 +534,16 @@ def episodes(
                      + (f", {r['views']} views)" if r["views"] else ")"))
 
 
+def _no_such_option(exc) -> str:
+    """click's message, with suggestions judged on the names alone: with the dashes counted,
+    --bogus 'resembles' --out and --abstain on fit --data."""
+    import difflib
+
+    names = {p.lstrip("-"): p for p in exc.possibilities or ()}
+    close = difflib.get_close_matches(exc.option_name.lstrip("-"), list(names), n=3, cutoff=0.6)
+    return f"No such option: {exc.option_name}" + (f" (did you mean {', '.join(names[c] for c in close)}?)" if close else "")
+
+
 def main() -> None:
     """Run the CLI. Usage mistakes (an unknown option, a missing value, a stray argument) are bad
     input like any other: one line on stderr (and `{"error": ...}` with --json), exit code 2,
@@ -553,6 +563,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click_errors.UsageError as exc:
         message = exc.format_message().splitlines()[0]
+        if isinstance(exc, click_errors.NoSuchOption):
+            message = _no_such_option(exc)
         if "unexpected extra argument" in message and "=" in message:
             message += "; give each setting its own --set, e.g. --set a=1 --set b=2"
         where = exc.ctx.command_path if exc.ctx else "quickadapt"

@@ -157,6 +157,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.jsonl", '{"text": null, "label": "b"}\n', "empty text"),
         ("x.jsonl", '{"text": "a"\n', "not valid JSON"),
         ("x.jsonl", '["a", "b"]\n', "not a JSON object"),
+        ("x.json", '[{"text": "a", "label": "b"}]\n', "\\.json is not read; save one object per line as \\.jsonl"),
         ("x.jsonl", '{"text": "a", "label": ["b", "c"]}\n', "line 1 has a label that is a JSON list"),
         ("x.csv", "a,,label\n1,2,x\n", "column 2 has no name"),
         ("x.jsonl", "\n\n", "no examples"),

@@ -73,6 +73,9 @@ def _load_path(path: Path, shown: str, labels: str) -> Dataset:
         return _load_npz(path, shown, labels)
     if ext in IMAGE_EXTS:
         raise BadInput(f"{shown}: a single image; pass the folder that holds the images")
+    if ext == ".json":  # predict --out writes it, but a whole-file array is not what the loaders stream
+        raise BadInput(f"{shown}: .json is not read; save one object per line as .jsonl "
+                       '({"text": ..., "label": ...}), or a csv')
     raise BadInput(
         f"{shown}: unknown file type {ext or '(no extension)'!r}; use .csv, .tsv or .jsonl (text), "
         ".npz or .csv (features), or a folder of images"

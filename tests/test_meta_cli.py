@@ -345,3 +345,14 @@ def test_help_paragraphs_wrap_to_the_terminal_not_to_the_source():
     assert wide.exit_code == 0 and "over every meta-training class, rotations included" in wide.stdout
     narrow = CliRunner().invoke(app, ["meta-train", "--help"], env={"COLUMNS": "60"})
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 60
+
+
+def test_force_keeps_the_old_model_when_the_new_run_is_refused(tmp_path):
+    base = ("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 3, "--queries", 2,
+            "--steps", 1, "--meta-batch", 2, "--set", "encoder.channels=8", "--set", "validate_every=0", "--quiet")
+    r = run(*base, "--shots", 1, "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    # refused by the episode sampler, after the data and the encoder are read
+    assert_bad_input(run(*base, "--shots", 30, "--out", tmp_path / "m", "--force"), "30 shots + 2 queries need 32")
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before

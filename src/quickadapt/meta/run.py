@@ -112,9 +112,6 @@ def run_meta_train(
     ckpt = out / CHECKPOINT
     if resume:
         check_resumable(read_checkpoint_json(ckpt), spec, cfg, out)
-    group.barrier()  # every process has checked --out before the first one clears it
-    if not resume and out.exists() and group.is_main:
-        shutil.rmtree(out)
     dev = group.device(pick_device(device))
 
     split = default_split(dataset, seed=seed)
@@ -132,6 +129,11 @@ def run_meta_train(
     if len(split.test) < 2:
         log(f"note: {len(dataset.classes)} classes leave {len(split.test)} held out for testing, too few for "
             "`quickadapt episodes` on them (use more classes, or episodes --split all)")
+    # the old output goes only now, once the method, encoder and episodes have all been checked:
+    # a run refused on them leaves the model that --force would have replaced
+    group.barrier()  # every process has checked --out before the first one clears it
+    if not resume and out.exists() and group.is_main:
+        shutil.rmtree(out)
     with stop_on_interrupt() as interrupted:  # one Ctrl-C ends both stages, and the run is saved
         if pre_cfg.pretrain_steps and not resume:
             stop = pretrain_stop(pre_cfg, cfg.time_budget, group, interrupted)

@@ -199,6 +199,22 @@ def test_efficientnet_lite0_pretrained_from_safetensors(tmp_path, monkeypatch):
         assert a @ b > a @ c + 0.2
 
 
+def test_efficientnet_lite0_survives_a_damaged_or_unwritable_weights_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path))
+    reference = efficientnet_lite0.pretrained_state()  # converted and stored
+    weights = tmp_path / "weights" / "efficientnet-lite0.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100000])  # cut short, as by a full disk or a killed copy
+    again = efficientnet_lite0.pretrained_state()
+    assert again.keys() == reference.keys() and all(torch.equal(again[k], reference[k]) for k in reference)
+    assert len(weights.read_bytes()) > 100000  # converted again and replaced
+
+    (tmp_path / "a_file").write_text("x")  # the cache "folder" is a file: nothing can be stored there
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "a_file"))
+    stateless = efficientnet_lite0.pretrained_state()
+    assert all(torch.equal(stateless[k], reference[k]) for k in reference)
+    assert "note: cannot store the EfficientNet-Lite0 weights" in capsys.readouterr().err
+
+
 def test_efficientnet_lite0_stage_features_end_with_the_normalised_head():
     """features="stages": the pools of stages 6 (192 channels) and 7 (320), then the head's,
     each unit length; the last part is the default head feature, normalised."""

@@ -5,6 +5,7 @@ version; inside it each row is keyed by the sha256 of one input's content (text 
 bytes, never its label)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from quickadapt.data.dataset import content_bytes
@@ -70,14 +72,15 @@ class EmbeddingCache:
         return found
 
     def add(self, inputs: Sequence, modality: str, features: np.ndarray) -> None:
+        name = uuid.uuid4().hex
+        tmp = self.directory / f".{name}.tmp"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            name = uuid.uuid4().hex
-            tmp = self.directory / f".{name}.tmp"
             save_file(
                 {"keys": self._row_keys(inputs, modality), "features": np.ascontiguousarray(features, dtype=np.float32)},
                 str(tmp),
             )
             os.replace(tmp, self.directory / f"{name}.safetensors")
-        except OSError:
-            pass  # a read-only or full disk only costs recomputation
+        except (OSError, SafetensorError):  # safetensors reports a full disk as its own error
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a read-only or full disk only costs recomputation

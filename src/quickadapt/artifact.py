@@ -312,6 +312,9 @@ def resolve_encoder(spec: str, **settings):
     (its encoder; stored weights come back with is_pretrained False, so they are stored again)."""
     path = Path(spec)
     if path.is_dir() and (path / MANIFEST).is_file():
+        if settings:  # they would be dropped: the stored encoder is rebuilt as it was saved
+            raise BadInput(f"{option('encoder')} {spec} is a stored model: encoder settings ({', '.join(settings)}) "
+                           "cannot change it")
         manifest = read_manifest(path)
         with manifest_errors(path):
             return build_encoder(manifest, _load_tensors(path), path)

@@ -399,3 +399,11 @@ def test_encoder_settings_cannot_change_a_stored_model(tmp_path):
                          "--out", tmp_path / "n", "--quiet"), "is a stored model: encoder settings (hidden) cannot change it")
     assert run("fit", "--data", data, "--encoder", tmp_path / "m", "--cv", "0", "--out", tmp_path / "n",
                "--quiet").exit_code == 0
+
+
+def test_an_empty_data_path_and_an_unused_source_are_named(tmp_path):
+    assert_bad_input(run("fit", "--data", "", "--out", tmp_path / "m"), "the data path is empty")
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    r = run("fit", "--data", data, "--source", data, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m")
+    assert r.exit_code == 0 and "note: strategy 'probe' trains on one dataset; --source is not used" in r.stderr

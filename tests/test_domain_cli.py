@@ -130,6 +130,8 @@ def test_the_python_api_reads_paths_as_the_cli_does(files):
         adapt_domain([[0.0, 1.0]], files["target"], "coral")
     with pytest.raises(BadInput, match="^seed must be a whole number >= 0, got -1"):
         adapt_domain(files["source"], files["target"], "coral", seed=-1)
+    with pytest.raises(BadInput, match="^unknown domain adaptation method 'bogus': choose auto or one of cdan"):
+        adapt_domain(files["source"], files["target"], "bogus")
     with pytest.raises(BadInput, match="^candidates must be a list of method names"):
         adapt_domain(files["source"], files["target"], "auto", candidates="mcc")
 

@@ -65,6 +65,8 @@ def adapt(
     strat = new_strategy()  # validates the settings before any work
     if strat.needs_source and source is None:
         raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass {option('source')}")
+    if source is not None and not strat.needs_source:
+        log(f"note: strategy {strategy!r} trains on one dataset; {option('source')} is not used")
     if source is not None:
         source = match_columns(source, data.columns, "the training data")
         source.require_labels()

@@ -32,7 +32,7 @@ def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False,
     if full == Path.cwd() or full in Path.cwd().parents:
         raise BadInput(f"{flag} {out} is the current folder or one above it; name a new folder for the output")
     for spec in inputs:
-        if spec is None or str(spec).startswith("builtin:"):
+        if spec is None or not str(spec).strip() or str(spec).startswith("builtin:"):  # "" is refused by its reader
             continue
         source = Path(os.path.realpath(Path(spec).expanduser()))
         if full == source or full in source.parents:

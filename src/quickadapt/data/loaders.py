@@ -43,6 +43,8 @@ def load_dataset(spec: str, *, labels: str = "required") -> Dataset:
     if labels not in LABEL_MODES:
         raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
     spec = str(spec)
+    if not spec.strip():  # Path("") is the current folder: it would be read as an image folder
+        raise BadInput("the data path is empty; give a file, a folder or builtin:NAME")
     if spec.startswith("builtin:"):
         from quickadapt.data.builtin import load_builtin
 

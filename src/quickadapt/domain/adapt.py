@@ -11,6 +11,7 @@ search refits its winner: the held-out part has done its job of choosing."""
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import time
 
@@ -106,12 +107,16 @@ def adapt_domain(
     same settings and seed, on the whole source; the scores above describe its held-out-source
     twin. A method that early-stops on the validator (`checkpoints` > 0) is not refitted: that
     needs the held-out source. `info["target_test_accuracy"]` is the returned model's."""
-    from quickadapt.domain import create_method
+    from quickadapt.domain import create_method, list_methods
     from quickadapt.domain.base import DomainContext
     from quickadapt.domain.validate import Validator, split_source
 
     if not 0 < val_fraction < 1:
         raise BadInput(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if method != "auto" and method not in list_methods():  # before any data is read, "auto" among the choices
+        close = difflib.get_close_matches(str(method), ["auto", *list_methods()], n=3)
+        raise BadInput(f"unknown domain adaptation method {method!r}: choose auto or one of {', '.join(list_methods())}"
+                       + (f"; did you mean {', '.join(close)}?" if close else ""))
     seed_everything(seed)  # refuses a seed that is not a whole number >= 0, before the source is split with it
     if isinstance(candidates, str) or not all(isinstance(c, str) for c in candidates):
         raise BadInput(f"candidates must be a list of method names, e.g. ['mcc', 'dann'], got {candidates!r}")

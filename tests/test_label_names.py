@@ -67,3 +67,13 @@ def test_label_names_through_the_cli_and_the_estimator(clinc_intents, tmp_path):
 
     assert_bad_input(run("fit", "--data", "builtin:digits", "--out", tmp_path / "d", "--label-names", "--quiet"),
                      "--label-names adds class names as text examples")
+
+
+def test_numeric_class_names_get_a_note(capsys):
+    from quickadapt.data import Dataset
+    from quickadapt.data.label_names import with_label_names
+
+    with_label_names(Dataset("text", ["a b", "c d"], ["1", "2"]))
+    assert "class names (1, 2) hold no words" in capsys.readouterr().err
+    with_label_names(Dataset("text", ["a b", "c d"], ["card_declined", "2"]))
+    assert "hold no words" not in capsys.readouterr().err

@@ -14,6 +14,7 @@ import numpy as np
 
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, option
+from quickadapt.progress import log
 
 _SEPARATORS = re.compile(r"[_\-./]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -31,6 +32,9 @@ def with_label_names(data: Dataset) -> Dataset:
         raise BadInput(f"{option('label_names')} adds class names as text examples; {data.name or 'the data'} is "
                        f"{data.modality} data")
     classes = data.classes
+    if not any(re.search(r"[^\W\d_]", c) for c in classes):  # no letter in any name: codes such as 1, 2, 3
+        log(f"note: {option('label_names')}: the class names ({', '.join(classes[:3])}"
+            f"{', ...' if len(classes) > 3 else ''}) hold no words, so as text examples they teach nothing")
     groups = None if data.groups is None else np.asarray([*data.groups, *([""] * len(classes))], dtype=object)
     ids = None if data.ids is None else [*data.ids, *(f"label-name:{c}" for c in classes)]
     return Dataset("text", [*data.inputs, *(label_text(c) for c in classes)],

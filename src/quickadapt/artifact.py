@@ -21,12 +21,13 @@ from quickadapt import __version__
 from quickadapt.encoders import create_encoder
 from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
-from quickadapt.model import AdaptedModel, BlendedModel
+from quickadapt.model import AdaptedModel, BlendedModel, is_probability
 from quickadapt.output import check_output
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+DAMAGED = "it was edited or damaged (fit it again)"
 
 
 @contextlib.contextmanager
@@ -39,10 +40,9 @@ def manifest_errors(folder: Path):
     except BadInput:
         raise
     except KeyError as exc:
-        raise BadInput(f"{folder}: {MANIFEST} lacks {exc.args[0]!r}; it was edited or damaged (fit it again)") from None
+        raise BadInput(f"{folder}: {MANIFEST} lacks {exc.args[0]!r}; {DAMAGED}") from None
     except (TypeError, AttributeError, ValueError) as exc:
-        raise BadInput(f"{folder}: {MANIFEST} holds a value of the wrong kind ({exc}); it was edited or damaged "
-                       "(fit it again)") from None
+        raise BadInput(f"{folder}: {MANIFEST} holds a value of the wrong kind ({exc}); {DAMAGED}") from None
 
 
 def prepare_out_dir(out: str | Path, force: bool, inputs=()) -> Path:
@@ -237,13 +237,13 @@ def _load_model(folder: Path, manifest: dict, device) -> AdaptedModel:
     encoder = build_encoder(manifest, tensors, folder)
     heads, classes = {}, {}
     if not manifest["tasks"]:
-        raise BadInput(f"{folder}: {MANIFEST} names no tasks; it was edited or damaged (fit it again)")
+        raise BadInput(f"{folder}: {MANIFEST} names no tasks; {DAMAGED}")
     for task, spec in manifest["tasks"].items():
         if spec["head"].get("n_classes") != len(spec["classes"]):  # a hand-edited manifest: fail here, not mid-predict
             raise BadInput(f"{folder}: task {task!r} names {len(spec['classes'])} classes but its head has "
                            f"{spec['head'].get('n_classes')!r} outputs; the manifest does not match the weights")
         if len(set(spec["classes"])) != len(spec["classes"]):
-            raise BadInput(f"{folder}: task {task!r} names a class twice; the manifest was edited or damaged")
+            raise BadInput(f"{folder}: task {task!r} names a class twice; {DAMAGED}")
         head = create_head(spec["head"])
         prefix = f"heads.{task}."
         head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -258,11 +258,8 @@ def _load_model(folder: Path, manifest: dict, device) -> AdaptedModel:
 
 
 def _check_threshold(folder: Path, threshold) -> None:
-    if threshold is None:
-        return
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise BadInput(f"{folder}: the manifest's threshold {threshold!r} is not a probability in [0, 1]; "
-                       "it was edited or damaged")
+    if threshold is not None and not is_probability(threshold):
+        raise BadInput(f"{folder}: the manifest's threshold {threshold!r} is not a probability in [0, 1]; {DAMAGED}")
 
 
 def _load_blend(folder: Path, manifest: dict, device) -> BlendedModel:

@@ -64,27 +64,30 @@ def command(fn):
         except typer.Exit:
             raise
         except KeyboardInterrupt:  # Ctrl-C (meta-train catches it itself, to save the run so far)
-            message = "interrupted: nothing was written (outputs are renamed into place only once complete)"
-            print(f"\n{message}", file=sys.stderr)
-            if as_json:
-                print(json.dumps({"error": message}))
-            raise typer.Exit(130)
+            print(file=sys.stderr)  # off the line ^C was echoed on
+            _fail("interrupted: nothing was written (outputs are renamed into place only once complete)", as_json,
+                  code=130, prefix="")
         except (BadInput, OSError, SafetensorError) as exc:  # OSError: a full or read-only disk, a missing file
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, OSError) and exc.filename:
                 message = f"{exc.filename}: {exc.strerror}"
             elif isinstance(exc, SafetensorError) and "No space left" in message:
                 message = "no space left on the disk while writing tensors; free some and run again"
-            print(f"error: {message}", file=sys.stderr)
-            if as_json:
-                print(json.dumps({"error": message}))
-            raise typer.Exit(2)
+            _fail(message, as_json)
 
     # this typer keeps a paragraph's single line breaks, which cut lines in half on a terminal
     # narrower than the source: join them, and let the terminal wrap each paragraph
     paragraphs = inspect.cleandoc(fn.__doc__ or "").split("\n\n")
     wrapper.__doc__ = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
     return wrapper
+
+
+def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "):
+    """One line on stderr (and `{"error": ...}` on stdout with --json), then exit with `code`."""
+    print(f"{prefix}{message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": message}))
+    raise typer.Exit(code)
 
 
 def emit(result: dict, as_json: bool, summary: str) -> None:
@@ -150,8 +153,9 @@ def _fit_summary(r: dict) -> str:
     lines = [f"adapted {r['encoder']} with {r['strategy']} on {r['n_examples']} examples, {r['n_classes']} classes -> {r['out']}"]
     if "cv_accuracy" in r:
         partial = f" ({r['cv_scored']} of {r['n_examples']} examples; {r['cv_note']})" if "cv_note" in r else ""
-        folds = r.get("cv_folds", r.get("cv"))
-        fewer = f", not {r['cv']}: the smallest class has {folds} examples" if folds != r.get("cv", folds) else ""
+        asked = r.get("cv")
+        folds = r.get("cv_folds", asked)
+        fewer = f", not {asked}: the smallest class has {folds} examples" if folds != asked else ""
         lines.append(f"cross-validated accuracy ({folds} folds{fewer}): {r['cv_accuracy']:.1%}{partial}")
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
@@ -541,10 +545,10 @@ def episodes(
 def _no_such_option(exc) -> str:
     """click's message, with suggestions judged on the names alone: with the dashes counted,
     --bogus 'resembles' --out and --abstain on fit --data."""
-    import difflib
+    from quickadapt.registry import close_names
 
     names = {p.lstrip("-"): p for p in exc.possibilities or ()}
-    close = difflib.get_close_matches(exc.option_name.lstrip("-"), list(names), n=3, cutoff=0.6)
+    close = close_names(exc.option_name.lstrip("-"), names)
     return f"No such option: {exc.option_name}" + (f" (did you mean {', '.join(names[c] for c in close)}?)" if close else "")
 
 

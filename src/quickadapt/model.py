@@ -17,11 +17,16 @@ MAIN_TASK = "main"
 
 
 
+def is_probability(value) -> bool:
+    """A real number in [0, 1] (not a bool, a string or NaN): what a confidence threshold must be."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and 0 <= value <= 1
+
+
 def abstain_threshold(calibrated: float | None, given: float | None) -> float:
     """The confidence below which a prediction abstains: `given` (a top probability, so in
     [0, 1]) or else the one calibrated at fit time."""
     if given is not None:
-        if isinstance(given, bool) or not isinstance(given, numbers.Real) or not (math.isfinite(given) and 0 <= given <= 1):
+        if not is_probability(given):
             raise BadInput(f"{option('threshold')} is a probability: between 0 and 1, got {given!r}")
         return float(given)
     if calibrated is None:

@@ -9,6 +9,11 @@ from quickadapt.errors import BadInput
 T = TypeVar("T")
 
 
+def close_names(name: str, choices) -> list[str]:
+    """Up to three of `choices` that look like `name`, for a "did you mean" hint."""
+    return difflib.get_close_matches(str(name), list(choices), n=3)
+
+
 class Registry(Generic[T]):
     """Maps lowercase names to factories. Duplicates raise; unknown names suggest close matches."""
 
@@ -29,7 +34,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            close = difflib.get_close_matches(str(name), self.names(), n=3)
+            close = close_names(name, self.names())
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise BadInput(f"unknown {self.kind} {name!r}: choose one of {', '.join(self.names())}{hint}")
         return self._items[name]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -59,18 +59,16 @@ class Dataset:
             inputs = np.asarray(self.inputs)[index]
         else:
             inputs = [self.inputs[i] for i in index]
-        return Dataset(
-            self.modality,
-            inputs,
-            None if self.labels is None else self.labels[index],
-            self.name,
-            None if self.groups is None else np.asarray(self.groups)[index],
-            None if self.ids is None else [self.ids[i] for i in index],
-            self.columns,
+        return replace(
+            self,
+            inputs=inputs,
+            labels=None if self.labels is None else self.labels[index],
+            groups=None if self.groups is None else np.asarray(self.groups)[index],
+            ids=None if self.ids is None else [self.ids[i] for i in index],
         )
 
     def without_labels(self) -> "Dataset":
-        return Dataset(self.modality, self.inputs, None, self.name, self.groups, self.ids, self.columns)
+        return replace(self, labels=None)
 
     def require_labels(self, min_classes: int = 2) -> None:
         """Fail clearly when this dataset cannot train a classifier."""

@@ -282,7 +282,7 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
                 raise BadInput(f"{shown}: line {i} has no label; give every row a label (or drop the `label` column)")
             y.append(_label_str(v))
         y = np.asarray(y, dtype=object)
-    return Dataset("features", X, y, name=shown, columns=[header[j].strip() for j in feat])
+    return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat])
 
 
 def _load_npz(path: Path, shown: str, labels: str) -> Dataset:

@@ -11,7 +11,6 @@ search refits its winner: the held-out part has done its job of choosing."""
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import time
 
@@ -22,6 +21,7 @@ from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, option
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
+from quickadapt.registry import close_names
 from quickadapt.train import pick_device, seed_everything
 
 DEFAULT_ENCODER = {"features": "mlp", "text": "minilm", "image": "conv4"}
@@ -114,7 +114,7 @@ def adapt_domain(
     if not 0 < val_fraction < 1:
         raise BadInput(f"val_fraction must be in (0, 1), got {val_fraction}")
     if method != "auto" and method not in list_methods():  # before any data is read, "auto" among the choices
-        close = difflib.get_close_matches(str(method), ["auto", *list_methods()], n=3)
+        close = close_names(method, ["auto", *list_methods()])
         raise BadInput(f"unknown domain adaptation method {method!r}: choose auto or one of {', '.join(list_methods())}"
                        + (f"; did you mean {', '.join(close)}?" if close else ""))
     seed_everything(seed)  # refuses a seed that is not a whole number >= 0, before the source is split with it

@@ -43,9 +43,7 @@ def build_start(spec: dict, modality: str):
     name, settings = spec["name"], spec["settings"]
     folder = Path(name)
     stored = name not in ENCODERS and folder.is_dir() and (folder / MANIFEST).is_file()
-    if stored and settings:
-        raise BadInput(f"{option('encoder')} {name} is a stored model: encoder settings ({', '.join(settings)}) cannot change it")
-    encoder = resolve_encoder(name, **settings)
+    encoder = resolve_encoder(name, **settings)  # refuses settings for a stored model
     if encoder.modality != modality:
         article = "an" if modality[0] in "aeiou" else "a"
         raise BadInput(f"encoder {name!r} reads {encoder.modality} but the data is {modality}; "

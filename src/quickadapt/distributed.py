@@ -108,6 +108,11 @@ def session(device: str = "auto") -> Iterator[Group]:
         if not group.is_main:
             set_quiet(True)
         yield group
+        # all processes leave together: one that tore down its gloo group while another was still
+        # writing the model could abort ("terminate called without an active exception"). Only on
+        # success: after an error in one process the others would wait here until torchrun, which
+        # stops the rest when one fails, ends them
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -108,6 +108,20 @@ def test_saved_folders_get_the_umask_modes(tmp_path, umask, folder_mode, file_mo
         assert stat.S_IMODE((tmp_path / "m" / name).stat().st_mode) == file_mode, name
 
 
+def test_a_link_to_a_model_folder_is_followed_and_kept(tmp_path):
+    """--out LINK --force writes the model where the link points and leaves the link as it was,
+    instead of replacing the link with a folder and leaving a hidden copy of it behind."""
+    from quickadapt.artifact import write_folder_atomically
+
+    real = tmp_path / "models" / "m1"
+    write_folder_atomically(real, {"manifest.json": lambda p: p.write_text('{"v": 1}')})
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    write_folder_atomically(tmp_path / "link", {"manifest.json": lambda p: p.write_text('{"v": 2}')})
+    assert (tmp_path / "link").is_symlink() and (real / "manifest.json").read_text() == '{"v": 2}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "models"]
+    assert [p.name for p in real.parent.iterdir()] == ["m1"]
+
+
 def test_ctrl_c_while_saving_leaves_nothing_and_says_so(tmp_path):
     """A SIGINT (a terminal's Ctrl-C) in the middle of writing the model: exit code 130, a line
     saying nothing was written, no traceback, and neither the model folder nor its temp folder."""

@@ -52,7 +52,9 @@ def prepare_out_dir(out: str | Path, force: bool, inputs=()) -> Path:
 
 def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
     """Write each `name -> writer(path)` into a temp folder beside `out`, then swap it into place."""
-    out = Path(os.path.abspath(out))  # `name` and `parent` must mean something for "models/.." too
+    # `name` and `parent` must mean something for "models/.." too, and a link to a folder is
+    # followed: the model goes where it points (and the temp folder onto the same file system)
+    out = Path(os.path.realpath(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

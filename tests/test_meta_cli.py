@@ -356,3 +356,35 @@ def test_force_keeps_the_old_model_when_the_new_run_is_refused(tmp_path):
     # refused by the episode sampler, after the data and the encoder are read
     assert_bad_input(run(*base, "--shots", 30, "--out", tmp_path / "m", "--force"), "30 shots + 2 queries need 32")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path):
+    from quickadapt.output import sole_writer
+
+    base = ("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 3, "--shots", 1,
+            "--queries", 2, "--steps", 1, "--meta-batch", 2, "--set", "encoder.channels=8",
+            "--set", "validate_every=0", "--quiet")
+    with sole_writer(tmp_path / "m"):  # what a first run, still training, holds
+        r = run(*base, "--out", tmp_path / "m")
+        assert_bad_input(r, f"another quickadapt run (process {os.getpid()}) is writing --out")
+        assert not (tmp_path / "m").exists()
+    r = run(*base, "--out", tmp_path / "m")  # the first run ended: the lock went with it
+    assert r.exit_code == 0, r.stderr
+
+
+def test_a_full_disk_at_the_first_checkpoint_leaves_no_empty_out(tmp_path, monkeypatch):
+    import errno
+
+    import quickadapt.meta.train as meta_train
+
+    def full(tensors, path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(meta_train, "save_file", full)
+    args = ("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 3, "--shots", 1,
+            "--queries", 2, "--steps", 2, "--meta-batch", 2, "--set", "encoder.channels=8",
+            "--set", "validate_every=0", "--set", "checkpoint_steps=1", "--out", tmp_path / "m", "--quiet")
+    assert_bad_input(run(*args), "no space left")
+    assert list(tmp_path.iterdir()) == []  # the rerun needs no --force
+    monkeypatch.undo()
+    assert run(*args).exit_code == 0

@@ -7,6 +7,8 @@ holds one or a path inside an input folder; and, even with `force`, an existing 
 holds files but no manifest or checkpoint), since replacing it would delete the user's files."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -62,3 +64,43 @@ def _check_writable(out: Path, full: Path, flag: str) -> None:
         os.rmdir(probe)
     except OSError as exc:
         raise BadInput(f"{flag} {out}: cannot write in {existing} ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def sole_writer(out: str | Path, *, flag: str | None = None):
+    """Hold an exclusive lock on `out` while a long run (meta-training) writes it, so that a
+    second run on the same `out` meanwhile is refused instead of racing the first for its
+    checkpoints. The lock is the kernel's (flock on a per-user file named by the resolved path):
+    it ends with the process however the process ends, so a killed run never leaves it held.
+    Where there are no such locks (no fcntl, no writable temp folder) runs go unguarded."""
+    try:
+        import fcntl
+        folder = Path(tempfile.gettempdir()) / f"quickadapt-locks-{os.getuid()}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except (ImportError, OSError):
+        yield
+        return
+    flag = flag or option("out")
+    key = hashlib.sha256(os.path.realpath(Path(out).expanduser()).encode()).hexdigest()[:32]
+    path = folder / f"{key}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise BadInput(f"another quickadapt run{f' (process {holder})' if holder else ''} is writing {flag} {out}; "
+                           f"wait for it to end or choose another {flag}") from None
+        with contextlib.suppress(OSError):  # locked the file that is there now, not one a finishing run removed
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)

@@ -9,6 +9,7 @@ from the checkpoint. `run_episodes` measures N-way K-shot accuracy on a model's 
 classes, adapting as meta-trained, by prototypes, or by fine-tuning (meta/finetune.py)."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from dataclasses import asdict, fields, replace
@@ -28,7 +29,7 @@ from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budg
 from quickadapt.meta.start import build_start, check_method, default_scale, method_defaults, start_spec
 from quickadapt.meta.train import MetaTrainConfig, meta_train, read_checkpoint_json, stop_on_interrupt
 from quickadapt.meta.validate import make_val_sampler
-from quickadapt.output import check_output
+from quickadapt.output import check_output, sole_writer
 from quickadapt.progress import log
 from quickadapt.settings import build_config
 from quickadapt.train import pick_device, seed_everything
@@ -46,7 +47,28 @@ FLAGGED = {"steps": "--steps", "meta_batch": "--meta-batch", "time_budget": "--t
 SHAPE_KEYS = ("data", "method", "n_way", "k_shot", "n_query", "seed", "rotations", "settings", "encoder")
 
 
+def _owns_out(fn):
+    """Meta-training writes `out` for minutes or hours: the first process holds `out` alone
+    meanwhile (a second run on it is refused, output.sole_writer), and a run that fails before
+    anything worth keeping is written (a full disk at the first checkpoint) removes the empty
+    `out` it made, which would otherwise block the rerun until --force."""
+    @functools.wraps(fn)
+    def wrapper(*args, out, **kwargs):
+        if not distributed.current().is_main:
+            return fn(*args, out=out, **kwargs)
+        with sole_writer(out):
+            try:
+                return fn(*args, out=out, **kwargs)
+            except BaseException:
+                folder = Path(out)
+                if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                    folder.rmdir()
+                raise
+    return wrapper
+
+
 @distributed.launched
+@_owns_out
 def run_meta_train(
     data: str, *, method: str, n_way: int, k_shot: int, out: str | Path, n_query: int = 5, steps: int = 2000,
     meta_batch: int = 16, time_budget: float | None = None, settings: dict | None = None,

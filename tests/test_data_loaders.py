@@ -107,6 +107,25 @@ def test_image_class_folders(tmp_path, capsys):
     assert load_dataset(str(tmp_path), labels="ignore").labels is None
 
 
+def test_linked_folders_are_read_by_every_loader(tmp_path):
+    """A class folder that is a link, and a link to a folder inside a class folder, are read by
+    fit's, predict's and the episodes' loaders alike; a link back up the tree is read once."""
+    from quickadapt.data.episodes import load_episode_data
+
+    for rel in ["store/a/1.png", "store/a/2.png", "store/b/3.png", "store/more/4.png", "data/c/5.png"]:
+        png(tmp_path / rel)
+    data = tmp_path / "data"
+    (data / "a").symlink_to(tmp_path / "store" / "a", target_is_directory=True)
+    (data / "b").symlink_to(tmp_path / "store" / "b", target_is_directory=True)
+    (data / "c" / "more").symlink_to(tmp_path / "store" / "more", target_is_directory=True)
+    (data / "c" / "loop").symlink_to(data / "c", target_is_directory=True)
+    fit = load_dataset(str(data))
+    assert sorted(fit.labels.tolist()) == ["a", "a", "b", "c", "c"]
+    assert len(load_dataset(str(data), labels="ignore").inputs) == 5
+    episodes = load_episode_data(str(data))
+    assert sorted(episodes.labels.tolist()) == ["a", "a", "b", "c", "c/more"]
+
+
 def test_image_flat_folder(tmp_path):
     for n in ["z.png", "a.webp", "m.gif"]:
         png(tmp_path / n) if not n.endswith(("webp", "gif")) else Image.new("L", (3, 3)).save(tmp_path / n)

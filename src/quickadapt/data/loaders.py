@@ -331,9 +331,16 @@ def _load_npz(path: Path, shown: str, labels: str) -> Dataset:
 
 def images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
     """Image files anywhere under `folder`, sorted by relative path; hidden entries skipped.
-    Other files are counted by extension into `skipped`."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    Other files are counted by extension into `skipped`. Links to folders are followed, as the
+    class folders themselves are (`Path.is_dir`), so that every command reads the same images;
+    a folder reached twice (a link back up the tree) is read once."""
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for f in filenames:
             if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."):

@@ -63,6 +63,13 @@ def test_text_jsonl(tmp_path):
     ds = load_dataset(f)
     assert ds.modality == "text" and ds.inputs == ["a b", "c"]
     assert ds.labels.tolist() == ["3", "3"]
+    # json.dumps(ensure_ascii=False) leaves line and paragraph separators raw inside strings
+    import json
+
+    texts = ["Kontostand bitte\u2028danke", "Geld\u2029senden\u0085jetzt"]
+    f = write(tmp_path / "u.jsonl", "".join(json.dumps({"text": t, "label": "x"}, ensure_ascii=False) + "\r\n"
+                                            for t in texts))
+    assert load_dataset(f).inputs == texts
 
 
 def test_features_csv(tmp_path):

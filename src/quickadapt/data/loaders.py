@@ -135,7 +135,9 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str) ->
 
 def _load_jsonl(path: Path, shown: str, labels: str) -> Dataset:
     rows, has_label = [], False
-    for i, raw in enumerate(_read_utf8(path, shown).splitlines(), start=1):
+    # lines end at \n only: splitlines() also breaks at U+2028, U+2029 and U+0085, which
+    # json.dumps(ensure_ascii=False) leaves raw inside strings
+    for i, raw in enumerate(_read_utf8(path, shown).split("\n"), start=1):
         if not raw.strip():
             continue
         try:

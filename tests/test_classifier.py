@@ -1,5 +1,8 @@
 """FewShotClassifier honours scikit-learn's estimator contract and round-trips through save/load."""
+import json
+
 import numpy as np
+import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -38,8 +41,6 @@ def test_text_fit_predict_save_load(tmp_path):
 
 
 def test_abstain_needs_a_threshold_and_a_free_none_label():
-    import pytest
-
     from quickadapt.errors import BadInput
 
     rng = np.random.default_rng(0)
@@ -81,16 +82,12 @@ def test_save_load_keeps_label_values_and_settings(tmp_path):
 
 
 def test_text_encoder_on_numbers_says_which_encoder_reads_them():
-    import pytest
-
     X = np.zeros((6, 3), dtype=np.float32)
     with pytest.raises(ValueError, match=r"reads text, so X must be strings, got ndarray at X\[0\]; .*encoder='mlp'"):
         FewShotClassifier().fit(X, [0, 1] * 3)
 
 
 def test_empty_text_is_refused_as_the_cli_refuses_it():
-    import pytest
-
     with pytest.raises(ValueError, match=r"X\[1\] is empty text"):
         FewShotClassifier(cv=0).fit(["hi there", " ", "bye now", "see you"], [0, 0, 1, 1])
     clf = FewShotClassifier(cv=0).fit(["hi there", "hello", "bye now", "see you"], [0, 0, 1, 1])
@@ -99,8 +96,6 @@ def test_empty_text_is_refused_as_the_cli_refuses_it():
 
 
 def test_python_errors_name_keyword_arguments_not_flags():
-    import pytest
-
     from quickadapt.errors import BadInput
     from quickadapt.meta.run import run_episodes
 
@@ -115,8 +110,6 @@ def test_python_errors_name_keyword_arguments_not_flags():
 
 
 def test_none_labels_inputs_and_wrongly_typed_settings_are_named():
-    import pytest
-
     from quickadapt.errors import BadInput
 
     texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w", "m", "w"]
@@ -138,8 +131,6 @@ def test_none_labels_inputs_and_wrongly_typed_settings_are_named():
 
 
 def test_seed_must_be_a_whole_number_like_the_cli_s():
-    import pytest
-
     X = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
     for seed in (-1, 1.5):
         with pytest.raises(ValueError, match="seed must be a whole number >= 0"):
@@ -160,3 +151,23 @@ def test_a_cli_model_loads_with_the_fit_s_seed_and_folds(tmp_path):
     clf = FewShotClassifier.load(tmp_path / "m")
     assert clf.get_params()["cv"] == 4 and clf.get_params()["seed"] == 7 and clf.strategy == "probe"
     assert clf.score(X, y.astype(str)) > 0.9
+
+
+def test_float_labels_are_the_classes_the_command_line_reads(tmp_path):
+    """y = 1.0, 2.0 is saved as classes "1" and "2", as a csv's 1 or 1.0 is read, so evaluate on a
+    file with those labels works; labels that are one class as text are refused."""
+    from cli_helpers import run
+
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 2 + 1.0
+    X = rng.normal(size=(30, 2)).astype(np.float32) + 3 * y[:, None]
+    clf = FewShotClassifier(encoder="mlp", cv=0).fit(X, y)
+    assert clf.classes_.tolist() == [1.0, 2.0] and set(clf.predict(X)) <= {1.0, 2.0}
+    clf.save(tmp_path / "m")
+    assert FewShotClassifier.load(tmp_path / "m").classes_.tolist() == [1.0, 2.0]
+    (tmp_path / "t.csv").write_text("f0,f1,label\n" + "".join(f"{a},{b},{lab:.1f}\n" for (a, b), lab in zip(X, y)))
+    r = run("evaluate", tmp_path / "m", "--data", tmp_path / "t.csv", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert set(json.loads(r.stdout)["per_class"]) == {"1", "2"}
+    with pytest.raises(ValueError, match=r"labels '1' and '1.0', which are one class as text \('1'\)"):
+        FewShotClassifier(encoder="mlp", cv=0).fit(X, np.where(y == 1, "1", "1.0"))

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from quickadapt.adapt import adapt
 from quickadapt.data.dataset import Dataset
+from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.model import abstain_threshold, check_none_label
 
@@ -111,9 +112,16 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             # one example per class is the point here, not a sign of a regression target
             warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
             check_classification_targets(y)
-        # quickadapt labels are strings; classes_ keeps the caller's values, mapped back by column
+        # quickadapt labels are strings, as the command line reads them from files (1.0 is "1");
+        # classes_ keeps the caller's values, mapped back by column
         self.classes_ = np.unique(y)
-        data = Dataset(modality, X, [str(v) for v in y])
+        first = {}
+        for c in self.classes_.tolist():  # Python values, as the caller wrote them
+            if label_text(c) in first:
+                raise ValueError(f"y holds the labels {first[label_text(c)]!r} and {c!r}, which are one class as "
+                                 f"text ({label_text(c)!r}); make them one label or two different ones")
+            first[label_text(c)] = c
+        data = Dataset(modality, X, [label_text(v) for v in y])
         self.model_ = adapt(
             data, encoder=self.encoder, strategy=self.strategy, strategy_params=self.strategy_params,
             encoder_params=self.encoder_params, seed=self.seed, device=self.device, cv=self.cv,
@@ -121,7 +129,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         )
         names = self.model_.classes["main"]
         # columns of predict_proba follow classes_ (np.unique order), not the model's string order
-        self._columns = np.asarray([names.index(str(c)) for c in self.classes_])
+        self._columns = np.asarray([names.index(label_text(c)) for c in self.classes_])
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -173,10 +181,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         clf.model_ = model
         names = model.classes["main"]
         classes = estimator.get("classes")
-        if classes is None or sorted(map(str, classes)) != sorted(names):
+        if classes is None or sorted(map(label_text, classes)) != sorted(names):
             classes = names
         clf.classes_ = np.asarray(classes)
-        clf._columns = np.asarray([names.index(str(c)) for c in clf.classes_])
+        clf._columns = np.asarray([names.index(label_text(c)) for c in clf.classes_])
         if clf._modality() == "features":
             clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))
         return clf

@@ -102,9 +102,10 @@ def _missing(value) -> bool:
     return str(value).strip().lower() in ("", "nan")
 
 
-def _label_str(value) -> str:
-    # 3, 3.0 and "3.0" all become "3": pandas writes an integer label column that had a NaN
-    # as floats, and JSON numbers must agree with csv text
+def label_text(value) -> str:
+    """A label as quickadapt keeps it, the same from every source (csv, jsonl, FewShotClassifier's
+    y): 3, 3.0 and "3.0" all become "3" (pandas writes an integer label column that had a NaN as
+    floats, and JSON numbers must agree with csv text); surrounding spaces go."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).strip()
@@ -129,7 +130,7 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str) ->
             if isinstance(label, (list, dict)):
                 raise BadInput(f"{shown}: line {line} has a label that is a JSON {type(label).__name__}; "
                                "give one label per example, a string or a number")
-            labs.append(_label_str(label))
+            labs.append(label_text(label))
     return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown)
 
 
@@ -282,7 +283,7 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
             v = r[jl] if jl < len(r) else ""
             if _missing(v):
                 raise BadInput(f"{shown}: line {i} has no label; give every row a label (or drop the `label` column)")
-            y.append(_label_str(v))
+            y.append(label_text(v))
         y = np.asarray(y, dtype=object)
     return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat])
 

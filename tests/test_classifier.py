@@ -171,3 +171,19 @@ def test_float_labels_are_the_classes_the_command_line_reads(tmp_path):
     assert set(json.loads(r.stdout)["per_class"]) == {"1", "2"}
     with pytest.raises(ValueError, match=r"labels '1' and '1.0', which are one class as text \('1'\)"):
         FewShotClassifier(encoder="mlp", cv=0).fit(X, np.where(y == 1, "1", "1.0"))
+
+
+def test_pickle_round_trip_with_the_pretrained_text_encoder(monkeypatch):
+    """joblib/pickle, as scikit-learn users store estimators: transformers' models do not pickle
+    once they have run (local hook functions), so the fitted model travels as a model folder."""
+    import pickle
+
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")  # the encoder must really run before the dump
+    X = ["what is my balance", "how much money do I have", "show my account balance",
+         "transfer 50 to mom", "send money to john", "move funds to savings"]
+    clf = FewShotClassifier().fit(X, ["balance"] * 3 + ["transfer"] * 3)
+    again = pickle.loads(pickle.dumps(clf))
+    assert again.get_params() == clf.get_params() and again.classes_.tolist() == ["balance", "transfer"]
+    new = ["please send 20 dollars to my sister", "what's left in my account"]
+    assert np.array_equal(again.predict_proba(new), clf.predict_proba(new))
+    assert again.predict(new).tolist() == ["transfer", "balance"]

@@ -5,6 +5,7 @@ builds the encoder and adapts it; fitted state ends in `_`."""
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -161,6 +162,35 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         except TypeError:  # labels JSON cannot hold: they come back as the model's strings
             estimator["classes"] = None
         return save_model(self.model_, path, force=force, seed=self.seed, extra={"estimator": estimator})
+
+    def __getstate__(self):
+        """Pickling (joblib.dump, as scikit-learn users store estimators) goes through the model
+        folder format, as `save` does: a pretrained encoder is rebuilt from its package on
+        loading rather than pickled, which transformers' models do not survive (their output
+        hooks are local functions, and an unpickled model returns no hidden states)."""
+        from quickadapt.artifact import save_model
+
+        state = dict(super().__getstate__())
+        model = state.pop("model_", None)
+        if model is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = save_model(model, Path(tmp) / "model", seed=self.seed)
+                state["_model_files"] = {p.relative_to(folder).as_posix(): p.read_bytes()
+                                         for p in sorted(folder.rglob("*")) if p.is_file()}
+        return state
+
+    def __setstate__(self, state):
+        from quickadapt.artifact import load_model
+
+        state = dict(state)
+        files = state.pop("_model_files", None)
+        super().__setstate__(state)
+        if files is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, content in files.items():
+                    (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+                    (Path(tmp) / name).write_bytes(content)
+                self.model_ = load_model(tmp)
 
     @classmethod
     def load(cls, path) -> "FewShotClassifier":

@@ -407,3 +407,23 @@ def test_an_empty_data_path_and_an_unused_source_are_named(tmp_path):
     data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
     r = run("fit", "--data", data, "--source", data, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m")
     assert r.exit_code == 0 and "note: strategy 'probe' trains on one dataset; --source is not used" in r.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
+    """`quickadapt predict ... | head -1`: when the pipe closes, the command stops quietly with
+    the code a shell gives a tool the pipe stopped (141), not 'error: Broken pipe' and code 2."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    train = tmp_path / "train.csv"
+    train.write_text("a,b,label\n" + "".join(f"{x + i % 2},{y},{'xy'[i % 2]}\n" for i, (x, y) in enumerate(rng.random((40, 2)))))
+    many = tmp_path / "many.csv"  # far more output than a pipe holds
+    many.write_text("a,b\n" + "".join(f"{x},{y}\n" for x, y in rng.random((6000, 2))))
+    assert run("fit", "--data", train, "--encoder", "mlp", "--cv", 0, "--out", tmp_path / "m", "--quiet").exit_code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "quickadapt", "predict", str(tmp_path / "m"), "--data", str(many), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"input,label,score\n"
+    proc.stdout.close()  # as head does after its line
+    assert proc.wait(timeout=120) == 141
+    assert proc.stderr.read() == b""

@@ -9,6 +9,7 @@ import functools
 import inspect
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -63,6 +64,9 @@ def command(fn):
                 return fn(*args, **kwargs)
         except typer.Exit:
             raise
+        except BrokenPipeError:  # the reader left (`quickadapt predict ... | head`): no error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit's flush
+            raise typer.Exit(128 + signal.SIGPIPE)  # what a shell reports for a tool the pipe stopped
         except KeyboardInterrupt:  # Ctrl-C (meta-train catches it itself, to save the run so far)
             print(file=sys.stderr)  # off the line ^C was echoed on
             _fail("interrupted: nothing was written (outputs are renamed into place only once complete)", as_json,

@@ -74,9 +74,15 @@ def test_more_folds_than_examples_are_capped_and_the_fit_says_so(tmp_path):
     np.savez(tmp_path / "digits.npz", X=np.stack([np.asarray(x, dtype=np.float32).ravel() for x in digits.inputs]), y=digits.labels.astype(str))
     r = run("fit", "--data", tmp_path / "digits.npz", "--encoder", "mlp", "--cv", "50", "--out", tmp_path / "m", "--quiet")
     assert r.exit_code == 0, r.stderr
-    assert "(3 folds, not 50: the smallest class has 3 examples)" in r.stdout
+    assert "(3 folds, not 50: the smallest class held out has 3 examples)" in r.stdout
     metrics = json.loads((tmp_path / "m" / "manifest.json").read_text())["metrics"]
     assert metrics["cv"] == 50 and metrics["cv_folds"] == 3
+    # a class of one is never held out: the line names the smallest class that is
+    X = np.stack([np.asarray(x, dtype=np.float32).ravel() for x in digits.inputs])
+    np.savez(tmp_path / "one.npz", X=np.concatenate([X, X[:1]]), y=np.append(digits.labels.astype(str), "lone"))
+    r = run("fit", "--data", tmp_path / "one.npz", "--encoder", "mlp", "--cv", "50", "--out", tmp_path / "m1", "--quiet")
+    assert "(3 folds, not 50: the smallest class held out has 3 examples): " in r.stdout
+    assert "1 class has one example" in r.stdout
 
 
 def test_adapt_reads_paths_as_the_command_line_does(tmp_path):

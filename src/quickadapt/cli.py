@@ -159,7 +159,7 @@ def _fit_summary(r: dict) -> str:
         partial = f" ({r['cv_scored']} of {r['n_examples']} examples; {r['cv_note']})" if "cv_note" in r else ""
         asked = r.get("cv")
         folds = r.get("cv_folds", asked)
-        fewer = f", not {asked}: the smallest class has {folds} examples" if folds != asked else ""
+        fewer = f", not {asked}: the smallest class held out has {folds} examples" if folds != asked else ""
         lines.append(f"cross-validated accuracy ({folds} folds{fewer}): {r['cv_accuracy']:.1%}{partial}")
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")

@@ -42,6 +42,9 @@ def test_spreadsheet_csv_dialects(tmp_path):
     assert feats.modality == "features" and feats.inputs.shape == (2, 2) and feats.labels.tolist() == ["x", "y"]
     decimal = load_dataset(write(tmp_path / "d.csv", "a;b;label\n0,5;2;x\n-1,25;4;y\n"))
     assert decimal.inputs.tolist() == [[0.5, 2.0], [-1.25, 4.0]]
+    # Excel's first line `sep=;` names the separator
+    excel = load_dataset(write(tmp_path / "x.csv", "sep=;\r\nText;Label\r\nhello, there;greet\r\nbye;leave\r\n"))
+    assert excel.inputs == ["hello, there", "bye"] and excel.labels.tolist() == ["greet", "leave"]
     # an exact `text` column wins over another capitalisation of it
     both = load_dataset(write(tmp_path / "both.csv", "Text,text,label\nwrong,right,a\n"))
     assert both.inputs == ["right"]
@@ -54,8 +57,13 @@ def test_text_csv_bom_and_label_modes(tmp_path):
         load_dataset(f, labels="optional")
     g = write(tmp_path / "u.csv", "text\nhi\nho\n")
     assert load_dataset(g, labels="optional").labels is None
-    with pytest.raises(BadInput, match="no labels"):
+    with pytest.raises(BadInput, match=r"no `label` column \(found: text\)"):
         load_dataset(g)
+    # labels under another name: the columns found are named, whatever the data's kind
+    with pytest.raises(BadInput, match=r"no `label` column \(found: id, text, category\); name the column"):
+        load_dataset(write(tmp_path / "c.csv", "id,text,category\n1,hi,greet\n"))
+    with pytest.raises(BadInput, match=r"no `label` column \(found: a, b, intent\)"):
+        load_dataset(write(tmp_path / "n.csv", "a,b,intent\n1,2,3\n"))
 
 
 def test_text_jsonl(tmp_path):

@@ -178,7 +178,10 @@ def _column_index(header: list[str], name: str) -> int | None:
 def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     content = _read_utf8(path, shown)
     csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses a long document in one cell
-    delimiter = _delimiter(path, content)
+    excel = re.match(r"sep=(.)[ \t]*\r?\n", content)  # Excel's line naming the separator
+    if excel:
+        content = content[excel.end():]
+    delimiter = excel.group(1) if excel else _delimiter(path, content)
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
@@ -213,9 +216,20 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
 
     jt, jl = _column_index(header, "text"), _column_index(header, "label")
     if jt is not None:
+        if jl is None and labels == "required":
+            raise _no_label_column(shown, header)
         rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
         return _text_dataset(rows, shown, jl is not None, labels, "column")
-    return _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";")
+    data = _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";")
+    if data.labels is None and labels == "required":
+        raise _no_label_column(shown, header)
+    return data
+
+
+def _no_label_column(shown: str, header: list[str]) -> BadInput:
+    """Labels under another name (intent, category) are the usual cause: name what was found."""
+    return BadInput(f"{shown}: no `label` column (found: {', '.join(header)}); name the column that holds the "
+                    "labels `label`")
 
 
 def _unclosed_quote_line(content: str, delimiter: str) -> int | None:

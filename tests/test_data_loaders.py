@@ -244,6 +244,10 @@ def test_bad_paths_and_folders(tmp_path):
     (root / "b").mkdir()
     with pytest.raises(BadInput, match="class folder 'b' has no images"):
         load_dataset(str(root))
+    reviews = tmp_path / "reviews"  # one text file per example, in class folders
+    write((reviews / "neg").mkdir(parents=True) or reviews / "neg" / "1.txt", "awful")
+    with pytest.raises(BadInput, match="class folder 'neg' holds .txt files, not images; text data goes in one .csv"):
+        load_dataset(str(reviews))
     png(root / "b" / "1.png")
     png(root / "loose.png")
     with pytest.raises(BadInput, match="top level"):

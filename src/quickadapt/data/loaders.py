@@ -394,9 +394,15 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
     paths, labs, nested = [], [], []
     for d in subdirs:
-        found = images_under(d, skipped)
+        here: dict = {}
+        found = images_under(d, here)
+        if not found and ".txt" in here:  # one text file per example (the aclImdb layout)
+            raise BadInput(f"{shown}: class folder {d.name!r} holds .txt files, not images; text data goes in one "
+                           f".csv or .jsonl file: {TEXT_HINT}")
         if not found:
             raise BadInput(f"{shown}: class folder {d.name!r} has no images ({exts}); add images or remove the folder")
+        for ext, n in here.items():
+            skipped[ext] = skipped.get(ext, 0) + n
         paths += [str(p) for p in found]
         labs += [d.name] * len(found)
         nested += [p.parent.relative_to(root) for p in found if p.parent != d][:1]

@@ -427,3 +427,13 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
     proc.stdout.close()  # as head does after its line
     assert proc.wait(timeout=120) == 141
     assert proc.stderr.read() == b""
+
+
+def test_labels_that_differ_only_in_capitals_get_a_note(tmp_path):
+    data = tmp_path / "f.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i % 3},{i % 2},{['Balance', 'balance', 'transfer'][i % 3]}\n"
+                                            for i in range(30)))
+    r = run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    assert "note: labels that differ only in capitals are different classes: 'Balance' and 'balance'" in r.stderr
+    assert "3 classes" in r.stdout

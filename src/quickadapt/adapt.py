@@ -31,6 +31,19 @@ from quickadapt.transfer import FitContext, create_strategy
 
 
 @each_note_once()  # each fold and the final fit would repeat a note about the settings
+def note_case_twins(classes) -> None:
+    """Labels are kept as written, so `Balance` and `balance` are two classes: usually a typo
+    that halves a class, so say so (once), without merging what might be meant apart."""
+    by_folded: dict[str, list[str]] = {}
+    for c in classes:
+        by_folded.setdefault(c.casefold(), []).append(c)
+    twins = [names for names in by_folded.values() if len(names) > 1]
+    if twins:
+        pairs = "; ".join(" and ".join(repr(n) for n in names) for names in twins[:3])
+        log(f"note: labels that differ only in capitals are different classes: {pairs}"
+            f"{f' (and {len(twins) - 3} more)' if len(twins) > 3 else ''}")
+
+
 def adapt(
     data: Dataset | str | os.PathLike,
     *,
@@ -50,6 +63,7 @@ def adapt(
     `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
     data, source = as_dataset(data), as_dataset(source)  # paths and builtin:NAME, as the command line reads them
     data.require_labels()
+    note_case_twins(data.classes)
     if isinstance(cv, bool) or not isinstance(cv, numbers.Integral) or cv < 0 or cv == 1:
         raise BadInput(f"{option('cv')} is a number of folds: 0 (no estimate) or at least 2, got {cv}")
     if baseline and cv == 0:

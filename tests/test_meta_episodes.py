@@ -159,3 +159,13 @@ def test_warp_sets_the_elastic_amplitude(omniglot):
     for bad in (0, -0.1, 0.9, "big"):
         with pytest.raises(BadInput, match="warp must be"):
             make(augment="elastic", warp=bad)
+
+
+def test_an_in_memory_dataset_is_refused_by_name():
+    from quickadapt.meta import run_episodes, run_meta_train
+
+    digits = load_dataset("builtin:digits")
+    for call in (lambda: run_meta_train(digits, method="protonet", n_way=2, k_shot=1, out="never-written"),
+                 lambda: run_episodes("conv4", digits, n_way=2, k_shot=1)):
+        with pytest.raises(BadInput, match="data must be a folder, a file or builtin:NAME, got a Dataset"):
+            call()

@@ -13,6 +13,7 @@ which keeps its class: more variety for meta-training on few classes, never for 
 `augment="elastic"` adds a smooth random warp on top (ELASTIC; `warp` sets its amplitude)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -193,12 +194,21 @@ def default_split(data: Dataset, seed: int = 0) -> ClassSplit:
     return split_classes_randomly(data, seed=seed)
 
 
+def check_episode_spec(spec) -> None:
+    """Episodes read data by name (a path or builtin:NAME): the name is recorded with the class
+    split, and --resume checks it. An in-memory Dataset is refused by name, not by a TypeError."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise BadInput(f"data must be a folder, a file or builtin:NAME, got a {type(spec).__name__}; "
+                       "meta-training records where its data came from (write it as class folders or a csv first)")
+
+
 def load_episode_data(spec: str) -> Dataset:
     """Labelled data for episodes. A folder may nest classes (`root/alphabet/character/*.png`):
     every folder that holds images is a class named by its path below root, and its top folder
     is its group. `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
     from quickadapt.data.loaders import IMAGE_EXTS, images_under, load_dataset, note_skipped
 
+    check_episode_spec(spec)
     path = Path(str(spec)).expanduser()
     if str(spec).startswith("builtin:") or not path.is_dir():
         data = load_dataset(spec)

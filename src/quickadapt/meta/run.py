@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quickadapt.data.episodes import ELASTIC, ClassSplit, EpisodeSampler, check_augment, default_split, load_episode_data
+from quickadapt.data.episodes import (ELASTIC, ClassSplit, EpisodeSampler, check_augment, check_episode_spec, default_split,
+                                      load_episode_data)
 from quickadapt import distributed
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.episodes import episode_accuracy
@@ -88,6 +89,7 @@ def run_meta_train(
     return {"rank": r} once training ends."""
     group = distributed.current()
     out = Path(out)
+    check_episode_spec(data)
     if resume and force:
         raise BadInput(f"{option('resume', python='resume=True')} continues the run in {option('out')} and {option('force', python='force=True')} "
                        "replaces it: pass one of them")

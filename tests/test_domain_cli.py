@@ -158,3 +158,16 @@ def test_target_columns_are_matched_to_the_source_s_by_name(tmp_path):
     (tmp_path / "other.csv").write_text((tmp_path / "target.csv").read_text().replace("f0,", "g0,", 1))
     with pytest.raises(BadInput, match="are not those of the source"):
         adapt_domain(source, tmp_path / "other.csv", "coral", compare=False, progress=False)
+
+
+def test_python_and_command_line_adapt_with_the_same_default_method():
+    import inspect
+
+    import typer
+
+    from quickadapt.cli import domain_adapt
+    from quickadapt.domain import adapt_domain
+
+    flag = inspect.signature(domain_adapt).parameters["method"].default
+    assert isinstance(flag, typer.models.OptionInfo)
+    assert inspect.signature(adapt_domain).parameters["method"].default == flag.default == "auto"

@@ -1,6 +1,6 @@
 """Unsupervised domain adaptation: a labelled source, an unlabelled shifted target.
 
-`adapt_domain(source, target, method="dann")` returns an ordinary AdaptedModel; methods by name
+`adapt_domain(source, target, method="auto")` returns an ordinary AdaptedModel; methods by name
 from `DOMAIN_METHODS` (`list_methods()`), one file each, registered explicitly below."""
 from __future__ import annotations
 

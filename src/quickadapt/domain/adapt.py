@@ -76,7 +76,7 @@ def _check_dims(source: Dataset, other: Dataset, what: str) -> None:
 def adapt_domain(
     source: Dataset | str | os.PathLike,
     target: Dataset | str | os.PathLike,
-    method: str = "dann",
+    method: str = "auto",  # as domain-adapt: the candidates or source-only, whichever the validator trusts most
     params: dict | None = None,
     encoder: str | None = None,
     seed: int = 0,

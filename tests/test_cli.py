@@ -437,3 +437,12 @@ def test_labels_that_differ_only_in_capitals_get_a_note(tmp_path):
     assert r.exit_code == 0, r.stderr
     assert "note: labels that differ only in capitals are different classes: 'Balance' and 'balance'" in r.stderr
     assert "3 classes" in r.stdout
+
+
+def test_a_fit_with_folds_gives_its_note_once(tmp_path):
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    r = run("fit", "--data", data, "--encoder", "mlp", "--strategy", "freeze", "--set", "k=100", "--set", "epochs=1",
+            "--cv", 3, "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.count("note: freeze k=100") == 1  # not once more per fold and for the refit

@@ -30,7 +30,6 @@ from quickadapt.train import pick_device, seed_everything
 from quickadapt.transfer import FitContext, create_strategy
 
 
-@each_note_once()  # each fold and the final fit would repeat a note about the settings
 def note_case_twins(classes) -> None:
     """Labels are kept as written, so `Balance` and `balance` are two classes: usually a typo
     that halves a class, so say so (once), without merging what might be meant apart."""
@@ -44,6 +43,7 @@ def note_case_twins(classes) -> None:
             f"{f' (and {len(twins) - 3} more)' if len(twins) > 3 else ''}")
 
 
+@each_note_once()  # each fold and the final fit would repeat a note about the settings
 def adapt(
     data: Dataset | str | os.PathLike,
     *,

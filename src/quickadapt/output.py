@@ -78,6 +78,8 @@ def sole_writer(out: str | Path, *, flag: str | None = None):
         folder = Path(tempfile.gettempdir()) / f"quickadapt-locks-{os.getuid()}"
         folder.mkdir(mode=0o700, exist_ok=True)
     except (ImportError, OSError):
+        fcntl = None
+    if fcntl is None:
         yield
         return
     flag = flag or option("out")

@@ -388,3 +388,24 @@ def test_a_full_disk_at_the_first_checkpoint_leaves_no_empty_out(tmp_path, monke
     assert list(tmp_path.iterdir()) == []  # the rerun needs no --force
     monkeypatch.undo()
     assert run(*args).exit_code == 0
+
+
+def test_resume_refuses_changed_run_settings_and_the_model_records_them(tmp_path):
+    """A resume that drops or changes a setting shaping the weights (the schedule, clipping,
+    validation) would end elsewhere than the run it claims to continue: refused by name; the
+    model's manifest keeps every --set value and the run settings."""
+    data = omniglot_folder(tmp_path / "data", 4)
+    out = tmp_path / "m"
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--set", "validate_every=0", "--out", out, "--quiet")
+    assert run(*args, "--steps", 2, "--set", "lr_halve_every=1", "--set", "grad_clip=1").exit_code == 0
+    meta = json.loads((out / "manifest.json").read_text())["meta"]
+    assert meta["set"] == {"lr_halve_every": 1, "grad_clip": 1, "validate_every": 0}
+    assert set(meta["settings"]) >= {"outer_lr", "scale"}  # the method's own settings, as before
+    assert meta["run"]["lr_halve_every"] == 1 and meta["run"]["validate_every"] == 0
+    assert_bad_input(run(*args, "--steps", 3, "--resume", "--set", "grad_clip=1"),
+                     "lr_halve_every is 0 but the checkpoint in")
+    assert_bad_input(run(*args, "--steps", 3, "--resume", "--set", "lr_halve_every=1", "--set", "grad_clip=2"),
+                     "grad_clip is 2.0 but the checkpoint in")
+    r = run(*args, "--steps", 3, "--resume", "--set", "lr_halve_every=1", "--set", "grad_clip=1", "--meta-batch", 4)
+    assert r.exit_code == 0, r.stderr

@@ -46,6 +46,9 @@ FINGERPRINT_LIMIT = 20000  # examples; larger sets are not hashed (a pass over a
 FLAGGED = {"steps": "--steps", "meta_batch": "--meta-batch", "time_budget": "--time-budget",
            "checkpoint_every": "--checkpoint-every"}  # run settings that have flags (and arguments) of their own
 SHAPE_KEYS = ("data", "method", "n_way", "k_shot", "n_query", "seed", "rotations", "settings", "encoder")
+# run settings a resume must keep: they shape the weights (learning rate schedule, clipping, the
+# arithmetic's path) or which of them are kept (validation); steps, meta-batch and budgets may change
+RESUME_KEYS = ("path", "grad_clip", "lr_halve_every", "validate_every", "validate_episodes")
 
 
 def _owns_out(fn):
@@ -97,6 +100,7 @@ def run_meta_train(
         check_output(out, force, inputs=(data, encoder),
                      other_way=f", pass {option('resume', python='resume=True')} to continue it,")
     settings = dict(settings or {})
+    given = dict(settings)  # every --set value, recorded in the model as the run was asked for
     flagged = sorted(set(settings) & set(FLAGGED))
     if flagged:  # two values for one thing: which wins would be a guess
         raise BadInput(f"{flagged[0]} is set by {option(flagged[0], FLAGGED[flagged[0]])}, not {option('settings', '--set')}")
@@ -181,7 +185,7 @@ def run_meta_train(
         summary["validation"] = {"skipped": no_val}
     learner.cpu()
     info = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "rotations": rotations, "mirrors": mirrors,
-            "data": str(data),
+            "data": str(data), "set": given, "run": {k: v for k, v in asdict(cfg).items() if k in RESUME_KEYS},
             "start": start, "train": summary}
     for stale in out.glob(f".{CHECKPOINT}.*"):  # a killed run's half-written or superseded checkpoint folder
         shutil.rmtree(stale, ignore_errors=True)
@@ -241,6 +245,13 @@ def check_resumable(saved: dict, spec: dict, cfg: MetaTrainConfig, out: Path) ->
             and stored["data_fingerprint"] != spec["data_fingerprint"]:
         raise BadInput(f"{option('resume')}: the data in {spec['data']} differs from the data the checkpoint in {out} was "
                        f"trained on (its fingerprint differs); train afresh with {option('force', python='force=True')}")
+    run = saved.get("config") or {}  # checkpoints keep the run's config; older ones lack some keys
+    changed = [k for k in RESUME_KEYS if k in run and run[k] != getattr(cfg, k)]
+    if changed:
+        k = changed[0]
+        raise BadInput(f"{option('resume')}: {k} is {getattr(cfg, k)!r} but the checkpoint in {out} was trained with "
+                       f"{run[k]!r}; pass {option('settings', '--set')} {k}={run[k]} to continue it (steps, meta-batch "
+                       "and budgets may change)")
     done = saved.get("state", {}).get("step", 0)
     if cfg.steps < done:
         raise BadInput(f"{option('resume')}: the checkpoint in {out} has done {done} steps, more than {option('steps')} {cfg.steps}; "

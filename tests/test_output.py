@@ -162,3 +162,22 @@ def test_a_full_disk_is_one_line_and_leaves_no_model(tmp_path, monkeypatch):
         r = run("fit", "--data", data, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m", "--quiet")
         assert_bad_input(r, "no space left")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv"]  # no model, no temp folder
+
+
+def test_fit_and_domain_adapt_refuse_an_out_another_run_is_writing(tmp_path):
+    import os
+
+    from quickadapt.output import sole_writer
+
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "checkpoint").mkdir()  # a meta-training run's folder, still being written
+    with sole_writer(out):
+        for args in (("fit", "--data", data, "--encoder", "mlp", "--cv", 0),
+                     ("domain-adapt", "--source", data, "--target", data, "--method", "source-only")):
+            assert_bad_input(run(*args, "--out", out, "--force", "--quiet"),
+                             f"another quickadapt run (process {os.getpid()}) is writing --out")
+        assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
+    assert run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", out, "--force", "--quiet").exit_code == 0

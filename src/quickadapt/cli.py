@@ -17,6 +17,7 @@ from typing import List, Optional
 import typer
 
 from quickadapt.errors import BadInput, on_command_line
+from quickadapt.output import writes_alone
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Adapt models to new tasks from a few examples: transfer learning, domain adaptation, "
@@ -110,6 +111,7 @@ def split_settings(pairs: Optional[List[str]]) -> tuple[dict, dict]:
 
 @app.command()
 @command
+@writes_alone
 def fit(
     data: str = typer.Option(..., "--data", help="Labelled training data: file, folder or builtin:NAME."),
     out: Path = typer.Option(..., "--out", help="Folder to write the adapted model to."),
@@ -383,6 +385,7 @@ def demo(
 
 @app.command("domain-adapt")
 @command
+@writes_alone
 def domain_adapt(
     source: str = typer.Option(..., "--source", help="Labelled source data: file, folder or builtin:NAME."),
     target: str = typer.Option(..., "--target", help="Unlabelled target data (labels, if any, are ignored)."),

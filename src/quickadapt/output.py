@@ -8,6 +8,7 @@ holds files but no manifest or checkpoint), since replacing it would delete the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -106,3 +107,13 @@ def sole_writer(out: str | Path, *, flag: str | None = None):
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+
+
+def writes_alone(fn):
+    """Run `fn(..., out=...)` holding `out` alone (sole_writer): a fit or domain-adapt with
+    --force onto the folder a meta-training run is writing is refused, not raced."""
+    @functools.wraps(fn)
+    def wrapper(*args, out, **kwargs):
+        with sole_writer(out):
+            return fn(*args, out=out, **kwargs)
+    return wrapper

@@ -409,3 +409,20 @@ def test_resume_refuses_changed_run_settings_and_the_model_records_them(tmp_path
                      "grad_clip is 2.0 but the checkpoint in")
     r = run(*args, "--steps", 3, "--resume", "--set", "lr_halve_every=1", "--set", "grad_clip=1", "--meta-batch", 4)
     assert r.exit_code == 0, r.stderr
+
+
+def test_a_second_ctrl_c_names_the_checkpoint_it_leaves(tmp_path):
+    """Two Ctrl-Cs quit at once (exit code 130), and the message says that the last checkpoint is
+    kept for --resume, not that nothing was written (which invites --force, deleting it)."""
+    code = ("import os, signal, sys\nimport quickadapt.meta.train as t\nsave = t.save_checkpoint\n"
+            "def save_then_press_twice(*a, **k):\n    save(*a, **k)\n"
+            "    os.kill(os.getpid(), signal.SIGINT); os.kill(os.getpid(), signal.SIGINT)\n"
+            "t.save_checkpoint = save_then_press_twice\nfrom quickadapt.cli import main\n"
+            "sys.argv = ['quickadapt', 'meta-train', '--data', 'builtin:omniglot', '--method', 'protonet', '--ways', '3',"
+            " '--shots', '1', '--queries', '2', '--meta-batch', '2', '--steps', '50', '--set', 'encoder.channels=8',"
+            " '--set', 'validate_every=0', '--set', 'checkpoint_steps=2', '--out', sys.argv[1], '--json']\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    message = f"interrupted: the last checkpoint is kept in {tmp_path / 'm' / 'checkpoint'}; --resume continues from it"
+    assert message in proc.stderr and json.loads(proc.stdout) == {"error": message}
+    assert (tmp_path / "m" / "checkpoint" / "state.json").is_file()

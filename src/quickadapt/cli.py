@@ -68,9 +68,10 @@ def command(fn):
         except BrokenPipeError:  # the reader left (`quickadapt predict ... | head`): no error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit's flush
             raise typer.Exit(128 + signal.SIGPIPE)  # what a shell reports for a tool the pipe stopped
-        except KeyboardInterrupt:  # Ctrl-C (meta-train catches it itself, to save the run so far)
+        except KeyboardInterrupt as exc:  # Ctrl-C (meta-train catches the first, to save the run so far)
             print(file=sys.stderr)  # off the line ^C was echoed on
-            _fail("interrupted: nothing was written (outputs are renamed into place only once complete)", as_json,
+            _fail(str(exc.args[0]) if exc.args else  # meta-train's second Ctrl-C names the checkpoint it kept
+                  "interrupted: nothing was written (outputs are renamed into place only once complete)", as_json,
                   code=130, prefix="")
         except (BadInput, OSError, SafetensorError) as exc:  # OSError: a full or read-only disk, a missing file
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

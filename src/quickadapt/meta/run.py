@@ -28,7 +28,7 @@ from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
 from quickadapt.meta.io import load_episode_learner, save_meta_model
 from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budget_spent, pretrain
 from quickadapt.meta.start import build_start, check_method, default_scale, method_defaults, start_spec
-from quickadapt.meta.train import MetaTrainConfig, meta_train, read_checkpoint_json, stop_on_interrupt
+from quickadapt.meta.train import STATE_JSON, MetaTrainConfig, meta_train, read_checkpoint_json, stop_on_interrupt
 from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output, sole_writer
 from quickadapt.progress import log
@@ -63,10 +63,14 @@ def _owns_out(fn):
         with sole_writer(out):
             try:
                 return fn(*args, out=out, **kwargs)
-            except BaseException:
+            except BaseException as exc:
                 folder = Path(out)
                 if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                     folder.rmdir()
+                if isinstance(exc, KeyboardInterrupt) and (folder / CHECKPOINT / STATE_JSON).is_file():
+                    # a second Ctrl-C quits at once, but what the run saved so far is there to resume
+                    raise KeyboardInterrupt(f"interrupted: the last checkpoint is kept in {folder / CHECKPOINT}; "
+                                            f"{option('resume', python='resume=True')} continues from it") from None
                 raise
     return wrapper
 

@@ -446,3 +446,12 @@ def test_a_fit_with_folds_gives_its_note_once(tmp_path):
             "--cv", 3, "--out", tmp_path / "m")
     assert r.exit_code == 0, r.stderr
     assert r.stderr.count("note: freeze k=100") == 1  # not once more per fold and for the refit
+
+
+def test_under_torchrun_only_the_first_process_prints_the_json_error(monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets in the second process
+    r = run("predict", "no-such-model", "--data", "x.csv", "--json")
+    assert r.exit_code == 2 and r.stdout == "" and "no such model folder" in r.stderr
+    monkeypatch.setenv("RANK", "0")
+    r = run("predict", "no-such-model", "--data", "x.csv", "--json")
+    assert r.exit_code == 2 and "no such model folder" in json.loads(r.stdout)["error"]

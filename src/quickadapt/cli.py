@@ -91,7 +91,7 @@ def command(fn):
 def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "):
     """One line on stderr (and `{"error": ...}` on stdout with --json), then exit with `code`."""
     print(f"{prefix}{message}", file=sys.stderr)
-    if as_json:
+    if as_json and os.environ.get("RANK", "0") == "0":  # under torchrun: one object on stdout, not one a process
         print(json.dumps({"error": message}))
     raise typer.Exit(code)
 

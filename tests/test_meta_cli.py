@@ -329,6 +329,12 @@ def test_time_budget_and_ctrl_c_cover_pretraining_too(tmp_path):
                        settings={"pretrain_steps": 100000, "validate_every": 0})
     assert r["start"]["pretrain"]["stopped"] == "time_budget" and r["stopped"] == "time_budget"
     assert (tmp_path / "tb" / "manifest.json").is_file() and (tmp_path / "tb" / "pretrained" / "manifest.json").is_file()
+    # pretraining keeps no checkpoint: a resume meta-trains from the encoder it left, and says so
+    r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 3, "--shots", 1, "--queries", 2,
+            "--meta-batch", 2, "--steps", 2, "--set", "encoder.channels=8", "--set", "pretrain_steps=100000",
+            "--set", "validate_every=0", "--out", tmp_path / "tb", "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "of 100000 (time_budget); the resumed run meta-trains from that encoder and does not pretrain further" in r.stderr
     press = "threading.Timer(4.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
     result, _ = run_in_child(tmp_path / "ci", press, steps=100000,
                              settings={"pretrain_steps": 100000, "validate_every": 0})

@@ -180,6 +180,10 @@ def run_meta_train(
                 cfg = replace(cfg, time_budget=max(cfg.time_budget - start["pretrain"]["seconds"], 1e-3))
         elif pre_cfg.pretrain_steps:  # resumed: the stage ran before the first checkpoint
             start["pretrain"] = read_manifest(out / PRETRAINED).get("pretrain")
+            done = start["pretrain"] or {}
+            if done.get("stopped") not in (None, "steps"):  # pretraining keeps no checkpoint of its own
+                log(f"note: pretraining stopped at step {done.get('steps')} of {pre_cfg.pretrain_steps} "
+                    f"({done['stopped']}); the resumed run meta-trains from that encoder and does not pretrain further")
         summary = meta_train(learner, sampler, cfg, checkpoint_dir=ckpt, resume=resume, spec=spec, device=dev,
                              description=f"meta-training {method}" if progress else None, on_step=on_step,
                              val_sampler=val_sampler, interrupted=interrupted)

@@ -93,5 +93,7 @@ def test_adapt_reads_paths_as_the_command_line_does(tmp_path):
     (tmp_path / "f.csv").write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 2},{'ab'[i % 2]}\n" for i in range(20)))
     model = adapt(tmp_path / "f.csv", encoder="mlp", cv=2, progress=False)
     assert model.info["n_examples"] == 20 and model.info["feature_columns"] == ["f1", "f2"]
+    # without an encoder named, the data's kind picks it, as fit does (mlp for feature vectors)
+    assert adapt(tmp_path / "f.csv", cv=0, progress=False).encoder.name == "mlp"
     with pytest.raises(BadInput, match="data must be a Dataset or a path"):
         adapt([[0.0, 1.0]], encoder="mlp")

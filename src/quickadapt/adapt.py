@@ -30,6 +30,9 @@ from quickadapt.train import pick_device, seed_everything
 from quickadapt.transfer import FitContext, create_strategy
 
 
+DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
+
+
 def note_case_twins(classes) -> None:
     """Labels are kept as written, so `Balance` and `balance` are two classes: usually a typo
     that halves a class, so say so (once), without merging what might be meant apart."""
@@ -47,7 +50,7 @@ def note_case_twins(classes) -> None:
 def adapt(
     data: Dataset | str | os.PathLike,
     *,
-    encoder: str = "minilm",
+    encoder: str | None = None,
     strategy: str = "probe",
     strategy_params: dict | None = None,
     encoder_params: dict | None = None,
@@ -59,10 +62,12 @@ def adapt(
     label_names: bool = False,
     progress: bool = True,
 ) -> AdaptedModel:
-    """Adapt `encoder` to the labelled `data` with `strategy`; return the fitted AdaptedModel with
-    `info` holding `cv_accuracy`, `baseline` and `negative_transfer` when they could be measured."""
+    """Adapt `encoder` (None: DEFAULT_ENCODER for the data's kind, as `fit` picks it) to the labelled
+    `data` with `strategy`; return the fitted AdaptedModel with `info` holding `cv_accuracy`,
+    `baseline` and `negative_transfer` when they could be measured."""
     data, source = as_dataset(data), as_dataset(source)  # paths and builtin:NAME, as the command line reads them
     data.require_labels()
+    encoder = encoder or DEFAULT_ENCODER[data.modality]
     note_case_twins(data.classes)
     if isinstance(cv, bool) or not isinstance(cv, numbers.Integral) or cv < 0 or cv == 1:
         raise BadInput(f"{option('cv')} is a number of folds: 0 (no estimate) or at least 2, got {cv}")

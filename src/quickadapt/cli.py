@@ -23,7 +23,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Adapt models to new tasks from a few examples: transfer learning, domain adaptation, "
                        "meta-learning.")
 
-DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
 THRESHOLD_HELP = "Abstain below this top probability (0 to 1) instead of the calibrated threshold; implies --abstain."
 NONE_LABEL_HELP = "The answer when abstaining."
 
@@ -128,7 +127,7 @@ def fit(
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """Adapt an encoder to a labelled task and save the model."""
-    from quickadapt.adapt import adapt
+    from quickadapt.adapt import DEFAULT_ENCODER, adapt
     from quickadapt.artifact import prepare_out_dir, save_model
     from quickadapt.data import load_dataset
 

@@ -91,6 +91,9 @@ def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):
     assert r.exit_code == 0 and report["n"] == 0 and report["accuracy"] is None and report["n_oos"] == 5
     r = run("evaluate", out, "--data", only_oos, "--abstain", "--oos-label", "oos", "--quiet")
     assert r.exit_code == 0 and "no in-scope examples" in r.stdout and "out-of-scope recall" in r.stdout
+    assert "without --abstain" not in r.stdout
+    r = run("evaluate", out, "--data", only_oos, "--oos-label", "oos", "--quiet")  # every input gets a class
+    assert "out-of-scope recall 0.0% on 5 examples (without --abstain every input gets a class" in r.stdout
     r = run("predict", out, "--data", test, "--threshold", "1", "--none-label", "nope", "--json", "--quiet")
     assert {p["label"] for p in json.loads(r.stdout)["predictions"]} == {"nope"}
     r = run("evaluate", out, "--data", test, "--quiet")

@@ -137,7 +137,7 @@ def test_cli_meta_train_episodes_and_fit_with_the_encoder(tmp_path, one_per_clas
     r = run("episodes", out, "--data", "builtin:omniglot", "--ways", 5, "--shots", 1, "--episodes", 1, "--json", "--quiet")
     assert r.exit_code == 0 and json.loads(r.stdout, parse_constant=pytest.fail)["ci95"] is None
     r = run("episodes", out, "--data", "builtin:omniglot", "--ways", 5, "--shots", 1, "--episodes", 1, "--quiet")
-    assert "one episode: no confidence interval" in r.stdout
+    assert "(one episode: no confidence interval) over 1 episode from" in r.stdout
 
     fitted = tmp_path / "fitted"
     r = run("fit", "--data", one_per_class / "train", "--encoder", out, "--strategy", "prototypes", "--out", fitted,

@@ -326,6 +326,8 @@ def evaluate(
         summary += "\nlowest F1: " + ", ".join(f"{lab} {m['f1']:.1%}" for lab, m in worst)
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
+        if not (abstain or threshold is not None):  # every input got a class: no recall is possible
+            summary += " (without --abstain every input gets a class; add it to answer none of these)"
     emit(report, as_json, summary)
 
 
@@ -543,10 +545,14 @@ def episodes(
                      adapt=adapt_with, seed=seed, device=device, progress=not quiet, settings=parse_set_options(settings))
     emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} "
                      + (f"± {r['ci95']:.1%} (95% CI) " if r["ci95"] is not None else "(one episode: no confidence interval) ")
-                     + f"over {r['episodes']} episodes from {r['classes']} "
+                     + f"over {_count(r['episodes'], 'episode')} from {r['classes']} "
                      f"{'classes (all)' if r['split'] == 'all' else r['split'] + ' classes'} "
                      f"({r['method'] or 'no meta-training'}, adapt: {r['adapt']}"
-                     + (f", {r['views']} views)" if r["views"] else ")"))
+                     + (f", {_count(r['views'], 'view')})" if r["views"] else ")"))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _no_such_option(exc) -> str:

@@ -234,6 +234,9 @@ def test_resume_refuses_changed_data_and_fewer_steps(tmp_path):
 def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
     base = ("meta-train", "--data", "builtin:omniglot", "--shots", 1, "--steps", 1, "--quiet")
     assert_bad_input(run(*base, "--method", "mamll", "--ways", 5, "--out", tmp_path / "a"), "did you mean maml")
+    for budget in ("0", "nan", "inf"):
+        assert_bad_input(run(*base, "--method", "maml", "--ways", 5, "--out", tmp_path / "a", "--time-budget", budget),
+                         f"--time-budget must be a number of seconds above 0, got {budget}")
     assert_bad_input(run(*base, "--method", "maml", "--ways", 5, "--out", tmp_path / "a", "--set", "inner_lr=-1"),
                      "inner_lr")
     assert_bad_input(run(*base, "--method", "maml", "--ways", 5, "--out", tmp_path / "a", "--set", "nope=1"),
@@ -281,8 +284,9 @@ def test_episodes_messages_name_the_real_problem(tmp_path):
     # a plain encoder on 2 classes: the default split holds none out
     assert_bad_input(run("episodes", "conv4", "--data", two, *base), "leaves no test classes; pass --split all")
     four = omniglot_folder(tmp_path / "four", 4)
-    assert_bad_input(run("episodes", "conv4", "--data", four, *base[:-1], "--ways", 3, "--quiet"),
-                     "test classes, fewer than 3-way episodes need; pass --split all")
+    r = run("episodes", "conv4", "--data", four, *base[:-1], "--ways", 3, "--quiet")
+    assert_bad_input(r, "1 of its 4 classes is a test class, fewer than 3-way episodes need; pass --split all")
+    assert "lower --ways" not in r.stderr  # 2 ways is the least: one class makes no episode
     assert_bad_input(run("episodes", "conv4", "--data", two, *base, "--set", "bogus=2"),
                      "unknown setting 'bogus' for episodes: valid settings are finetune_lr, finetune_steps, views")
     assert_bad_input(run("episodes", "convv4", "--data", two, *base), "neither a model folder nor an encoder name")

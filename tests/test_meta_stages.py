@@ -113,7 +113,7 @@ def test_views_average_each_image_on_its_own(pretrained, tmp_path):
                    rotations=False, encoder_settings={"channels": 8}, progress=False, settings={"validate_every": 0})
     assert_bad_input(run("episodes", maml, *base[2:], "--set", "views=2"), "views apply to predictions from fixed features")
     assert_bad_input(run("episodes", "minilm", "--data", "builtin:clinc150-train", "--ways", 5, "--shots", 1,
-                         "--episodes", 2, "--set", "views=2", "--quiet"), "views change images")
+                         "--episodes", 2, "--set", "views=2", "--quiet"), "views change images; minilm reads text")
 
 
 def test_fixed_feature_episodes_match_the_per_episode_path():

@@ -493,8 +493,8 @@ def meta_train_cmd(
     --set validate_episodes=E)."""
     from quickadapt.meta.run import run_meta_train
 
-    if time_budget is not None and not time_budget > 0:
-        raise BadInput(f"--time-budget must be above 0 seconds, got {time_budget:g}")
+    if time_budget is not None and not 0 < time_budget < float("inf"):  # nan fails the test as well
+        raise BadInput(f"--time-budget must be a number of seconds above 0, got {time_budget:g}")
     method_params, enc_settings = split_settings(settings)
     r = run_meta_train(
         data, method=method, n_way=ways, k_shot=shots, out=out, n_query=queries, steps=steps, meta_batch=meta_batch,

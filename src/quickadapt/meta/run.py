@@ -324,15 +324,16 @@ def run_episodes(
         raise BadInput(f"{data} holds none of the model's {split} classes (e.g. {classes[0]}); "
                        f"pass {option('split')} all to use every class of the data")
     if split != "all" and len(present) < n_way <= len(dataset.classes):  # the sampler's message cannot say this
-        raise BadInput(f"{data}: {len(present)} of its {len(dataset.classes)} classes are {split} classes, fewer than "
-                       f"{n_way}-way episodes need; pass {option('split')} all to use every class, or lower "
-                       f"{option('n_way', '--ways')}")
+        lower = f", or lower {option('n_way', '--ways')}" if len(present) >= 2 else ""  # 2 ways is the least
+        raise BadInput(f"{data}: {len(present)} of its {len(dataset.classes)} classes "
+                       f"{'is a' if len(present) == 1 else 'are'} {split} class{'' if len(present) == 1 else 'es'}, "
+                       f"fewer than {n_way}-way episodes need; pass {option('split')} all to use every class{lower}")
     method = manifest["meta"]["method"] if manifest is not None else None  # None: no meta-training
     shown_adapt = "prototypes" if manifest is None and adapt == "method" else adapt
     seed_everything(seed)
     fixed = adapt == "prototypes" or (adapt == "method" and learner.name in FIXED_FEATURE_METHODS)
     if views and learner.encoder.modality != "image":
-        raise BadInput(f"views change images; {learner.encoder.name} reads {learner.encoder.modality} (leave views at 0)")
+        raise BadInput(f"views change images; {model} reads {learner.encoder.modality} (leave views at 0)")
     if views and not fixed and adapt != "finetune":
         how = f"{option('adapt')} {adapt}" + (f" with {learner.name}" if manifest is not None else "")
         raise BadInput(f"views apply to predictions from fixed features ({option('adapt')} prototypes, or method for "

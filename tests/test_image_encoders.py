@@ -207,6 +207,12 @@ def test_efficientnet_lite0_survives_a_damaged_or_unwritable_weights_cache(tmp_p
     again = efficientnet_lite0.pretrained_state()
     assert again.keys() == reference.keys() and all(torch.equal(again[k], reference[k]) for k in reference)
     assert len(weights.read_bytes()) > 100000  # converted again and replaced
+    from safetensors.torch import save_file
+
+    save_file({**reference, "_conv_stem.weight": reference["_conv_stem.weight"] * 0 + 0.01}, str(weights))
+    again = efficientnet_lite0.pretrained_state()  # still readable, but other values: converted again too
+    assert all(torch.equal(again[k], reference[k]) for k in reference)
+    assert "is damaged; converting the EfficientNet-Lite0 weights again" in capsys.readouterr().err
 
     (tmp_path / "a_file").write_text("x")  # the cache "folder" is a file: nothing can be stored there
     monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "a_file"))

@@ -2,6 +2,7 @@
 folder's own code, and a folder transformers cannot load is bad input, not a traceback."""
 import json
 
+import numpy as np
 import pytest
 
 from cli_helpers import assert_bad_input, run
@@ -10,15 +11,20 @@ from quickadapt.encoders.hf_text import minilm_path
 from quickadapt.errors import BadInput
 
 
-def model_folder(tmp_path, edit=None, drop=()):
-    """MiniLM's folder, linked file by file, with config.json edited by `edit` and `drop` left out."""
+def model_folder(tmp_path, edit=None, drop=(), pooling="mean_tokens"):
+    """MiniLM's folder, linked file by file, with config.json edited by `edit`, `drop` left out
+    and its sentence-transformers pooling set to `pooling`."""
     folder = tmp_path / "model"
     folder.mkdir(parents=True)
     for item in minilm_path().iterdir():
-        if item.name not in drop and item.name != "config.json":
+        if item.name not in (*drop, "config.json", "1_Pooling"):
             (folder / item.name).symlink_to(item)
     config = json.loads((minilm_path() / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(edit(config) if edit else config))
+    (folder / "1_Pooling").mkdir()
+    modes = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens")
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 384, **{f"pooling_mode_{m}": m == pooling for m in modes}}))
     return folder
 
 
@@ -54,3 +60,36 @@ def test_a_folder_transformers_cannot_load_is_bad_input(tmp_path):
         create_encoder(str(model_folder(tmp_path, lambda c: {**c, "model_type": "no-such-architecture"})))
     with pytest.raises(BadInput, match=r"no \.safetensors weights"):
         create_encoder(str(model_folder(tmp_path / "x", drop=("model.safetensors",))))
+
+
+def test_the_folder_s_pooling_is_used_and_keys_the_cache_and_the_model(tmp_path, monkeypatch):
+    """Pooling and tokenizer shape the features as much as the weights: each pooling gives other
+    features (so the cache keeps them apart), one that cannot be done is refused, and a model
+    whose folder changed after the fit is refused at loading instead of predicting from other features."""
+    from quickadapt.encoders.base import embed, encoder_fingerprint
+
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    texts = ["what is my balance", "play some jazz please"]
+    feats, prints = {}, set()
+    for mode in ("mean_tokens", "cls_token", "max_tokens", "mean_sqrt_len_tokens"):
+        encoder = create_encoder(str(model_folder(tmp_path / mode, pooling=mode)), layers=1)
+        feats[mode] = embed(encoder, texts)
+        prints.add(encoder_fingerprint(encoder))
+    assert len(prints) == 4
+    assert not np.allclose(feats["mean_tokens"], feats["cls_token"]) and not np.allclose(feats["mean_tokens"], feats["max_tokens"])
+    # sum / sqrt(length) is the mean scaled per text: the same direction once normalised
+    assert np.allclose(feats["mean_tokens"], feats["mean_sqrt_len_tokens"], atol=1e-6)
+    assert np.allclose(feats["mean_tokens"], embed(create_encoder("minilm", layers=1), texts, cache=False), atol=1e-6)
+    with pytest.raises(BadInput, match="pooling weightedmean_tokens is not supported"):
+        create_encoder(str(model_folder(tmp_path / "w", pooling="weightedmean_tokens")))
+
+    folder = model_folder(tmp_path / "fit")
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\n" + "".join(f"{t} {i},{t.split()[0]}\n" for i in range(3) for t in texts))
+    assert run("fit", "--data", data, "--encoder", folder, "--cv", 0, "--out", tmp_path / "m", "--quiet").exit_code == 0
+    assert run("predict", tmp_path / "m", "--data", data, "--quiet").exit_code == 0
+    pooling = folder / "1_Pooling" / "config.json"
+    pooling.write_text(pooling.read_text().replace('"pooling_mode_cls_token": false', '"pooling_mode_cls_token": true')
+                       .replace('"pooling_mode_mean_tokens": true', '"pooling_mode_mean_tokens": false'))
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"),
+                     "is not the one the model was fit on (other weights, tokenizer or pooling")

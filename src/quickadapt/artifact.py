@@ -7,6 +7,7 @@ docs/artifact.md; `FORMAT_VERSION` changes whenever a reader of the old layout w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from quickadapt import __version__
 from quickadapt.encoders import create_encoder
+from quickadapt.encoders.base import encoder_fingerprint
 from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
@@ -109,6 +111,8 @@ def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, 
             "modality": encoder.modality,
             "embed_dim": encoder.embed_dim,
             "weights": weights,
+            # rebuilt at loading from a package or folder that may change: what it must match
+            **({"fingerprint": rebuilt_fingerprint(encoder)} if weights == "pretrained" else {}),
         },
         "strategy": strategy,
         "tasks": tasks,
@@ -118,6 +122,10 @@ def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, 
         "metrics": metrics or {},
         "info": info,
     }
+
+
+def rebuilt_fingerprint(encoder) -> str:
+    return hashlib.sha256(encoder_fingerprint(encoder).encode()).hexdigest()[:32]
 
 
 def _write_artifact(out: Path, manifest: dict, tensors: dict[str, torch.Tensor], extra_files: dict | None = None) -> Path:
@@ -295,6 +303,9 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
     spec = manifest["encoder"]
     stored = spec["weights"] == "stored"
     encoder = create_encoder(spec["name"], pretrained=not stored, **spec["settings"])
+    if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder)):
+        raise BadInput(f"{folder}: its encoder {spec['name']} is not the one the model was fit on (other weights, "
+                       "tokenizer or pooling: the package or folder changed since); fit the model again")
     if stored:
         state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
         missing, unexpected = encoder.load_state_dict(state, strict=False)

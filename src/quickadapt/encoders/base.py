@@ -83,6 +83,19 @@ def weights_hash(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def encoder_fingerprint(encoder: "Encoder") -> str:
+    """What the features depend on: the exact weights and the preprocessing (for the embedding
+    cache, and to tell at loading that a model's rebuilt encoder is the one it was fit on).
+    Hashing ~100 MB of weights takes a moment, so it is remembered until any tensor changes in
+    place (optimiser steps and load_state_dict bump each tensor's _version counter)."""
+    version = sum(t._version for t in encoder.state_dict(keep_vars=True).values())
+    memo = getattr(encoder, "_weights_hash_memo", None)
+    if memo is None or memo[0] != version:
+        memo = (version, weights_hash(encoder))
+        encoder._weights_hash_memo = memo
+    return f"{memo[1]}|{encoder.preprocess_id()}"
+
+
 @torch.no_grad()
 def embed(
     encoder: Encoder,
@@ -110,7 +123,7 @@ def embed(
     store = EmbeddingCache.for_encoder(encoder) if cache else None
     todo = list(range(n))
     if store is not None:
-        found = store.lookup(inputs, encoder.modality)
+        found = store.lookup(inputs, encoder.modality, encoder.embed_dim)
         for i, row in found.items():
             out[i] = row
         todo = [i for i in range(n) if i not in found]

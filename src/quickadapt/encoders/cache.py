@@ -19,8 +19,19 @@ from safetensors.numpy import load_file, save_file
 from quickadapt.data.dataset import content_bytes
 
 
+def cache_dir() -> Path:
+    """$QUICKADAPT_CACHE, or ~/.cache/quickadapt when it is unset or empty (an empty value would
+    put the caches in whatever folder a command runs from)."""
+    return Path(os.environ.get("QUICKADAPT_CACHE") or Path.home() / ".cache" / "quickadapt")
+
+
 def cache_root() -> Path:
-    return Path(os.environ.get("QUICKADAPT_CACHE", Path.home() / ".cache" / "quickadapt")) / "embeddings"
+    return cache_dir() / "embeddings"
+
+
+def caching_off() -> bool:
+    """QUICKADAPT_NO_CACHE set to anything but empty or 0 turns the embedding cache off."""
+    return os.environ.get("QUICKADAPT_NO_CACHE", "").strip() not in ("", "0")
 
 
 class EmbeddingCache:
@@ -29,21 +40,12 @@ class EmbeddingCache:
 
     @classmethod
     def for_encoder(cls, encoder) -> "EmbeddingCache | None":
-        if os.environ.get("QUICKADAPT_NO_CACHE"):
+        if caching_off():
             return None
         from quickadapt import __version__
-        from quickadapt.encoders.base import weights_hash
+        from quickadapt.encoders.base import encoder_fingerprint
 
-        # hashing ~100 MB of weights takes a moment: remember it until any tensor changes in place
-        # (optimiser steps and load_state_dict bump each tensor's _version counter)
-        version = sum(t._version for t in encoder.state_dict(keep_vars=True).values())
-        memo = getattr(encoder, "_weights_hash_memo", None)
-        if memo is None or memo[0] != version:
-            memo = (version, weights_hash(encoder))
-            encoder._weights_hash_memo = memo
-        key = hashlib.sha256(
-            f"{memo[1]}|{encoder.preprocess_id()}|{__version__}".encode()
-        ).hexdigest()[:32]
+        key = hashlib.sha256(f"{encoder_fingerprint(encoder)}|{__version__}".encode()).hexdigest()[:32]
         return cls(cache_root() / key)
 
     @staticmethod
@@ -53,21 +55,28 @@ class EmbeddingCache:
             keys[i] = np.frombuffer(hashlib.sha256(content_bytes(x, modality)).digest(), dtype=np.uint8)
         return keys
 
-    def lookup(self, inputs: Sequence, modality: str) -> dict[int, np.ndarray]:
+    def lookup(self, inputs: Sequence, modality: str, dim: int) -> dict[int, np.ndarray]:
+        """Stored rows of `dim` finite values for the inputs that have one (every position of an
+        input given twice); a damaged shard or row is only a cache miss."""
         if not self.directory.is_dir():
             return {}
-        wanted = {k.tobytes(): i for i, k in enumerate(self._row_keys(inputs, modality))}
+        wanted: dict[bytes, list[int]] = {}
+        for i, k in enumerate(self._row_keys(inputs, modality)):
+            wanted.setdefault(k.tobytes(), []).append(i)
         found: dict[int, np.ndarray] = {}
         for shard in sorted(self.directory.glob("*.safetensors")):
             try:
                 data = load_file(str(shard))
-            except Exception:  # a damaged shard is only a cache miss
+                keys, features = data["keys"], data["features"]
+            except Exception:  # unreadable, or not a shard of ours
                 continue
-            for key, row in zip(data["keys"], data["features"]):
-                i = wanted.get(key.tobytes())
-                if i is not None:
-                    found[i] = row
-            if len(found) == len(wanted):
+            if features.ndim != 2 or features.shape[1] != dim or len(keys) != len(features):
+                continue
+            for key, row in zip(keys, features):
+                if key.tobytes() in wanted and np.isfinite(row).all():
+                    for i in wanted[key.tobytes()]:
+                        found[i] = row
+            if len(found) == len(inputs):
                 break
         return found
 

@@ -25,6 +25,7 @@ from quickadapt.encoders.base import Encoder
 from quickadapt.errors import BadInput
 
 SOURCE_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+CONVERTED_SHA256 = "005bdebd355e2b7f8f306bd4d3e0452d87921d44b3e5eb83430a6b076fca9a3e"  # state_hash of its tensors
 WEIGHTS_FILE = "efficientnet-lite0.safetensors"
 # ImageNet classifier, kept in the weights file but not part of the encoder
 CLASSIFIER_KEYS = ("_fc.weight", "_fc.bias")
@@ -182,7 +183,17 @@ class EfficientNetLite0Encoder(Encoder):
 
 
 def weights_cache_dir() -> Path:
-    return Path(os.environ.get("QUICKADAPT_CACHE", Path.home() / ".cache" / "quickadapt")) / "weights"
+    from quickadapt.encoders.cache import cache_dir
+
+    return cache_dir() / "weights"
+
+
+def state_hash(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key, t in sorted(state.items()):
+        h.update(key.encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def source_checkpoint() -> Path:
@@ -207,9 +218,14 @@ def pretrained_state() -> dict[str, torch.Tensor]:
     target = weights_cache_dir() / WEIGHTS_FILE
     if target.is_file():
         try:
-            return load_file(str(target))
+            state = load_file(str(target))
+            if state_hash(state) == CONVERTED_SHA256:  # a copy that still reads may hold other values
+                return state
         except (OSError, SafetensorError):
-            pass  # damaged: converted again below, and replaced
+            pass
+        from quickadapt.progress import log
+
+        log(f"note: {target} is damaged; converting the EfficientNet-Lite0 weights again")
     source = source_checkpoint()
     h = hashlib.sha256()
     with open(source, "rb") as f:

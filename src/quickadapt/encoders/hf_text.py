@@ -6,6 +6,7 @@ remote code, fully offline. Pooling follows the folder's sentence-transformers c
 has one (mean pooling by default), then L2 normalisation."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -43,13 +44,36 @@ def _refuse_custom_code(folder: Path) -> None:
                            "folder's code: use a model whose architecture transformers has built in")
 
 
+POOLING = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")  # sentence-transformers' names
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+                   "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
+
+
 def _pooling_mode(folder: Path) -> str:
+    """The one pooling the folder's sentence-transformers config asks for (mean without one);
+    one this encoder cannot do is refused rather than silently replaced by mean pooling."""
     cfg = folder / "1_Pooling" / "config.json"
-    if cfg.is_file():
-        pool = json.loads(cfg.read_text())
-        if pool.get("pooling_mode_cls_token"):
-            return "cls"
-    return "mean"
+    if not cfg.is_file():
+        return "mean_tokens"
+    try:
+        pool = json.loads(cfg.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{cfg}: not valid JSON ({exc})") from None
+    asked = [k[len("pooling_mode_"):] for k, v in pool.items() if k.startswith("pooling_mode_") and v is True]
+    if len(asked) != 1 or asked[0] not in POOLING:
+        raise BadInput(f"{cfg}: pooling {' + '.join(asked) or 'none'} is not supported; quickadapt pools by one of "
+                       f"{', '.join(POOLING)}")
+    return asked[0]
+
+
+def _tokenizer_hash(folder: Path) -> str:
+    """The tokenizer's files, hashed: they shape the features as much as the weights do."""
+    h = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file():
+            h.update(name.encode())
+            h.update((folder / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 class HFTextEncoder(Encoder):
@@ -89,6 +113,7 @@ class HFTextEncoder(Encoder):
         self.layers = int(layers)
         self.embed_dim = int(self.model.config.hidden_size) * self.layers
         self.pooling = _pooling_mode(folder)
+        self.tokenizer_hash = _tokenizer_hash(folder)
         self.max_length = int(max_length)
         if self.max_length < 1:
             raise BadInput(f"encoder setting max_length counts tokens: at least 1, got {max_length}")
@@ -132,14 +157,21 @@ class HFTextEncoder(Encoder):
         states = hidden.hidden_states[-self.layers :] if self.layers > 1 else [hidden.last_hidden_state]
         mask = batch["attention_mask"].unsqueeze(-1)
         pooled = []
+        m = mask.to(states[0].dtype)
         for out in states:
-            if self.pooling == "cls":
+            if self.pooling == "cls_token":
                 p = out[:, 0]
-            else:
-                m = mask.to(out.dtype)
-                p = (out * m).sum(1) / m.sum(1).clamp_min(1e-9)
+            elif self.pooling == "max_tokens":
+                p = out.masked_fill(m == 0, torch.finfo(out.dtype).min).max(1).values
+            else:  # the mean, or the sum over the square root of the length
+                total, length = (out * m).sum(1), m.sum(1).clamp_min(1e-9)
+                p = total / (length.sqrt() if self.pooling == "mean_sqrt_len_tokens" else length)
             pooled.append(torch.nn.functional.normalize(p, dim=-1) if self.normalize else p)
         return torch.cat(pooled, dim=-1)
+
+    def preprocess_id(self) -> str:
+        """The settings, the pooling and the tokenizer: each changes the features of the same weights."""
+        return f"{super().preprocess_id()}|{self.pooling}|{self.tokenizer_hash}"
 
     def layer_groups(self):
         """Embeddings, then each transformer block, bottom to top (BERT-style models)."""

@@ -1,0 +1,50 @@
+"""The embedding cache serves only rows it can vouch for: keyed by the weights and everything in
+the preprocessing, a damaged row or shard is a miss, and an input given twice is found twice."""
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from quickadapt.encoders import create_encoder
+from quickadapt.encoders.base import embed
+from quickadapt.encoders.cache import EmbeddingCache, cache_dir
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("QUICKADAPT_NO_CACHE", raising=False)
+    return tmp_path / "cache" / "embeddings"
+
+
+def shards(cache):
+    return sorted(cache.rglob("*.safetensors"))
+
+
+def test_damaged_rows_and_shards_are_misses_and_repeats_are_found(cache):
+    encoder = create_encoder("mlp", in_dim=3)
+    rows = [np.array([i, 2.0 * i, 1.0], dtype=np.float32) for i in range(4)]
+    clean = embed(encoder, rows)
+    assert len(shards(cache)) == 1
+    again = embed(encoder, rows + rows[:2])  # an input given twice is served from the cache both times
+    assert np.array_equal(again[:4], clean) and np.array_equal(again[4:], clean[:2]) and len(shards(cache)) == 1
+
+    shard = shards(cache)[0]
+    stored = load_file(str(shard))
+    stored["features"][1, 0] = np.nan  # a readable file with a damaged row
+    save_file(stored, str(shard))
+    wrong_width = {"keys": stored["keys"], "features": np.zeros((4, 7), dtype=np.float32)}
+    save_file(wrong_width, str(shard.with_name("0" + shard.name)))  # read first: another encoder's width
+    store = EmbeddingCache.for_encoder(encoder)
+    assert sorted(store.lookup(rows, "features", encoder.embed_dim)) == [0, 2, 3]
+    recomputed = embed(encoder, rows)  # the damaged row is computed again (alone: rounding may differ)
+    assert np.isfinite(recomputed).all() and np.allclose(recomputed, clean, atol=1e-6)
+
+
+def test_an_empty_cache_setting_means_the_default_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QUICKADAPT_CACHE", "")
+    assert cache_dir() != tmp_path and cache_dir().name == "quickadapt"
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "0")
+    assert EmbeddingCache.for_encoder(create_encoder("mlp", in_dim=3)) is not None
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    assert EmbeddingCache.for_encoder(create_encoder("mlp", in_dim=3)) is None

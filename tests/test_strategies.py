@@ -285,6 +285,22 @@ def test_joint_shares_the_head_when_source_classes_fit(digits):
     assert list(separate.heads) == ["main"] and separate.kind == "classifier"
 
 
+@pytest.mark.parametrize("name", ["joint", "multitask"])
+def test_a_source_that_holds_the_data_does_not_leak_into_the_held_out_folds(name, capsys):
+    """--data a few rows of --source: each fold must not train on the examples it scores. On
+    labels that nothing predicts the estimate stays near chance (it was 1.0 for joint)."""
+    from quickadapt.adapt import adapt
+    from quickadapt.data import Dataset
+
+    rng = np.random.default_rng(0)
+    labels = np.array([str(i % 4) for i in range(40)], dtype=object)
+    rng.shuffle(labels)
+    data = Dataset("features", rng.normal(size=(40, 8)).astype(np.float32), labels)
+    model = adapt(data, encoder="mlp", strategy=name, source=data, cv=2, progress=False, strategy_params={"epochs": 30})
+    assert model.info["cv_accuracy"] < 0.5  # chance is 0.25
+    assert "40 source examples are also in data: each cross-validation fold leaves" in capsys.readouterr().err
+
+
 def test_multitask_keeps_both_heads(digits, tmp_path):
     train, test, source = digits
     model = fit("multitask", train, source=source)

@@ -9,6 +9,7 @@ fit, the baseline's included, also learns from each class's name as one more exa
 from __future__ import annotations
 
 import copy
+import hashlib
 import numbers
 import os
 import time
@@ -18,7 +19,7 @@ import numpy as np
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.columns import match_columns
 from quickadapt.data import as_dataset
-from quickadapt.data.dataset import Dataset
+from quickadapt.data.dataset import Dataset, content_bytes
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput, option
@@ -31,6 +32,23 @@ from quickadapt.transfer import FitContext, create_strategy
 
 
 DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
+
+
+def content_key(x, modality: str) -> bytes:
+    return hashlib.sha256(content_bytes(x, modality)).digest()
+
+
+def shared_inputs(source: Dataset, data: Dataset) -> tuple[list[bytes | None], set[bytes]]:
+    """(each source example's content key where `data` holds the same input, else None; the keys
+    of data's inputs). A source drawn from the same pool as the data (--data a few rows of
+    --source) would otherwise train each fold on the examples it holds out."""
+    keys = {content_key(x, data.modality) for x in data.inputs}
+    in_data = [k if k in keys else None for k in (content_key(x, source.modality) for x in source.inputs)]
+    shared = sum(k is not None for k in in_data)
+    if shared:
+        log(f"note: {shared} {option('source')} examples are also in {option('data')}: each cross-validation fold "
+            "leaves out of the source those it holds out, so the estimate stays honest")
+    return in_data, keys
 
 
 def note_case_twins(classes) -> None:
@@ -102,11 +120,17 @@ def adapt(
     if base_encoder.modality != data.modality:
         raise BadInput(f"encoder {encoder!r} reads {base_encoder.modality} but the data is {data.modality}")
 
+    source_in_data = shared_inputs(source, data) if source is not None and cv and cv > 1 else None
+
     def fit_fold(train: Dataset) -> AdaptedModel:
         # a tuning strategy changes its encoder in place: each fold tunes its own copy
         enc = copy.deepcopy(base_encoder) if strat.tunes_encoder else base_encoder
         seed_everything(seed)
-        return new_strategy().fit(enc, extend(train), FitContext(device=dev, seed=seed, source=source, progress=False))
+        fold_source = source
+        if source_in_data is not None and len(source_in_data[0]):  # the fold's held-out examples may not train
+            held_out = source_in_data[1] - {content_key(x, data.modality) for x in train.inputs}
+            fold_source = source.subset([i for i in range(len(source)) if source_in_data[0][i] not in held_out])
+        return new_strategy().fit(enc, extend(train), FitContext(device=dev, seed=seed, source=fold_source, progress=False))
 
     info: dict = {"n_examples": len(data), "n_classes": len(data.classes), "label_names": bool(label_names),
                   "cv": int(cv or 0)}

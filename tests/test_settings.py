@@ -1,6 +1,7 @@
 """`--set key=value`: each value is read as its setting's type and range, so a typo or a value
 that makes no sense is refused with the setting's name before any work."""
 import dataclasses
+import re
 import typing
 
 import pytest
@@ -89,7 +90,7 @@ def test_configs_built_in_python_check_their_ranges_too(cls):
     ("conv4", {"channels": 0}, "'channels' for encoder 'conv4' must be at least 1"),
     ("mlp", {"in_dim": 3, "hidden": 0}, "hidden must be >= 1"),
     ("mlp", {"in_dim": 3, "dropout": 1.0}, "^bad setting for encoder 'mlp': dropout must be in \\[0, 1\\), got 1.0$"),  # that one alone
-    ("mlp", {"in_dim": 3, "depth": "abc"}, "invalid literal"),
+    ("mlp", {"in_dim": 3, "depth": "abc"}, "setting 'depth' for encoder 'mlp' must be an integer, got 'abc'"),
     ("minilm", {"max_length": 0}, "max_length counts tokens"),
 ])
 def test_bad_encoder_settings_are_bad_input(name, settings, fragment):
@@ -104,3 +105,22 @@ def test_unknown_encoder_setting_is_named():
 
     with pytest.raises(BadInput, match="unknown setting 'bogus' for encoder 'conv4'; valid settings are channels, grey"):
         create_encoder("conv4", bogus=3)
+
+
+def test_encoder_settings_are_read_by_their_type_as_strategy_settings_are():
+    from quickadapt.encoders import create_encoder
+
+    assert create_encoder("minilm", normalize="no").settings["normalize"] is False
+    assert create_encoder("conv4", grey="off").settings["grey"] is False
+    assert create_encoder("minilm", max_length=64.0).settings["max_length"] == 64
+    for name, settings, fragment in [
+        ("minilm", {"layers": 2.7}, "setting 'layers' for encoder 'minilm' must be an integer, got 2.7"),
+        ("minilm", {"normalize": "maybe"}, "setting 'normalize' for encoder 'minilm' must be true or false"),
+        ("minilm", {"max_length": 1}, "max_length counts tokens: from 2 to 512, got 1"),  # 1 truncated nothing
+        ("minilm", {"max_length": 100000}, "max_length counts tokens: from 2 to 512"),  # long texts overflowed
+        ("efficientnet-lite0", {"size": 28.9}, "setting 'size' for encoder 'efficientnet-lite0' must be an integer"),
+        ("resnet12", {"widths": [0, 16, 32, 64]}, "'widths' for encoder 'resnet12' must be a list of channel counts"),
+        ("resnet12", {"widths": []}, "'widths' for encoder 'resnet12' must be a list of channel counts"),
+    ]:
+        with pytest.raises(BadInput, match=re.escape(fragment)):
+            create_encoder(name, **settings)

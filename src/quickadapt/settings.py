@@ -71,13 +71,21 @@ def build_config(cls: type, params: Mapping[str, Any] | None, owner: str):
 
 
 def _coerce(key: str, value: Any, hint, field: dataclasses.Field, owner: str) -> Any:
-    """`value` as the field's type: a bool from true/false words, an int from 3 or 3.0, a finite
-    float within range; None where the type allows it (`float | None`); strings as given."""
+    """`value` as the field's type (`as_type`), a number within the field's range."""
+    where = f"setting {key!r} for {owner}"
+    value = as_type(value, hint, where, field.default)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_range(value, field, where)
+    return value
+
+
+def as_type(value: Any, hint, where: str, default: Any = None) -> Any:
+    """`value` as annotation `hint` says: a bool from true/false words, an int from 3 or 3.0, a
+    finite float; None where the type allows it (`float | None`); strings and other types as given."""
     args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     if value is None and type(None) in args:
         return None
     kinds = [a for a in args if a is not type(None)]
-    where = f"setting {key!r} for {owner}"
     if str in kinds and isinstance(value, str):
         return value
     if bool in kinds:
@@ -89,18 +97,15 @@ def _coerce(key: str, value: Any, hint, field: dataclasses.Field, owner: str) ->
     if int in kinds or float in kinds:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             if str in kinds:
-                raise BadInput(f"{where} must be a number or a word such as {field.default!r}, got {value!r}")
+                raise BadInput(f"{where} must be a number or a word such as {default!r}, got {value!r}")
             raise BadInput(f"{where} must be {'an integer' if float not in kinds else 'a number'}, got {value!r}")
         if not math.isfinite(value):
             raise BadInput(f"{where} must be a finite number, got {value!r}")
         if float not in kinds:
             if not float(value).is_integer():
                 raise BadInput(f"{where} must be an integer, got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
-        _check_range(value, field, where)
-        return value
+            return int(value)
+        return float(value)
     return value
 
 

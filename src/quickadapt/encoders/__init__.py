@@ -44,16 +44,32 @@ _PRISTINE: dict[tuple, Encoder] = {}
 def encoder_settings(factory) -> list[str]:
     """The settings an encoder factory passes on to its class (from the class's signature, named
     by the factory's return annotation), or [] when that cannot be read."""
+    return sorted(_setting_types(factory))
+
+
+def _setting_types(factory) -> dict:
+    """Setting name -> its annotation in the encoder class's signature ({} when unreadable)."""
     import inspect
     import typing
 
     try:
         cls = typing.get_type_hints(factory).get("return")
         params = inspect.signature(cls).parameters.values()
+        hints = typing.get_type_hints(cls.__init__)
     except Exception:  # an unannotated or odd factory: no list, the message still names the setting
-        return []
-    return sorted(p.name for p in params if p.name not in ("self", "path", "pretrained")
-                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        return {}
+    return {p.name: hints.get(p.name) for p in params if p.name not in ("self", "path", "pretrained")
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def typed_settings(factory, settings: dict, name: str) -> dict:
+    """`settings` read as the encoder's signature types them, as strategy settings are read
+    (`no` is false, 2.7 is not a count of layers): the constructors would take them as given."""
+    from quickadapt.settings import as_type
+
+    types = _setting_types(factory)
+    return {k: as_type(v, types[k], f"setting {k!r} for encoder {name!r}") if types.get(k) else v
+            for k, v in settings.items()}
 
 
 def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder:
@@ -62,15 +78,18 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
         folder = Path(name)
         if not folder.exists():
             raise BadInput(f"encoder folder {name} does not exist")
-        encoder = create_hf_folder(folder, pretrained=pretrained, **settings)
+        encoder = create_hf_folder(folder, pretrained=pretrained, **typed_settings(create_hf_folder, settings, str(name)))
         encoder.is_pretrained = pretrained
         return encoder
     factory = ENCODERS.get(name)
+    settings = typed_settings(factory, settings, name)
     key = (name, pretrained, repr(sorted(settings.items())))
     if pretrained and name in PRETRAINED and key in _PRISTINE:
         return copy.deepcopy(_PRISTINE[key])  # fresh module, without reading the weights again
     try:
         encoder = factory(pretrained=pretrained, **settings)
+    except BadInput:  # the encoder's own message names the setting already
+        raise
     except TypeError as exc:
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
         if unknown:  # name the setting, not the Python class that refused it

@@ -115,8 +115,11 @@ class HFTextEncoder(Encoder):
         self.pooling = _pooling_mode(folder)
         self.tokenizer_hash = _tokenizer_hash(folder)
         self.max_length = int(max_length)
-        if self.max_length < 1:
-            raise BadInput(f"encoder setting max_length counts tokens: at least 1, got {max_length}")
+        # 2 holds [CLS] and [SEP] (below it the tokenizer does not truncate at all); above the
+        # model's positions a long text would overflow them
+        limit = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        if self.max_length < 2 or limit and self.max_length > limit:
+            raise BadInput(f"encoder setting max_length counts tokens: from 2 to {limit or 'the model limit'}, got {max_length}")
         self.normalize = bool(normalize)
         self.settings = {"max_length": self.max_length, "normalize": self.normalize, "layers": self.layers}
 

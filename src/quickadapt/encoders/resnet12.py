@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from quickadapt.data.images import prepare_images
+from quickadapt.errors import BadInput
 from quickadapt.encoders.base import Encoder
 from quickadapt.encoders.conv4 import ImageNormalize, check_image_settings, norm_layer
 
@@ -37,6 +38,10 @@ class ResNet12Encoder(Encoder):
     def __init__(self, *, size: int = 84, grey: bool = False, widths=(64, 160, 320, 640), norm: str = "group"):
         super().__init__()
         check_image_settings(self.name, size, norm, min_size=16)
+        if (isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) or not widths
+                or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
+            raise BadInput(f"setting 'widths' for encoder 'resnet12' must be a list of channel counts >= 1, one a "
+                           f"block, such as [64, 160, 320, 640]; got {widths!r}")
         widths = [int(w) for w in widths]
         # a list, not a tuple: settings go through JSON manifests and must compare equal after
         self.settings = {"size": int(size), "grey": bool(grey), "widths": widths, "norm": norm}

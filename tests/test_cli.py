@@ -458,3 +458,18 @@ def test_under_torchrun_only_the_first_process_prints_the_json_error(monkeypatch
     monkeypatch.setenv("RANK", "0")
     r = run("predict", "no-such-model", "--data", "x.csv", "--json")
     assert r.exit_code == 2 and "no such model folder" in json.loads(r.stdout)["error"]
+
+
+def test_a_fit_that_diverges_is_refused_not_saved(tmp_path):
+    """Settings inside their ranges can still be far too large for the data: a model whose scores
+    or weights are not numbers is bad input, and nothing is written."""
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    base = ("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--quiet")
+    assert_bad_input(run(*base, "--strategy", "prototypes", "--set", "scale=1e39", "--out", tmp_path / "p"),
+                     "strategy 'prototypes' diverged on this data: the fitted model's scores are not finite")
+    assert_bad_input(run(*base, "--strategy", "finetune", "--set", "lr=1e30", "--set", "epochs=1", "--out", tmp_path / "f"),
+                     "strategy 'finetune' diverged on this data: the fitted model's weights are not finite")
+    assert_bad_input(run(*base, "--set", "C=1e-46", "--out", tmp_path / "c"),
+                     "setting 'C' for strategy 'probe' must be between 1e-06 and 1e+06, got 1e-46")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv"]

@@ -30,7 +30,7 @@ def settings(cls, *pairs):
     (FreezeConfig, "lr=1e400", "finite"),
     (FreezeConfig, "lr=NaN", "finite"),
     (LoRAConfig, "dropout=1", "(excluded)"),
-    (ProbeConfig, "C=0", "above 0"),
+    (ProbeConfig, "C=0", "between 1e-06 and 1e.06"),
     (LoRAConfig, "r=0", "at least 1"),
     (BlendConfig, "weight=2", "between 0 and 1"),
     (BlendConfig, "weight=[1]", "a number or a word"),

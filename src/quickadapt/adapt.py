@@ -15,6 +15,7 @@ import os
 import time
 
 import numpy as np
+import torch
 
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.columns import match_columns
@@ -49,6 +50,16 @@ def shared_inputs(source: Dataset, data: Dataset) -> tuple[list[bytes | None], s
         log(f"note: {shared} {option('source')} examples are also in {option('data')}: each cross-validation fold "
             "leaves out of the source those it holds out, so the estimate stays honest")
     return in_data, keys
+
+
+def check_finite(model: AdaptedModel, data: Dataset, strategy: str) -> None:
+    """A fit that diverged (a learning rate or scale far too large for the data) leaves weights or
+    scores that are not numbers: refuse it here rather than save a model that answers NaN."""
+    weights_ok = all(bool(torch.isfinite(t).all()) for t in (*model.parameters(), *model.buffers()) if t.is_floating_point())
+    if not weights_ok or not np.isfinite(model.predict_proba(data.inputs[:8])).all():
+        raise BadInput(f"strategy {strategy!r} diverged on this data: the fitted model's "
+                       f"{'weights' if not weights_ok else 'scores'} are not finite numbers (NaN or inf); lower its "
+                       "learning rate or the setting that scales its scores")
 
 
 def note_case_twins(classes) -> None:
@@ -154,6 +165,7 @@ def adapt(
     ctx = FitContext(device=dev, seed=seed, source=source, progress=progress)
     model = new_strategy().fit(base_encoder, extended, ctx)
     info["fit_seconds"] = round(time.perf_counter() - started, 3)  # the final fit alone, embedding included
+    check_finite(model, data, strategy)
 
     # without held-out confidences there is nothing honest to calibrate on (in-sample ones are
     # near 1): the model then abstains only with an explicit threshold

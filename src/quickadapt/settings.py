@@ -46,6 +46,12 @@ def positive(default):
     return bounded(default, 0, above_lo=True)
 
 
+def inverse_strength(default):
+    """C, the inverse strength of an L2 penalty, for the torch logistic head: beyond 1e-6 .. 1e6
+    its L-BFGS steps overflow float32 (and no data wants a penalty that strong or that weak)."""
+    return bounded(default, 1e-6, 1e6)
+
+
 def fraction(default, *, below_one: bool = False):
     """A setting in [0, 1] (or [0, 1) with `below_one`: a dropout of 1 drops everything)."""
     return bounded(default, 0, 1, below_hi=below_one)

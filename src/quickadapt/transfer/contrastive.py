@@ -19,7 +19,7 @@ from quickadapt.heads import LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
-from quickadapt.settings import Settings, count, positive
+from quickadapt.settings import count, inverse_strength, Settings
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ContrastiveConfig(Settings):
     lr: float = 0.0  # encoder learning rate; 0 = the encoder's own default (encoder.finetune_lr)
     weight_decay: float = 0.01
     max_steps: int = 0  # cap on optimiser steps, 0 = none
-    C: float = positive(10.0)  # inverse L2 strength of the logistic head fitted afterwards
+    C: float = inverse_strength(10.0)  # inverse L2 strength of the logistic head fitted afterwards
     time_budget: float = 0.0  # seconds for the pair fine-tuning, 0 = none
     norm_stats: str = "auto"  # BatchNorm statistics while training, as for finetune (train_mode)
 

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from quickadapt.heads import LogisticHead
 from quickadapt.transfer.base import Strategy, fit_frozen
-from quickadapt.settings import Settings, positive
+from quickadapt.settings import inverse_strength, Settings
 
 
 @dataclass(frozen=True)
 class ProbeConfig(Settings):
-    C: float = positive(10.0)  # inverse L2 strength; 10 suits unit-norm sentence embeddings and pooled CNN features
+    C: float = inverse_strength(10.0)  # inverse L2 strength; 10 suits unit-norm sentence embeddings and pooled CNN features
 
 
 class Probe(Strategy):

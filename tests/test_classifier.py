@@ -60,8 +60,13 @@ def test_abstain_needs_a_threshold_and_a_free_none_label():
     clf.set_params(threshold=0.5, none_label="1")
     with pytest.raises(BadInput, match="^none_label '1' is one of the model's classes"):
         clf.predict(X)
-    clf.set_params(none_label="__none__")
-    assert set(clf.predict(X)) <= {0, 1, "__none__"}
+    clf.set_params(none_label="__none__")  # text among numbers: score() and GridSearchCV could not compare them
+    with pytest.raises(ValueError, match="^none_label '__none__' is text but the labels are numbers"):
+        clf.predict(X)
+    with pytest.raises(ValueError, match="e.g. none_label=-1"):
+        FewShotClassifier(encoder="mlp", abstain=True, cv=2).fit(X, y)
+    clf.set_params(none_label=-1)
+    assert set(clf.predict(X)) <= {0, 1, -1} and 0 <= clf.score(X, y) <= 1
 
 
 def test_save_load_keeps_label_values_and_settings(tmp_path):

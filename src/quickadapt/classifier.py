@@ -116,6 +116,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         # quickadapt labels are strings, as the command line reads them from files (1.0 is "1");
         # classes_ keeps the caller's values, mapped back by column
         self.classes_ = np.unique(y)
+        if self.abstain:
+            self._check_none_label_kind()
         first = {}
         for c in self.classes_.tolist():  # Python values, as the caller wrote them
             if label_text(c) in first:
@@ -142,13 +144,23 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             check_is_fitted(self)
             t = abstain_threshold(self.model_.threshold, self.threshold)
             check_none_label(self.none_label, self.classes_)
+            self._check_none_label_kind()
         proba = self.predict_proba(X)
         pred = self.classes_[proba.argmax(1)]
         if not self.abstain:
             return pred
-        out = pred.astype(object)
+        # numbers stay numbers (scikit-learn's metrics read an object array as "unknown" targets)
+        numeric = self.classes_.dtype.kind in "biuf" and not isinstance(self.none_label, str)
+        out = pred.astype(np.result_type(pred.dtype, np.asarray(self.none_label).dtype) if numeric else object)
         out[proba.max(1) < t] = self.none_label
         return out
+
+    def _check_none_label_kind(self) -> None:
+        """Predictions mixing "__none__" with numbers cannot be compared with y (score,
+        cross_val_score and GridSearchCV fail on them): a numeric none_label for numeric labels."""
+        if self.classes_.dtype.kind in "biuf" and isinstance(self.none_label, str):
+            raise ValueError(f"none_label {self.none_label!r} is text but the labels are numbers: give a number "
+                             "that is not a class, e.g. none_label=-1")
 
     def save(self, path, *, force: bool = False) -> Path:
         from quickadapt.artifact import save_model

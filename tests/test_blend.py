@@ -148,3 +148,17 @@ def test_cli_fit_predict_blend(digits, tmp_path):
             "--out", tmp_path / "never", "--quiet")
     assert_bad_input(r, "weight")
     assert not (tmp_path / "never").exists()
+
+
+def test_base_settings_reach_the_base_strategy(digits):
+    """`base.KEY=value` sets the base strategy's own settings, checked by its names and ranges."""
+    train, _ = digits
+    few = train.subset(np.flatnonzero(np.isin(train.labels, ["0", "1"]))[:8])
+    blend = create_strategy("blend", base="prototypes", weight=0.2, **{"base.scale": 3.0})
+    assert blend.params()["base.scale"] == 3.0
+    model = blend.fit(create_encoder("efficientnet-lite0", size=SIZE), few, FitContext(seed=0, progress=False))
+    assert model.parts[0].strategy_params["scale"] == 3.0
+    with pytest.raises(BadInput, match="unknown setting 'epochs' for strategy 'prototypes'"):
+        create_strategy("blend", base="prototypes", **{"base.epochs": 1})
+    with pytest.raises(BadInput, match="setting 'epochs' for strategy 'finetune' must be at least 1"):
+        create_strategy("blend", base="finetune", **{"base.epochs": 0})

@@ -32,7 +32,7 @@ FOLDS = 3
 
 @dataclass(frozen=True)
 class BlendConfig(Settings):
-    base: str = "probe"  # the transfer strategy whose model is blended, with its default settings
+    base: str = "probe"  # the transfer strategy whose model is blended; base.KEY=value sets its settings
     weight: float | str = fraction("auto")  # the from-scratch model's share of the mixed log-probabilities; auto: see above
 
     def __post_init__(self):
@@ -46,6 +46,8 @@ class Blend(Strategy):
     Config = BlendConfig
 
     def __init__(self, **params):
+        # `base.KEY=value` is a setting of the base strategy (base.epochs=2 for base=finetune)
+        self.base_params = {k[len("base."):]: params.pop(k) for k in list(params) if k.startswith("base.")}
         super().__init__(**params)
         from quickadapt.transfer import STRATEGIES  # the registry imports this module
 
@@ -54,8 +56,12 @@ class Blend(Strategy):
         base = STRATEGIES.get(self.cfg.base)
         if base.needs_source:
             raise BadInput(f"setting 'base' for strategy 'blend': {self.cfg.base!r} needs {option('source')}; blend takes one dataset")
+        base(**self.base_params)  # its settings are checked now, by its own names and ranges
         # a tuning base changes the encoder in place, so cross-validation must copy it per fold
         self.tunes_encoder = base.tunes_encoder
+
+    def params(self) -> dict:
+        return {**super().params(), **{f"base.{k}": v for k, v in self.base_params.items()}}
 
     def fit(self, encoder, data, ctx):
         if data.modality != "image":
@@ -74,7 +80,8 @@ class Blend(Strategy):
         from quickadapt.evaluate.baseline import fit_baseline  # evaluate builds on transfer
         from quickadapt.transfer import create_strategy
 
-        return create_strategy(self.cfg.base).fit(encoder, data, ctx), fit_baseline(data, seed=ctx.seed, device=ctx.device)
+        return (create_strategy(self.cfg.base, **self.base_params).fit(encoder, data, ctx),
+                fit_baseline(data, seed=ctx.seed, device=ctx.device))
 
     def choose_weight(self, encoder, data, ctx) -> tuple[float, dict]:
         """(weight, how it was chosen): DEFAULT_WEIGHT, unless the transferred model alone is

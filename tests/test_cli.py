@@ -156,7 +156,7 @@ def test_bad_inputs(clinc_small, tmp_path):
     assert_bad_input(fit(good, "--encoder", "minlm"), "minilm")  # suggests the close match
     assert_bad_input(fit(good, "--strategy", "probes"), "unknown strategy")
     assert_bad_input(fit(good, "--set", "Cee=3"), "unknown setting 'Cee'")
-    assert_bad_input(fit(good, "--set", "C=-1"), "'C' for strategy 'probe' must be above 0")
+    assert_bad_input(fit(good, "--set", "C=-1"), "'C' for strategy 'probe' must be between 1e-06 and 1e+06, got -1")
     assert_bad_input(fit(good, "--encoder", "conv4"), "reads image")
     assert not out.exists()  # no half-written artifact after any failure
 
@@ -181,7 +181,7 @@ def test_listings():
     r = run("strategies", "--json")
     items = {s["name"]: s for s in json.loads(r.stdout)["strategies"]}
     assert {"probe", "prototypes", "finetune"} <= set(items)
-    assert items["probe"]["accepts"]["C"] == "number > 0"
+    assert items["probe"]["accepts"]["C"] == "number in [1e-06, 1e+06]"
     assert items["lora"]["accepts"]["dropout"] == "number in [0, 1)" and items["lora"]["accepts"]["r"] == "integer >= 1"
     assert items["freeze"]["accepts"]["k"] == "integer >= -1" and items["finetune"]["accepts"]["augment"] == "true/false"
     assert set(items["finetune"]["accepts"]) == set(items["finetune"]["settings"])
@@ -473,3 +473,18 @@ def test_a_fit_that_diverges_is_refused_not_saved(tmp_path):
     assert_bad_input(run(*base, "--set", "C=1e-46", "--out", tmp_path / "c"),
                      "setting 'C' for strategy 'probe' must be between 1e-06 and 1e+06, got 1e-46")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv"]
+
+
+def test_a_model_folder_as_encoder_transfers_only_what_it_learnt(tmp_path):
+    """A conv4 left at its random start (probe) transfers nothing when reused as --encoder; one
+    trained on images (finetune) does."""
+    base = ("fit", "--data", "builtin:digits", "--encoder", "conv4", "--cv", 0, "--json", "--quiet")
+    untouched = run(*base, "--strategy", "probe", "--out", tmp_path / "probe")
+    assert json.loads(untouched.stdout)["encoder_pretrained"] is False
+    trained = run(*base, "--strategy", "finetune", "--set", "epochs=1", "--out", tmp_path / "tuned")
+    assert json.loads(trained.stdout)["encoder_pretrained"] is False  # from random weights: nothing transferred yet
+    for folder, expected in (("probe", False), ("tuned", True)):
+        r = run("fit", "--data", "builtin:digits", "--encoder", tmp_path / folder, "--cv", 0, "--json", "--quiet",
+                "--out", tmp_path / f"again-{folder}")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["encoder_pretrained"] is expected, folder

@@ -13,6 +13,7 @@ import hashlib
 import numbers
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +51,18 @@ def shared_inputs(source: Dataset, data: Dataset) -> tuple[list[bytes | None], s
         log(f"note: {shared} {option('source')} examples are also in {option('data')}: each cross-validation fold "
             "leaves out of the source those it holds out, so the estimate stays honest")
     return in_data, keys
+
+
+def learned_before(encoder: str) -> bool:
+    """A quickadapt model folder given as the encoder: whether its encoder had learned anything
+    (a meta-trained or pretrained stage, a tuned or pretrained one), or only its random start."""
+    from quickadapt.artifact import MANIFEST, read_manifest
+
+    folder = Path(str(encoder))
+    if not (folder / MANIFEST).is_file():
+        return False  # a registry name or a Hugging Face folder: is_pretrained says it
+    manifest = read_manifest(folder)
+    return manifest.get("kind") != "classifier" or bool(manifest.get("info", {}).get("encoder_learned", True))
 
 
 def check_finite(model: AdaptedModel, data: Dataset, strategy: str) -> None:
@@ -145,6 +158,10 @@ def adapt(
 
     info: dict = {"n_examples": len(data), "n_classes": len(data.classes), "label_names": bool(label_names),
                   "cv": int(cv or 0)}
+    # whether the encoder knew anything before this data (else nothing was transferred), and,
+    # for a later fit on this model as --encoder, whether it knows anything after it
+    info["encoder_pretrained"] = bool(base_encoder.is_pretrained or learned_before(encoder))
+    info["encoder_learned"] = info["encoder_pretrained"] or strat.tunes_encoder
     if data.columns:  # a feature csv's names: predict reads its inputs' columns by them (data/columns.py)
         info["feature_columns"] = list(data.columns)
     started = time.perf_counter()

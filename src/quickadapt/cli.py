@@ -142,8 +142,8 @@ def fit(
     )
     save_model(model, out, force=force, data_fingerprint=train.fingerprint(), seed=seed, metrics=_fit_metrics(model))
     result = {"out": str(out), "encoder": encoder, "strategy": strategy, **_fit_metrics(model),
-              # a model folder's encoder carries what it learnt; a registry name without weights starts at random
-              "encoder_pretrained": bool(model.encoder.is_pretrained or Path(encoder).is_dir())}
+              # a model folder's encoder carries what it learnt, unless it never learnt anything (adapt.learned_before)
+              "encoder_pretrained": model.info["encoder_pretrained"]}
     emit(result, as_json, _fit_summary(result))
 
 

@@ -9,7 +9,6 @@ fit, the baseline's included, also learns from each class's name as one more exa
 from __future__ import annotations
 
 import copy
-import hashlib
 import numbers
 import os
 import time
@@ -21,7 +20,7 @@ import torch
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.columns import match_columns
 from quickadapt.data import as_dataset
-from quickadapt.data.dataset import Dataset, content_bytes
+from quickadapt.data.dataset import Dataset, content_key
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput, option
@@ -34,10 +33,6 @@ from quickadapt.transfer import FitContext, create_strategy
 
 
 DEFAULT_ENCODER = {"text": "minilm", "image": "efficientnet-lite0", "features": "mlp"}
-
-
-def content_key(x, modality: str) -> bytes:
-    return hashlib.sha256(content_bytes(x, modality)).digest()
 
 
 def shared_inputs(source: Dataset, data: Dataset) -> tuple[list[bytes | None], set[bytes]]:

@@ -98,6 +98,11 @@ class Dataset:
         return h.hexdigest()
 
 
+def content_key(x, modality: str) -> bytes:
+    """sha256 of one input's content: the same text, image or feature row gives the same key."""
+    return hashlib.sha256(content_bytes(x, modality)).digest()
+
+
 def content_bytes(x, modality: str) -> bytes:
     """The bytes that identify one text or image input (for fingerprints and caches).
     Image paths are identified by their file's content, not their name."""

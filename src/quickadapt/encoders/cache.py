@@ -16,7 +16,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from quickadapt.data.dataset import content_bytes
+from quickadapt.data.dataset import content_key
 
 
 def cache_dir() -> Path:
@@ -52,7 +52,7 @@ class EmbeddingCache:
     def _row_keys(inputs: Sequence, modality: str) -> np.ndarray:
         keys = np.zeros((len(inputs), 32), dtype=np.uint8)
         for i, x in enumerate(inputs):
-            keys[i] = np.frombuffer(hashlib.sha256(content_bytes(x, modality)).digest(), dtype=np.uint8)
+            keys[i] = np.frombuffer(content_key(x, modality), dtype=np.uint8)
         return keys
 
     def lookup(self, inputs: Sequence, modality: str, dim: int) -> dict[int, np.ndarray]:

@@ -63,6 +63,10 @@ def test_blend_mixes_its_parts_and_round_trips(digits, tmp_path):
     loaded = load_model(tmp_path / "m")
     assert isinstance(loaded, BlendedModel)
     np.testing.assert_allclose(loaded.predict_proba(test.inputs), model.predict_proba(test.inputs), atol=1e-5)
+    for weights in ([1.5, -0.5], [0, 0]):  # edited by hand: a negative share inverts a part's answer
+        (tmp_path / "m" / "manifest.json").write_text(json.dumps({**manifest, "blend": {**manifest["blend"], "weights": weights}}))
+        with pytest.raises(BadInput, match="blend weights must be numbers >= 0"):
+            load_model(tmp_path / "m")
     # a part folder that went missing is named, not a traceback
     shutil.rmtree(tmp_path / "m" / "part-1")
     with pytest.raises(BadInput, match="part-1"):

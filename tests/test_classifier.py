@@ -192,3 +192,52 @@ def test_pickle_round_trip_with_the_pretrained_text_encoder(monkeypatch):
     new = ["please send 20 dollars to my sister", "what's left in my account"]
     assert np.array_equal(again.predict_proba(new), clf.predict_proba(new))
     assert again.predict(new).tolist() == ["transfer", "balance"]
+
+
+def _blobs(seed=2, n=30, classes=3):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    return (rng.normal(size=(n, 2)) + 3 * y[:, None]).astype(np.float32), y
+
+
+def test_a_refit_that_fails_leaves_no_fitted_model_behind():
+    """The old model answering with the new fit's labels would be silently wrong."""
+    from sklearn.exceptions import NotFittedError
+
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp").fit(X, y)
+    clf.set_params(strategy_params={"C": 0})
+    with pytest.raises(ValueError, match="C"):
+        clf.fit(X, 2 - y)
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    with pytest.raises(ValueError, match="one label per input"):  # refused before any text is embedded
+        FewShotClassifier().fit(["hello", "goodbye"], [("a", 1), ("b", 1)])
+
+
+def test_saved_models_record_the_data_and_what_the_fit_measured(tmp_path):
+    from quickadapt.data.dataset import Dataset
+
+    X, y = _blobs()
+    FewShotClassifier(encoder="mlp", cv=3).fit(X, y).save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["data_fingerprint"] == Dataset("features", X, y.astype(str)).fingerprint()
+    assert manifest["metrics"]["cv_accuracy"] > 0.9 and manifest["metrics"]["cv_folds"] == 3
+
+
+def test_a_model_folder_encoder_is_kept_through_save_load_and_refit(tmp_path):
+    """Its manifest names the architecture (mlp) alone: a refit from that would start at random."""
+    from cli_helpers import run
+
+    X, y = _blobs()
+    base = tmp_path / "base"
+    FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}).fit(X, y).save(base)
+    clf = FewShotClassifier(encoder=str(base), strategy="prototypes").fit(X, y)
+    clf.save(tmp_path / "m")
+    again = FewShotClassifier.load(tmp_path / "m")
+    assert again.get_params() == clf.get_params()
+    assert clone(again).fit(X, y).model_.info["encoder_pretrained"]
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "".join(f"{a},{b},{c}\n" for (a, b), c in zip(X, y)))
+    r = run("fit", "--data", tmp_path / "t.csv", "--encoder", base, "--out", tmp_path / "cli", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert FewShotClassifier.load(tmp_path / "cli").get_params()["encoder"] == str(base.resolve())

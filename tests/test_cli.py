@@ -183,7 +183,7 @@ def test_listings():
     assert {"probe", "prototypes", "finetune"} <= set(items)
     assert items["probe"]["accepts"]["C"] == "number in [1e-06, 1e+06]"
     assert items["lora"]["accepts"]["dropout"] == "number in [0, 1)" and items["lora"]["accepts"]["r"] == "integer >= 1"
-    assert items["freeze"]["accepts"]["k"] == "integer >= -1" and items["finetune"]["accepts"]["augment"] == "true/false"
+    assert items["freeze"]["accepts"]["k"] == "integer >= -1; -1 = half the layer groups" and items["finetune"]["accepts"]["augment"] == "true/false"
     assert set(items["finetune"]["accepts"]) == set(items["finetune"]["settings"])
     import quickadapt
 
@@ -488,3 +488,50 @@ def test_a_model_folder_as_encoder_transfers_only_what_it_learnt(tmp_path):
                 "--out", tmp_path / f"again-{folder}")
         assert r.exit_code == 0, r.stderr
         assert json.loads(r.stdout)["encoder_pretrained"] is expected, folder
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    ("m['encoder']['weights'] = 'Stored'", "neither 'pretrained' nor 'stored'"),
+    ("m['encoder']['weights'] = 'pretrained'", "holds encoder weights but the manifest says 'pretrained'"),
+    ("m['encoder']['embed_dim'] = 7", "rebuilds as features into"),
+    ("m['encoder']['modality'] = 'audio'", "the manifest's encoder reads audio"),
+])
+def test_a_manifest_that_misdescribes_its_stored_encoder_is_refused(tmp_path, edit, fragment):
+    """Read plainly, each of these rebuilt another encoder than the one fine-tuned and stored."""
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    r = run("fit", "--data", data, "--encoder", "mlp", "--strategy", "finetune", "--set", "epochs=1", "--cv", "0",
+            "--out", tmp_path / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    edited = {"m": json.loads((tmp_path / "m" / "manifest.json").read_text())}
+    exec(edit, edited)
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(edited["m"]))
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
+
+
+def test_weights_swapped_from_another_model_are_refused_in_one_line(tmp_path):
+    for n in (2, 3):
+        data = tmp_path / f"f{n}.csv"
+        data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % n]}\n" for i in range(30)))
+        assert run("fit", "--data", data, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / f"m{n}",
+                   "--quiet").exit_code == 0
+    (tmp_path / "m2" / "model.safetensors").write_bytes((tmp_path / "m3" / "model.safetensors").read_bytes())
+    assert_bad_input(run("predict", tmp_path / "m2", "--data", tmp_path / "f2.csv"),
+                     "stored weights do not fit task 'main''s head")
+
+
+def test_a_json_error_into_a_closed_pipe_keeps_exit_code_2(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "
+            "from quickadapt.cli import main; sys.argv = ['quickadapt', 'predict', sys.argv[1], '--data', 'x.csv', '--json']; main()")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no such model folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_strategy_listing_says_what_a_zero_rate_or_budget_means():
+    r = run("strategies")
+    assert r.exit_code == 0
+    finetune = r.stdout.split("\nfinetune\n")[1].split("\nfreeze\n")[0]
+    assert "0 = the encoder's own rate" in finetune and "0 = no limit" in finetune

@@ -48,15 +48,21 @@ def shared_inputs(source: Dataset, data: Dataset) -> tuple[list[bytes | None], s
     return in_data, keys
 
 
+def is_model_folder(encoder: str) -> bool:
+    """Whether `encoder` names a quickadapt model folder (else a registry name or a Hugging Face folder)."""
+    from quickadapt.artifact import MANIFEST
+
+    return (Path(str(encoder)) / MANIFEST).is_file()
+
+
 def learned_before(encoder: str) -> bool:
     """A quickadapt model folder given as the encoder: whether its encoder had learned anything
     (a meta-trained or pretrained stage, a tuned or pretrained one), or only its random start."""
-    from quickadapt.artifact import MANIFEST, read_manifest
+    from quickadapt.artifact import read_manifest
 
-    folder = Path(str(encoder))
-    if not (folder / MANIFEST).is_file():
+    if not is_model_folder(encoder):
         return False  # a registry name or a Hugging Face folder: is_pretrained says it
-    manifest = read_manifest(folder)
+    manifest = read_manifest(Path(str(encoder)))
     return manifest.get("kind") != "classifier" or bool(manifest.get("info", {}).get("encoder_learned", True))
 
 
@@ -156,6 +162,9 @@ def adapt(
     # whether the encoder knew anything before this data (else nothing was transferred), and,
     # for a later fit on this model as --encoder, whether it knows anything after it
     info["encoder_pretrained"] = bool(base_encoder.is_pretrained or learned_before(encoder))
+    if is_model_folder(encoder):  # the manifest names only its architecture (conv4), which starts at random
+        info["encoder_folder"] = str(Path(encoder).resolve())
+    info["data_fingerprint"] = data.fingerprint()  # which examples (and labels) it was adapted on
     info["encoder_learned"] = info["encoder_pretrained"] or strat.tunes_encoder
     if data.columns:  # a feature csv's names: predict reads its inputs' columns by them (data/columns.py)
         info["feature_columns"] = list(data.columns)

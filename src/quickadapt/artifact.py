@@ -146,8 +146,11 @@ def save_model(
     model: AdaptedModel, out: str | Path, *, force: bool = False, data_fingerprint: str | None = None,
     seed: int | None = None, metrics: dict | None = None, extra: dict | None = None,
 ) -> Path:
-    """Save `model` as a folder. `extra` adds keys to the manifest."""
+    """Save `model` as a folder. `extra` adds keys to the manifest. The data fingerprint and
+    metrics default to what `adapt()` recorded in `model.info`."""
     out = prepare_out_dir(out, force)
+    data_fingerprint = data_fingerprint or model.info.get("data_fingerprint")
+    metrics = fit_metrics(model) if metrics is None else metrics
     if isinstance(model, BlendedModel):
         return _save_blend(model, out, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, extra=extra)
     manifest = _manifest(
@@ -163,6 +166,15 @@ def save_model(
     return _write_artifact(out, manifest, tensors)
 
 
+def fit_metrics(model: AdaptedModel) -> dict:
+    """What `adapt()` measured of a fit (the manifest's `metrics`, and `fit --json`'s figures)."""
+    keys = ("n_examples", "n_classes", "label_names", "cv", "cv_folds", "cv_accuracy", "cv_scored", "cv_note", "baseline",
+            "negative_transfer", "p_transfer_better", "blend")
+    out = {k: model.info[k] for k in keys if k in model.info}
+    out["threshold"] = model.threshold
+    return out
+
+
 def _save_blend(model: BlendedModel, out: Path, *, data_fingerprint, seed, metrics, extra) -> Path:
     """A blend is a folder of its parts, each an ordinary model folder, and a manifest naming
     them with their weights; its own model.safetensors holds nothing."""
@@ -174,7 +186,7 @@ def _save_blend(model: BlendedModel, out: Path, *, data_fingerprint, seed, metri
     )
     manifest["blend"] = {"parts": names, "weights": model.weights}
     manifest.update(extra or {})
-    parts = {name: (lambda p, part=part: save_model(part, p, data_fingerprint=data_fingerprint, seed=seed))
+    parts = {name: (lambda p, part=part: save_model(part, p, data_fingerprint=data_fingerprint, seed=seed, metrics={}))
              for name, part in zip(names, model.parts)}
     return _write_artifact(out, manifest, {}, parts)
 
@@ -256,7 +268,8 @@ def _load_model(folder: Path, manifest: dict, device) -> AdaptedModel:
             raise BadInput(f"{folder}: task {task!r} names a class twice; {DAMAGED}")
         head = create_head(spec["head"])
         prefix = f"heads.{task}."
-        head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        fit_weights(head, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, folder,
+                    f"task {task!r}'s head")
         heads[task], classes[task] = head, spec["classes"]
     model = AdaptedModel(
         encoder, heads, classes, encoder_tuned=manifest["encoder"]["weights"] == "stored",
@@ -301,20 +314,35 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
 def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path):
     """Rebuild the encoder the manifest names; load stored weights, checking every key matches."""
     spec = manifest["encoder"]
+    if spec["weights"] not in ("pretrained", "stored"):
+        raise BadInput(f"{folder}: encoder weights {spec['weights']!r} are neither 'pretrained' nor 'stored'; {DAMAGED}")
     stored = spec["weights"] == "stored"
+    if not stored and any(k.startswith("encoder.") for k in tensors):  # they would be dropped unread
+        raise BadInput(f"{folder}: {WEIGHTS} holds encoder weights but the manifest says 'pretrained'; {DAMAGED}")
     encoder = create_encoder(spec["name"], pretrained=not stored, **spec["settings"])
+    if (encoder.modality, encoder.embed_dim) != (spec["modality"], spec["embed_dim"]):
+        raise BadInput(f"{folder}: the manifest's encoder reads {spec['modality']} into {spec['embed_dim']} features, "
+                       f"but {spec['name']!r} rebuilds as {encoder.modality} into {encoder.embed_dim}; {DAMAGED}")
     if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder)):
         raise BadInput(f"{folder}: its encoder {spec['name']} is not the one the model was fit on (other weights, "
                        "tokenizer or pooling: the package or folder changed since); fit the model again")
     if stored:
         state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
-        missing, unexpected = encoder.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise BadInput(
-                f"{folder}: stored encoder weights do not fit {spec['name']!r} "
-                f"(missing {len(missing)}, unexpected {len(unexpected)} keys)"
-            )
+        fit_weights(encoder, state, folder, f"encoder {spec['name']!r}")
     return encoder.eval()
+
+
+def fit_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path, what: str) -> None:
+    """Load `state` into `module`; weights of other names or shapes than the manifest rebuilds
+    (tensors swapped from another model, an edited manifest) are refused in one line."""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        shape = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "size mismatch")
+        raise BadInput(f"{folder}: stored weights do not fit {what} ({shape.rstrip('.')}); {DAMAGED}") from None
+    if missing or unexpected:
+        raise BadInput(f"{folder}: stored weights do not fit {what} "
+                       f"(missing {len(missing)}, unexpected {len(unexpected)} keys); {DAMAGED}")
 
 
 def resolve_encoder(spec: str, **settings):

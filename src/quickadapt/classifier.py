@@ -22,8 +22,9 @@ from quickadapt.model import abstain_threshold, check_none_label
 
 
 # settings that shape predictions or refits but are not stored in the model itself
-ESTIMATOR_PARAMS = ("encoder_params", "seed", "device", "cv", "abstain", "none_label", "threshold", "label_names",
-                    "strategy_params")  # as the caller gave them (None), not the model's full settings
+# (encoder as the caller gave it: a model folder's rebuilt encoder is named by its architecture)
+ESTIMATOR_PARAMS = ("encoder", "encoder_params", "seed", "device", "cv", "abstain", "none_label", "threshold",
+                    "label_names", "strategy_params")  # as the caller gave them (None), not the model's full settings
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -89,6 +90,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         from quickadapt.transfer import STRATEGIES
 
+        # a refit that fails must not leave the last fit's model answering with the new labels
+        for fitted in ("classes_", "model_", "_columns"):
+            self.__dict__.pop(fitted, None)
         if STRATEGIES.get(self.strategy).needs_source:
             raise ValueError(f"strategy {self.strategy!r} also trains on a second labelled dataset, which "
                              "FewShotClassifier cannot take: use quickadapt.adapt.adapt(data, source=..., "
@@ -106,6 +110,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             y = np.asarray(y)
             if len(X) != len(y):
                 raise ValueError(f"X has {len(X)} inputs but y has {len(y)} labels")
+        if y.ndim != 1:  # tuples or rows of labels: one label per input is all a classifier takes
+            raise ValueError(f"y must hold one label per input (a 1-D list or array), got shape {y.shape}")
         missing = next((i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)), None)
         if missing is not None:  # None or NaN: sklearn's own checks fail on them with a TypeError
             raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
@@ -115,36 +121,37 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             check_classification_targets(y)
         # quickadapt labels are strings, as the command line reads them from files (1.0 is "1");
         # classes_ keeps the caller's values, mapped back by column
-        self.classes_ = np.unique(y)
+        classes = np.unique(y)
         if self.abstain:
-            self._check_none_label_kind()
+            self._check_none_label_kind(classes)
         first = {}
-        for c in self.classes_.tolist():  # Python values, as the caller wrote them
+        for c in classes.tolist():  # Python values, as the caller wrote them
             if label_text(c) in first:
                 raise ValueError(f"y holds the labels {first[label_text(c)]!r} and {c!r}, which are one class as "
                                  f"text ({label_text(c)!r}); make them one label or two different ones")
             first[label_text(c)] = c
         data = Dataset(modality, X, [label_text(v) for v in y])
-        self.model_ = adapt(
+        model = adapt(
             data, encoder=self.encoder, strategy=self.strategy, strategy_params=self.strategy_params,
             encoder_params=self.encoder_params, seed=self.seed, device=self.device, cv=self.cv,
             label_names=self.label_names, progress=False,
         )
-        names = self.model_.classes["main"]
+        names = model.classes["main"]
         # columns of predict_proba follow classes_ (np.unique order), not the model's string order
-        self._columns = np.asarray([names.index(label_text(c)) for c in self.classes_])
+        self._columns = np.asarray([names.index(label_text(c)) for c in classes])
+        self.classes_, self.model_ = classes, model
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self)
+        check_is_fitted(self, "model_")
         return self.model_.predict_proba(self._inputs(X, reset=False))[:, self._columns]
 
     def predict(self, X) -> np.ndarray:
         if self.abstain:  # checked before the inputs are embedded
-            check_is_fitted(self)
+            check_is_fitted(self, "model_")
             t = abstain_threshold(self.model_.threshold, self.threshold)
             check_none_label(self.none_label, self.classes_)
-            self._check_none_label_kind()
+            self._check_none_label_kind(self.classes_)
         proba = self.predict_proba(X)
         pred = self.classes_[proba.argmax(1)]
         if not self.abstain:
@@ -155,17 +162,17 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         out[proba.max(1) < t] = self.none_label
         return out
 
-    def _check_none_label_kind(self) -> None:
+    def _check_none_label_kind(self, classes: np.ndarray) -> None:
         """Predictions mixing "__none__" with numbers cannot be compared with y (score,
         cross_val_score and GridSearchCV fail on them): a numeric none_label for numeric labels."""
-        if self.classes_.dtype.kind in "biuf" and isinstance(self.none_label, str):
+        if classes.dtype.kind in "biuf" and isinstance(self.none_label, str):
             raise ValueError(f"none_label {self.none_label!r} is text but the labels are numbers: give a number "
                              "that is not a class, e.g. none_label=-1")
 
     def save(self, path, *, force: bool = False) -> Path:
         from quickadapt.artifact import save_model
 
-        check_is_fitted(self)
+        check_is_fitted(self, "model_")
         # the caller's label values (ints stay ints) and the settings that are not the model's own
         estimator = {"classes": [c.item() if isinstance(c, np.generic) else c for c in self.classes_],
                      "params": {k: self.get_params()[k] for k in ESTIMATOR_PARAMS}}
@@ -219,7 +226,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         params.setdefault("strategy_params", model.strategy_params)  # a CLI model: its full settings
         params.setdefault("cv", int(model.info.get("cv", 0)))  # 0 for a model older than the record
         params.setdefault("seed", int(manifest.get("seed") or 0))
-        clf = cls(encoder=manifest["encoder"]["name"], strategy=model.strategy, **params)
+        # a model folder given as the encoder is rebuilt as its architecture (conv4): refitting
+        # must start from the folder, not from that architecture's random weights
+        params.setdefault("encoder", model.info.get("encoder_folder") or manifest["encoder"]["name"])
+        clf = cls(strategy=model.strategy, **params)
         clf.model_ = model
         names = model.classes["main"]
         classes = estimator.get("classes")

@@ -91,7 +91,10 @@ def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "
     """One line on stderr (and `{"error": ...}` on stdout with --json), then exit with `code`."""
     print(f"{prefix}{message}", file=sys.stderr)
     if as_json and os.environ.get("RANK", "0") == "0":  # under torchrun: one object on stdout, not one a process
-        print(json.dumps({"error": message}))
+        try:
+            print(json.dumps({"error": message}), flush=True)
+        except BrokenPipeError:  # the reader left: the exit code still says what went wrong
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     raise typer.Exit(code)
 
 
@@ -128,7 +131,7 @@ def fit(
 ):
     """Adapt an encoder to a labelled task and save the model."""
     from quickadapt.adapt import DEFAULT_ENCODER, adapt
-    from quickadapt.artifact import prepare_out_dir, save_model
+    from quickadapt.artifact import fit_metrics, prepare_out_dir, save_model
     from quickadapt.data import load_dataset
 
     prepare_out_dir(out, force, inputs=(data, source, encoder))  # fail before any work
@@ -140,19 +143,11 @@ def fit(
         train, encoder=encoder, strategy=strategy, strategy_params=method, encoder_params=enc_settings,
         source=src, seed=seed, device=device, cv=cv, baseline=baseline, label_names=label_names, progress=not quiet,
     )
-    save_model(model, out, force=force, data_fingerprint=train.fingerprint(), seed=seed, metrics=_fit_metrics(model))
-    result = {"out": str(out), "encoder": encoder, "strategy": strategy, **_fit_metrics(model),
+    save_model(model, out, force=force, seed=seed)  # with the fingerprint and metrics adapt() recorded
+    result = {"out": str(out), "encoder": encoder, "strategy": strategy, **fit_metrics(model),
               # a model folder's encoder carries what it learnt, unless it never learnt anything (adapt.learned_before)
               "encoder_pretrained": model.info["encoder_pretrained"]}
     emit(result, as_json, _fit_summary(result))
-
-
-def _fit_metrics(model) -> dict:
-    keys = ("n_examples", "n_classes", "label_names", "cv", "cv_folds", "cv_accuracy", "cv_scored", "cv_note", "baseline",
-            "negative_transfer", "p_transfer_better", "blend")
-    out = {k: model.info[k] for k in keys if k in model.info}
-    out["threshold"] = model.threshold
-    return out
 
 
 def _fit_summary(r: dict) -> str:

@@ -132,6 +132,8 @@ class BlendedModel(AdaptedModel):
             raise ValueError("blended parts must be single-task models over the same classes")
         if len(weights) != len(parts):
             raise ValueError("one weight per part")
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
+            raise ValueError(f"blend weights must be numbers >= 0, one above 0, got {list(weights)}")
         super().__init__(first.encoder, dict(first.heads), first.classes, encoder_tuned=first.encoder_tuned,
                          strategy=strategy, strategy_params=strategy_params)
         self.parts = nn.ModuleList(parts)

@@ -29,11 +29,13 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def bounded(default, lo: float | None = 0, hi: float | None = None, *, below_hi: bool = False, above_lo: bool = False):
+def bounded(default, lo: float | None = 0, hi: float | None = None, *, below_hi: bool = False, above_lo: bool = False,
+            means: dict | None = None):
     """A numeric setting's field with the range it accepts (the default range is >= 0: counts,
     rates, weights and seconds are never negative). `below_hi`/`above_lo`: that bound itself is
-    excluded."""
-    return dataclasses.field(default=default, metadata={"range": (lo, hi, below_hi, above_lo)})
+    excluded. `means`: values that stand for something else ({0: "no limit"}), which the
+    listing of settings says, since `lr = 0.0` read plainly would freeze the encoder."""
+    return dataclasses.field(default=default, metadata={"range": (lo, hi, below_hi, above_lo), "means": means or {}})
 
 
 def count(default):
@@ -52,9 +54,19 @@ def inverse_strength(default):
     return bounded(default, 1e-6, 1e6)
 
 
-def fraction(default, *, below_one: bool = False):
+def fraction(default, *, below_one: bool = False, means: dict | None = None):
     """A setting in [0, 1] (or [0, 1) with `below_one`: a dropout of 1 drops everything)."""
-    return bounded(default, 0, 1, below_hi=below_one)
+    return bounded(default, 0, 1, below_hi=below_one, means=means)
+
+
+def own_rate():
+    """An encoder learning rate whose 0 means the encoder's own fine-tuning rate (`finetune_lr`)."""
+    return bounded(0.0, means={0: "the encoder's own rate"})
+
+
+def no_limit(default=0):
+    """A cap (seconds, steps) whose 0 means none."""
+    return bounded(default, means={0: "no limit"})
 
 
 def build_config(cls: type, params: Mapping[str, Any] | None, owner: str):
@@ -148,7 +160,8 @@ def describe_range(field: dataclasses.Field, hint) -> str:
     else:
         text = f"{kind} in {'(' if above_lo else '['}{lo:g}, {hi:g}{')' if below_hi else ']'}"
     extra = [w for w, a in (("a word", str), ("none", type(None))) if a in args]
-    return text + (f" or {' or '.join(extra)}" if extra else "")
+    means = "".join(f"; {value:g} = {meaning}" for value, meaning in field.metadata.get("means", {}).items())
+    return text + (f" or {' or '.join(extra)}" if extra else "") + means
 
 
 def describe_settings(cls: type) -> dict[str, str]:

@@ -22,7 +22,7 @@ from quickadapt.data.dataset import Dataset
 from quickadapt.encoders.base import batch_to, embed
 from quickadapt.heads import BottleneckHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
-from quickadapt.settings import Settings, build_config, config_to_dict, count, fraction, positive
+from quickadapt.settings import Settings, bounded, build_config, config_to_dict, count, fraction, own_rate, positive
 from quickadapt.train import TrainConfig, train
 from quickadapt.transfer.base import encode_labels
 
@@ -51,13 +51,13 @@ class DeepConfig(Settings):
     steps: int = count(600)
     batch_size: int = count(32)  # per domain: each step sees this many source and this many target examples
     lr: float = positive(1e-3)  # head and method modules (discriminators)
-    encoder_lr: float = 0.0  # 0 = the encoder's own default (encoder.finetune_lr)
+    encoder_lr: float = own_rate()  # 0 = the encoder's own default (encoder.finetune_lr)
     weight_decay: float = 0.01
     hidden: int = count(256)  # bottleneck width
     dropout: float = fraction(0.5, below_one=True)
     trade_off: float = 1.0  # weight of the transfer loss
     tune_encoder: str = "auto"  # auto: train encoders without pretrained weights, freeze pretrained ones
-    checkpoints: int = 0  # >0 with a validator: keep the best of this many evenly spaced states
+    checkpoints: int = bounded(0, means={0: "the last state"})  # >0 with a validator: keep the best of this many evenly spaced states
 
     def __post_init__(self):
         super().__post_init__()

@@ -16,14 +16,14 @@ from quickadapt.meta.base import (
     MetaLearner, adapt, batch_params, body_batched, body_one, body_params, expand_head, linear, mean_ce,
     resolve_path, task_ce,
 )
-from quickadapt.settings import Settings, count, positive
+from quickadapt.settings import Settings, bounded, count, positive
 
 
 @dataclass(frozen=True)
 class MAMLConfig(Settings):
     inner_steps: int = count(1)
     inner_lr: float = positive(0.4)  # Finn et al.'s Omniglot value
-    test_steps: int = 0  # inner steps when adapting to a new task at test time (0: inner_steps)
+    test_steps: int = bounded(0, means={0: "inner_steps"})  # inner steps when adapting to a new task at test time (0: inner_steps)
     first_order: bool = False
     outer_lr: float = positive(1e-3)
 

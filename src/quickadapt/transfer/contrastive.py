@@ -19,7 +19,7 @@ from quickadapt.heads import LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
-from quickadapt.settings import count, inverse_strength, Settings
+from quickadapt.settings import count, inverse_strength, no_limit, own_rate, Settings
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,11 @@ class ContrastiveConfig(Settings):
     pairs_per_example: int = count(4)  # half positive, half negative; more hurt on CLINC150 5-shot
     epochs: int = count(1)  # passes over the pairs (1 is SetFit's default)
     batch_size: int = count(16)  # pairs per step (32 encoder inputs)
-    lr: float = 0.0  # encoder learning rate; 0 = the encoder's own default (encoder.finetune_lr)
+    lr: float = own_rate()  # encoder learning rate; 0 = the encoder's own default (encoder.finetune_lr)
     weight_decay: float = 0.01
-    max_steps: int = 0  # cap on optimiser steps, 0 = none
+    max_steps: int = no_limit()  # cap on optimiser steps, 0 = none
     C: float = inverse_strength(10.0)  # inverse L2 strength of the logistic head fitted afterwards
-    time_budget: float = 0.0  # seconds for the pair fine-tuning, 0 = none
+    time_budget: float = no_limit(0.0)  # seconds for the pair fine-tuning, 0 = none
     norm_stats: str = "auto"  # BatchNorm statistics while training, as for finetune (train_mode)
 
     def __post_init__(self):

@@ -16,7 +16,7 @@ from quickadapt.settings import bounded, fraction
 @dataclass(frozen=True)
 class DiscriminativeConfig(FinetuneConfig):
     decay: float = bounded(0.8, 0, 1, above_lo=True)  # learning-rate factor per layer group below the top (BERT-style layer decay)
-    unfreeze_every: float = fraction(0.1)  # fraction of steps between unfreezing groups; 0 = all train from the start
+    unfreeze_every: float = fraction(0.1, means={0: "all train from the start"})  # fraction of steps between unfreezing groups; 0 = all train from the start
 
 
 class Discriminative(Finetune):

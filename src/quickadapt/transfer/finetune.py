@@ -17,7 +17,7 @@ from quickadapt.heads import LinearHead, LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
 from quickadapt.transfer.base import MiniBatches, Strategy, encode_labels
-from quickadapt.settings import Settings, count, positive
+from quickadapt.settings import Settings, count, no_limit, own_rate, positive
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class FinetuneConfig(Settings):
     epochs: int = count(8)
     min_steps: int = 60  # tiny datasets still get enough updates
     batch_size: int = count(32)
-    lr: float = 0.0  # encoder learning rate; 0 = the encoder's own default (encoder.finetune_lr)
+    lr: float = own_rate()  # encoder learning rate; 0 = the encoder's own default (encoder.finetune_lr)
     head_lr: float = positive(1e-3)
     weight_decay: float = 0.01
     probe_init: bool = True  # start the head from a logistic-regression probe (LP-FT)
@@ -33,7 +33,7 @@ class FinetuneConfig(Settings):
     # never augmented. Off by default: on scikit-learn digits with conv4 it helped at K=1 and 5
     # (+1 to +4 points) but cost 3 to 5 points at K=10 (3 seeds each)
     augment: bool = False
-    time_budget: float = 0.0  # seconds, 0 = none
+    time_budget: float = no_limit(0.0)  # seconds, 0 = none
     # BatchNorm statistics while training: "auto" keeps trained ones frozen (train_mode)
     norm_stats: str = "auto"
 

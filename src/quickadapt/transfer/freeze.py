@@ -14,7 +14,7 @@ from quickadapt.settings import bounded
 
 @dataclass(frozen=True)
 class FreezeConfig(FinetuneConfig):
-    k: int = bounded(-1, -1)  # layer groups frozen, counted from the input; -1 = half of them (rounded down)
+    k: int = bounded(-1, -1, means={-1: "half the layer groups"})  # layer groups frozen, counted from the input; -1 = half of them (rounded down)
 
 
 def frozen_count(k: int, n_groups: int) -> int:

@@ -97,3 +97,21 @@ def test_adapt_reads_paths_as_the_command_line_does(tmp_path):
     assert adapt(tmp_path / "f.csv", cv=0, progress=False).encoder.name == "mlp"
     with pytest.raises(BadInput, match="data must be a Dataset or a path"):
         adapt([[0.0, 1.0]], encoder="mlp")
+
+
+def test_copies_of_an_input_are_held_out_together():
+    """A repeated row must not train the fold that scores its twin: that inflated the estimate and
+    the abstain threshold calibrated on it."""
+    values = [0, 0, 0, 1, 2, 3, 3, 4, 5, 5, 6, 7]  # rows 0-2, 5-6 and 9-10 are copies
+    data = Dataset("features", np.asarray(values, dtype=np.float32)[:, None],
+                   np.asarray(list("aaaaabbbbbbb"), dtype=object))
+    rec = Recorder()  # it records the values each fold trained on
+    scored, _, _ = out_of_fold(data, rec.fit, n_splits=3, seed=0)
+    assert sorted(scored.tolist()) == list(range(12))
+    for trained in rec.trained_on:  # an input trains with all of its copies or with none
+        assert all(trained.count(v) == values.count(v) for v in trained)
+    held = [sorted(set(values) - set(t)) for t in rec.trained_on]
+    assert sorted(v for h in held for v in h) == sorted(set(values))  # each distinct input held out once
+    assert n_folds(rows(list("aab") + ["b"]), 3) == 2
+    copies = Dataset("features", np.asarray([0, 0, 1, 2], dtype=np.float32)[:, None], np.asarray(list("aabb"), dtype=object))
+    assert n_folds(copies, 3) == 0  # class a has one distinct input: nothing to hold out

@@ -535,3 +535,22 @@ def test_the_strategy_listing_says_what_a_zero_rate_or_budget_means():
     assert r.exit_code == 0
     finetune = r.stdout.split("\nfinetune\n")[1].split("\nfreeze\n")[0]
     assert "0 = the encoder's own rate" in finetune and "0 = no limit" in finetune
+
+
+def test_none_and_oos_labels_are_read_as_file_labels_are(tmp_path):
+    """1.0 in a file is class 1: so is --none-label 1.0, and --oos-label -1.0 marks the rows written -1.0."""
+    rows = "".join(f"{i % 3 + 3 * (i % 2)},{i % 2},{i % 2 + 1}.0\n" for i in range(20))
+    (tmp_path / "t.csv").write_text("f1,f2,label\n" + rows)
+    (tmp_path / "e.csv").write_text("f1,f2,label\n" + rows + "9,9,-1.0\n")
+    assert run("fit", "--data", tmp_path / "t.csv", "--encoder", "mlp", "--out", tmp_path / "m", "--quiet").exit_code == 0
+    assert_bad_input(run("predict", tmp_path / "m", "--data", tmp_path / "t.csv", "--abstain", "--none-label", "2.0"),
+                     "one of the model's classes")
+    r = run("evaluate", tmp_path / "m", "--data", tmp_path / "e.csv", "--oos-label", "-1.0", "--abstain", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["n_oos"] == 1
+
+
+def test_the_encoder_listing_names_each_encoder_s_settings():
+    r = run("encoders", "--json")
+    items = {e["name"]: e for e in json.loads(r.stdout)["encoders"]}
+    assert items["minilm"]["settings"]["max_length"] == 128 and items["conv4"]["settings"]["grey"] is True

@@ -169,7 +169,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.csv", "a,b\nfoo,bar\n", r"no `text` column \(found: a, b\).*text,label"),
         ("x.csv", "sentence,label\nhello,a\n", "not numeric.*text,label"),
         ("x.csv", "text,label\nhi,\n", "no label"),
-        ("x.csv", "text,label\nhi,NaN\n", "no label"),
+        ("x.csv", "text,label\nhi,NaN\n", "line 2 has the label 'NaN', which reads as missing"),
         ("x.csv", "text,label\n  ,a\n", "empty text"),
         ("x.csv", "text,label\n,a\n", "empty text"),
         ("x.csv", "text,label\n", "no examples"),
@@ -343,3 +343,26 @@ def test_a_quoted_field_may_span_lines(tmp_path):
     path.write_text('text,label\nfirst,a\n"two\nlines, one field",b\n')
     data = load_dataset(str(path))
     assert list(data.inputs) == ["first", "two\nlines, one field"] and list(data.labels) == ["a", "b"]
+
+
+def test_rows_with_empty_text_are_refused_not_dropped(tmp_path):
+    """predict answers row for row: a silently dropped blank row would shift every later answer."""
+    for content in ("text\nwhere is my card\n\"\"\n   \nbook a table\n", "text,label\nhi,a\n,\nho,b\n"):
+        with pytest.raises(BadInput, match="line 3 has empty text"):
+            load_dataset(write(tmp_path / "x.csv", content), labels="optional")
+    # empty lines, and a spreadsheet's trailing rows of empty cells, are not rows
+    data = load_dataset(write(tmp_path / "y.csv", "text,label\nhi,a\n\nho,b\n,\n , \n"))
+    assert data.inputs == ["hi", "ho"] and data.labels.tolist() == ["a", "b"]
+
+
+def test_a_raw_tsv_with_quote_characters_in_its_texts_keeps_every_row(tmp_path):
+    raw = ('text\tlabel\n"Great" movie, loved it\tpos\n"Terrible acting\tneg\nboring plot\tneg\n'
+           'what a film" said my friend\tpos\nawful\tneg\n')
+    data = load_dataset(write(tmp_path / "raw.tsv", raw))
+    assert data.inputs == ['"Great" movie, loved it', '"Terrible acting', "boring plot", 'what a film" said my friend', "awful"]
+    assert data.labels.tolist() == ["pos", "neg", "neg", "pos", "neg"]
+    # properly quoted cells (as pandas writes them) still read as quoted
+    quoted = load_dataset(write(tmp_path / "q.tsv", 'text\tlabel\n"two\nlines"\ta\n"say ""hi"""\tb\n'))
+    assert quoted.inputs == ["two\nlines", 'say "hi"']
+    with pytest.raises(BadInput, match="the quoted cell that starts on line 2 runs over several rows"):
+        load_dataset(write(tmp_path / "bad.tsv", 'text\tlabel\n"open\ta\nx\ty\tz\n'))

@@ -93,3 +93,18 @@ def test_the_folder_s_pooling_is_used_and_keys_the_cache_and_the_model(tmp_path,
                        .replace('"pooling_mode_mean_tokens": true', '"pooling_mode_mean_tokens": false'))
     assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"),
                      "is not the one the model was fit on (other weights, tokenizer or pooling")
+
+
+def test_texts_past_max_length_are_named_at_fit_and_predict(tmp_path):
+    """The rest of a long text reads as nothing; a user must hear of it, and how to read more."""
+    long = " ".join(["word"] * 150)
+    rows = [f"{long} topic {lab},{lab}" for lab in "ab" * 3] + ["short one,a", "short two,b"]
+    (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    r = run("fit", "--data", tmp_path / "t.csv", "--encoder", "minilm", "--cv", "0", "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    assert "6 of 8 texts are longer than 128 tokens" in r.stderr and "encoder.max_length=N (up to 512)" in r.stderr
+    r = run("predict", tmp_path / "m", "--data", tmp_path / "t.csv")
+    assert "6 of 8 texts are longer than 128 tokens" in r.stderr
+    r = run("fit", "--data", tmp_path / "t.csv", "--encoder", "minilm", "--set", "encoder.max_length=512", "--cv", "0",
+            "--out", tmp_path / "n")
+    assert r.exit_code == 0 and "longer than" not in r.stderr

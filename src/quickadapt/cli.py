@@ -202,6 +202,7 @@ def _model_inputs(model, data, spec: str, model_dir: Path):
 
     if data.modality != model.encoder.modality:
         raise BadInput(f"{spec} is {data.modality} data but the model reads {model.encoder.modality}")
+    model.encoder.note_cut_inputs(data.inputs)
     return match_columns(data, model.info.get("feature_columns"), f"the data {model_dir} was trained on")
 
 
@@ -297,8 +298,11 @@ def evaluate(
 ):
     """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 (--json: every class's scores)."""
     from quickadapt.data import load_dataset
+    from quickadapt.data.loaders import label_text
     from quickadapt.evaluate.metrics import classification_report
 
+    if oos_label is not None:
+        oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
     model = _load(model_dir, device)
     test = _model_inputs(model, load_dataset(data), data, model_dir)
     _check_task(model, task)
@@ -341,11 +345,15 @@ def datasets(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
 @app.command()
 @command
 def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
-    """List the encoders by name (a Hugging Face folder path also works)."""
-    from quickadapt.encoders import ENCODER_MODALITY, list_encoders
+    """List the encoders by name (a Hugging Face folder path also works) and their settings
+    (--set encoder.KEY=value)."""
+    from quickadapt.encoders import ENCODER_MODALITY, ENCODERS, encoder_defaults, list_encoders
 
-    items = [{"name": n, "modality": ENCODER_MODALITY.get(n, "?")} for n in list_encoders()]
-    emit({"encoders": items}, as_json, "\n".join(f"{e['name']:<20} {e['modality']}" for e in items))
+    items = [{"name": n, "modality": ENCODER_MODALITY.get(n, "?"), "settings": encoder_defaults(ENCODERS.get(n))}
+             for n in list_encoders()]
+    emit({"encoders": items}, as_json, "\n".join(
+        f"{e['name']:<20} {e['modality']:<9} {' '.join(f'{k}={v!r}' for k, v in e['settings'].items())}".rstrip()
+        for e in items))
 
 
 @app.command()

@@ -38,8 +38,11 @@ def abstain_threshold(calibrated: float | None, given: float | None) -> float:
 
 
 def check_none_label(none_label: str, classes) -> None:
-    """An abstention must not read as a class the model predicts."""
-    if str(none_label) in {str(c) for c in classes}:
+    """An abstention must not read as a class the model predicts, as files' labels are read
+    (`2.0` is class `2`)."""
+    from quickadapt.data.loaders import label_text
+
+    if label_text(none_label) in {label_text(c) for c in classes}:
         raise BadInput(f"{option('none_label')} {none_label!r} is one of the model's classes; choose another name")
 
 class AdaptedModel(nn.Module):

@@ -93,6 +93,12 @@ def _read_utf8(path: Path, shown: str) -> str:
         raise BadInput(f"{shown}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
 
+def _no_label(shown: str, line: int, label, field: str) -> BadInput:
+    said = str(label).strip() if isinstance(label, str) else ""
+    why = f"has the label {said!r}, which reads as missing (pandas writes it for no value)" if said else "has no label"
+    return BadInput(f"{shown}: line {line} {why}; give every row a label (or drop the `label` {field})")
+
+
 def _missing(value) -> bool:
     """An absent label: None, NaN, or an empty / 'nan' string (what pandas writes for NaN)."""
     if value is None:
@@ -126,7 +132,7 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str) ->
         texts.append(text)
         if keep:
             if _missing(label):
-                raise BadInput(f"{shown}: line {line} has no label; give every row a label (or drop the `label` {field})")
+                raise _no_label(shown, line, label, field)
             if isinstance(label, (list, dict)):
                 raise BadInput(f"{shown}: line {line} has a label that is a JSON {type(label).__name__}; "
                                "give one label per example, a string or a number")
@@ -195,10 +201,9 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
         at = at or [str(j + 1) for j, h in enumerate(header) if h.lower() == name]
         if len(at) > 1:
             raise BadInput(f"{shown}: columns {' and '.join(at)} are both named {name!r}; keep one")
-    try:
-        body = [(i, r) for i, r in enumerate(reader, start=2) if any(c.strip() for c in r)]
-    except csv.Error as e:
-        raise BadInput(f"{shown}: not a valid csv at line {reader.line_num} ({e})") from None
+    body = _csv_rows(reader, shown)
+    if delimiter == "\t" and any("\t" in c for _, r in body for c in r):
+        body = _raw_tsv_rows(content, header, body, shown)
     if body and any("\n" in c for c in body[-1][1]):  # lax reading puts an unclosed quote's rest in one field
         opened = _unclosed_quote_line(content, delimiter)
         if opened is not None:
@@ -224,6 +229,35 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     if data.labels is None and labels == "required":
         raise _no_label_column(shown, header)
     return data
+
+
+def _csv_rows(reader, shown: str) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every data row. Empty lines are skipped, and so are rows of empty
+    cells at the end (a spreadsheet's trailing `,,`); any other row counts, an empty text
+    included, so predict never drops an input and its answers stay row for row."""
+    try:
+        body = [(i, r) for i, r in enumerate(reader, start=2) if r]
+    except csv.Error as e:
+        raise BadInput(f"{shown}: not a valid csv at line {reader.line_num} ({e})") from None
+    while body and not any(c.strip() for c in body[-1][1]):
+        body.pop()
+    return body
+
+
+def _raw_tsv_rows(content: str, header: list[str], body, shown: str) -> list[tuple[int, list[str]]]:
+    """A tab inside a cell of a tab-separated file means a quote opened a cell and ran on over the
+    next rows: a raw export whose texts start with a quote character ("Great" movie). Read with
+    quotes as plain characters instead when every row then has the header's cells, else refuse."""
+    raw = csv.reader(io.StringIO(content, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    next(raw)
+    rows = _csv_rows(raw, shown)
+    if all(len(r) == len(header) for _, r in rows):
+        log(f"note: {shown}: quote characters are read as part of the text (a quoted cell ran over "
+            "several rows otherwise)")
+        return rows
+    line = next(i for i, r in body if any("\t" in c for c in r))
+    raise BadInput(f"{shown}: the quoted cell that starts on line {line} runs over several rows (it holds tabs); "
+                   "close its quote, or double a quote inside a cell (\"\")")
 
 
 def _no_label_column(shown: str, header: list[str]) -> BadInput:
@@ -296,7 +330,7 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
         for i, r in body:
             v = r[jl] if jl < len(r) else ""
             if _missing(v):
-                raise BadInput(f"{shown}: line {i} has no label; give every row a label (or drop the `label` column)")
+                raise _no_label(shown, i, v, "column")
             y.append(label_text(v))
         y = np.asarray(y, dtype=object)
     return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat])

@@ -47,6 +47,19 @@ def encoder_settings(factory) -> list[str]:
     return sorted(_setting_types(factory))
 
 
+def encoder_defaults(factory) -> dict:
+    """Setting name -> its default, as `quickadapt encoders` lists them ({} when unreadable)."""
+    import inspect
+    import typing
+
+    try:
+        params = inspect.signature(typing.get_type_hints(factory).get("return")).parameters
+    except Exception:
+        return {}
+    return {k: params[k].default for k in encoder_settings(factory)
+            if params[k].default is not inspect.Parameter.empty}
+
+
 def _setting_types(factory) -> dict:
     """Setting name -> its annotation in the encoder class's signature ({} when unreadable)."""
     import inspect

@@ -47,6 +47,9 @@ class Encoder(nn.Module):
     def forward_features(self, batch) -> torch.Tensor:
         return self(batch)
 
+    def note_cut_inputs(self, inputs: Sequence) -> None:
+        """Say (a note) when some inputs are cut to fit this encoder; nothing by default."""
+
     def layer_groups(self) -> list[nn.Module]:
         return [self]
 

@@ -123,6 +123,23 @@ class HFTextEncoder(Encoder):
         self.normalize = bool(normalize)
         self.settings = {"max_length": self.max_length, "normalize": self.normalize, "layers": self.layers}
 
+    def note_cut_inputs(self, texts) -> None:
+        """Texts past `max_length` tokens are cut there: the rest of a long document reads as
+        nothing, which no score shows (two texts that differ only after it score the same)."""
+        from quickadapt.progress import log
+
+        if not len(texts):
+            return
+        # one token past the limit tells cut from whole, without tokenizing all of a long text
+        lengths = self.tokenizer(list(texts), truncation=True, max_length=self.max_length + 1,
+                                 return_length=True)["length"]
+        cut = sum(n > self.max_length for n in lengths)
+        if cut:
+            limit = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+            log(f"note: {cut} of {len(texts)} texts are longer than {self.max_length} tokens (encoder.max_length) "
+                f"and are read only that far; fit with --set encoder.max_length=N"
+                f"{f' (up to {limit})' if limit else ''} to read more")
+
     def prepare(self, inputs):
         return dict(
             self.tokenizer(

@@ -39,7 +39,9 @@ def test_training_steps_reuse_freed_memory():
     kept = json.loads(proc.stdout.strip().splitlines()[-1])
     assert kept["applied"] is True
     # glibc's own policy page-faults on most such steps, not on all: the bound is on the kept side
-    assert kept["faults"] < 3000, kept  # over three steps; 15,000-22,000 without it in this test
+    # over three steps; 15,000-22,000 without it in this test, up to 3,984 with it on a machine running
+    # four busy processes on its two cores
+    assert kept["faults"] < 6000, kept
 
 
 def test_a_users_own_malloc_settings_win():

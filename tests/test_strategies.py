@@ -362,3 +362,23 @@ def test_every_strategy_runs_on_every_encoder_kind(encoder, settings, tmp_path):
         model = create_strategy(name, **params).fit(enc, target, ctx)
         tasks = ("main", "source") if name == "multitask" else ("main",)
         assert_round_trip(model, target.inputs, tmp_path / name, tasks)
+
+
+def test_probe_weighs_a_class_of_few_examples_as_much_as_one_of_many():
+    """One example of a new intent beside forty of another: unweighted, the probe hardly ever
+    answered the new one; each class weighing the same, it answers most of its test inputs."""
+    train, test = load_dataset("builtin:clinc150-train"), load_dataset("builtin:clinc150-test")
+    few, many = "accept_reservations", "account_blocked"
+    idx = np.concatenate([np.flatnonzero(train.labels == few)[:1], np.flatnonzero(train.labels == many)[:40]])
+    data = Dataset("text", [train.inputs[i] for i in idx], train.labels[idx])
+    held = np.flatnonzero(test.labels == few)[:30]
+    encoder = create_encoder("minilm")
+    ctx = FitContext(device="cpu", seed=0, progress=False)
+    recall = {}
+    for weight in ("balanced", "none"):
+        model = create_strategy("probe", class_weight=weight).fit(encoder, data, ctx)
+        labels, _ = model.predict([test.inputs[i] for i in held])
+        recall[weight] = float(np.mean(np.asarray(labels) == few))
+    assert recall["balanced"] >= 0.6 and recall["balanced"] > recall["none"] + 0.3, recall
+    with pytest.raises(BadInput, match="class_weight"):
+        create_strategy("probe", class_weight="auto")

@@ -70,6 +70,8 @@ class CORAL(DeepMethod):
             zt, _ = representation(model, target.inputs)
             _, y = encode_labels(source.labels, model.classes[MAIN_TASK])
             head = model.heads[MAIN_TASK]
-            probe = LogisticHead(zs.shape[1], head.fc.out_features, C=self.cfg.C).fit(coral_transform(zs, zt), y)
+            # unweighted, as the other domain methods' heads train (and as its settings were chosen)
+            probe = LogisticHead(zs.shape[1], head.fc.out_features, C=self.cfg.C,
+                                 class_weight="none").fit(coral_transform(zs, zt), y)
             head.fc.load_state_dict({k: v.to(head.fc.weight.device) for k, v in probe.fc.state_dict().items()})
         return model

@@ -35,13 +35,14 @@ class SklearnBaseline:
 
 
 def fit_baseline(data: Dataset, *, seed: int, device="cpu"):
-    """Fit the no-transfer model for `data`'s modality."""
+    """Fit the no-transfer model for `data`'s modality. Classes are weighed alike, as the probe
+    weighs them (the same fit where every class has as many examples)."""
     if data.modality == "text":
         words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
         chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
-        return SklearnBaseline(make_pipeline(make_union(words, chars), LogisticRegression(C=10, max_iter=2000))).fit(data)
+        return SklearnBaseline(make_pipeline(make_union(words, chars), LogisticRegression(C=10, max_iter=2000, class_weight="balanced"))).fit(data)
     if data.modality == "features":
-        return SklearnBaseline(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))).fit(data)
+        return SklearnBaseline(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced"))).fit(data)
     from quickadapt.encoders import create_encoder
     from quickadapt.train import seed_everything
     from quickadapt.transfer import FitContext, create_strategy

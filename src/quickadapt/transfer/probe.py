@@ -12,6 +12,12 @@ from quickadapt.settings import inverse_strength, Settings
 @dataclass(frozen=True)
 class ProbeConfig(Settings):
     C: float = inverse_strength(10.0)  # inverse L2 strength; 10 suits unit-norm sentence embeddings and pooled CNN features
+    class_weight: str = "balanced"  # balanced: each class weighs the same in the loss however many examples it has; none
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.class_weight not in ("balanced", "none"):
+            raise ValueError(f"class_weight is 'balanced' or 'none', got {self.class_weight!r}")
 
 
 class Probe(Strategy):
@@ -20,4 +26,4 @@ class Probe(Strategy):
     Config = ProbeConfig
 
     def fit(self, encoder, data, ctx):
-        return fit_frozen(self, encoder, data, ctx, lambda dim, n: LogisticHead(dim, n, C=self.cfg.C))
+        return fit_frozen(self, encoder, data, ctx, lambda dim, n: LogisticHead(dim, n, C=self.cfg.C, class_weight=self.cfg.class_weight))

@@ -436,3 +436,52 @@ def test_a_second_ctrl_c_names_the_checkpoint_it_leaves(tmp_path):
     message = f"interrupted: the last checkpoint is kept in {tmp_path / 'm' / 'checkpoint'}; --resume continues from it"
     assert message in proc.stderr and json.loads(proc.stdout) == {"error": message}
     assert (tmp_path / "m" / "checkpoint" / "state.json").is_file()
+
+
+def alphabet_folder(root, alphabets, characters=3, per_class=3):
+    """The first `characters` characters of each Omniglot alphabet as root/<alphabet>/<character>/*.png:
+    a user's folder of groups."""
+    from quickadapt.data import load_dataset
+
+    data = load_dataset("builtin:omniglot")
+    for alphabet in alphabets:
+        for c in sorted({c for c in data.classes if c.startswith(alphabet + "/")})[:characters]:
+            folder = root / c
+            folder.mkdir(parents=True)
+            for i in np.flatnonzero(data.labels == c)[:per_class]:
+                Image.fromarray(data.inputs[i]).save(folder / f"{i}.png")
+    return root
+
+
+def test_a_folder_of_groups_trains_tests_and_resumes_on_its_split_by_group(tmp_path):
+    from quickadapt.data.episodes import load_episode_data, split_classes_randomly
+
+    data = alphabet_folder(tmp_path / "data", ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"))
+    out = tmp_path / "m"
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--out", out, "--json")
+    r = run(*args, "--steps", 2)
+    assert r.exit_code == 0, r.stderr
+    split = json.loads((out / "manifest.json").read_text())["meta"]["class_split"]
+    assert split["by"] == "group" and [len(split["groups"][p]) for p in ("train", "val", "test")] == [3, 1, 1]
+    for part in ("train", "val", "test"):  # no alphabet in two parts
+        assert {c.split("/")[0] for c in split[part]} == set(split["groups"][part])
+    assert json.loads(r.stdout)["classes"] == {"train": 9, "val": 3, "test": 3}
+    # episodes measures the held-out alphabet's 3 characters
+    r = run("episodes", out, "--data", data, "--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["classes"] == 3
+    # the checkpoint keeps the split and a resume trains on it
+    state_file = out / "checkpoint" / "state.json"
+    assert json.loads(state_file.read_text())["spec"]["class_split"] == split
+    assert run(*args, "--steps", 3, "--resume").exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["meta"]["class_split"] == split
+    # a checkpoint written before splits were stored was split by class then: its resume keeps that split
+    state = json.loads(state_file.read_text())
+    del state["spec"]["class_split"]
+    state_file.write_text(json.dumps(state))
+    r = run(*args, "--steps", 4, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "the resumed run keeps its split by class" in r.stderr
+    resumed = json.loads((out / "manifest.json").read_text())["meta"]["class_split"]
+    assert resumed == split_classes_randomly(load_episode_data(str(data)), seed=0).to_dict()

@@ -2,7 +2,8 @@
 
 `run_meta_train` builds the starting encoder (meta/start.py: conv4, 28x28 grey, GroupNorm from
 a random init for images, pretrained MiniLM for text, or `encoder`), splits the classes (the
-fixed Omniglot or CLINC150 split when the data holds its alphabets or domains), optionally
+fixed Omniglot or CLINC150 split when the data holds its alphabets or domains, else a seeded
+split by group or by class; a resume keeps its checkpoint's split), optionally
 pretrains it supervised (meta/pretrain.py, saved as `OUT/pretrained/`), meta-trains with
 checkpoints in `OUT/checkpoint/` and writes the model folder; `resume=True` rebuilds the run
 from the checkpoint. `run_episodes` measures N-way K-shot accuracy on a model's held-out
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quickadapt.data.episodes import (ELASTIC, ClassSplit, EpisodeSampler, check_augment, check_episode_spec, default_split,
-                                      load_episode_data)
+from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ClassSplit, EpisodeSampler, check_augment,
+                                      check_episode_spec, default_split, load_episode_data)
 from quickadapt import distributed
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.episodes import episode_accuracy
@@ -142,11 +143,13 @@ def run_meta_train(
                                          "checkpoint_every": checkpoint_every, "checkpoint_steps": checkpoint_steps,
                                          **train_settings}, "meta-train")
     ckpt = out / CHECKPOINT
+    saved = read_checkpoint_json(ckpt) if resume else None
     if resume:
-        check_resumable(read_checkpoint_json(ckpt), spec, cfg, out)
+        check_resumable(saved, spec, cfg, out)
     dev = group.device(pick_device(device))
 
-    split = default_split(dataset, seed=seed)
+    split = resumed_split(saved, dataset, seed) if resume else default_split(dataset, seed=seed)
+    spec["class_split"] = split.to_dict()  # not a SHAPE_KEY: a resume reads it back (resumed_split)
     seed_everything(seed)
     encoder, start = build_start(spec["encoder"], dataset.modality)
     check_method(method, encoder)
@@ -239,6 +242,20 @@ def check_setting_names(method: str, settings: dict) -> None:
         run_keys = sorted(set(TRAIN_KEYS) - set(FLAGGED)) + list(PRETRAIN_KEYS) + list(SAMPLER_KEYS)
         raise BadInput(f"unknown setting {unknown[0]!r} for meta-train: {method} takes {', '.join(sorted(own))}; "
                        f"the run takes {', '.join(run_keys)} (docs/meta.md)")
+
+
+def resumed_split(saved: dict, dataset, seed: int) -> ClassSplit:
+    """A resumed run meta-trains on the classes it began with: the split its checkpoint stored.
+    Checkpoints that stored none were split by the rule of their day, which split a folder's
+    classes, not its groups: rebuilt so, since a split by group would train on other classes."""
+    stored = saved.get("spec", {}).get("class_split")
+    if stored is not None:
+        return ClassSplit.from_dict(stored)
+    split = default_split(dataset, seed=seed, by_group=False)
+    if split.by == "class" and dataset.groups is not None and len(set(dataset.groups.tolist())) >= MIN_GROUPS:
+        log("note: the checkpoint was written before folders of groups were split by group: the resumed run "
+            "keeps its split by class (train afresh for a split by group)")
+    return split
 
 
 def check_resumable(saved: dict, spec: dict, cfg: MetaTrainConfig, out: Path) -> None:

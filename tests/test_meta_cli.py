@@ -2,6 +2,7 @@
 meta-train -> episodes -> fit --encoder DIR works, and bad inputs exit 2 with one line."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -485,3 +486,26 @@ def test_a_folder_of_groups_trains_tests_and_resumes_on_its_split_by_group(tmp_p
     assert "the resumed run keeps its split by class" in r.stderr
     resumed = json.loads((out / "manifest.json").read_text())["meta"]["class_split"]
     assert resumed == split_classes_randomly(load_episode_data(str(data)), seed=0).to_dict()
+
+
+def test_a_split_by_group_that_leaves_a_part_too_few_classes_says_what_helps(tmp_path):
+    from quickadapt.data.episodes import default_split, load_episode_data
+
+    data = alphabet_folder(tmp_path / "data", ("Greek", "Korean", "Latin"))  # one alphabet a part
+    split = default_split(load_episode_data(str(data)))
+    (train,), (val,), (test,) = (split.groups[p] for p in ("train", "val", "test"))
+    for c in split.val[1:] + split.test[1:]:  # validation and test keep one character each
+        shutil.rmtree(data / c)
+    base = ("meta-train", "--data", data, "--method", "protonet", "--shots", 1, "--queries", 2, "--steps", 1,
+            "--set", "encoder.channels=8")
+    assert_bad_input(run(*base, "--ways", 4, "--no-rotations", "--out", tmp_path / "a", "--quiet"),
+                     f"the split by group trains on 3 classes (group {train}), fewer than 4-way episodes need; "
+                     "lower --ways, or add classes to the folder's groups, or more groups")
+    assert_bad_input(run(*base, "--ways", 13, "--out", tmp_path / "a", "--quiet"),
+                     f"trains on 3 classes (group {train}), 12 with their rotations, fewer than 13-way")
+    r = run(*base, "--ways", 3, "--no-rotations", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.stderr
+    assert (f"note: the split by group gave validation 1 class (group {val}): to validate, add classes to the "
+            "folder's groups, or more groups") in r.stderr
+    assert (f"note: the split by group holds out 1 class for testing (group {test}), too few for `quickadapt "
+            "episodes` on them (add classes to the folder's groups, or more groups, or use episodes --split all)") in r.stderr

@@ -2,6 +2,7 @@
 meta-train -> episodes -> fit --encoder DIR works, and bad inputs exit 2 with one line."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -436,3 +437,75 @@ def test_a_second_ctrl_c_names_the_checkpoint_it_leaves(tmp_path):
     message = f"interrupted: the last checkpoint is kept in {tmp_path / 'm' / 'checkpoint'}; --resume continues from it"
     assert message in proc.stderr and json.loads(proc.stdout) == {"error": message}
     assert (tmp_path / "m" / "checkpoint" / "state.json").is_file()
+
+
+def alphabet_folder(root, alphabets, characters=3, per_class=3):
+    """The first `characters` characters of each Omniglot alphabet as root/<alphabet>/<character>/*.png:
+    a user's folder of groups."""
+    from quickadapt.data import load_dataset
+
+    data = load_dataset("builtin:omniglot")
+    for alphabet in alphabets:
+        for c in sorted({c for c in data.classes if c.startswith(alphabet + "/")})[:characters]:
+            folder = root / c
+            folder.mkdir(parents=True)
+            for i in np.flatnonzero(data.labels == c)[:per_class]:
+                Image.fromarray(data.inputs[i]).save(folder / f"{i}.png")
+    return root
+
+
+def test_a_folder_of_groups_trains_tests_and_resumes_on_its_split_by_group(tmp_path):
+    from quickadapt.data.episodes import load_episode_data, split_classes_randomly
+
+    data = alphabet_folder(tmp_path / "data", ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"))
+    out = tmp_path / "m"
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--out", out, "--json")
+    r = run(*args, "--steps", 2)
+    assert r.exit_code == 0, r.stderr
+    split = json.loads((out / "manifest.json").read_text())["meta"]["class_split"]
+    assert split["by"] == "group" and [len(split["groups"][p]) for p in ("train", "val", "test")] == [3, 1, 1]
+    for part in ("train", "val", "test"):  # no alphabet in two parts
+        assert {c.split("/")[0] for c in split[part]} == set(split["groups"][part])
+    assert json.loads(r.stdout)["classes"] == {"train": 9, "val": 3, "test": 3}
+    # episodes measures the held-out alphabet's 3 characters
+    r = run("episodes", out, "--data", data, "--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["classes"] == 3
+    # the checkpoint keeps the split and a resume trains on it
+    state_file = out / "checkpoint" / "state.json"
+    assert json.loads(state_file.read_text())["spec"]["class_split"] == split
+    assert run(*args, "--steps", 3, "--resume").exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["meta"]["class_split"] == split
+    # a checkpoint written before splits were stored was split by class then: its resume keeps that split
+    state = json.loads(state_file.read_text())
+    del state["spec"]["class_split"]
+    state_file.write_text(json.dumps(state))
+    r = run(*args, "--steps", 4, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert "the resumed run keeps its split by class" in r.stderr
+    resumed = json.loads((out / "manifest.json").read_text())["meta"]["class_split"]
+    assert resumed == split_classes_randomly(load_episode_data(str(data)), seed=0).to_dict()
+
+
+def test_a_split_by_group_that_leaves_a_part_too_few_classes_says_what_helps(tmp_path):
+    from quickadapt.data.episodes import default_split, load_episode_data
+
+    data = alphabet_folder(tmp_path / "data", ("Greek", "Korean", "Latin"))  # one alphabet a part
+    split = default_split(load_episode_data(str(data)))
+    (train,), (val,), (test,) = (split.groups[p] for p in ("train", "val", "test"))
+    for c in split.val[1:] + split.test[1:]:  # validation and test keep one character each
+        shutil.rmtree(data / c)
+    base = ("meta-train", "--data", data, "--method", "protonet", "--shots", 1, "--queries", 2, "--steps", 1,
+            "--set", "encoder.channels=8")
+    assert_bad_input(run(*base, "--ways", 4, "--no-rotations", "--out", tmp_path / "a", "--quiet"),
+                     f"the split by group trains on 3 classes (group {train}), fewer than 4-way episodes need; "
+                     "lower --ways, or add classes to the folder's groups, or more groups")
+    assert_bad_input(run(*base, "--ways", 13, "--out", tmp_path / "a", "--quiet"),
+                     f"trains on 3 classes (group {train}), 12 with their rotations, fewer than 13-way")
+    r = run(*base, "--ways", 3, "--no-rotations", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.stderr
+    assert (f"note: the split by group gave validation 1 class (group {val}): to validate, add classes to the "
+            "folder's groups, or more groups") in r.stderr
+    assert (f"note: the split by group holds out 1 class for testing (group {test}), too few for `quickadapt "
+            "episodes` on them (add classes to the folder's groups, or more groups, or use episodes --split all)") in r.stderr

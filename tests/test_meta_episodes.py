@@ -6,7 +6,7 @@ from PIL import Image
 
 from quickadapt.data import Dataset, load_dataset
 from quickadapt.data.episodes import (
-    OMNIGLOT_SPLIT, EpisodeSampler, default_split, load_episode_data, split_classes,
+    OMNIGLOT_SPLIT, EpisodeSampler, default_split, load_episode_data, split_classes, split_classes_randomly,
 )
 from quickadapt.encoders import create_encoder
 from quickadapt.errors import BadInput
@@ -169,3 +169,45 @@ def test_an_in_memory_dataset_is_refused_by_name():
                  lambda: run_episodes("conv4", digits, n_way=2, k_shot=1)):
         with pytest.raises(BadInput, match="data must be a folder, a file or builtin:NAME, got a Dataset"):
             call()
+
+
+def alphabet_tree(root, omniglot, alphabets, characters=3, per_class=2, nested=True):
+    """The first `characters` characters of each Omniglot alphabet as a user folder:
+    root/<alphabet>/<character>/*.png (nested) or root/<alphabet>_<character>/*.png (flat)."""
+    for alphabet in alphabets:
+        names = sorted({c for c in omniglot.classes if c.startswith(alphabet + "/")})[:characters]
+        for c in names:
+            folder = root / (c if nested else c.replace("/", "_"))
+            folder.mkdir(parents=True)
+            for i in np.flatnonzero(omniglot.labels == c)[:per_class]:
+                Image.fromarray(omniglot.inputs[i]).save(folder / f"{i}.png")
+    return load_episode_data(str(root))
+
+
+def test_a_folder_of_groups_is_split_by_group(tmp_path, omniglot, capsys):
+    alphabets = ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin")
+    data = alphabet_tree(tmp_path / "five", omniglot, alphabets)
+    split = default_split(data, seed=0)
+    assert split.by == "group" and sorted(sum(split.groups.values(), [])) == list(alphabets)  # each group once
+    assert [len(split.groups[p]) for p in ("train", "val", "test")] == [3, 1, 1]  # about 70 / 10 / 20 %
+    for part in ("train", "val", "test"):  # every class goes where its alphabet went
+        assert split.part(part) == sorted(c for c in data.classes if c.split("/")[0] in split.groups[part])
+    assert default_split(data, seed=0) == split  # seeded: the same groups every time
+    assert len({tuple(default_split(data, seed=s).groups["test"]) for s in range(6)}) > 1  # the seed picks them
+    three = default_split(alphabet_tree(tmp_path / "three", omniglot, alphabets[:3]), seed=4)
+    assert sorted(len(g) for g in three.groups.values()) == [1, 1, 1]
+    assert "too few to split by" not in capsys.readouterr().err
+
+
+def test_two_groups_are_too_few_and_a_flat_folder_splits_its_classes(tmp_path, omniglot, capsys):
+    two = alphabet_tree(tmp_path / "two", omniglot, ("Greek", "Latin"), characters=5)
+    split = default_split(two, seed=1)
+    assert split.by == "class" and split == split_classes_randomly(two, seed=1)
+    assert "2 groups are too few to split by (train, validation and test need one each): its classes are split " \
+        "instead, so classes of one group appear in several parts" in capsys.readouterr().err
+    flat = alphabet_tree(tmp_path / "flat", omniglot, ("Balinese", "Greek", "Korean", "Latin"), nested=False)
+    assert flat.groups is None
+    split = default_split(flat, seed=0)
+    assert split.by == "class" and split == split_classes_randomly(flat, seed=0)  # as before groups were split
+    assert [len(p) for p in (split.train, split.val, split.test)] == [9, 1, 2]
+    assert "too few to split by" not in capsys.readouterr().err

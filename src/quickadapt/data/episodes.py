@@ -23,6 +23,7 @@ import torch
 
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, option
+from quickadapt.progress import log
 
 # The fixed Omniglot split for the small background sets (8 alphabets, 242 characters).
 OMNIGLOT_SPLIT = {
@@ -39,6 +40,7 @@ CLINC_SPLIT = {
     "test": ("banking", "credit_cards"),
 }
 FIXED_SPLITS = (OMNIGLOT_SPLIT, CLINC_SPLIT)
+MIN_GROUPS = 3  # other data with groups is split by group when each part can have one
 OUT_OF_SCOPE_GROUP = "oos"  # CLINC150's out-of-scope rows: no intent to learn, never a class
 ROTATIONS = (0, 90, 180, 270)
 JITTER = {"degrees": 10.0, "scale": 0.1, "shift": 0.1}  # shift: a fraction of the image side
@@ -182,15 +184,38 @@ def split_classes_randomly(data: Dataset, *, val: float = 0.1, test: float = 0.2
     return ClassSplit(pick(order[n_test + n_val:]), pick(order[n_test:n_test + n_val]), pick(order[:n_test]), "class")
 
 
-def default_split(data: Dataset, seed: int = 0) -> ClassSplit:
+def split_groups_randomly(data: Dataset, *, val: float = 0.1, test: float = 0.2, seed: int = 0) -> ClassSplit:
+    """A seeded split of the groups (every class of a group goes to one part): about `test` and
+    `val` of them held out, at least one group each, and the rest (at least one) to train on."""
+    names = sorted(set(np.asarray(data.groups).tolist()))
+    if len(names) < MIN_GROUPS:
+        raise BadInput(f"{data.name or 'data'}: {len(names)} groups are too few to split by "
+                       f"(train, validation and test need one each)")
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_test = max(1, int(round(test * len(names))))
+    n_val = max(1, int(round(val * len(names))))
+    pick = lambda idx: sorted(names[i] for i in idx)  # noqa: E731
+    return split_classes(data, train_groups=pick(order[n_test + n_val:]), val_groups=pick(order[n_test:n_test + n_val]),
+                         test_groups=pick(order[:n_test]))
+
+
+def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> ClassSplit:
     """The fixed Omniglot (alphabets) or CLINC150 (domains) split when the data holds all of its
-    groups, else a seeded class split."""
+    groups; else, for data with at least MIN_GROUPS groups (a folder of `group/class/` folders), a
+    seeded split of the groups, so no group's classes are in two parts; else a seeded class split.
+    `by_group=False` skips the seeded group split: the rule of checkpoints that stored no split."""
     if data.groups is not None:
         present = set(np.asarray(data.groups).tolist())
         for fixed in FIXED_SPLITS:
             if all(g in present for part in fixed.values() for g in part):
                 return split_classes(data, train_groups=fixed["train"], val_groups=fixed["val"],
                                      test_groups=fixed["test"])
+        if by_group and len(present) >= MIN_GROUPS:
+            return split_groups_randomly(data, seed=seed)
+        if by_group:
+            log(f"note: {data.name or 'data'}: {len(present)} group{'s are' if len(present) != 1 else ' is'} too few to "
+                f"split by (train, validation and test need one each): its classes are split instead, so classes of "
+                f"one group appear in several parts")
     return split_classes_randomly(data, seed=seed)
 
 

@@ -2,7 +2,8 @@
 
 `run_meta_train` builds the starting encoder (meta/start.py: conv4, 28x28 grey, GroupNorm from
 a random init for images, pretrained MiniLM for text, or `encoder`), splits the classes (the
-fixed Omniglot or CLINC150 split when the data holds its alphabets or domains), optionally
+fixed Omniglot or CLINC150 split when the data holds its alphabets or domains, else a seeded
+split by group or by class; a resume keeps its checkpoint's split), optionally
 pretrains it supervised (meta/pretrain.py, saved as `OUT/pretrained/`), meta-trains with
 checkpoints in `OUT/checkpoint/` and writes the model folder; `resume=True` rebuilds the run
 from the checkpoint. `run_episodes` measures N-way K-shot accuracy on a model's held-out
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quickadapt.data.episodes import (ELASTIC, ClassSplit, EpisodeSampler, check_augment, check_episode_spec, default_split,
-                                      load_episode_data)
+from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ROTATIONS, ClassSplit, EpisodeSampler, check_augment,
+                                      check_episode_spec, default_split, load_episode_data)
 from quickadapt import distributed
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.episodes import episode_accuracy
@@ -142,11 +143,14 @@ def run_meta_train(
                                          "checkpoint_every": checkpoint_every, "checkpoint_steps": checkpoint_steps,
                                          **train_settings}, "meta-train")
     ckpt = out / CHECKPOINT
+    saved = read_checkpoint_json(ckpt) if resume else None
     if resume:
-        check_resumable(read_checkpoint_json(ckpt), spec, cfg, out)
+        check_resumable(saved, spec, cfg, out)
     dev = group.device(pick_device(device))
 
-    split = default_split(dataset, seed=seed)
+    split = resumed_split(saved, dataset, seed) if resume else default_split(dataset, seed=seed)
+    spec["class_split"] = split.to_dict()  # not a SHAPE_KEY: a resume reads it back (resumed_split)
+    check_training_ways(data, split, n_way, rotations=rotations, mirrors=mirrors)
     seed_everything(seed)
     encoder, start = build_start(spec["encoder"], dataset.modality)
     check_method(method, encoder)
@@ -158,7 +162,14 @@ def run_meta_train(
                                            prepare=encoder.prepare_tensor) if cfg.validate_every else (None, None)
     if no_val:
         log(f"note: no early stopping: {no_val}; the last weights are kept")
-    if len(split.test) < 2:
+    if no_val and split.by == "group" and more_groups(data):
+        log(f"note: the split by group gave validation {len(split.val)} class{'es' if len(split.val) != 1 else ''}"
+            f"{held_in(split, 'val')}: to validate, {more_groups(data)}")
+    if len(split.test) < 2 and split.by == "group":
+        log(f"note: the split by group holds out {len(split.test)} class{'es' if len(split.test) != 1 else ''} for "
+            f"testing{held_in(split, 'test')}, too few for `quickadapt episodes` on them "
+            f"({more_groups(data) + ', ' if more_groups(data) else ''}or use episodes --split all)")
+    elif len(split.test) < 2:
         log(f"note: {len(dataset.classes)} classes leave {len(split.test)} held out for testing, too few for "
             "`quickadapt episodes` on them (use more classes, or episodes --split all)")
     # the old output goes only now, once the method, encoder and episodes have all been checked:
@@ -239,6 +250,44 @@ def check_setting_names(method: str, settings: dict) -> None:
         run_keys = sorted(set(TRAIN_KEYS) - set(FLAGGED)) + list(PRETRAIN_KEYS) + list(SAMPLER_KEYS)
         raise BadInput(f"unknown setting {unknown[0]!r} for meta-train: {method} takes {', '.join(sorted(own))}; "
                        f"the run takes {', '.join(run_keys)} (docs/meta.md)")
+
+
+def resumed_split(saved: dict, dataset, seed: int) -> ClassSplit:
+    """A resumed run meta-trains on the classes it began with: the split its checkpoint stored.
+    Checkpoints that stored none were split by the rule of their day, which split a folder's
+    classes, not its groups: rebuilt so, since a split by group would train on other classes."""
+    stored = saved.get("spec", {}).get("class_split")
+    if stored is not None:
+        return ClassSplit.from_dict(stored)
+    split = default_split(dataset, seed=seed, by_group=False)
+    if split.by == "class" and dataset.groups is not None and len(set(dataset.groups.tolist())) >= MIN_GROUPS:
+        log("note: the checkpoint was written before folders of groups were split by group: the resumed run "
+            "keeps its split by class (train afresh for a split by group)")
+    return split
+
+
+def held_in(split: ClassSplit, part: str) -> str:
+    """' (group X)' or ' (groups X, Y)': the groups a split by group gave `part`."""
+    names = split.groups.get(part) or []
+    return f" (group{'s' if len(names) != 1 else ''} {', '.join(names)})" if names else ""
+
+
+def more_groups(data) -> str:
+    """What helps a split by group that left a part too few classes; a built-in set's groups are what they are."""
+    return "" if str(data).startswith("builtin:") else "add classes to the folder's groups, or more groups"
+
+
+def check_training_ways(data, split: ClassSplit, n_way: int, *, rotations: bool, mirrors: bool) -> None:
+    """A split by group can leave training fewer classes than the ways, which the sampler would
+    only ask to be more classes; this names the groups. Rotations and mirrors make new classes, as in the sampler."""
+    copies = (len(ROTATIONS) if rotations else 1) * (2 if mirrors else 1)
+    if split.by != "group" or len(split.train) * copies >= n_way:
+        return
+    made = " and ".join(w for w, on in (("rotations", rotations), ("mirror images", mirrors)) if on)
+    made = f", {len(split.train) * copies} with their {made}" if made else ""
+    helps = f", or {more_groups(data)}" if more_groups(data) else ""
+    raise BadInput(f"{data}: the split by group trains on {len(split.train)} class{'es' if len(split.train) != 1 else ''}"
+                   f"{held_in(split, 'train')}{made}, fewer than {n_way}-way episodes need; lower {option('n_way', '--ways')}{helps}")
 
 
 def check_resumable(saved: dict, spec: dict, cfg: MetaTrainConfig, out: Path) -> None:

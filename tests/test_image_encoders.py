@@ -84,6 +84,19 @@ def test_transparent_pixels_become_white():
     assert torch.all(to_tensor([load_image(clear)], 4, grey=False) == 255)
 
 
+def test_light_content_on_transparency_goes_on_black_dark_content_stays_on_white(tmp_path):
+    ink = np.round(sklearn.datasets.load_digits().images[:5] * (255 / 16)).astype(np.uint8)  # 0 paper .. 255 ink
+    for i, a in enumerate(ink):  # ink drawn only by opacity, as icon and glyph files are
+        Image.fromarray(np.dstack([np.zeros_like(a)] * 3 + [a])).save(tmp_path / f"black{i}.png")
+        Image.fromarray(np.dstack([np.full_like(a, 255)] * 3 + [a])).save(tmp_path / f"white{i}.png")
+    black = prepare_images([str(tmp_path / f"black{i}.png") for i in range(5)], 8, grey=True)
+    white = prepare_images([str(tmp_path / f"white{i}.png") for i in range(5)], 8, grey=True)
+    on_paper = prepare_images([255 - a for a in ink], 8, grey=True)  # the same digits, dark ink on white paper
+    assert torch.equal(black, on_paper)  # dark ink keeps its white background
+    assert torch.all(white.flatten(1).std(1) > 50)  # white ink is not a blank image...
+    assert torch.allclose(white, 255 - black, atol=1)  # ...but the dark-ink digit inverted
+
+
 def test_unreadable_inputs_raise_badinput(tmp_path):
     broken = tmp_path / "broken.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(broken)

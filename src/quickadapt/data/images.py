@@ -57,10 +57,22 @@ def _to_8bit(img: Image.Image, grey: bool) -> Image.Image:
             arr = arr * (255.0 / _full_scale(arr.max(initial=0)))
         img = Image.fromarray(arr.clip(0, 255).round().astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        # transparent pixels often hide black: put them on white, as any viewer shows them
+        # transparent pixels often hide black: put them on a background, as any viewer shows them
         rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, _background(rgba)), rgba)
     return img.convert("L" if grey else "RGB")
+
+
+def _background(rgba: Image.Image) -> tuple[int, int, int, int]:
+    """The opaque colour to put a transparent image on: white (as viewers show it) unless what
+    is visible is light, then black. White glyphs or icons on white would be a blank image, every
+    one alike; dark ink on transparency, the usual case, stays on white."""
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64)
+    if alpha.sum() == 0:  # nothing visible: nothing to contrast with
+        return (255, 255, 255, 255)
+    luminance = np.asarray(rgba.convert("L"), dtype=np.float64)  # from R, G, B alone
+    light = (alpha * luminance).sum() / alpha.sum() > 127.5  # the visible pixels' mean, weighted by opacity
+    return (0, 0, 0, 255) if light else (255, 255, 255, 255)
 
 
 def _full_scale(top: float) -> float:

@@ -141,6 +141,23 @@ def test_linked_folders_are_read_by_every_loader(tmp_path):
     assert sorted(episodes.labels.tolist()) == ["a", "a", "b", "c", "c/more"]
 
 
+def test_jpeg_aliases_are_images_and_a_mac_zip_residue_folder_is_not_a_class(tmp_path, capsys):
+    from quickadapt.data.episodes import load_episode_data
+
+    for rel in ["a/1.jfif", "a/2.jpe", "b/3.pjpeg", "b/4.jpg"]:
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / rel, format="JPEG")
+    # what unzipping a zip made on a Mac leaves: AppleDouble files mirroring the classes
+    for rel in ["__MACOSX/a/._1.jfif", "__MACOSX/b/._3.pjpeg", "__MACOSX/._a"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    fit = load_dataset(str(tmp_path))
+    assert fit.labels.tolist() == ["a", "a", "b", "b"] and len(fit.inputs) == 4
+    assert len(load_dataset(str(tmp_path), labels="ignore").inputs) == 4
+    assert sorted(set(load_episode_data(str(tmp_path)).labels.tolist())) == ["a", "b"]
+    assert "not images" not in capsys.readouterr().err  # nothing was skipped
+
+
 def test_image_flat_folder(tmp_path):
     for n in ["z.png", "a.webp", "m.gif"]:
         png(tmp_path / n) if not n.endswith(("webp", "gif")) else Image.new("L", (3, 3)).save(tmp_path / n)

@@ -3,6 +3,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from quickadapt.data import Dataset, list_builtin, load_dataset
@@ -156,6 +157,27 @@ def test_jpeg_aliases_are_images_and_a_mac_zip_residue_folder_is_not_a_class(tmp
     assert len(load_dataset(str(tmp_path), labels="ignore").inputs) == 4
     assert sorted(set(load_episode_data(str(tmp_path)).labels.tolist())) == ["a", "b"]
     assert "not images" not in capsys.readouterr().err  # nothing was skipped
+
+
+def test_images_with_several_frames_are_counted_in_one_note(tmp_path, capsys):
+    from quickadapt.data.episodes import load_episode_data
+    from quickadapt.data.images import prepare_images
+
+    frames = [Image.new("L", (4, 4), v) for v in (10, 200, 90)]
+    for rel in ["a/anim.gif", "a/pages.tif", "b/anim.png", "b/still.gif", "b/one.png"]:
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+    frames[0].save(tmp_path / "a/anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "a/pages.tif", save_all=True, append_images=frames[1:2])
+    frames[0].save(tmp_path / "b/anim.png", save_all=True, append_images=frames[1:])  # APNG
+    frames[1].save(tmp_path / "b/still.gif")
+    frames[1].save(tmp_path / "b/one.png")
+    note = "3 images have several frames or pages; only the first of each is read"
+    for load in (load_dataset, lambda p: load_dataset(p, labels="ignore"), load_episode_data):
+        data = load(str(tmp_path))
+        assert capsys.readouterr().err.count(note) == 1
+    first = prepare_images([str(tmp_path / f) for f in ("a/anim.gif", "a/pages.tif", "b/anim.png")], 4, grey=True)
+    assert torch.all(first == 10)  # the first frame, not a later one
+    assert len(data.inputs) == 5
 
 
 def test_image_flat_folder(tmp_path):

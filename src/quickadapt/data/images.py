@@ -46,6 +46,25 @@ def load_image(x) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
+# the formats whose files may hold several images (animations, pages): only the first is read
+_MULTI_FRAME_EXTS = (".gif", ".tif", ".tiff", ".webp", ".png")  # .png: animated PNG (APNG)
+
+
+def has_several_frames(path) -> bool:
+    """Whether the image file holds more than one frame or page, from its header (PIL's open is
+    lazy: nothing is decoded). JPEG is not asked: phones' extra frames there are previews and
+    depth maps, not the picture. A file PIL cannot open is not judged here: reading it fails later."""
+    if not str(path).lower().endswith(_MULTI_FRAME_EXTS):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image notes it
+            with Image.open(path) as img:
+                return bool(getattr(img, "is_animated", False))  # GIF: seeks one frame, not all
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def _to_8bit(img: Image.Image, grey: bool) -> Image.Image:
     """`img` as mode "L" (grey) or "RGB"."""
     if img.mode.startswith("I;16") or img.mode in _HIGH_BIT_MODES:

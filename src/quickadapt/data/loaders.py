@@ -386,6 +386,17 @@ def note_skipped(shown: str, skipped: dict) -> None:
         log(f"note: {shown}: skipped files that are not images: {kinds}")
 
 
+def note_several_frames(shown: str, paths) -> None:
+    """One log line for image files that hold several frames or pages (an animated GIF, a
+    multi-page TIFF): only the first of each is read, and the rest should not vanish unsaid."""
+    from quickadapt.data.images import has_several_frames
+
+    n = sum(has_several_frames(p) for p in paths)
+    if n:
+        log(f"note: {shown}: {n} image{'s have' if n > 1 else ' has'} several frames or pages; "
+            f"only the first of each is read")
+
+
 def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
     exts = "/".join(e[1:] for e in IMAGE_EXTS)
     # Class layout = any visible sub-folder. Predict (labels ignored) takes every image below.
@@ -397,6 +408,7 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         if not paths:
             raise BadInput(f"{shown}: no images found (looked for {exts} files)")
         note_skipped(shown, skipped)
+        note_several_frames(shown, paths)
         return Dataset("image", [str(p) for p in paths], None, name=shown)
     if loose:
         raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
@@ -415,6 +427,7 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         labs += [d.name] * len(found)
         nested += [p.parent.relative_to(root) for p in found if p.parent != d][:1]
     note_skipped(shown, skipped)
+    note_several_frames(shown, paths)
     if nested:  # group/class/ as meta-train reads it would make many more, smaller classes
         log(f"note: {shown}: class folders hold sub-folders (e.g. {nested[0]}); each top-level folder is one class "
             f"({len(subdirs)} classes), its sub-folders' images included")

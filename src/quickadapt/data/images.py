@@ -46,6 +46,45 @@ def load_image(x) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
+# PIL modes that hold no colour (1-bit, 8-bit, with alpha, 16- and 32-bit, float); "P" is grey
+# when its palette is
+_GREY_MODES = ("1", "L", "LA", "La", "I", "F")
+
+
+def all_grey(inputs: Sequence) -> bool:
+    """Whether every image holds no colour by its storage: a grey mode, a palette of greys, or a
+    uint8 array of shape HxW / HxWx1. Read from file headers and array shapes, never pixels
+    (PIL's open is lazy), so it is cheap; an RGB file is colour even when R == G == B, which
+    costs a colour-reading encoder nothing. A file PIL cannot open does not decide (reading it
+    fails later, with its own message)."""
+    for x in inputs:
+        if isinstance(x, (str, os.PathLike)):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image notes it
+                    with Image.open(x) as img:
+                        grey = _grey_mode(img)
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+                continue
+        elif isinstance(x, Image.Image):
+            grey = _grey_mode(x)
+        else:
+            shape = np.shape(x)
+            grey = len(shape) == 2 or (len(shape) == 3 and shape[2] == 1)
+        if not grey:
+            return False
+    return True
+
+
+def _grey_mode(img: Image.Image) -> bool:
+    if img.mode in _GREY_MODES or img.mode.startswith("I;16"):
+        return True
+    if img.mode in ("P", "PA"):
+        rgb = np.asarray(img.getpalette("RGB") or [], dtype=np.int64).reshape(-1, 3)
+        return bool(np.all(rgb == rgb[:, :1]))
+    return False
+
+
 # the formats whose files may hold several images (animations, pages): only the first is read
 _MULTI_FRAME_EXTS = (".gif", ".tif", ".tiff", ".webp", ".png")  # .png: animated PNG (APNG)
 

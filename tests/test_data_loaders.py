@@ -189,6 +189,13 @@ def test_image_flat_folder(tmp_path):
         load_dataset(str(tmp_path))
 
 
+def test_predict_reads_a_folder_in_the_order_the_readme_states(tmp_path):
+    for rel in ["img2.png", "img10.png", "a/x.png", "B/y.png"]:
+        png(tmp_path / rel)
+    ds = load_dataset(str(tmp_path), labels="ignore")
+    assert [p[len(str(tmp_path)) + 1:] for p in ds.inputs] == ["B/y.png", "a/x.png", "img10.png", "img2.png"]
+
+
 # --- bad inputs ---------------------------------------------------------------------------
 
 def bad(tmp_path, name, content, match, labels="required"):

@@ -50,6 +50,7 @@ def test_blend_mixes_its_parts_and_round_trips(digits, tmp_path):
     assert isinstance(model, BlendedModel) and model.weights == [0.7, 0.3]
     transferred, scratch = model.parts
     assert scratch.encoder.name == "conv4" and not scratch.encoder.is_pretrained
+    assert scratch.encoder.settings["grey"] is True  # grey digits: read grey, as always
     # the weighted geometric mean of the parts' probabilities, renormalised
     p0, p1 = transferred.predict_proba(test.inputs), scratch.predict_proba(test.inputs)
     expected = p0 ** 0.7 * p1 ** 0.3
@@ -71,6 +72,15 @@ def test_blend_mixes_its_parts_and_round_trips(digits, tmp_path):
     shutil.rmtree(tmp_path / "m" / "part-1")
     with pytest.raises(BadInput, match="part-1"):
         load_model(tmp_path / "m")
+
+
+def test_the_scratch_model_reads_colour_when_the_images_have_it():
+    from tests.test_image_encoders import colour_task
+
+    train, test = colour_task(24, seed=0), colour_task(40, seed=1)  # the ink's colour is the label
+    model = fit(train, weight=1.0)  # the scratch model alone answers
+    assert model.parts[1].encoder.settings["grey"] is False
+    assert accuracy(model, test) >= 0.9  # read grey, red and green ink look alike: chance is 0.5
 
 
 def test_weight_zero_is_the_base_model(digits):

@@ -3,6 +3,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from quickadapt.data import Dataset, list_builtin, load_dataset
@@ -141,6 +142,44 @@ def test_linked_folders_are_read_by_every_loader(tmp_path):
     assert sorted(episodes.labels.tolist()) == ["a", "a", "b", "c", "c/more"]
 
 
+def test_jpeg_aliases_are_images_and_a_mac_zip_residue_folder_is_not_a_class(tmp_path, capsys):
+    from quickadapt.data.episodes import load_episode_data
+
+    for rel in ["a/1.jfif", "a/2.jpe", "b/3.pjpeg", "b/4.jpg"]:
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / rel, format="JPEG")
+    # what unzipping a zip made on a Mac leaves: AppleDouble files mirroring the classes
+    for rel in ["__MACOSX/a/._1.jfif", "__MACOSX/b/._3.pjpeg", "__MACOSX/._a"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    fit = load_dataset(str(tmp_path))
+    assert fit.labels.tolist() == ["a", "a", "b", "b"] and len(fit.inputs) == 4
+    assert len(load_dataset(str(tmp_path), labels="ignore").inputs) == 4
+    assert sorted(set(load_episode_data(str(tmp_path)).labels.tolist())) == ["a", "b"]
+    assert "not images" not in capsys.readouterr().err  # nothing was skipped
+
+
+def test_images_with_several_frames_are_counted_in_one_note(tmp_path, capsys):
+    from quickadapt.data.episodes import load_episode_data
+    from quickadapt.data.images import prepare_images
+
+    frames = [Image.new("L", (4, 4), v) for v in (10, 200, 90)]
+    for rel in ["a/anim.gif", "a/pages.tif", "b/anim.png", "b/still.gif", "b/one.png"]:
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+    frames[0].save(tmp_path / "a/anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "a/pages.tif", save_all=True, append_images=frames[1:2])
+    frames[0].save(tmp_path / "b/anim.png", save_all=True, append_images=frames[1:])  # APNG
+    frames[1].save(tmp_path / "b/still.gif")
+    frames[1].save(tmp_path / "b/one.png")
+    note = "3 images have several frames or pages; only the first of each is read"
+    for load in (load_dataset, lambda p: load_dataset(p, labels="ignore"), load_episode_data):
+        data = load(str(tmp_path))
+        assert capsys.readouterr().err.count(note) == 1
+    first = prepare_images([str(tmp_path / f) for f in ("a/anim.gif", "a/pages.tif", "b/anim.png")], 4, grey=True)
+    assert torch.all(first == 10)  # the first frame, not a later one
+    assert len(data.inputs) == 5
+
+
 def test_image_flat_folder(tmp_path):
     for n in ["z.png", "a.webp", "m.gif"]:
         png(tmp_path / n) if not n.endswith(("webp", "gif")) else Image.new("L", (3, 3)).save(tmp_path / n)
@@ -148,6 +187,13 @@ def test_image_flat_folder(tmp_path):
     assert ds.labels is None and [p.rsplit("/", 1)[1] for p in ds.inputs] == ["a.webp", "m.gif", "z.png"]
     with pytest.raises(BadInput, match="class folders"):
         load_dataset(str(tmp_path))
+
+
+def test_predict_reads_a_folder_in_the_order_the_readme_states(tmp_path):
+    for rel in ["img2.png", "img10.png", "a/x.png", "B/y.png"]:
+        png(tmp_path / rel)
+    ds = load_dataset(str(tmp_path), labels="ignore")
+    assert [p[len(str(tmp_path)) + 1:] for p in ds.inputs] == ["B/y.png", "a/x.png", "img10.png", "img2.png"]
 
 
 # --- bad inputs ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import sklearn.datasets
 import torch
 from PIL import Image
 
+from quickadapt.data import Dataset, load_dataset
 from quickadapt.data.images import load_image, prepare_images, to_tensor
 from quickadapt.encoders import ENCODER_MODALITY, create_encoder, embed
 from quickadapt.encoders import efficientnet_lite0
@@ -84,6 +85,19 @@ def test_transparent_pixels_become_white():
     assert torch.all(to_tensor([load_image(clear)], 4, grey=False) == 255)
 
 
+def test_light_content_on_transparency_goes_on_black_dark_content_stays_on_white(tmp_path):
+    ink = np.round(sklearn.datasets.load_digits().images[:5] * (255 / 16)).astype(np.uint8)  # 0 paper .. 255 ink
+    for i, a in enumerate(ink):  # ink drawn only by opacity, as icon and glyph files are
+        Image.fromarray(np.dstack([np.zeros_like(a)] * 3 + [a])).save(tmp_path / f"black{i}.png")
+        Image.fromarray(np.dstack([np.full_like(a, 255)] * 3 + [a])).save(tmp_path / f"white{i}.png")
+    black = prepare_images([str(tmp_path / f"black{i}.png") for i in range(5)], 8, grey=True)
+    white = prepare_images([str(tmp_path / f"white{i}.png") for i in range(5)], 8, grey=True)
+    on_paper = prepare_images([255 - a for a in ink], 8, grey=True)  # the same digits, dark ink on white paper
+    assert torch.equal(black, on_paper)  # dark ink keeps its white background
+    assert torch.all(white.flatten(1).std(1) > 50)  # white ink is not a blank image...
+    assert torch.allclose(white, 255 - black, atol=1)  # ...but the dark-ink digit inverted
+
+
 def test_unreadable_inputs_raise_badinput(tmp_path):
     broken = tmp_path / "broken.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(broken)
@@ -94,6 +108,60 @@ def test_unreadable_inputs_raise_badinput(tmp_path):
         load_image(str(tmp_path / "missing.png"))
     with pytest.raises(BadInput, match="uint8"):
         load_image(np.zeros((4, 4), np.float32))
+
+
+def colour_task(n, seed):
+    """Digits drawn in red or green ink of the same luminance on white: the ink's colour is the
+    label, the digit is noise, so a grey reading is at chance."""
+    digits = sklearn.datasets.load_digits().images
+    rng = np.random.default_rng(seed)
+    ink = {"red": (255, 0, 0), "green": (0, 130, 0)}  # grey levels 76 and 76
+    images, labels = [], []
+    for i in rng.choice(len(digits), n, replace=False):
+        label = ("red", "green")[len(labels) % 2]
+        a = digits[i][..., None] / 16.0
+        images.append(np.round((1 - a) * 255 + a * np.array(ink[label])).astype(np.uint8))
+        labels.append(label)
+    return Dataset("image", images, np.asarray(labels, dtype=object))
+
+
+def test_grey_is_read_from_the_file_modes_and_array_shapes(tmp_path):
+    from quickadapt.data.images import all_grey
+
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    files = {"L": Image.fromarray(grey), "LA": Image.fromarray(grey).convert("LA"), "1": Image.fromarray(grey).convert("1"),
+             "I16": Image.fromarray(grey.astype(np.uint16) * 257), "Pgrey": Image.fromarray(grey).convert("P"),
+             "RGBgrey": Image.fromarray(np.dstack([grey] * 3)), "Pcolour": Image.fromarray(grey).convert("P"),
+             "CMYK": Image.fromarray(np.dstack([grey] * 3)).convert("CMYK")}
+    files["Pcolour"].putpalette([v for i in range(256) for v in (i, 0, 0)])  # shades of red
+    paths = {}
+    for name, img in files.items():
+        paths[name] = str(tmp_path / (name + (".jpg" if name == "CMYK" else ".png")))
+        img.save(paths[name])
+    greys = [paths[k] for k in ("L", "LA", "1", "I16", "Pgrey")]
+    assert all_grey(greys) and all_grey([grey, grey[..., None]] + greys)
+    for colour in (paths["RGBgrey"], paths["Pcolour"], paths["CMYK"], np.dstack([grey] * 3), np.dstack([grey] * 4)):
+        assert not all_grey(greys + [colour])  # one colour image is enough, even one whose channels agree
+    for builtin in ("digits", "omniglot"):  # the benchmarks' images: grey, as conv4 read them before
+        assert all_grey(load_dataset(f"builtin:{builtin}").inputs)
+
+
+def test_fit_and_its_baseline_read_colour_when_the_images_have_it(tmp_path):
+    from quickadapt.adapt import adapt
+    from quickadapt.artifact import load_model, save_model
+
+    colour = colour_task(24, seed=0)
+    model = adapt(colour, encoder="conv4", strategy="probe", cv=2, baseline=True, progress=False)
+    assert model.encoder.settings["grey"] is False
+    assert model.info["cv_accuracy"] >= 0.9 and model.info["baseline"]["cv_accuracy"] >= 0.9  # chance is 0.5
+    save_model(model, tmp_path / "m")
+    test = colour_task(40, seed=1)
+    pred, _ = load_model(tmp_path / "m").predict(test.inputs)
+    assert np.mean(np.asarray(pred) == test.labels) >= 0.9
+    # the user's setting wins; grey images keep conv4 grey, as before
+    assert adapt(colour, encoder="conv4", encoder_params={"grey": True}, cv=0, progress=False).encoder.settings["grey"]
+    digits = load_dataset("builtin:digits").subset(range(20))
+    assert adapt(digits, encoder="conv4", cv=0, progress=False).encoder.settings["grey"] is True
 
 
 @pytest.mark.parametrize(

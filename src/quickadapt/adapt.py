@@ -21,6 +21,7 @@ from quickadapt.artifact import resolve_encoder
 from quickadapt.data.columns import match_columns
 from quickadapt.data import as_dataset
 from quickadapt.data.dataset import Dataset, content_key
+from quickadapt.data.images import all_grey
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput, option
@@ -219,6 +220,11 @@ def mcnemar_greater(data: Dataset, oof, base_oof) -> float | None:
 
 def _encoder_settings(name: str, data: Dataset, params: dict | None) -> dict:
     settings = dict(params or {})
+    if name == "conv4" and data.modality == "image" and "grey" not in settings:
+        # conv4's grey default serves meta-train's Omniglot; on the user's images it would throw
+        # away colour that may be all that tells classes apart (the no-transfer baseline and
+        # blend's scratch model decide alike, evaluate/baseline.py)
+        settings["grey"] = all_grey(data.inputs)
     if name == "mlp" and data.modality == "features":
         width = int(np.asarray(data.inputs).shape[1])
         if settings.setdefault("in_dim", width) != width:

@@ -220,7 +220,8 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
-    """Predict a label (and score) for every input, in input order."""
+    """Predict a label (and score) for every input, in input order (an image folder's: by path
+    below it, sorted as plain strings, so img10 comes before img2)."""
     from quickadapt.data import load_dataset
     from quickadapt.output import check_output
 

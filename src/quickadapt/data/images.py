@@ -46,6 +46,64 @@ def load_image(x) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr))
 
 
+# PIL modes that hold no colour (1-bit, 8-bit, with alpha, 16- and 32-bit, float); "P" is grey
+# when its palette is
+_GREY_MODES = ("1", "L", "LA", "La", "I", "F")
+
+
+def all_grey(inputs: Sequence) -> bool:
+    """Whether every image holds no colour by its storage: a grey mode, a palette of greys, or a
+    uint8 array of shape HxW / HxWx1. Read from file headers and array shapes, never pixels
+    (PIL's open is lazy), so it is cheap; an RGB file is colour even when R == G == B, which
+    costs a colour-reading encoder nothing. A file PIL cannot open does not decide (reading it
+    fails later, with its own message)."""
+    for x in inputs:
+        if isinstance(x, (str, os.PathLike)):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image notes it
+                    with Image.open(x) as img:
+                        grey = _grey_mode(img)
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+                continue
+        elif isinstance(x, Image.Image):
+            grey = _grey_mode(x)
+        else:
+            shape = np.shape(x)
+            grey = len(shape) == 2 or (len(shape) == 3 and shape[2] == 1)
+        if not grey:
+            return False
+    return True
+
+
+def _grey_mode(img: Image.Image) -> bool:
+    if img.mode in _GREY_MODES or img.mode.startswith("I;16"):
+        return True
+    if img.mode in ("P", "PA"):
+        rgb = np.asarray(img.getpalette("RGB") or [], dtype=np.int64).reshape(-1, 3)
+        return bool(np.all(rgb == rgb[:, :1]))
+    return False
+
+
+# the formats whose files may hold several images (animations, pages): only the first is read
+_MULTI_FRAME_EXTS = (".gif", ".tif", ".tiff", ".webp", ".png")  # .png: animated PNG (APNG)
+
+
+def has_several_frames(path) -> bool:
+    """Whether the image file holds more than one frame or page, from its header (PIL's open is
+    lazy: nothing is decoded). JPEG is not asked: phones' extra frames there are previews and
+    depth maps, not the picture. A file PIL cannot open is not judged here: reading it fails later."""
+    if not str(path).lower().endswith(_MULTI_FRAME_EXTS):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # load_image notes it
+            with Image.open(path) as img:
+                return bool(getattr(img, "is_animated", False))  # GIF: seeks one frame, not all
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def _to_8bit(img: Image.Image, grey: bool) -> Image.Image:
     """`img` as mode "L" (grey) or "RGB"."""
     if img.mode.startswith("I;16") or img.mode in _HIGH_BIT_MODES:
@@ -57,10 +115,22 @@ def _to_8bit(img: Image.Image, grey: bool) -> Image.Image:
             arr = arr * (255.0 / _full_scale(arr.max(initial=0)))
         img = Image.fromarray(arr.clip(0, 255).round().astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        # transparent pixels often hide black: put them on white, as any viewer shows them
+        # transparent pixels often hide black: put them on a background, as any viewer shows them
         rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, _background(rgba)), rgba)
     return img.convert("L" if grey else "RGB")
+
+
+def _background(rgba: Image.Image) -> tuple[int, int, int, int]:
+    """The opaque colour to put a transparent image on: white (as viewers show it) unless what
+    is visible is light, then black. White glyphs or icons on white would be a blank image, every
+    one alike; dark ink on transparency, the usual case, stays on white."""
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64)
+    if alpha.sum() == 0:  # nothing visible: nothing to contrast with
+        return (255, 255, 255, 255)
+    luminance = np.asarray(rgba.convert("L"), dtype=np.float64)  # from R, G, B alone
+    light = (alpha * luminance).sum() / alpha.sum() > 127.5  # the visible pixels' mean, weighted by opacity
+    return (0, 0, 0, 255) if light else (255, 255, 255, 255)
 
 
 def _full_scale(top: float) -> float:

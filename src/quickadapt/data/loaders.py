@@ -20,7 +20,8 @@ from quickadapt.errors import BadInput
 from quickadapt.progress import log
 
 LABEL_MODES = ("required", "optional", "ignore")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# .jfif, .jpe and .pjpeg are JPEGs under the names some browsers and cameras save them with
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".pjpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TEXT_HINT = "text data needs columns text,label"
 FEATURE_HINT = "feature data needs a `label` column and numeric columns"
 
@@ -380,8 +381,15 @@ def _load_npz(path: Path, shown: str, labels: str) -> Dataset:
 
 # --- images -------------------------------------------------------------------------------
 
+def ignored_folder(name: str) -> bool:
+    """A folder that is never data: hidden ones, and `__MACOSX`, the resource forks macOS adds
+    to the zips it makes (an unzipped folder of photos from a Mac has one beside the classes)."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
-    """Image files anywhere under `folder`, sorted by relative path; hidden entries skipped.
+    """Image files anywhere under `folder`, sorted by relative path; hidden entries and
+    `ignored_folder`s skipped.
     Other files are counted by extension into `skipped`. Links to folders are followed, as the
     class folders themselves are (`Path.is_dir`), so that every command reads the same images;
     a folder reached twice (a link back up the tree) is read once."""
@@ -392,7 +400,7 @@ def images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if not ignored_folder(d)]
         for f in filenames:
             if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."):
                 found.append(Path(dirpath, f))
@@ -412,10 +420,21 @@ def note_skipped(shown: str, skipped: dict) -> None:
         log(f"note: {shown}: skipped files that are not images: {kinds}")
 
 
+def note_several_frames(shown: str, paths) -> None:
+    """One log line for image files that hold several frames or pages (an animated GIF, a
+    multi-page TIFF): only the first of each is read, and the rest should not vanish unsaid."""
+    from quickadapt.data.images import has_several_frames
+
+    n = sum(has_several_frames(p) for p in paths)
+    if n:
+        log(f"note: {shown}: {n} image{'s have' if n > 1 else ' has'} several frames or pages; "
+            f"only the first of each is read")
+
+
 def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
     exts = "/".join(e[1:] for e in IMAGE_EXTS)
     # Class layout = any visible sub-folder. Predict (labels ignored) takes every image below.
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not ignored_folder(p.name))
     loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_EXTS)]
     skipped: dict = {}
     if labels == "ignore" or not subdirs:
@@ -423,6 +442,7 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         if not paths:
             raise BadInput(f"{shown}: no images found (looked for {exts} files)")
         note_skipped(shown, skipped)
+        note_several_frames(shown, paths)
         return Dataset("image", [str(p) for p in paths], None, name=shown)
     if loose:
         raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
@@ -441,6 +461,7 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         labs += [d.name] * len(found)
         nested += [p.parent.relative_to(root) for p in found if p.parent != d][:1]
     note_skipped(shown, skipped)
+    note_several_frames(shown, paths)
     if nested:  # group/class/ as meta-train reads it would make many more, smaller classes
         log(f"note: {shown}: class folders hold sub-folders (e.g. {nested[0]}); each top-level folder is one class "
             f"({len(subdirs)} classes), its sub-folders' images included")

@@ -1,5 +1,6 @@
 """Models that transfer nothing, to tell whether transfer helped: TF-IDF + logistic regression
-for text, a linear model on the raw values for feature vectors, conv4 from random init for images."""
+for text, a linear model on the raw values for feature vectors, conv4 from random init for images
+(grey when every training image is grey, else colour)."""
 from __future__ import annotations
 
 import warnings
@@ -43,12 +44,15 @@ def fit_baseline(data: Dataset, *, seed: int, device="cpu"):
         return SklearnBaseline(make_pipeline(make_union(words, chars), LogisticRegression(C=10, max_iter=2000, class_weight="balanced"))).fit(data)
     if data.modality == "features":
         return SklearnBaseline(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced"))).fit(data)
+    from quickadapt.data.images import all_grey
     from quickadapt.encoders import create_encoder
     from quickadapt.train import seed_everything
     from quickadapt.transfer import FitContext, create_strategy
 
     seed_everything(seed)
-    encoder = create_encoder("conv4", pretrained=False)
+    # grey only when every training image is (as fit's own conv4 decides, adapt.py): the
+    # colour of the user's images may be what tells the classes apart
+    encoder = create_encoder("conv4", pretrained=False, grey=all_grey(data.inputs))
     ctx = FitContext(device=device, seed=seed, progress=False)
     return create_strategy("finetune", probe_init=False, epochs=30).fit(encoder, data, ctx)
 

@@ -254,6 +254,19 @@ def test_option_values_are_checked_before_any_work(tmp_path):
     assert_bad_input(run("predict", model, "--data", train), "names 1 classes but its head has 2 outputs")
 
 
+def fit_and_edit_manifest(tmp_path, edit: str, *fit_args):
+    """Fit an mlp model on 30 small feature rows into tmp_path/m, then run `edit` (Python on `m`,
+    the manifest) on its manifest; returns the data file."""
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    r = run("fit", "--data", data, "--encoder", "mlp", *fit_args, "--cv", "0", "--out", tmp_path / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    edited = {"m": json.loads((tmp_path / "m" / "manifest.json").read_text())}
+    exec(edit, edited)
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(edited["m"]))
+    return data
+
+
 @pytest.mark.parametrize("edit, fragment", [
     ("m.clear(); m['format_version'] = 1; m = [m]", "a JSON list, not an object"),
     ("del m['encoder']", "manifest.json lacks 'encoder'; it was edited or damaged"),
@@ -265,12 +278,7 @@ def test_option_values_are_checked_before_any_work(tmp_path):
     ("m['tasks']['main']['classes'][1] = m['tasks']['main']['classes'][0]", "names a class twice"),
 ])
 def test_a_damaged_manifest_is_bad_input_not_a_traceback(tmp_path, edit, fragment):
-    data = tmp_path / "f.csv"
-    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
-    assert run("fit", "--data", data, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m", "--quiet").exit_code == 0
-    edited = {"m": json.loads((tmp_path / "m" / "manifest.json").read_text())}
-    exec(edit, edited)
-    (tmp_path / "m" / "manifest.json").write_text(json.dumps(edited["m"]))
+    data = fit_and_edit_manifest(tmp_path, edit)
     for command in ("predict", "evaluate"):
         assert_bad_input(run(command, tmp_path / "m", "--data", data, "--quiet"), fragment)
     if "['encoder']" in edit:  # the model folder as the start of another fit
@@ -498,14 +506,7 @@ def test_a_model_folder_as_encoder_transfers_only_what_it_learnt(tmp_path):
 ])
 def test_a_manifest_that_misdescribes_its_stored_encoder_is_refused(tmp_path, edit, fragment):
     """Read plainly, each of these rebuilt another encoder than the one fine-tuned and stored."""
-    data = tmp_path / "f.csv"
-    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
-    r = run("fit", "--data", data, "--encoder", "mlp", "--strategy", "finetune", "--set", "epochs=1", "--cv", "0",
-            "--out", tmp_path / "m", "--quiet")
-    assert r.exit_code == 0, r.stderr
-    edited = {"m": json.loads((tmp_path / "m" / "manifest.json").read_text())}
-    exec(edit, edited)
-    (tmp_path / "m" / "manifest.json").write_text(json.dumps(edited["m"]))
+    data = fit_and_edit_manifest(tmp_path, edit, "--strategy", "finetune", "--set", "epochs=1")
     assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
 
 

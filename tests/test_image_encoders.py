@@ -333,3 +333,25 @@ def test_efficientnet_lite0_checks_sha256(tmp_path, monkeypatch):
     with pytest.raises(BadInput, match="sha256 .* does not match"):
         efficientnet_lite0.create_efficientnet_lite0()  # the factory itself: create_encoder may reuse a loaded copy
     assert not (tmp_path / "weights" / "efficientnet-lite0.safetensors").exists()
+
+
+def test_colour_inputs_to_a_model_fit_on_grey_images_get_a_note(tmp_path):
+    """Its colour-reading encoder never saw colour: the same digits in blue ink scored far lower."""
+    from cli_helpers import run
+
+    digits = sklearn.datasets.load_digits()
+    for name, tint in (("train", None), ("grey", None), ("blue", (0, 0, 255))):
+        for i in range(12):
+            folder = tmp_path / name / str(digits.target[i] % 2)
+            folder.mkdir(parents=True, exist_ok=True)
+            a = digits.images[i] / 16.0
+            pixels = np.round((1 - a) * 255).astype(np.uint8)
+            if tint is not None:
+                pixels = np.round((1 - a[..., None]) * 255 + a[..., None] * np.array(tint)).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    r = run("fit", "--data", tmp_path / "train", "--encoder", "resnet12", "--set", "encoder.size=32", "--cv", "0",
+            "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    note = "fit on grey images only and some of these are in colour"
+    assert note in run("predict", tmp_path / "m", "--data", tmp_path / "blue").stderr
+    assert note not in run("predict", tmp_path / "m", "--data", tmp_path / "grey").stderr

@@ -167,6 +167,8 @@ def adapt(
     if is_model_folder(encoder):  # the manifest names only its architecture (conv4), which starts at random
         info["encoder_folder"] = str(Path(encoder).resolve())
     info["data_fingerprint"] = data.fingerprint()  # which examples (and labels) it was adapted on
+    if data.modality == "image":  # predict says when colour inputs meet a model that never saw colour
+        info["inputs_grey"] = all_grey(data.inputs)
     info["encoder_learned"] = info["encoder_pretrained"] or strat.tunes_encoder
     if data.columns:  # a feature csv's names: predict reads its inputs' columns by them (data/columns.py)
         info["feature_columns"] = list(data.columns)

@@ -172,3 +172,22 @@ def test_the_chosen_method_is_refitted_on_all_of_the_source():
     assert refitted.heads["main"].support.shape[0] == len(source) + len(target)  # every source example solved
     stopped = adapt_domain(source, target.without_labels(), "source-only", {"steps": 40, "checkpoints": 2}, **common)
     assert stopped.info["refit"] is False
+
+
+def test_auto_vetoes_a_method_whose_target_predictions_narrow_by_a_fifth(monkeypatch):
+    """On typo-noised text, mcc won by DEV while its target predictions spread over classes at
+    0.72 of source-only's (entropy of their mean) and it lost 26 points: a drop of a fifth vetoes."""
+    from domain_data import rotated_digits
+    from quickadapt.domain import adapt_domain
+    from quickadapt.domain.validate import Validator
+
+    def scores(self, model):  # the validator's figures, as they came out on that text shift
+        mcc = model.strategy == "domain:mcc"
+        return {"dev_risk": -0.04 if mcc else 0.013, "dev_weight_mean": 0.13, "iwv_risk": 0.0, "target_entropy": 0.0,
+                "im": 0.0, "snd": 0.0, "target_class_entropy": 1.45 if mcc else 2.01}
+
+    monkeypatch.setattr(Validator, "scores", scores)
+    source, target = rotated_digits(35.0)
+    model = adapt_domain(source, target.without_labels(), "auto", {"steps": 5}, seed=0, device="cpu",
+                         candidates=("mcc",), refit=False, progress=False)
+    assert model.info["domain_method"] == "source-only" and model.info["methods"]["mcc"]["collapsed"] is True

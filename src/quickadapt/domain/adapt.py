@@ -31,8 +31,10 @@ AUTO_CANDIDATES = ("mcc", "cdan-e", "dann", "meda")  # tried by method="auto", b
 DOMAIN_MLP = {"depth": 1, "dropout": 0.5}
 # a candidate whose target predictions spread over classes less than this fraction of
 # source-only's (entropy of the mean prediction) has collapsed: the weighted-source validators
-# cannot see that (the collapsed target region holds no source examples), so the guard vetoes it
-COLLAPSE_RATIO = 0.5
+# cannot see that (the collapsed target region holds no source examples), so the guard vetoes it.
+# 0.8: on typo-noised CLINC text mcc won by DEV at 0.72 and 0.79 of source-only's spread and lost
+# 20 and 26 points of target accuracy; no Office-Caltech candidate ever fell below 0.9
+COLLAPSE_RATIO = 0.8
 
 
 def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None = None) -> tuple[Dataset, list[str]]:

@@ -161,5 +161,9 @@ def to_tensor(images: Sequence[Image.Image], size: int, grey: bool) -> torch.Ten
 
 
 def prepare_images(inputs: Sequence, size: int, grey: bool) -> torch.Tensor:
-    """Encoder input for paths / uint8 arrays: `to_tensor` of `load_image` of each."""
-    return to_tensor([load_image(x) for x in inputs], size, grey)
+    """Encoder input for paths / uint8 arrays: `to_tensor` of `load_image` of each, one at a
+    time, so a batch of 64 camera photos holds one at full size, not all (1.8 GB for 6 MP ones)."""
+    out = torch.empty((len(inputs), 1 if grey else 3, size, size))
+    for i, x in enumerate(inputs):
+        out[i] = to_tensor([load_image(x)], size, grey)[0]
+    return out

@@ -48,3 +48,37 @@ def test_an_empty_cache_setting_means_the_default_folder(monkeypatch, tmp_path):
     assert EmbeddingCache.for_encoder(create_encoder("mlp", in_dim=3)) is not None
     monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
     assert EmbeddingCache.for_encoder(create_encoder("mlp", in_dim=3)) is None
+
+
+def test_repeated_inputs_are_embedded_once_and_stored_once(cache, monkeypatch):
+    encoder = create_encoder("mlp", in_dim=3)
+    rows = [np.array([i, 2.0 * i, 1.0], dtype=np.float32) for i in range(3)]
+    seen = []
+    real = encoder.prepare
+    monkeypatch.setattr(encoder, "prepare", lambda batch: seen.append(len(batch)) or real(batch))
+    out = embed(encoder, rows * 5)  # 15 inputs, 3 distinct
+    assert sum(seen) == 3
+    assert all(np.array_equal(out[i], out[i % 3]) for i in range(15))
+    assert sum(len(load_file(str(s))["keys"]) for s in shards(cache)) == 3
+
+
+def test_a_long_run_stores_what_it_computed_chunk_by_chunk(cache, monkeypatch):
+    """A Ctrl-C late in a long predict kept nothing: the cache was written once, at the end."""
+    from quickadapt.encoders import base
+
+    monkeypatch.setattr(base, "CACHE_CHUNK", 4)
+    encoder = create_encoder("mlp", in_dim=3)
+    rows = [np.array([i, 1.0, 0.0], dtype=np.float32) for i in range(10)]
+    calls = []
+    real = encoder.forward
+
+    def forward(batch):  # interrupted in the third batch of four
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(batch)
+
+    monkeypatch.setattr(encoder, "forward", forward)
+    with pytest.raises(KeyboardInterrupt):
+        embed(encoder, rows, batch_size=4)
+    assert sum(len(load_file(str(s))["keys"]) for s in shards(cache)) == 8

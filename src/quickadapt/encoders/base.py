@@ -99,6 +99,26 @@ def encoder_fingerprint(encoder: "Encoder") -> str:
     return f"{memo[1]}|{encoder.preprocess_id()}"
 
 
+CACHE_CHUNK = 4096  # rows embedded between cache writes: what a Ctrl-C or a crash loses at most
+
+
+def distinct_positions(inputs: Sequence, todo: list[int], modality: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """(the positions in `todo` whose input first appears there, (position, its first copy's) for
+    the rest): an input given several times, as exports often repeat rows, is embedded once."""
+    from quickadapt.data.dataset import content_key
+
+    first: dict[bytes, int] = {}
+    unique, copies = [], []
+    for i in todo:
+        k = content_key(inputs[i], modality)
+        if k in first:
+            copies.append((i, first[k]))
+        else:
+            first[k] = i
+            unique.append(i)
+    return unique, copies
+
+
 @torch.no_grad()
 def embed(
     encoder: Encoder,
@@ -112,7 +132,9 @@ def embed(
     """Features of `inputs` as a float32 (n, embed_dim) array, in eval mode.
 
     With `cache`, rows already embedded by the same weights and preprocessing are read from
-    the on-disk cache (see encoders/cache.py) and only new ones are computed. Never cache an
+    the on-disk cache (see encoders/cache.py) and only new ones are computed, and stored every
+    CACHE_CHUNK rows, so an interrupted run keeps what it computed. An input given several
+    times is embedded once. Never cache an
     encoder that is being trained: its weights hash changes every step, so it would only fill
     the disk; callers pass cache=False then."""
     from quickadapt.encoders.cache import EmbeddingCache
@@ -130,8 +152,10 @@ def embed(
         for i, row in found.items():
             out[i] = row
         todo = [i for i in range(n) if i not in found]
+    todo, copies = distinct_positions(inputs, todo, encoder.modality)
     was_training = encoder.training
     encoder.eval()
+    pending: list[int] = []  # computed, not yet stored
     with progress_bar(progress, total=len(todo)) as bar:
         for start in range(0, len(todo), batch_size):
             idx = todo[start : start + batch_size]
@@ -139,7 +163,13 @@ def embed(
             feats = encoder(batch).float().cpu().numpy()
             out[idx] = feats
             bar(len(idx))
+            pending += idx
+            if store is not None and len(pending) >= CACHE_CHUNK:
+                store.add([inputs[i] for i in pending], encoder.modality, out[pending])
+                pending = []
     encoder.train(was_training)
-    if store is not None and todo:
-        store.add([inputs[i] for i in todo], encoder.modality, out[todo])
+    if store is not None and pending:
+        store.add([inputs[i] for i in pending], encoder.modality, out[pending])
+    for i, first in copies:
+        out[i] = out[first]
     return out

@@ -299,6 +299,19 @@ def test_progress_leaves_no_blank_lines_in_a_log(tmp_path):
     assert all(line.strip() for line in r.stderr.splitlines()), repr(r.stderr)
 
 
+def test_progress_into_a_log_is_a_plain_line_now_and_then(monkeypatch, capsys):
+    """A 5-minute predict with stderr in a log said nothing until it ended."""
+    from quickadapt import progress
+
+    progress.set_quiet(False)
+    for every, expected in ((0.0, "embedding: 4/10\nstep 2: 10/10\n"), (3600.0, "")):
+        monkeypatch.setattr(progress, "LOG_EVERY", every)
+        with progress.progress_bar("embedding", total=10) as advance:  # capsys's stderr is no terminal
+            advance(4)
+            advance(6, description="step 2")
+        assert capsys.readouterr().err == expected
+
+
 @pytest.mark.parametrize("shots, fragment", [
     ("abc", "whole numbers separated by commas"), ("1,x", "whole numbers separated by commas"),
     ("-1", "from 1 to 100"), ("0", "from 1 to 100"), ("", "got none"), ("5,1000", "from 1 to 100"),

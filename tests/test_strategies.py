@@ -382,3 +382,16 @@ def test_probe_weighs_a_class_of_few_examples_as_much_as_one_of_many():
     assert recall["balanced"] >= 0.6 and recall["balanced"] > recall["none"] + 0.3, recall
     with pytest.raises(BadInput, match="class_weight"):
         create_strategy("probe", class_weight="auto")
+
+
+def test_a_tuned_model_records_the_encoder_rate_it_used(digits, tmp_path):
+    """The settings say lr = 0 for 'the encoder's own rate'; the manifest says which rate that was."""
+    train = digits[0]
+    encoder = create_encoder("mlp", in_dim=train.inputs.shape[1])
+    ctx = FitContext(device="cpu", seed=0, progress=False)
+    own = create_strategy("finetune", epochs=1, min_steps=1).fit(encoder, train, ctx)
+    assert own.strategy_params["lr"] == 0 and own.info["train"]["encoder_lr"] == encoder.finetune_lr > 0
+    save_model(own, tmp_path / "m")
+    assert load_model(tmp_path / "m").info["train"]["encoder_lr"] == encoder.finetune_lr
+    set_rate = create_strategy("finetune", epochs=1, min_steps=1, lr=0.005).fit(encoder, train, ctx)
+    assert set_rate.info["train"]["encoder_lr"] == 0.005

@@ -85,8 +85,9 @@ class Contrastive(Strategy):
         if cfg.max_steps:
             steps = min(steps, cfg.max_steps)
         train_mode(encoder, cfg.norm_stats)
+        lr = cfg.lr or getattr(encoder, "finetune_lr", 1e-4)
         summary = train(
-            [{"params": list(encoder.parameters()), "lr": cfg.lr or getattr(encoder, "finetune_lr", 1e-4)}],
+            [{"params": list(encoder.parameters()), "lr": lr}],
             loss_fn, batches,
             TrainConfig(steps=steps, weight_decay=cfg.weight_decay, time_budget=cfg.time_budget or None),
             description=ctx.describe(self.name),
@@ -98,7 +99,7 @@ class Contrastive(Strategy):
             encoder, {MAIN_TASK: head.to(ctx.device).eval()}, {MAIN_TASK: classes}, encoder_tuned=True,
             strategy=self.name, strategy_params=self.params(),
         )
-        model.info["train"] = {**summary, "pairs": len(pairs)}
+        model.info["train"] = {**summary, "pairs": len(pairs), "encoder_lr": lr}
         return model
 
 

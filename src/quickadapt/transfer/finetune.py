@@ -112,6 +112,7 @@ class Finetune(Strategy):
             description=ctx.describe(f"{self.name}"),
             on_step=lambda step: self.on_step(step, steps),
         )
+        summary["encoder_lr"] = self.encoder_lr(encoder)  # the rate used: settings say 0 for the encoder's own
         encoder = self.finish(encoder).eval()
         model = AdaptedModel(
             encoder, {MAIN_TASK: head.eval()}, {MAIN_TASK: classes}, encoder_tuned=True,

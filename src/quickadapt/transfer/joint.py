@@ -107,6 +107,7 @@ def fit_two_tasks(strategy: Finetune, encoder, data: Dataset, source: Dataset, c
         TrainConfig(steps=steps, weight_decay=cfg.weight_decay, time_budget=cfg.time_budget or None),
         description=ctx.describe(strategy.name), on_step=lambda step: strategy.on_step(step, steps),
     )
+    summary["encoder_lr"] = strategy.encoder_lr(encoder)  # the rate used: settings say 0 for the encoder's own
     encoder = strategy.finish(encoder).eval()
     heads = {MAIN_TASK: head_t.eval(), SOURCE_TASK: head_s.eval()}
     return encoder, heads, {MAIN_TASK: classes_t, SOURCE_TASK: classes_s}, summary

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from quickadapt.data.dataset import content_key
 from quickadapt.encoders import create_encoder
 from quickadapt.encoders.base import embed
 from quickadapt.encoders.cache import EmbeddingCache, cache_dir
@@ -35,7 +36,7 @@ def test_damaged_rows_and_shards_are_misses_and_repeats_are_found(cache):
     wrong_width = {"keys": stored["keys"], "features": np.zeros((4, 7), dtype=np.float32)}
     save_file(wrong_width, str(shard.with_name("0" + shard.name)))  # read first: another encoder's width
     store = EmbeddingCache.for_encoder(encoder)
-    assert sorted(store.lookup(rows, "features", encoder.embed_dim)) == [0, 2, 3]
+    assert sorted(store.lookup([content_key(r, "features") for r in rows], encoder.embed_dim)) == [0, 2, 3]
     recomputed = embed(encoder, rows)  # the damaged row is computed again (alone: rounding may differ)
     assert np.isfinite(recomputed).all() and np.allclose(recomputed, clean, atol=1e-6)
 

@@ -141,8 +141,10 @@ def adapt(
 
     if ENCODER_MODALITY.get(encoder, data.modality) != data.modality:  # before building it with the data's shape
         raise BadInput(f"encoder {encoder!r} reads {ENCODER_MODALITY[encoder]} but the data is {data.modality}")
+    # read once from the files' headers: conv4's input and predict's note on colour depend on it
+    grey = all_grey(data.inputs) if data.modality == "image" else None
     seed_everything(seed)  # fixes the random init of encoders that have no pretrained weights
-    base_encoder = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params))
+    base_encoder = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params, grey))
     if base_encoder.modality != data.modality:
         raise BadInput(f"encoder {encoder!r} reads {base_encoder.modality} but the data is {data.modality}")
     base_encoder.note_cut_inputs(data.inputs)
@@ -167,8 +169,8 @@ def adapt(
     if is_model_folder(encoder):  # the manifest names only its architecture (conv4), which starts at random
         info["encoder_folder"] = str(Path(encoder).resolve())
     info["data_fingerprint"] = data.fingerprint()  # which examples (and labels) it was adapted on
-    if data.modality == "image":  # predict says when colour inputs meet a model that never saw colour
-        info["inputs_grey"] = all_grey(data.inputs)
+    if grey is not None:  # predict says when colour inputs meet a model that never saw colour
+        info["inputs_grey"] = grey
     info["encoder_learned"] = info["encoder_pretrained"] or strat.tunes_encoder
     if data.columns:  # a feature csv's names: predict reads its inputs' columns by them (data/columns.py)
         info["feature_columns"] = list(data.columns)
@@ -220,13 +222,14 @@ def mcnemar_greater(data: Dataset, oof, base_oof) -> float | None:
     return mcnemar_p(oof[1] == truth, base_oof[1] == truth)
 
 
-def _encoder_settings(name: str, data: Dataset, params: dict | None) -> dict:
+def _encoder_settings(name: str, data: Dataset, params: dict | None, grey: bool | None) -> dict:
+    """`grey`: whether every training image is grey (None for other data)."""
     settings = dict(params or {})
-    if name == "conv4" and data.modality == "image" and "grey" not in settings:
+    if name == "conv4" and grey is not None and "grey" not in settings:
         # conv4's grey default serves meta-train's Omniglot; on the user's images it would throw
         # away colour that may be all that tells classes apart (the no-transfer baseline and
         # blend's scratch model decide alike, evaluate/baseline.py)
-        settings["grey"] = all_grey(data.inputs)
+        settings["grey"] = grey
     if name == "mlp" and data.modality == "features":
         width = int(np.asarray(data.inputs).shape[1])
         if settings.setdefault("in_dim", width) != width:

@@ -102,15 +102,14 @@ def encoder_fingerprint(encoder: "Encoder") -> str:
 CACHE_CHUNK = 4096  # rows embedded between cache writes: what a Ctrl-C or a crash loses at most
 
 
-def distinct_positions(inputs: Sequence, todo: list[int], modality: str) -> tuple[list[int], list[tuple[int, int]]]:
-    """(the positions in `todo` whose input first appears there, (position, its first copy's) for
-    the rest): an input given several times, as exports often repeat rows, is embedded once."""
-    from quickadapt.data.dataset import content_key
-
+def distinct_positions(keys: Sequence[bytes], todo: list[int]) -> tuple[list[int], list[tuple[int, int]]]:
+    """(the positions in `todo` whose input (by its content key) first appears there, (position,
+    its first copy's) for the rest): an input given several times, as exports often repeat
+    rows, is embedded once."""
     first: dict[bytes, int] = {}
     unique, copies = [], []
     for i in todo:
-        k = content_key(inputs[i], modality)
+        k = keys[i]
         if k in first:
             copies.append((i, first[k]))
         else:
@@ -137,6 +136,7 @@ def embed(
     times is embedded once. Never cache an
     encoder that is being trained: its weights hash changes every step, so it would only fill
     the disk; callers pass cache=False then."""
+    from quickadapt.data.dataset import content_key
     from quickadapt.encoders.cache import EmbeddingCache
     from quickadapt.progress import progress_bar
 
@@ -146,13 +146,15 @@ def embed(
     if n == 0:
         return out
     store = EmbeddingCache.for_encoder(encoder) if cache else None
+    # once per input: an image's key hashes its whole file
+    keys = [content_key(x, encoder.modality) for x in inputs]
     todo = list(range(n))
     if store is not None:
-        found = store.lookup(inputs, encoder.modality, encoder.embed_dim)
+        found = store.lookup(keys, encoder.embed_dim)
         for i, row in found.items():
             out[i] = row
         todo = [i for i in range(n) if i not in found]
-    todo, copies = distinct_positions(inputs, todo, encoder.modality)
+    todo, copies = distinct_positions(keys, todo)
     was_training = encoder.training
     encoder.eval()
     pending: list[int] = []  # computed, not yet stored
@@ -165,11 +167,11 @@ def embed(
             bar(len(idx))
             pending += idx
             if store is not None and len(pending) >= CACHE_CHUNK:
-                store.add([inputs[i] for i in pending], encoder.modality, out[pending])
+                store.add([keys[i] for i in pending], out[pending])
                 pending = []
     encoder.train(was_training)
     if store is not None and pending:
-        store.add([inputs[i] for i in pending], encoder.modality, out[pending])
+        store.add([keys[i] for i in pending], out[pending])
     for i, first in copies:
         out[i] = out[first]
     return out

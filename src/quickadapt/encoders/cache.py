@@ -48,21 +48,14 @@ class EmbeddingCache:
         key = hashlib.sha256(f"{encoder_fingerprint(encoder)}|{__version__}".encode()).hexdigest()[:32]
         return cls(cache_root() / key)
 
-    @staticmethod
-    def _row_keys(inputs: Sequence, modality: str) -> np.ndarray:
-        keys = np.zeros((len(inputs), 32), dtype=np.uint8)
-        for i, x in enumerate(inputs):
-            keys[i] = np.frombuffer(content_key(x, modality), dtype=np.uint8)
-        return keys
-
-    def lookup(self, inputs: Sequence, modality: str, dim: int) -> dict[int, np.ndarray]:
-        """Stored rows of `dim` finite values for the inputs that have one (every position of an
-        input given twice); a damaged shard or row is only a cache miss."""
+    def lookup(self, keys: Sequence[bytes], dim: int) -> dict[int, np.ndarray]:
+        """Stored rows of `dim` finite values for the inputs whose `content_key`s are `keys` (every
+        position of an input given twice); a damaged shard or row is only a cache miss."""
         if not self.directory.is_dir():
             return {}
         wanted: dict[bytes, list[int]] = {}
-        for i, k in enumerate(self._row_keys(inputs, modality)):
-            wanted.setdefault(k.tobytes(), []).append(i)
+        for i, k in enumerate(keys):
+            wanted.setdefault(k, []).append(i)
         found: dict[int, np.ndarray] = {}
         for shard in sorted(self.directory.glob("*.safetensors")):
             try:
@@ -76,17 +69,19 @@ class EmbeddingCache:
                 if key.tobytes() in wanted and np.isfinite(row).all():
                     for i in wanted[key.tobytes()]:
                         found[i] = row
-            if len(found) == len(inputs):
+            if len(found) == len(keys):
                 break
         return found
 
-    def add(self, inputs: Sequence, modality: str, features: np.ndarray) -> None:
+    def add(self, keys: Sequence[bytes], features: np.ndarray) -> None:
+        """Store `features`, one row per `content_key` in `keys`."""
         name = uuid.uuid4().hex
         tmp = self.directory / f".{name}.tmp"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             save_file(
-                {"keys": self._row_keys(inputs, modality), "features": np.ascontiguousarray(features, dtype=np.float32)},
+                {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32),
+                 "features": np.ascontiguousarray(features, dtype=np.float32)},
                 str(tmp),
             )
             os.replace(tmp, self.directory / f"{name}.safetensors")

@@ -30,7 +30,12 @@ def n_folds(data: Dataset, n_splits: int) -> int:
     """How many folds `folds` makes of `n_splits` asked for: no more than the smallest scored
     class has distinct examples, since each fold holds out one or more of every class (0: no folds)."""
     _, reps = _representatives(data)
-    counts = np.unique(data.labels[reps], return_counts=True)[1]
+    return _fold_count(data.labels[reps], n_splits)
+
+
+def _fold_count(labels: np.ndarray, n_splits: int) -> int:
+    """`n_folds` from the distinct examples' labels."""
+    counts = np.unique(labels, return_counts=True)[1]
     several = counts[counts >= 2]
     return min(n_splits, int(several.min())) if len(several) >= 2 and n_splits >= 2 else 0
 
@@ -58,7 +63,7 @@ def folds(data: Dataset, n_splits: int, seed: int):
     scored_reps, always_reps = np.flatnonzero(in_folds), np.flatnonzero(~in_folds)
     scored = np.flatnonzero(np.isin(ids, scored_reps))
     always = np.flatnonzero(np.isin(ids, always_reps))
-    splitter = StratifiedKFold(n_splits=n_folds(data, n_splits), shuffle=True, random_state=seed)
+    splitter = StratifiedKFold(n_splits=_fold_count(labels, n_splits), shuffle=True, random_state=seed)
     pairs = []
     for train_pos, test_pos in splitter.split(np.zeros(len(scored_reps)), labels[scored_reps]):
         held_out = np.isin(ids[scored], scored_reps[test_pos])

@@ -115,3 +115,21 @@ def test_copies_of_an_input_are_held_out_together():
     assert n_folds(rows(list("aab") + ["b"]), 3) == 2
     copies = Dataset("features", np.asarray([0, 0, 1, 2], dtype=np.float32)[:, None], np.asarray(list("aabb"), dtype=object))
     assert n_folds(copies, 3) == 0  # class a has one distinct input: nothing to hold out
+
+
+def test_fit_shows_the_folds_of_its_own_and_the_baseline_cross_validation(monkeypatch, capsys):
+    """The folds' fits are silent: five fine-tuning fits (minutes each) showed nothing at all."""
+    from quickadapt import progress
+
+    progress.set_quiet(False)
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.0)  # capsys's stderr is no terminal: plain lines
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    digits = sample_per_class(Dataset("features", x.astype(np.float32), y.astype(str).astype(object)), 3, seed=0)
+    adapt(digits, encoder="mlp", strategy="probe", cv=3, baseline=True)
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "folds:" in line] == [
+        "cross-validation folds: 1/3", "cross-validation folds: 2/3", "cross-validation folds: 3/3",
+        "baseline cross-validation folds: 1/3", "baseline cross-validation folds: 2/3",
+        "baseline cross-validation folds: 3/3"]

@@ -175,7 +175,8 @@ def adapt(
     if data.columns:  # a feature csv's names: predict reads its inputs' columns by them (data/columns.py)
         info["feature_columns"] = list(data.columns)
     started = time.perf_counter()
-    oof = out_of_fold(data, fit_fold, cv, seed) if cv and cv > 1 else None
+    folds_bar = "cross-validation folds" if progress else None
+    oof = out_of_fold(data, fit_fold, cv, seed, progress=folds_bar) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
     if oof is not None:
         info["cv_accuracy"] = oof_accuracy(data, oof)
@@ -202,7 +203,8 @@ def adapt(
         info["baseline"] = {"name": BASELINE_NAMES[data.modality]}
         if progress:
             log(f"baseline: {BASELINE_NAMES[data.modality]}")
-        base_oof = (out_of_fold(data, lambda d: fit_baseline(extend(d), seed=seed, device=dev), cv, seed)
+        base_oof = (out_of_fold(data, lambda d: fit_baseline(extend(d), seed=seed, device=dev), cv, seed,
+                                progress="baseline cross-validation folds" if progress else None)
                     if cv and cv > 1 else None)
         if base_oof is not None:
             info["baseline"]["cv_accuracy"] = oof_accuracy(data, base_oof)

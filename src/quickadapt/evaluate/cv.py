@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from quickadapt.data.dataset import Dataset, content_key
-from quickadapt.progress import log
+from quickadapt.progress import log, progress_bar
 
 
 def distinct_examples(data: Dataset) -> np.ndarray:
@@ -71,21 +71,25 @@ def folds(data: Dataset, n_splits: int, seed: int):
     return scored, pairs
 
 
-def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, seed: int):
+def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, seed: int,
+                progress: str | None = None):
     """(scored indices, predicted labels, top scores) for the examples `folds` scores, each from
     a model that never saw it; None when there are no folds. `fit(train) -> model` with
-    `model.predict(inputs) -> (labels, scores)`."""
+    `model.predict(inputs) -> (labels, scores)`. `progress` describes a bar over the folds: the
+    folds' own fits are silent, and five fine-tuning fits can take many minutes."""
     split = folds(data, n_splits, seed)
     if split is None:
         return None
     scored, pairs = split
     pred = np.empty(len(scored), dtype=object)
     score = np.zeros(len(scored))
-    for train_idx, test_pos in pairs:
-        model = fit(data.subset(train_idx))
-        labels, scores = model.predict(data.subset(scored[test_pos]).inputs)
-        pred[test_pos] = labels
-        score[test_pos] = scores
+    with progress_bar(progress, total=len(pairs)) as advance:
+        for train_idx, test_pos in pairs:
+            model = fit(data.subset(train_idx))
+            labels, scores = model.predict(data.subset(scored[test_pos]).inputs)
+            pred[test_pos] = labels
+            score[test_pos] = scores
+            advance(1)
     return scored, pred, score
 
 

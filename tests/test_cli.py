@@ -236,13 +236,18 @@ def test_option_values_are_checked_before_any_work(tmp_path):
     assert_bad_input(fit("--set", "encoder.in_dim=5"), "differs from the data's 3 features")
     assert_bad_input(run("fit", "--data", "builtin:digits", "--encoder", "mlp", "--out", tmp_path / "never"),
                      "reads features but the data is image")
-    assert_bad_input(fit("--source", narrow, "--strategy", "joint"), "--source has 2 features per example but --data has 3")
+    assert_bad_input(fit("--source", narrow, "--strategy", "joint"), "1 feature column of the training data missing: f3")
+    np.savez(tmp_path / "narrow.npz", X=np.ones((4, 2)), y=np.array(list("abab")))  # no names: counted
+    assert_bad_input(fit("--source", tmp_path / "narrow.npz", "--strategy", "joint"),
+                     "--source has 2 features per example but --data has 3")
+    assert_bad_input(fit("--strategy", "contrastive", "--set", "encoder.depth=0"), "has no weights to tune")
     assert not (tmp_path / "never").exists()
 
     model = tmp_path / "m"
     r = run("fit", "--data", train, "--encoder", "mlp", "--out", model, "--quiet")
     assert r.exit_code == 0, r.stderr
-    assert_bad_input(run("predict", model, "--data", narrow), "reads 3 features per example, the data has 2")
+    assert_bad_input(run("predict", model, "--data", narrow), "1 feature column of the data")
+    assert_bad_input(run("predict", model, "--data", tmp_path / "narrow.npz"), "reads 3 features per example, the data has 2")
     assert_bad_input(run("predict", model, "--data", train, "--threshold", "1.5"), "between 0 and 1")
     assert_bad_input(run("predict", model, "--data", train, "--threshold", "nan"), "between 0 and 1")
     assert_bad_input(run("predict", model, "--data", train, "--abstain", "--none-label", "a"), "one of the model's classes")
@@ -382,6 +387,14 @@ def test_feature_columns_are_read_by_name_not_position(tmp_path):
     assert r.exit_code == 0 and "feature columns reordered by name" in r.stderr
     assert_bad_input(run("predict", tmp_path / "m", "--data", renamed, "--quiet"),
                      "its feature columns (a, b, c, d) are not those of the data")
+    # an extra column (an id to join the answers back by) is left out, a missing one named
+    with_id = write("with_id.csv", ["id", "f3", "f1", "f0", "f2"], [0, 3, 1, 0, 2])
+    r = run("evaluate", tmp_path / "m", "--data", with_id, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == reports[0] and "column id not in the data" in r.stderr
+    short = write("short.csv", ["f0", "f1", "f2"], [0, 1, 2])
+    assert_bad_input(run("predict", tmp_path / "m", "--data", short, "--quiet"), "1 feature column of the data")
+    assert_bad_input(run("fit", "--data", train, "--source", with_id, "--strategy", "joint", "--encoder", "mlp",
+                         "--out", tmp_path / "j", "--quiet"), "column id not in the training data")
     # an .npz has no names: read by position, as before
     np.savez(tmp_path / "x.npz", X=X.astype(np.float32), y=y)
     assert json.loads(run("evaluate", tmp_path / "m", "--data", tmp_path / "x.npz", "--json", "--quiet").stdout) == reports[0]

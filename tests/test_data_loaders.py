@@ -84,10 +84,23 @@ def test_text_jsonl(tmp_path):
 def test_features_csv(tmp_path):
     f = write(tmp_path / "f.csv", "a,label,b\n1,x,2.5\n-3e2,y,0\n")
     ds = load_dataset(f)
-    assert ds.modality == "features" and ds.inputs.dtype == np.float32
+    assert ds.modality == "features" and ds.inputs.dtype == np.float64  # the mlp standardises in float64
     np.testing.assert_allclose(ds.inputs, [[1, 2.5], [-300, 0]])
     assert ds.labels.tolist() == ["x", "y"]
     assert load_dataset(write(tmp_path / "g.csv", "a,b\n1,2\n"), labels="optional").labels is None
+
+
+def test_a_column_of_row_numbers_is_named_in_a_note(tmp_path, capsys):
+    from quickadapt import progress
+
+    progress.set_quiet(False)
+    rows = "".join(f"{100 + i},{i % 3}.5,{'xy'[i % 2]}\n" for i in range(12))
+    load_dataset(write(tmp_path / "f.csv", "serial,b,label\n" + rows))  # counts 100, 101, ...
+    assert "column `serial` looks like row numbers" in capsys.readouterr().err
+    load_dataset(write(tmp_path / "g.csv", "ID,b,label\n3,1,x\n1,2,y\n"))
+    assert "column `ID` looks like row numbers" in capsys.readouterr().err
+    load_dataset(write(tmp_path / "h.csv", "age,b,label\n" + rows.replace("100", "7")))
+    assert "row numbers" not in capsys.readouterr().err
 
 
 def test_npz(tmp_path):

@@ -77,6 +77,16 @@ def check_finite(model: AdaptedModel, data: Dataset, strategy: str) -> None:
                        "learning rate or the setting that scales its scores")
 
 
+def fit_encoder_inputs(encoder, data: Dataset, source: Dataset | None) -> None:
+    """Let the encoder learn what reading the inputs needs (mlp: each feature's mean and spread)
+    from the examples it trains on: the user's, and the second dataset's where one is given
+    (the shared encoder reads both; more rows give steadier statistics)."""
+    if not encoder.fits_inputs:
+        return
+    rows = data.inputs if source is None else np.concatenate([np.asarray(data.inputs), np.asarray(source.inputs)])
+    encoder.fit_inputs(rows)
+
+
 def note_case_twins(classes) -> None:
     """Labels are kept as written, so `Balance` and `balance` are two classes: usually a typo
     that halves a class, so say so (once), without merging what might be meant apart."""
@@ -152,13 +162,15 @@ def adapt(
     source_in_data = shared_inputs(source, data) if source is not None and cv and cv > 1 else None
 
     def fit_fold(train: Dataset) -> AdaptedModel:
-        # a tuning strategy changes its encoder in place: each fold tunes its own copy
-        enc = copy.deepcopy(base_encoder) if strat.tunes_encoder else base_encoder
+        # a tuning strategy changes its encoder in place, and an encoder that learns from the
+        # inputs (mlp's standardisation) must not see the held-out ones: each fold gets its own copy
+        enc = copy.deepcopy(base_encoder) if strat.tunes_encoder or base_encoder.fits_inputs else base_encoder
         seed_everything(seed)
         fold_source = source
         if source_in_data is not None and len(source_in_data[0]):  # the fold's held-out examples may not train
             held_out = source_in_data[1] - {content_key(x, data.modality) for x in train.inputs}
             fold_source = source.subset([i for i in range(len(source)) if source_in_data[0][i] not in held_out])
+        fit_encoder_inputs(enc, train, fold_source)
         return new_strategy().fit(enc, extend(train), FitContext(device=dev, seed=seed, source=fold_source, progress=False))
 
     info: dict = {"n_examples": len(data), "n_classes": len(data.classes), "label_names": bool(label_names),
@@ -186,10 +198,12 @@ def adapt(
             n = len(data) - len(oof[0])  # one example each
             info["cv_note"] = f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, never scored"
     elif cv and cv > 1:
-        info["cv_note"] = "too few examples per class for cross-validation (need 2 in at least 2 classes)"
+        info["cv_note"] = ("too few examples per class for cross-validation (need 2 in at least 2 classes; "
+                           "copies of an example, same input and label, count once)")
 
     seed_everything(seed)
     started = time.perf_counter()
+    fit_encoder_inputs(base_encoder, data, source)
     ctx = FitContext(device=dev, seed=seed, source=source, progress=progress)
     model = new_strategy().fit(base_encoder, extended, ctx)
     info["fit_seconds"] = round(time.perf_counter() - started, 3)  # the final fit alone, embedding included

@@ -156,7 +156,7 @@ def _fit_summary(r: dict) -> str:
         partial = f" ({r['cv_scored']} of {r['n_examples']} examples; {r['cv_note']})" if "cv_note" in r else ""
         asked = r.get("cv")
         folds = r.get("cv_folds", asked)
-        fewer = f", not {asked}: the smallest class held out has {folds} examples" if folds != asked else ""
+        fewer = f", not {asked}: the smallest class held out has {folds} distinct examples" if folds != asked else ""
         lines.append(f"cross-validated accuracy ({folds} folds{fewer}): {r['cv_accuracy']:.1%}{partial}")
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
@@ -216,7 +216,7 @@ def _model_inputs(model, data, spec: str, model_dir: Path):
         raise BadInput(f"{spec} is {data.modality} data but the model reads {model.encoder.modality}")
     model.encoder.note_cut_inputs(data.inputs)
     note_colour_unseen(model, data)
-    return match_columns(data, model.info.get("feature_columns"), f"the data {model_dir} was trained on")
+    return match_columns(data, model.info.get("feature_columns"), f"the data {model_dir} was trained on", drop_extra=True)
 
 
 @app.command()

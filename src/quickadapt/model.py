@@ -107,6 +107,10 @@ class AdaptedModel(nn.Module):
             t = abstain_threshold(self.threshold, threshold)
             check_none_label(none_label, self.classes[task])
         proba = self.predict_proba(inputs, task=task, progress=progress)
+        bad = np.flatnonzero(~np.isfinite(proba).all(1)) if len(proba) else []
+        if len(bad):  # NaN would read as the first class with a score that never abstains
+            raise BadInput(f"the model's scores for input {bad[0] + 1} (of {len(bad)} such inputs) are not finite numbers "
+                           "(NaN or inf): its values lie far outside what the model was fit on, or its weights diverged")
         names = np.asarray(self.classes[task], dtype=object)
         best = proba.argmax(1) if len(proba) else np.zeros(0, dtype=int)
         scores = proba.max(1) if len(proba) else np.zeros(0)

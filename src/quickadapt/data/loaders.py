@@ -283,11 +283,13 @@ def _unclosed_quote_line(content: str, delimiter: str) -> int | None:
 # --- features -----------------------------------------------------------------------------
 
 def _check_features(X: np.ndarray, shown: str) -> np.ndarray:
-    X = X.astype(np.float32)
+    # float64, as read: the mlp standardises in float64 before its float32 layers, and a column
+    # such as a timestamp (1.7e9 give or take a few) loses its differences in float32
+    X = X.astype(np.float64)
     bad = ~np.isfinite(X)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise BadInput(f"{shown}: {int(bad.sum())} non-finite feature value{'s' if bad.sum() > 1 else ''} (NaN, inf or beyond float32), first in data row {r + 1}, column {c + 1}; remove or impute them")
+        raise BadInput(f"{shown}: {int(bad.sum())} non-finite feature value{'s' if bad.sum() > 1 else ''} (NaN, inf or beyond float64), first in data row {r + 1}, column {c + 1}; remove or impute them")
     return X
 
 
@@ -325,6 +327,8 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
                     f"line {i} {what}; {TEXT_HINT}; {FEATURE_HINT}"
                 ) from None
     X = _check_features(X, shown)
+    if labels != "ignore":  # said when training or evaluating; predict is told by the model's columns
+        _note_row_numbers(X, [header[j] for j in feat], shown)
     y = None
     if jl is not None and labels != "ignore":
         y = []
@@ -335,6 +339,23 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
             y.append(label_text(v))
         y = np.asarray(y, dtype=object)
     return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat])
+
+
+ROW_ID_NAMES = {"id", "idx", "index", "row", "row_id", "rowid", "key", "no", "number"}
+
+
+def _note_row_numbers(X: np.ndarray, names: list[str], shown: str) -> None:
+    """A column that numbers the rows (named id, or counting 1, 2, 3, ...) is read as a feature
+    like any other, and then carries no meaning but the file's order (an `id` column took iris
+    from 95 to 72 %): say so, since only the user knows whether it means something."""
+    counting = [n for j, n in enumerate(names)
+                if len(X) >= 10 and np.all(np.diff(X[:, j]) == 1)]
+    named = [n for n in names if n.strip().lower() in ROW_ID_NAMES]
+    suspects = list(dict.fromkeys(named + counting))
+    if suspects:
+        log(f"note: {shown}: column{'s' if len(suspects) > 1 else ''} {', '.join(f'`{n}`' for n in suspects[:3])} "
+            f"look{'' if len(suspects) > 1 else 's'} like row numbers and {'are' if len(suspects) > 1 else 'is'} "
+            "read as a feature; remove it if it means nothing about the label")
 
 
 def _load_npz(path: Path, shown: str, labels: str) -> Dataset:

@@ -50,6 +50,16 @@ class Encoder(nn.Module):
     def note_cut_inputs(self, inputs: Sequence) -> None:
         """Say (a note) when some inputs are cut to fit this encoder; nothing by default."""
 
+    @property
+    def fits_inputs(self) -> bool:
+        """Whether `fit_inputs` would still learn something (then each cross-validation fold
+        fits its own copy, so the examples it holds out stay unseen)."""
+        return False
+
+    def fit_inputs(self, inputs: Sequence) -> None:
+        """Learn from the training inputs alone (no labels), before any training, what reading
+        them needs; nothing for most encoders (mlp standardises each feature)."""
+
     def layer_groups(self) -> list[nn.Module]:
         return [self]
 

@@ -13,11 +13,17 @@ from quickadapt.progress import log, progress_bar
 
 def distinct_examples(data: Dataset) -> np.ndarray:
     """Each example numbered in order of first appearance, copies alike: the same text, image or
-    feature row with the same label. (One input under two labels stays two examples: seeing one
-    teaches nothing of the other's answer.)"""
-    first: dict[tuple, int] = {}
-    return np.array([first.setdefault((content_key(x, data.modality), y), len(first))
-                     for x, y in zip(data.inputs, data.labels)], dtype=int)
+    feature row with the same label. An input seen under two or more labels is not a copy but
+    an input that recurs (a few discrete features, noisy labels): each of its rows counts on its
+    own, as new rows with it will come. (Grouped by input and label, such rows were held out
+    against training rows of the same input under the other labels: 23 % estimated, 77.5 % real.)"""
+    keys = [content_key(x, data.modality) for x in data.inputs]
+    labels_of: dict[bytes, set] = {}
+    for k, y in zip(keys, data.labels):
+        labels_of.setdefault(k, set()).add(y)
+    first: dict = {}
+    return np.array([first.setdefault(k if len(labels_of[k]) == 1 else (k, i), len(first))
+                     for i, k in enumerate(keys)], dtype=int)
 
 
 def _representatives(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +58,8 @@ def folds(data: Dataset, n_splits: int, seed: int):
     plain stratified k-fold over the examples."""
     ids, reps = _representatives(data)
     if len(reps) < len(data):
-        log(f"note: {len(data) - len(reps)} examples repeat an earlier one (input and label); cross-validation "
-            "holds out each with its copies")
+        log(f"note: {len(data) - len(reps)} examples repeat an earlier one (same input, same label); "
+            "cross-validation holds out each with its copies and counts them once")
     labels = data.labels[reps]
     names, counts = np.unique(labels, return_counts=True)
     several = names[counts >= 2]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import batch_to, embed
+from quickadapt.errors import BadInput
 from quickadapt.heads import LogisticHead
 from quickadapt.model import MAIN_TASK, AdaptedModel
 from quickadapt.train import TrainConfig, check_norm_stats, train, train_mode
@@ -67,6 +68,9 @@ class Contrastive(Strategy):
     def fit(self, encoder, data, ctx):
         cfg = self.cfg
         classes, y = encode_labels(data.labels)
+        if not any(True for _ in encoder.parameters()):  # mlp with depth=0: nothing it could tune
+            raise BadInput(f"strategy {self.name!r} tunes the encoder, and this {encoder.name} has no weights to tune; "
+                           "use probe, or give the encoder layers (mlp: encoder.depth=1 or more)")
         encoder.to(ctx.device).requires_grad_(True)
         pairs = make_pairs(y, cfg.pairs_per_example, ctx.seed)
         inputs = data.inputs

@@ -129,7 +129,7 @@ def run_refit(pair: str, method: str, params: dict, seed: int) -> dict:
     s, t = pair.split("-")
     source, target = load(s), load(t)
     seed_everything(seed)
-    base = build_encoder("mlp", source)
+    base = build_encoder("mlp", source, target=target.without_labels())  # as adapt_domain builds it
     seed_everything(seed)
     model = create_method(method, **params).fit(base, source, target.without_labels(), DomainContext(seed=seed, progress=False))
     labels, _ = model.predict(target.inputs)

@@ -86,6 +86,21 @@ def test_labelled_target_warns_and_goes_on(files, tmp_path):
     assert "labels; they are ignored" in r.stderr
 
 
+def test_a_target_with_some_labels_missing_is_read_without_them(files, tmp_path):
+    """Target labels are never used: one blank among them was refused as if they mattered."""
+    w = surf("W")
+    rows = [",".join(f"{v:.5f}" for v in x) + "," + ("" if i == 3 else str(y)) for i, (x, y) in enumerate(zip(w.inputs[:30], w.labels))]
+    target = tmp_path / "target.csv"
+    target.write_text(",".join(f"f{j}" for j in range(w.inputs.shape[1])) + ",label\n" + "\n".join(rows) + "\n")
+    source = tmp_path / "source.csv"
+    d = surf("D")
+    source.write_text(",".join(f"f{j}" for j in range(d.inputs.shape[1])) + ",label\n"
+                      + "".join(",".join(f"{v:.5f}" for v in x) + f",{y}\n" for x, y in zip(d.inputs, d.labels)))
+    r = run("domain-adapt", "--source", source, "--target", target, "--method", "source-only", "--out", tmp_path / "m", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "has labels, some missing; they are ignored" in r.stderr
+
+
 def test_bad_inputs_exit_2_with_one_line(files, tmp_path):
     f = files["folder"]
     common = ["--out", tmp_path / "x", *FAST]

@@ -127,7 +127,9 @@ def test_auto_keeps_a_method_that_helps_and_routes_each_setting_to_its_method():
                          device="cpu", target_test=target, candidates=("mcc",), progress=False)
     methods = model.info["methods"]
     assert model.info["domain_method"] == "mcc" and model.info["negative_transfer"] is False
-    assert methods["mcc"]["target_test_accuracy"] > methods["source-only"]["target_test_accuracy"] + 0.1
+    # read raw, source-only scored 31 % and mcc 60 %; centred by source and target together (the
+    # mlp's input statistics), source-only reads the rotation better (43 %) and mcc leads by 5 points
+    assert methods["mcc"]["target_test_accuracy"] > methods["source-only"]["target_test_accuracy"] + 0.03
     assert model.strategy_params["temperature"] == 2.5 and model.strategy_params["steps"] == 300
     with pytest.raises(BadInput, match="none of source-only, mcc takes it"):
         adapt_domain(source, target, "auto", {"threshold": 0.5}, candidates=("mcc",), progress=False)
@@ -150,7 +152,7 @@ def test_split_source_keeps_every_class_in_training_when_it_cannot_stratify():
     train, val = split_source(tiny, 0.2, seed=0)
     assert set(train.classes) == set(tiny.classes) and len(val) == 4 and len(train) == 16
     one_each = d.subset([int(np.flatnonzero(d.labels == c)[0]) for c in d.classes])
-    with pytest.raises(BadInput, match="none to validate on"):
+    with pytest.raises(BadInput, match="leaves 0 to validate on, and validation needs 2"):
         split_source(one_each, 0.2, seed=0)
 
 
@@ -191,3 +193,17 @@ def test_auto_vetoes_a_method_whose_target_predictions_narrow_by_a_fifth(monkeyp
     model = adapt_domain(source, target.without_labels(), "auto", {"steps": 5}, seed=0, device="cpu",
                          candidates=("mcc",), refit=False, progress=False)
     assert model.info["domain_method"] == "source-only" and model.info["methods"]["mcc"]["collapsed"] is True
+
+
+def test_a_tiny_source_holds_out_two_to_validate_on():
+    """Five source examples held out one: the domain classifier's folds then had no source row
+    and adapt_domain ended in a traceback."""
+    from quickadapt.domain import adapt_domain
+
+    d = surf("A")
+    five = d.subset(np.r_[np.flatnonzero(d.labels == d.classes[0])[:4], np.flatnonzero(d.labels == d.classes[1])[:1]])
+    train, val = split_source(five, 0.2, seed=0)
+    assert len(val) == 2 and set(train.labels) == set(five.labels)
+    target = surf("W").subset(np.arange(20)).without_labels()
+    model = adapt_domain(five, target, method="source-only", params={"steps": 5}, progress=False)
+    assert model.info["n_source_val"] == 2

@@ -421,17 +421,13 @@ def domain_adapt(
 ):
     """Adapt a classifier from a labelled source to an unlabelled target domain and save it."""
     from quickadapt.artifact import prepare_out_dir, save_model
-    from quickadapt.data import load_dataset
     from quickadapt.domain import adapt_domain
 
     prepare_out_dir(out, force, inputs=(source, target, target_test, encoder))  # fail before any work
     method_params, enc_settings = split_settings(settings)
-    src = load_dataset(source)
-    tgt = load_dataset(target, labels="optional")
-    test = load_dataset(target_test) if target_test else None
-    model = adapt_domain(
-        src, tgt, method, method_params, encoder, seed, device, encoder_params=enc_settings,
-        target_test=test, criterion=criterion, refit=refit, progress=not quiet,
+    model = adapt_domain(  # read from the paths as the Python API reads them (a target's labels are never needed)
+        source, target, method, method_params, encoder, seed, device, encoder_params=enc_settings,
+        target_test=target_test or None, criterion=criterion, refit=refit, progress=not quiet,
     )
     if quiet:  # warnings are shown even when quiet
         for w in model.info["warnings"]:
@@ -445,7 +441,7 @@ def domain_adapt(
         "refit": info["refit"], "n_source_fit": info["n_source_fit"],
         **({"target_test_accuracy": info["target_test_accuracy"]} if "target_test_accuracy" in info else {}),
     }
-    save_model(model, out, force=force, data_fingerprint=src.fingerprint(), seed=seed, metrics={"domain": result})
+    save_model(model, out, force=force, data_fingerprint=info["data_fingerprint"], seed=seed, metrics={"domain": result})
     emit(result, as_json, _domain_summary(result))
 
 

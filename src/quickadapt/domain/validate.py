@@ -112,11 +112,14 @@ def split_source(source: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
         order = np.random.default_rng(seed).permutation(len(source))
         keep = set({label: i for i, label in reversed(list(zip(order, source.labels[order])))}.values())
         rest = [i for i in order if i not in keep]
-        n_val = min(len(rest), max(1, round(fraction * len(source))))
-        if n_val == 0:
+        # two at least: the domain classifier behind DEV and IWV scores each held-out example
+        # out of fold, and one alone leaves a fold with no source (a traceback at 5-7 examples)
+        n_val = min(len(rest), max(2, round(fraction * len(source))))
+        if n_val < 2:
             from quickadapt.errors import BadInput
 
-            raise BadInput(f"{source.name or 'source'}: one example per class leaves none to validate on; add examples")
+            raise BadInput(f"{source.name or 'source'}: keeping one example of every class for training leaves "
+                           f"{n_val} to validate on, and validation needs 2; add examples")
         val, train = np.asarray(rest[:n_val]), np.asarray(sorted(keep) + rest[n_val:])
     return source.subset(np.sort(train)), source.subset(np.sort(val))
 

@@ -211,3 +211,29 @@ def test_two_groups_are_too_few_and_a_flat_folder_splits_its_classes(tmp_path, o
     assert split.by == "class" and split == split_classes_randomly(flat, seed=0)  # as before groups were split
     assert [len(p) for p in (split.train, split.val, split.test)] == [9, 1, 2]
     assert "too few to split by" not in capsys.readouterr().err
+
+
+def digit_pngs(folder, n_classes=2, per_class=2):
+    """Tiny generated grey PNGs: folder/<digit>/*.png."""
+    for c in range(n_classes):
+        (folder / str(c)).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((8, 8), 30 * c + i, np.uint8)).save(folder / str(c) / f"{i}.png")
+
+
+def test_groups_beyond_the_fixed_split_go_to_training(tmp_path, omniglot, capsys):
+    alphabets = sorted(g for part in OMNIGLOT_SPLIT.values() for g in part)
+    exact = alphabet_tree(tmp_path / "eight", omniglot, alphabets, characters=1, per_class=1)
+    fixed = default_split(exact)
+    assert fixed.groups == {k: list(v) for k, v in OMNIGLOT_SPLIT.items()}  # exactly the fixed split, as before
+    assert "beyond it" not in capsys.readouterr().err
+    plus = alphabet_tree(tmp_path / "nine", omniglot, alphabets, characters=1, per_class=1)
+    digit_pngs(tmp_path / "nine" / "Digits", n_classes=3)
+    data = load_episode_data(str(tmp_path / "nine"))
+    split = default_split(data)
+    assert len(data.classes) == 11 and split.part("all") == data.classes  # no class dropped
+    assert split.train == sorted(fixed.train + ["Digits/0", "Digits/1", "Digits/2"])
+    assert (split.val, split.test) == (fixed.val, fixed.test)  # held-out parts unchanged: figures stay comparable
+    assert split.groups["train"] == list(OMNIGLOT_SPLIT["train"]) + ["Digits"]
+    assert ("the fixed Omniglot split, with 1 group beyond it (Digits; 3 classes) added to training"
+            in capsys.readouterr().err)

@@ -39,7 +39,7 @@ CLINC_SPLIT = {
     "val": ("small_talk", "meta"),
     "test": ("banking", "credit_cards"),
 }
-FIXED_SPLITS = (OMNIGLOT_SPLIT, CLINC_SPLIT)
+FIXED_SPLITS = {"Omniglot": OMNIGLOT_SPLIT, "CLINC150": CLINC_SPLIT}
 MIN_GROUPS = 3  # other data with groups is split by group when each part can have one
 OUT_OF_SCOPE_GROUP = "oos"  # CLINC150's out-of-scope rows: no intent to learn, never a class
 ROTATIONS = (0, 90, 180, 270)
@@ -199,17 +199,32 @@ def split_groups_randomly(data: Dataset, *, val: float = 0.1, test: float = 0.2,
                          test_groups=pick(order[:n_test]))
 
 
+def fixed_split_plus(data: Dataset, name: str, fixed: dict, present: set) -> ClassSplit:
+    """The fixed split, with any groups the data holds beyond it added to training: its
+    validation and test groups stay as they are, so figures on them stay comparable, and no
+    group is dropped without a word. Exactly the fixed groups give exactly the fixed split."""
+    extra = sorted(present - {g for part in fixed.values() for g in part})
+    split = split_classes(data, train_groups=list(fixed["train"]) + extra, val_groups=fixed["val"],
+                          test_groups=fixed["test"])
+    if extra:
+        n_classes = len(set(data.labels[np.isin(np.asarray(data.groups, dtype=object), extra)].tolist()))
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        log(f"note: {data.name or 'data'}: the fixed {name} split, with {len(extra)} group{'s' if len(extra) != 1 else ''} "
+            f"beyond it ({shown}; {n_classes} class{'es' if n_classes != 1 else ''}) added to training; its validation "
+            f"and test groups are unchanged")
+    return split
+
+
 def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> ClassSplit:
     """The fixed Omniglot (alphabets) or CLINC150 (domains) split when the data holds all of its
-    groups; else, for data with at least MIN_GROUPS groups (a folder of `group/class/` folders), a
+    groups (other groups beside them go to training, fixed_split_plus); else, for data with at least MIN_GROUPS groups (a folder of `group/class/` folders), a
     seeded split of the groups, so no group's classes are in two parts; else a seeded class split.
     `by_group=False` skips the seeded group split: the rule of checkpoints that stored no split."""
     if data.groups is not None:
         present = set(np.asarray(data.groups).tolist())
-        for fixed in FIXED_SPLITS:
+        for name, fixed in FIXED_SPLITS.items():
             if all(g in present for part in fixed.values() for g in part):
-                return split_classes(data, train_groups=fixed["train"], val_groups=fixed["val"],
-                                     test_groups=fixed["test"])
+                return fixed_split_plus(data, name, fixed, present)
         if by_group and len(present) >= MIN_GROUPS:
             return split_groups_randomly(data, seed=seed)
         if by_group:

@@ -237,3 +237,19 @@ def test_groups_beyond_the_fixed_split_go_to_training(tmp_path, omniglot, capsys
     assert split.groups["train"] == list(OMNIGLOT_SPLIT["train"]) + ["Digits"]
     assert ("the fixed Omniglot split, with 1 group beyond it (Digits; 3 classes) added to training"
             in capsys.readouterr().err)
+
+
+def test_a_class_folder_without_images_is_refused_as_fit_refuses_it(tmp_path):
+    digit_pngs(tmp_path / "d" / "Digits", n_classes=2)
+    digit_pngs(tmp_path / "d" / "Other", n_classes=2)
+    (tmp_path / "d" / "Digits" / "__MACOSX").mkdir()  # ignored, as the loader ignores it
+    (tmp_path / "d" / "Other" / ".cache").mkdir()
+    assert len(load_episode_data(str(tmp_path / "d")).classes) == 4
+    (tmp_path / "d" / "Digits" / "7").mkdir()
+    (tmp_path / "d" / "Digits" / "7" / "notes.md").write_text("x")
+    with pytest.raises(BadInput, match=r"class folder 'Digits/7' has no images \(.*\); add images or remove the folder"):
+        load_episode_data(str(tmp_path / "d"))
+    (tmp_path / "d" / "Digits" / "7" / "notes.md").unlink()
+    (tmp_path / "d" / "Digits" / "7" / "1.txt").write_text("x")
+    with pytest.raises(BadInput, match="class folder 'Digits/7' holds .txt files, not images"):
+        load_episode_data(str(tmp_path / "d"))

@@ -253,3 +253,20 @@ def test_a_class_folder_without_images_is_refused_as_fit_refuses_it(tmp_path):
     (tmp_path / "d" / "Digits" / "7" / "1.txt").write_text("x")
     with pytest.raises(BadInput, match="class folder 'Digits/7' holds .txt files, not images"):
         load_episode_data(str(tmp_path / "d"))
+
+
+def test_a_loose_class_folder_beside_groups_is_a_group_of_its_own(tmp_path, omniglot, capsys):
+    alphabets = ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin")
+    root = tmp_path / "five"
+    alphabet_tree(root, omniglot, alphabets)
+    digit_pngs(tmp_path / "loose")
+    (tmp_path / "loose" / "0").rename(root / "LooseClass")
+    data = load_episode_data(str(root))
+    assert data.groups is not None and set(data.groups) == {*alphabets, "LooseClass"}
+    assert set(data.groups[data.labels == "LooseClass"]) == {"LooseClass"}
+    assert ("1 class folder beside the group folders (LooseClass): each counts as a group of its own"
+            in capsys.readouterr().err)
+    split = default_split(data, seed=0)
+    assert split.by == "group"  # still split by group: no held-out alphabet's classes leak into training
+    for part in ("train", "val", "test"):
+        assert {c.split("/")[0] for c in split.part(part)} == set(split.groups[part])

@@ -245,7 +245,7 @@ def check_episode_spec(spec) -> None:
 def load_episode_data(spec: str) -> Dataset:
     """Labelled data for episodes. A folder may nest classes (`root/alphabet/character/*.png`):
     every folder that holds images is a class named by its path below root, and its top folder
-    is its group. `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
+    is its group (a class folder right below root, beside group folders, is a group of its own). `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
     from quickadapt.data.loaders import (IMAGE_EXTS, images_under, load_dataset, note_several_frames, note_skipped,
                                          refuse_imageless_leaves)
 
@@ -268,9 +268,22 @@ def load_episode_data(spec: str) -> Dataset:
     refuse_imageless_leaves(path, str(spec))  # as fit refuses them: an empty class folder never vanishes unsaid
     note_skipped(str(spec), skipped)
     note_several_frames(str(spec), paths)
-    nested = all("/" in lab for lab in labels)
+    nested = any("/" in lab for lab in labels)
+    if nested:
+        note_loose_classes(str(spec), labels)
+    # a loose class's group is its own name: one class folder beside group folders must not turn
+    # the split by group into a split by class, which would train on the held-out groups' classes
     groups = np.asarray([lab.split("/", 1)[0] for lab in labels], dtype=object) if nested else None
     return Dataset("image", paths, np.asarray(labels, dtype=object), str(spec), groups)
+
+
+def note_loose_classes(shown: str, labels: Sequence[str]) -> None:
+    """Name the class folders at the top of a tree of `group/class/` folders: each is a group of its own."""
+    loose = sorted({lab for lab in labels if "/" not in lab})
+    if loose:
+        names = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+        log(f"note: {shown}: {len(loose)} class folder{'s' if len(loose) != 1 else ''} beside the group folders "
+            f"({names}): each counts as a group of its own")
 
 
 def prepare_all(inputs: Sequence, prepare: Callable, chunk: int = 512) -> torch.Tensor:

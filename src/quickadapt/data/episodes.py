@@ -234,6 +234,26 @@ def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> Cla
     return split_classes_randomly(data, seed=seed)
 
 
+def split_kept_on(stored: ClassSplit, data: Dataset, source: str) -> ClassSplit | None:
+    """A model's stored split on `data`: each part restricted to the classes the data holds,
+    and the data's other classes added to training (a note says how many), so no class the
+    model trained on is tested; None when the data holds none of its classes."""
+    have = set(data.classes)
+    if not have & set(stored.part("all")):
+        return None
+    train, val, test = ([c for c in stored.part(p) if c in have] for p in ("train", "val", "test"))
+    other = sorted(have - set(stored.part("all")))
+    groups = {p: list(g) for p, g in stored.groups.items()}
+    if other and data.groups is not None and groups:
+        named = {g for names in groups.values() for g in names}
+        new = sorted(set(np.asarray(data.groups, dtype=object)[np.isin(data.labels, other)].tolist()) - named)
+        groups["train"] = groups.get("train", []) + new
+    log(f"note: {data.name or 'data'}: the class split stored with {source} is kept ({len(train)} train, {len(val)} "
+        f"validation, {len(test)} test classes of it here)"
+        + (f"; the data's {len(other)} other class{'es go' if len(other) != 1 else ' goes'} to training" if other else ""))
+    return ClassSplit(sorted(train + other), val, test, stored.by, groups)
+
+
 def check_episode_spec(spec) -> None:
     """Episodes read data by name (a path or builtin:NAME): the name is recorded with the class
     split, and --resume checks it. An in-memory Dataset is refused by name, not by a TypeError."""

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ROTATIONS, ClassSplit, EpisodeSampler, check_augment,
-                                      check_episode_spec, default_split, load_episode_data)
+                                      check_episode_spec, default_split, load_episode_data, split_kept_on)
 from quickadapt import distributed
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
 from quickadapt.artifact import read_manifest, save_encoder
 from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
-from quickadapt.meta.io import load_episode_learner, save_meta_model
+from quickadapt.meta.io import load_episode_learner, save_meta_model, stored_class_split, trained_as
 from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budget_spent, pretrain
 from quickadapt.meta.start import build_start, check_method, default_scale, method_defaults, start_spec
 from quickadapt.meta.train import STATE_JSON, MetaTrainConfig, meta_train, read_checkpoint_json, stop_on_interrupt
@@ -148,7 +148,7 @@ def run_meta_train(
         check_resumable(saved, spec, cfg, out)
     dev = group.device(pick_device(device))
 
-    split = resumed_split(saved, dataset, seed) if resume else default_split(dataset, seed=seed)
+    split = resumed_split(saved, dataset, seed) if resume else start_split(encoder, dataset, seed)
     spec["class_split"] = split.to_dict()  # not a SHAPE_KEY: a resume reads it back (resumed_split)
     check_training_ways(data, split, n_way, rotations=rotations, mirrors=mirrors)
     seed_everything(seed)
@@ -250,6 +250,15 @@ def check_setting_names(method: str, settings: dict) -> None:
         run_keys = sorted(set(TRAIN_KEYS) - set(FLAGGED)) + list(PRETRAIN_KEYS) + list(SAMPLER_KEYS)
         raise BadInput(f"unknown setting {unknown[0]!r} for meta-train: {method} takes {', '.join(sorted(own))}; "
                        f"the run takes {', '.join(run_keys)} (docs/meta.md)")
+
+
+def start_split(encoder: str | None, dataset, seed: int) -> ClassSplit:
+    """A run that starts from a trained model folder keeps the class split stored with it, where
+    the data holds any of its classes, so the new run never validates or tests on classes its
+    start was trained on; else the data's default split."""
+    stored = stored_class_split(encoder) if encoder else None
+    kept = split_kept_on(stored, dataset, f"the start encoder {encoder}") if stored is not None else None
+    return kept if kept is not None else default_split(dataset, seed=seed)
 
 
 def resumed_split(saved: dict, dataset, seed: int) -> ClassSplit:
@@ -363,7 +372,7 @@ def run_episodes(
     if dataset.modality != learner.encoder.modality:
         raise BadInput(f"{data} is {dataset.modality} data but the model reads {learner.encoder.modality}")
     class_split = (ClassSplit.from_dict(manifest["meta"]["class_split"]) if manifest is not None
-                   else default_split(dataset, seed=seed))
+                   else plain_encoder_split(model, dataset, seed))
     classes = dataset.classes if split == "all" else class_split.part(split)
     present = sorted(set(classes) & set(dataset.classes))
     if not classes:  # a plain encoder on data too small for a default split's held-out part
@@ -397,8 +406,19 @@ def run_episodes(
                                  prepare=learner.encoder.prepare_tensor)
         predict = episode_predictor(learner, adapt, ft_cfg, seed, views)
     result = episode_accuracy(predict, sampler, episodes, device=dev, description="episodes" if progress else None)
-    return {"model": str(model), "method": method, "adapt": shown_adapt, "split": split, "views": views,
+    # a plain encoder's folder may hold a trained encoder (OUT/pretrained, a fitted model): say how it was trained
+    trained = trained_as(model) if manifest is None else None
+    return {"model": str(model), "method": method, "trained": trained, "adapt": shown_adapt, "split": split, "views": views,
             "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
+
+
+def plain_encoder_split(model, dataset, seed: int) -> ClassSplit:
+    """The split for an encoder used as it is: the one stored with its folder (OUT/pretrained, a
+    model fitted on a meta-trained encoder) where the data holds any of its classes, so its
+    training classes are never tested on; else the data's default split."""
+    stored = stored_class_split(model)
+    kept = split_kept_on(stored, dataset, str(model)) if stored is not None else None
+    return kept if kept is not None else default_split(dataset, seed=seed)
 
 
 def episode_predictor(learner, adapt: str, ft_cfg, seed: int, views: int = 0):

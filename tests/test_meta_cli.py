@@ -562,3 +562,26 @@ def test_an_encoder_folder_keeps_the_class_split_stored_with_it(tmp_path):
     assert chained["train"] == sorted(split["train"] + ["Digits/0", "Digits/1"])
     # data sharing none of the stored classes gets its own default split
     assert split_kept_on(stored_class_split(out), load_episode_data(str(digits.parent / "Digits")), "x") is None
+
+
+def test_colour_images_read_grey_by_the_default_start_are_noted(tmp_path):
+    def folder(name, mode):
+        for c in range(4):
+            (tmp_path / name / f"c{c}").mkdir(parents=True)
+            for i in range(3):
+                Image.new(mode, (10, 10), (50 * c, 20 * i, 90) if mode == "RGB" else 40 * c + i).save(
+                    tmp_path / name / f"c{c}" / f"{i}.png")
+        return tmp_path / name
+
+    base = ("meta-train", "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2, "--no-rotations",
+            "--steps", 1, "--set", "encoder.channels=8")
+    note = "images in colour are read grey by the default conv4 start; --set encoder.grey=false reads colour"
+    r = run(*base, "--data", folder("colour", "RGB"), "--out", tmp_path / "a")
+    assert r.exit_code == 0 and note in r.stderr, r.stderr
+    r = run(*base, "--data", folder("grey", "L"), "--out", tmp_path / "b")  # grey images: nothing to say
+    assert r.exit_code == 0 and "read grey" not in r.stderr, r.stderr
+    r = run(*base, "--data", tmp_path / "colour", "--set", "encoder.grey=true", "--out", tmp_path / "c")  # asked for
+    assert r.exit_code == 0 and "read grey" not in r.stderr, r.stderr
+    r = run(*base, "--data", tmp_path / "colour", "--set", "encoder.grey=false", "--out", tmp_path / "d")
+    assert r.exit_code == 0 and "read grey" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["encoder"]["settings"]["grey"] is True  # default kept

@@ -28,7 +28,8 @@ from quickadapt.artifact import read_manifest, save_encoder
 from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
 from quickadapt.meta.io import load_episode_learner, save_meta_model, stored_class_split, trained_as
 from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budget_spent, pretrain
-from quickadapt.meta.start import build_start, check_method, default_scale, method_defaults, start_spec
+from quickadapt.meta.start import (build_start, check_method, default_scale, method_defaults, note_colour_read_grey,
+                                   start_spec)
 from quickadapt.meta.train import STATE_JSON, MetaTrainConfig, meta_train, read_checkpoint_json, stop_on_interrupt
 from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output, sole_writer
@@ -134,6 +135,7 @@ def run_meta_train(
         "seed": int(seed), "rotations": bool(rotations), "settings": dict(settings),  # pretrain_* included
         "encoder": start_spec(encoder, dataset.modality, encoder_settings),
     }
+    note_colour_read_grey(spec["encoder"], encoder_settings, dataset)
     settings = {k: v for k, v in settings.items() if k not in PRETRAIN_KEYS and k not in SAMPLER_KEYS}
     # hashing every input costs a pass over the data: skipped for very large sets
     fingerprint = dataset.fingerprint() if len(dataset) <= FINGERPRINT_LIMIT else None

@@ -3,7 +3,8 @@
 `run_meta_train` builds the starting encoder (meta/start.py: conv4, 28x28 grey, GroupNorm from
 a random init for images, pretrained MiniLM for text, or `encoder`), splits the classes (the
 fixed Omniglot or CLINC150 split when the data holds its alphabets or domains, else a seeded
-split by group or by class; a resume keeps its checkpoint's split), optionally
+split by group or by class; a start from a trained model folder keeps the split stored with it,
+a resume its checkpoint's split), optionally
 pretrains it supervised (meta/pretrain.py, saved as `OUT/pretrained/`), meta-trains with
 checkpoints in `OUT/checkpoint/` and writes the model folder; `resume=True` rebuilds the run
 from the checkpoint. `run_episodes` measures N-way K-shot accuracy on a model's held-out
@@ -345,7 +346,8 @@ def run_episodes(
 ) -> dict:
     """Mean accuracy and 95% CI over `episodes` seeded episodes from the model's `split` classes
     (`all`: every class of `data`). `model`: a meta-trained folder, or any encoder (name or
-    folder) as the baseline without meta-training, on the data's default split. `adapt`:
+    folder) as the baseline without meta-training, on the data's default split (or on the split
+    stored with its folder: plain_encoder_split). `adapt`:
     "method" (the way it was meta-trained; prototypes for a plain encoder), "prototypes"
     (nearest class mean of the body's features, any method) or "finetune" (a few steps on each
     support set against its prototypes, meta/finetune.py; `settings`: finetune_steps, finetune_lr).

@@ -509,3 +509,79 @@ def test_a_split_by_group_that_leaves_a_part_too_few_classes_says_what_helps(tmp
             "folder's groups, or more groups") in r.stderr
     assert (f"note: the split by group holds out 1 class for testing (group {test}), too few for `quickadapt "
             "episodes` on them (add classes to the folder's groups, or more groups, or use episodes --split all)") in r.stderr
+
+
+def test_an_encoder_folder_keeps_the_class_split_stored_with_it(tmp_path):
+    """OUT/pretrained, a model fitted on a meta-trained encoder and a run started from one keep the
+    split their encoder was trained on: its training classes are never validated or tested on."""
+    from quickadapt.data.episodes import default_split, load_episode_data, split_kept_on
+    from quickadapt.meta.io import stored_class_split
+
+    data = tmp_path / "data"
+    for alphabet, n in (("Balinese", 2), ("Early_Aramaic", 3), ("Greek", 4), ("Korean", 5), ("Latin", 6)):
+        alphabet_folder(data, (alphabet,), characters=n)  # sizes tell the parts apart
+    out = tmp_path / "m"
+    base = ("--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2, "--no-rotations", "--steps", 2)
+    r = run("meta-train", "--data", data, *base, "--set", "encoder.channels=8", "--set", "pretrain_steps=2",
+            "--out", out, "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    split = json.loads((out / "manifest.json").read_text())["meta"]["class_split"]
+    assert stored_class_split(out / "pretrained").to_dict() == split
+    ep_args = ("--data", data, "--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--json", "--quiet")
+    for seed in range(1, 6):  # a seed whose default split tests another alphabet
+        other = default_split(load_episode_data(str(data)), seed=seed)
+        if len(other.test) != len(split["test"]):
+            break
+    assert len(other.test) != len(split["test"])
+    r = run("episodes", out / "pretrained", *ep_args, "--seed", seed)
+    assert r.exit_code == 0, r.stderr
+    ep = json.loads(r.stdout)
+    assert ep["classes"] == len(split["test"]) and ep["method"] is None and ep["trained"] == "pretrain"
+    r = run("episodes", out / "pretrained", *ep_args[:-2], "--quiet")
+    assert f"(encoder of {out / 'pretrained'}: pretrain, adapt: prototypes)" in r.stdout
+    assert json.loads(run("episodes", "conv4", *ep_args).stdout)["trained"] is None  # a plain encoder
+    # a model fitted on the meta-trained encoder leads back to its split
+    fitted = tmp_path / "fitted"
+    r = run("fit", "--data", data / "Greek", "--encoder", out, "--strategy", "prototypes", "--out", fitted, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert stored_class_split(fitted).to_dict() == split
+    ep = json.loads(run("episodes", fitted, *ep_args, "--seed", seed).stdout)
+    assert ep["classes"] == len(split["test"]) and ep["trained"] == "prototypes on meta-train:protonet"
+    # a run started from the model keeps its split; the data's new group goes to training
+    digits = tmp_path / "data" / "Digits"
+    for c in range(2):
+        (digits / str(c)).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * c + i, np.uint8)).save(digits / str(c) / f"{i}.png")
+    r = run("meta-train", "--data", data, *base, "--encoder", out, "--seed", seed, "--out", tmp_path / "chain")
+    assert r.exit_code == 0, r.stderr
+    assert f"the class split stored with the start encoder {out} is kept" in r.stderr
+    assert "the data's 2 other classes go to training" in r.stderr
+    chained = json.loads((tmp_path / "chain" / "manifest.json").read_text())["meta"]["class_split"]
+    assert (chained["val"], chained["test"]) == (split["val"], split["test"])
+    assert chained["train"] == sorted(split["train"] + ["Digits/0", "Digits/1"])
+    # data sharing none of the stored classes gets its own default split
+    assert split_kept_on(stored_class_split(out), load_episode_data(str(digits.parent / "Digits")), "x") is None
+
+
+def test_colour_images_read_grey_by_the_default_start_are_noted(tmp_path):
+    def folder(name, mode):
+        for c in range(4):
+            (tmp_path / name / f"c{c}").mkdir(parents=True)
+            for i in range(3):
+                Image.new(mode, (10, 10), (50 * c, 20 * i, 90) if mode == "RGB" else 40 * c + i).save(
+                    tmp_path / name / f"c{c}" / f"{i}.png")
+        return tmp_path / name
+
+    base = ("meta-train", "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2, "--no-rotations",
+            "--steps", 1, "--set", "encoder.channels=8")
+    note = "images in colour are read grey by the default conv4 start; --set encoder.grey=false reads colour"
+    r = run(*base, "--data", folder("colour", "RGB"), "--out", tmp_path / "a")
+    assert r.exit_code == 0 and note in r.stderr, r.stderr
+    r = run(*base, "--data", folder("grey", "L"), "--out", tmp_path / "b")  # grey images: nothing to say
+    assert r.exit_code == 0 and "read grey" not in r.stderr, r.stderr
+    r = run(*base, "--data", tmp_path / "colour", "--set", "encoder.grey=true", "--out", tmp_path / "c")  # asked for
+    assert r.exit_code == 0 and "read grey" not in r.stderr, r.stderr
+    r = run(*base, "--data", tmp_path / "colour", "--set", "encoder.grey=false", "--out", tmp_path / "d")
+    assert r.exit_code == 0 and "read grey" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["encoder"]["settings"]["grey"] is True  # default kept

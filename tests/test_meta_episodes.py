@@ -211,3 +211,62 @@ def test_two_groups_are_too_few_and_a_flat_folder_splits_its_classes(tmp_path, o
     assert split.by == "class" and split == split_classes_randomly(flat, seed=0)  # as before groups were split
     assert [len(p) for p in (split.train, split.val, split.test)] == [9, 1, 2]
     assert "too few to split by" not in capsys.readouterr().err
+
+
+def digit_pngs(folder, n_classes=2, per_class=2):
+    """Tiny generated grey PNGs: folder/<digit>/*.png."""
+    for c in range(n_classes):
+        (folder / str(c)).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((8, 8), 30 * c + i, np.uint8)).save(folder / str(c) / f"{i}.png")
+
+
+def test_groups_beyond_the_fixed_split_go_to_training(tmp_path, omniglot, capsys):
+    alphabets = sorted(g for part in OMNIGLOT_SPLIT.values() for g in part)
+    exact = alphabet_tree(tmp_path / "eight", omniglot, alphabets, characters=1, per_class=1)
+    fixed = default_split(exact)
+    assert fixed.groups == {k: list(v) for k, v in OMNIGLOT_SPLIT.items()}  # exactly the fixed split, as before
+    assert "beyond it" not in capsys.readouterr().err
+    plus = alphabet_tree(tmp_path / "nine", omniglot, alphabets, characters=1, per_class=1)
+    digit_pngs(tmp_path / "nine" / "Digits", n_classes=3)
+    data = load_episode_data(str(tmp_path / "nine"))
+    split = default_split(data)
+    assert len(data.classes) == 11 and split.part("all") == data.classes  # no class dropped
+    assert split.train == sorted(fixed.train + ["Digits/0", "Digits/1", "Digits/2"])
+    assert (split.val, split.test) == (fixed.val, fixed.test)  # held-out parts unchanged: figures stay comparable
+    assert split.groups["train"] == list(OMNIGLOT_SPLIT["train"]) + ["Digits"]
+    assert ("the fixed Omniglot split, with 1 group beyond it (Digits; 3 classes) added to training"
+            in capsys.readouterr().err)
+
+
+def test_a_class_folder_without_images_is_refused_as_fit_refuses_it(tmp_path):
+    digit_pngs(tmp_path / "d" / "Digits", n_classes=2)
+    digit_pngs(tmp_path / "d" / "Other", n_classes=2)
+    (tmp_path / "d" / "Digits" / "__MACOSX").mkdir()  # ignored, as the loader ignores it
+    (tmp_path / "d" / "Other" / ".cache").mkdir()
+    assert len(load_episode_data(str(tmp_path / "d")).classes) == 4
+    (tmp_path / "d" / "Digits" / "7").mkdir()
+    (tmp_path / "d" / "Digits" / "7" / "notes.md").write_text("x")
+    with pytest.raises(BadInput, match=r"class folder 'Digits/7' has no images \(.*\); add images or remove the folder"):
+        load_episode_data(str(tmp_path / "d"))
+    (tmp_path / "d" / "Digits" / "7" / "notes.md").unlink()
+    (tmp_path / "d" / "Digits" / "7" / "1.txt").write_text("x")
+    with pytest.raises(BadInput, match="class folder 'Digits/7' holds .txt files, not images"):
+        load_episode_data(str(tmp_path / "d"))
+
+
+def test_a_loose_class_folder_beside_groups_is_a_group_of_its_own(tmp_path, omniglot, capsys):
+    alphabets = ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin")
+    root = tmp_path / "five"
+    alphabet_tree(root, omniglot, alphabets)
+    digit_pngs(tmp_path / "loose")
+    (tmp_path / "loose" / "0").rename(root / "LooseClass")
+    data = load_episode_data(str(root))
+    assert data.groups is not None and set(data.groups) == {*alphabets, "LooseClass"}
+    assert set(data.groups[data.labels == "LooseClass"]) == {"LooseClass"}
+    assert ("1 class folder beside the group folders (LooseClass): each counts as a group of its own"
+            in capsys.readouterr().err)
+    split = default_split(data, seed=0)
+    assert split.by == "group"  # still split by group: no held-out alphabet's classes leak into training
+    for part in ("train", "val", "test"):
+        assert {c.split("/")[0] for c in split.part(part)} == set(split.groups[part])

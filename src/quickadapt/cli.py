@@ -560,8 +560,15 @@ def episodes(
                      + (f"± {r['ci95']:.1%} (95% CI) " if r["ci95"] is not None else "(one episode: no confidence interval) ")
                      + f"over {_count(r['episodes'], 'episode')} from {r['classes']} "
                      f"{'classes (all)' if r['split'] == 'all' else r['split'] + ' classes'} "
-                     f"({r['method'] or 'no meta-training'}, adapt: {r['adapt']}"
+                     f"({_episodes_model(r)}, adapt: {r['adapt']}"
                      + (f", {_count(r['views'], 'view')})" if r["views"] else ")"))
+
+
+def _episodes_model(r: dict) -> str:
+    """What the episodes measured: the meta-trained method, the trained encoder of a model folder, or none."""
+    if r["method"]:
+        return r["method"]
+    return f"encoder of {r['model']}: {r['trained']}" if r.get("trained") else "no meta-training"
 
 
 def _count(n: int, noun: str) -> str:

@@ -39,7 +39,7 @@ CLINC_SPLIT = {
     "val": ("small_talk", "meta"),
     "test": ("banking", "credit_cards"),
 }
-FIXED_SPLITS = (OMNIGLOT_SPLIT, CLINC_SPLIT)
+FIXED_SPLITS = {"Omniglot": OMNIGLOT_SPLIT, "CLINC150": CLINC_SPLIT}
 MIN_GROUPS = 3  # other data with groups is split by group when each part can have one
 OUT_OF_SCOPE_GROUP = "oos"  # CLINC150's out-of-scope rows: no intent to learn, never a class
 ROTATIONS = (0, 90, 180, 270)
@@ -199,17 +199,32 @@ def split_groups_randomly(data: Dataset, *, val: float = 0.1, test: float = 0.2,
                          test_groups=pick(order[:n_test]))
 
 
+def fixed_split_plus(data: Dataset, name: str, fixed: dict, present: set) -> ClassSplit:
+    """The fixed split, with any groups the data holds beyond it added to training: its
+    validation and test groups stay as they are, so figures on them stay comparable, and no
+    group is dropped without a word. Exactly the fixed groups give exactly the fixed split."""
+    extra = sorted(present - {g for part in fixed.values() for g in part})
+    split = split_classes(data, train_groups=list(fixed["train"]) + extra, val_groups=fixed["val"],
+                          test_groups=fixed["test"])
+    if extra:
+        n_classes = len(set(data.labels[np.isin(np.asarray(data.groups, dtype=object), extra)].tolist()))
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        log(f"note: {data.name or 'data'}: the fixed {name} split, with {len(extra)} group{'s' if len(extra) != 1 else ''} "
+            f"beyond it ({shown}; {n_classes} class{'es' if n_classes != 1 else ''}) added to training; its validation "
+            f"and test groups are unchanged")
+    return split
+
+
 def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> ClassSplit:
     """The fixed Omniglot (alphabets) or CLINC150 (domains) split when the data holds all of its
-    groups; else, for data with at least MIN_GROUPS groups (a folder of `group/class/` folders), a
+    groups (other groups beside them go to training, fixed_split_plus); else, for data with at least MIN_GROUPS groups (a folder of `group/class/` folders), a
     seeded split of the groups, so no group's classes are in two parts; else a seeded class split.
     `by_group=False` skips the seeded group split: the rule of checkpoints that stored no split."""
     if data.groups is not None:
         present = set(np.asarray(data.groups).tolist())
-        for fixed in FIXED_SPLITS:
+        for name, fixed in FIXED_SPLITS.items():
             if all(g in present for part in fixed.values() for g in part):
-                return split_classes(data, train_groups=fixed["train"], val_groups=fixed["val"],
-                                     test_groups=fixed["test"])
+                return fixed_split_plus(data, name, fixed, present)
         if by_group and len(present) >= MIN_GROUPS:
             return split_groups_randomly(data, seed=seed)
         if by_group:
@@ -217,6 +232,26 @@ def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> Cla
                 f"split by (train, validation and test need one each): its classes are split instead, so classes of "
                 f"one group appear in several parts")
     return split_classes_randomly(data, seed=seed)
+
+
+def split_kept_on(stored: ClassSplit, data: Dataset, source: str) -> ClassSplit | None:
+    """A model's stored split on `data`: each part restricted to the classes the data holds,
+    and the data's other classes added to training (a note says how many), so no class the
+    model trained on is tested; None when the data holds none of its classes."""
+    have = set(data.classes)
+    if not have & set(stored.part("all")):
+        return None
+    train, val, test = ([c for c in stored.part(p) if c in have] for p in ("train", "val", "test"))
+    other = sorted(have - set(stored.part("all")))
+    groups = {p: list(g) for p, g in stored.groups.items()}
+    if other and data.groups is not None and groups:
+        named = {g for names in groups.values() for g in names}
+        new = sorted(set(np.asarray(data.groups, dtype=object)[np.isin(data.labels, other)].tolist()) - named)
+        groups["train"] = groups.get("train", []) + new
+    log(f"note: {data.name or 'data'}: the class split stored with {source} is kept ({len(train)} train, {len(val)} "
+        f"validation, {len(test)} test classes of it here)"
+        + (f"; the data's {len(other)} other class{'es go' if len(other) != 1 else ' goes'} to training" if other else ""))
+    return ClassSplit(sorted(train + other), val, test, stored.by, groups)
 
 
 def check_episode_spec(spec) -> None:
@@ -230,8 +265,9 @@ def check_episode_spec(spec) -> None:
 def load_episode_data(spec: str) -> Dataset:
     """Labelled data for episodes. A folder may nest classes (`root/alphabet/character/*.png`):
     every folder that holds images is a class named by its path below root, and its top folder
-    is its group. `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
-    from quickadapt.data.loaders import IMAGE_EXTS, images_under, load_dataset, note_several_frames, note_skipped
+    is its group (a class folder right below root, beside group folders, is a group of its own). `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
+    from quickadapt.data.loaders import (IMAGE_EXTS, images_under, load_dataset, note_several_frames, note_skipped,
+                                         refuse_imageless_leaves)
 
     check_episode_spec(spec)
     path = Path(str(spec)).expanduser()
@@ -249,11 +285,25 @@ def load_episode_data(spec: str) -> Dataset:
         labels.append("/".join(rel.parts[:-1]))
     if not paths:
         raise BadInput(f"{spec}: no images found (looked for {'/'.join(e[1:] for e in IMAGE_EXTS)} files in class folders)")
+    refuse_imageless_leaves(path, str(spec))  # as fit refuses them: an empty class folder never vanishes unsaid
     note_skipped(str(spec), skipped)
     note_several_frames(str(spec), paths)
-    nested = all("/" in lab for lab in labels)
+    nested = any("/" in lab for lab in labels)
+    if nested:
+        note_loose_classes(str(spec), labels)
+    # a loose class's group is its own name: one class folder beside group folders must not turn
+    # the split by group into a split by class, which would train on the held-out groups' classes
     groups = np.asarray([lab.split("/", 1)[0] for lab in labels], dtype=object) if nested else None
     return Dataset("image", paths, np.asarray(labels, dtype=object), str(spec), groups)
+
+
+def note_loose_classes(shown: str, labels: Sequence[str]) -> None:
+    """Name the class folders at the top of a tree of `group/class/` folders: each is a group of its own."""
+    loose = sorted({lab for lab in labels if "/" not in lab})
+    if loose:
+        names = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+        log(f"note: {shown}: {len(loose)} class folder{'s' if len(loose) != 1 else ''} beside the group folders "
+            f"({names}): each counts as a group of its own")
 
 
 def prepare_all(inputs: Sequence, prepare: Callable, chunk: int = 512) -> torch.Tensor:

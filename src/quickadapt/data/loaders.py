@@ -431,6 +431,39 @@ def images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def refuse_imageless_class(shown: str, name: str, skipped: dict) -> None:
+    """A class folder without images (`skipped`: its other files by extension) is an error, not
+    a class that silently vanishes: the user meant something by it."""
+    if ".txt" in skipped:  # one text file per example (the aclImdb layout)
+        raise BadInput(f"{shown}: class folder {name!r} holds .txt files, not images; text data goes in one "
+                       f".csv or .jsonl file: {TEXT_HINT}")
+    exts = "/".join(e[1:] for e in IMAGE_EXTS)
+    raise BadInput(f"{shown}: class folder {name!r} has no images ({exts}); add images or remove the folder")
+
+
+def refuse_imageless_leaves(root: Path, shown: str) -> None:
+    """Refuse a folder below `root` with neither sub-folders nor images: in a tree of
+    `group/class/` folders every leaf is a class (hidden and `ignored_folder`s aside, as
+    images_under skips them)."""
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not ignored_folder(d)]
+        if dirnames or Path(dirpath) == root or any(
+                f.lower().endswith(IMAGE_EXTS) and not f.startswith(".") for f in filenames):
+            continue
+        here: dict = {}
+        for f in filenames:
+            if not f.startswith("."):
+                ext = Path(f).suffix.lower() or "(no extension)"
+                here[ext] = here.get(ext, 0) + 1
+        refuse_imageless_class(shown, Path(dirpath).relative_to(root).as_posix(), here)
+
+
 def note_skipped(shown: str, skipped: dict) -> None:
     """One log line for files that are not images (photos in a format PIL cannot read, such as
     .heic, would otherwise vanish from the data without a word)."""
@@ -471,11 +504,8 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
     for d in subdirs:
         here: dict = {}
         found = images_under(d, here)
-        if not found and ".txt" in here:  # one text file per example (the aclImdb layout)
-            raise BadInput(f"{shown}: class folder {d.name!r} holds .txt files, not images; text data goes in one "
-                           f".csv or .jsonl file: {TEXT_HINT}")
         if not found:
-            raise BadInput(f"{shown}: class folder {d.name!r} has no images ({exts}); add images or remove the folder")
+            refuse_imageless_class(shown, d.name, here)
         for ext, n in here.items():
             skipped[ext] = skipped.get(ext, 0) + n
         paths += [str(p) for p in found]

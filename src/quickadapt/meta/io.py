@@ -7,11 +7,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from quickadapt.artifact import _load_tensors, build_encoder, manifest_errors, read_manifest, save_encoder
+from quickadapt.artifact import MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, save_encoder
 from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
 from quickadapt.meta.base import MetaLearner
+
+# model folders followed through info.encoder_folder (a model fitted on a model fitted on a
+# meta-trained one...): a few levels, so a loop of folders cannot hang the lookup
+ENCODER_CHAIN = 4
 
 
 def save_meta_model(
@@ -84,3 +88,39 @@ def load_episode_learner(spec: str | Path) -> tuple[MetaLearner, dict | None]:
         return load_meta_model(folder)  # also says clearly what is wrong with a bad folder
     encoder = resolve_encoder(str(spec)).eval()
     return ProtoNet(encoder, ProtoNetConfig(scale=default_scale(encoder))).eval(), None
+
+
+def model_chain(spec) -> list[tuple[Path, dict]]:
+    """(folder, manifest) of the quickadapt model folder `spec` and of the model folders its
+    encoder came from (info.encoder_folder), nearest first, at most ENCODER_CHAIN; empty for an
+    encoder name or a Hugging Face folder."""
+    chain, folder = [], Path(str(spec))
+    while len(chain) < ENCODER_CHAIN and (folder / MANIFEST).is_file():
+        try:
+            manifest = read_manifest(folder)
+        except BadInput:  # the encoder itself is loaded elsewhere, and says what is wrong
+            break
+        chain.append((folder, manifest))
+        nxt = (manifest.get("info") or {}).get("encoder_folder")
+        if not nxt:
+            break
+        folder = Path(str(nxt))
+    return chain
+
+
+def stored_class_split(spec) -> ClassSplit | None:
+    """The class split stored with a model folder: a meta-trained model's (meta.class_split), a
+    pretrained stage's (OUT/pretrained: class_split), or, for a model fitted on such an encoder,
+    the one of the folder its encoder came from. None for an encoder that never saw episodes' data."""
+    for _, manifest in model_chain(spec):
+        stored = (manifest.get("meta") or {}).get("class_split") or manifest.get("class_split")
+        if stored:
+            return ClassSplit.from_dict(stored)
+    return None
+
+
+def trained_as(spec) -> str | None:
+    """How a model folder's encoder was trained, as its strategies nearest first ("pretrain",
+    "prototypes on meta-train:protonet"); None for a plain encoder name or Hugging Face folder."""
+    names = [str((m.get("strategy") or {}).get("name") or "?") for _, m in model_chain(spec)]
+    return " on ".join(names) or None

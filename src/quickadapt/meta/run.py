@@ -3,7 +3,8 @@
 `run_meta_train` builds the starting encoder (meta/start.py: conv4, 28x28 grey, GroupNorm from
 a random init for images, pretrained MiniLM for text, or `encoder`), splits the classes (the
 fixed Omniglot or CLINC150 split when the data holds its alphabets or domains, else a seeded
-split by group or by class; a resume keeps its checkpoint's split), optionally
+split by group or by class; a start from a trained model folder keeps the split stored with it,
+a resume its checkpoint's split), optionally
 pretrains it supervised (meta/pretrain.py, saved as `OUT/pretrained/`), meta-trains with
 checkpoints in `OUT/checkpoint/` and writes the model folder; `resume=True` rebuilds the run
 from the checkpoint. `run_episodes` measures N-way K-shot accuracy on a model's held-out
@@ -19,16 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ROTATIONS, ClassSplit, EpisodeSampler, check_augment,
-                                      check_episode_spec, default_split, load_episode_data)
+                                      check_episode_spec, default_split, load_episode_data, split_kept_on)
 from quickadapt import distributed
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
 from quickadapt.artifact import read_manifest, save_encoder
 from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
-from quickadapt.meta.io import load_episode_learner, save_meta_model
+from quickadapt.meta.io import load_episode_learner, save_meta_model, stored_class_split, trained_as
 from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budget_spent, pretrain
-from quickadapt.meta.start import build_start, check_method, default_scale, method_defaults, start_spec
+from quickadapt.meta.start import (build_start, check_method, default_scale, method_defaults, note_colour_read_grey,
+                                   start_spec)
 from quickadapt.meta.train import STATE_JSON, MetaTrainConfig, meta_train, read_checkpoint_json, stop_on_interrupt
 from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output, sole_writer
@@ -134,6 +136,7 @@ def run_meta_train(
         "seed": int(seed), "rotations": bool(rotations), "settings": dict(settings),  # pretrain_* included
         "encoder": start_spec(encoder, dataset.modality, encoder_settings),
     }
+    note_colour_read_grey(spec["encoder"], encoder_settings, dataset)
     settings = {k: v for k, v in settings.items() if k not in PRETRAIN_KEYS and k not in SAMPLER_KEYS}
     # hashing every input costs a pass over the data: skipped for very large sets
     fingerprint = dataset.fingerprint() if len(dataset) <= FINGERPRINT_LIMIT else None
@@ -148,7 +151,7 @@ def run_meta_train(
         check_resumable(saved, spec, cfg, out)
     dev = group.device(pick_device(device))
 
-    split = resumed_split(saved, dataset, seed) if resume else default_split(dataset, seed=seed)
+    split = resumed_split(saved, dataset, seed) if resume else start_split(encoder, dataset, seed)
     spec["class_split"] = split.to_dict()  # not a SHAPE_KEY: a resume reads it back (resumed_split)
     check_training_ways(data, split, n_way, rotations=rotations, mirrors=mirrors)
     seed_everything(seed)
@@ -252,6 +255,15 @@ def check_setting_names(method: str, settings: dict) -> None:
                        f"the run takes {', '.join(run_keys)} (docs/meta.md)")
 
 
+def start_split(encoder: str | None, dataset, seed: int) -> ClassSplit:
+    """A run that starts from a trained model folder keeps the class split stored with it, where
+    the data holds any of its classes, so the new run never validates or tests on classes its
+    start was trained on; else the data's default split."""
+    stored = stored_class_split(encoder) if encoder else None
+    kept = split_kept_on(stored, dataset, f"the start encoder {encoder}") if stored is not None else None
+    return kept if kept is not None else default_split(dataset, seed=seed)
+
+
 def resumed_split(saved: dict, dataset, seed: int) -> ClassSplit:
     """A resumed run meta-trains on the classes it began with: the split its checkpoint stored.
     Checkpoints that stored none were split by the rule of their day, which split a folder's
@@ -334,7 +346,8 @@ def run_episodes(
 ) -> dict:
     """Mean accuracy and 95% CI over `episodes` seeded episodes from the model's `split` classes
     (`all`: every class of `data`). `model`: a meta-trained folder, or any encoder (name or
-    folder) as the baseline without meta-training, on the data's default split. `adapt`:
+    folder) as the baseline without meta-training, on the data's default split (or on the split
+    stored with its folder: plain_encoder_split). `adapt`:
     "method" (the way it was meta-trained; prototypes for a plain encoder), "prototypes"
     (nearest class mean of the body's features, any method) or "finetune" (a few steps on each
     support set against its prototypes, meta/finetune.py; `settings`: finetune_steps, finetune_lr).
@@ -363,7 +376,7 @@ def run_episodes(
     if dataset.modality != learner.encoder.modality:
         raise BadInput(f"{data} is {dataset.modality} data but the model reads {learner.encoder.modality}")
     class_split = (ClassSplit.from_dict(manifest["meta"]["class_split"]) if manifest is not None
-                   else default_split(dataset, seed=seed))
+                   else plain_encoder_split(model, dataset, seed))
     classes = dataset.classes if split == "all" else class_split.part(split)
     present = sorted(set(classes) & set(dataset.classes))
     if not classes:  # a plain encoder on data too small for a default split's held-out part
@@ -397,8 +410,19 @@ def run_episodes(
                                  prepare=learner.encoder.prepare_tensor)
         predict = episode_predictor(learner, adapt, ft_cfg, seed, views)
     result = episode_accuracy(predict, sampler, episodes, device=dev, description="episodes" if progress else None)
-    return {"model": str(model), "method": method, "adapt": shown_adapt, "split": split, "views": views,
+    # a plain encoder's folder may hold a trained encoder (OUT/pretrained, a fitted model): say how it was trained
+    trained = trained_as(model) if manifest is None else None
+    return {"model": str(model), "method": method, "trained": trained, "adapt": shown_adapt, "split": split, "views": views,
             "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
+
+
+def plain_encoder_split(model, dataset, seed: int) -> ClassSplit:
+    """The split for an encoder used as it is: the one stored with its folder (OUT/pretrained, a
+    model fitted on a meta-trained encoder) where the data holds any of its classes, so its
+    training classes are never tested on; else the data's default split."""
+    stored = stored_class_split(model)
+    kept = split_kept_on(stored, dataset, str(model)) if stored is not None else None
+    return kept if kept is not None else default_split(dataset, seed=seed)
 
 
 def episode_predictor(learner, adapt: str, ft_cfg, seed: int, views: int = 0):

@@ -35,6 +35,20 @@ def start_spec(encoder: str | None, modality: str, settings: dict | None) -> dic
     return {"name": name, "settings": {**base, **(settings or {})}}
 
 
+def note_colour_read_grey(spec: dict, given: dict | None, data) -> None:
+    """The default conv4 reads 28x28 grey (the Omniglot benchmarks' input, so it stays the
+    default); colour images would lose their colour without a word, so a note says how to keep
+    it. Only file headers are read (all_grey)."""
+    from quickadapt.data.images import all_grey
+    from quickadapt.progress import log
+
+    if spec["name"] != DEFAULT_START["image"][0] or "grey" in (given or {}) or data.modality != "image":
+        return
+    if not all_grey(data.inputs):
+        keep = option("encoder_settings", "--set encoder.grey=false", python="encoder_settings={'grey': False}")
+        log(f"note: {data.name or 'data'}: images in colour are read grey by the default conv4 start; {keep} reads colour")
+
+
 def build_start(spec: dict, modality: str):
     """The starting encoder and a description of its weights for the manifest:
     {"encoder", "weights": "random init" | "pretrained" | "stored model"}."""
@@ -84,4 +98,4 @@ def default_scale(encoder) -> float:
     return COSINE_TEMPERATURE / (2 * int(encoder.settings.get("layers", 1)))
 
 
-__all__ = ["DEFAULT_START", "start_spec", "build_start", "check_method", "method_defaults", "default_scale"]
+__all__ = ["DEFAULT_START", "start_spec", "note_colour_read_grey", "build_start", "check_method", "method_defaults", "default_scale"]

@@ -41,6 +41,18 @@ def test_damaged_rows_and_shards_are_misses_and_repeats_are_found(cache):
     assert np.isfinite(recomputed).all() and np.allclose(recomputed, clean, atol=1e-6)
 
 
+def test_lookup_reads_on_past_a_shard_that_holds_all_of_its_rows(cache):
+    """A shard's own keys once shadowed the keys asked for: a first shard fully wanted ended the
+    search, so a large --source was embedded again in every fold."""
+    encoder = create_encoder("mlp", in_dim=3)
+    rows = [np.array([i, 1.0, 2.0], dtype=np.float32) for i in range(5)]
+    embed(encoder, rows[:2])
+    embed(encoder, rows[2:])
+    assert len(shards(cache)) == 2
+    store = EmbeddingCache.for_encoder(encoder)
+    assert sorted(store.lookup([content_key(r, "features") for r in rows], encoder.embed_dim)) == [0, 1, 2, 3, 4]
+
+
 def test_an_empty_cache_setting_means_the_default_folder(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("QUICKADAPT_CACHE", "")

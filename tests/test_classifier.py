@@ -215,6 +215,15 @@ def test_a_refit_that_fails_leaves_no_fitted_model_behind():
         FewShotClassifier().fit(["hello", "goodbye"], [("a", 1), ("b", 1)])
 
 
+def test_the_estimator_keeps_float64_features_as_the_command_line_does():
+    """A timestamp near 1.7e9 whose last digits tell the classes apart: float32 merged them all."""
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    X = np.c_[1.7e9 + np.where(y == 0, rng.integers(1, 25, 40), rng.integers(35, 60, 40)), rng.normal(size=40)]
+    clf = FewShotClassifier(encoder="mlp", cv=3).fit(X, y)
+    assert clf.model_.info["cv_accuracy"] >= 0.95 and (clf.predict(X) == y).mean() >= 0.95
+
+
 def test_saved_models_record_the_data_and_what_the_fit_measured(tmp_path):
     from quickadapt.data.dataset import Dataset
 

@@ -393,6 +393,8 @@ def test_feature_columns_are_read_by_name_not_position(tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout) == reports[0] and "column id not in the data" in r.stderr
     short = write("short.csv", ["f0", "f1", "f2"], [0, 1, 2])
     assert_bad_input(run("predict", tmp_path / "m", "--data", short, "--quiet"), "1 feature column of the data")
+    swapped = write("swapped.csv", ["f0", "f1", "f2", "id"], [0, 1, 2, 3])  # as many columns, one renamed
+    assert_bad_input(run("predict", tmp_path / "m", "--data", swapped, "--quiet"), "missing: f3 (and id not in it)")
     assert_bad_input(run("fit", "--data", train, "--source", with_id, "--strategy", "joint", "--encoder", "mlp",
                          "--out", tmp_path / "j", "--quiet"), "column id not in the training data")
     # an .npz has no names: read by position, as before

@@ -99,6 +99,17 @@ def test_a_target_with_some_labels_missing_is_read_without_them(files, tmp_path)
     r = run("domain-adapt", "--source", source, "--target", target, "--method", "source-only", "--out", tmp_path / "m", *FAST)
     assert r.exit_code == 0, r.stderr
     assert "has labels, some missing; they are ignored" in r.stderr
+    # only a missing label is forgiven: an image folder with an empty class folder is still refused
+    from PIL import Image
+
+    for folder in ("src", "tgt"):
+        for name in ("a", "b"):
+            (tmp_path / folder / name).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(tmp_path / folder / name / f"{i}.png")
+    (tmp_path / "tgt" / "empty").mkdir()
+    assert_bad_input(run("domain-adapt", "--source", tmp_path / "src", "--target", tmp_path / "tgt", "--out",
+                         tmp_path / "m2", *FAST), "class folder 'empty' has no images")
 
 
 def test_bad_inputs_exit_2_with_one_line(files, tmp_path):
@@ -127,7 +138,11 @@ def test_meda_notes_settings_it_cannot_use(files, tmp_path):
     # 800 SURF features but about 120 source examples to solve with: the subspace is capped by them
     assert "note: meda dim 500 is more than these data allow; used " in r.stderr
     assert "note: meda trains no features on feature vectors: steps not used" in r.stderr
+    assert "encoder and its settings are not used" not in r.stderr  # the default mlp: nothing was chosen
     assert json.loads(r.stdout)["method"] == "meda" and json.loads(r.stdout)["features"] == "the raw values"
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "meda",
+            "--set", "encoder.depth=3", "--out", tmp_path / "m3")
+    assert r.exit_code == 0 and "note: meda reads the raw feature values: the encoder and its settings are not used" in r.stderr
     r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "meda",
             "--out", tmp_path / "m2", "--quiet")
     assert r.exit_code == 0 and "adapted with meda (the raw values)" in r.stdout, r.stdout
@@ -171,7 +186,7 @@ def test_target_columns_are_matched_to_the_source_s_by_name(tmp_path):
         accuracies.append(model.info["target_test_accuracy"])
     assert accuracies[0] == accuracies[1] > 0.3  # chance is 10%
     (tmp_path / "other.csv").write_text((tmp_path / "target.csv").read_text().replace("f0,", "g0,", 1))
-    with pytest.raises(BadInput, match="are not those of the source"):
+    with pytest.raises(BadInput, match=r"feature column of the source missing: f0 \(and g0 not in it\)"):
         adapt_domain(source, tmp_path / "other.csv", "coral", compare=False, progress=False)
 
 

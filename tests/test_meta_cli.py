@@ -283,7 +283,7 @@ def test_episodes_messages_name_the_real_problem(tmp_path):
     two = omniglot_folder(tmp_path / "two", 2)
     base = ("--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--quiet")
     # a plain encoder on 2 classes: the default split holds none out
-    assert_bad_input(run("episodes", "conv4", "--data", two, *base), "leaves no test classes; pass --split all")
+    assert_bad_input(run("episodes", "conv4", "--data", two, *base), "the default split leaves none of its 2 classes for test; pass --split all")
     four = omniglot_folder(tmp_path / "four", 4)
     r = run("episodes", "conv4", "--data", four, *base[:-1], "--ways", 3, "--quiet")
     assert_bad_input(r, "1 of its 4 classes is a test class, fewer than 3-way episodes need; pass --split all")
@@ -547,6 +547,11 @@ def test_an_encoder_folder_keeps_the_class_split_stored_with_it(tmp_path):
     assert stored_class_split(fitted).to_dict() == split
     ep = json.loads(run("episodes", fitted, *ep_args, "--seed", seed).stdout)
     assert ep["classes"] == len(split["test"]) and ep["trained"] == "prototypes on meta-train:protonet"
+    # the fitted model keeps the split itself: moving the encoder's folder does not lose it
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    assert stored_class_split(fitted).to_dict() == split
+    moved.rename(out)
     # a run started from the model keeps its split; the data's new group goes to training
     digits = tmp_path / "data" / "Digits"
     for c in range(2):

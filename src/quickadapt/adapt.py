@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from quickadapt.artifact import resolve_encoder
-from quickadapt.data.columns import match_columns
+from quickadapt.data.columns import match_columns, note_row_numbers
 from quickadapt.data import as_dataset
-from quickadapt.data.dataset import Dataset, content_key
+from quickadapt.data.dataset import Dataset, example_key
 from quickadapt.data.images import all_grey
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
@@ -40,8 +40,8 @@ def shared_inputs(source: Dataset, data: Dataset) -> tuple[list[bytes | None], s
     """(each source example's content key where `data` holds the same input, else None; the keys
     of data's inputs). A source drawn from the same pool as the data (--data a few rows of
     --source) would otherwise train each fold on the examples it holds out."""
-    keys = {content_key(x, data.modality) for x in data.inputs}
-    in_data = [k if k in keys else None for k in (content_key(x, source.modality) for x in source.inputs)]
+    keys = {example_key(x, data.modality) for x in data.inputs}
+    in_data = [k if k in keys else None for k in (example_key(x, source.modality) for x in source.inputs)]
     shared = sum(k is not None for k in in_data)
     if shared:
         log(f"note: {shared} {option('source')} examples are also in {option('data')}: each cross-validation fold "
@@ -65,6 +65,16 @@ def learned_before(encoder: str) -> bool:
         return False  # a registry name or a Hugging Face folder: is_pretrained says it
     manifest = read_manifest(Path(str(encoder)))
     return manifest.get("kind") != "classifier" or bool(manifest.get("info", {}).get("encoder_learned", True))
+
+
+def inherited_class_split(encoder: str) -> dict | None:
+    """The class split stored with a model folder given as the encoder (meta-training's, its
+    pretrained stage's, or one that folder inherited), copied into the new model, so the split
+    is not lost when that folder is moved or the model copied elsewhere."""
+    from quickadapt.artifact import read_manifest
+
+    m = read_manifest(Path(str(encoder)))
+    return (m.get("meta") or {}).get("class_split") or m.get("class_split") or (m.get("info") or {}).get("class_split")
 
 
 def check_finite(model: AdaptedModel, data: Dataset, strategy: str) -> None:
@@ -123,6 +133,7 @@ def adapt(
     data.require_labels()
     encoder = encoder or DEFAULT_ENCODER[data.modality]
     note_case_twins(data.classes)
+    note_row_numbers(data)
     if isinstance(cv, bool) or not isinstance(cv, numbers.Integral) or cv < 0 or cv == 1:
         raise BadInput(f"{option('cv')} is a number of folds: 0 (no estimate) or at least 2, got {cv}")
     if baseline and cv == 0:
@@ -168,8 +179,12 @@ def adapt(
         seed_everything(seed)
         fold_source = source
         if source_in_data is not None and len(source_in_data[0]):  # the fold's held-out examples may not train
-            held_out = source_in_data[1] - {content_key(x, data.modality) for x in train.inputs}
+            held_out = source_in_data[1] - {example_key(x, data.modality) for x in train.inputs}
             fold_source = source.subset([i for i in range(len(source)) if source_in_data[0][i] not in held_out])
+            if len(fold_source) == 0:  # else the strategy would say the source has no examples, which is untrue
+                raise BadInput(f"every {option('source')} example is also a {option('data')} example that a "
+                               f"cross-validation fold holds out; add source examples not in {option('data')}, or "
+                               f"pass {option('cv')} 0")
         fit_encoder_inputs(enc, train, fold_source)
         return new_strategy().fit(enc, extend(train), FitContext(device=dev, seed=seed, source=fold_source, progress=False))
 
@@ -180,6 +195,9 @@ def adapt(
     info["encoder_pretrained"] = bool(base_encoder.is_pretrained or learned_before(encoder))
     if is_model_folder(encoder):  # the manifest names only its architecture (conv4), which starts at random
         info["encoder_folder"] = str(Path(encoder).resolve())
+        split = inherited_class_split(encoder)
+        if split:  # kept here too: episodes on this model must not test on the encoder's training classes
+            info["class_split"] = split
     info["data_fingerprint"] = data.fingerprint()  # which examples (and labels) it was adapted on
     if grey is not None:  # predict says when colour inputs meet a model that never saw colour
         info["inputs_grey"] = grey

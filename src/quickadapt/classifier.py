@@ -72,7 +72,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     def _inputs(self, X, *, reset: bool):
         if self._modality() == "features":
-            return validate_data(self, X, reset=reset, dtype=np.float32)
+            return validate_data(self, X, reset=reset, dtype=np.float64)
         if isinstance(X, str) or not hasattr(X, "__len__"):
             raise ValueError(f"X must be a list of inputs, got {type(X).__name__}")
         X = list(X)
@@ -104,7 +104,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             abstain_threshold(None, self.threshold)  # refuse a threshold outside [0, 1] now, not at predict
         modality = self._modality()
         if modality == "features":
-            X, y = validate_data(self, X, y, dtype=np.float32)
+            X, y = validate_data(self, X, y, dtype=np.float64)
         else:
             X = self._inputs(X, reset=True)
             y = np.asarray(y)

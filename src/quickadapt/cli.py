@@ -226,7 +226,7 @@ def predict(
     data: str = typer.Option(..., "--data", help="Inputs: text csv/jsonl, image folder or .npz with X."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions here: csv, or by the name's ending "
                                                            ".tsv, .jsonl (one object a line) or .json (default: csv on stdout)."),
-    task: str = typer.Option("main", "--task", help="Which head of a multitask model."),
+    task: str = typer.Option("main", "--task", help="Which head of a multitask model: main (the --data task) or source."),
     abstain: bool = typer.Option(False, "--abstain", help="Answer the none-label below the confidence threshold."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
@@ -303,7 +303,7 @@ def _write_predictions_atomically(path: Path, rows) -> None:
 def evaluate(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by fit or domain-adapt."),
     data: str = typer.Option(..., "--data", help="Labelled test data."),
-    task: str = typer.Option("main", "--task", help="Which head of a multitask model."),
+    task: str = typer.Option("main", "--task", help="Which head of a multitask model: main (the --data task) or source."),
     abstain: bool = typer.Option(False, "--abstain", help="Answer the none-label below the confidence threshold."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),

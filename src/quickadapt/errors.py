@@ -11,6 +11,11 @@ class BadInput(ValueError):
     """Input the user gave is wrong: a file, a column, a setting, a name. Say what and how to fix it."""
 
 
+class MissingLabel(BadInput):
+    """A row without a label, where labels are read: an error unless the labels are never used
+    (a domain-adaptation target)."""
+
+
 def option(name: str, flag: str | None = None, python: str | None = None) -> str:
     """A setting named as the user gave it: `--none-label` on the command line, `none_label` in
     Python (the keyword argument `name`). `flag`: the command line's name where it differs

@@ -103,7 +103,12 @@ class AdaptedModel(nn.Module):
     ) -> tuple[list[str], np.ndarray]:
         """Predicted labels and their scores. With `abstain`, inputs whose top score is below the
         threshold (given, else the calibrated one) get `none_label`."""
+        if task not in self.heads:  # the API as the CLI: one line, not a KeyError
+            raise BadInput(f"{option('task')} {task!r}: this model has tasks {', '.join(self.heads)}")
         if abstain:  # checked before the inputs are embedded
+            if task != MAIN_TASK and threshold is None:  # calibrated on the main head's held-out scores only
+                raise BadInput(f"the calibrated abstain threshold is for task {MAIN_TASK}; pass {option('threshold')} "
+                               f"for task {task!r}")
             t = abstain_threshold(self.threshold, threshold)
             check_none_label(none_label, self.classes[task])
         proba = self.predict_proba(inputs, task=task, progress=progress)

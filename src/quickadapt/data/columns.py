@@ -15,17 +15,18 @@ def match_columns(data: Dataset, columns: list[str] | None, reference: str, *, d
     """`data` with its feature columns in the order of `columns`, the names `reference` (the
     training data, the source) had. Unchanged when either side has no names (an .npz) or the
     names agree; reordered, with a note, when they are the same names in another order; refused
-    when other names stand in the same number of columns. Missing columns are refused by name;
-    extra ones too, unless `drop_extra` (predict: an id kept to join the predictions back), which
-    leaves them out with a note."""
+    when every name differs. Missing columns are refused by name; extra ones too, unless
+    `drop_extra` (predict: an id kept to join the predictions back), which leaves them out with a
+    note."""
     if data.modality != "features" or not columns or not data.columns or data.columns == list(columns):
         return data
     if len(set(columns)) == len(columns) and len(set(data.columns)) == len(data.columns):
         missing = [c for c in columns if c not in data.columns]
         extra = [c for c in data.columns if c not in columns]
-        if missing and len(data.columns) != len(columns):
+        if missing and not (extra and len(extra) == len(data.columns)):  # all renamed: the message below
             raise BadInput(f"{data.name or 'data'}: {len(missing)} feature column{'s' if len(missing) > 1 else ''} of "
-                           f"{reference} missing: {_shown(missing)}")
+                           f"{reference} missing: {_shown(missing)}"
+                           + (f" (and {_shown(extra)} not in it)" if extra else ""))
         if extra and not missing and not drop_extra:
             raise BadInput(f"{data.name or 'data'}: column{'s' if len(extra) > 1 else ''} {_shown(extra)} not in "
                            f"{reference}; remove {'them' if len(extra) > 1 else 'it'}")
@@ -43,8 +44,29 @@ def match_columns(data: Dataset, columns: list[str] | None, reference: str, *, d
                    f"({_shown(columns)}); give the columns the names they had there")
 
 
+ROW_ID_NAMES = {"id", "idx", "index", "row", "row_id", "rowid", "key", "no", "number"}
+
+
+def note_row_numbers(data: Dataset) -> None:
+    """A column of the training data that numbers the rows (named id, or counting 1, 2, 3, ...)
+    is read as a feature like any other, and then carries no meaning but the file's order (an
+    `id` column took iris from 95 to 72 %): say so, since only the user knows whether it means
+    something. At training only: later data is read by the model's own columns."""
+    if data.modality != "features" or not data.columns:
+        return
+    x = np.asarray(data.inputs)
+    counting = [n for j, n in enumerate(data.columns) if len(x) >= 10 and np.all(np.diff(x[:, j]) == 1)]
+    named = [n for n in data.columns if n.strip().lower() in ROW_ID_NAMES]
+    suspects = list(dict.fromkeys(named + counting))
+    if suspects:
+        many = len(suspects) > 1
+        log(f"note: {data.name or 'data'}: column{'s' if many else ''} {', '.join(f'`{n}`' for n in suspects[:3])} "
+            f"look{'' if many else 's'} like row numbers and {'are' if many else 'is'} read as a feature; "
+            f"remove {'them' if many else 'it'} if {'they mean' if many else 'it means'} nothing about the label")
+
+
 def _shown(names: list[str], most: int = 6) -> str:
     return ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")
 
 
-__all__ = ["match_columns"]
+__all__ = ["match_columns", "note_row_numbers"]

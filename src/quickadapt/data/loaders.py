@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.dataset import Dataset
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, MissingLabel
 from quickadapt.progress import log
 
 LABEL_MODES = ("required", "optional", "ignore")
@@ -94,10 +94,10 @@ def _read_utf8(path: Path, shown: str) -> str:
         raise BadInput(f"{shown}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
 
-def _no_label(shown: str, line: int, label, field: str) -> BadInput:
+def _no_label(shown: str, line: int, label, field: str) -> MissingLabel:
     said = str(label).strip() if isinstance(label, str) else ""
     why = f"has the label {said!r}, which reads as missing (pandas writes it for no value)" if said else "has no label"
-    return BadInput(f"{shown}: line {line} {why}; give every row a label (or drop the `label` {field})")
+    return MissingLabel(f"{shown}: line {line} {why}; give every row a label (or drop the `label` {field})")
 
 
 def _missing(value) -> bool:
@@ -327,8 +327,6 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
                     f"line {i} {what}; {TEXT_HINT}; {FEATURE_HINT}"
                 ) from None
     X = _check_features(X, shown)
-    if labels != "ignore":  # said when training or evaluating; predict is told by the model's columns
-        _note_row_numbers(X, [header[j] for j in feat], shown)
     y = None
     if jl is not None and labels != "ignore":
         y = []
@@ -339,23 +337,6 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
             y.append(label_text(v))
         y = np.asarray(y, dtype=object)
     return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat])
-
-
-ROW_ID_NAMES = {"id", "idx", "index", "row", "row_id", "rowid", "key", "no", "number"}
-
-
-def _note_row_numbers(X: np.ndarray, names: list[str], shown: str) -> None:
-    """A column that numbers the rows (named id, or counting 1, 2, 3, ...) is read as a feature
-    like any other, and then carries no meaning but the file's order (an `id` column took iris
-    from 95 to 72 %): say so, since only the user knows whether it means something."""
-    counting = [n for j, n in enumerate(names)
-                if len(X) >= 10 and np.all(np.diff(X[:, j]) == 1)]
-    named = [n for n in names if n.strip().lower() in ROW_ID_NAMES]
-    suspects = list(dict.fromkeys(named + counting))
-    if suspects:
-        log(f"note: {shown}: column{'s' if len(suspects) > 1 else ''} {', '.join(f'`{n}`' for n in suspects[:3])} "
-            f"look{'' if len(suspects) > 1 else 's'} like row numbers and {'are' if len(suspects) > 1 else 'is'} "
-            "read as a feature; remove it if it means nothing about the label")
 
 
 def _load_npz(path: Path, shown: str, labels: str) -> Dataset:

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from quickadapt.data.columns import match_columns
+from quickadapt.data.columns import match_columns, note_row_numbers
 from quickadapt.data.dataset import Dataset
-from quickadapt.errors import BadInput, option
+from quickadapt.errors import BadInput, MissingLabel, option
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.registry import close_names
@@ -127,6 +127,8 @@ def adapt_domain(
     target_test = None if target_test is None else match_columns(target_test, source.columns, "the source")
     target, warnings = check_inputs(source, target, target_test)
     warnings = load_warnings + warnings
+    if progress:
+        note_row_numbers(source)
     for w in warnings if progress else ():
         log(f"warning: {w}")
     names = ["source-only", *candidates] if method == "auto" else [method]
@@ -228,8 +230,8 @@ def _target_dataset(target) -> tuple[Dataset, list[str]]:
 
     try:
         return as_dataset(target, labels="optional"), []
-    except BadInput:
-        unlabelled = as_dataset(target, labels="ignore")  # the same error again unless labels caused it
+    except MissingLabel:
+        unlabelled = as_dataset(target, labels="ignore")
         return unlabelled, [f"{unlabelled.name or 'the target'} has labels, some missing; they are ignored "
                             "(unsupervised adaptation)"]
 

@@ -155,6 +155,17 @@ def fit_scale(f: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 6.0), method="bounded").x))
 
 
+def note_unused_encoder(encoder, ctx) -> None:
+    """On feature vectors meda reads the raw values: an encoder the user chose or set up there
+    (--encoder, --set encoder.KEY) is not used, which would otherwise pass without a word."""
+    from quickadapt.domain.adapt import DOMAIN_MLP
+
+    default = encoder.name == "mlp" and encoder.settings == create_encoder(
+        "mlp", in_dim=encoder.settings["in_dim"], **DOMAIN_MLP).settings
+    if not default and ctx.progress:
+        log("note: meda reads the raw feature values: the encoder and its settings are not used")
+
+
 class MEDA(DomainMethod):
     name = "meda"
     Config = MEDAConfig
@@ -167,6 +178,7 @@ class MEDA(DomainMethod):
             xs, xt = np.asarray(source.inputs, np.float64), np.asarray(target.inputs, np.float64)
             info = {"features": "the raw values"}  # no encoder: the summary should not name the mlp
             self.note_unused_deep_settings("feature vectors", ctx)
+            note_unused_encoder(encoder, ctx)
         else:
             if encoder.is_pretrained:  # frozen embeddings
                 space, tuned, info = encoder, False, {}

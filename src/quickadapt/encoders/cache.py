@@ -60,16 +60,16 @@ class EmbeddingCache:
         for shard in sorted(self.directory.glob("*.safetensors")):
             try:
                 data = load_file(str(shard))
-                keys, features = data["keys"], data["features"]
+                shard_keys, features = data["keys"], data["features"]
             except Exception:  # unreadable, or not a shard of ours
                 continue
-            if features.ndim != 2 or features.shape[1] != dim or len(keys) != len(features):
+            if features.ndim != 2 or features.shape[1] != dim or len(shard_keys) != len(features):
                 continue
-            for key, row in zip(keys, features):
+            for key, row in zip(shard_keys, features):
                 if key.tobytes() in wanted and np.isfinite(row).all():
                     for i in wanted[key.tobytes()]:
                         found[i] = row
-            if len(found) == len(keys):
+            if len(found) == len(keys):  # every position asked for (the shard's own names once shadowed it)
                 break
         return found
 

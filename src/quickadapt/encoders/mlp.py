@@ -67,7 +67,8 @@ class MLPEncoder(Encoder):
         x = self._rows(inputs)
         spread = x.std(0)
         varying = spread[spread > 0]
-        mixed = len(varying) > 0 and varying.max() > MIXED_SCALES * np.median(varying)
+        # the lower median: with two features the plain median, their mean, is never a tenth of the larger
+        mixed = len(varying) > 0 and varying.max() > MIXED_SCALES * np.quantile(varying, 0.5, method="lower")
         self.input_shift.copy_(torch.as_tensor(x.mean(0)))
         self.input_scale.copy_(torch.as_tensor(np.where(spread > 0, spread, 1.0) if mixed else np.ones_like(spread)))
         self.inputs_fitted.fill_(True)

@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from quickadapt.data.dataset import Dataset, content_key
+from quickadapt.data.dataset import Dataset, example_key
 from quickadapt.progress import log, progress_bar
 
 
@@ -17,7 +17,7 @@ def distinct_examples(data: Dataset) -> np.ndarray:
     an input that recurs (a few discrete features, noisy labels): each of its rows counts on its
     own, as new rows with it will come. (Grouped by input and label, such rows were held out
     against training rows of the same input under the other labels: 23 % estimated, 77.5 % real.)"""
-    keys = [content_key(x, data.modality) for x in data.inputs]
+    keys = [example_key(x, data.modality) for x in data.inputs]
     labels_of: dict[bytes, set] = {}
     for k, y in zip(keys, data.labels):
         labels_of.setdefault(k, set()).add(y)

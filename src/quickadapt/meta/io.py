@@ -113,7 +113,8 @@ def stored_class_split(spec) -> ClassSplit | None:
     pretrained stage's (OUT/pretrained: class_split), or, for a model fitted on such an encoder,
     the one of the folder its encoder came from. None for an encoder that never saw episodes' data."""
     for _, manifest in model_chain(spec):
-        stored = (manifest.get("meta") or {}).get("class_split") or manifest.get("class_split")
+        stored = ((manifest.get("meta") or {}).get("class_split") or manifest.get("class_split")
+                  or (manifest.get("info") or {}).get("class_split"))  # a fitted model keeps its encoder's
         if stored:
             return ClassSplit.from_dict(stored)
     return None

@@ -375,12 +375,12 @@ def run_episodes(
     dataset = load_episode_data(data)
     if dataset.modality != learner.encoder.modality:
         raise BadInput(f"{data} is {dataset.modality} data but the model reads {learner.encoder.modality}")
-    class_split = (ClassSplit.from_dict(manifest["meta"]["class_split"]) if manifest is not None
-                   else plain_encoder_split(model, dataset, seed))
+    class_split, origin = ((ClassSplit.from_dict(manifest["meta"]["class_split"]), "the model's class split")
+                           if manifest is not None else plain_encoder_split(model, dataset, seed))
     classes = dataset.classes if split == "all" else class_split.part(split)
     present = sorted(set(classes) & set(dataset.classes))
-    if not classes:  # a plain encoder on data too small for a default split's held-out part
-        raise BadInput(f"{data}: the default split of its {len(dataset.classes)} classes leaves no {split} classes; "
+    if not classes:  # a plain encoder on data too small for a default split's held-out part, or a stored split
+        raise BadInput(f"{data}: {origin} leaves none of its {len(dataset.classes)} classes for {split}; "
                        f"pass {option('split')} all to use every class of the data")
     if not present:
         raise BadInput(f"{data} holds none of the model's {split} classes (e.g. {classes[0]}); "
@@ -416,13 +416,15 @@ def run_episodes(
             "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
 
 
-def plain_encoder_split(model, dataset, seed: int) -> ClassSplit:
-    """The split for an encoder used as it is: the one stored with its folder (OUT/pretrained, a
-    model fitted on a meta-trained encoder) where the data holds any of its classes, so its
-    training classes are never tested on; else the data's default split."""
+def plain_encoder_split(model, dataset, seed: int) -> tuple[ClassSplit, str]:
+    """The split for an encoder used as it is, and where it came from: the one stored with its
+    folder (OUT/pretrained, a model fitted on a meta-trained encoder) where the data holds any of
+    its classes, so its training classes are never tested on; else the data's default split."""
     stored = stored_class_split(model)
     kept = split_kept_on(stored, dataset, str(model)) if stored is not None else None
-    return kept if kept is not None else default_split(dataset, seed=seed)
+    if kept is not None:
+        return kept, f"the class split stored with {model}"
+    return default_split(dataset, seed=seed), "the default split"
 
 
 def episode_predictor(learner, adapt: str, ft_cfg, seed: int, views: int = 0):

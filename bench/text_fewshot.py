@@ -16,8 +16,8 @@ recall at the default threshold, adaptation wall time and peak memory (one proce
 from the issue's protocol (K labelled utterances only).
 
 `joint` and `multitask` run on a domain split: target = the banking domain's 15 intents at K
-shots, source = all training data of the other nine domains; `probe` on the same target is their
-reference. Results: bench/results/text_fewshot.jsonl (+ .md table)."""
+shots, source = all training data of the other nine domains; `probe` and `finetune` (the same
+tuning without the source) on the same target are their references. Results: bench/results/text_fewshot.jsonl (+ .md table)."""
 from __future__ import annotations
 
 import argparse
@@ -87,6 +87,8 @@ def specs(strategies, shots, seeds, k_all, cv_tuned=False, label_names=False):
                 if s in DOMAIN_STRATEGIES:
                     yield {"strategy": s, "k": k, "seed": seed, "split": "banking", "cv": 0}
                     yield {"strategy": "probe", "k": k, "seed": seed, "split": "banking"}
+                    # the same tuning on the banking data alone: what the source itself adds
+                    yield {"strategy": "finetune", "k": k, "seed": seed, "split": "banking", "cv": 0}
                 elif s in FROZEN:
                     yield {"strategy": s, "k": k, "seed": seed}
                 else:

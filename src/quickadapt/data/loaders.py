@@ -395,14 +395,8 @@ def images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
     Other files are counted by extension into `skipped`. Links to folders are followed, as the
     class folders themselves are (`Path.is_dir`), so that every command reads the same images;
     a folder reached twice (a link back up the tree) is read once."""
-    found, seen = [], set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = [d for d in dirnames if not ignored_folder(d)]
+    found = []
+    for dirpath, _, filenames in walk_once(folder):
         for f in filenames:
             if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."):
                 found.append(Path(dirpath, f))
@@ -410,6 +404,20 @@ def images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
                 ext = Path(f).suffix.lower() or "(no extension)"
                 skipped[ext] = skipped.get(ext, 0) + 1
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def walk_once(root: Path):
+    """os.walk following links to folders, each real folder once (a link back up the tree is not
+    a loop), hidden and `ignored_folder`s left out: (folder, its sub-folders, its files)."""
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not ignored_folder(d)]
+        yield dirpath, dirnames, filenames
 
 
 def refuse_imageless_class(shown: str, name: str, skipped: dict) -> None:
@@ -426,14 +434,7 @@ def refuse_imageless_leaves(root: Path, shown: str) -> None:
     """Refuse a folder below `root` with neither sub-folders nor images: in a tree of
     `group/class/` folders every leaf is a class (hidden and `ignored_folder`s aside, as
     images_under skips them)."""
-    seen = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = [d for d in dirnames if not ignored_folder(d)]
+    for dirpath, dirnames, filenames in walk_once(root):
         if dirnames or Path(dirpath) == root or any(
                 f.lower().endswith(IMAGE_EXTS) and not f.startswith(".") for f in filenames):
             continue

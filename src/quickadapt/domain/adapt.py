@@ -241,9 +241,10 @@ def build_encoder(encoder: str, source: Dataset, encoder_params: dict | None = N
 
     With the `target`, as `adapt_domain` passes it: conv4 reads colour unless every source and
     target image is grey (its grey default serves Omniglot; red and green shapes of one grey
-    level were at chance), and mlp standardises each feature by source and target together:
-    by the source alone, a column that barely varies there (a digit's border pixel) blew any
-    target offset or noise up 5 to 25 times (source-only 95 -> 47 %)."""
+    level were at chance), and mlp takes its input statistics (centring, and on mixed scales each
+    feature's spread) from source and target together: by the source alone, a column that barely
+    varies there (a digit's border pixel) blew any target offset or noise up 5 to 25 times
+    (source-only 95 -> 47 %)."""
     from quickadapt.artifact import resolve_encoder
     from quickadapt.data.images import all_grey
 

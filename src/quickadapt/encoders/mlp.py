@@ -59,7 +59,7 @@ class MLPEncoder(Encoder):
         by more than MIXED_SCALES (the largest against the median), divide each by its own:
         features on one scale (pixels, counts) keep their relative sizes, since dividing a pixel
         that barely varies by its tiny spread would make it shout (a few-shot digits probe lost
-        1 to 3 points, mcc on rotated digits 12). Once: an encoder that already has them (a
+        1 to 3 points so). Once: an encoder that already has them (a
         stored model given as the encoder) was trained on them and keeps them. A constant
         feature keeps a spread of 1."""
         if not self.fits_inputs:

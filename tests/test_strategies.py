@@ -283,6 +283,14 @@ def test_joint_shares_the_head_when_source_classes_fit(digits):
     separate = fit("joint", train, source=source)
     assert separate.info["train"]["shared_head"] is False
     assert list(separate.heads) == ["main"] and separate.kind == "classifier"
+    # more examples of one class: a natural source for the shared head, not for a head of its own
+    from quickadapt.adapt import adapt
+
+    zeros = test.subset(np.flatnonzero(test.labels == "0")[:20])
+    model = adapt(train, encoder="mlp", strategy="joint", source=zeros, cv=0, progress=False, strategy_params={"epochs": 2})
+    assert model.info["train"]["shared_head"] is True
+    with pytest.raises(BadInput, match="found 1 class"):
+        adapt(train, encoder="mlp", strategy="multitask", source=zeros, cv=0, progress=False)
 
 
 @pytest.mark.parametrize("name", ["joint", "multitask"])

@@ -153,7 +153,10 @@ def adapt(
         log(f"note: strategy {strategy!r} trains on one dataset; {option('source')} is not used")
     if source is not None:
         source = match_columns(source, data.columns, "the training data")
-        source.require_labels()
+        # joint shares the data's head with a source whose classes are all data classes: there, more
+        # examples of one class are a natural source ("more of class 0"); a head of its own needs two
+        source.require_labels(min_classes=1 if strategy == "joint" and source.labels is not None
+                              and set(source.classes) <= set(data.classes) else 2)
         if source.modality != data.modality:
             raise BadInput(f"{option('source')} is {source.modality} data but {option('data')} is {data.modality}")
         if data.modality == "features" and np.shape(source.inputs)[1] != np.shape(data.inputs)[1]:

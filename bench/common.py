@@ -65,6 +65,39 @@ def run_pending(store: ResultStore, script: str, specs) -> None:
         print(json.dumps({"spec": spec, **result}), flush=True)
 
 
+def simple_main(name: str, script: str, worker, specs, report) -> None:
+    """The command line of a benchmark without options: `--worker SPEC` runs one spec (in the
+    subprocess run_pending starts), `--report` rewrites the table only, and no argument runs
+    every spec of `specs` not yet in bench/results/NAME.jsonl, then the report."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    store = ResultStore(name)
+    if not args.report:
+        run_pending(store, script, specs)
+    print(report(store))
+
+
+def seed_rows(store: ResultStore, keys: tuple[str, ...]) -> list[tuple[tuple, list[dict]]]:
+    """The store's rows without errors grouped by the spec `keys` (sorted), each group's rows by seed."""
+    groups: dict = {}
+    for r in store.rows:
+        if "error" not in r:
+            groups.setdefault(tuple(r["spec"][k] for k in keys), []).append(r)
+    return [(key, sorted(rows, key=lambda r: r["spec"]["seed"])) for key, rows in sorted(groups.items())]
+
+
+def per_seed(rows: list[dict], field: str = "accuracy") -> str:
+    """'mean | a, b, c' of a field over seed rows, as percentages: two table cells."""
+    return f"{mean([r[field] for r in rows]):.1%} | {', '.join(format(r[field], '.1%') for r in rows)}"
+
+
 def peak_mb() -> float:
     """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -9,13 +9,12 @@ image not drawn is scored.
 Results: bench/results/image_blend_check.jsonl (+ .md)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ResultStore, machine, mean, peak_mb, run_pending  # noqa: E402
+from common import RESULTS, ResultStore, machine, mean, peak_mb, per_seed, seed_rows, simple_main  # noqa: E402
 
 DATASETS = {"digits": ("builtin:digits", None), "omniglot-40": ("builtin:omniglot", 40)}
 
@@ -46,17 +45,10 @@ def worker(spec: dict) -> dict:
 
 
 def report(store: ResultStore) -> str:
-    groups: dict = {}
-    for r in store.rows:
-        if "error" not in r:
-            s = r["spec"]
-            groups.setdefault((s["dataset"], s["k"], s["method"]), []).append(r)
     lines = ["| data | K | method | seeds | accuracy (mean) | per seed | blend weights | fit s |", "|---|---|---|---|---|---|---|---|"]
-    for (dataset, k, method), rows in sorted(groups.items()):
-        rows = sorted(rows, key=lambda r: r["spec"]["seed"])
+    for (dataset, k, method), rows in seed_rows(store, ("dataset", "k", "method")):
         weights = ", ".join(f"{r['blend']['weight']:g}" for r in rows) if method == "blend" else ""
-        lines.append(f"| {dataset} | {k} | {method} | {len(rows)} | {mean([r['accuracy'] for r in rows]):.1%} | "
-                     f"{', '.join(format(r['accuracy'], '.1%') for r in rows)} | {weights} | "
+        lines.append(f"| {dataset} | {k} | {method} | {len(rows)} | {per_seed(rows)} | {weights} | "
                      f"{mean([r['fit_seconds'] for r in rows]):.1f} |")
     table = "\n".join(lines)
     (RESULTS / "image_blend_check.md").write_text(
@@ -65,20 +57,7 @@ def report(store: ResultStore) -> str:
     return table
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--worker")
-    ap.add_argument("--report", action="store_true")
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
-        return
-    store = ResultStore("image_blend_check")
-    if not args.report:
-        run_pending(store, __file__, [{"dataset": d, "k": k, "seed": seed, "method": m}
-                                      for d in DATASETS for k in (1, 5, 10) for seed in (0, 1, 2) for m in ("probe", "blend")])
-    print(report(store))
-
-
 if __name__ == "__main__":
-    main()
+    simple_main("image_blend_check", __file__, worker, report=report,
+                specs=[{"dataset": d, "k": k, "seed": seed, "method": m}
+                       for d in DATASETS for k in (1, 5, 10) for seed in (0, 1, 2) for m in ("probe", "blend")])

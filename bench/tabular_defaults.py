@@ -11,13 +11,12 @@ share one.
 Results: bench/results/tabular_defaults.jsonl (+ .md)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ResultStore, machine, mean, run_pending  # noqa: E402
+from common import RESULTS, ResultStore, machine, per_seed, seed_rows, simple_main  # noqa: E402
 
 DATASETS = ("wine", "breast_cancer", "digits")
 
@@ -52,16 +51,9 @@ def worker(spec: dict) -> dict:
 
 
 def report(store: ResultStore) -> str:
-    groups: dict = {}
-    for r in store.rows:
-        if "error" not in r:
-            s = r["spec"]
-            groups.setdefault((s["dataset"], s["k"], s["method"]), []).append(r)
     lines = ["| data | K | method | seeds | accuracy (mean) | per seed |", "|---|---|---|---|---|---|"]
-    for (dataset, k, method), rows in sorted(groups.items()):
-        rows = sorted(rows, key=lambda r: r["spec"]["seed"])
-        lines.append(f"| {dataset} | {k} | {method} | {len(rows)} | {mean([r['accuracy'] for r in rows]):.1%} | "
-                     f"{', '.join(format(r['accuracy'], '.1%') for r in rows)} |")
+    for (dataset, k, method), rows in seed_rows(store, ("dataset", "k", "method")):
+        lines.append(f"| {dataset} | {k} | {method} | {len(rows)} | {per_seed(rows)} |")
     table = "\n".join(lines)
     (RESULTS / "tabular_defaults.md").write_text(
         "# Feature vectors: the default fit against the baseline (bench/tabular_defaults.py)\n\n"
@@ -71,20 +63,7 @@ def report(store: ResultStore) -> str:
     return table
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--worker")
-    ap.add_argument("--report", action="store_true")
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
-        return
-    store = ResultStore("tabular_defaults")
-    if not args.report:
-        run_pending(store, __file__, [{"dataset": d, "k": k, "seed": seed, "method": m} for d in DATASETS
-                                      for k in (5, 20) for seed in (0, 1, 2) for m in ("default fit", "baseline")])
-    print(report(store))
-
-
 if __name__ == "__main__":
-    main()
+    simple_main("tabular_defaults", __file__, worker, report=report,
+                specs=[{"dataset": d, "k": k, "seed": seed, "method": m} for d in DATASETS
+                       for k in (5, 20) for seed in (0, 1, 2) for m in ("default fit", "baseline")])

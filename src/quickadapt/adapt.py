@@ -71,10 +71,9 @@ def inherited_class_split(encoder: str) -> dict | None:
     """The class split stored with a model folder given as the encoder (meta-training's, its
     pretrained stage's, or one that folder inherited), copied into the new model, so the split
     is not lost when that folder is moved or the model copied elsewhere."""
-    from quickadapt.artifact import read_manifest
+    from quickadapt.artifact import read_manifest, stored_class_split
 
-    m = read_manifest(Path(str(encoder)))
-    return (m.get("meta") or {}).get("class_split") or m.get("class_split") or (m.get("info") or {}).get("class_split")
+    return stored_class_split(read_manifest(Path(str(encoder))))
 
 
 def check_finite(model: AdaptedModel, data: Dataset, strategy: str) -> None:

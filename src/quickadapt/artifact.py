@@ -222,6 +222,14 @@ def _json_default(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in a manifest")
 
 
+def stored_class_split(manifest: dict) -> dict | None:
+    """The class split a model folder's manifest keeps: a meta-trained model's (meta.class_split),
+    a pretrained stage's (class_split), or one a fitted model copied from its encoder's folder
+    (info.class_split); None where there is none."""
+    return ((manifest.get("meta") or {}).get("class_split") or manifest.get("class_split")
+            or (manifest.get("info") or {}).get("class_split"))
+
+
 def read_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST

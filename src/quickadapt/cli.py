@@ -245,7 +245,6 @@ def predict(
                            f"not as {out.suffix}")
     model = _load(model_dir, device)
     inputs = _model_inputs(model, load_dataset(data, labels="ignore"), data, model_dir)
-    _check_task(model, task)
     labels, scores = model.predict(
         inputs.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
         threshold=threshold, progress=None if quiet else "predicting",
@@ -259,11 +258,6 @@ def predict(
         _write_csv(sys.stdout, rows)
     else:
         print(f"wrote {len(rows)} predictions to {out}")
-
-
-def _check_task(model, task: str) -> None:
-    if task not in model.heads:
-        raise BadInput(f"--task {task!r}: this model has tasks {', '.join(model.heads)}")
 
 
 PREDICTION_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".txt", "")  # .txt and no ending: csv
@@ -319,7 +313,7 @@ def evaluate(
         oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
     model = _load(model_dir, device)
     test = _model_inputs(model, load_dataset(data), data, model_dir)
-    _check_task(model, task)
+    model.check_task(task)
     if oos_label is not None and oos_label in model.classes[task]:
         raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")
     unknown = sorted(set(test.classes) - set(model.classes[task]) - {oos_label})

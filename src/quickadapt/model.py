@@ -103,8 +103,7 @@ class AdaptedModel(nn.Module):
     ) -> tuple[list[str], np.ndarray]:
         """Predicted labels and their scores. With `abstain`, inputs whose top score is below the
         threshold (given, else the calibrated one) get `none_label`."""
-        if task not in self.heads:  # the API as the CLI: one line, not a KeyError
-            raise BadInput(f"{option('task')} {task!r}: this model has tasks {', '.join(self.heads)}")
+        self.check_task(task)
         if abstain:  # checked before the inputs are embedded
             if task != MAIN_TASK and threshold is None:  # calibrated on the main head's held-out scores only
                 raise BadInput(f"the calibrated abstain threshold is for task {MAIN_TASK}; pass {option('threshold')} "
@@ -123,6 +122,11 @@ class AdaptedModel(nn.Module):
         if abstain:
             labels = [none_label if s < t else lab for lab, s in zip(labels, scores)]
         return labels, scores
+
+    def check_task(self, task: str) -> None:
+        """A task this model has a head for: one line, not a KeyError (CLI and API alike)."""
+        if task not in self.heads:
+            raise BadInput(f"{option('task')} {task!r}: this model has tasks {', '.join(self.heads)}")
 
     def forward(self, batch, task: str = MAIN_TASK) -> torch.Tensor:
         return self.heads[task](self.encoder(batch))

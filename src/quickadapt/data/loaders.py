@@ -400,10 +400,16 @@ def images_under(folder: Path, skipped: dict | None = None) -> list[Path]:
         for f in filenames:
             if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."):
                 found.append(Path(dirpath, f))
-            elif skipped is not None and not f.startswith("."):
-                ext = Path(f).suffix.lower() or "(no extension)"
-                skipped[ext] = skipped.get(ext, 0) + 1
+            elif skipped is not None:
+                tally_other(skipped, f)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def tally_other(counts: dict, filename: str) -> None:
+    """Count a file that is not an image by its extension (hidden files are not counted)."""
+    if not filename.startswith("."):
+        ext = Path(filename).suffix.lower() or "(no extension)"
+        counts[ext] = counts.get(ext, 0) + 1
 
 
 def walk_once(root: Path):
@@ -440,9 +446,7 @@ def refuse_imageless_leaves(root: Path, shown: str) -> None:
             continue
         here: dict = {}
         for f in filenames:
-            if not f.startswith("."):
-                ext = Path(f).suffix.lower() or "(no extension)"
-                here[ext] = here.get(ext, 0) + 1
+            tally_other(here, f)
         refuse_imageless_class(shown, Path(dirpath).relative_to(root).as_posix(), here)
 
 

@@ -141,7 +141,13 @@ def adapt_domain(
     train_src, val_src = split_source(source, val_fraction, seed)
     validator = Validator(val_src, target, criterion=criterion, seed=seed)
     seed_everything(seed)
-    base = build_encoder(encoder, source, encoder_params, target)
+    # read once (file headers): conv4's input and predict's note on colour depend on it
+    grey = None
+    if source.modality == "image":
+        from quickadapt.data.images import all_grey
+
+        grey = all_grey(source.inputs) and all_grey(target.inputs)
+    base = build_encoder(encoder, source, encoder_params, target, grey=grey)
 
     def fit(name: str, data: Dataset, score) -> AdaptedModel:
         seed_everything(seed)
@@ -190,10 +196,8 @@ def adapt_domain(
         "feature_columns": source.columns,  # what predict must be given, by name (data/columns.py)
         "methods": report,
     }
-    if source.modality == "image":  # predict notes colour inputs that a model fit on grey never saw
-        from quickadapt.data.images import all_grey
-
-        info["inputs_grey"] = all_grey(source.inputs) and all_grey(target.inputs)
+    if grey is not None:  # predict notes colour inputs that a model fit on grey never saw
+        info["inputs_grey"] = grey
     adapted = [n for n in names if n != "source-only"]
     if "source-only" in report and adapted:
         best = chosen if chosen != "source-only" else min(adapted, key=lambda n: report[n]["criterion"])
@@ -236,24 +240,24 @@ def _target_dataset(target) -> tuple[Dataset, list[str]]:
                             "(unsupervised adaptation)"]
 
 
-def build_encoder(encoder: str, source: Dataset, encoder_params: dict | None = None, target: Dataset | None = None):
+def build_encoder(encoder: str, source: Dataset, encoder_params: dict | None = None, target: Dataset | None = None,
+                  grey: bool | None = None):
     """The encoder every method starts from (`mlp` for feature vectors gets the domain defaults).
 
-    With the `target`, as `adapt_domain` passes it: conv4 reads colour unless every source and
-    target image is grey (its grey default serves Omniglot; red and green shapes of one grey
-    level were at chance), and mlp takes its input statistics (centring, and on mixed scales each
-    feature's spread) from source and target together: by the source alone, a column that barely
-    varies there (a digit's border pixel) blew any target offset or noise up 5 to 25 times
-    (source-only 95 -> 47 %)."""
+    As `adapt_domain` calls it: conv4 reads colour unless `grey` (every source and target image
+    is grey; its own grey default serves Omniglot, and red and green shapes of one grey level
+    were at chance), and with the `target` mlp takes its input statistics (centring, and on
+    mixed scales each feature's spread) from source and target together: by the source alone, a
+    column that barely varies there (a digit's border pixel) blew any target offset or noise up
+    5 to 25 times (source-only 94 -> 47 %)."""
     from quickadapt.artifact import resolve_encoder
-    from quickadapt.data.images import all_grey
 
     settings = dict(encoder_params or {})
     if encoder == "mlp" and source.modality == "features":
         settings.setdefault("in_dim", int(np.asarray(source.inputs).shape[1]))
         settings = {**DOMAIN_MLP, **settings}
-    if encoder == "conv4" and source.modality == "image" and target is not None:
-        settings.setdefault("grey", all_grey(source.inputs) and all_grey(target.inputs))
+    if encoder == "conv4" and grey is not None:
+        settings.setdefault("grey", grey)
     base = resolve_encoder(encoder, **settings)
     if base.modality != source.modality:
         raise BadInput(f"encoder {encoder!r} reads {base.modality} but the data is {source.modality}")

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from quickadapt.artifact import MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, save_encoder
+from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, save_encoder,
+                                 stored_class_split as manifest_class_split)
 from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
@@ -113,8 +114,7 @@ def stored_class_split(spec) -> ClassSplit | None:
     pretrained stage's (OUT/pretrained: class_split), or, for a model fitted on such an encoder,
     the one of the folder its encoder came from. None for an encoder that never saw episodes' data."""
     for _, manifest in model_chain(spec):
-        stored = ((manifest.get("meta") or {}).get("class_split") or manifest.get("class_split")
-                  or (manifest.get("info") or {}).get("class_split"))  # a fitted model keeps its encoder's
+        stored = manifest_class_split(manifest)
         if stored:
             return ClassSplit.from_dict(stored)
     return None

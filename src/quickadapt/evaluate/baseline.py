@@ -35,12 +35,27 @@ class SklearnBaseline:
         return classes[proba.argmax(1)].tolist(), proba.max(1)
 
 
+# L-BFGS keeps about twenty copies of the coefficients (classes x terms): on CLINC150's 15,000
+# training texts (49,045 terms, 150 classes) uncapped it peaked at 2,267 MB; the 10,000 most
+# frequent terms per vectorizer peaked at 1,116 MB and scored 92.9 % against 92.6 %. Few-shot
+# vocabularies stay under the cap (CLINC150 at K = 10: 6,949 word and 8,436 character terms), so
+# their fits are unchanged, and tasks with few classes can afford more terms.
+COEFFICIENT_BUDGET = 1_500_000
+MIN_VOCABULARY = 10_000
+
+
+def vocabulary_cap(n_classes: int) -> int:
+    """Most frequent terms each TF-IDF vectorizer keeps, so that classes x terms stays in budget."""
+    return max(MIN_VOCABULARY, COEFFICIENT_BUDGET // max(n_classes, 1))
+
+
 def fit_baseline(data: Dataset, *, seed: int, device="cpu"):
     """Fit the no-transfer model for `data`'s modality. Classes are weighed alike, as the probe
     weighs them (the same fit where every class has as many examples)."""
     if data.modality == "text":
-        words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+        cap = vocabulary_cap(len(np.unique(data.labels.astype(str))))
+        words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=cap)
+        chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, max_features=cap)
         return SklearnBaseline(make_pipeline(make_union(words, chars), LogisticRegression(C=10, max_iter=2000, class_weight="balanced"))).fit(data)
     if data.modality == "features":
         return SklearnBaseline(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced"))).fit(data)

@@ -399,7 +399,15 @@ def test_feature_columns_are_read_by_name_not_position(tmp_path):
                          "--out", tmp_path / "j", "--quiet"), "column id not in the training data")
     # an .npz has no names: read by position, as before
     np.savez(tmp_path / "x.npz", X=X.astype(np.float32), y=y)
-    assert json.loads(run("evaluate", tmp_path / "m", "--data", tmp_path / "x.npz", "--json", "--quiet").stdout) == reports[0]
+    r = run("evaluate", tmp_path / "m", "--data", tmp_path / "x.npz", "--json")
+    assert json.loads(r.stdout) == reports[0]
+    assert "x.npz has no column names: its features are read by position as the data" in r.stderr
+    assert "f0, f1, f2, f3" in r.stderr
+    # ... and so is a named --source beside an .npz --data, with the same note
+    r = run("fit", "--data", tmp_path / "x.npz", "--source", shuffled, "--strategy", "joint", "--encoder", "mlp",
+            "--cv", "0", "--out", tmp_path / "j2")
+    assert r.exit_code == 0, r.stderr
+    assert "the training data had no column names: its columns f3, f1, f0, f2 are read by position" in r.stderr
 
 
 def test_macro_f1_counts_classes_only_predicted_and_abstentions_are_reported():

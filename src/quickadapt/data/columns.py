@@ -18,7 +18,12 @@ def match_columns(data: Dataset, columns: list[str] | None, reference: str, *, d
     when every name differs. Missing columns are refused by name; extra ones too, unless
     `drop_extra` (predict: an id kept to join the predictions back), which leaves them out with a
     note."""
-    if data.modality != "features" or not columns or not data.columns or data.columns == list(columns):
+    if data.modality != "features":
+        return data
+    if bool(columns) != bool(data.columns):  # an .npz beside a named csv: nothing to match by
+        _note_read_by_position(data, columns, reference)
+        return data
+    if not columns or data.columns == list(columns):
         return data
     if len(set(columns)) == len(columns) and len(set(data.columns)) == len(data.columns):
         missing = [c for c in columns if c not in data.columns]
@@ -42,6 +47,18 @@ def match_columns(data: Dataset, columns: list[str] | None, reference: str, *, d
         return replace(data, inputs=np.asarray(data.inputs)[:, order], columns=list(columns))
     raise BadInput(f"{data.name or 'data'}: its feature columns ({_shown(data.columns)}) are not those of {reference} "
                    f"({_shown(columns)}); give the columns the names they had there")
+
+
+def _note_read_by_position(data: Dataset, columns: list[str] | None, reference: str) -> None:
+    """Say that one side's names went unchecked (a shuffled csv would be read wrong), when the
+    counts agree; a wrong count is the encoder's to refuse."""
+    if np.asarray(data.inputs).ndim == 2 and np.asarray(data.inputs).shape[1] == len(columns or data.columns):
+        if columns:
+            log(f"note: {data.name or 'data'} has no column names: its features are read by position as "
+                f"{reference}'s {_shown(list(columns))}")
+        else:
+            log(f"note: {data.name or 'data'}: {reference} had no column names: its columns "
+                f"{_shown(list(data.columns))} are read by position")
 
 
 ROW_ID_NAMES = {"id", "idx", "index", "row", "row_id", "rowid", "key", "no", "number"}

@@ -18,7 +18,7 @@ from quickadapt.adapt import adapt
 from quickadapt.data.dataset import Dataset
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
-from quickadapt.model import abstain_threshold, check_none_label
+from quickadapt.model import abstain_threshold, check_none_label, shown_score
 
 
 # settings that shape predictions or refits but are not stored in the model itself
@@ -159,7 +159,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         # numbers stay numbers (scikit-learn's metrics read an object array as "unknown" targets)
         numeric = self.classes_.dtype.kind in "biuf" and not isinstance(self.none_label, str)
         out = pred.astype(np.result_type(pred.dtype, np.asarray(self.none_label).dtype) if numeric else object)
-        out[proba.max(1) < t] = self.none_label
+        out[[shown_score(s) < t for s in proba.max(1)]] = self.none_label
         return out
 
     def _check_none_label_kind(self, classes: np.ndarray) -> None:

@@ -23,7 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Adapt models to new tasks from a few examples: transfer learning, domain adaptation, "
                        "meta-learning.")
 
-THRESHOLD_HELP = "Abstain below this top probability (0 to 1) instead of the calibrated threshold; implies --abstain."
+THRESHOLD_HELP = ("Abstain below this top probability (0 to 1; compared with the score as written, to 6 decimals) "
+                  "instead of the calibrated threshold; implies --abstain.")
 NONE_LABEL_HELP = "The answer when abstaining."
 
 def _show_version(value: bool) -> None:
@@ -236,6 +237,7 @@ def predict(
     """Predict a label (and score) for every input, in input order (an image folder's: by path
     below it, sorted as plain strings, so img10 comes before img2)."""
     from quickadapt.data import load_dataset
+    from quickadapt.model import shown_score
     from quickadapt.output import check_output
 
     if out is not None:
@@ -249,7 +251,7 @@ def predict(
         inputs.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
         threshold=threshold, progress=None if quiet else "predicting",
     )
-    rows = [{"input": i, "label": lab, "score": round(float(s), 6)} for i, lab, s in zip(inputs.input_ids(), labels, scores)]
+    rows = [{"input": i, "label": lab, "score": shown_score(s)} for i, lab, s in zip(inputs.input_ids(), labels, scores)]
     if out is not None:
         _write_predictions_atomically(out, rows)
     if as_json:

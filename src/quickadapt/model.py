@@ -14,6 +14,16 @@ from quickadapt.encoders.base import Encoder, embed
 from quickadapt.errors import BadInput, option
 
 MAIN_TASK = "main"
+# inputs embedded and scored at a time: a row's features are embed_dim floats (4.6 KB for minilm's
+# three layers), so 100,000 rows held at once took 460 MB, and a million would not fit
+PREDICT_CHUNK = 4096
+SCORE_DECIMALS = 6  # scores are written rounded to this
+
+
+def shown_score(score) -> float:
+    """A score as predict writes it. Abstaining compares this, so that rows of a written file kept
+    by score >= threshold are the rows answered (0.75177568, written 0.751776, was abstained at 0.751776)."""
+    return round(float(score), SCORE_DECIMALS)
 
 
 
@@ -90,9 +100,25 @@ class AdaptedModel(nn.Module):
             self.encoder, inputs, batch_size=batch_size, device=self.device, progress=progress, cache=not self.encoder_tuned
         )
 
-    @torch.no_grad()
     def predict_proba(self, inputs: Sequence, *, task: str = MAIN_TASK, progress: str | None = None) -> np.ndarray:
-        feats = torch.as_tensor(self.features(inputs, progress=progress), device=self.device)
+        """Class probabilities, one row per input (columns in `self.classes[task]`'s order)."""
+        chunks = [proba for _, proba in self.proba_chunks(inputs, task=task, progress=progress)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes[task])), dtype=np.float32)
+
+    def proba_chunks(self, inputs: Sequence, *, task: str = MAIN_TASK, progress: str | None = None):
+        """(first row, probabilities) for PREDICT_CHUNK inputs at a time, under one progress bar,
+        so what prediction holds at once does not grow with the number of inputs."""
+        from quickadapt.progress import progress_bar
+
+        self.check_task(task)
+        with progress_bar(progress, total=len(inputs)) as advance:
+            for start in range(0, len(inputs), PREDICT_CHUNK):
+                yield start, self.chunk_proba(inputs[start : start + PREDICT_CHUNK], task=task, advance=advance)
+
+    @torch.no_grad()
+    def chunk_proba(self, inputs: Sequence, *, task: str, advance=None) -> np.ndarray:
+        """Probabilities of a few inputs; `advance` moves the caller's progress bar by the rows done."""
+        feats = torch.as_tensor(self.features(inputs, progress=advance), device=self.device)
         head = self.heads[task]
         head.eval()
         return torch.softmax(head(feats).float(), dim=-1).cpu().numpy()
@@ -110,17 +136,18 @@ class AdaptedModel(nn.Module):
                                f"for task {task!r}")
             t = abstain_threshold(self.threshold, threshold)
             check_none_label(none_label, self.classes[task])
-        proba = self.predict_proba(inputs, task=task, progress=progress)
-        bad = np.flatnonzero(~np.isfinite(proba).all(1)) if len(proba) else []
-        if len(bad):  # NaN would read as the first class with a score that never abstains
-            raise BadInput(f"the model's scores for input {bad[0] + 1} (of {len(bad)} such inputs) are not finite numbers "
-                           "(NaN or inf): its values lie far outside what the model was fit on, or its weights diverged")
         names = np.asarray(self.classes[task], dtype=object)
-        best = proba.argmax(1) if len(proba) else np.zeros(0, dtype=int)
-        scores = proba.max(1) if len(proba) else np.zeros(0)
-        labels = names[best].tolist()
+        labels: list[str] = []
+        scores = np.zeros(len(inputs))
+        for start, proba in self.proba_chunks(inputs, task=task, progress=progress):
+            bad = np.flatnonzero(~np.isfinite(proba).all(1))
+            if len(bad):  # NaN would read as the first class with a score that never abstains
+                raise BadInput(f"the model's scores for input {start + bad[0] + 1} are not finite numbers "
+                               "(NaN or inf): its values lie far outside what the model was fit on, or its weights diverged")
+            labels += names[proba.argmax(1)].tolist()
+            scores[start : start + len(proba)] = proba.max(1)
         if abstain:
-            labels = [none_label if s < t else lab for lab, s in zip(labels, scores)]
+            labels = [none_label if shown_score(s) < t else lab for lab, s in zip(labels, scores)]
         return labels, scores
 
     def check_task(self, task: str) -> None:
@@ -137,7 +164,7 @@ class BlendedModel(AdaptedModel):
     geometric mean of probabilities (a weighted sum of log-probabilities, renormalised): a class
     that one part rules out stays unlikely, which an arithmetic mean would blur.
 
-    It answers as the first part does in everything but `predict_proba` (encoder, heads, kind),
+    It answers as the first part does in everything but its probabilities (encoder, heads, kind),
     so the CLI and the Python API need not tell it apart; the artifact stores each part as an
     ordinary model folder (docs/artifact.md)."""
 
@@ -156,13 +183,12 @@ class BlendedModel(AdaptedModel):
         self.weights = [float(w) for w in weights]
 
     @torch.no_grad()
-    def predict_proba(self, inputs: Sequence, *, task: str = MAIN_TASK, progress: str | None = None) -> np.ndarray:
-        if task != MAIN_TASK:
-            raise BadInput(f"{option('task')} {task!r}: this model has tasks {MAIN_TASK}")
+    def chunk_proba(self, inputs: Sequence, *, task: str, advance=None) -> np.ndarray:
         used = [(p, w) for p, w in zip(self.parts, self.weights) if w > 0]
-        mixed = mix_log_proba([np.log(np.clip(p.predict_proba(inputs, progress=progress), 1e-12, None)) for p, _ in used],
-                              [w for _, w in used])
-        return np.exp(mixed).astype(np.float32)
+        # the bar counts the first part's rows: the others follow it chunk by chunk
+        logs = [np.log(np.clip(p.chunk_proba(inputs, task=task, advance=advance if i == 0 else None), 1e-12, None))
+                for i, (p, _) in enumerate(used)]
+        return np.exp(mix_log_proba(logs, [w for _, w in used])).astype(np.float32)
 
 
 def mix_log_proba(log_probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:

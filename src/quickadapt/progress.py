@@ -16,11 +16,15 @@ LOG_EVERY = 30.0  # seconds between plain progress lines where stderr is not a t
 
 
 @contextlib.contextmanager
-def progress_bar(description: str | None, total: int):
+def progress_bar(description, total: int):
     """Yields `advance(n, description=None)`. Shows a bar on stderr only when described, not
     quiet, worth it, and drawn on a terminal: rich redraws a bar in place, which a log file or a
     pipe keeps only as an empty line. There, a long run writes a plain line every LOG_EVERY
-    seconds instead (a 5-minute predict into a log said nothing until it ended)."""
+    seconds instead (a 5-minute predict into a log said nothing until it ended). An outer bar's
+    `advance` given as `description` is yielded as it is: the steps count towards that bar."""
+    if callable(description):
+        yield description
+        return
     if description is None or _QUIET["on"] or total <= 0:
         yield lambda n=1, description=None: None
         return

@@ -135,7 +135,7 @@ def embed(
     *,
     batch_size: int | None = None,
     device: torch.device | str = "cpu",
-    progress: str | None = None,
+    progress=None,
     cache: bool = True,
 ) -> np.ndarray:
     """Features of `inputs` as a float32 (n, embed_dim) array, in eval mode.
@@ -145,7 +145,8 @@ def embed(
     CACHE_CHUNK rows, so an interrupted run keeps what it computed. An input given several
     times is embedded once. Never cache an
     encoder that is being trained: its weights hash changes every step, so it would only fill
-    the disk; callers pass cache=False then."""
+    the disk; callers pass cache=False then. `progress` describes a bar of its own, or is an
+    outer bar's `advance`, moved by every row."""
     from quickadapt.data.dataset import content_key
     from quickadapt.encoders.cache import EmbeddingCache
     from quickadapt.progress import progress_bar
@@ -160,10 +161,7 @@ def embed(
     keys = [content_key(x, encoder.modality) for x in inputs]
     todo = list(range(n))
     if store is not None:
-        found = store.lookup(keys, encoder.embed_dim)
-        for i, row in found.items():
-            out[i] = row
-        todo = [i for i in range(n) if i not in found]
+        todo = np.flatnonzero(~store.read_into(keys, out)).tolist()
     todo, copies = distinct_positions(keys, todo)
     was_training = encoder.training
     encoder.eval()
@@ -180,6 +178,8 @@ def embed(
                 store.add([keys[i] for i in pending], out[pending])
                 pending = []
     encoder.train(was_training)
+    if callable(progress):  # an outer bar counts rows: those the cache or a copy served are done too
+        progress(n - len(todo))
     if store is not None and pending:
         store.add([keys[i] for i in pending], out[pending])
     for i, first in copies:

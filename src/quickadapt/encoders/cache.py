@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 from quickadapt.data.dataset import content_key
 
@@ -48,28 +48,35 @@ class EmbeddingCache:
         key = hashlib.sha256(f"{encoder_fingerprint(encoder)}|{__version__}".encode()).hexdigest()[:32]
         return cls(cache_root() / key)
 
-    def lookup(self, keys: Sequence[bytes], dim: int) -> dict[int, np.ndarray]:
-        """Stored rows of `dim` finite values for the inputs whose `content_key`s are `keys` (every
-        position of an input given twice); a damaged shard or row is only a cache miss."""
+    def read_into(self, keys: Sequence[bytes], out: np.ndarray) -> np.ndarray:
+        """Copy the stored rows of finite values for the inputs whose `content_key`s are `keys`
+        into `out`'s rows (every position of an input given twice); return which were found. A
+        damaged shard or row is only a cache miss. A shard's features are read only when it holds
+        a wanted key, and dropped before the next is read: holding the rows found as views kept
+        every shard touched in memory at once."""
+        found = np.zeros(len(keys), dtype=bool)
         if not self.directory.is_dir():
-            return {}
+            return found
         wanted: dict[bytes, list[int]] = {}
         for i, k in enumerate(keys):
             wanted.setdefault(k, []).append(i)
-        found: dict[int, np.ndarray] = {}
         for shard in sorted(self.directory.glob("*.safetensors")):
             try:
-                data = load_file(str(shard))
-                shard_keys, features = data["keys"], data["features"]
+                with safe_open(str(shard), framework="numpy") as f:
+                    shard_keys = f.get_tensor("keys")
+                    rows = [j for j, key in enumerate(shard_keys) if key.tobytes() in wanted]
+                    features = f.get_tensor("features") if rows else None
             except Exception:  # unreadable, or not a shard of ours
                 continue
-            if features.ndim != 2 or features.shape[1] != dim or len(shard_keys) != len(features):
+            if features is None or features.ndim != 2 or features.shape[1] != out.shape[1] or len(shard_keys) != len(features):
                 continue
-            for key, row in zip(shard_keys, features):
-                if key.tobytes() in wanted and np.isfinite(row).all():
-                    for i in wanted[key.tobytes()]:
-                        found[i] = row
-            if len(found) == len(keys):  # every position asked for (the shard's own names once shadowed it)
+            for j in rows:
+                key = shard_keys[j].tobytes()
+                if key in wanted and np.isfinite(features[j]).all():
+                    positions = wanted.pop(key)
+                    out[positions] = features[j]
+                    found[positions] = True
+            if not wanted:  # every position asked for (the shard's own names once shadowed it)
                 break
         return found
 

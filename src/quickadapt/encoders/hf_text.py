@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from quickadapt.encoders.base import Encoder
+from quickadapt.encoders.base import CACHE_CHUNK, Encoder
 from quickadapt.errors import BadInput
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -130,10 +130,13 @@ class HFTextEncoder(Encoder):
 
         if not len(texts):
             return
-        # one token past the limit tells cut from whole, without tokenizing all of a long text
-        lengths = self.tokenizer(list(texts), truncation=True, max_length=self.max_length + 1,
-                                 return_length=True)["length"]
-        cut = sum(n > self.max_length for n in lengths)
+        # one token past the limit tells cut from whole, without tokenizing all of a long text;
+        # a chunk at a time, since the tokenizer's output for all at once grew with the input
+        cut = 0
+        for start in range(0, len(texts), CACHE_CHUNK):
+            lengths = self.tokenizer(list(texts[start : start + CACHE_CHUNK]), truncation=True,
+                                     max_length=self.max_length + 1, return_length=True)["length"]
+            cut += sum(n > self.max_length for n in lengths)
         if cut:
             limit = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
             log(f"note: {cut} of {len(texts)} texts are longer than {self.max_length} tokens (encoder.max_length) "

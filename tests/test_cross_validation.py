@@ -149,3 +149,47 @@ def test_an_input_under_several_labels_is_held_out_row_by_row():
     assert 0.7 <= model.info["cv_accuracy"] <= 0.9  # the rule gives 80 % on new rows
     pure = Dataset("features", np.asarray([[0.0], [0.0], [1.0], [1.0], [2.0]]), np.asarray(list("aabbb"), dtype=object))
     assert distinct_examples(pure).tolist() == [0, 0, 1, 1, 2]  # copies under one label stay grouped
+
+
+class TextRecorder(Recorder):
+    def fit(self, train: Dataset):
+        model = super().fit(Dataset("features", np.zeros((len(train), 1)), train.labels))
+        self.trained_on[-1] = list(train.inputs)  # the texts, not the zeros
+        return model
+
+
+def test_texts_that_differ_only_in_case_or_spaces_are_held_out_together():
+    """MiniLM lowercases and strips, so such twins embed identically: held out apart, each fold
+    scored texts it had trained on (12 random-label classes with an upper-case twin of every row:
+    65 % estimated, chance 8 %)."""
+    texts = ["what is my balance", "What is my balance ", "WHAT IS MY  BALANCE", "show my balance",
+             "book a flight", "Book a flight", "fly me to rome", "get me a plane ticket", "ｂｏｏｋ a flight"]
+    data = Dataset("text", texts, np.asarray(list("aaaabbbbb"), dtype=object))
+    assert distinct_examples(data).tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 2]  # full-width letters too (NFKC)
+    rec = TextRecorder()
+    scored, _, _ = out_of_fold(data, rec.fit, n_splits=2, seed=0)
+    twins = {0: [0, 1, 2], 4: [4, 5, 8]}
+    for trained in rec.trained_on:  # a text trains with all of its twins or with none
+        for group in twins.values():
+            assert len({texts[i] in trained for i in group}) == 1
+
+
+def test_case_twins_do_not_raise_the_estimate_on_random_labels():
+    """Real CLINC texts under random labels, each beside its upper-case twin: nothing can be
+    learnt, so the estimate must stay near chance (1 in 6)."""
+    clinc = load_dataset("builtin:clinc150-train")
+    texts = [clinc.inputs[i] for i in np.random.default_rng(0).choice(len(clinc), 30, replace=False)]
+    labels = np.random.default_rng(1).choice(list("abcdef"), 30).astype(object)
+    twins = Dataset("text", [t for x in texts for t in (x, x.upper())], np.repeat(labels, 2))
+    model = adapt(twins, encoder="minilm", strategy="probe", cv=3, progress=False)
+    assert model.info["cv_accuracy"] < 0.4
+
+
+def test_a_source_text_that_differs_only_in_case_is_a_data_text():
+    from quickadapt.adapt import shared_inputs
+
+    data = Dataset("text", ["what is my balance", "book a flight"], np.asarray(["a", "b"], dtype=object))
+    source = Dataset("text", ["What is my balance?", " WHAT IS MY BALANCE", "set an alarm"],
+                     np.asarray(["x", "x", "y"], dtype=object))
+    in_data, _ = shared_inputs(source, data)
+    assert [k is not None for k in in_data] == [False, True, False]  # the question mark is a real difference

@@ -12,8 +12,8 @@ from quickadapt.progress import log, progress_bar
 
 
 def distinct_examples(data: Dataset) -> np.ndarray:
-    """Each example numbered in order of first appearance, copies alike: the same text, image or
-    feature row with the same label. An input seen under two or more labels is not a copy but
+    """Each example numbered in order of first appearance, copies alike: the same text (capitals
+    and spacing aside: `example_key`), image or feature row with the same label. An input seen under two or more labels is not a copy but
     an input that recurs (a few discrete features, noisy labels): each of its rows counts on its
     own, as new rows with it will come. (Grouped by input and label, such rows were held out
     against training rows of the same input under the other labels: 23 % estimated, 77.5 % real.)"""

@@ -153,7 +153,10 @@ def fit(
 def _fit_summary(r: dict) -> str:
     lines = [f"adapted {r['encoder']} with {r['strategy']} on {r['n_examples']} examples, {r['n_classes']} classes -> {r['out']}"]
     if "cv_accuracy" in r:
-        partial = f" ({r['cv_scored']} of {r['n_examples']} examples; {r['cv_note']})" if "cv_note" in r else ""
+        of = f"{r['n_distinct']} distinct" if "n_distinct" in r else f"{r['n_examples']}"
+        partial = (f" ({r['cv_scored']} of {of} examples; {r['cv_note']})" if "cv_note" in r
+                   else f" (on {r['cv_scored']} distinct examples: copies count once)" if "n_distinct" in r
+                   else "")
         asked = r.get("cv")
         folds = r.get("cv_folds", asked)
         fewer = f", not {asked}: the smallest class held out has {folds} distinct examples" if folds != asked else ""

@@ -416,6 +416,43 @@ def test_macro_f1_counts_classes_only_predicted_and_abstentions_are_reported():
     assert r["macro_f1"] < classification_report(truth, ["weather", "weather", "balance", "__none__"])["macro_f1"]
 
 
+def test_out_of_scope_rows_answered_with_a_class_are_counted_beside_its_in_scope_precision():
+    """Precision stays over in-scope rows (the CLINC protocol), so a class that swallows
+    out-of-scope questions looked precise (0.964 while 16 of 60 were answered with it)."""
+    from quickadapt.evaluate.metrics import classification_report
+
+    truth = ["weather", "weather", "balance", "oos", "oos", "oos", "oos"]
+    pred = ["weather", "weather", "balance", "weather", "weather", "music", "__none__"]
+    r = classification_report(truth, pred, oos_label="oos")
+    assert r["per_class"]["weather"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2, "oos_answered": 2}
+    assert r["per_class"]["balance"]["oos_answered"] == 0
+    # answered on out-of-scope rows only: counted, but no in-scope figure, and no part of the macro F1
+    assert r["per_class"]["music"] == {"precision": None, "recall": None, "f1": None, "support": 0, "oos_answered": 1}
+    assert r["macro_f1"] == 1.0 and r["accuracy"] == 1.0 and r["oos_recall"] == 0.25
+    only_oos = classification_report(["oos", "oos"], ["weather", "__none__"], oos_label="oos")
+    assert only_oos["per_class"] == {"weather": {"precision": None, "recall": None, "f1": None, "support": 0,
+                                                 "oos_answered": 1}}
+    assert "oos_answered" not in classification_report(truth[:3], pred[:3])["per_class"]["weather"]
+
+
+def test_evaluate_names_the_classes_that_answer_out_of_scope_rows(text_model, clinc_small, tmp_path):
+    out, _ = text_model
+    oos = ["what is the meaning of life", "sing me a song about whales", "who won the football game last night",
+           "how many legs does a spider have", "tell me about the roman empire", "what is my credit score"]
+    test = tmp_path / "with_oos.csv"
+    with open(test, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([(r["text"], r["label"]) for r in csv.DictReader(open(clinc_small["test"]))] + [(t, "oos") for t in oos])
+    report = json.loads(run("evaluate", out, "--data", test, "--oos-label", "oos", "--json", "--quiet").stdout)
+    answered = {lab: m["oos_answered"] for lab, m in report["per_class"].items()}
+    assert sum(answered.values()) == 6  # without --abstain every out-of-scope row gets a class
+    r = run("evaluate", out, "--data", test, "--oos-label", "oos", "--quiet")
+    most = sorted(answered.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    line = "out-of-scope rows answered most as: " + ", ".join(f"{lab} {n}" for lab, n in most if n)
+    assert r.exit_code == 0 and line in r.stdout.splitlines()
+
+
 def test_a_note_is_shown_once_per_fit_not_per_fold(capsys):
     from quickadapt.progress import each_note_once, log
 

@@ -331,14 +331,24 @@ def evaluate(
     abstained = f" ({report['n_abstained']} abstained, counted wrong)" if report.get("n_abstained") else ""
     summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples{abstained}"
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
-    worst = sorted(report["per_class"].items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:3]
-    if len(report["per_class"]) > 1:  # the classes to look at first; --json has them all
+    scored = {lab: m for lab, m in report["per_class"].items() if m["f1"] is not None}  # in-scope classes
+    worst = sorted(scored.items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:3]
+    if len(scored) > 1:  # the classes to look at first; --json has them all
         summary += "\nlowest F1: " + ", ".join(f"{lab} {m['f1']:.1%}" for lab, m in worst)
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
         if not (abstain or threshold is not None):  # every input got a class: no recall is possible
             summary += " (without --abstain every input gets a class; add it to answer none of these)"
+        summary += _oos_swallowers(report["per_class"])
     emit(report, as_json, summary)
+
+
+def _oos_swallowers(per_class: dict) -> str:
+    """A line naming the classes that answered the most out-of-scope rows: their precision is over
+    in-scope rows only, so it does not show them."""
+    most = sorted(((m["oos_answered"], lab) for lab, m in per_class.items() if m.get("oos_answered")),
+                  key=lambda nl: (-nl[0], nl[1]))[:3]
+    return ("\nout-of-scope rows answered most as: " + ", ".join(f"{lab} {n}" for n, lab in most)) if most else ""
 
 
 @app.command()

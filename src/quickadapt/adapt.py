@@ -249,14 +249,16 @@ def adapt(
             if "cv_accuracy" in info:
                 info["negative_transfer"] = info["cv_accuracy"] <= info["baseline"]["cv_accuracy"]
                 info["p_transfer_better"] = mcnemar_greater(data, oof, base_oof)
+                if info["negative_transfer"]:  # the baseline's lead can be noise as much as transfer's
+                    info["p_baseline_better"] = mcnemar_greater(data, base_oof, oof)
     model.info.update(info)
     return model
 
 
 def mcnemar_greater(data: Dataset, oof, base_oof) -> float | None:
-    """`mcnemar_p` that the transferred model beats the baseline on the distinct held-out
-    examples of their out-of-fold predictions, each once (the same folds score both; None if
-    they do not)."""
+    """`mcnemar_p` that the transferred model beats the baseline (swapped: the reverse) on the
+    distinct held-out examples of their out-of-fold predictions, each once (the same folds score
+    both; None if they do not)."""
     if not np.array_equal(oof[0], base_oof[0]):
         return None
     keep = one_per_example(data, oof[0])

@@ -173,11 +173,12 @@ def _fit_summary(r: dict) -> str:
         lines.append(f"baseline ({base['name']}, no transfer): {base['cv_accuracy']:.1%}")
     elif base:  # asked for, but cross-validation scored nothing: no figure to compare
         lines.append(f"baseline ({base['name']}, no transfer): no estimate either, so no comparison")
-    if r.get("negative_transfer"):
-        lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing")
-    elif r.get("negative_transfer") is False:
-        from quickadapt.evaluate.cv import SIGNIFICANCE
+    from quickadapt.evaluate.cv import SIGNIFICANCE
 
+    if r.get("negative_transfer"):
+        lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing"
+                     + _baseline_lead(r, SIGNIFICANCE))
+    elif r.get("negative_transfer") is False:
         p = r.get("p_transfer_better")
         # from random weights nothing pretrained is transferred: what wins is the strategy's training
         what = "transfer" if r.get("encoder_pretrained", True) else f"{r['strategy']} on {r['encoder']}"
@@ -190,6 +191,21 @@ def _fit_summary(r: dict) -> str:
     if not r.get("encoder_pretrained", True):
         lines.append(f"note: {r['encoder']} starts from random weights, so nothing pretrained was transferred")
     return "\n".join(lines)
+
+
+def _baseline_lead(r: dict, significance: float) -> str:
+    """How far the baseline's tie or lead over the transferred model is more than noise: on a few
+    held-out examples one answer apart is a lead (73.3 against 80.0 % on 15 wine samples: 96.3
+    against 95.7 % on the 163 held out), and saying only "NOT better" overstates it."""
+    n = r.get("cv_scored", r["n_examples"])
+    p = r.get("p_baseline_better")
+    if r["cv_accuracy"] == r["baseline"]["cv_accuracy"]:
+        return f" (they tie on {n} held-out examples)"
+    if p is None:
+        return ""
+    if p >= significance:
+        return f", though the baseline's lead is within the noise of {n} held-out examples (McNemar p = {p:.2f})"
+    return f": the baseline is better (McNemar p = {p:.3f})"
 
 
 def _load(model_dir: Path, device: str):

@@ -149,3 +149,105 @@ def test_an_input_under_several_labels_is_held_out_row_by_row():
     assert 0.7 <= model.info["cv_accuracy"] <= 0.9  # the rule gives 80 % on new rows
     pure = Dataset("features", np.asarray([[0.0], [0.0], [1.0], [1.0], [2.0]]), np.asarray(list("aabbb"), dtype=object))
     assert distinct_examples(pure).tolist() == [0, 0, 1, 1, 2]  # copies under one label stay grouped
+
+
+class TextRecorder(Recorder):
+    def fit(self, train: Dataset):
+        model = super().fit(Dataset("features", np.zeros((len(train), 1)), train.labels))
+        self.trained_on[-1] = list(train.inputs)  # the texts, not the zeros
+        return model
+
+
+def test_texts_that_differ_only_in_case_or_spaces_are_held_out_together():
+    """MiniLM lowercases and strips, so such twins embed identically: held out apart, each fold
+    scored texts it had trained on (12 random-label classes with an upper-case twin of every row:
+    65 % estimated, chance 8 %)."""
+    texts = ["what is my balance", "What is my balance ", "WHAT IS MY  BALANCE", "show my balance",
+             "book a flight", "Book a flight", "fly me to rome", "get me a plane ticket", "ｂｏｏｋ a flight"]
+    data = Dataset("text", texts, np.asarray(list("aaaabbbbb"), dtype=object))
+    assert distinct_examples(data).tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 2]  # full-width letters too (NFKC)
+    rec = TextRecorder()
+    scored, _, _ = out_of_fold(data, rec.fit, n_splits=2, seed=0)
+    twins = {0: [0, 1, 2], 4: [4, 5, 8]}
+    for trained in rec.trained_on:  # a text trains with all of its twins or with none
+        for group in twins.values():
+            assert len({texts[i] in trained for i in group}) == 1
+
+
+def test_case_twins_do_not_raise_the_estimate_on_random_labels():
+    """Real CLINC texts under random labels, each beside its upper-case twin: nothing can be
+    learnt, so the estimate must stay near chance (1 in 6)."""
+    clinc = load_dataset("builtin:clinc150-train")
+    texts = [clinc.inputs[i] for i in np.random.default_rng(0).choice(len(clinc), 30, replace=False)]
+    labels = np.random.default_rng(1).choice(list("abcdef"), 30).astype(object)
+    twins = Dataset("text", [t for x in texts for t in (x, x.upper())], np.repeat(labels, 2))
+    model = adapt(twins, encoder="minilm", strategy="probe", cv=3, progress=False)
+    assert model.info["cv_accuracy"] < 0.4
+
+
+def test_a_source_text_that_differs_only_in_case_is_a_data_text():
+    from quickadapt.adapt import shared_inputs
+
+    data = Dataset("text", ["what is my balance", "book a flight"], np.asarray(["a", "b"], dtype=object))
+    source = Dataset("text", ["What is my balance?", " WHAT IS MY BALANCE", "set an alarm"],
+                     np.asarray(["x", "x", "y"], dtype=object))
+    in_data, _ = shared_inputs(source, data)
+    assert [k is not None for k in in_data] == [False, True, False]  # the question mark is a real difference
+
+
+def digits_features(per_class: int) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return sample_per_class(Dataset("features", x.astype(np.float32), y.astype(str).astype(object)), per_class, seed=0)
+
+
+def test_copies_count_once_in_the_estimate_its_p_value_and_its_count():
+    """Copies share a fold and an input, so they add no evidence: 50 digits written 3 times each
+    were 'better than the baseline (McNemar p = 0.039)' over 150 scored rows, the same 50 once
+    'within the noise' (p = 0.23)."""
+    from quickadapt.cli import _fit_summary
+
+    from quickadapt.adapt import mcnemar_greater
+    from quickadapt.evaluate.cv import oof_accuracy
+
+    once = digits_features(5)
+    triple = np.repeat(np.arange(len(once)), 3)
+    thrice = once.subset(triple)
+    # the same out-of-fold answers, each copy answered alike: the same figures as the rows once
+    rng = np.random.default_rng(0)
+    pred, base = (np.where(rng.random(50) < q, once.labels, "0").astype(object) for q in (0.8, 0.6))
+    p_once = mcnemar_greater(once, (np.arange(50), pred, None), (np.arange(50), base, None))
+    p_thrice = mcnemar_greater(thrice, (np.arange(150), pred[triple], None), (np.arange(150), base[triple], None))
+    assert p_thrice == p_once and p_once > 0.001
+    assert oof_accuracy(thrice, (np.arange(150), pred[triple], None)) == oof_accuracy(once, (np.arange(50), pred, None))
+    # a real fit: the probe on the copies answers as on the rows once, and says of how many
+    a = adapt(once, encoder="mlp", cv=3, progress=False).info
+    b = adapt(thrice, encoder="mlp", cv=3, baseline=True, progress=False).info
+    for key in ("cv_accuracy", "cv_scored"):
+        assert a[key] == b[key], key
+    assert a["cv_scored"] == 50 and "n_distinct" not in a and b["n_distinct"] == 50
+    summary = _fit_summary({**b, "out": "m", "encoder": "mlp", "strategy": "probe"})
+    assert "(on 50 distinct examples: copies count once)" in summary and "of 50 held-out examples" in summary
+    # a class of one example written three times is one class that is never scored, not three
+    lone = Dataset("features", np.concatenate([thrice.inputs, np.repeat(thrice.inputs[:1] + 1, 3, axis=0)]),
+                   np.append(thrice.labels, ["lone"] * 3).astype(object))
+    c = adapt(lone, encoder="mlp", cv=3, progress=False).info
+    assert c["cv_scored"] == 50 and c["n_distinct"] == 51 and c["cv_note"].startswith("1 class has one example")
+    assert "(50 of 51 distinct examples; 1 class has one example" in _fit_summary({**c, "out": "m", "encoder": "mlp",
+                                                                                    "strategy": "probe"})
+
+
+def test_without_copies_every_row_counts_as_before():
+    from quickadapt.adapt import mcnemar_greater
+    from quickadapt.evaluate.cv import mcnemar_p, oof_accuracy
+
+    rng = np.random.default_rng(0)
+    data = rows(rng.choice(list("abc"), 60).tolist())  # 60 distinct inputs
+    scored = np.arange(60)
+    pred, base = (rng.choice(list("abc"), 60).astype(object) for _ in range(2))
+    truth = data.labels
+    assert oof_accuracy(data, (scored, pred, None)) == float(np.mean(pred == truth))
+    assert mcnemar_greater(data, (scored, pred, None), (scored, base, None)) == mcnemar_p(pred == truth, base == truth)
+    info = adapt(digits_features(4), encoder="mlp", cv=3, progress=False).info
+    assert info["cv_scored"] == 40 and "n_distinct" not in info and "cv_note" not in info

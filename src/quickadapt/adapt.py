@@ -26,7 +26,8 @@ from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
-from quickadapt.evaluate.cv import calibrate_threshold, mcnemar_p, n_folds, oof_accuracy, out_of_fold
+from quickadapt.evaluate.cv import (calibrate_threshold, mcnemar_p, n_distinct, n_folds, one_per_example, oof_accuracy,
+                                    out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.train import pick_device, seed_everything
@@ -210,12 +211,15 @@ def adapt(
     folds_bar = "cross-validation folds" if progress else None
     oof = out_of_fold(data, fit_fold, cv, seed, progress=folds_bar) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
+    distinct = n_distinct(data)
+    if distinct < len(data):  # copies count once in the figures below: say of how many
+        info["n_distinct"] = distinct
     if oof is not None:
         info["cv_accuracy"] = oof_accuracy(data, oof)
-        info["cv_scored"] = len(oof[0])
+        info["cv_scored"] = len(one_per_example(data, oof[0]))  # copies are one held-out example
         info["cv_folds"] = n_folds(data, cv)  # "cv" keeps what was asked, so a reload refits alike
-        if len(oof[0]) < len(data):
-            n = len(data) - len(oof[0])  # one example each
+        if info["cv_scored"] < distinct:
+            n = distinct - info["cv_scored"]  # one distinct example each (with any copies of it)
             info["cv_note"] = f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, never scored"
     elif cv and cv > 1:
         info["cv_note"] = ("too few examples per class for cross-validation (need 2 in at least 2 classes; "
@@ -245,17 +249,21 @@ def adapt(
             if "cv_accuracy" in info:
                 info["negative_transfer"] = info["cv_accuracy"] <= info["baseline"]["cv_accuracy"]
                 info["p_transfer_better"] = mcnemar_greater(data, oof, base_oof)
+                if info["negative_transfer"]:  # the baseline's lead can be noise as much as transfer's
+                    info["p_baseline_better"] = mcnemar_greater(data, base_oof, oof)
     model.info.update(info)
     return model
 
 
 def mcnemar_greater(data: Dataset, oof, base_oof) -> float | None:
-    """`mcnemar_p` that the transferred model beats the baseline on the held-out examples of
-    their out-of-fold predictions (the same folds score both; None if they do not)."""
+    """`mcnemar_p` that the transferred model beats the baseline (swapped: the reverse) on the
+    distinct held-out examples of their out-of-fold predictions, each once (the same folds score
+    both; None if they do not)."""
     if not np.array_equal(oof[0], base_oof[0]):
         return None
-    truth = data.labels[oof[0]]
-    return mcnemar_p(oof[1] == truth, base_oof[1] == truth)
+    keep = one_per_example(data, oof[0])
+    truth = data.labels[oof[0][keep]]
+    return mcnemar_p(oof[1][keep] == truth, base_oof[1][keep] == truth)
 
 
 def _encoder_settings(name: str, data: Dataset, params: dict | None, grey: bool | None) -> dict:

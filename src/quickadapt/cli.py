@@ -154,7 +154,10 @@ def fit(
 def _fit_summary(r: dict) -> str:
     lines = [f"adapted {r['encoder']} with {r['strategy']} on {r['n_examples']} examples, {r['n_classes']} classes -> {r['out']}"]
     if "cv_accuracy" in r:
-        partial = f" ({r['cv_scored']} of {r['n_examples']} examples; {r['cv_note']})" if "cv_note" in r else ""
+        of = f"{r['n_distinct']} distinct" if "n_distinct" in r else f"{r['n_examples']}"
+        partial = (f" ({r['cv_scored']} of {of} examples; {r['cv_note']})" if "cv_note" in r
+                   else f" (on {r['cv_scored']} distinct examples: copies count once)" if "n_distinct" in r
+                   else "")
         asked = r.get("cv")
         folds = r.get("cv_folds", asked)
         fewer = f", not {asked}: the smallest class held out has {folds} distinct examples" if folds != asked else ""
@@ -171,11 +174,12 @@ def _fit_summary(r: dict) -> str:
         lines.append(f"baseline ({base['name']}, no transfer): {base['cv_accuracy']:.1%}")
     elif base:  # asked for, but cross-validation scored nothing: no figure to compare
         lines.append(f"baseline ({base['name']}, no transfer): no estimate either, so no comparison")
-    if r.get("negative_transfer"):
-        lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing")
-    elif r.get("negative_transfer") is False:
-        from quickadapt.evaluate.cv import SIGNIFICANCE
+    from quickadapt.evaluate.cv import SIGNIFICANCE
 
+    if r.get("negative_transfer"):
+        lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing"
+                     + _baseline_lead(r, SIGNIFICANCE))
+    elif r.get("negative_transfer") is False:
         p = r.get("p_transfer_better")
         # from random weights nothing pretrained is transferred: what wins is the strategy's training
         what = "transfer" if r.get("encoder_pretrained", True) else f"{r['strategy']} on {r['encoder']}"
@@ -188,6 +192,21 @@ def _fit_summary(r: dict) -> str:
     if not r.get("encoder_pretrained", True):
         lines.append(f"note: {r['encoder']} starts from random weights, so nothing pretrained was transferred")
     return "\n".join(lines)
+
+
+def _baseline_lead(r: dict, significance: float) -> str:
+    """How far the baseline's tie or lead over the transferred model is more than noise: on a few
+    held-out examples one answer apart is a lead (73.3 against 80.0 % on 15 wine samples: 96.3
+    against 95.7 % on the 163 held out), and saying only "NOT better" overstates it."""
+    n = r.get("cv_scored", r["n_examples"])
+    p = r.get("p_baseline_better")
+    if r["cv_accuracy"] == r["baseline"]["cv_accuracy"]:
+        return f" (they tie on {n} held-out examples)"
+    if p is None:
+        return ""
+    if p >= significance:
+        return f", though the baseline's lead is within the noise of {n} held-out examples (McNemar p = {p:.2f})"
+    return f": the baseline is better (McNemar p = {p:.3f})"
 
 
 def _load(model_dir: Path, device: str):
@@ -330,14 +349,24 @@ def evaluate(
     abstained = f" ({report['n_abstained']} abstained, counted wrong)" if report.get("n_abstained") else ""
     summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples{abstained}"
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
-    worst = sorted(report["per_class"].items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:3]
-    if len(report["per_class"]) > 1:  # the classes to look at first; --json has them all
+    scored = {lab: m for lab, m in report["per_class"].items() if m["f1"] is not None}  # in-scope classes
+    worst = sorted(scored.items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:3]
+    if len(scored) > 1:  # the classes to look at first; --json has them all
         summary += "\nlowest F1: " + ", ".join(f"{lab} {m['f1']:.1%}" for lab, m in worst)
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
         if not (abstain or threshold is not None):  # every input got a class: no recall is possible
             summary += " (without --abstain every input gets a class; add it to answer none of these)"
+        summary += _oos_swallowers(report["per_class"])
     emit(report, as_json, summary)
+
+
+def _oos_swallowers(per_class: dict) -> str:
+    """A line naming the classes that answered the most out-of-scope rows: their precision is over
+    in-scope rows only, so it does not show them."""
+    most = sorted(((m["oos_answered"], lab) for lab, m in per_class.items() if m.get("oos_answered")),
+                  key=lambda nl: (-nl[0], nl[1]))[:3]
+    return ("\nout-of-scope rows answered most as: " + ", ".join(f"{lab} {n}" for n, lab in most)) if most else ""
 
 
 @app.command()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -122,7 +123,21 @@ def example_key(x, modality: str) -> bytes:
     --source rows that are --data rows): `content_key`, except that feature rows compare at
     float32, so the same numbers written to one file as float32 and to another as float64 match
     (0.1234 read back from float32 is 0.12340000271797180; a source copy missed trained each
-    fold on what it held out: 100 % on random labels)."""
+    fold on what it held out: 100 % on random labels), and texts compare in `text_normal_form`."""
     if modality == "features":
         x = np.asarray(x, dtype=np.float32)
+    if modality == "text":
+        x = text_normal_form(x)
     return content_key(x, modality)
+
+
+def text_normal_form(text: str) -> str:
+    """A text as cross-validation compares it: Unicode-normalised (NFKC), runs of white space as
+    one space, none around it, capitals folded. MiniLM lowercases and strips, so "What is my
+    balance " and "WHAT IS MY BALANCE" embed exactly as "what is my balance" does; keyed on their
+    bytes, such twins were held out apart and each fold scored texts it had trained on (12
+    random-label classes with an upper-case twin of every row: 65 % estimated, chance 8 %).
+    For an encoder that does see case, grouping more only holds out more together, which can
+    make the estimate more conservative but never scores a fold on what it trained on. The
+    embedding cache keeps exact inputs (`content_key`): this form decides only what is held out."""
+    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()

@@ -12,8 +12,8 @@ from quickadapt.progress import log, progress_bar
 
 
 def distinct_examples(data: Dataset) -> np.ndarray:
-    """Each example numbered in order of first appearance, copies alike: the same text, image or
-    feature row with the same label. An input seen under two or more labels is not a copy but
+    """Each example numbered in order of first appearance, copies alike: the same text (capitals
+    and spacing aside: `example_key`), image or feature row with the same label. An input seen under two or more labels is not a copy but
     an input that recurs (a few discrete features, noisy labels): each of its rows counts on its
     own, as new rows with it will come. (Grouped by input and label, such rows were held out
     against training rows of the same input under the other labels: 23 % estimated, 77.5 % real.)"""
@@ -112,10 +112,26 @@ def mcnemar_p(right: np.ndarray, other_right: np.ndarray) -> float:
     return float(binomtest(only, only + only_other, alternative="greater").pvalue) if only else 1.0
 
 
+def one_per_example(data: Dataset, scored: np.ndarray) -> np.ndarray:
+    """Positions in `scored` of the first row of each distinct example it holds. Copies are held
+    out together and read as one input, so their out-of-fold predictions are the same: counted
+    row by row they carry no new evidence, yet weigh an accuracy and a McNemar test as if they
+    did (50 digits written 3 times each: p = 0.039 against 0.23 for the same 50 rows once).
+    Without copies: every position, in order, so every figure is as it was."""
+    first = np.unique(distinct_examples(data)[scored], return_index=True)[1]
+    return np.sort(first)
+
+
+def n_distinct(data: Dataset) -> int:
+    """How many distinct examples `data` holds (`distinct_examples`)."""
+    return int(distinct_examples(data).max()) + 1 if len(data) else 0
+
+
 def oof_accuracy(data: Dataset, oof) -> float:
-    """Accuracy of `out_of_fold`'s predictions on the examples it scored."""
+    """Accuracy of `out_of_fold`'s predictions on the distinct examples it scored, each once."""
     scored, pred, _ = oof
-    return float(np.mean(pred == data.labels[scored]))
+    keep = one_per_example(data, scored)
+    return float(np.mean(pred[keep] == data.labels[scored[keep]]))
 
 
 # share of in-scope examples that should keep their answer when abstaining is on

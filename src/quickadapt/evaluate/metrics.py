@@ -20,13 +20,16 @@ def classification_report(
     y_true = np.asarray(list(y_true), dtype=object)
     y_pred = np.asarray(list(y_pred), dtype=object)
     out: dict = {}
+    oos_answers = None
     if oos_label is not None:
         oos = y_true == oos_label
         out["oos_recall"] = float(np.mean(y_pred[oos] == none_label)) if oos.any() else None
         out["n_oos"] = int(oos.sum())
+        oos_answers = y_pred[oos]
         y_true, y_pred = y_true[~oos], y_pred[~oos]
     if not len(y_true):  # every row out of scope: only the out-of-scope recall is defined
-        out.update({"accuracy": None, "macro_f1": None, "n": 0, "n_abstained": 0, "per_class": {}})
+        out.update({"accuracy": None, "macro_f1": None, "n": 0, "n_abstained": 0,
+                    "per_class": with_oos_answered({}, oos_answers, none_label)})
         return out
     labels = sorted((set(y_true.tolist()) | set(y_pred.tolist())) - {none_label})
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
@@ -36,10 +39,27 @@ def classification_report(
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
             "n": int(len(y_true)),
             "n_abstained": int(np.sum(y_pred == none_label)),
-            "per_class": {
+            "per_class": with_oos_answered({
                 lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                 for i, lab in enumerate(labels)
-            },
+            }, oos_answers, none_label),
         }
     )
     return out
+
+
+def with_oos_answered(per_class: dict, oos_answers: np.ndarray | None, none_label: str) -> dict:
+    """`per_class` with each class's `oos_answered`: how many out-of-scope rows the model answered
+    with it (none without out-of-scope rows marked). Precision stays over in-scope rows, as the
+    CLINC protocol scores them, so a class that swallows out-of-scope questions looks precise
+    there (0.964 while 16 of 60 out-of-scope rows were answered with it): this count says so. A
+    class answered only on out-of-scope rows joins with support 0 and no precision, recall or F1
+    (None), outside the macro F1, which stays over in-scope rows."""
+    if oos_answers is None:
+        return per_class
+    names, counts = np.unique(oos_answers[oos_answers != none_label].astype(str), return_counts=True)
+    answered = dict(zip(names.tolist(), counts.tolist()))
+    out = {lab: {**m, "oos_answered": int(answered.get(lab, 0))} for lab, m in per_class.items()}
+    for lab in sorted(set(answered) - set(out)):
+        out[lab] = {"precision": None, "recall": None, "f1": None, "support": 0, "oos_answered": int(answered[lab])}
+    return dict(sorted(out.items()))

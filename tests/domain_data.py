@@ -31,3 +31,16 @@ def rotated_digits(angle: float = 35.0):
     source = Dataset("features", (d.images[s].reshape(len(s), -1) / 16).astype(np.float32), d.target[s], name="digits")
     shifted = Dataset("features", (target.reshape(len(t), -1) / 16).astype(np.float32), d.target[t], name=f"digits-rot{angle:g}")
     return source, shifted
+
+
+def faded_onto_a_one():
+    """Rotated digits faded to a tenth over three times the source's mean "1": every input looks
+    alike and far from the source, and source-only answers all of them with one class."""
+    import numpy as np
+
+    from quickadapt.data.dataset import Dataset
+
+    source, rotated = rotated_digits(35.0)
+    one = np.asarray(source.inputs)[source.labels == "1"].mean(0)
+    faded = (0.1 * np.asarray(rotated.inputs) + 3 * one).astype(np.float32)
+    return source, Dataset("features", faded, rotated.labels, name="digits-faded")

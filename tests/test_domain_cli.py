@@ -48,6 +48,7 @@ def test_domain_adapt_reports_method_beside_source_only(adapted):
         assert {"dev_risk", "iwv_risk", "snd", "target_entropy", "criterion", "target_test_accuracy"} <= set(entry)
         assert entry["target_test_accuracy"] > 0.5  # 10 classes: chance is 10%
     assert isinstance(result["negative_transfer"], bool)
+    assert not any("answers most target inputs" in w for w in result["warnings"])  # dslr -> webcam adapts well
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["strategy"]["name"] == "domain:dann" and manifest["encoder"]["weights"] == "stored"
     assert manifest["tasks"]["main"]["head"]["kind"] == "bottleneck"
@@ -77,6 +78,23 @@ def test_auto_keeps_the_candidate_the_validator_prefers(files, tmp_path):
     assert "source-only" in scores and len(scores) >= 3
     assert result["method"] == min(scores, key=scores.get)
     assert result["negative_transfer"] == (result["method"] == "source-only")
+
+
+def test_a_kept_model_answering_the_target_with_one_class_is_warned_about(tmp_path):
+    """source-only kept at chance, every target answer in one class: warned on stderr once and
+    listed in the --json report's warnings."""
+    from domain_data import faded_onto_a_one
+
+    source, target = faded_onto_a_one()
+    np.savez(tmp_path / "s.npz", X=source.inputs, y=source.labels.astype(str))
+    np.savez(tmp_path / "t.npz", X=target.inputs)
+    r = run("domain-adapt", "--source", tmp_path / "s.npz", "--target", tmp_path / "t.npz", "--method", "source-only",
+            "--out", tmp_path / "m", "--set", "steps=200", "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    few = [w for w in result["warnings"] if "answers most target inputs with few classes" in w]
+    assert len(few) == 1 and result["method"] == "source-only"
+    assert r.stderr.count(f"warning: {few[0]}") == 1
 
 
 def test_labelled_target_warns_and_goes_on(files, tmp_path):

@@ -130,9 +130,38 @@ def test_auto_keeps_a_method_that_helps_and_routes_each_setting_to_its_method():
     # read raw, source-only scored 31 % and mcc 60 %; centred by source and target together (the
     # mlp's input statistics), source-only reads the rotation better (43 %) and mcc leads by 5 points
     assert methods["mcc"]["target_test_accuracy"] > methods["source-only"]["target_test_accuracy"] + 0.03
+    assert not any("answers most target inputs" in w for w in model.info["warnings"])  # an ordinary shift, adapted well
     assert model.strategy_params["temperature"] == 2.5 and model.strategy_params["steps"] == 300
     with pytest.raises(BadInput, match="none of source-only, mcc takes it"):
         adapt_domain(source, target, "auto", {"threshold": 0.5}, candidates=("mcc",), progress=False)
+
+
+def test_a_kept_model_that_answers_the_target_with_few_classes_is_warned_about(monkeypatch):
+    """The guard compared methods with source-only only: source-only itself at chance, with
+    every target answer in one class, was kept without a word. The warning changes nothing else."""
+    import quickadapt.domain.adapt as adapt_module
+    from domain_data import faded_onto_a_one
+    from quickadapt.domain import adapt_domain
+
+    source, target = faded_onto_a_one()
+    for method, candidates in (("source-only", ()), ("auto", ("mcc",))):
+        model = adapt_domain(source, target.without_labels(), method, {"steps": 200}, seed=0, device="cpu",
+                             target_test=target, candidates=candidates, progress=False)
+        labels, _ = model.predict(target.inputs)
+        assert np.unique(labels, return_counts=True)[1].max() > 0.9 * len(target)  # the collapse itself
+        assert model.info["target_test_accuracy"] < 0.15  # 10 classes: chance is 10 %
+        few = [w for w in model.info["warnings"] if "answers most target inputs with few classes" in w]
+        assert len(few) == 1 and "domains look too far apart" in few[0], model.info["warnings"]
+        assert f"({model.info['domain_method']})" in few[0]
+    assert model.info["domain_method"] in ("source-only", "mcc")  # auto's choice is its own business
+    monkeypatch.setattr(adapt_module, "FEW_CLASSES_FRACTION", 0.0)  # the check never fires
+    quiet = adapt_domain(source, target.without_labels(), "auto", {"steps": 200}, seed=0, device="cpu",
+                         target_test=target, candidates=("mcc",), progress=False)
+    assert quiet.info["warnings"] == [w for w in model.info["warnings"] if "answers most target inputs" not in w]
+    drop_seconds = lambda info: {n: {k: v for k, v in m.items() if k != "seconds"} for n, m in info["methods"].items()}  # noqa: E731
+    assert drop_seconds(quiet.info) == drop_seconds(model.info)
+    for key in ("domain_method", "target_test_accuracy", "negative_transfer"):
+        assert quiet.info.get(key) == model.info.get(key)
 
 
 def test_same_seed_same_model():

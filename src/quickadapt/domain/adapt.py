@@ -251,9 +251,9 @@ def few_classes_warning(method: str, spread: float, n_classes: int) -> str | Non
     if spread >= FEW_CLASSES_FRACTION * full:
         return None
     return (f"the kept model ({method}) answers most target inputs with few classes (its answers spread over "
-            f"{spread:.2f} nats, against {full:.2f} for all {n_classes} classes alike): the domains look too far "
-            "apart for a reliable model; try a source closer to the target (the same colours, contrast, scale), "
-            "or label some target examples and train on them (quickadapt fit)")
+            f"{spread:.2f} nats, against {full:.2f} for all {n_classes} classes alike): unless the target truly holds "
+            "mostly those classes, the domains look too far apart for a reliable model; try a source closer to the "
+            "target (the same colours, contrast, scale), or label some target examples and train on them (quickadapt fit)")
 
 
 def _as_datasets(source, target, target_test):

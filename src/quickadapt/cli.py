@@ -464,7 +464,8 @@ def _domain_summary(r: dict) -> str:
 @command
 def meta_train_cmd(
     data: str = typer.Option(..., "--data", help="Images in class folders (root/<group>/<class>/ nests), builtin:omniglot, "
-                                                 "or text (builtin:clinc150-train: split by domain)."),
+                                                 "or text: a .csv/.jsonl with text,label (an optional group column "
+                                                 "splits classes by group) or builtin:clinc150-train (split by domain)."),
     method: str = typer.Option(..., "--method", help="protonet, matchingnet, maml, fomaml, anil, metasgd or reptile "
                                                      "(text: protonet, matchingnet or anil)."),
     ways: int = typer.Option(..., "--ways", min=2, help="Classes per episode (N)."),
@@ -529,7 +530,8 @@ def meta_train_cmd(
 def episodes(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by meta-train, or any encoder "
                                                                  "(name or folder: the baseline without meta-training)."),
-    data: str = typer.Option(..., "--data", help="Images in class folders, builtin:omniglot, or text (builtin:clinc150-train)."),
+    data: str = typer.Option(..., "--data", help="Images in class folders, builtin:omniglot, or text: a .csv/.jsonl "
+                                                 "with text,label (and an optional group column) or builtin:clinc150-train."),
     ways: int = typer.Option(..., "--ways", min=2, help="Classes per episode (N)."),
     shots: int = typer.Option(..., "--shots", min=1, help="Support examples per class (K)."),
     n_episodes: int = typer.Option(600, "--episodes", min=1, help="How many seeded episodes."),

@@ -286,7 +286,9 @@ def held_in(split: ClassSplit, part: str) -> str:
 
 def more_groups(data) -> str:
     """What helps a split by group that left a part too few classes; a built-in set's groups are what they are."""
-    return "" if str(data).startswith("builtin:") else "add classes to the folder's groups, or more groups"
+    if str(data).startswith("builtin:"):
+        return ""
+    return f"add classes to the {'folder' if Path(data).expanduser().is_dir() else 'file'}'s groups, or more groups"
 
 
 def check_training_ways(data, split: ClassSplit, n_way: int, *, rotations: bool, mirrors: bool) -> None:

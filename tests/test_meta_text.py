@@ -156,3 +156,31 @@ def test_other_commands_note_the_group_column_they_ignore(tmp_path, capsys):
     path.write_text("text,label,group\npay my bill,pay_bill,money\nplug,plug_type,oos\n")
     assert load_episode_data(str(path)).groups.tolist() == ["money", "oos"]
 
+
+def test_a_plain_encoder_names_its_classes_and_borrows_a_models_split(tmp_path):
+    """A baseline and a meta-trained model compare only on the same test classes: episodes names
+    them, and --split-from scores a plain encoder on the split a model stored."""
+    from quickadapt.data.episodes import default_split
+
+    path = clinc_csv(tmp_path / "own.csv", ("banking", "home"), intents=6, group_column=None)
+    data = load_episode_data(str(path))
+    out = tmp_path / "m"
+    r = run("meta-train", "--data", path, "--method", "protonet", "--ways", 3, "--shots", 1, "--queries", 2,
+            "--steps", 1, "--meta-batch", 1, "--set", "validate_every=0", "--seed", 1, "--out", out, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    stored = json.loads((out / "manifest.json").read_text())["meta"]["class_split"]
+    assert stored["by"] == "class" and stored["test"] == default_split(data, seed=1).test
+    seed0 = default_split(data, seed=0).test
+    assert seed0 != stored["test"]  # the episodes' seed alone would test other classes
+    ep = ("--data", path, "--ways", 2, "--shots", 1, "--queries", 2, "--episodes", 2)
+    r = run("episodes", "minilm", *ep, "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    plain = json.loads(r.stdout)
+    assert plain["class_names"] == seed0 and plain["split_source"] == "the default split (seed 0)"
+    r = run("episodes", "minilm", *ep, "--split-from", out, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[1] == f"test classes from the class split stored with {out}: {', '.join(stored['test'])}"
+    r = run("episodes", out, *ep, "--json", "--quiet")
+    assert json.loads(r.stdout)["class_names"] == stored["test"]
+    assert_bad_input(run("episodes", "minilm", *ep, "--split-from", tmp_path, "--quiet"),
+                     f"--split-from {tmp_path}: stores no class split")

@@ -222,9 +222,9 @@ def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> Cla
     `by_group=False` skips the seeded group split: the rule of checkpoints that stored no split."""
     if data.groups is not None:
         present = set(np.asarray(data.groups).tolist())
-        for name, fixed in FIXED_SPLITS.items():
-            if all(g in present for part in fixed.values() for g in part):
-                return fixed_split_plus(data, name, fixed, present)
+        name = fixed_split_name(data)
+        if name is not None:
+            return fixed_split_plus(data, name, FIXED_SPLITS[name], present)
         if by_group and len(present) >= MIN_GROUPS:
             return split_groups_randomly(data, seed=seed)
         if by_group:
@@ -232,6 +232,18 @@ def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> Cla
                 f"split by (train, validation and test need one each): its classes are split instead, so classes of "
                 f"one group appear in several parts")
     return split_classes_randomly(data, seed=seed)
+
+
+def fixed_split_name(data: Dataset) -> str | None:
+    """Which fixed split (FIXED_SPLITS) `data` gets by default: the one whose groups it all
+    holds, whatever the seed; None when its default split is seeded."""
+    if data.groups is None:
+        return None
+    present = set(np.asarray(data.groups).tolist())
+    for name, fixed in FIXED_SPLITS.items():
+        if all(g in present for part in fixed.values() for g in part):
+            return name
+    return None
 
 
 def split_kept_on(stored: ClassSplit, data: Dataset, source: str) -> ClassSplit | None:

@@ -283,7 +283,7 @@ def test_episodes_messages_name_the_real_problem(tmp_path):
     two = omniglot_folder(tmp_path / "two", 2)
     base = ("--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--quiet")
     # a plain encoder on 2 classes: the default split holds none out
-    assert_bad_input(run("episodes", "conv4", "--data", two, *base), "the default split leaves none of its 2 classes for test; pass --split all")
+    assert_bad_input(run("episodes", "conv4", "--data", two, *base), "the default split (seed 0) leaves none of its 2 classes for test; pass --split all")
     four = omniglot_folder(tmp_path / "four", 4)
     r = run("episodes", "conv4", "--data", four, *base[:-1], "--ways", 3, "--quiet")
     assert_bad_input(r, "1 of its 4 classes is a test class, fewer than 3-way episodes need; pass --split all")
@@ -590,3 +590,25 @@ def test_colour_images_read_grey_by_the_default_start_are_noted(tmp_path):
     r = run(*base, "--data", tmp_path / "colour", "--set", "encoder.grey=false", "--out", tmp_path / "d")
     assert r.exit_code == 0 and "read grey" not in r.stderr, r.stderr
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["encoder"]["settings"]["grey"] is True  # default kept
+
+
+def test_split_from_scores_a_plain_encoder_on_a_models_classes_and_no_model_on_another_split(tmp_path):
+    from quickadapt.data.episodes import default_split, load_episode_data
+
+    data = alphabet_folder(tmp_path / "data", ("Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"))
+    base = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--steps", 1, "--set", "encoder.channels=8", "--quiet")
+    splits = {}
+    for seed in (1, 2):
+        assert run(*base, "--seed", seed, "--out", tmp_path / f"m{seed}").exit_code == 0
+        splits[seed] = json.loads((tmp_path / f"m{seed}" / "manifest.json").read_text())["meta"]["class_split"]
+    assert splits[1]["test"] != splits[2]["test"]
+    ep = ("--data", data, "--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--json", "--quiet")
+    r = run("episodes", "conv4", *ep, "--split-from", tmp_path / "m1")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["class_names"] == splits[1]["test"] != default_split(load_episode_data(str(data))).test
+    assert json.loads(run("episodes", tmp_path / "m1", *ep, "--split-from", tmp_path / "m1").stdout)["class_names"] \
+        == splits[1]["test"]  # its own split: nothing changes
+    assert_bad_input(run("episodes", tmp_path / "m1", *ep, "--split-from", tmp_path / "m2"),
+                     f"{tmp_path / 'm1'} stores a class split of its own, other than {tmp_path / 'm2'}'s")
+    assert_bad_input(run("episodes", "conv4", *ep, "--split-from", tmp_path / "nowhere"), "no such model folder")

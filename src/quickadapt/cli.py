@@ -495,7 +495,8 @@ def _domain_summary(r: dict) -> str:
 @command
 def meta_train_cmd(
     data: str = typer.Option(..., "--data", help="Images in class folders (root/<group>/<class>/ nests), builtin:omniglot, "
-                                                 "or text (builtin:clinc150-train: split by domain)."),
+                                                 "or text: a .csv/.jsonl with text,label (an optional group column "
+                                                 "splits classes by group) or builtin:clinc150-train (split by domain)."),
     method: str = typer.Option(..., "--method", help="protonet, matchingnet, maml, fomaml, anil, metasgd or reptile "
                                                      "(text: protonet, matchingnet or anil)."),
     ways: int = typer.Option(..., "--ways", min=2, help="Classes per episode (N)."),
@@ -560,7 +561,8 @@ def meta_train_cmd(
 def episodes(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by meta-train, or any encoder "
                                                                  "(name or folder: the baseline without meta-training)."),
-    data: str = typer.Option(..., "--data", help="Images in class folders, builtin:omniglot, or text (builtin:clinc150-train)."),
+    data: str = typer.Option(..., "--data", help="Images in class folders, builtin:omniglot, or text: a .csv/.jsonl "
+                                                 "with text,label (and an optional group column) or builtin:clinc150-train."),
     ways: int = typer.Option(..., "--ways", min=2, help="Classes per episode (N)."),
     shots: int = typer.Option(..., "--shots", min=1, help="Support examples per class (K)."),
     n_episodes: int = typer.Option(600, "--episodes", min=1, help="How many seeded episodes."),
@@ -573,20 +575,39 @@ def episodes(
                                                                       "For images with --adapt prototypes or finetune (or a ProtoNet or "
                                                                       "Matching Networks model): views=N, each image's features averaged over it "
                                                                       "and N random affine views of it (default 0)."),
+    split_from: Optional[Path] = typer.Option(None, "--split-from", help="For a plain encoder: draw from the class split "
+                                                                         "stored with this folder (a meta-trained model), "
+                                                                         "to compare with it on the same classes."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
-    """N-way K-shot accuracy of a meta-trained model with a 95% confidence interval."""
+    """N-way K-shot accuracy of a meta-trained model with a 95% confidence interval.
+
+    A plain encoder's classes are split as `meta-train --seed` splits them; --split-from META_DIR
+    uses the split stored with that model instead, so both are scored on the same classes."""
     from quickadapt.meta.run import run_episodes
     from quickadapt.settings import parse_set_options
 
     r = run_episodes(model_dir, data, n_way=ways, k_shot=shots, episodes=n_episodes, n_query=queries, split=split,
-                     adapt=adapt_with, seed=seed, device=device, progress=not quiet, settings=parse_set_options(settings))
+                     adapt=adapt_with, seed=seed, device=device, progress=not quiet, settings=parse_set_options(settings),
+                     split_from=split_from)
     emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} "
                      + (f"± {r['ci95']:.1%} (95% CI) " if r["ci95"] is not None else "(one episode: no confidence interval) ")
                      + f"over {_count(r['episodes'], 'episode')} from {r['classes']} "
                      f"{'classes (all)' if r['split'] == 'all' else r['split'] + ' classes'} "
                      f"({_episodes_model(r)}, adapt: {r['adapt']}"
-                     + (f", {_count(r['views'], 'view')})" if r["views"] else ")"))
+                     + (f", {_count(r['views'], 'view')})" if r["views"] else ")") + "\n" + _episode_classes(r))
+
+
+SHOWN_CLASSES = 10  # more class names than this are listed by --json only
+
+
+def _episode_classes(r: dict) -> str:
+    """Which classes the episodes drew from, and whose split they came from: a baseline and a
+    meta-trained model compare only on the same classes."""
+    part = "classes" if r["split"] == "all" else f"{r['split']} classes"
+    if len(r["class_names"]) <= SHOWN_CLASSES:
+        return f"{part} from {r['split_source']}: {', '.join(r['class_names'])}"
+    return f"{len(r['class_names'])} {part} from {r['split_source']} (--json lists them)"
 
 
 def _episodes_model(r: dict) -> str:

@@ -222,9 +222,9 @@ def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> Cla
     `by_group=False` skips the seeded group split: the rule of checkpoints that stored no split."""
     if data.groups is not None:
         present = set(np.asarray(data.groups).tolist())
-        for name, fixed in FIXED_SPLITS.items():
-            if all(g in present for part in fixed.values() for g in part):
-                return fixed_split_plus(data, name, fixed, present)
+        name = fixed_split_name(data)
+        if name is not None:
+            return fixed_split_plus(data, name, FIXED_SPLITS[name], present)
         if by_group and len(present) >= MIN_GROUPS:
             return split_groups_randomly(data, seed=seed)
         if by_group:
@@ -232,6 +232,18 @@ def default_split(data: Dataset, seed: int = 0, *, by_group: bool = True) -> Cla
                 f"split by (train, validation and test need one each): its classes are split instead, so classes of "
                 f"one group appear in several parts")
     return split_classes_randomly(data, seed=seed)
+
+
+def fixed_split_name(data: Dataset) -> str | None:
+    """Which fixed split (FIXED_SPLITS) `data` gets by default: the one whose groups it all
+    holds, whatever the seed; None when its default split is seeded."""
+    if data.groups is None:
+        return None
+    present = set(np.asarray(data.groups).tolist())
+    for name, fixed in FIXED_SPLITS.items():
+        if all(g in present for part in fixed.values() for g in part):
+            return name
+    return None
 
 
 def split_kept_on(stored: ClassSplit, data: Dataset, source: str) -> ClassSplit | None:
@@ -265,15 +277,19 @@ def check_episode_spec(spec) -> None:
 def load_episode_data(spec: str) -> Dataset:
     """Labelled data for episodes. A folder may nest classes (`root/alphabet/character/*.png`):
     every folder that holds images is a class named by its path below root, and its top folder
-    is its group (a class folder right below root, beside group folders, is a group of its own). `builtin:NAME` and files load as usual, less CLINC150's out-of-scope rows."""
+    is its group (a class folder right below root, beside group folders, is a group of its own).
+    A text file's optional `group` column gives its classes' groups the same way. `builtin:NAME`
+    and files load as usual, less CLINC150's out-of-scope rows."""
     from quickadapt.data.loaders import (IMAGE_EXTS, images_under, load_dataset, note_several_frames, note_skipped,
                                          refuse_imageless_leaves)
 
     check_episode_spec(spec)
     path = Path(str(spec)).expanduser()
-    if str(spec).startswith("builtin:") or not path.is_dir():
-        data = load_dataset(spec)
-        if data.groups is not None and OUT_OF_SCOPE_GROUP in set(np.asarray(data.groups).tolist()):
+    builtin = str(spec).startswith("builtin:")
+    if builtin or not path.is_dir():
+        data = load_dataset(spec, groups=True)
+        # only CLINC150's `oos` is out of scope: a user's group of that name is a group like any other
+        if builtin and data.groups is not None and OUT_OF_SCOPE_GROUP in set(np.asarray(data.groups).tolist()):
             data = data.subset(np.flatnonzero(np.asarray(data.groups) != OUT_OF_SCOPE_GROUP))
         return data
     paths, labels, skipped = [], [], {}
@@ -284,6 +300,8 @@ def load_episode_data(spec: str) -> Dataset:
         paths.append(str(p))
         labels.append("/".join(rel.parts[:-1]))
     if not paths:
+        refuse_text_files(str(spec), skipped)
+        refuse_imageless_leaves(path, str(spec))  # names an empty class folder
         raise BadInput(f"{spec}: no images found (looked for {'/'.join(e[1:] for e in IMAGE_EXTS)} files in class folders)")
     refuse_imageless_leaves(path, str(spec))  # as fit refuses them: an empty class folder never vanishes unsaid
     note_skipped(str(spec), skipped)
@@ -295,6 +313,16 @@ def load_episode_data(spec: str) -> Dataset:
     # the split by group into a split by class, which would train on the held-out groups' classes
     groups = np.asarray([lab.split("/", 1)[0] for lab in labels], dtype=object) if nested else None
     return Dataset("image", paths, np.asarray(labels, dtype=object), str(spec), groups)
+
+
+def refuse_text_files(shown: str, skipped: dict) -> None:
+    """A tree of .txt files (one per example, `group/class/*.txt`) is text meant as episodes'
+    data: say where text goes, as fit does (loaders.refuse_imageless_class), and where its groups go."""
+    from quickadapt.data.loaders import TEXT_HINT
+
+    if ".txt" in skipped:
+        raise BadInput(f"{shown}: the class folders hold .txt files, not images; text data goes in one .csv or .jsonl "
+                       f"file: {TEXT_HINT} (and an optional `group` column to split the classes by group)")
 
 
 def note_loose_classes(shown: str, labels: Sequence[str]) -> None:

@@ -36,11 +36,14 @@ def as_dataset(data, *, labels: str = "required") -> Dataset | None:
     raise BadInput(f"data must be a Dataset or a path (see quickadapt.data.load_dataset), got {type(data).__name__}")
 
 
-def load_dataset(spec: str, *, labels: str = "required") -> Dataset:
+def load_dataset(spec: str, *, labels: str = "required", groups: bool = False) -> Dataset:
     """Load `spec` (a path, or `builtin:NAME`) as a Dataset.
 
     labels: "required" (fit: fail without labels), "optional" (evaluate, unlabelled target:
-    keep labels when present) or "ignore" (predict: drop them, never validate them)."""
+    keep labels when present) or "ignore" (predict: drop them, never validate them).
+    groups: read a labelled text file's optional `group` column (jsonl: key) into
+    `Dataset.groups`, as meta-train and episodes do to split classes by group; without it the
+    column is left out, with a note (the built-in sets carry their groups either way)."""
     if labels not in LABEL_MODES:
         raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
     spec = str(spec)
@@ -51,7 +54,7 @@ def load_dataset(spec: str, *, labels: str = "required") -> Dataset:
 
         ds = load_builtin(spec[len("builtin:"):])
     else:
-        ds = _load_path(Path(spec).expanduser(), spec, labels)
+        ds = _load_path(Path(spec).expanduser(), spec, labels, groups)
     if len(ds) == 0:
         raise BadInput(f"{spec}: no examples found")
     if labels == "ignore" and ds.labels is not None:
@@ -62,16 +65,16 @@ def load_dataset(spec: str, *, labels: str = "required") -> Dataset:
     return ds
 
 
-def _load_path(path: Path, shown: str, labels: str) -> Dataset:
+def _load_path(path: Path, shown: str, labels: str, groups: bool = False) -> Dataset:
     if not path.exists():
         raise BadInput(f"{shown}: no such file or folder")
     if path.is_dir():
         return _load_image_folder(path, shown, labels)
     ext = path.suffix.lower()
     if ext in (".csv", ".tsv"):
-        return _load_csv(path, shown, labels)
+        return _load_csv(path, shown, labels, groups)
     if ext == ".jsonl":
-        return _load_jsonl(path, shown, labels)
+        return _load_jsonl(path, shown, labels, groups)
     if ext == ".npz":
         return _load_npz(path, shown, labels)
     if ext in IMAGE_EXTS:
@@ -119,9 +122,10 @@ def label_text(value) -> str:
     return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
-def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str) -> Dataset:
+def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, group_cells=None) -> Dataset:
     """rows: (line number, text, label) tuples. Validates text and, unless ignored, labels.
-    `field`: what holds the label, a csv's "column" or a jsonl object's "key"."""
+    `field`: what holds the label, a csv's "column" or a jsonl object's "key". `group_cells`:
+    each row's `group` cell, read into the dataset's groups (with labels only: text_groups)."""
     texts, labs = [], []
     keep = has_label and labels != "ignore"
     for line, text, label in rows:
@@ -138,11 +142,39 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str) ->
                 raise BadInput(f"{shown}: line {line} has a label that is a JSON {type(label).__name__}; "
                                "give one label per example, a string or a number")
             labs.append(label_text(label))
-    return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown)
+    groups = text_groups(rows, group_cells, labs, shown, field) if keep and group_cells is not None else None
+    return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown, groups=groups)
 
 
-def _load_jsonl(path: Path, shown: str, labels: str) -> Dataset:
-    rows, has_label = [], False
+def text_groups(rows, cells, labs, shown: str, field: str) -> np.ndarray:
+    """The rows' groups from their `group` cells. A blank cell is refused by its line, and a
+    class whose rows name two groups by the class: a split by group puts every class of a group
+    in one part, which a class in two groups would break."""
+    groups, first = [], {}  # first: class -> (its group, the line that gave it)
+    for (line, _, _), cell, label in zip(rows, cells, labs):
+        if isinstance(cell, (list, dict)):
+            raise BadInput(f"{shown}: line {line} has a group that is a JSON {type(cell).__name__}; "
+                           "give one group per row, a string or a number")
+        if _missing(cell):
+            raise BadInput(f"{shown}: line {line} has no group; give every row a group (or drop the `group` {field})")
+        group = label_text(cell)
+        seen, at = first.setdefault(label, (group, line))
+        if seen != group:
+            raise BadInput(f"{shown}: class {label!r} is in group {seen!r} (line {at}) and in group {group!r} "
+                           f"(line {line}); a class belongs to one group")
+        groups.append(group)
+    return np.asarray(groups, dtype=object)
+
+
+def note_unread_groups(shown: str, labels: str) -> None:
+    """A `group` column only meta-train and episodes read: said where another command meets it."""
+    if labels != "ignore":  # predict ignores the labels as well: nothing there is grouped
+        log(f"note: {shown}: the `group` column is read only by meta-train and episodes (to split classes by "
+            "group); ignored here")
+
+
+def _load_jsonl(path: Path, shown: str, labels: str, groups: bool = False) -> Dataset:
+    rows, has_label, cells = [], False, []
     # lines end at \n only: splitlines() also breaks at U+2028, U+2029 and U+0085, which
     # json.dumps(ensure_ascii=False) leaves raw inside strings
     for i, raw in enumerate(_read_utf8(path, shown).split("\n"), start=1):
@@ -158,7 +190,11 @@ def _load_jsonl(path: Path, shown: str, labels: str) -> Dataset:
             raise BadInput(f"{shown}: line {i} has no `text` key (found: {', '.join(obj) or 'none'}); {TEXT_HINT}")
         has_label = has_label or "label" in obj
         rows.append((i, obj["text"], obj.get("label")))
-    return _text_dataset(rows, shown, has_label, labels, "key")
+        cells.append(obj.get("group"))
+    has_group = any(c is not None for c in cells)
+    if has_group and not groups:
+        note_unread_groups(shown, labels)
+    return _text_dataset(rows, shown, has_label, labels, "key", cells if has_group and groups else None)
 
 
 def _delimiter(path: Path, content: str) -> str:
@@ -182,7 +218,7 @@ def _column_index(header: list[str], name: str) -> int | None:
     return folded.index(name) if name in folded else None
 
 
-def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
+def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Dataset:
     content = _read_utf8(path, shown)
     csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses a long document in one cell
     excel = re.match(r"sep=(.)[ \t]*\r?\n", content)  # Excel's line naming the separator
@@ -197,7 +233,7 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     except csv.Error as e:
         raise BadInput(f"{shown}: not a valid csv ({e})") from None
     header = [h.strip() for h in header]
-    for name in ("text", "label"):  # which one would be read is a guess: refuse instead
+    for name in ("text", "label") + (("group",) if groups else ()):  # which one would be read is a guess: refuse instead
         at = [str(j + 1) for j, h in enumerate(header) if h == name]  # an exact spelling wins over others
         at = at or [str(j + 1) for j, h in enumerate(header) if h.lower() == name]
         if len(at) > 1:
@@ -220,12 +256,15 @@ def _load_csv(path: Path, shown: str, labels: str) -> Dataset:
     def cell(r, j):
         return r[j] if j is not None and j < len(r) else None
 
-    jt, jl = _column_index(header, "text"), _column_index(header, "label")
+    jt, jl, jg = _column_index(header, "text"), _column_index(header, "label"), _column_index(header, "group")
     if jt is not None:
         if jl is None and labels == "required":
             raise _no_label_column(shown, header)
+        if jg is not None and not groups:
+            note_unread_groups(shown, labels)
         rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
-        return _text_dataset(rows, shown, jl is not None, labels, "column")
+        group_cells = [cell(r, jg) for _, r in body] if jg is not None and groups else None
+        return _text_dataset(rows, shown, jl is not None, labels, "column", group_cells)
     data = _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";")
     if data.labels is None and labels == "required":
         raise _no_label_column(shown, header)

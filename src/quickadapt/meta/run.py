@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ROTATIONS, ClassSplit, EpisodeSampler, check_augment,
-                                      check_episode_spec, default_split, load_episode_data, split_kept_on)
+                                      check_episode_spec, default_split, fixed_split_name, load_episode_data,
+                                      split_kept_on)
 from quickadapt import distributed
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.episodes import episode_accuracy
@@ -286,7 +287,9 @@ def held_in(split: ClassSplit, part: str) -> str:
 
 def more_groups(data) -> str:
     """What helps a split by group that left a part too few classes; a built-in set's groups are what they are."""
-    return "" if str(data).startswith("builtin:") else "add classes to the folder's groups, or more groups"
+    if str(data).startswith("builtin:"):
+        return ""
+    return f"add classes to the {'folder' if Path(data).expanduser().is_dir() else 'file'}'s groups, or more groups"
 
 
 def check_training_ways(data, split: ClassSplit, n_way: int, *, rotations: bool, mirrors: bool) -> None:
@@ -342,7 +345,7 @@ def same_place(stored: dict, spec: dict) -> bool:
 def run_episodes(
     model: str | Path, data: str, *, n_way: int, k_shot: int, episodes: int = 600, n_query: int = 15,
     split: str = "test", adapt: str = "method", seed: int = 0, device: str = "auto", progress: bool = True,
-    settings: dict | None = None,
+    settings: dict | None = None, split_from: str | Path | None = None,
 ) -> dict:
     """Mean accuracy and 95% CI over `episodes` seeded episodes from the model's `split` classes
     (`all`: every class of `data`). `model`: a meta-trained folder, or any encoder (name or
@@ -352,7 +355,10 @@ def run_episodes(
     (nearest class mean of the body's features, any method) or "finetune" (a few steps on each
     support set against its prototypes, meta/finetune.py; `settings`: finetune_steps, finetune_lr).
     `settings` views=N (images; fixed-feature predictions or after fine-tuning): each image's
-    features are the mean over it and N random affine views of it (meta/views.py)."""
+    features are the mean over it and N random affine views of it (meta/views.py).
+    `split_from`: a folder that stores a class split (a meta-trained model, its pretrained/
+    stage, a model fitted on one): a plain encoder is scored on that split's classes, so a
+    baseline and a meta-trained model are measured on the same held-out classes."""
     if adapt not in ADAPT:
         raise BadInput(f"{option('adapt')} must be one of {', '.join(ADAPT)}, got {adapt!r}")
     settings = dict(settings or {})
@@ -375,8 +381,7 @@ def run_episodes(
     dataset = load_episode_data(data)
     if dataset.modality != learner.encoder.modality:
         raise BadInput(f"{data} is {dataset.modality} data but the model reads {learner.encoder.modality}")
-    class_split, origin = ((ClassSplit.from_dict(manifest["meta"]["class_split"]), "the model's class split")
-                           if manifest is not None else plain_encoder_split(model, dataset, seed))
+    class_split, origin = episode_split(model, manifest, dataset, seed, split_from)
     classes = dataset.classes if split == "all" else class_split.part(split)
     present = sorted(set(classes) & set(dataset.classes))
     if not classes:  # a plain encoder on data too small for a default split's held-out part, or a stored split
@@ -413,7 +418,38 @@ def run_episodes(
     # a plain encoder's folder may hold a trained encoder (OUT/pretrained, a fitted model): say how it was trained
     trained = trained_as(model) if manifest is None else None
     return {"model": str(model), "method": method, "trained": trained, "adapt": shown_adapt, "split": split, "views": views,
-            "classes": len(present), "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
+            "classes": len(present), "class_names": present,
+            "split_source": "every class of the data" if split == "all" else origin,
+            "n_way": n_way, "k_shot": k_shot, "n_query": n_query, **result}
+
+
+def episode_split(model, manifest, dataset, seed: int, split_from) -> tuple[ClassSplit, str]:
+    """The class split episodes draw from, and where it came from: `split_from`'s stored split,
+    a meta-trained model's own, or a plain encoder's (plain_encoder_split)."""
+    if split_from is not None:
+        return borrowed_split(model, manifest, dataset, split_from)
+    if manifest is not None:
+        return ClassSplit.from_dict(manifest["meta"]["class_split"]), "the model's class split"
+    return plain_encoder_split(model, dataset, seed)
+
+
+def borrowed_split(model, manifest, dataset, split_from) -> tuple[ClassSplit, str]:
+    """The split stored with the folder `split_from`, on `dataset` (split_kept_on). A model that
+    carries another split of its own keeps it: its training classes must never be tested on."""
+    if not Path(str(split_from)).expanduser().is_dir():
+        raise BadInput(f"{option('split_from', '--split-from')} {split_from}: no such model folder")
+    borrowed = stored_class_split(Path(str(split_from)).expanduser())
+    if borrowed is None:
+        raise BadInput(f"{option('split_from', '--split-from')} {split_from}: stores no class split (give a folder "
+                       "meta-train wrote, its pretrained/ folder, or a model fitted on one)")
+    own = ClassSplit.from_dict(manifest["meta"]["class_split"]) if manifest is not None else stored_class_split(model)
+    if own is not None and own.to_dict() != borrowed.to_dict():
+        raise BadInput(f"{model} stores a class split of its own, other than {split_from}'s, and is scored on it so "
+                       f"that none of its training classes is tested on; drop {option('split_from', '--split-from')}")
+    kept = split_kept_on(borrowed, dataset, str(split_from))
+    if kept is None:
+        raise BadInput(f"{dataset.name or 'the data'} holds none of the classes of the split stored with {split_from}")
+    return kept, f"the class split stored with {split_from}"
 
 
 def plain_encoder_split(model, dataset, seed: int) -> tuple[ClassSplit, str]:
@@ -424,7 +460,8 @@ def plain_encoder_split(model, dataset, seed: int) -> tuple[ClassSplit, str]:
     kept = split_kept_on(stored, dataset, str(model)) if stored is not None else None
     if kept is not None:
         return kept, f"the class split stored with {model}"
-    return default_split(dataset, seed=seed), "the default split"
+    fixed = fixed_split_name(dataset)
+    return default_split(dataset, seed=seed), f"the fixed {fixed} split" if fixed else f"the default split (seed {seed})"
 
 
 def episode_predictor(learner, adapt: str, ft_cfg, seed: int, views: int = 0):

@@ -1,5 +1,7 @@
 """The embedding cache serves only rows it can vouch for: keyed by the weights and everything in
 the preprocessing, a damaged row or shard is a miss, and an input given twice is found twice."""
+import os
+
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
@@ -104,3 +106,24 @@ def test_a_long_run_stores_what_it_computed_chunk_by_chunk(cache, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         embed(encoder, rows, batch_size=4)
     assert sum(len(load_file(str(s))["keys"]) for s in shards(cache)) == 8
+
+
+def test_without_a_home_folder_the_cache_goes_to_the_temp_folder(monkeypatch, tmp_path, capsys):
+    """HOME unset and no user entry (a container run as a bare uid): Path.home() raised, a traceback."""
+    import pathlib
+
+    import quickadapt.encoders.cache as cache_module
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("QUICKADAPT_CACHE", raising=False)
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pathlib.Path, "home", staticmethod(no_home))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(cache_module, "_SAID_NO_HOME", [])
+    assert cache_dir() == cache_dir() == tmp_path / f"quickadapt-cache-{os.getuid()}"
+    assert capsys.readouterr().err.count("note: no home folder to keep the cache in") == 1
+    encoder = create_encoder("minilm")
+    first = embed(encoder, ["a text to keep"])
+    assert len(shards(tmp_path)) == 1 and np.array_equal(embed(encoder, ["a text to keep"]), first)

@@ -430,3 +430,32 @@ def test_a_raw_tsv_with_quote_characters_in_its_texts_keeps_every_row(tmp_path):
     assert quoted.inputs == ["two\nlines", 'say "hi"']
     with pytest.raises(BadInput, match="the quoted cell that starts on line 2 runs over several rows"):
         load_dataset(write(tmp_path / "bad.tsv", 'text\tlabel\n"open\ta\nx\ty\tz\n'))
+
+
+def test_a_class_folder_named_in_another_encoding_is_refused_and_a_file_name_kept(tmp_path):
+    """A folder named in Latin-1 (a Windows share, an old zip) failed with a traceback after all
+    the embedding; a file so named made predict's csv fail to write."""
+    import csv
+    import os
+
+    from cli_helpers import assert_bad_input, run
+    from quickadapt.data.episodes import load_episode_data
+
+    latin = os.fsdecode(b"caf\xe9")  # not UTF-8: read with a stand-in for the byte
+    for name in ("tea", latin):
+        for i in range(2):
+            png(tmp_path / "train" / name / f"{i}.png", 40 * i)
+    assert_bad_input(run("fit", "--data", tmp_path / "train", "--out", tmp_path / "m", "--quiet"),
+                     r"class folder caf\udce9 has a name that is not UTF-8 text")
+    with pytest.raises(BadInput, match="not UTF-8 text"):
+        load_episode_data(str(tmp_path / "train"))
+    os.rename(tmp_path / "train" / latin, tmp_path / "train" / "cafe")
+    r = run("fit", "--data", tmp_path / "train", "--encoder", "conv4", "--cv", "0", "--out", tmp_path / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    png(tmp_path / "new" / f"{latin}.png", 40)
+    r = run("predict", tmp_path / "m", "--data", tmp_path / "new", "--out", tmp_path / "p.csv", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    written = (tmp_path / "p.csv").read_bytes()
+    assert b"caf\xe9.png" in written  # the file's own bytes, so the answer joins back to it
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        assert [row["input"] for row in csv.DictReader(f)] == [str(tmp_path / "new" / f"{latin}.png")]

@@ -312,13 +312,15 @@ def run_in_child(out, prelude: str = "", **kwargs) -> tuple[dict, str]:
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
 
-def test_ctrl_c_stops_after_the_step_and_saves(tmp_path):
-    """The first SIGINT asks the loop to stop between steps: the run ends as with a time budget
-    (checkpoint and model written), and --resume continues from it."""
-    press = "def press(step):\n    if step == 2: os.kill(os.getpid(), signal.SIGINT)\n"
+@pytest.mark.parametrize("signum, said", [("SIGINT", "interrupt"), ("SIGTERM", "SIGTERM")])
+def test_ctrl_c_stops_after_the_step_and_saves(tmp_path, signum, said):
+    """The first SIGINT (or SIGTERM: `docker stop`, `kill`, which once lost the whole run) asks
+    the loop to stop between steps: the run ends as with a time budget (checkpoint and model
+    written), and --resume continues from it."""
+    press = f"def press(step):\n    if step == 2: os.kill(os.getpid(), signal.{signum})\n"
     result, stderr = run_in_child(tmp_path / "m", press, steps=50, settings={"validate_every": 0})
     assert result == {"steps": 2, "stopped": "interrupt", "pretrain": None}
-    assert "interrupt: stopping after this step" in stderr
+    assert f"{said}: stopping after this step" in stderr
     assert (tmp_path / "m" / "manifest.json").is_file()
     state = json.loads((tmp_path / "m" / "checkpoint" / "state.json").read_text())
     assert state["state"]["step"] == 2

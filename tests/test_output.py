@@ -1,7 +1,12 @@
 """Output paths are checked before any work, and `--force` replaces only an earlier output:
 never an input, the current folder, or a folder of the user's own files."""
 import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cli_helpers import assert_bad_input, run
@@ -122,21 +127,24 @@ def test_a_link_to_a_model_folder_is_followed_and_kept(tmp_path):
     assert [p.name for p in real.parent.iterdir()] == ["m1"]
 
 
-def test_ctrl_c_while_saving_leaves_nothing_and_says_so(tmp_path):
-    """A SIGINT (a terminal's Ctrl-C) in the middle of writing the model: exit code 130, a line
-    saying nothing was written, no traceback, and neither the model folder nor its temp folder."""
+@pytest.mark.parametrize("signum, code, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM"),
+                                                ("SIGHUP", 129, "stopped by SIGHUP")])
+def test_ctrl_c_while_saving_leaves_nothing_and_says_so(tmp_path, signum, code, said):
+    """A SIGINT (a terminal's Ctrl-C), SIGTERM (`docker stop`, `kill`) or SIGHUP in the middle of
+    writing the model: exit code 128 + the signal, a line saying nothing was written, no
+    traceback, and neither the model folder nor its temp folder (SIGTERM left the temp folder)."""
     import subprocess
     import sys
 
-    code = ("import os, signal, sys\nimport quickadapt.artifact as artifact\n"
-            "artifact._usual_modes = lambda folder: os.kill(os.getpid(), signal.SIGINT)\n"
-            "from quickadapt.cli import main\n"
-            f"sys.argv = ['quickadapt', 'fit', '--data', 'builtin:digits', '--encoder', 'conv4', '--cv', '0',"
-            f" '--out', {str(tmp_path / 'm')!r}, '--quiet', '--json']\nmain()\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 130, proc.stderr
-    assert "interrupted: nothing was written" in proc.stderr and "Traceback" not in proc.stderr
-    assert "interrupted" in json.loads(proc.stdout)["error"]
+    code_text = ("import os, signal, sys\nimport quickadapt.artifact as artifact\n"
+                 f"artifact._usual_modes = lambda folder: os.kill(os.getpid(), signal.{signum})\n"
+                 "from quickadapt.cli import main\n"
+                 f"sys.argv = ['quickadapt', 'fit', '--data', 'builtin:digits', '--encoder', 'conv4', '--cv', '0',"
+                 f" '--out', {str(tmp_path / 'm')!r}, '--quiet', '--json']\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", code_text], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == code, proc.stderr
+    assert f"{said}: nothing was written" in proc.stderr and "Traceback" not in proc.stderr
+    assert said in json.loads(proc.stdout)["error"]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -181,3 +189,46 @@ def test_fit_and_domain_adapt_refuse_an_out_another_run_is_writing(tmp_path):
                              f"another quickadapt run (process {os.getpid()}) is writing --out")
         assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
     assert run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", out, "--force", "--quiet").exit_code == 0
+
+
+def quickadapt_in_shell(redirect: str, *args) -> subprocess.CompletedProcess:
+    """The CLI in a fresh Python whose stdout the shell points at `redirect` (`>/dev/full`, `>&-`)."""
+    command = " ".join(shlex.quote(str(a)) for a in [sys.executable, "-m", "quickadapt", *args])
+    return subprocess.run(["bash", "-c", f"{command} {redirect}"], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_stdout_that_cannot_be_written_is_one_line_naming_what_was_saved(tmp_path):
+    """A full disk behind stdout raised again while printing the --json error: a traceback, exit 1;
+    without --json, fit said only 'No space left on device' though its model was saved."""
+    for args in (["encoders", "--json"], ["datasets"]):
+        proc = quickadapt_in_shell(">/dev/full", *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip() == "error: cannot write the result to stdout (No space left on device)"
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    np.savez(tmp_path / "d.npz", X=x[:200], y=y[:200])
+    proc = quickadapt_in_shell(">/dev/full", "fit", "--data", tmp_path / "d.npz", "--cv", "0", "--out", tmp_path / "m",
+                               "--quiet")
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(f"; the model was saved to {tmp_path / 'm'}"), proc.stderr
+    assert (tmp_path / "m" / "manifest.json").is_file()
+    closed = quickadapt_in_shell(">&-", "predict", tmp_path / "m", "--data", tmp_path / "d.npz", "--quiet")
+    assert closed.returncode == 2 and closed.stderr.strip() == "error: stdout is closed, so the result cannot be written"
+
+
+def test_a_long_but_legal_output_name_is_written(tmp_path):
+    """A 250-character name is legal (255 is the limit), but the temp name beside it was not, and
+    fit failed after all its work naming a path the user never gave."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    np.savez(tmp_path / "d.npz", X=x[:100], y=y[:100])
+    long = tmp_path / ("m" * 250)
+    r = run("fit", "--data", tmp_path / "d.npz", "--cv", "0", "--out", long, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    r = run("fit", "--data", tmp_path / "d.npz", "--cv", "0", "--out", long, "--quiet", "--force")  # the swap too
+    assert r.exit_code == 0, r.stderr
+    r = run("predict", long, "--data", tmp_path / "d.npz", "--out", tmp_path / ("p" * 246 + ".csv"), "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["d.npz", "m" * 250, "p" * 246 + ".csv"])

@@ -52,20 +52,29 @@ def prepare_out_dir(out: str | Path, force: bool, inputs=()) -> Path:
     return check_output(out, force, inputs=inputs)
 
 
+def temp_stem(path: Path) -> str:
+    """The start of a temp name beside `path`: its name, cut so that the temp name stays legal
+    (a 250-character name is, but '.NAME.xxxxxxxx' was not, and failed only after the work)."""
+    return path.name[:TEMP_STEM]
+
+
+TEMP_STEM = 100
+
+
 def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
     """Write each `name -> writer(path)` into a temp folder beside `out`, then swap it into place."""
     # `name` and `parent` must mean something for "models/.." too, and a link to a folder is
     # followed: the model goes where it points (and the temp folder onto the same file system)
     out = Path(os.path.realpath(out))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{temp_stem(out)}.", dir=out.parent))
     try:
         for name, writer in files.items():
             writer(tmp / name)
         _usual_modes(tmp)
         old = None
         if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            old = out.with_name(f".{temp_stem(out)}.old-{os.getpid()}")
             os.replace(out, old)
         os.replace(tmp, out)
         if old is not None:

@@ -4,6 +4,7 @@ Results go to stdout (a human summary, or one JSON object with --json); progress
 stderr. Bad input exits with code 2 and one line on stderr (and {"error": ...} with --json)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import inspect
@@ -16,7 +17,7 @@ from typing import List, Optional
 
 import typer
 
-from quickadapt.errors import BadInput, on_command_line
+from quickadapt.errors import BadInput, on_command_line, stop_signals_interrupt
 from quickadapt.output import writes_alone
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -50,7 +51,7 @@ SetOpt = typer.Option(None, "--set", help="Method setting key=value (repeatable)
 
 def command(fn):
     """Run a command: set up quiet mode, turn user errors into exit code 2 with one line, and
-    Ctrl-C into exit code 130 with one line."""
+    Ctrl-C into exit code 130 with one line (SIGTERM 143, SIGHUP 129, after the same cleanup)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -61,18 +62,20 @@ def command(fn):
         set_quiet(kwargs.get("quiet", False))
         as_json = kwargs.get("as_json", False)
         try:
-            with on_command_line():  # messages name options as flags, not keyword arguments
+            with on_command_line(), stop_signals_interrupt():  # messages name options as flags, not keyword arguments
                 return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except BrokenPipeError:  # the reader left (`quickadapt predict ... | head`): no error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit's flush
             raise typer.Exit(128 + signal.SIGPIPE)  # what a shell reports for a tool the pipe stopped
-        except KeyboardInterrupt as exc:  # Ctrl-C (meta-train catches the first, to save the run so far)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (meta-train catches the first, to save the run so far)
+            signum = getattr(exc, "signum", signal.SIGINT)
             print(file=sys.stderr)  # off the line ^C was echoed on
+            stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
             _fail(str(exc.args[0]) if exc.args else  # meta-train's second Ctrl-C names the checkpoint it kept
-                  "interrupted: nothing was written (outputs are renamed into place only once complete)", as_json,
-                  code=130, prefix="")
+                  f"{stopped}: nothing was written (outputs are renamed into place only once complete)", as_json,
+                  code=128 + signum, prefix="")
         except (BadInput, OSError, SafetensorError) as exc:  # OSError: a full or read-only disk, a missing file
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, OSError) and exc.filename:
@@ -93,14 +96,38 @@ def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "
     print(f"{prefix}{message}", file=sys.stderr)
     if as_json and os.environ.get("RANK", "0") == "0":  # under torchrun: one object on stdout, not one a process
         try:
-            print(json.dumps({"error": message}), flush=True)
-        except BrokenPipeError:  # the reader left: the exit code still says what went wrong
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            print(json.dumps({"error": message}), file=sys.stdout, flush=True)
+        except (OSError, AttributeError):  # the reader left, a full disk, a closed stdout: the exit code still says it
+            _stdout_to_devnull()
     raise typer.Exit(code)
 
 
+def _stdout_to_devnull() -> None:
+    """What could not be written is not tried again when Python flushes stdout at exit."""
+    if sys.stdout is not None:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def write_stdout(write, *, saved: str | None = None) -> None:
+    """`write(stream)` on stdout, flushed here: a closed stdout (`>&-`), a full disk or a
+    read-only destination is one line naming what was saved anyway, not a traceback at exit."""
+    kept = f"; the model was saved to {saved}" if saved else ""
+    if sys.stdout is None:
+        raise BadInput(f"stdout is closed, so the result cannot be written{kept}")
+    try:
+        write(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (`| head`): quietly, as the command wrapper does
+        raise
+    except OSError as exc:
+        _stdout_to_devnull()
+        raise BadInput(f"cannot write the result to stdout ({exc.strerror or exc}){kept}") from None
+
+
 def emit(result: dict, as_json: bool, summary: str) -> None:
-    print(json.dumps(result, indent=None, default=str) if as_json else summary)
+    text = json.dumps(result, indent=None, default=str) if as_json else summary
+    write_stdout(lambda stream: print(text, file=stream), saved=result.get("out"))
 
 
 def split_settings(pairs: Optional[List[str]]) -> tuple[dict, dict]:
@@ -274,11 +301,12 @@ def predict(
     if out is not None:
         _write_predictions_atomically(out, rows)
     if as_json:
-        print(json.dumps({"predictions": rows} if out is None else {"out": str(out), "n": len(rows)}))
+        text = json.dumps({"predictions": rows} if out is None else {"out": str(out), "n": len(rows)})
+        write_stdout(lambda stream: print(text, file=stream))
     elif out is None:
-        _write_csv(sys.stdout, rows)
+        write_stdout(lambda stream: _write_csv(stream, rows))
     else:
-        print(f"wrote {len(rows)} predictions to {out}")
+        write_stdout(lambda stream: print(f"wrote {len(rows)} predictions to {out}", file=stream))
 
 
 PREDICTION_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".txt", "")  # .txt and no ending: csv
@@ -302,10 +330,13 @@ def _write_predictions(stream, rows, suffix: str) -> None:
 
 
 def _write_predictions_atomically(path: Path, rows) -> None:
+    from quickadapt.artifact import temp_stem
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{temp_stem(path)}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        # a file name in another encoding (stand-ins for its bytes) is written back as those bytes
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             _write_predictions(f, rows, path.suffix.lower())
         os.replace(tmp, path)
     except BaseException:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from contextvars import ContextVar
 
 _ON_COMMAND_LINE: ContextVar[bool] = ContextVar("on_command_line", default=False)
@@ -34,3 +36,34 @@ def on_command_line():
         yield
     finally:
         _ON_COMMAND_LINE.reset(token)
+
+
+# `docker stop`, systemd, `timeout` and `kill` send SIGTERM; closing a terminal sends SIGHUP
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as Ctrl-C's KeyboardInterrupt is, so that what cleans up or saves
+    on Ctrl-C (temp folders, meta-train's checkpoint) runs for them too."""
+
+    def __init__(self, signum: int, *args):
+        super().__init__(*args)
+        self.signum = signum
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """Within: SIGTERM and SIGHUP raise `Stopped` (in the main thread, where signals arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, raise_stopped) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -280,8 +280,8 @@ def load_episode_data(spec: str) -> Dataset:
     is its group (a class folder right below root, beside group folders, is a group of its own).
     A text file's optional `group` column gives its classes' groups the same way. `builtin:NAME`
     and files load as usual, less CLINC150's out-of-scope rows."""
-    from quickadapt.data.loaders import (IMAGE_EXTS, images_under, load_dataset, note_several_frames, note_skipped,
-                                         refuse_imageless_leaves)
+    from quickadapt.data.loaders import (IMAGE_EXTS, check_folder_label, images_under, load_dataset,
+                                         note_several_frames, note_skipped, refuse_imageless_leaves)
 
     check_episode_spec(spec)
     path = Path(str(spec)).expanduser()
@@ -303,6 +303,8 @@ def load_episode_data(spec: str) -> Dataset:
         refuse_text_files(str(spec), skipped)
         refuse_imageless_leaves(path, str(spec))  # names an empty class folder
         raise BadInput(f"{spec}: no images found (looked for {'/'.join(e[1:] for e in IMAGE_EXTS)} files in class folders)")
+    for label in sorted(set(labels)):
+        check_folder_label(str(spec), label)
     refuse_imageless_leaves(path, str(spec))  # as fit refuses them: an empty class folder never vanishes unsaid
     note_skipped(str(spec), skipped)
     note_several_frames(str(spec), paths)

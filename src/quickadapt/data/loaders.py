@@ -510,6 +510,15 @@ def note_several_frames(shown: str, paths) -> None:
             f"only the first of each is read")
 
 
+def check_folder_label(shown: str, name: str) -> None:
+    """A class named by its folder must be text: a name in another encoding (from a Windows share
+    or an old zip) reads with stand-ins that no manifest or csv can hold (it failed at the end)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"{shown}: class folder {ascii(name)[1:-1]} has a name that is not UTF-8 text; rename it") from None
+
+
 def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
     exts = "/".join(e[1:] for e in IMAGE_EXTS)
     # Class layout = any visible sub-folder. Predict (labels ignored) takes every image below.
@@ -527,6 +536,7 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
         raise BadInput(f"{shown}: has images at the top level ({loose[0].name}) and class folders; move every image into root/<label>/")
     paths, labs, nested = [], [], []
     for d in subdirs:
+        check_folder_label(shown, d.name)
         here: dict = {}
         found = images_under(d, here)
         if not found:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Sequence
@@ -21,8 +22,24 @@ from quickadapt.data.dataset import content_key
 
 def cache_dir() -> Path:
     """$QUICKADAPT_CACHE, or ~/.cache/quickadapt when it is unset or empty (an empty value would
-    put the caches in whatever folder a command runs from)."""
-    return Path(os.environ.get("QUICKADAPT_CACHE") or Path.home() / ".cache" / "quickadapt")
+    put the caches in whatever folder a command runs from). Without a home folder (HOME unset
+    and no user entry, as in some containers run as a bare uid; it was a traceback), a folder of
+    this user's in the temp folder, said once."""
+    if os.environ.get("QUICKADAPT_CACHE"):
+        return Path(os.environ["QUICKADAPT_CACHE"])
+    try:
+        return Path.home() / ".cache" / "quickadapt"
+    except (RuntimeError, KeyError):
+        fallback = Path(tempfile.gettempdir()) / f"quickadapt-cache-{os.getuid()}"
+        if not _SAID_NO_HOME:
+            _SAID_NO_HOME.append(True)
+            from quickadapt.progress import log
+
+            log(f"note: no home folder to keep the cache in; using {fallback} (set QUICKADAPT_CACHE to choose)")
+        return fallback
+
+
+_SAID_NO_HOME: list = []
 
 
 def cache_root() -> Path:

@@ -23,10 +23,10 @@ from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ROTATIONS, ClassSplit
                                       check_episode_spec, default_split, fixed_split_name, load_episode_data,
                                       split_kept_on)
 from quickadapt import distributed
-from quickadapt.errors import BadInput, option
+from quickadapt.errors import BadInput, Stopped, option
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
-from quickadapt.artifact import read_manifest, save_encoder
+from quickadapt.artifact import read_manifest, save_encoder, temp_stem
 from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
 from quickadapt.meta.io import load_episode_learner, save_meta_model, stored_class_split, trained_as
 from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budget_spent, pretrain
@@ -73,8 +73,9 @@ def _owns_out(fn):
                     folder.rmdir()
                 if isinstance(exc, KeyboardInterrupt) and (folder / CHECKPOINT / STATE_JSON).is_file():
                     # a second Ctrl-C quits at once, but what the run saved so far is there to resume
-                    raise KeyboardInterrupt(f"interrupted: the last checkpoint is kept in {folder / CHECKPOINT}; "
-                                            f"{option('resume', python='resume=True')} continues from it") from None
+                    message = (f"interrupted: the last checkpoint is kept in {folder / CHECKPOINT}; "
+                               f"{option('resume', python='resume=True')} continues from it")
+                    raise (Stopped(exc.signum, message) if isinstance(exc, Stopped) else KeyboardInterrupt(message)) from None
                 raise
     return wrapper
 
@@ -212,7 +213,7 @@ def run_meta_train(
             "start": start, "train": summary}
     for stale in out.glob(f".{CHECKPOINT}.*"):  # a killed run's half-written or superseded checkpoint folder
         shutil.rmtree(stale, ignore_errors=True)
-    tmp_ckpt = out.with_name(f".{out.name}.checkpoint")  # the swap replaces `out`: keep the checkpoint aside
+    tmp_ckpt = out.with_name(f".{temp_stem(out)}.checkpoint")  # the swap replaces `out`: keep the checkpoint aside
     shutil.rmtree(tmp_ckpt, ignore_errors=True)
     shutil.move(str(ckpt), tmp_ckpt)
     # copied before the swap replaces `out`, so it is never lost

@@ -32,9 +32,9 @@ from safetensors.torch import load_file, save_file
 
 from quickadapt import distributed
 from quickadapt.allocator import keep_freed_memory
-from quickadapt.artifact import write_folder_atomically
+from quickadapt.artifact import temp_stem, write_folder_atomically
 from quickadapt.data.episodes import EpisodeSampler
-from quickadapt.errors import BadInput, option
+from quickadapt.errors import STOP_SIGNALS, BadInput, Stopped, option
 from quickadapt.meta.base import MetaLearner
 from quickadapt.meta.validate import val_accuracy
 from quickadapt.progress import log, progress_bar
@@ -191,10 +191,12 @@ def meta_train(
 
 @contextlib.contextmanager
 def stop_on_interrupt():
-    """Yields `interrupted()`: true once Ctrl-C (SIGINT) has been pressed. The first press only
-    asks the loop to stop after the step it is in, so the checkpoint and the model hold whole
-    steps; a second press quits at once. Outside the main thread (where signals cannot be
-    caught) nothing changes."""
+    """Yields `interrupted()`: true once Ctrl-C (SIGINT), SIGTERM or SIGHUP has come. The first
+    only asks the loop to stop after the step it is in, so the checkpoint and the model hold
+    whole steps (a container's stop gives seconds before it kills); a second quits at once.
+    Under torchrun, SIGTERM and SIGHUP quit at once: torchrun sends them when another process
+    died, and the step's collective would then wait for it in vain. Outside the main thread
+    (where signals cannot be caught) nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
@@ -202,15 +204,19 @@ def stop_on_interrupt():
 
     def handler(signum, frame):
         if pressed:
-            raise KeyboardInterrupt
-        pressed.append(True)
-        log("interrupt: stopping after this step and saving (press Ctrl-C again to quit at once)")
+            raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+        pressed.append(signum)
+        how = "press Ctrl-C again" if signum == signal.SIGINT else f"send {signal.Signals(signum).name} again"
+        log(f"{'interrupt' if signum == signal.SIGINT else signal.Signals(signum).name}: stopping after this step "
+            f"and saving ({how} to quit at once)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    caught = (signal.SIGINT,) + (STOP_SIGNALS if distributed.current().size == 1 else ())
+    previous = {s: signal.signal(s, handler) for s in caught}
     try:
         yield lambda: bool(pressed)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 # --- checkpoints: tensors in safetensors, the rest in JSON -------------------------------------
@@ -245,7 +251,7 @@ def recover_checkpoint(folder) -> None:
     checkpoint as `.NAME.old-PID` and no `NAME`: put it back."""
     folder = Path(folder)
     if not folder.exists():
-        old = sorted(folder.parent.glob(f".{folder.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        old = sorted(folder.parent.glob(f".{temp_stem(folder)}.old-*"), key=lambda p: p.stat().st_mtime)
         if old and (old[-1] / STATE_JSON).is_file():
             os.replace(old[-1], folder)
 

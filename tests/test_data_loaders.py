@@ -459,3 +459,21 @@ def test_a_class_folder_named_in_another_encoding_is_refused_and_a_file_name_kep
     assert b"caf\xe9.png" in written  # the file's own bytes, so the answer joins back to it
     with open(tmp_path / "p.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
         assert [row["input"] for row in csv.DictReader(f)] == [str(tmp_path / "new" / f"{latin}.png")]
+
+
+def test_feature_datasets_made_in_python_are_checked_as_files_are():
+    """A Dataset built in Python with a NaN reached torch or scikit-learn: fit raised 'value
+    cannot be converted to type float', domain adaptation scikit-learn's 'Input X contains NaN'."""
+    from quickadapt.adapt import adapt
+    from quickadapt.domain import adapt_domain
+
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.array(["a", "b"] * 20, dtype=object)
+    holed = x.copy()
+    holed[5, 2] = np.nan
+    with pytest.raises(BadInput, match="1 non-finite feature value .* first in data row 6, column 3"):
+        adapt(Dataset("features", holed, y), cv=0, progress=False)
+    with pytest.raises(BadInput, match="non-finite feature value"):
+        adapt_domain(Dataset("features", x, y), Dataset("features", holed, None), method="coral", progress=False)
+    with pytest.raises(BadInput, match="feature values must be numbers"):
+        adapt(Dataset("features", np.array([["1", "x"]] * 40, dtype=object), y), cv=0, progress=False)

@@ -29,6 +29,9 @@ FEATURE_HINT = "feature data needs a `label` column and numeric columns"
 def as_dataset(data, *, labels: str = "required") -> Dataset | None:
     """`data` itself when it is a Dataset (or None); else what `load_dataset` reads from it (a
     path, `builtin:NAME`), so the Python functions take what the command line takes."""
+    if isinstance(data, Dataset) and data.modality == "features" and len(data):
+        # as a file's values are checked when read: NaN ended in a torch or scikit-learn traceback
+        _check_features(np.asarray(data.inputs), data.name or "data")
     if data is None or isinstance(data, Dataset):
         return data
     if isinstance(data, (str, os.PathLike)):
@@ -324,7 +327,10 @@ def _unclosed_quote_line(content: str, delimiter: str) -> int | None:
 def _check_features(X: np.ndarray, shown: str) -> np.ndarray:
     # float64, as read: the mlp standardises in float64 before its float32 layers, and a column
     # such as a timestamp (1.7e9 give or take a few) loses its differences in float32
-    X = X.astype(np.float64)
+    try:
+        X = X.astype(np.float64)
+    except (TypeError, ValueError):
+        raise BadInput(f"{shown}: feature values must be numbers") from None
     bad = ~np.isfinite(X)
     if bad.any():
         r, c = np.argwhere(bad)[0]

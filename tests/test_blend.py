@@ -176,3 +176,46 @@ def test_base_settings_reach_the_base_strategy(digits):
         create_strategy("blend", base="prototypes", **{"base.epochs": 1})
     with pytest.raises(BadInput, match="setting 'epochs' for strategy 'finetune' must be at least 1"):
         create_strategy("blend", base="finetune", **{"base.epochs": 0})
+
+
+def test_copies_count_once_when_blend_chooses_its_weight(monkeypatch):
+    """Held out together and answered alike, copies carry no new evidence: 4 examples where the
+    mix is wrong and the transferred model alone right is not significant (p = 0.06); written
+    three times each they were 12 (p = 0.0002), and the scratch model was dropped."""
+    from quickadapt.data import Dataset
+    from quickadapt.transfer import FitContext, create_strategy
+
+    n_classes, per_class, wrong = 3, 10, {0, 11, 22, 5}  # ids where the scratch model is sure and wrong
+    ids = np.arange(n_classes * per_class)
+    truth = ids // per_class
+
+    class Fixed:
+        """A part whose answer for an example is set by its id (feature 0)."""
+
+        def __init__(self, scratch):
+            self.scratch = scratch
+            self.classes = {"main": [str(c) for c in range(n_classes)]}
+
+        def predict_proba(self, inputs):
+            out = []
+            for i in np.asarray(inputs)[:, 0].astype(int):
+                p = np.full(n_classes, 0.3)
+                if not self.scratch:
+                    p[truth[i]] = 0.4  # right, unsure: the mix follows a sure scratch model
+                else:
+                    p[:] = 0.005
+                    p[(truth[i] + (i in wrong)) % n_classes] = 0.99
+                out.append(p / p.sum())
+            return np.array(out)
+
+    def figures(copies):
+        rows = np.repeat(ids, copies)
+        data = Dataset("features", np.stack([rows, np.zeros(len(rows))], 1).astype(float),
+                       truth[rows].astype(str).astype(object))
+        blend = create_strategy("blend")
+        monkeypatch.setattr(blend, "fit_parts", lambda enc, train, ctx: (Fixed(False), Fixed(True)))
+        return blend.choose_weight(None, data, FitContext(seed=0, progress=False))
+
+    once, thrice = figures(1), figures(3)
+    assert once[0] == thrice[0] == DEFAULT_WEIGHT  # kept: 4 distinct examples are within the noise
+    assert once[1] == thrice[1] and once[1]["p_transferred_better"] == 0.0625

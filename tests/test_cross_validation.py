@@ -3,6 +3,7 @@ have a single example (trained on in every fold, never scored)."""
 import json
 
 import numpy as np
+import pytest
 from sklearn.model_selection import StratifiedKFold
 
 from quickadapt.adapt import adapt
@@ -251,3 +252,21 @@ def test_without_copies_every_row_counts_as_before():
     assert mcnemar_greater(data, (scored, pred, None), (scored, base, None)) == mcnemar_p(pred == truth, base == truth)
     info = adapt(digits_features(4), encoder="mlp", cv=3, progress=False).info
     assert info["cv_scored"] == 40 and "n_distinct" not in info and "cv_note" not in info
+
+
+def test_the_abstain_threshold_counts_each_distinct_example_once(monkeypatch):
+    """A row written ten times once weighed its confidence ten times in the quantile that sets
+    the abstain threshold."""
+    import quickadapt.adapt as adapt_module
+    from quickadapt.evaluate.cv import IN_SCOPE_KEEP
+
+    once = digits_features(5)  # 50 distinct rows
+    rows = np.concatenate([np.arange(50), np.zeros(9, dtype=int)])  # the first row 10 times in all
+    data = once.subset(rows)
+    scores = np.linspace(0.5, 0.99, 50)
+    fake = (np.arange(len(data)), data.labels.copy(), scores[rows])  # copies answered alike, as folds do
+
+    monkeypatch.setattr(adapt_module, "out_of_fold", lambda *a, **k: fake)
+    model = adapt(data, encoder="mlp", cv=3, progress=False)
+    assert model.threshold == pytest.approx(np.quantile(scores, 1 - IN_SCOPE_KEEP))
+    assert model.threshold > np.quantile(scores[rows], 1 - IN_SCOPE_KEEP)  # what counting copies gave

@@ -232,3 +232,12 @@ def test_a_long_but_legal_output_name_is_written(tmp_path):
     r = run("predict", long, "--data", tmp_path / "d.npz", "--out", tmp_path / ("p" * 246 + ".csv"), "--quiet")
     assert r.exit_code == 0, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["d.npz", "m" * 250, "p" * 246 + ".csv"])
+
+
+def test_a_deleted_current_folder_is_named(tmp_path):
+    """From a folder deleted under it, the command died in MKL while torch loaded, exit code 2."""
+    script = Path(sys.executable).with_name("quickadapt")
+    proc = subprocess.run(["bash", "-c", f"mkdir gone && cd gone && rmdir ../gone && {shlex.quote(str(script))} encoders"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: the current folder no longer exists (deleted or moved); cd to one that does"), proc.stderr

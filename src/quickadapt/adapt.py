@@ -235,7 +235,8 @@ def adapt(
 
     # without held-out confidences there is nothing honest to calibrate on (in-sample ones are
     # near 1): the model then abstains only with an explicit threshold
-    model.threshold = calibrate_threshold(oof[2]) if oof is not None else None
+    # each distinct example once, as in the accuracy: a repeated row would weigh its score more
+    model.threshold = calibrate_threshold(oof[2][one_per_example(data, oof[0])]) if oof is not None else None
 
     if baseline:
         info["baseline"] = {"name": BASELINE_NAMES[data.modality]}

@@ -671,6 +671,11 @@ def main() -> None:
     except ImportError:
         from click import exceptions as click_errors
 
+    try:  # before torch loads: from a deleted folder it dies in MKL with exit code 2 and no word of why
+        os.getcwd()
+    except FileNotFoundError:
+        print("error: the current folder no longer exists (deleted or moved); cd to one that does", file=sys.stderr)
+        sys.exit(2)
     from quickadapt.allocator import keep_freed_memory
 
     keep_freed_memory()  # training and embedding reuse freed buffers (quickadapt/allocator.py)

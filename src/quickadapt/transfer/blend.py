@@ -87,7 +87,7 @@ class Blend(Strategy):
         """(weight, how it was chosen): DEFAULT_WEIGHT, unless the transferred model alone is
         significantly more accurate out of fold than the mix (then 0); DEFAULT_WEIGHT also when
         the examples allow no folds."""
-        from quickadapt.evaluate.cv import SIGNIFICANCE, folds, mcnemar_p
+        from quickadapt.evaluate.cv import SIGNIFICANCE, folds, mcnemar_p, one_per_example
 
         split = folds(data, FOLDS, ctx.seed)
         if split is None:
@@ -102,7 +102,9 @@ class Blend(Strategy):
             for i, part in enumerate(parts):
                 assert part.classes["main"] == data.classes  # every class is in every training fold
                 logs[i, test_pos] = np.log(np.clip(part.predict_proba(held_out), 1e-12, None))
-        truth = np.searchsorted(data.classes, data.labels[scored])
+        # copies are held out together and answered alike: each distinct example counts once
+        keep = one_per_example(data, scored)
+        logs, truth = logs[:, keep], np.searchsorted(data.classes, data.labels[scored[keep]])
 
         blend_right = mix_log_proba(logs, (1 - DEFAULT_WEIGHT, DEFAULT_WEIGHT)).argmax(1) == truth
         alone_right = logs[0].argmax(1) == truth

@@ -71,7 +71,8 @@ def command(fn):
             raise typer.Exit(128 + signal.SIGPIPE)  # what a shell reports for a tool the pipe stopped
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (meta-train catches the first, to save the run so far)
             signum = getattr(exc, "signum", signal.SIGINT)
-            print(file=sys.stderr)  # off the line ^C was echoed on
+            if signum == signal.SIGINT:
+                print(file=sys.stderr)  # off the line ^C was echoed on
             stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
             _fail(str(exc.args[0]) if exc.args else  # meta-train's second Ctrl-C names the checkpoint it kept
                   f"{stopped}: nothing was written (outputs are renamed into place only once complete)", as_json,

@@ -219,3 +219,21 @@ def test_copies_count_once_when_blend_chooses_its_weight(monkeypatch):
     once, thrice = figures(1), figures(3)
     assert once[0] == thrice[0] == DEFAULT_WEIGHT  # kept: 4 distinct examples are within the noise
     assert once[1] == thrice[1] and once[1]["p_transferred_better"] == 0.0625
+
+
+def test_blend_is_listed_and_refused_as_image_only_before_any_encoder_loads(monkeypatch):
+    """Listed beside the others, blend was refused on text and features only inside its fit,
+    after the encoder had loaded (7 s for minilm)."""
+    import quickadapt.adapt as adapt_module
+    from cli_helpers import run
+    from quickadapt.adapt import adapt
+
+    monkeypatch.setattr(adapt_module, "resolve_encoder", lambda *a, **k: pytest.fail("the encoder was loaded"))
+    text = Dataset("text", ["hello there", "good bye", "hi", "bye now"], np.array(["a", "b", "a", "b"], dtype=object))
+    with pytest.raises(BadInput, match=r"strategy 'blend' adapts only image data; the data is text \(use 'probe' alone\)"):
+        adapt(text, strategy="blend", cv=0, progress=False)
+    listing = run("strategies").stdout
+    names = [line for line in listing.splitlines() if not line.startswith(" ")]
+    assert "blend (image only)" in names and "probe" in names
+    lr = next(line for line in listing.split("\nlora\n")[1].splitlines() if line.strip().startswith("lr ="))
+    assert "0 = the encoder's own rate" in lr  # lora's lr = 0 trains the adapters at the encoder's own rate

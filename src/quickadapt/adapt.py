@@ -147,6 +147,9 @@ def adapt(
         return create_strategy(strategy, **(strategy_params or {}))
 
     strat = new_strategy()  # validates the settings before any work
+    if data.modality not in strat.modalities:  # before the encoder loads
+        raise BadInput(f"strategy {strategy!r} adapts only {' and '.join(strat.modalities)} data; the data is "
+                       f"{data.modality}" + (f" (use {strat.cfg.base!r} alone)" if strategy == "blend" else ""))
     if strat.needs_source and source is None:
         raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass {option('source')}")
     if source is not None and not strat.needs_source:

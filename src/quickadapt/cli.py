@@ -204,13 +204,15 @@ def _fit_summary(r: dict) -> str:
         lines.append(f"baseline ({base['name']}, no transfer): no estimate either, so no comparison")
     from quickadapt.evaluate.cv import SIGNIFICANCE
 
+    # from random weights nothing pretrained is transferred: what is compared is the strategy's training
+    pretrained = r.get("encoder_pretrained", True)
     if r.get("negative_transfer"):
-        lines.append("warning: the transferred model is NOT better than the baseline that transfers nothing"
+        model = "the transferred model" if pretrained else f"{r['strategy']} on {r['encoder']}"
+        lines.append(f"warning: {model} is NOT better than the baseline that transfers nothing"
                      + _baseline_lead(r, SIGNIFICANCE))
     elif r.get("negative_transfer") is False:
         p = r.get("p_transfer_better")
-        # from random weights nothing pretrained is transferred: what wins is the strategy's training
-        what = "transfer" if r.get("encoder_pretrained", True) else f"{r['strategy']} on {r['encoder']}"
+        what = "transfer" if pretrained else f"{r['strategy']} on {r['encoder']}"
         if p is not None and p >= SIGNIFICANCE:
             lines.append(f"{what} is not clearly better than the baseline: the lead is within the noise of "
                          f"{r.get('cv_scored', r['n_examples'])} held-out examples (McNemar p = {p:.2f})")
@@ -435,10 +437,10 @@ def strategies(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
 
     from quickadapt.settings import describe_settings
 
-    items = [{"name": n, "settings": STRATEGIES.get(n)().params(), "accepts": describe_settings(STRATEGIES.get(n).Config)}
-             for n in STRATEGIES.names()]
+    items = [{"name": n, "settings": STRATEGIES.get(n)().params(), "accepts": describe_settings(STRATEGIES.get(n).Config),
+              "modalities": list(STRATEGIES.get(n).modalities)} for n in STRATEGIES.names()]
     emit({"strategies": items}, as_json, "\n".join(
-        f"{s['name']}\n" + "\n".join(f"  {f'{k} = {v!r}':<30} {s['accepts'][k]}" for k, v in s["settings"].items())
+        f"{s['name']}{'' if len(s['modalities']) == 3 else ' (' + ' and '.join(s['modalities']) + ' only)'}\n" + "\n".join(f"  {f'{k} = {v!r}':<30} {s['accepts'][k]}" for k, v in s["settings"].items())
         for s in items))
 
 

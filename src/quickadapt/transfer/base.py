@@ -32,6 +32,7 @@ class Strategy:
     Config: type = None  # type: ignore[assignment]
     needs_source: bool = False
     tunes_encoder: bool = True  # False: the encoder stays frozen, so folds can share it
+    modalities: tuple = ("text", "image", "features")  # the data it adapts to (checked before any work)
 
     def __init__(self, **params):
         self.cfg = build_config(self.Config, params, f"strategy {self.name!r}")

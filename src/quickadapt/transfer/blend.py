@@ -44,6 +44,7 @@ class BlendConfig(Settings):
 class Blend(Strategy):
     name = "blend"
     Config = BlendConfig
+    modalities = ("image",)  # the model trained from scratch is conv4
 
     def __init__(self, **params):
         # `base.KEY=value` is a setting of the base strategy (base.epochs=2 for base=finetune)

@@ -13,7 +13,7 @@ from torch import nn
 
 from quickadapt.errors import BadInput
 from quickadapt.transfer.finetune import Finetune, FinetuneConfig
-from quickadapt.settings import count, fraction, positive
+from quickadapt.settings import bounded, count, fraction, positive
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class LoRAConfig(FinetuneConfig):
     r: int = count(8)  # rank of each update
     alpha: float = positive(16.0)  # scaling: the update is multiplied by alpha / r
     dropout: float = fraction(0.1, below_one=True)  # dropout on the adapter's input
-    lr: float = 5e-4  # adapters start at zero and are few: they take a larger step than full fine-tuning
+    lr: float = bounded(5e-4, means={0: "the encoder's own rate"})  # adapters start at zero and are few: they take a larger step than full fine-tuning
 
 
 def lora_targets(encoder: nn.Module) -> list[str]:

@@ -241,3 +241,6 @@ def test_a_deleted_current_folder_is_named(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "error: the current folder no longer exists (deleted or moved); cd to one that does"), proc.stderr
+    proc = subprocess.run(["bash", "-c", f"mkdir gone && cd gone && rmdir ../gone && {shlex.quote(str(script))} encoders --json"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert json.loads(proc.stdout) == {"error": "the current folder no longer exists (deleted or moved); cd to one that does"}

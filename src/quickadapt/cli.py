@@ -677,7 +677,10 @@ def main() -> None:
     try:  # before torch loads: from a deleted folder it dies in MKL with exit code 2 and no word of why
         os.getcwd()
     except FileNotFoundError:
-        print("error: the current folder no longer exists (deleted or moved); cd to one that does", file=sys.stderr)
+        message = "the current folder no longer exists (deleted or moved); cd to one that does"
+        print(f"error: {message}", file=sys.stderr)
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": message}))
         sys.exit(2)
     from quickadapt.allocator import keep_freed_memory
 

@@ -1,6 +1,7 @@
 """The embedding cache serves only rows it can vouch for: keyed by the weights and everything in
 the preprocessing, a damaged row or shard is a miss, and an input given twice is found twice."""
 import os
+import time
 
 import numpy as np
 import pytest
@@ -127,3 +128,19 @@ def test_without_a_home_folder_the_cache_goes_to_the_temp_folder(monkeypatch, tm
     encoder = create_encoder("minilm")
     first = embed(encoder, ["a text to keep"])
     assert len(shards(tmp_path)) == 1 and np.array_equal(embed(encoder, ["a text to keep"]), first)
+
+
+def test_temp_files_a_killed_run_left_are_removed_a_day_later(cache):
+    """A SIGKILL while a shard was written left its temp file in the cache for good."""
+    encoder = create_encoder("mlp", in_dim=3)
+    embed(encoder, [np.array([1.0, 2.0, 3.0], dtype=np.float32)])
+    folder = shards(cache)[0].parent
+    old_ours, old_theirs, fresh = folder / ".abc.tmp", folder / ".tmpXYZ12", folder / ".def.tmp"
+    for path in (old_ours, old_theirs, fresh):
+        path.write_bytes(b"half a shard")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in (old_ours, old_theirs):
+        os.utime(path, (two_days_ago, two_days_ago))
+    embed(encoder, [np.array([4.0, 5.0, 6.0], dtype=np.float32)])  # the next write tidies up
+    assert not old_ours.exists() and not old_theirs.exists() and fresh.exists()  # a writer may be at it still
+    assert len(shards(cache)) == 2

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Sequence
@@ -40,6 +41,7 @@ def cache_dir() -> Path:
 
 
 _SAID_NO_HOME: list = []
+STALE_TEMP_SECONDS = 24 * 3600
 
 
 def cache_root() -> Path:
@@ -112,3 +114,13 @@ class EmbeddingCache:
         except (OSError, SafetensorError):  # safetensors reports a full disk as its own error
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)  # a read-only or full disk only costs recomputation
+        self.remove_stale_temp_files()
+
+    def remove_stale_temp_files(self) -> None:
+        """Temp files a killed process left (SIGKILL, the OOM killer: 19 MB each, never read
+        again); a day old, no writer is still at them. Ours are `.NAME.tmp`, safetensors' own `.tmpNAME`."""
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for stale in self.directory.glob(".*tmp*"):
+            with contextlib.suppress(OSError):  # gone already, or not ours to remove
+                if stale.is_file() and stale.stat().st_mtime < cutoff:
+                    stale.unlink()

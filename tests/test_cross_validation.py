@@ -270,3 +270,16 @@ def test_the_abstain_threshold_counts_each_distinct_example_once(monkeypatch):
     model = adapt(data, encoder="mlp", cv=3, progress=False)
     assert model.threshold == pytest.approx(np.quantile(scores, 1 - IN_SCOPE_KEEP))
     assert model.threshold > np.quantile(scores[rows], 1 - IN_SCOPE_KEEP)  # what counting copies gave
+
+
+def test_a_fit_keys_each_example_once(monkeypatch):
+    """Every figure of a fit with its baseline (folds, accuracy, count, threshold, McNemar's p)
+    reads the same distinct examples: keyed once, not once a figure (an image key hashes its file)."""
+    import quickadapt.evaluate.cv as cv_module
+    from quickadapt.data.dataset import example_key
+
+    calls = []
+    monkeypatch.setattr(cv_module, "example_key", lambda x, modality: calls.append(1) or example_key(x, modality))
+    data = digits_features(5)
+    info = adapt(data, encoder="mlp", cv=3, baseline=True, progress=False).info
+    assert "p_transfer_better" in info and len(calls) == len(data)

@@ -51,6 +51,9 @@ def test_one_bar_counts_every_row_once_cached_or_repeated(monkeypatch, tmp_path)
     seen = []
 
     def recording_bar(description, total):
+        if callable(description):  # the outer bar's advance, passed on as progress_bar passes it
+            yield description
+            return
         seen.append(total)
         with progress_bar(None, total) as advance:  # silent, but counted
             def counting(n=1, description=None):
@@ -59,12 +62,18 @@ def test_one_bar_counts_every_row_once_cached_or_repeated(monkeypatch, tmp_path)
             yield counting
 
     import contextlib
+    import shutil
+
     monkeypatch.setattr("quickadapt.progress.progress_bar", contextlib.contextmanager(recording_bar))
+    shutil.rmtree(tmp_path / "embeddings")  # the fit cached the four texts: predict must embed them itself
+    computed = []
     for _ in range(2):  # embedded (each text once), then served by the cache
         seen.clear()
         labels, _ = model.predict(texts, progress="predicting")
+        computed.append(len(list((tmp_path / "embeddings").rglob("*.safetensors"))))
         assert labels == ["bank", "travel", "time", "music"] * 3
         assert seen[0] == len(texts) and sum(seen[1:]) == len(texts)
+    assert computed == [1, 1]  # the first pass embedded and stored the four texts, the second only read them
 
 
 def test_a_score_written_as_the_threshold_is_answered(digits_model):

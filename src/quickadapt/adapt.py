@@ -26,8 +26,8 @@ from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
-from quickadapt.evaluate.cv import (calibrate_threshold, mcnemar_p, n_distinct, n_folds, one_per_example, oof_accuracy,
-                                    out_of_fold)
+from quickadapt.evaluate.cv import (calibrate_threshold, distinct_examples, mcnemar_p, n_distinct, n_folds,
+                                    one_per_example, oof_accuracy, out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.train import pick_device, seed_everything
@@ -147,9 +147,7 @@ def adapt(
         return create_strategy(strategy, **(strategy_params or {}))
 
     strat = new_strategy()  # validates the settings before any work
-    if data.modality not in strat.modalities:  # before the encoder loads
-        raise BadInput(f"strategy {strategy!r} adapts only {' and '.join(strat.modalities)} data; the data is "
-                       f"{data.modality}" + (f" (use {strat.cfg.base!r} alone)" if strategy == "blend" else ""))
+    strat.check_modality(data)  # before the encoder loads
     if strat.needs_source and source is None:
         raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass {option('source')}")
     if source is not None and not strat.needs_source:
@@ -212,15 +210,18 @@ def adapt(
         info["feature_columns"] = list(data.columns)
     started = time.perf_counter()
     folds_bar = "cross-validation folds" if progress else None
-    oof = out_of_fold(data, fit_fold, cv, seed, progress=folds_bar) if cv and cv > 1 else None
+    ids = distinct_examples(data)  # once: each call hashes every input (an image's whole file)
+    oof = out_of_fold(data, fit_fold, cv, seed, progress=folds_bar, ids=ids) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
-    distinct = n_distinct(data)
+    distinct = n_distinct(ids)
     if distinct < len(data):  # copies count once in the figures below: say of how many
         info["n_distinct"] = distinct
+    # each distinct held-out example once: copies are held out together and answered alike
+    kept = one_per_example(ids, oof[0]) if oof is not None else None
     if oof is not None:
-        info["cv_accuracy"] = oof_accuracy(data, oof)
-        info["cv_scored"] = len(one_per_example(data, oof[0]))  # copies are one held-out example
-        info["cv_folds"] = n_folds(data, cv)  # "cv" keeps what was asked, so a reload refits alike
+        info["cv_accuracy"] = oof_accuracy(data, oof, ids)
+        info["cv_scored"] = len(kept)
+        info["cv_folds"] = n_folds(data, cv, ids)  # "cv" keeps what was asked, so a reload refits alike
         if info["cv_scored"] < distinct:
             n = distinct - info["cv_scored"]  # one distinct example each (with any copies of it)
             info["cv_note"] = f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, never scored"
@@ -239,33 +240,33 @@ def adapt(
     # without held-out confidences there is nothing honest to calibrate on (in-sample ones are
     # near 1): the model then abstains only with an explicit threshold
     # each distinct example once, as in the accuracy: a repeated row would weigh its score more
-    model.threshold = calibrate_threshold(oof[2][one_per_example(data, oof[0])]) if oof is not None else None
+    model.threshold = calibrate_threshold(oof[2][kept]) if oof is not None else None
 
     if baseline:
         info["baseline"] = {"name": BASELINE_NAMES[data.modality]}
         if progress:
             log(f"baseline: {BASELINE_NAMES[data.modality]}")
         base_oof = (out_of_fold(data, lambda d: fit_baseline(extend(d), seed=seed, device=dev), cv, seed,
-                                progress="baseline cross-validation folds" if progress else None)
+                                progress="baseline cross-validation folds" if progress else None, ids=ids)
                     if cv and cv > 1 else None)
         if base_oof is not None:
-            info["baseline"]["cv_accuracy"] = oof_accuracy(data, base_oof)
+            info["baseline"]["cv_accuracy"] = oof_accuracy(data, base_oof, ids)
             if "cv_accuracy" in info:
                 info["negative_transfer"] = info["cv_accuracy"] <= info["baseline"]["cv_accuracy"]
-                info["p_transfer_better"] = mcnemar_greater(data, oof, base_oof)
+                info["p_transfer_better"] = mcnemar_greater(data, oof, base_oof, ids)
                 if info["negative_transfer"]:  # the baseline's lead can be noise as much as transfer's
-                    info["p_baseline_better"] = mcnemar_greater(data, base_oof, oof)
+                    info["p_baseline_better"] = mcnemar_greater(data, base_oof, oof, ids)
     model.info.update(info)
     return model
 
 
-def mcnemar_greater(data: Dataset, oof, base_oof) -> float | None:
+def mcnemar_greater(data: Dataset, oof, base_oof, ids: np.ndarray | None = None) -> float | None:
     """`mcnemar_p` that the transferred model beats the baseline (swapped: the reverse) on the
     distinct held-out examples of their out-of-fold predictions, each once (the same folds score
-    both; None if they do not)."""
+    both; None if they do not). `ids`: `distinct_examples(data)`, when the caller has them."""
     if not np.array_equal(oof[0], base_oof[0]):
         return None
-    keep = one_per_example(data, oof[0])
+    keep = one_per_example(distinct_examples(data) if ids is None else ids, oof[0])
     truth = data.labels[oof[0][keep]]
     return mcnemar_p(oof[1][keep] == truth, base_oof[1][keep] == truth)
 

@@ -67,7 +67,7 @@ def command(fn):
         except typer.Exit:
             raise
         except BrokenPipeError:  # the reader left (`quickadapt predict ... | head`): no error of ours
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit's flush
+            _stdout_to_devnull()  # nor at exit's flush
             raise typer.Exit(128 + signal.SIGPIPE)  # what a shell reports for a tool the pipe stopped
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (meta-train catches the first, to save the run so far)
             signum = getattr(exc, "signum", signal.SIGINT)
@@ -205,14 +205,13 @@ def _fit_summary(r: dict) -> str:
     from quickadapt.evaluate.cv import SIGNIFICANCE
 
     # from random weights nothing pretrained is transferred: what is compared is the strategy's training
-    pretrained = r.get("encoder_pretrained", True)
+    trained = None if r.get("encoder_pretrained", True) else f"{r['strategy']} on {r['encoder']}"
     if r.get("negative_transfer"):
-        model = "the transferred model" if pretrained else f"{r['strategy']} on {r['encoder']}"
-        lines.append(f"warning: {model} is NOT better than the baseline that transfers nothing"
-                     + _baseline_lead(r, SIGNIFICANCE))
+        lines.append(f"warning: {trained or 'the transferred model'} is NOT better than the baseline that transfers "
+                     "nothing" + _baseline_lead(r, SIGNIFICANCE))
     elif r.get("negative_transfer") is False:
         p = r.get("p_transfer_better")
-        what = "transfer" if pretrained else f"{r['strategy']} on {r['encoder']}"
+        what = trained or "transfer"
         if p is not None and p >= SIGNIFICANCE:
             lines.append(f"{what} is not clearly better than the baseline: the lead is within the noise of "
                          f"{r.get('cv_scored', r['n_examples'])} held-out examples (McNemar p = {p:.2f})")
@@ -433,14 +432,14 @@ def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
 @command
 def strategies(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List the transfer strategies and their settings."""
-    from quickadapt.transfer import STRATEGIES
-
+    from quickadapt.data.dataset import MODALITIES
     from quickadapt.settings import describe_settings
+    from quickadapt.transfer import STRATEGIES
 
     items = [{"name": n, "settings": STRATEGIES.get(n)().params(), "accepts": describe_settings(STRATEGIES.get(n).Config),
               "modalities": list(STRATEGIES.get(n).modalities)} for n in STRATEGIES.names()]
     emit({"strategies": items}, as_json, "\n".join(
-        f"{s['name']}{'' if len(s['modalities']) == 3 else ' (' + ' and '.join(s['modalities']) + ' only)'}\n" + "\n".join(f"  {f'{k} = {v!r}':<30} {s['accepts'][k]}" for k, v in s["settings"].items())
+        f"{s['name']}{'' if set(s['modalities']) == set(MODALITIES) else ' (' + ' and '.join(s['modalities']) + ' only)'}\n" + "\n".join(f"  {f'{k} = {v!r}':<30} {s['accepts'][k]}" for k, v in s["settings"].items())
         for s in items))
 
 
@@ -665,6 +664,15 @@ def _no_such_option(exc) -> str:
     return f"No such option: {exc.option_name}" + (f" (did you mean {', '.join(names[c] for c in close)}?)" if close else "")
 
 
+def _exit_before_command(message: str, hint: str = "") -> None:
+    """Bad input found before a command runs (outside `command`'s handling): one line on stderr,
+    `{"error": ...}` on stdout with --json, exit code 2."""
+    print(f"error: {message}{hint}", file=sys.stderr)
+    if "--json" in sys.argv[1:]:
+        print(json.dumps({"error": message}))
+    sys.exit(2)
+
+
 def main() -> None:
     """Run the CLI. Usage mistakes (an unknown option, a missing value, a stray argument) are bad
     input like any other: one line on stderr (and `{"error": ...}` with --json), exit code 2,
@@ -677,11 +685,7 @@ def main() -> None:
     try:  # before torch loads: from a deleted folder it dies in MKL with exit code 2 and no word of why
         os.getcwd()
     except FileNotFoundError:
-        message = "the current folder no longer exists (deleted or moved); cd to one that does"
-        print(f"error: {message}", file=sys.stderr)
-        if "--json" in sys.argv[1:]:
-            print(json.dumps({"error": message}))
-        sys.exit(2)
+        _exit_before_command("the current folder no longer exists (deleted or moved); cd to one that does")
     from quickadapt.allocator import keep_freed_memory
 
     keep_freed_memory()  # training and embedding reuse freed buffers (quickadapt/allocator.py)
@@ -697,10 +701,7 @@ def main() -> None:
         if "unexpected extra argument" in message and "=" in message:
             message += "; give each setting its own --set, e.g. --set a=1 --set b=2"
         where = exc.ctx.command_path if exc.ctx else "quickadapt"
-        print(f"error: {message} (see '{where} --help')", file=sys.stderr)
-        if "--json" in sys.argv[1:]:
-            print(json.dumps({"error": message}))
-        sys.exit(2)
+        _exit_before_command(message, f" (see '{where} --help')")
     except typer.Abort:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -26,16 +26,17 @@ def distinct_examples(data: Dataset) -> np.ndarray:
                      for i, k in enumerate(keys)], dtype=int)
 
 
-def _representatives(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(each example's distinct-example number, the first copy of each)."""
-    ids = distinct_examples(data)
+def _representatives(data: Dataset, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(each example's distinct-example number, the first copy of each). `ids`: `distinct_examples`
+    of `data` when the caller has them; computing them hashes every input (an image's whole file)."""
+    ids = distinct_examples(data) if ids is None else ids
     return ids, np.unique(ids, return_index=True)[1]
 
 
-def n_folds(data: Dataset, n_splits: int) -> int:
+def n_folds(data: Dataset, n_splits: int, ids: np.ndarray | None = None) -> int:
     """How many folds `folds` makes of `n_splits` asked for: no more than the smallest scored
     class has distinct examples, since each fold holds out one or more of every class (0: no folds)."""
-    _, reps = _representatives(data)
+    _, reps = _representatives(data, ids)
     return _fold_count(data.labels[reps], n_splits)
 
 
@@ -46,7 +47,7 @@ def _fold_count(labels: np.ndarray, n_splits: int) -> int:
     return min(n_splits, int(several.min())) if len(several) >= 2 and n_splits >= 2 else 0
 
 
-def folds(data: Dataset, n_splits: int, seed: int):
+def folds(data: Dataset, n_splits: int, seed: int, ids: np.ndarray | None = None):
     """(scored indices, [(training indices, held-out positions in scored), ...]) for stratified
     cross-validation over the examples of every class that has two or more; None when fewer
     than two classes have two. A class with a single example is never held out (its fold would
@@ -56,7 +57,7 @@ def folds(data: Dataset, n_splits: int, seed: int):
     it as if it were new (three copies of every row raised the estimate from 90 to 98 %, and the
     abstain threshold with it). Classes and folds count distinct examples; without copies this is
     plain stratified k-fold over the examples."""
-    ids, reps = _representatives(data)
+    ids, reps = _representatives(data, ids)
     if len(reps) < len(data):
         log(f"note: {len(data) - len(reps)} examples repeat an earlier one (same input, same label); "
             "cross-validation holds out each with its copies and counts them once")
@@ -78,12 +79,12 @@ def folds(data: Dataset, n_splits: int, seed: int):
 
 
 def out_of_fold(data: Dataset, fit: Callable[[Dataset], object], n_splits: int, seed: int,
-                progress: str | None = None):
+                progress: str | None = None, ids: np.ndarray | None = None):
     """(scored indices, predicted labels, top scores) for the examples `folds` scores, each from
     a model that never saw it; None when there are no folds. `fit(train) -> model` with
     `model.predict(inputs) -> (labels, scores)`. `progress` describes a bar over the folds: the
     folds' own fits are silent, and five fine-tuning fits can take many minutes."""
-    split = folds(data, n_splits, seed)
+    split = folds(data, n_splits, seed, ids)
     if split is None:
         return None
     scored, pairs = split
@@ -112,25 +113,26 @@ def mcnemar_p(right: np.ndarray, other_right: np.ndarray) -> float:
     return float(binomtest(only, only + only_other, alternative="greater").pvalue) if only else 1.0
 
 
-def one_per_example(data: Dataset, scored: np.ndarray) -> np.ndarray:
+def one_per_example(ids: np.ndarray, scored: np.ndarray) -> np.ndarray:
     """Positions in `scored` of the first row of each distinct example it holds. Copies are held
     out together and read as one input, so their out-of-fold predictions are the same: counted
     row by row they carry no new evidence, yet weigh an accuracy and a McNemar test as if they
     did (50 digits written 3 times each: p = 0.039 against 0.23 for the same 50 rows once).
-    Without copies: every position, in order, so every figure is as it was."""
-    first = np.unique(distinct_examples(data)[scored], return_index=True)[1]
+    Without copies: every position, in order, so every figure is as it was. `ids`: the data's
+    `distinct_examples`."""
+    first = np.unique(ids[scored], return_index=True)[1]
     return np.sort(first)
 
 
-def n_distinct(data: Dataset) -> int:
-    """How many distinct examples `data` holds (`distinct_examples`)."""
-    return int(distinct_examples(data).max()) + 1 if len(data) else 0
+def n_distinct(ids: np.ndarray) -> int:
+    """How many distinct examples the `distinct_examples` numbers `ids` count."""
+    return int(ids.max()) + 1 if len(ids) else 0
 
 
-def oof_accuracy(data: Dataset, oof) -> float:
+def oof_accuracy(data: Dataset, oof, ids: np.ndarray | None = None) -> float:
     """Accuracy of `out_of_fold`'s predictions on the distinct examples it scored, each once."""
     scored, pred, _ = oof
-    keep = one_per_example(data, scored)
+    keep = one_per_example(distinct_examples(data) if ids is None else ids, scored)
     return float(np.mean(pred[keep] == data.labels[scored[keep]]))
 
 

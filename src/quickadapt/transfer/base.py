@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from quickadapt.data.dataset import Dataset
+from quickadapt.data.dataset import MODALITIES, Dataset
+from quickadapt.errors import BadInput
 from quickadapt.settings import build_config, config_to_dict
 
 
@@ -32,13 +33,23 @@ class Strategy:
     Config: type = None  # type: ignore[assignment]
     needs_source: bool = False
     tunes_encoder: bool = True  # False: the encoder stays frozen, so folds can share it
-    modalities: tuple = ("text", "image", "features")  # the data it adapts to (checked before any work)
+    modalities: tuple = MODALITIES  # the data it adapts to (check_modality, before any work)
 
     def __init__(self, **params):
         self.cfg = build_config(self.Config, params, f"strategy {self.name!r}")
 
     def params(self) -> dict:
         return config_to_dict(self.cfg)
+
+    def check_modality(self, data: Dataset) -> None:
+        """Refuse data of a kind this strategy does not adapt: adapt() asks before the encoder loads."""
+        if data.modality not in self.modalities:
+            raise BadInput(f"strategy {self.name!r} adapts only {' and '.join(self.modalities)} data; the data is "
+                           f"{data.modality}{self.instead()}")
+
+    def instead(self) -> str:
+        """What to use instead on data of another kind (`check_modality`'s message)."""
+        return ""
 
     def fit(self, encoder, data: Dataset, ctx: FitContext):
         """Adapt `encoder` to `data` (labelled); return an AdaptedModel."""

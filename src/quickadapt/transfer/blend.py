@@ -64,10 +64,11 @@ class Blend(Strategy):
     def params(self) -> dict:
         return {**super().params(), **{f"base.{k}": v for k, v in self.base_params.items()}}
 
+    def instead(self) -> str:
+        return f" (use {self.cfg.base!r} alone)"
+
     def fit(self, encoder, data, ctx):
-        if data.modality != "image":
-            raise BadInput(f"strategy 'blend' mixes in a network trained from scratch on images; the data is "
-                           f"{data.modality} (use {self.cfg.base!r} alone)")
+        self.check_modality(data)  # as adapt() checks it, for a strategy fitted directly
         if self.cfg.weight == "auto":
             w, how = self.choose_weight(encoder, data, ctx)
         else:
@@ -88,9 +89,10 @@ class Blend(Strategy):
         """(weight, how it was chosen): DEFAULT_WEIGHT, unless the transferred model alone is
         significantly more accurate out of fold than the mix (then 0); DEFAULT_WEIGHT also when
         the examples allow no folds."""
-        from quickadapt.evaluate.cv import SIGNIFICANCE, folds, mcnemar_p, one_per_example
+        from quickadapt.evaluate.cv import SIGNIFICANCE, distinct_examples, folds, mcnemar_p, one_per_example
 
-        split = folds(data, FOLDS, ctx.seed)
+        ids = distinct_examples(data)  # once: each call hashes every image file
+        split = folds(data, FOLDS, ctx.seed, ids)
         if split is None:
             return DEFAULT_WEIGHT, {"by": "default (too few examples to cross-validate)"}
         scored, pairs = split
@@ -104,7 +106,7 @@ class Blend(Strategy):
                 assert part.classes["main"] == data.classes  # every class is in every training fold
                 logs[i, test_pos] = np.log(np.clip(part.predict_proba(held_out), 1e-12, None))
         # copies are held out together and answered alike: each distinct example counts once
-        keep = one_per_example(data, scored)
+        keep = one_per_example(ids, scored)
         logs, truth = logs[:, keep], np.searchsorted(data.classes, data.labels[scored[keep]])
 
         blend_right = mix_log_proba(logs, (1 - DEFAULT_WEIGHT, DEFAULT_WEIGHT)).argmax(1) == truth

@@ -244,3 +244,32 @@ def test_a_deleted_current_folder_is_named(tmp_path):
     proc = subprocess.run(["bash", "-c", f"mkdir gone && cd gone && rmdir ../gone && {shlex.quote(str(script))} encoders --json"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert json.loads(proc.stdout) == {"error": "the current folder no longer exists (deleted or moved); cd to one that does"}
+
+
+def test_a_temp_folder_that_a_killed_write_left_is_removed_by_the_next_write(tmp_path, capsys):
+    """SIGKILL (the OOM killer) leaves the temp folder of a model being written; the next write
+    beside it removes that one, and leaves a live writer's and a hidden folder of the user's."""
+    import os
+    import socket
+
+    from quickadapt.artifact import WRITING_MARK, write_folder_atomically
+
+    killed = ("import os, signal, sys\nfrom pathlib import Path\n"
+              "from quickadapt.artifact import write_folder_atomically\n"
+              "def die(path):\n    path.write_bytes(b'half of a model')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+              "write_folder_atomically(Path(sys.argv[1]), {'model.safetensors': die})\n")
+    proc = subprocess.run([sys.executable, "-c", killed, str(tmp_path / "m")], capture_output=True)
+    assert proc.returncode == -9
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".m.")]
+    assert len(left) == 1 and (left[0] / WRITING_MARK).is_file()
+    users = tmp_path / ".m.backup"  # the user's own hidden folder, a like name without the mark
+    users.mkdir()
+    (users / "notes.txt").write_text("precious")
+    live = tmp_path / ".m.live1234"  # a write in progress in another process (this one stands in)
+    live.mkdir()
+    (live / WRITING_MARK).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+
+    write_folder_atomically(tmp_path / "m", {"manifest.json": lambda p: p.write_text("{}")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.backup", ".m.live1234", "m"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json"]  # no mark in the model
+    assert f"removed {left[0].name}" in capsys.readouterr().err

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import glob
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
 from quickadapt.output import check_output
+from quickadapt.progress import log
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -67,10 +70,14 @@ def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
     # followed: the model goes where it points (and the temp folder onto the same file system)
     out = Path(os.path.realpath(out))
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temp_folders(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{temp_stem(out)}.", dir=out.parent))
     try:
+        mark = tmp / WRITING_MARK
+        mark.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
         for name, writer in files.items():
             writer(tmp / name)
+        mark.unlink()
         _usual_modes(tmp)
         old = None
         if out.exists():
@@ -82,6 +89,40 @@ def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# Inside a temp folder while it is written: who writes it. A run killed by SIGKILL (the OOM
+# killer) cannot remove its temp folder, a model's weights; the mark tells a later write to the
+# same place that the folder is ours and its writer gone, where a hidden folder of the user's
+# with a like name has no mark and is left alone.
+WRITING_MARK = ".quickadapt-writing"
+ABANDONED_ELSEWHERE_S = 86400  # a writer on another machine (a shared folder): gone after a day
+
+
+def remove_abandoned_temp_folders(out: Path) -> None:
+    """Remove the temp folders beside `out` that a killed write to `out` left."""
+    for path in out.parent.glob(f".{glob.escape(temp_stem(out))}.*"):
+        mark = path / WRITING_MARK
+        try:
+            writer = json.loads(mark.read_text())
+            pid, host = int(writer["pid"]), str(writer["host"])
+            age = time.time() - mark.stat().st_mtime
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # not ours, or a writer that has only just made it
+        gone = not _process_alive(pid) if host == socket.gethostname() else age > ABANDONED_ELSEWHERE_S
+        if gone:
+            shutil.rmtree(path, ignore_errors=True)
+            log(f"note: removed {path.name} beside {out.name}: an unfinished model folder that a killed run left")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _usual_modes(folder: Path) -> None:

@@ -550,8 +550,21 @@ def test_labels_that_differ_only_in_capitals_get_a_note(tmp_path):
                                             for i in range(30)))
     r = run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", tmp_path / "m")
     assert r.exit_code == 0, r.stderr
-    assert "note: labels that differ only in capitals are different classes: 'Balance' and 'balance'" in r.stderr
+    assert "note: labels that differ only in capitals or in how an accent is encoded are different classes: " \
+           "'Balance' and 'balance'" in r.stderr
     assert "3 classes" in r.stdout
+
+
+def test_labels_that_print_alike_but_encode_an_accent_differently_get_a_note(tmp_path):
+    """café as one é (most keyboards) and as e + a combining accent (macOS file names) are two
+    classes that print the same: named with their code points."""
+    one, two = "caf\u00e9", "cafe\u0301"
+    data = tmp_path / "f.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i % 3},{i % 2},{[one, two, 'tea'][i % 3]}\n" for i in range(30)),
+                    encoding="utf-8")
+    r = run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    assert "how an accent is encoded are different classes" in r.stderr and "'cafe\\u0301'" in r.stderr
 
 
 def test_a_fit_with_folds_gives_its_note_once(tmp_path):

@@ -117,6 +117,9 @@ def test_npz(tmp_path):
     assert load_dataset(str(tmp_path / "b.npz")).labels.tolist() == ["cat", "dog"]
     np.savez(tmp_path / "bytes.npz", X=np.ones((2, 3)), y=np.array(["cat", "dog"]).astype("S"))
     assert load_dataset(str(tmp_path / "bytes.npz")).labels.tolist() == ["cat", "dog"]  # not "b'cat'"
+    # string labels read as a csv's are: "1.0" and " 1" are the class 1, not three classes
+    np.savez(tmp_path / "s.npz", X=np.ones((4, 3)), y=np.array(["1", "1.0", " 1", "2"]))
+    assert load_dataset(str(tmp_path / "s.npz")).labels.tolist() == ["1", "1", "1", "2"]
     np.savez(tmp_path / "c.npz", X=np.ones((2, 3)))
     assert load_dataset(str(tmp_path / "c.npz"), labels="optional").labels is None
     assert load_dataset(str(tmp_path / "b.npz"), labels="ignore").labels is None

@@ -12,6 +12,7 @@ import copy
 import numbers
 import os
 import time
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -99,15 +100,22 @@ def fit_encoder_inputs(encoder, data: Dataset, source: Dataset | None) -> None:
 
 def note_case_twins(classes) -> None:
     """Labels are kept as written, so `Balance` and `balance` are two classes: usually a typo
-    that halves a class, so say so (once), without merging what might be meant apart."""
+    that halves a class, so say so (once), without merging what might be meant apart. So are
+    `café` typed on a Mac (e + a combining accent) and elsewhere (one é), which print alike."""
     by_folded: dict[str, list[str]] = {}
     for c in classes:
-        by_folded.setdefault(c.casefold(), []).append(c)
+        by_folded.setdefault(unicodedata.normalize("NFC", c).casefold(), []).append(c)
     twins = [names for names in by_folded.values() if len(names) > 1]
     if twins:
-        pairs = "; ".join(" and ".join(repr(n) for n in names) for names in twins[:3])
-        log(f"note: labels that differ only in capitals are different classes: {pairs}"
+        pairs = "; ".join(_shown_twins(names) for names in twins[:3])
+        log(f"note: labels that differ only in capitals or in how an accent is encoded are different classes: {pairs}"
             f"{f' (and {len(twins) - 3} more)' if len(twins) > 3 else ''}")
+
+
+def _shown_twins(names: list[str]) -> str:
+    """'Balance' and 'balance'; spelled out in code points where two forms of one accent print alike."""
+    spell = repr if all(unicodedata.is_normalized("NFC", n) for n in names) else ascii
+    return " and ".join(spell(n) for n in names)
 
 
 @each_note_once()  # each fold and the final fit would repeat a note about the settings

@@ -419,7 +419,7 @@ def _load_npz(path: Path, shown: str, labels: str) -> Dataset:
             y = np.char.decode(y, "utf-8")
         except UnicodeDecodeError:
             raise BadInput(f"{shown}: `y` holds bytes that are not UTF-8 text; save labels as str or numbers") from None
-    y = np.asarray([str(v).strip() for v in y.tolist()], dtype=object)
+    y = np.asarray([label_text(v) for v in y.tolist()], dtype=object)  # "1.0" is 1, as in a csv
     empty = np.flatnonzero(y == "")
     if len(empty):
         raise BadInput(f"{shown}: `y` has an empty label at row {int(empty[0])}; give every row a label")

@@ -455,6 +455,47 @@ def test_macro_f1_counts_classes_only_predicted_and_abstentions_are_reported():
     assert r["macro_f1"] < classification_report(truth, ["weather", "weather", "balance", "__none__"])["macro_f1"]
 
 
+def test_without_abstaining_a_class_named_as_the_none_label_is_scored_not_abstained():
+    from quickadapt.evaluate.metrics import classification_report
+
+    truth = ["__none__", "__none__", "sky", "oos", "oos"]
+    pred = ["__none__", "sky", "sky", "__none__", "sky"]
+    r = classification_report(truth, pred, oos_label="oos", none_label=None)
+    assert r["n_abstained"] == 0 and r["oos_recall"] == 0.0  # a class answered, not an abstention
+    assert r["per_class"]["__none__"] == {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "oos_answered": 1}
+    assert abs(r["macro_f1"] - 2 / 3) < 1e-12 and r["accuracy"] == 2 / 3  # sky: precision 1/2, recall 1
+
+
+def _relabelled(src, dst, renames: dict, extra=()):
+    with open(dst, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([(r["text"], renames.get(r["label"], r["label"])) for r in csv.DictReader(open(src))] + list(extra))
+    return dst
+
+
+def test_evaluate_scores_a_class_named_none_unless_abstaining(clinc_small, tmp_path):
+    """A class named `__none__` (the default --none-label) was dropped from the scores and its
+    answers counted as abstentions, and out-of-scope rows answered with it as recalled."""
+    named = {"balance": "__none__"}
+    train = _relabelled(clinc_small["train"], tmp_path / "train.csv", named)
+    oos = [("what is the meaning of life", "oos"), ("sing me a song about whales", "oos"),
+           ("who won the football game last night", "oos"), ("tell me about the roman empire", "oos")]
+    test = _relabelled(clinc_small["test"], tmp_path / "test.csv", named, oos)
+    assert run("fit", "--data", train, "--cv", "0", "--out", tmp_path / "m", "--quiet").exit_code == 0
+    r = run("evaluate", tmp_path / "m", "--data", test, "--oos-label", "oos", "--json", "--quiet")
+    report = json.loads(r.stdout)
+    assert r.exit_code == 0 and report["n_abstained"] == 0 and report["oos_recall"] == 0.0
+    assert len(report["per_class"]) == 6 and report["per_class"]["__none__"]["support"] == 30
+    assert sum(m["oos_answered"] for m in report["per_class"].values()) == 4  # every out-of-scope row got a class
+    assert abs(report["macro_f1"] - np.mean([m["f1"] for m in report["per_class"].values()])) < 1e-12
+    assert "abstained" not in run("evaluate", tmp_path / "m", "--data", test, "--oos-label", "oos", "--quiet").stdout
+    # so is a class named as the --none-label given
+    report = json.loads(run("evaluate", tmp_path / "m", "--data", test, "--oos-label", "oos", "--none-label", "weather",
+                            "--json", "--quiet").stdout)
+    assert report["n_abstained"] == 0 and report["per_class"]["weather"]["support"] == 30
+
+
 def test_out_of_scope_rows_answered_with_a_class_are_counted_beside_its_in_scope_precision():
     """Precision stays over in-scope rows (the CLINC protocol), so a class that swallows
     out-of-scope questions looked precise (0.964 while 16 of 60 were answered with it)."""

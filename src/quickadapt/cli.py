@@ -374,11 +374,14 @@ def evaluate(
     if unknown:
         hint = "more than the --oos-label" if oos_label is not None else "pass --oos-label if they mark out-of-scope"
         raise BadInput(f"{data} has labels the model never saw ({', '.join(unknown[:5])}); {hint}")
+    abstaining = abstain or threshold is not None
     labels, _ = model.predict(
-        test.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
+        test.inputs, task=task, abstain=abstaining, none_label=none_label,
         threshold=threshold, progress=None if quiet else "evaluating",
     )
-    report = classification_report(test.labels, labels, oos_label=oos_label, none_label=none_label)
+    # without abstaining every answer is a class: one named as --none-label is scored, not abstained
+    report = classification_report(test.labels, labels, oos_label=oos_label,
+                                   none_label=none_label if abstaining else None)
     abstained = f" ({report['n_abstained']} abstained, counted wrong)" if report.get("n_abstained") else ""
     summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples{abstained}"
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
@@ -388,7 +391,7 @@ def evaluate(
         summary += "\nlowest F1: " + ", ".join(f"{lab} {m['f1']:.1%}" for lab, m in worst)
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
-        if not (abstain or threshold is not None):  # every input got a class: no recall is possible
+        if not abstaining:  # every input got a class: no recall is possible
             summary += " (without --abstain every input gets a class; add it to answer none of these)"
         summary += _oos_swallowers(report["per_class"])
     emit(report, as_json, summary)

@@ -17,7 +17,7 @@ def classification_report(
 
     The classes are those of the test labels and of the predictions, as scikit-learn counts them:
     a class the model answers but the test set lacks has precision 0 and lowers the macro F1,
-    rather than vanishing from it. An abstention (`none_label`) is no class: it only costs recall.
+    rather than vanishing from it; its recall, over no rows, is None. An abstention (`none_label`) is no class: it only costs recall.
     `none_label=None` means the model did not abstain: every prediction is a class, even one
     named `__none__`, and none is counted as an abstention."""
     y_true = np.asarray(list(y_true), dtype=object)
@@ -44,7 +44,9 @@ def classification_report(
             "n": int(len(y_true)),
             "n_abstained": int(abstained.sum()),
             "per_class": with_oos_answered({
-                lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                # recall over no test rows is undefined: None, not scikit-learn's zero_division 0
+                lab: {"precision": float(p[i]), "recall": float(r[i]) if s[i] else None, "f1": float(f[i]),
+                      "support": int(s[i])}
                 for i, lab in enumerate(labels)
             }, oos_answers, none_label),
         }

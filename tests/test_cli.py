@@ -449,10 +449,77 @@ def test_macro_f1_counts_classes_only_predicted_and_abstentions_are_reported():
     truth = ["weather", "weather", "balance", "balance"]
     pred = ["weather", "music", "balance", "__none__"]  # music: a class the test set lacks
     r = classification_report(truth, pred)
-    assert r["n_abstained"] == 1 and r["per_class"]["music"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    # no test rows: recall over none is undefined (None), but its F1 0 stays in the macro F1
+    assert r["n_abstained"] == 1 and r["per_class"]["music"] == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0}
     assert "__none__" not in r["per_class"]
     assert abs(r["macro_f1"] - f1_score(truth, pred, labels=["balance", "music", "weather"], average="macro")) < 1e-12
     assert r["macro_f1"] < classification_report(truth, ["weather", "weather", "balance", "__none__"])["macro_f1"]
+
+
+def test_without_abstaining_a_class_named_as_the_none_label_is_scored_not_abstained():
+    from quickadapt.evaluate.metrics import classification_report
+
+    truth = ["__none__", "__none__", "sky", "oos", "oos"]
+    pred = ["__none__", "sky", "sky", "__none__", "sky"]
+    r = classification_report(truth, pred, oos_label="oos", none_label=None)
+    assert r["n_abstained"] == 0 and r["oos_recall"] == 0.0  # a class answered, not an abstention
+    assert r["per_class"]["__none__"] == {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "oos_answered": 1}
+    assert abs(r["macro_f1"] - 2 / 3) < 1e-12 and r["accuracy"] == 2 / 3  # sky: precision 1/2, recall 1
+
+
+def _relabelled(src, dst, renames: dict, extra=()):
+    with open(dst, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([(r["text"], renames.get(r["label"], r["label"])) for r in csv.DictReader(open(src))] + list(extra))
+    return dst
+
+
+def test_evaluate_scores_a_class_named_none_unless_abstaining(clinc_small, tmp_path):
+    """A class named `__none__` (the default --none-label) was dropped from the scores and its
+    answers counted as abstentions, and out-of-scope rows answered with it as recalled."""
+    named = {"balance": "__none__"}
+    train = _relabelled(clinc_small["train"], tmp_path / "train.csv", named)
+    oos = [("what is the meaning of life", "oos"), ("sing me a song about whales", "oos"),
+           ("who won the football game last night", "oos"), ("tell me about the roman empire", "oos")]
+    test = _relabelled(clinc_small["test"], tmp_path / "test.csv", named, oos)
+    assert run("fit", "--data", train, "--cv", "0", "--out", tmp_path / "m", "--quiet").exit_code == 0
+    r = run("evaluate", tmp_path / "m", "--data", test, "--oos-label", "oos", "--json", "--quiet")
+    report = json.loads(r.stdout)
+    assert r.exit_code == 0 and report["n_abstained"] == 0 and report["oos_recall"] == 0.0
+    assert len(report["per_class"]) == 6 and report["per_class"]["__none__"]["support"] == 30
+    assert sum(m["oos_answered"] for m in report["per_class"].values()) == 4  # every out-of-scope row got a class
+    assert abs(report["macro_f1"] - np.mean([m["f1"] for m in report["per_class"].values()])) < 1e-12
+    assert "abstained" not in run("evaluate", tmp_path / "m", "--data", test, "--oos-label", "oos", "--quiet").stdout
+    # so is a class named as the --none-label given
+    report = json.loads(run("evaluate", tmp_path / "m", "--data", test, "--oos-label", "oos", "--none-label", "weather",
+                            "--json", "--quiet").stdout)
+    assert report["n_abstained"] == 0 and report["per_class"]["weather"]["support"] == 30
+
+
+def test_evaluate_keeps_classes_missing_from_the_test_data_out_of_the_lowest_f1(text_model, clinc_small, tmp_path):
+    """Answered classes the test data lacks have F1 0 by definition: they filled the lowest-F1
+    line (a 150-class model on 5 tested classes named only untested ones) with recall 0.0."""
+    out, _ = text_model
+    rows = [r for r in csv.DictReader(open(clinc_small["test"])) if r["label"] in ("balance", "weather")]
+    # flight and alarm questions labelled balance, on purpose: the model answers classes the test lacks
+    rows += [{**r, "label": "balance"} for r in csv.DictReader(open(clinc_small["test"]))
+             if r["label"] in ("book_flight", "alarm")][::6]
+    test = tmp_path / "two_classes.csv"
+    with open(test, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label")] + [(r["text"], r["label"]) for r in rows])
+    report = json.loads(run("evaluate", out, "--data", test, "--json", "--quiet").stdout)
+    untested = sorted(lab for lab, m in report["per_class"].items() if m["support"] == 0)
+    assert {"book_flight", "alarm"} <= set(untested) and set(report["per_class"]) - set(untested) == {"balance", "weather"}
+    assert all(report["per_class"][lab] == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0} for lab in untested)
+    # the macro F1 stays scikit-learn's, over the test's and the answered classes
+    assert abs(report["macro_f1"] - np.mean([m["f1"] for m in report["per_class"].values()])) < 1e-12
+    lines = run("evaluate", out, "--data", test, "--quiet").stdout.splitlines()
+    lowest = next(line for line in lines if line.startswith("lowest F1: "))
+    assert "balance" in lowest and "weather" in lowest and not any(lab in lowest for lab in untested)
+    assert (f"{len(untested)} classes answered but not in the test data ({', '.join(untested[:3])}"
+            f"{', ...' if len(untested) > 3 else ''}): F1 0 each, in the macro F1 over {len(report['per_class'])} classes"
+            in lines)
 
 
 def test_out_of_scope_rows_answered_with_a_class_are_counted_beside_its_in_scope_precision():

@@ -374,24 +374,41 @@ def evaluate(
     if unknown:
         hint = "more than the --oos-label" if oos_label is not None else "pass --oos-label if they mark out-of-scope"
         raise BadInput(f"{data} has labels the model never saw ({', '.join(unknown[:5])}); {hint}")
+    abstaining = abstain or threshold is not None
     labels, _ = model.predict(
-        test.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
+        test.inputs, task=task, abstain=abstaining, none_label=none_label,
         threshold=threshold, progress=None if quiet else "evaluating",
     )
-    report = classification_report(test.labels, labels, oos_label=oos_label, none_label=none_label)
+    # without abstaining every answer is a class: one named as --none-label is scored, not abstained
+    report = classification_report(test.labels, labels, oos_label=oos_label,
+                                   none_label=none_label if abstaining else None)
     abstained = f" ({report['n_abstained']} abstained, counted wrong)" if report.get("n_abstained") else ""
     summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples{abstained}"
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
-    scored = {lab: m for lab, m in report["per_class"].items() if m["f1"] is not None}  # in-scope classes
-    worst = sorted(scored.items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:3]
-    if len(scored) > 1:  # the classes to look at first; --json has them all
-        summary += "\nlowest F1: " + ", ".join(f"{lab} {m['f1']:.1%}" for lab, m in worst)
+    summary += _lowest_f1(report["per_class"])
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
-        if not (abstain or threshold is not None):  # every input got a class: no recall is possible
+        if not abstaining:  # every input got a class: no recall is possible
             summary += " (without --abstain every input gets a class; add it to answer none of these)"
         summary += _oos_swallowers(report["per_class"])
     emit(report, as_json, summary)
+
+
+def _lowest_f1(per_class: dict) -> str:
+    """Lines naming the three tested classes with the lowest F1, the ones to look at first (--json
+    has them all), and how many answered classes the test data lacks: their F1 is 0 by
+    definition, so they would fill the lowest ones and hide the tested classes that do worst."""
+    tested = {lab: m for lab, m in per_class.items() if m["support"]}
+    untested = sorted(lab for lab, m in per_class.items() if not m["support"] and m["f1"] is not None)
+    lines = ""
+    if len(tested) > 1:
+        worst = sorted(tested.items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:3]
+        lines += "\nlowest F1: " + ", ".join(f"{lab} {m['f1']:.1%}" for lab, m in worst)
+    if untested:
+        named = ", ".join(untested[:3]) + (", ..." if len(untested) > 3 else "")
+        lines += (f"\n{len(untested)} {'class' if len(untested) == 1 else 'classes'} answered but not in the test data "
+                  f"({named}): F1 0 each, in the macro F1 over {len(tested) + len(untested)} classes")
+    return lines
 
 
 def _oos_swallowers(per_class: dict) -> str:

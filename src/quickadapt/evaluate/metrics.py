@@ -8,7 +8,8 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 
 def classification_report(
-    y_true: Sequence[str], y_pred: Sequence[str], *, oos_label: str | None = None, none_label: str = "__none__"
+    y_true: Sequence[str], y_pred: Sequence[str], *, oos_label: str | None = None,
+    none_label: str | None = "__none__",
 ) -> dict:
     """accuracy, macro_f1, n, n_abstained, per_class; with `oos_label`, accuracy and macro F1 are
     over in-scope rows (None when every row is out of scope) and `oos_recall` is the share of
@@ -16,14 +17,16 @@ def classification_report(
 
     The classes are those of the test labels and of the predictions, as scikit-learn counts them:
     a class the model answers but the test set lacks has precision 0 and lowers the macro F1,
-    rather than vanishing from it. An abstention (`none_label`) is no class: it only costs recall."""
+    rather than vanishing from it; its recall, over no rows, is None. An abstention (`none_label`) is no class: it only costs recall.
+    `none_label=None` means the model did not abstain: every prediction is a class, even one
+    named `__none__`, and none is counted as an abstention."""
     y_true = np.asarray(list(y_true), dtype=object)
     y_pred = np.asarray(list(y_pred), dtype=object)
     out: dict = {}
     oos_answers = None
     if oos_label is not None:
         oos = y_true == oos_label
-        out["oos_recall"] = float(np.mean(y_pred[oos] == none_label)) if oos.any() else None
+        out["oos_recall"] = float(np.mean(is_abstention(y_pred[oos], none_label))) if oos.any() else None
         out["n_oos"] = int(oos.sum())
         oos_answers = y_pred[oos]
         y_true, y_pred = y_true[~oos], y_pred[~oos]
@@ -31,16 +34,19 @@ def classification_report(
         out.update({"accuracy": None, "macro_f1": None, "n": 0, "n_abstained": 0,
                     "per_class": with_oos_answered({}, oos_answers, none_label)})
         return out
-    labels = sorted((set(y_true.tolist()) | set(y_pred.tolist())) - {none_label})
+    abstained = is_abstention(y_pred, none_label)
+    labels = sorted(set(y_true.tolist()) | set(y_pred[~abstained].tolist()))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     out.update(
         {
             "accuracy": float(np.mean(y_true == y_pred)),
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
             "n": int(len(y_true)),
-            "n_abstained": int(np.sum(y_pred == none_label)),
+            "n_abstained": int(abstained.sum()),
             "per_class": with_oos_answered({
-                lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                # recall over no test rows is undefined: None, not scikit-learn's zero_division 0
+                lab: {"precision": float(p[i]), "recall": float(r[i]) if s[i] else None, "f1": float(f[i]),
+                      "support": int(s[i])}
                 for i, lab in enumerate(labels)
             }, oos_answers, none_label),
         }
@@ -48,7 +54,15 @@ def classification_report(
     return out
 
 
-def with_oos_answered(per_class: dict, oos_answers: np.ndarray | None, none_label: str) -> dict:
+def is_abstention(y_pred: np.ndarray, none_label: str | None) -> np.ndarray:
+    """Which predictions are abstentions: none when the model did not abstain (`none_label`
+    None), so a class that happens to be named `__none__` is scored as any other."""
+    if none_label is None:
+        return np.zeros(len(y_pred), dtype=bool)
+    return np.asarray(y_pred == none_label, dtype=bool)
+
+
+def with_oos_answered(per_class: dict, oos_answers: np.ndarray | None, none_label: str | None) -> dict:
     """`per_class` with each class's `oos_answered`: how many out-of-scope rows the model answered
     with it (none without out-of-scope rows marked). Precision stays over in-scope rows, as the
     CLINC protocol scores them, so a class that swallows out-of-scope questions looks precise
@@ -57,7 +71,7 @@ def with_oos_answered(per_class: dict, oos_answers: np.ndarray | None, none_labe
     (None), outside the macro F1, which stays over in-scope rows."""
     if oos_answers is None:
         return per_class
-    names, counts = np.unique(oos_answers[oos_answers != none_label].astype(str), return_counts=True)
+    names, counts = np.unique(oos_answers[~is_abstention(oos_answers, none_label)].astype(str), return_counts=True)
     answered = dict(zip(names.tolist(), counts.tolist()))
     out = {lab: {**m, "oos_answered": int(answered.get(lab, 0))} for lab, m in per_class.items()}
     for lab in sorted(set(answered) - set(out)):

@@ -614,3 +614,29 @@ def test_split_from_scores_a_plain_encoder_on_a_models_classes_and_no_model_on_a
     assert_bad_input(run("episodes", tmp_path / "m1", *ep, "--split-from", tmp_path / "m2"),
                      f"{tmp_path / 'm1'} stores a class split of its own, other than {tmp_path / 'm2'}'s")
     assert_bad_input(run("episodes", "conv4", *ep, "--split-from", tmp_path / "nowhere"), "no such model folder")
+
+
+@pytest.mark.parametrize("setting, said", [("outer_lr=1e9", "meta-training diverged at step"),
+                                           ("pretrain_lr=1e9", "pretraining diverged at step")])
+def test_a_run_that_diverges_is_refused_and_saves_no_model_of_nan_weights(tmp_path, setting, said):
+    """A learning rate far too large turned every weight into NaN: the run saved that model,
+    exited 0 with `"running_loss": NaN` (not JSON), and episodes scored it at chance."""
+    extra = ["--set", "pretrain_steps=5"] if setting.startswith("pretrain") else []
+    r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 5, "--shots", 1,
+            "--steps", 10, "--meta-batch", 2, "--out", tmp_path / "m", "--json", "--set", setting, *extra)
+    assert r.exit_code == 2, r.stdout
+    assert said in json.loads(r.stdout)["error"] and "lower" in r.stderr
+    assert not (tmp_path / "m" / "manifest.json").exists()
+
+
+def test_json_results_and_manifests_hold_no_nan(tmp_path):
+    """NaN and Infinity are not JSON: strict readers refuse the object (Python writes them)."""
+    from quickadapt.artifact import save_encoder
+    from quickadapt.encoders import create_encoder
+    from quickadapt.output import finite_json
+
+    assert json.dumps(finite_json({"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": np.int64(2)}),
+                      allow_nan=False) == '{"a": null, "b": [null, 1.5], "c": 2}'
+    save_encoder(create_encoder("conv4", channels=8), tmp_path / "e", seed=0, extra={"meta": {"running_loss": float("nan")}})
+    text = (tmp_path / "e" / "manifest.json").read_text()
+    assert "NaN" not in text and json.loads(text)["meta"]["running_loss"] is None

@@ -26,7 +26,7 @@ from quickadapt.encoders.base import encoder_fingerprint
 from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
-from quickadapt.output import check_output
+from quickadapt.output import check_output, finite_json
 from quickadapt.progress import log
 
 FORMAT_VERSION = 1
@@ -185,7 +185,8 @@ def _write_artifact(out: Path, manifest: dict, tensors: dict[str, torch.Tensor],
         out,
         {
             WEIGHTS: lambda p: save_file(tensors, str(p)),
-            MANIFEST: lambda p: p.write_text(json.dumps(manifest, indent=2, default=_json_default)),
+            MANIFEST: lambda p: p.write_text(json.dumps(finite_json(manifest), indent=2, default=_json_default,
+                                                        allow_nan=False)),
             **(extra_files or {}),
         },
     )

@@ -127,7 +127,9 @@ def write_stdout(write, *, saved: str | None = None) -> None:
 
 
 def emit(result: dict, as_json: bool, summary: str) -> None:
-    text = json.dumps(result, indent=None, default=str) if as_json else summary
+    from quickadapt.output import finite_json
+
+    text = json.dumps(finite_json(result), indent=None, default=str, allow_nan=False) if as_json else summary
     write_stdout(lambda stream: print(text, file=stream), saved=result.get("out"))
 
 

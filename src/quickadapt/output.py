@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -117,3 +118,18 @@ def writes_alone(fn):
         with sole_writer(out):
             return fn(*args, out=out, **kwargs)
     return wrapper
+
+
+def finite_json(value):
+    """`value` with every NaN or infinite float as None (JSON null): Python writes them as the
+    bare words NaN and Infinity, which are not JSON, and strict readers (JavaScript, Go, jq's
+    own checks) refuse the whole object. numpy values become their Python ones first."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple, str)):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value

@@ -19,6 +19,7 @@ from torch import nn
 
 from quickadapt.data.episodes import EpisodeSampler
 from quickadapt.meta.base import accuracy
+from quickadapt.meta.train import check_diverged
 from quickadapt.progress import progress_bar
 from quickadapt.settings import Settings, bounded, count, positive
 
@@ -66,6 +67,7 @@ def pretrain(
             loss.backward()
             optimizer.step()
             acc, value = accuracy(logits, y), float(loss.detach())
+            check_diverged(value, step + 1, "pretraining", "pretrain_lr")
             # running means (exponential, 0.95), as in meta-training
             loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
             acc_avg = acc if acc_avg is None else 0.95 * acc_avg + 0.05 * acc

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import threading
@@ -161,6 +162,7 @@ def meta_train(
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for p in learner.parameters() if p.grad is not None], cfg.grad_clip)
             optimizer.step()
+            check_diverged(out["loss"], state["step"] + 1, "meta-training", "outer_lr")
             for key in ("loss", "accuracy"):  # running means (exponential, 0.95)
                 state[key] = out[key] if state[key] is None else 0.95 * state[key] + 0.05 * out[key]
             state["step"] = step + 1
@@ -174,6 +176,8 @@ def meta_train(
                 last_save = time.perf_counter()
             if on_step is not None:
                 on_step(state["step"])
+    if not all(bool(torch.isfinite(t).all()) for t in learner.state_dict().values() if t.is_floating_point()):
+        check_diverged(math.nan, state["step"], "meta-training", "outer_lr")  # the last step's update
     if validating and (not curve or curve[-1][0] != state["step"]):
         validate()  # the last weights too, so the steps since the last validation are not lost
     save()  # the checkpoint keeps the last weights (a resume continues from them) and the best
@@ -187,6 +191,14 @@ def meta_train(
                       "seconds": round(state["val_seconds"], 3)}
     return {"steps": state["step"], "stopped": stopped, "running_loss": state["loss"],
             "running_accuracy": state["accuracy"], "seconds": round(state["seconds"], 3), "validation": validation}
+
+
+def check_diverged(loss, step: int, stage: str, rate: str) -> None:
+    """Stop a run whose loss is no longer a number (a learning rate or scale far too large): it
+    would train on to weights that are all NaN, save them, and score chance on every episode."""
+    if not math.isfinite(float(loss)):
+        raise BadInput(f"{stage} diverged at step {step}: the loss is {float(loss)}; lower {rate} (or the setting "
+                       "that scales the method's scores)")
 
 
 @contextlib.contextmanager

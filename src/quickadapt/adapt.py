@@ -224,7 +224,11 @@ def adapt(
         info["cv_folds"] = n_folds(data, cv, ids)  # "cv" keeps what was asked, so a reload refits alike
         if info["cv_scored"] < distinct:
             n = distinct - info["cv_scored"]  # one distinct example each (with any copies of it)
-            info["cv_note"] = f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, never scored"
+            # nor do they calibrate the threshold: 10 such intents beside 10 of 8 had 71.7 % of their
+            # test answers withheld, the others 3.3 %
+            info["cv_note"] = (f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, "
+                               f"never scored nor in the abstain threshold's calibration, so more of "
+                               f"{'its' if n == 1 else 'their'} answers may be withheld")
     elif cv and cv > 1:
         info["cv_note"] = ("too few examples per class for cross-validation (need 2 in at least 2 classes; "
                            "copies of an example, same input and label, count once)")
@@ -239,8 +243,9 @@ def adapt(
 
     # without held-out confidences there is nothing honest to calibrate on (in-sample ones are
     # near 1): the model then abstains only with an explicit threshold
-    # each distinct example once, as in the accuracy: a repeated row would weigh its score more
-    model.threshold = calibrate_threshold(oof[2][kept]) if oof is not None else None
+    # each distinct example once, as in the accuracy: a repeated row would weigh its score more;
+    # each class alike, so the big ones do not set it alone
+    model.threshold = calibrate_threshold(oof[2][kept], data.labels[oof[0][kept]]) if oof is not None else None
 
     if baseline:
         info["baseline"] = {"name": BASELINE_NAMES[data.modality]}

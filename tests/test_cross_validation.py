@@ -345,6 +345,41 @@ def test_the_class_balanced_threshold_is_the_plain_quantile_when_classes_are_the
     assert calibrate_threshold(scores, labels) < 0.4 < np.quantile(scores, 1 - IN_SCOPE_KEEP)
 
 
+def test_imbalanced_classes_get_a_balanced_accuracy_too(imbalanced_fit, tmp_path):
+    """Beside two intents of 100 examples, one of 2 hardly weighs in a plain accuracy (99.5 %
+    out of fold, 69.2 % on a test set of 30 of each): the mean per-class recall is reported too."""
+    from quickadapt.cli import _fit_summary
+
+    model, train, _, (scored, pred, _) = imbalanced_fit
+    info = model.info
+    truth = train.labels[scored]
+    recalls = [np.mean(pred[truth == c] == c) for c in np.unique(truth)]
+    assert info["cv_balanced_accuracy"] == pytest.approx(np.mean(recalls))
+    assert info["cv_balanced_accuracy"] != pytest.approx(info["cv_accuracy"])
+    assert 0 <= info["baseline"]["cv_balanced_accuracy"] <= 1
+    summary = _fit_summary({**info, "out": "m", "encoder": "mlp", "strategy": "probe"})
+    assert f"balanced accuracy (mean recall of the classes scored): {info['cv_balanced_accuracy']:.1%}" in summary
+    assert "weighs each class by its number of examples" in summary
+    # copies count once, as in the plain accuracy
+    from quickadapt.evaluate.cv import class_sizes_differ, oof_balanced_accuracy
+
+    assert scored.tolist() == list(range(len(train)))  # every class has 4 or more: all scored
+    triple = np.repeat(scored, 3)
+    assert (oof_balanced_accuracy(train.subset(triple), (np.arange(len(triple)), pred[triple], None))
+            == oof_balanced_accuracy(train, (scored, pred, None)))
+    # up to 3 times the size, and on balanced data, nothing is added
+    assert not class_sizes_differ(np.array(list("a" * 9 + "bbb"))) and class_sizes_differ(np.array(list("a" * 10 + "bbb")))
+    assert "cv_balanced_accuracy" not in adapt(digits_features(4), encoder="mlp", cv=3, progress=False).info
+    # the command line's --json and manifest carry it
+    np.savez(tmp_path / "imb.npz", X=np.stack(train.inputs), y=train.labels.astype(str))
+    r = run("fit", "--data", tmp_path / "imb.npz", "--encoder", "mlp", "--baseline", "--out", tmp_path / "m", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["cv_balanced_accuracy"] == pytest.approx(info["cv_balanced_accuracy"])
+    assert "cv_balanced_accuracy" in out["baseline"]
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["metrics"]["cv_balanced_accuracy"] == out["cv_balanced_accuracy"]
+
+
 def test_the_note_on_one_example_classes_says_they_are_not_in_the_threshold():
     """Classes of one example are never scored, so the threshold is calibrated without them:
     10 such intents beside 10 of 8 had 71.7 % of their test answers withheld, the others 3.3 %."""

@@ -27,8 +27,8 @@ from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
-from quickadapt.evaluate.cv import (calibrate_threshold, distinct_examples, mcnemar_p, n_distinct, n_folds,
-                                    one_per_example, oof_accuracy, out_of_fold)
+from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, distinct_examples, mcnemar_p, n_distinct,
+                                    n_folds, one_per_example, oof_accuracy, oof_balanced_accuracy, out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.train import pick_device, seed_everything
@@ -228,11 +228,18 @@ def adapt(
     kept = one_per_example(ids, oof[0]) if oof is not None else None
     if oof is not None:
         info["cv_accuracy"] = oof_accuracy(data, oof, ids)
+        # the plain figure is mostly the big classes' (100, 100 and 2 examples: 99.5 %, 69.2 % on 30 of each)
+        if class_sizes_differ(data.labels[oof[0][kept]]):
+            info["cv_balanced_accuracy"] = oof_balanced_accuracy(data, oof, ids)
         info["cv_scored"] = len(kept)
         info["cv_folds"] = n_folds(data, cv, ids)  # "cv" keeps what was asked, so a reload refits alike
         if info["cv_scored"] < distinct:
             n = distinct - info["cv_scored"]  # one distinct example each (with any copies of it)
-            info["cv_note"] = f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, never scored"
+            # nor do they calibrate the threshold: 10 such intents beside 10 of 8 had 71.7 % of their
+            # test answers withheld, the others 3.3 %
+            info["cv_note"] = (f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, "
+                               f"never scored nor in the abstain threshold's calibration, so more of "
+                               f"{'its' if n == 1 else 'their'} answers may be withheld")
     elif cv and cv > 1:
         info["cv_note"] = ("too few examples per class for cross-validation (need 2 in at least 2 classes; "
                            "copies of an example, same input and label, count once)")
@@ -247,8 +254,9 @@ def adapt(
 
     # without held-out confidences there is nothing honest to calibrate on (in-sample ones are
     # near 1): the model then abstains only with an explicit threshold
-    # each distinct example once, as in the accuracy: a repeated row would weigh its score more
-    model.threshold = calibrate_threshold(oof[2][kept]) if oof is not None else None
+    # each distinct example once, as in the accuracy: a repeated row would weigh its score more;
+    # each class alike, so the big ones do not set it alone
+    model.threshold = calibrate_threshold(oof[2][kept], data.labels[oof[0][kept]]) if oof is not None else None
 
     if baseline:
         info["baseline"] = {"name": BASELINE_NAMES[data.modality]}
@@ -259,6 +267,8 @@ def adapt(
                     if cv and cv > 1 else None)
         if base_oof is not None:
             info["baseline"]["cv_accuracy"] = oof_accuracy(data, base_oof, ids)
+            if "cv_balanced_accuracy" in info:  # the same figure, to compare like with like
+                info["baseline"]["cv_balanced_accuracy"] = oof_balanced_accuracy(data, base_oof, ids)
             if "cv_accuracy" in info:
                 info["negative_transfer"] = info["cv_accuracy"] <= info["baseline"]["cv_accuracy"]
                 info["p_transfer_better"] = mcnemar_greater(data, oof, base_oof, ids)

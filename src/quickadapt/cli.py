@@ -192,6 +192,9 @@ def _fit_summary(r: dict) -> str:
         folds = r.get("cv_folds", asked)
         fewer = f", not {asked}: the smallest class held out has {folds} distinct examples" if folds != asked else ""
         lines.append(f"cross-validated accuracy ({folds} folds{fewer}): {r['cv_accuracy']:.1%}{partial}")
+        if "cv_balanced_accuracy" in r:  # only where class sizes differ more than 3x (evaluate/cv.IMBALANCE)
+            lines.append(f"balanced accuracy (mean recall of the classes scored): {r['cv_balanced_accuracy']:.1%}; "
+                         "the figure above weighs each class by its number of examples")
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
     if "blend" in r:
@@ -201,7 +204,8 @@ def _fit_summary(r: dict) -> str:
         lines.append(f"blend: the from-scratch model's share is {b['weight']:g}{why}")
     base = r.get("baseline")
     if base and "cv_accuracy" in base:
-        lines.append(f"baseline ({base['name']}, no transfer): {base['cv_accuracy']:.1%}")
+        balanced = f" (balanced {base['cv_balanced_accuracy']:.1%})" if "cv_balanced_accuracy" in base else ""
+        lines.append(f"baseline ({base['name']}, no transfer): {base['cv_accuracy']:.1%}{balanced}")
     elif base:  # asked for, but cross-validation scored nothing: no figure to compare
         lines.append(f"baseline ({base['name']}, no transfer): no estimate either, so no comparison")
     from quickadapt.evaluate.cv import SIGNIFICANCE

@@ -147,7 +147,6 @@ def class_sizes_differ(labels: np.ndarray) -> bool:
     return len(counts) > 0 and counts.max() > IMBALANCE * counts.min()
 
 
-
 def balanced_accuracy(truth: np.ndarray, pred: np.ndarray) -> float:
     """The mean over the classes in `truth` of each one's recall: every class counts alike,
     however many examples it has. (scikit-learn's own warns when a prediction names a class

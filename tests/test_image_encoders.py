@@ -352,6 +352,6 @@ def test_colour_inputs_to_a_model_fit_on_grey_images_get_a_note(tmp_path):
     r = run("fit", "--data", tmp_path / "train", "--encoder", "resnet12", "--set", "encoder.size=32", "--cv", "0",
             "--out", tmp_path / "m")
     assert r.exit_code == 0, r.stderr
-    note = "fit on grey images only and some of these are in colour"
+    note = "fit on grey images only and some of these are stored in colour"
     assert note in run("predict", tmp_path / "m", "--data", tmp_path / "blue").stderr
     assert note not in run("predict", tmp_path / "m", "--data", tmp_path / "grey").stderr

@@ -259,8 +259,9 @@ def note_colour_unseen(model, data) -> None:
 
     if (data.modality == "image" and model.info.get("inputs_grey") and not model.encoder.settings.get("grey", False)
             and not all_grey(data.inputs)):
-        log("note: the model was fit on grey images only and some of these are in colour, which it never saw; "
-            "if colour does not tell the classes apart, convert them to grey first")
+        # read from the files' headers: an RGB file of grey pixels (a grey scan saved as RGB) counts as colour
+        log("note: the model was fit on grey images only and some of these are stored in colour (RGB): if they "
+            "hold colour, it never saw any; if colour does not tell the classes apart, convert them to grey first")
 
 
 def _model_inputs(model, data, spec: str, model_dir: Path):

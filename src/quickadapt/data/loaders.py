@@ -225,6 +225,7 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Data
     content = _read_utf8(path, shown)
     csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses a long document in one cell
     excel = re.match(r"sep=(.)[ \t]*\r?\n", content)  # Excel's line naming the separator
+    lines_before = 1 if excel else 0  # so that every message names the line of the file itself
     if excel:
         content = content[excel.end():]
     delimiter = excel.group(1) if excel else _delimiter(path, content)
@@ -241,12 +242,13 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Data
         at = at or [str(j + 1) for j, h in enumerate(header) if h.lower() == name]
         if len(at) > 1:
             raise BadInput(f"{shown}: columns {' and '.join(at)} are both named {name!r}; keep one")
-    body = _csv_rows(reader, shown)
-    if delimiter == "\t" and any("\t" in c for _, r in body for c in r):
-        body = _raw_tsv_rows(content, header, body, shown)
+    body = _csv_rows(reader, shown, lines_before)
+    if delimiter == "\t" and '"' in content:  # without a quote character both readings agree
+        body = _tsv_rows(content, header, body, shown, lines_before)
     if body and any("\n" in c for c in body[-1][1]):  # lax reading puts an unclosed quote's rest in one field
         opened = _unclosed_quote_line(content, delimiter)
         if opened is not None:
+            opened += lines_before
             raise BadInput(f"{shown}: the quote that opens a field on line {opened} never closes, so the rest of "
                            "the file reads as one field; close it, or double a quote inside a field (\"\")")
     for i, r in body:
@@ -274,33 +276,65 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Data
     return data
 
 
-def _csv_rows(reader, shown: str) -> list[tuple[int, list[str]]]:
-    """(line number, cells) of every data row. Empty lines are skipped, and so are rows of empty
-    cells at the end (a spreadsheet's trailing `,,`); any other row counts, an empty text
-    included, so predict never drops an input and its answers stay row for row."""
+def _csv_rows(reader, shown: str, lines_before: int = 0) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every data row, numbered by the line of the file it starts on
+    (`lines_before`: lines cut off before the reader's text, Excel's `sep=` line). Empty lines are
+    skipped, and so are rows of empty cells at the end (a spreadsheet's trailing `,,`); any other
+    row counts, an empty text included, so predict never drops an input and its answers stay row
+    for row."""
+    body, last = [], reader.line_num  # the line the header (or the previous record) ended on
     try:
-        body = [(i, r) for i, r in enumerate(reader, start=2) if r]
+        for r in reader:
+            if r:  # a record starts on the line after the last one ended: a quoted cell may span lines
+                body.append((last + 1 + lines_before, r))
+            last = reader.line_num
     except csv.Error as e:
-        raise BadInput(f"{shown}: not a valid csv at line {reader.line_num} ({e})") from None
+        raise BadInput(f"{shown}: not a valid csv at line {reader.line_num + lines_before} ({e})") from None
     while body and not any(c.strip() for c in body[-1][1]):
         body.pop()
     return body
 
 
-def _raw_tsv_rows(content: str, header: list[str], body, shown: str) -> list[tuple[int, list[str]]]:
-    """A tab inside a cell of a tab-separated file means a quote opened a cell and ran on over the
-    next rows: a raw export whose texts start with a quote character ("Great" movie). Read with
-    quotes as plain characters instead when every row then has the header's cells, else refuse."""
+def _tsv_rows(content: str, header: list[str], body, shown: str, lines_before: int) -> list[tuple[int, list[str]]]:
+    """The rows of a tab-separated file that holds quote characters, which may be csv quoting
+    (pandas, Python's csv module and `predict --out x.tsv` quote a cell holding a tab, a newline
+    or a quote) or plain characters of raw text ("Great" movie). `body` is the quoted reading. It
+    is kept when it is well-formed csv and no cell holds both a tab and a newline (the mark of a
+    quote that ran over row ends, taking the next rows' separators with it); else the raw reading,
+    quotes as plain characters, when every row then has the header's cells; else `body` as before,
+    unless a quoted cell ran over rows, which is refused: neither reading fits."""
+    if _strictly_quoted(content) and not any(_spans_rows(c) for _, r in body for c in r):
+        return body
     raw = csv.reader(io.StringIO(content, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
     next(raw)
-    rows = _csv_rows(raw, shown)
+    rows = _csv_rows(raw, shown, lines_before)
+    if rows == body:  # the quotes were inside cells only: nothing was read differently
+        return body
     if all(len(r) == len(header) for _, r in rows):
-        log(f"note: {shown}: quote characters are read as part of the text (a quoted cell ran over "
-            "several rows otherwise)")
+        log(f"note: {shown}: quote characters are read as part of the text (read as csv quotes, they do not "
+            "open and close whole cells)")
         return rows
-    line = next(i for i, r in body if any("\t" in c for c in r))
+    line = next((i for i, r in body if any(_spans_rows(c) for c in r)), None)
+    if line is None:  # only malformed quoting, as lax csv reading has always read it
+        return body
     raise BadInput(f"{shown}: the quoted cell that starts on line {line} runs over several rows (it holds tabs); "
                    "close its quote, or double a quote inside a cell (\"\")")
+
+
+def _spans_rows(cell: str) -> bool:
+    return "\t" in cell and "\n" in cell
+
+
+def _strictly_quoted(content: str) -> bool:
+    """Whether `content` reads as tab-separated csv without a quoting error: every quoted cell
+    closes, and only right before a tab or the line's end."""
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter="\t", strict=True)
+    try:
+        for _ in reader:
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def _no_label_column(shown: str, header: list[str]) -> BadInput:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quickadapt.data.columns import ROW_ID_NAMES
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, MissingLabel
 from quickadapt.progress import log
@@ -39,14 +40,16 @@ def as_dataset(data, *, labels: str = "required") -> Dataset | None:
     raise BadInput(f"data must be a Dataset or a path (see quickadapt.data.load_dataset), got {type(data).__name__}")
 
 
-def load_dataset(spec: str, *, labels: str = "required", groups: bool = False) -> Dataset:
+def load_dataset(spec: str, *, labels: str = "required", groups: bool = False, row_names: bool = False) -> Dataset:
     """Load `spec` (a path, or `builtin:NAME`) as a Dataset.
 
     labels: "required" (fit: fail without labels), "optional" (evaluate, unlabelled target:
     keep labels when present) or "ignore" (predict: drop them, never validate them).
     groups: read a labelled text file's optional `group` column (jsonl: key) into
     `Dataset.groups`, as meta-train and episodes do to split classes by group; without it the
-    column is left out, with a note (the built-in sets carry their groups either way)."""
+    column is left out, with a note (the built-in sets carry their groups either way).
+    row_names: a feature csv's id column (named id, key, ...) that is not numeric names the rows
+    (predict writes it as each row's `input`) instead of being refused as a feature."""
     if labels not in LABEL_MODES:
         raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
     spec = str(spec)
@@ -57,7 +60,7 @@ def load_dataset(spec: str, *, labels: str = "required", groups: bool = False) -
 
         ds = load_builtin(spec[len("builtin:"):])
     else:
-        ds = _load_path(Path(spec).expanduser(), spec, labels, groups)
+        ds = _load_path(Path(spec).expanduser(), spec, labels, groups, row_names)
     if len(ds) == 0:
         raise BadInput(f"{spec}: no examples found")
     if labels == "ignore" and ds.labels is not None:
@@ -68,14 +71,14 @@ def load_dataset(spec: str, *, labels: str = "required", groups: bool = False) -
     return ds
 
 
-def _load_path(path: Path, shown: str, labels: str, groups: bool = False) -> Dataset:
+def _load_path(path: Path, shown: str, labels: str, groups: bool = False, row_names: bool = False) -> Dataset:
     if not path.exists():
         raise BadInput(f"{shown}: no such file or folder")
     if path.is_dir():
         return _load_image_folder(path, shown, labels)
     ext = path.suffix.lower()
     if ext in (".csv", ".tsv"):
-        return _load_csv(path, shown, labels, groups)
+        return _load_csv(path, shown, labels, groups, row_names)
     if ext == ".jsonl":
         return _load_jsonl(path, shown, labels, groups)
     if ext == ".npz":
@@ -221,7 +224,7 @@ def _column_index(header: list[str], name: str) -> int | None:
     return folded.index(name) if name in folded else None
 
 
-def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Dataset:
+def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_names: bool = False) -> Dataset:
     content = _read_utf8(path, shown)
     csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses a long document in one cell
     excel = re.match(r"sep=(.)[ \t]*\r?\n", content)  # Excel's line naming the separator
@@ -270,7 +273,7 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Data
         rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
         group_cells = [cell(r, jg) for _, r in body] if jg is not None and groups else None
         return _text_dataset(rows, shown, jl is not None, labels, "column", group_cells)
-    data = _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";")
+    data = _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";", row_names=row_names)
     if data.labels is None and labels == "required":
         raise _no_label_column(shown, header)
     return data
@@ -380,13 +383,20 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comma: bool = False) -> Dataset:
-    """decimal_comma: a semicolon-separated file, as spreadsheets write where 0,5 means 0.5."""
+def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comma: bool = False,
+                  row_names: bool = False) -> Dataset:
+    """decimal_comma: a semicolon-separated file, as spreadsheets write where 0,5 means 0.5.
+    row_names: a non-numeric id column names the rows instead of being read (load_dataset)."""
     found = ", ".join(header)
     if "" in header:  # a text file reads only its text and label columns; here every column counts
         raise BadInput(f"{shown}: column {header.index('') + 1} has no name in the header row; name every feature column")
     jl = _column_index(header, "label")
+    jid, ids = _id_column(header, body, jl)
     feat = [j for j, h in enumerate(header) if j != jl]
+    if jid is not None and row_names and not all(_is_number(v.replace(",", ".") if decimal_comma else v) for v in ids):
+        feat.remove(jid)
+        log(f"note: {shown}: column `{header[jid]}` is not numeric: it names the rows (each one's `input` in the "
+            "predictions) and is not read as a feature")
     if not feat:
         raise BadInput(f"{shown}: no `text` column and no feature columns (found: {found}); {TEXT_HINT}, or {FEATURE_HINT}")
     if all(_is_number(h) for h in header):  # all-number "names": the file has no header row
@@ -401,9 +411,11 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
                 X[n, k] = float(v)
             except ValueError:
                 what = "is empty" if v == "" else f"is not numeric ({v[:30]!r})"
+                # predict's output (input,label,score) read back as labelled data: say how
+                hint = "; predict writes its texts as `input`: rename that column `text`" if header[j].lower() == "input" else ""
                 raise BadInput(
                     f"{shown}: no `text` column (found: {found}), and read as features, column `{header[j]}` "
-                    f"line {i} {what}; {TEXT_HINT}; {FEATURE_HINT}"
+                    f"line {i} {what}; {TEXT_HINT}; {FEATURE_HINT}{hint}"
                 ) from None
     X = _check_features(X, shown)
     y = None
@@ -415,7 +427,18 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
                 raise _no_label(shown, i, v, "column")
             y.append(label_text(v))
         y = np.asarray(y, dtype=object)
-    return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat])
+    return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat], ids=ids,
+                   id_column=None if jid is None else header[jid])
+
+
+def _id_column(header: list[str], body, jl: int | None) -> tuple[int | None, list[str] | None]:
+    """The first column named as row ids are (id, key, row_id, ...) and its cells as written
+    (007 stays 007), which name the rows in predict's output where the model does not read the
+    column as a feature: the id that joins the answers back to the rows."""
+    jid = next((j for j, h in enumerate(header) if j != jl and h.strip().lower() in ROW_ID_NAMES), None)
+    if jid is None:
+        return None, None
+    return jid, [r[jid].strip() if jid < len(r) else "" for _, r in body]
 
 
 def _load_npz(path: Path, shown: str, labels: str) -> Dataset:

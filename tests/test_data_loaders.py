@@ -435,6 +435,52 @@ def test_a_raw_tsv_with_quote_characters_in_its_texts_keeps_every_row(tmp_path):
         load_dataset(write(tmp_path / "bad.tsv", 'text\tlabel\n"open\ta\nx\ty\tz\n'))
 
 
+def test_a_tsv_cell_quoted_around_a_tab_is_read_as_one_cell(tmp_path, capsys):
+    """Python's csv module, pandas and `predict --out x.tsv` quote a cell that holds a tab: it was
+    refused as a quote that ran over several rows."""
+    import csv
+
+    rows = [["what is my balance", "balance"], ["set an alarm\tfor 7am", "alarm"], ['say "hi"\there', "greeting"],
+            ["two\nlines", "other"]]
+    with open(tmp_path / "w.tsv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, delimiter="\t", lineterminator="\n").writerows([["text", "label"], *rows])
+    data = load_dataset(str(tmp_path / "w.tsv"))
+    assert data.inputs == [t for t, _ in rows] and data.labels.tolist() == [lab for _, lab in rows]
+    assert capsys.readouterr().err == ""
+    one = load_dataset(write(tmp_path / "one.tsv", 'text\n"set an alarm\tfor 7am"\nhi\n'), labels="ignore")
+    assert one.inputs == ["set an alarm\tfor 7am", "hi"]
+    # raw text whose quote closes before more text: the quotes are its own characters, as the
+    # raw reading gives every row the header's cells (csv reading dropped them: Great movie)
+    great = load_dataset(write(tmp_path / "great.tsv", 'text\tlabel\n"Great" movie\tpos\nbad\tneg\n'))
+    assert great.inputs == ['"Great" movie', "bad"] and great.labels.tolist() == ["pos", "neg"]
+    assert "quote characters are read as part of the text" in capsys.readouterr().err
+    # quoted cells around tabs beside malformed quoting: no reading fits, and nothing ran over rows
+    mixed = load_dataset(write(tmp_path / "mixed.tsv", 'text\tlabel\n"a\tb"\tx\n"Great" movie\tpos\n'))
+    assert mixed.inputs == ["a\tb", "Great movie"]
+
+
+def test_line_numbers_count_the_lines_of_the_file_after_a_cell_over_several_lines(tmp_path):
+    """Every message names the line a row starts on in the file: a quoted cell over three lines
+    made the rows after it two lines early (it said line 4 of a row on line 6)."""
+    cell = '"a\nb\nc"'
+    cases = [
+        ("empty.csv", f"text,label\n{cell},x\nhello,y\n,z\n", "line 6 has empty text"),
+        ("nolabel.csv", f"text,label\n{cell},x\nhello,\n", "line 5 has no label"),
+        ("wide.csv", f"text,label\n{cell},x\nhello,y,z\n", "line 5 has 3 fields"),
+        ("feat.csv", f"a,b,label\n1,2,{cell}\n3,x,y\n", "column `b` line 5 is not numeric"),
+        ("blank.csv", f"text,label\n{cell},x\n\n\nhello,\n", "line 7 has no label"),
+        ("raw.tsv", 'text\tlabel\n"Great movie\tpos\nfine\t\n', "line 3 has no label"),
+        ("excel.csv", f"sep=;\ntext;label\n{cell};x\n;y\n", "line 6 has empty text"),
+    ]
+    for name, content, message in cases:
+        with pytest.raises(BadInput, match=message):
+            load_dataset(write(tmp_path / name, content))
+    with pytest.raises(BadInput, match="class 'x' is in group 'g' \\(line 2\\) and in group 'h' \\(line 5\\)"):
+        load_dataset(write(tmp_path / "g.csv", f"text,label,group\n{cell},x,g\nhello,x,h\n"), groups=True)
+    with pytest.raises(BadInput, match="the quote that opens a field on line 4 never closes"):
+        load_dataset(write(tmp_path / "open.csv", 'sep=,\ntext,label\nfine,a\n"unclosed,b\nmore,c\n'))
+
+
 def test_a_class_folder_named_in_another_encoding_is_refused_and_a_file_name_kept(tmp_path):
     """A folder named in Latin-1 (a Windows share, an old zip) failed with a traceback after all
     the embedding; a file so named made predict's csv fail to write."""

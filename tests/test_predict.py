@@ -85,3 +85,72 @@ def test_a_score_written_as_the_threshold_is_answered(digits_model):
     assert answered[i] == labels[i]
     kept = [lab != "__none__" for lab in answered]
     assert kept == [shown_score(s) >= t for s in scores]  # what a filter of the written file keeps
+
+
+def test_a_feature_csv_id_column_names_its_rows_in_predictions(tmp_path):
+    """The README promised an `id` kept to join the answers back; predict wrote the row positions
+    0..n-1 and refused an id such as row0 as a feature that is not numeric."""
+    import csv
+    import json
+
+    from cli_helpers import assert_bad_input, run
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b"], 10)
+    X = rng.normal(size=(20, 2)) + 4 * (np.arange(20)[:, None] // 10 == np.arange(2)[None, :])
+
+    def write(name, header, ids=None):
+        with open(tmp_path / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows([*([ids[i]] if ids else []), f"{x[0]:.4f}", f"{x[1]:.4f}", lab] for i, (x, lab) in enumerate(zip(X, y)))
+        return tmp_path / name
+
+    train = write("train.csv", ["f0", "f1", "label"])
+    assert run("fit", "--data", train, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "m", "--quiet").exit_code == 0
+    plain = json.loads(run("predict", tmp_path / "m", "--data", train, "--json", "--quiet").stdout)["predictions"]
+    assert [p["input"] for p in plain] == [str(i) for i in range(20)]  # no id column: the row's position
+    for ids in ([f"{i + 1:03d}" for i in range(20)], [f"row{i}" for i in range(20)]):
+        r = run("predict", tmp_path / "m", "--data", write("ids.csv", ["id", "f0", "f1", "label"], ids), "--json")
+        assert r.exit_code == 0, r.stderr
+        preds = json.loads(r.stdout)["predictions"]
+        assert [p["input"] for p in preds] == ids  # as written: 001 stays 001
+        assert [p["label"] for p in preds] == [p["label"] for p in plain]  # and the id is not read as a feature
+    assert "column `id` is not numeric: it names the rows" in r.stderr
+    # a model fit on a numeric id reads it as a feature: its rows keep their positions, and a
+    # file whose id is text lacks that feature
+    with_id = write("with_id.csv", ["id", "f0", "f1", "label"], [str(i + 1) for i in range(20)])
+    assert run("fit", "--data", with_id, "--encoder", "mlp", "--cv", "0", "--out", tmp_path / "mi", "--quiet").exit_code == 0
+    preds = json.loads(run("predict", tmp_path / "mi", "--data", with_id, "--json", "--quiet").stdout)["predictions"]
+    assert [p["input"] for p in preds] == [str(i) for i in range(20)]
+    assert_bad_input(run("predict", tmp_path / "mi", "--data", tmp_path / "ids.csv", "--quiet"),
+                     "1 feature column of the data")
+    # evaluate and fit still refuse a text id, as any feature that is not numeric
+    assert_bad_input(run("evaluate", tmp_path / "m", "--data", tmp_path / "ids.csv"), "column `id` line 2 is not numeric")
+
+
+def test_predictions_written_as_tsv_read_back_as_text_once_input_is_named_text(tmp_path):
+    """predict --out x.tsv quotes a text holding a tab, which the loader refused as a quote that ran
+    over rows; and its `input` column is the text a labelled file names `text`."""
+    import csv
+    import json
+
+    from cli_helpers import assert_bad_input, run
+    from quickadapt.artifact import save_model
+
+    texts = ["what is my balance", "set an alarm\tfor 7am", 'say "hello" to her', "will it rain tomorrow"]
+    data = Dataset("text", texts, np.array(["balance", "alarm", "message", "weather"], dtype=object))
+    save_model(adapt(data, encoder="minilm", strategy="prototypes", cv=0, progress=False), tmp_path / "m")
+    with open(tmp_path / "in.tsv", "w", newline="") as f:
+        csv.writer(f, delimiter="\t", lineterminator="\n").writerows([["text"], *([t] for t in texts)])
+    r = run("predict", tmp_path / "m", "--data", tmp_path / "in.tsv", "--out", tmp_path / "p.tsv", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    written = (tmp_path / "p.tsv").read_text()
+    assert written.startswith("input\tlabel\tscore\n") and '"set an alarm\tfor 7am"' in written
+    assert_bad_input(run("evaluate", tmp_path / "m", "--data", tmp_path / "p.tsv"),
+                     "predict writes its texts as `input`: rename that column `text`")
+    (tmp_path / "q.tsv").write_text("text" + written[len("input"):])
+    r = run("evaluate", tmp_path / "m", "--data", tmp_path / "q.tsv", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["n"] == 4 and report["accuracy"] == 1.0  # its own answers, read back row for row

@@ -301,7 +301,7 @@ def predict(
             raise BadInput(f"--out {out}: predictions are written as {', '.join(filter(None, PREDICTION_FORMATS))}; "
                            f"not as {out.suffix}")
     model = _load(model_dir, device)
-    inputs = _model_inputs(model, load_dataset(data, labels="ignore"), data, model_dir)
+    inputs = _model_inputs(model, load_dataset(data, labels="ignore", row_names=True), data, model_dir)
     labels, scores = model.predict(
         inputs.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
         threshold=threshold, progress=None if quiet else "predicting",

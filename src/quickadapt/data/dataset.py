@@ -26,6 +26,7 @@ class Dataset:
     groups: np.ndarray | None = None
     ids: list[str] | None = field(default=None, repr=False)  # what `predict` prints as `input`
     columns: list[str] | None = field(default=None, repr=False)  # a feature csv's column names
+    id_column: str | None = field(default=None, repr=False)  # the feature csv's column `ids` come from
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -45,8 +46,10 @@ class Dataset:
         return sorted(set(self.labels.tolist()))
 
     def input_ids(self) -> list[str]:
-        """How each input is named in prediction files: the text, the image path or the row index."""
-        if self.ids is not None:
+        """How each input is named in prediction files: the text, the image path, a feature csv's
+        id column (while it is not read as a feature: a model fit on it reads it as one) or the
+        row index."""
+        if self.ids is not None and self.id_column not in (self.columns or ()):
             return self.ids
         if self.modality == "text":
             return list(self.inputs)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quickadapt.data.columns import ROW_ID_NAMES
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, MissingLabel
 from quickadapt.progress import log
@@ -39,14 +40,16 @@ def as_dataset(data, *, labels: str = "required") -> Dataset | None:
     raise BadInput(f"data must be a Dataset or a path (see quickadapt.data.load_dataset), got {type(data).__name__}")
 
 
-def load_dataset(spec: str, *, labels: str = "required", groups: bool = False) -> Dataset:
+def load_dataset(spec: str, *, labels: str = "required", groups: bool = False, row_names: bool = False) -> Dataset:
     """Load `spec` (a path, or `builtin:NAME`) as a Dataset.
 
     labels: "required" (fit: fail without labels), "optional" (evaluate, unlabelled target:
     keep labels when present) or "ignore" (predict: drop them, never validate them).
     groups: read a labelled text file's optional `group` column (jsonl: key) into
     `Dataset.groups`, as meta-train and episodes do to split classes by group; without it the
-    column is left out, with a note (the built-in sets carry their groups either way)."""
+    column is left out, with a note (the built-in sets carry their groups either way).
+    row_names: a feature csv's id column (named id, key, ...) that is not numeric names the rows
+    (predict writes it as each row's `input`) instead of being refused as a feature."""
     if labels not in LABEL_MODES:
         raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
     spec = str(spec)
@@ -57,7 +60,7 @@ def load_dataset(spec: str, *, labels: str = "required", groups: bool = False) -
 
         ds = load_builtin(spec[len("builtin:"):])
     else:
-        ds = _load_path(Path(spec).expanduser(), spec, labels, groups)
+        ds = _load_path(Path(spec).expanduser(), spec, labels, groups, row_names)
     if len(ds) == 0:
         raise BadInput(f"{spec}: no examples found")
     if labels == "ignore" and ds.labels is not None:
@@ -68,14 +71,14 @@ def load_dataset(spec: str, *, labels: str = "required", groups: bool = False) -
     return ds
 
 
-def _load_path(path: Path, shown: str, labels: str, groups: bool = False) -> Dataset:
+def _load_path(path: Path, shown: str, labels: str, groups: bool = False, row_names: bool = False) -> Dataset:
     if not path.exists():
         raise BadInput(f"{shown}: no such file or folder")
     if path.is_dir():
         return _load_image_folder(path, shown, labels)
     ext = path.suffix.lower()
     if ext in (".csv", ".tsv"):
-        return _load_csv(path, shown, labels, groups)
+        return _load_csv(path, shown, labels, groups, row_names)
     if ext == ".jsonl":
         return _load_jsonl(path, shown, labels, groups)
     if ext == ".npz":
@@ -221,10 +224,11 @@ def _column_index(header: list[str], name: str) -> int | None:
     return folded.index(name) if name in folded else None
 
 
-def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Dataset:
+def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_names: bool = False) -> Dataset:
     content = _read_utf8(path, shown)
     csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses a long document in one cell
     excel = re.match(r"sep=(.)[ \t]*\r?\n", content)  # Excel's line naming the separator
+    lines_before = 1 if excel else 0  # so that every message names the line of the file itself
     if excel:
         content = content[excel.end():]
     delimiter = excel.group(1) if excel else _delimiter(path, content)
@@ -241,12 +245,13 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Data
         at = at or [str(j + 1) for j, h in enumerate(header) if h.lower() == name]
         if len(at) > 1:
             raise BadInput(f"{shown}: columns {' and '.join(at)} are both named {name!r}; keep one")
-    body = _csv_rows(reader, shown)
-    if delimiter == "\t" and any("\t" in c for _, r in body for c in r):
-        body = _raw_tsv_rows(content, header, body, shown)
+    body = _csv_rows(reader, shown, lines_before)
+    if delimiter == "\t" and '"' in content:  # without a quote character both readings agree
+        body = _tsv_rows(content, header, body, shown, lines_before)
     if body and any("\n" in c for c in body[-1][1]):  # lax reading puts an unclosed quote's rest in one field
         opened = _unclosed_quote_line(content, delimiter)
         if opened is not None:
+            opened += lines_before
             raise BadInput(f"{shown}: the quote that opens a field on line {opened} never closes, so the rest of "
                            "the file reads as one field; close it, or double a quote inside a field (\"\")")
     for i, r in body:
@@ -268,39 +273,71 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False) -> Data
         rows = [(i, cell(r, jt), cell(r, jl)) for i, r in body]
         group_cells = [cell(r, jg) for _, r in body] if jg is not None and groups else None
         return _text_dataset(rows, shown, jl is not None, labels, "column", group_cells)
-    data = _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";")
+    data = _features_csv(header, body, shown, labels, decimal_comma=delimiter == ";", row_names=row_names)
     if data.labels is None and labels == "required":
         raise _no_label_column(shown, header)
     return data
 
 
-def _csv_rows(reader, shown: str) -> list[tuple[int, list[str]]]:
-    """(line number, cells) of every data row. Empty lines are skipped, and so are rows of empty
-    cells at the end (a spreadsheet's trailing `,,`); any other row counts, an empty text
-    included, so predict never drops an input and its answers stay row for row."""
+def _csv_rows(reader, shown: str, lines_before: int = 0) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every data row, numbered by the line of the file it starts on
+    (`lines_before`: lines cut off before the reader's text, Excel's `sep=` line). Empty lines are
+    skipped, and so are rows of empty cells at the end (a spreadsheet's trailing `,,`); any other
+    row counts, an empty text included, so predict never drops an input and its answers stay row
+    for row."""
+    body, last = [], reader.line_num  # the line the header (or the previous record) ended on
     try:
-        body = [(i, r) for i, r in enumerate(reader, start=2) if r]
+        for r in reader:
+            if r:  # a record starts on the line after the last one ended: a quoted cell may span lines
+                body.append((last + 1 + lines_before, r))
+            last = reader.line_num
     except csv.Error as e:
-        raise BadInput(f"{shown}: not a valid csv at line {reader.line_num} ({e})") from None
+        raise BadInput(f"{shown}: not a valid csv at line {reader.line_num + lines_before} ({e})") from None
     while body and not any(c.strip() for c in body[-1][1]):
         body.pop()
     return body
 
 
-def _raw_tsv_rows(content: str, header: list[str], body, shown: str) -> list[tuple[int, list[str]]]:
-    """A tab inside a cell of a tab-separated file means a quote opened a cell and ran on over the
-    next rows: a raw export whose texts start with a quote character ("Great" movie). Read with
-    quotes as plain characters instead when every row then has the header's cells, else refuse."""
+def _tsv_rows(content: str, header: list[str], body, shown: str, lines_before: int) -> list[tuple[int, list[str]]]:
+    """The rows of a tab-separated file that holds quote characters, which may be csv quoting
+    (pandas, Python's csv module and `predict --out x.tsv` quote a cell holding a tab, a newline
+    or a quote) or plain characters of raw text ("Great" movie). `body` is the quoted reading. It
+    is kept when it is well-formed csv and no cell holds both a tab and a newline (the mark of a
+    quote that ran over row ends, taking the next rows' separators with it); else the raw reading,
+    quotes as plain characters, when every row then has the header's cells; else `body` as before,
+    unless a quoted cell ran over rows, which is refused: neither reading fits."""
+    if _strictly_quoted(content) and not any(_spans_rows(c) for _, r in body for c in r):
+        return body
     raw = csv.reader(io.StringIO(content, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
     next(raw)
-    rows = _csv_rows(raw, shown)
+    rows = _csv_rows(raw, shown, lines_before)
+    if rows == body:  # the quotes were inside cells only: nothing was read differently
+        return body
     if all(len(r) == len(header) for _, r in rows):
-        log(f"note: {shown}: quote characters are read as part of the text (a quoted cell ran over "
-            "several rows otherwise)")
+        log(f"note: {shown}: quote characters are read as part of the text (read as csv quotes, they do not "
+            "open and close whole cells)")
         return rows
-    line = next(i for i, r in body if any("\t" in c for c in r))
+    line = next((i for i, r in body if any(_spans_rows(c) for c in r)), None)
+    if line is None:  # only malformed quoting, as lax csv reading has always read it
+        return body
     raise BadInput(f"{shown}: the quoted cell that starts on line {line} runs over several rows (it holds tabs); "
                    "close its quote, or double a quote inside a cell (\"\")")
+
+
+def _spans_rows(cell: str) -> bool:
+    return "\t" in cell and "\n" in cell
+
+
+def _strictly_quoted(content: str) -> bool:
+    """Whether `content` reads as tab-separated csv without a quoting error: every quoted cell
+    closes, and only right before a tab or the line's end."""
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter="\t", strict=True)
+    try:
+        for _ in reader:
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def _no_label_column(shown: str, header: list[str]) -> BadInput:
@@ -346,13 +383,20 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comma: bool = False) -> Dataset:
-    """decimal_comma: a semicolon-separated file, as spreadsheets write where 0,5 means 0.5."""
+def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comma: bool = False,
+                  row_names: bool = False) -> Dataset:
+    """decimal_comma: a semicolon-separated file, as spreadsheets write where 0,5 means 0.5.
+    row_names: a non-numeric id column names the rows instead of being read (load_dataset)."""
     found = ", ".join(header)
     if "" in header:  # a text file reads only its text and label columns; here every column counts
         raise BadInput(f"{shown}: column {header.index('') + 1} has no name in the header row; name every feature column")
     jl = _column_index(header, "label")
+    jid, ids = _id_column(header, body, jl)
     feat = [j for j, h in enumerate(header) if j != jl]
+    if jid is not None and row_names and not all(_is_number(v.replace(",", ".") if decimal_comma else v) for v in ids):
+        feat.remove(jid)
+        log(f"note: {shown}: column `{header[jid]}` is not numeric: it names the rows (each one's `input` in the "
+            "predictions) and is not read as a feature")
     if not feat:
         raise BadInput(f"{shown}: no `text` column and no feature columns (found: {found}); {TEXT_HINT}, or {FEATURE_HINT}")
     if all(_is_number(h) for h in header):  # all-number "names": the file has no header row
@@ -367,9 +411,11 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
                 X[n, k] = float(v)
             except ValueError:
                 what = "is empty" if v == "" else f"is not numeric ({v[:30]!r})"
+                # predict's output (input,label,score) read back as labelled data: say how
+                hint = "; predict writes its texts as `input`: rename that column `text`" if header[j].lower() == "input" else ""
                 raise BadInput(
                     f"{shown}: no `text` column (found: {found}), and read as features, column `{header[j]}` "
-                    f"line {i} {what}; {TEXT_HINT}; {FEATURE_HINT}"
+                    f"line {i} {what}; {TEXT_HINT}; {FEATURE_HINT}{hint}"
                 ) from None
     X = _check_features(X, shown)
     y = None
@@ -381,7 +427,18 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
                 raise _no_label(shown, i, v, "column")
             y.append(label_text(v))
         y = np.asarray(y, dtype=object)
-    return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat])
+    return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat], ids=ids,
+                   id_column=None if jid is None else header[jid])
+
+
+def _id_column(header: list[str], body, jl: int | None) -> tuple[int | None, list[str] | None]:
+    """The first column named as row ids are (id, key, row_id, ...) and its cells as written
+    (007 stays 007), which name the rows in predict's output where the model does not read the
+    column as a feature: the id that joins the answers back to the rows."""
+    jid = next((j for j, h in enumerate(header) if j != jl and h.strip().lower() in ROW_ID_NAMES), None)
+    if jid is None:
+        return None, None
+    return jid, [r[jid].strip() if jid < len(r) else "" for _, r in body]
 
 
 def _load_npz(path: Path, shown: str, labels: str) -> Dataset:

@@ -526,3 +526,16 @@ def test_feature_datasets_made_in_python_are_checked_as_files_are():
         adapt_domain(Dataset("features", x, y), Dataset("features", holed, None), method="coral", progress=False)
     with pytest.raises(BadInput, match="feature values must be numbers"):
         adapt(Dataset("features", np.array([["1", "x"]] * 40, dtype=object), y), cv=0, progress=False)
+
+
+def test_a_stray_quote_that_closes_rows_later_is_refused_not_merged(tmp_path):
+    """A text starting with a quote character ("i'd like ...) opened a quoted cell that ran on to
+    the next quote rows later: 8 rows were read as 3 examples, with no error."""
+    stray = tmp_path / "stray.csv"
+    stray.write_text('text,label\nwhat is my balance,balance\n"i\'d like to know my balance,balance\n'
+                     'show my account balance,balance\nset an alarm for 7,alarm\ni need an "alarm" at noon,alarm\n')
+    with pytest.raises(BadInput, match=r"stray.csv: the quote that opens a field on line 3 closes only on a later row"):
+        load_dataset(str(stray))
+    fine = tmp_path / "fine.csv"  # well-formed quoting over lines, doubled quotes, quotes inside a cell
+    fine.write_text('text,label\n"two\nlines",a\n"say ""hi""",b\ni need an "alarm" at noon,b\n')
+    assert load_dataset(str(fine)).inputs == ["two\nlines", 'say "hi"', 'i need an "alarm" at noon']

@@ -254,6 +254,10 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_nam
             opened += lines_before
             raise BadInput(f"{shown}: the quote that opens a field on line {opened} never closes, so the rest of "
                            "the file reads as one field; close it, or double a quote inside a field (\"\")")
+    ran_over = _quote_run_over_rows(content, delimiter, body, lines_before) if delimiter != "\t" and '"' in content else None
+    if ran_over is not None:  # a .tsv reads such quotes as plain characters instead (_tsv_rows)
+        raise BadInput(f"{shown}: the quote that opens a field on line {ran_over} closes only on a later row, so those "
+                       "rows read as one field; close it where the field ends, or double a quote inside a field (\"\")")
     for i, r in body:
         if len(r) > len(header):
             raise BadInput(f"{shown}: line {i} has {len(r)} fields but the header has {len(header)}; quote fields that contain commas")
@@ -331,13 +335,21 @@ def _spans_rows(cell: str) -> bool:
 def _strictly_quoted(content: str) -> bool:
     """Whether `content` reads as tab-separated csv without a quoting error: every quoted cell
     closes, and only right before a tab or the line's end."""
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter="\t", strict=True)
+    return _strict_quote_error(content, "\t") is None
+
+
+def _strict_quote_error(content: str, delimiter: str) -> tuple[int, str] | None:
+    """(the line the row starts on, the error) where strict csv reading fails, or None. Lax
+    reading, the loader's, never fails: it reads a stray quote as opening a cell that runs on to
+    the next quote character, however many rows later."""
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
+    last = 0
     try:
         for _ in reader:
-            pass
-    except csv.Error:
-        return False
-    return True
+            last = reader.line_num
+    except csv.Error as e:
+        return last + 1, str(e)
+    return None
 
 
 def _no_label_column(shown: str, header: list[str]) -> BadInput:
@@ -349,14 +361,20 @@ def _no_label_column(shown: str, header: list[str]) -> BadInput:
 def _unclosed_quote_line(content: str, delimiter: str) -> int | None:
     """The line on which a quoted field opens and never closes, or None: strict reading stops
     there with "unexpected end of data" (lax reading, the loader's, runs on to the end)."""
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
-    last = 0
-    try:
-        for _ in reader:
-            last = reader.line_num
-    except csv.Error as e:
-        return last + 1 if "unexpected end of data" in str(e) else None
-    return None
+    error = _strict_quote_error(content, delimiter)
+    return error[0] if error and "unexpected end of data" in error[1] else None
+
+
+def _quote_run_over_rows(content: str, delimiter: str, body, lines_before: int) -> int | None:
+    """The line of a row whose quote closes rows later, inside another row, or None: a stray
+    quote at a text's start ("i'd like ...) read as opening a cell took every row up to the next
+    quote character into it (8 rows read as 3 examples, with no error). A quoted cell over
+    several lines that closes where the cell ends is well-formed and reads as before."""
+    error = _strict_quote_error(content, delimiter)
+    if error is None:
+        return None
+    line = error[0] + lines_before
+    return line if any("\n" in c for i, r in body if i == line for c in r) else None
 
 
 # --- features -----------------------------------------------------------------------------

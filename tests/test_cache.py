@@ -75,6 +75,28 @@ def test_an_empty_cache_setting_means_the_default_folder(monkeypatch, tmp_path):
     assert EmbeddingCache.for_encoder(create_encoder("mlp", in_dim=3)) is None
 
 
+@pytest.mark.parametrize("value, on", [("", True), ("0", True), ("false", True), ("No", True), (" OFF ", True),
+                                       ("FALSE", True), ("1", False), ("true", False), ("yes", False), ("on", False)])
+def test_no_cache_false_no_or_off_leave_the_cache_on(cache, monkeypatch, value, on):
+    """QUICKADAPT_NO_CACHE=false turned the cache off: any value but empty or 0 did."""
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", value)
+    encoder = create_encoder("mlp", in_dim=3)
+    embed(encoder, [np.array([1.0, 2.0, 3.0], dtype=np.float32)])
+    assert len(shards(cache)) == (1 if on else 0)
+
+
+def test_a_quoted_tilde_in_the_cache_setting_is_the_home_folder(monkeypatch, tmp_path):
+    """QUICKADAPT_CACHE="~/qc" (quoted: no shell expanded it) made a folder named ~ wherever a command ran."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("QUICKADAPT_CACHE", "~/qc")
+    monkeypatch.delenv("QUICKADAPT_NO_CACHE", raising=False)
+    assert cache_dir() == tmp_path / "home" / "qc"
+    embed(create_encoder("mlp", in_dim=3), [np.array([1.0, 2.0, 3.0], dtype=np.float32)])
+    assert len(shards(tmp_path / "home" / "qc")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # no ./~
+
+
 def test_repeated_inputs_are_embedded_once_and_stored_once(cache, monkeypatch):
     encoder = create_encoder("mlp", in_dim=3)
     rows = [np.array([i, 2.0 * i, 1.0], dtype=np.float32) for i in range(3)]

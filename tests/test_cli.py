@@ -739,3 +739,25 @@ def test_the_encoder_listing_names_each_encoder_s_settings():
     r = run("encoders", "--json")
     items = {e["name"]: e for e in json.loads(r.stdout)["encoders"]}
     assert items["minilm"]["settings"]["max_length"] == 128 and items["conv4"]["settings"]["grey"] is True
+
+
+def test_standard_input_pipes_and_devices_are_refused_as_data(tmp_path, monkeypatch):
+    """--data - said '-: no such file or folder' (or read a file named '-'), and a fifo or a
+    device 'unknown file type': reading needs a file whose name gives its format."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_text("text,label\nhi,a\nho,b\n")  # a file named '-' is not what `-` means
+    os.mkfifo(tmp_path / "pipe.csv")
+    stdin = "reading from standard input is not supported; save the data to a file (.csv, .tsv, .jsonl or .npz)"
+    for spec in ("-", "/dev/stdin"):
+        assert_bad_input(run("fit", "--data", spec, "--out", "m", "--quiet"), f"{spec}: {stdin}")
+        assert_bad_input(run("domain-adapt", "--source", "-", "--target", spec, "--method", "source-only", "--out", "m",
+                             "--quiet"), stdin)
+        assert_bad_input(run("meta-train", "--data", spec, "--method", "protonet", "--ways", "2", "--shots", "1",
+                             "--out", "m", "--quiet"), stdin)
+    assert_bad_input(run("fit", "--data", "pipe.csv", "--out", "m", "--quiet"),
+                     "pipe.csv is a fifo, not a file: reading from a pipe or device is not supported")
+    assert_bad_input(run("fit", "--data", os.devnull, "--out", "m", "--quiet"),
+                     f"{os.devnull} is a character device, not a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["-", "pipe.csv"]

@@ -273,3 +273,164 @@ def test_a_temp_folder_that_a_killed_write_left_is_removed_by_the_next_write(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == [".m.backup", ".m.live1234", "m"]
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json"]  # no mark in the model
     assert f"removed {left[0].name}" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """A model fit on 200 digits (features, mlp: the encoder does not matter here) and its data."""
+    from sklearn.datasets import load_digits
+
+    folder = tmp_path_factory.mktemp("digits")
+    x, y = load_digits(return_X_y=True)
+    np.savez(folder / "d.npz", X=x[:200], y=y[:200])
+    r = run("fit", "--data", folder / "d.npz", "--encoder", "mlp", "--cv", "0", "--out", folder / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    return folder / "m", folder / "d.npz"
+
+
+def test_a_quoted_tilde_is_the_home_folder_for_predict_and_evaluate(digits_model, tmp_path, monkeypatch):
+    """predict --out '~/p.csv' checked HOME/p.csv but wrote ./~/p.csv, replacing a file there
+    without --force; a model given as '~/m' was not found."""
+    import shutil
+
+    model, data = digits_model
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    (work / "~").mkdir(parents=True)
+    (work / "~" / "p.csv").write_text("precious")
+    shutil.copytree(model, home / "m")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+
+    r = run("predict", model, "--data", data, "--out", "~/p.csv", "--quiet", "--json")
+    assert (work / "~" / "p.csv").read_text() == "precious"
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout) == {"out": str(home / "p.csv"), "n": 200}
+    assert (home / "p.csv").read_text().startswith("input,label,score\n0,0,")
+    assert_bad_input(run("predict", model, "--data", data, "--out", "~/p.csv", "--quiet"), "already exists")
+    r = run("predict", "~/m", "--data", data, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == (home / "p.csv").read_text()
+    r = run("evaluate", "~/m", "--data", data, "--quiet", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["n"] == 200
+
+
+def read_fifo_in_background(fifo: Path) -> dict:
+    """Read `fifo` to its end in a thread, as another process reading a named pipe would."""
+    import threading
+
+    got = {}
+
+    def reader():
+        with open(fifo) as f:
+            got["text"] = f.read()
+
+    got["thread"] = threading.Thread(target=reader, daemon=True)
+    got["thread"].start()
+    return got
+
+
+def test_predict_writes_into_a_fifo_or_device_and_never_replaces_it(digits_model, tmp_path):
+    """--out FIFO --force replaced the fifo with a file (its reader waited forever), and --out on
+    a copy of /dev/null replaced the device: as root in a container, the system's /dev/null."""
+    import os
+    import stat
+
+    model, data = digits_model
+    fifo = tmp_path / "p.jsonl"
+    os.mkfifo(fifo)
+    for force in ((), ("--force",)):  # as a shell's `>` writes it: no --force needed, and --force changes nothing
+        got = read_fifo_in_background(fifo)
+        r = run("predict", model, "--data", data, "--out", fifo, "--quiet", *force)
+        assert r.exit_code == 0, r.stderr
+        assert stat.S_ISFIFO(fifo.stat().st_mode)
+        got["thread"].join(60)  # the writer has closed it: the reader is at its end
+        lines = got["text"].splitlines()
+        assert len(lines) == 200 and json.loads(lines[0])["input"] == "0"  # .jsonl by the fifo's name
+    null = tmp_path / "null"
+    try:
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a copy of /dev/null
+    except PermissionError:
+        null = Path(os.devnull)  # not root: /dev/null itself, which only root could have lost
+    for force in ((), ("--force",)):
+        r = run("predict", model, "--data", data, "--out", null, "--quiet", *force)
+        assert r.exit_code == 0, r.stderr
+        assert stat.S_ISCHR(null.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["null", "p.jsonl"] if null.parent == tmp_path else ["p.jsonl"])
+
+
+def test_devices_fifos_and_sockets_are_refused_where_they_cannot_be_written(digits_model, tmp_path):
+    import os
+    import socket
+
+    model, data = digits_model
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for out, kind in ((fifo, "fifo"), (os.devnull, "character device")):  # the commands that write folders
+        said = f"--out {out} is a {kind}, not a folder"
+        assert_bad_input(run("fit", "--data", data, "--encoder", "mlp", "--cv", "0", "--out", out, "--force", "--quiet"), said)
+        assert_bad_input(run("domain-adapt", "--source", data, "--target", data, "--method", "source-only",
+                             "--out", out, "--force", "--quiet"), said)
+        assert_bad_input(run("meta-train", "--data", data, "--method", "protonet", "--ways", "2", "--shots", "1",
+                             "--out", out, "--quiet"), said)
+        assert stat_kind(out) == kind
+    sock = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock))
+        assert_bad_input(run("predict", model, "--data", data, "--out", sock, "--force", "--quiet"),
+                         f"--out {sock} is a socket; give the path of a file")
+    assert stat_kind(sock) == "socket"
+
+
+def stat_kind(path) -> str:
+    from quickadapt.output import special_file
+
+    return special_file(path) or "file"
+
+
+def test_out_dash_and_dev_stdout_write_to_stdout_as_no_out_does(digits_model, tmp_path, monkeypatch):
+    """--out - wrote a file named '-'; --out /dev/stdout said 'cannot write in /proc/PID/fd'."""
+    model, data = digits_model
+    monkeypatch.chdir(tmp_path)
+    for json_flag in ((), ("--json",)):
+        plain = run("predict", model, "--data", data, "--quiet", *json_flag)
+        dash = run("predict", model, "--data", data, "--out", "-", "--quiet", *json_flag)
+        assert plain.exit_code == dash.exit_code == 0, dash.stderr
+        assert dash.stdout == plain.stdout and dash.stdout.startswith("input,label,score\n" if not json_flag else '{"predictions"')
+        for redirect in ("| cat", f"> {shlex.quote(str(tmp_path / 'into.txt'))}"):  # stdout a pipe, then a file
+            proc = quickadapt_in_shell(redirect, "predict", model, "--data", data, "--out", "/dev/stdout", "--quiet", *json_flag)
+            assert proc.returncode == 0, proc.stderr
+            written = proc.stdout if redirect == "| cat" else (tmp_path / "into.txt").read_text()
+            assert written == plain.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["into.txt"]
+
+
+def test_an_out_ending_in_a_slash_is_refused(digits_model, tmp_path, monkeypatch):
+    """--out results/ (a folder was meant) silently wrote a file named results."""
+    model, data = digits_model
+    monkeypatch.chdir(tmp_path)
+    assert_bad_input(run("predict", model, "--data", data, "--out", "results/", "--quiet"),
+                     "--out results/ ends with a slash, so it names a folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_appears_while_predicting_is_not_replaced_without_force(digits_model, tmp_path, monkeypatch):
+    """The check ran only before the work: a file someone wrote meanwhile was overwritten."""
+    import quickadapt.cli as cli
+
+    model, data = digits_model
+    late = tmp_path / "late.csv"
+    original = cli._model_inputs
+
+    def someone_writes_late(*args, **kwargs):
+        late.write_text("theirs")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "_model_inputs", someone_writes_late)
+    assert_bad_input(run("predict", model, "--data", data, "--out", late, "--quiet"),
+                     f"{late} appeared while predicting; choose another --out or pass --force")
+    assert late.read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["late.csv"]  # no temp file left
+    r = run("predict", model, "--data", data, "--out", late, "--quiet", "--force")
+    assert r.exit_code == 0, r.stderr
+    assert late.read_text().startswith("input,label,score\n")

@@ -303,7 +303,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> AdaptedModel:
-    folder = Path(folder)
+    folder = Path(folder).expanduser()  # a quoted '~/m' too, as fit --out and --data read it
     manifest = read_manifest(folder)
     with manifest_errors(folder):
         return _load_model(folder, manifest, device)

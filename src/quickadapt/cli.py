@@ -280,8 +280,9 @@ def _model_inputs(model, data, spec: str, model_dir: Path):
 def predict(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by fit or domain-adapt."),
     data: str = typer.Option(..., "--data", help="Inputs: text csv/jsonl, image folder or .npz with X."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions here: csv, or by the name's ending "
-                                                           ".tsv, .jsonl (one object a line) or .json (default: csv on stdout)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write the predictions here: csv, or by the name's ending "
+                                                          ".tsv, .jsonl (one object a line) or .json (default, and "
+                                                          "with -: stdout, as csv or the --json object)."),
     task: str = typer.Option("main", "--task", help="Which head of a multitask model: main (the --data task) or source."),
     abstain: bool = typer.Option(False, "--abstain", help="Answer the none-label below the confidence threshold."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
@@ -295,8 +296,9 @@ def predict(
     from quickadapt.model import shown_score
     from quickadapt.output import check_output
 
+    out = _predictions_path(out)
     if out is not None:
-        check_output(out, force, inputs=(data, model_dir), file=True)  # fail before any work
+        out = check_output(out, force, inputs=(data, model_dir), file=True)  # fail before any work; ~ expanded
         if out.suffix.lower() not in PREDICTION_FORMATS:  # an .xlsx holding csv would not open
             raise BadInput(f"--out {out}: predictions are written as {', '.join(filter(None, PREDICTION_FORMATS))}; "
                            f"not as {out.suffix}")
@@ -308,7 +310,7 @@ def predict(
     )
     rows = [{"input": i, "label": lab, "score": shown_score(s)} for i, lab, s in zip(inputs.input_ids(), labels, scores)]
     if out is not None:
-        _write_predictions_atomically(out, rows)
+        _write_predictions_file(out, rows, force)
     if as_json:
         text = json.dumps({"predictions": rows} if out is None else {"out": str(out), "n": len(rows)})
         write_stdout(lambda stream: print(text, file=stream))
@@ -338,19 +340,69 @@ def _write_predictions(stream, rows, suffix: str) -> None:
         _write_csv(stream, rows, delimiter="\t" if suffix == ".tsv" else ",")
 
 
-def _write_predictions_atomically(path: Path, rows) -> None:
+def _predictions_path(out: str | None) -> Path | None:
+    """Where `predict --out` writes, or None for stdout: `-` and a path that is this process's own
+    stdout (/dev/stdout) write there just as no --out does, so --json still prints one object."""
+    if out is None or out == "-" or _is_stdout(out):
+        return None
+    if out.endswith(("/", os.sep)):  # Path() drops the slash, and a file named `results` was written
+        raise BadInput(f"--out {out} ends with a slash, so it names a folder; give the path of a file to write")
+    return Path(out)
+
+
+def _is_stdout(path: str) -> bool:
+    try:
+        return os.path.samestat(os.stat(Path(path).expanduser()), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError, RuntimeError):  # missing; a stdout with no file (tests); no home
+        return False
+
+
+def _write_predictions_file(path: Path, rows, force: bool) -> None:
+    """A device or fifo is written into (quickadapt/output.py); a file is written whole beside
+    `path` and then published, so a reader never sees half of it."""
+    from quickadapt.output import written_in_place
+
+    if written_in_place(path):
+        with _open_predictions(path) as f:
+            _write_predictions(f, rows, path.suffix.lower())
+        return
+    _write_predictions_atomically(path, rows, force)
+
+
+def _open_predictions(path: Path):
+    # a file name in another encoding (stand-ins for its bytes) is written back as those bytes
+    return open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")
+
+
+def _write_predictions_atomically(path: Path, rows, force: bool) -> None:
     from quickadapt.artifact import temp_stem
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{temp_stem(path)}.{os.getpid()}.tmp")
     try:
-        # a file name in another encoding (stand-ins for its bytes) is written back as those bytes
-        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        with _open_predictions(tmp) as f:
             _write_predictions(f, rows, path.suffix.lower())
-        os.replace(tmp, path)
-    except BaseException:
+        _publish(tmp, path, force)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+
+
+def _publish(tmp: Path, path: Path, force: bool) -> None:
+    """Move `tmp` to `path`. Without `force`, never over a file: one that appeared while the
+    predictions were computed (checked only before) is someone else's. A hard link is made only
+    where no file is, in one step; where the file system has none, the check is repeated instead."""
+    if force:
+        os.replace(tmp, path)
+        return
+    appeared = BadInput(f"{path} appeared while predicting; choose another --out or pass --force to replace it")
+    try:
+        os.link(tmp, path)  # the caller removes tmp
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # no hard links here (some network and FAT file systems)
+        if os.path.lexists(path):
+            raise appeared from None
+        os.replace(tmp, path)
 
 
 @app.command()

@@ -4,7 +4,11 @@ minutes only to fail at the end, and `--force` never destroys anything but an ea
 Refused: a path below a file; an existing path without `force`; a path the user cannot write;
 the current folder or one above it; an input (data, source, encoder folder), a folder that
 holds one or a path inside an input folder; and, even with `force`, an existing folder that is not a quickadapt output (it
-holds files but no manifest or checkpoint), since replacing it would delete the user's files."""
+holds files but no manifest or checkpoint), since replacing it would delete the user's files.
+
+A file output that is a character device or a fifo (/dev/null, a terminal, a named pipe read by
+another process) is written into as a shell's `>` writes it, never replaced: no `force` needed.
+A block device or a socket is refused, and so is any of them as a folder output."""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +16,7 @@ import functools
 import hashlib
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -43,6 +48,9 @@ def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False,
             raise BadInput(f"{flag} {out} would replace the input {spec}; choose another {flag}")
         if source.is_dir() and source in full.parents:  # a new class folder, a model's own file
             raise BadInput(f"{flag} {out} lies inside the input {spec} and would change it; choose a path outside it")
+    kind = special_file(out)
+    if kind:
+        return _check_special(out, kind, file, flag)
     if out.exists():
         if file and out.is_dir():
             raise BadInput(f"{flag} {out} is a folder; give the path of a file to write")
@@ -54,6 +62,37 @@ def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False,
             raise BadInput(f"{flag} {out} holds files but no quickadapt output (no manifest.json); "
                            "refusing to replace it: remove it yourself or choose another folder")
     _check_writable(out, full, flag)
+    return out
+
+
+# what the kernel's file types are called in messages; the first two are written into in place
+SPECIAL_FILES = ((stat.S_ISCHR, "character device"), (stat.S_ISFIFO, "fifo"),
+                 (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+WRITTEN_IN_PLACE = ("character device", "fifo")
+
+
+def special_file(path: str | Path) -> str | None:
+    """What `path` (links followed) is when it exists and is neither a file nor a folder, else None."""
+    try:
+        mode = os.stat(Path(path).expanduser()).st_mode
+    except (OSError, ValueError):  # missing, a dangling link, a name with a NUL
+        return None
+    return next((name for test, name in SPECIAL_FILES if test(mode)), None)
+
+
+def written_in_place(path: str | Path) -> bool:
+    """Whether an output at `path` is written into, not replaced: renaming a file over /dev/null
+    (as root, in a container) replaced the system's /dev/null, and over a fifo cut off its reader."""
+    return special_file(path) in WRITTEN_IN_PLACE
+
+
+def _check_special(out: Path, kind: str, file: bool, flag: str) -> Path:
+    if not file:
+        raise BadInput(f"{flag} {out} is a {kind}, not a folder; name a folder to write to")
+    if kind not in WRITTEN_IN_PLACE:
+        raise BadInput(f"{flag} {out} is a {kind}; give the path of a file to write")
+    if not os.access(out, os.W_OK):  # said now, not after the work
+        raise BadInput(f"{flag} {out}: cannot write to this {kind} (permission denied)")
     return out
 
 

@@ -55,6 +55,7 @@ def load_dataset(spec: str, *, labels: str = "required", groups: bool = False, r
     spec = str(spec)
     if not spec.strip():  # Path("") is the current folder: it would be read as an image folder
         raise BadInput("the data path is empty; give a file, a folder or builtin:NAME")
+    _refuse_streams(spec)
     if spec.startswith("builtin:"):
         from quickadapt.data.builtin import load_builtin
 
@@ -69,6 +70,22 @@ def load_dataset(spec: str, *, labels: str = "required", groups: bool = False, r
         hint = "put images in class folders root/<label>/" if ds.modality == "image" else "add a `label` column (or `y` array)"
         raise BadInput(f"{spec}: no labels found; {hint}")
     return ds
+
+
+SAVE_TO_A_FILE = "save the data to a file (.csv, .tsv, .jsonl or .npz) and give its path"
+STDIN_NAMES = ("-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
+
+
+def _refuse_streams(spec: str) -> None:
+    """`-`, /dev/stdin or another pipe or device: a reader needs a file's name for its format, and
+    `-` was read as a file named '-' ('no such file or folder')."""
+    from quickadapt.output import special_file
+
+    if spec.strip() in STDIN_NAMES:
+        raise BadInput(f"{spec}: reading from standard input is not supported; {SAVE_TO_A_FILE}")
+    kind = special_file(spec)
+    if kind:
+        raise BadInput(f"{spec} is a {kind}, not a file: reading from a pipe or device is not supported; {SAVE_TO_A_FILE}")
 
 
 def _load_path(path: Path, shown: str, labels: str, groups: bool = False, row_names: bool = False) -> Dataset:

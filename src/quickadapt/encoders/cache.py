@@ -19,15 +19,17 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from quickadapt.data.dataset import content_key
+from quickadapt.errors import BadInput
 
 
 def cache_dir() -> Path:
     """$QUICKADAPT_CACHE, or ~/.cache/quickadapt when it is unset or empty (an empty value would
     put the caches in whatever folder a command runs from). Without a home folder (HOME unset
     and no user entry, as in some containers run as a bare uid; it was a traceback), a folder of
-    this user's in the temp folder, said once."""
+    this user's in the temp folder, said once. A `~` in the value (quoted, so no shell expanded
+    it) is the home folder, as in every path option: it made a folder named `~` wherever a command ran."""
     if os.environ.get("QUICKADAPT_CACHE"):
-        return Path(os.environ["QUICKADAPT_CACHE"])
+        return _expand_home(os.environ["QUICKADAPT_CACHE"])
     try:
         return Path.home() / ".cache" / "quickadapt"
     except (RuntimeError, KeyError):
@@ -40,6 +42,14 @@ def cache_dir() -> Path:
         return fallback
 
 
+def _expand_home(value: str) -> Path:
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # no home folder to expand to
+        raise BadInput(f"QUICKADAPT_CACHE={value} starts with ~ but there is no home folder; "
+                       "give the cache folder's full path") from None
+
+
 _SAID_NO_HOME: list = []
 STALE_TEMP_SECONDS = 24 * 3600
 
@@ -48,9 +58,13 @@ def cache_root() -> Path:
     return cache_dir() / "embeddings"
 
 
+# QUICKADAPT_NO_CACHE values that leave the cache on: `=false` turned it off, as any value did
+CACHE_STAYS_ON = ("", "0", "false", "no", "off")
+
+
 def caching_off() -> bool:
-    """QUICKADAPT_NO_CACHE set to anything but empty or 0 turns the embedding cache off."""
-    return os.environ.get("QUICKADAPT_NO_CACHE", "").strip() not in ("", "0")
+    """QUICKADAPT_NO_CACHE set to anything but empty, 0, false, no or off (any case) turns the embedding cache off."""
+    return os.environ.get("QUICKADAPT_NO_CACHE", "").strip().lower() not in CACHE_STAYS_ON
 
 
 class EmbeddingCache:

@@ -2,8 +2,12 @@
 prediction is one matmul and the weights save as safetensors.
 
 Fitted with full-batch L-BFGS in torch on scikit-learn's objective (C * summed cross-entropy +
-||W||^2 / 2, bias unpenalised): the same minimiser as `LogisticRegression(C=C)`, about ten
-times faster than scikit-learn's solver for 150 classes, which keeps probe fits under a second."""
+||W||^2 / 2, bias unpenalised), towards the same minimiser as `LogisticRegression(C=C)`, in
+float32. It stops when the largest gradient entry is below 1e-5 or the loss stops falling (float32's
+rounding allows little better), or after `max_iter` iterations: close to the minimum, not exactly
+at it. There, 1e-6 noise in the features moves probabilities by under 1e-5 on MiniLM features of
+150 intents and by 2e-5 to 2e-3 on 50 to 200 efficientnet-lite0 image features. A float64 fit gets
+them to about 1e-5 everywhere, but took 2.6 times as long for 150 intents at K = 10."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,18 +19,27 @@ from quickadapt.heads.linear import LinearHead
 class LogisticHead(LinearHead):
     kind = "logistic"
 
-    def __init__(self, embed_dim: int, n_classes: int, *, C: float = 10.0, max_iter: int = 100,
+    def __init__(self, embed_dim: int, n_classes: int, *, C: float = 10.0, max_iter: int = 1000,
                  class_weight: str = "balanced"):
         super().__init__(embed_dim, n_classes)
         if class_weight not in ("balanced", "none"):
             raise ValueError(f"class_weight is 'balanced' or 'none', got {class_weight!r}")
         self.C = float(C)
+        # a safety limit, not the stopping rule: the tolerances stop a fit first. Manifests list
+        # it (100 in models saved before); loading a model never refits its head
         self.max_iter = int(max_iter)
         self.class_weight = class_weight
 
     def fit(self, features: np.ndarray, y: np.ndarray) -> "LogisticHead":
         """`y` holds class indices 0..n_classes-1."""
         x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        # centred: the bias is unpenalised, so fitting on x - mean and moving W @ mean into the
+        # bias afterwards has the same minimiser. CNN features share a large mean (norm 11 of a
+        # row's 13 on efficientnet-lite0), which left L-BFGS at its 100-iteration limit, far from
+        # the minimum (1e-6 noise in the features moved probabilities by 0.04); centred, it stops
+        # by its tolerances after 30 to 70 iterations on those features
+        mean = x.mean(0)
+        x = x - mean
         t = torch.as_tensor(np.asarray(y), dtype=torch.long)
         w = torch.zeros(self.fc.out_features, x.shape[1], dtype=torch.float32, requires_grad=True)
         b = torch.zeros(self.fc.out_features, dtype=torch.float32, requires_grad=True)
@@ -46,7 +59,7 @@ class LogisticHead(LinearHead):
             opt.step(closure)
         with torch.no_grad():
             self.fc.weight.copy_(w.detach().float())
-            self.fc.bias.copy_(b.detach().float())
+            self.fc.bias.copy_((b - w @ mean).detach().float())
         return self
 
     def _class_weights(self, t: torch.Tensor) -> torch.Tensor | None:

@@ -7,9 +7,9 @@ docs/artifact.md; `FORMAT_VERSION` changes whenever a reader of the old layout w
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
-import glob
 import os
 import shutil
 import socket

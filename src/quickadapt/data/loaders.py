@@ -271,8 +271,9 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_nam
             opened += lines_before
             raise BadInput(f"{shown}: the quote that opens a field on line {opened} never closes, so the rest of "
                            "the file reads as one field; close it, or double a quote inside a field (\"\")")
+    # a .tsv reads such quotes as plain characters instead (_tsv_rows)
     ran_over = _quote_run_over_rows(content, delimiter, body, lines_before) if delimiter != "\t" and '"' in content else None
-    if ran_over is not None:  # a .tsv reads such quotes as plain characters instead (_tsv_rows)
+    if ran_over is not None:
         raise BadInput(f"{shown}: the quote that opens a field on line {ran_over} closes only on a later row, so those "
                        "rows read as one field; close it where the field ends, or double a quote inside a field (\"\")")
     for i, r in body:
@@ -447,7 +448,8 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
             except ValueError:
                 what = "is empty" if v == "" else f"is not numeric ({v[:30]!r})"
                 # predict's output (input,label,score) read back as labelled data: say how
-                hint = "; predict writes its texts as `input`: rename that column `text`" if header[j].lower() == "input" else ""
+                hint = ("; predict writes its texts as `input`: rename that column `text`"
+                        if header[j].lower() == "input" else "")
                 raise BadInput(
                     f"{shown}: no `text` column (found: {found}), and read as features, column `{header[j]}` "
                     f"line {i} {what}; {TEXT_HINT}; {FEATURE_HINT}{hint}"

@@ -17,7 +17,8 @@ def classification_report(
 
     The classes are those of the test labels and of the predictions, as scikit-learn counts them:
     a class the model answers but the test set lacks has precision 0 and lowers the macro F1,
-    rather than vanishing from it; its recall, over no rows, is None. An abstention (`none_label`) is no class: it only costs recall.
+    rather than vanishing from it; its recall, over no rows, is None. An abstention (`none_label`)
+    is no class: it only costs recall.
     `none_label=None` means the model did not abstain: every prediction is a class, even one
     named `__none__`, and none is counted as an abstention."""
     y_true = np.asarray(list(y_true), dtype=object)

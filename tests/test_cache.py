@@ -166,3 +166,27 @@ def test_temp_files_a_killed_run_left_are_removed_a_day_later(cache):
     embed(encoder, [np.array([4.0, 5.0, 6.0], dtype=np.float32)])  # the next write tidies up
     assert not old_ours.exists() and not old_theirs.exists() and fresh.exists()  # a writer may be at it still
     assert len(shards(cache)) == 2
+
+
+def test_image_features_cached_by_an_older_image_reading_are_not_served(cache, monkeypatch, tmp_path):
+    """A row's key is the file's bytes, so a change in how files become pixels (12-bit PNGs, light
+    ink on transparency) served the old reading's features for the same files: the image
+    reading's version is in the cache folder's key. Text and feature caches are not touched."""
+    from PIL import Image
+
+    import quickadapt.data.images as images
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((28, 28), 60 * i, dtype=np.uint8)).save(paths[-1])
+    conv4, mlp = create_encoder("conv4", channels=8), create_encoder("mlp", in_dim=4)
+    embed(conv4, [str(p) for p in paths])  # fills the cache
+    keys = [content_key(str(p), "image") for p in paths]
+    out = np.zeros((3, conv4.embed_dim), dtype=np.float32)
+    assert EmbeddingCache.for_encoder(conv4).read_into(keys, out).all()
+    mlp_folder = EmbeddingCache.for_encoder(mlp).directory
+
+    monkeypatch.setattr(images, "IMAGE_READING", images.IMAGE_READING + 1)
+    assert not EmbeddingCache.for_encoder(conv4).read_into(keys, out).any()
+    assert EmbeddingCache.for_encoder(mlp).directory == mlp_folder

@@ -194,6 +194,17 @@ def test_pickle_round_trip_with_the_pretrained_text_encoder(monkeypatch):
     assert again.predict(new).tolist() == ["transfer", "balance"]
 
 
+def test_a_pickle_of_an_older_version_that_stored_the_model_object_is_refused_clearly():
+    """Versions before the model folder format pickled the model object itself: its encoder, an
+    object of an older class, unpickled without error and failed at predict (AttributeError:
+    'MLPEncoder' object has no attribute 'inputs_standardised')."""
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp", cv=0).fit(X, y)
+    old_state = dict(vars(clf))  # what pickle stored then: the estimator's __dict__, model_ included
+    with pytest.raises(ValueError, match=r"pickled by an older quickadapt.*clf.save\(FOLDER\)"):
+        FewShotClassifier.__new__(FewShotClassifier).__setstate__(old_state)
+
+
 def _blobs(seed=2, n=30, classes=3):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % classes

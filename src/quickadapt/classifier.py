@@ -203,6 +203,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
         state = dict(state)
         files = state.pop("_model_files", None)
+        if files is None and state.get("model_") is not None:
+            # pickled whole by a quickadapt from before the model folder format: its encoder is an
+            # object of an older class, which unpickles without error and fails at predict
+            raise ValueError("this FewShotClassifier was pickled by an older quickadapt, which stored its model "
+                             "object; load it with that version, call clf.save(FOLDER), then "
+                             "FewShotClassifier.load(FOLDER) here")
         super().__setstate__(state)
         if files is not None:
             with tempfile.TemporaryDirectory() as tmp:

@@ -78,7 +78,11 @@ class EmbeddingCache:
         from quickadapt import __version__
         from quickadapt.encoders.base import encoder_fingerprint
 
-        key = hashlib.sha256(f"{encoder_fingerprint(encoder)}|{__version__}".encode()).hexdigest()[:32]
+        from quickadapt.data.images import IMAGE_READING
+
+        # a row's key is its input's bytes; how an image's bytes become pixels is in the folder's
+        reading = f"|images-{IMAGE_READING}" if encoder.modality == "image" else ""
+        key = hashlib.sha256(f"{encoder_fingerprint(encoder)}|{__version__}{reading}".encode()).hexdigest()[:32]
         return cls(cache_root() / key)
 
     def read_into(self, keys: Sequence[bytes], out: np.ndarray) -> np.ndarray:

@@ -434,3 +434,16 @@ def test_a_file_that_appears_while_predicting_is_not_replaced_without_force(digi
     r = run("predict", model, "--data", data, "--out", late, "--quiet", "--force")
     assert r.exit_code == 0, r.stderr
     assert late.read_text().startswith("input,label,score\n")
+
+
+def test_a_link_to_a_predictions_file_is_followed_and_kept(digits_model, tmp_path):
+    """--out LINK --force wrote a file in the link's place, as for model folders it did not."""
+    model, data = digits_model
+    real = tmp_path / "results" / "p.csv"
+    real.parent.mkdir()
+    real.write_text("old")
+    (tmp_path / "p.csv").symlink_to(real)
+    r = run("predict", model, "--data", data, "--out", tmp_path / "p.csv", "--force", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "p.csv").is_symlink() and real.read_text().startswith("input,label,score")
+    assert sorted(p.name for p in real.parent.iterdir()) == ["p.csv"]  # no temp file left

@@ -377,6 +377,8 @@ def _open_predictions(path: Path):
 def _write_predictions_atomically(path: Path, rows, force: bool) -> None:
     from quickadapt.artifact import temp_stem
 
+    # a link is followed, as for a model folder: the file it points to is replaced, the link kept
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{temp_stem(path)}.{os.getpid()}.tmp")
     try:

@@ -16,7 +16,6 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.columns import match_columns, note_row_numbers
@@ -31,7 +30,7 @@ from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, dis
                                     n_folds, one_per_example, oof_accuracy, oof_balanced_accuracy, out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
-from quickadapt.train import pick_device, seed_everything
+from quickadapt.train import pick_device, seed_everything, weights_finite
 from quickadapt.transfer import FitContext, create_strategy
 
 
@@ -81,7 +80,7 @@ def inherited_class_split(encoder: str) -> dict | None:
 def check_finite(model: AdaptedModel, data: Dataset, strategy: str) -> None:
     """A fit that diverged (a learning rate or scale far too large for the data) leaves weights or
     scores that are not numbers: refuse it here rather than save a model that answers NaN."""
-    weights_ok = all(bool(torch.isfinite(t).all()) for t in (*model.parameters(), *model.buffers()) if t.is_floating_point())
+    weights_ok = weights_finite(model)
     if not weights_ok or not np.isfinite(model.predict_proba(data.inputs[:8])).all():
         raise BadInput(f"strategy {strategy!r} diverged on this data: the fitted model's "
                        f"{'weights' if not weights_ok else 'scores'} are not finite numbers (NaN or inf); lower its "

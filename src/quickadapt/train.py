@@ -61,6 +61,12 @@ def train_mode(module: torch.nn.Module, norm_stats: str = "auto") -> None:
                 m.eval()
 
 
+def weights_finite(module: torch.nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer of `module` is a finite number: a run
+    that diverged leaves NaN or inf in them."""
+    return all(bool(torch.isfinite(t).all()) for t in (*module.parameters(), *module.buffers()) if t.is_floating_point())
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch.Generator for samplers to own."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

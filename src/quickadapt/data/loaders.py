@@ -265,16 +265,13 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_nam
     body = _csv_rows(reader, shown, lines_before)
     if delimiter == "\t" and '"' in content:  # without a quote character both readings agree
         body = _tsv_rows(content, header, body, shown, lines_before)
-    if body and any("\n" in c for c in body[-1][1]):  # lax reading puts an unclosed quote's rest in one field
-        opened = _unclosed_quote_line(content, delimiter)
-        if opened is not None:
-            opened += lines_before
-            raise BadInput(f"{shown}: the quote that opens a field on line {opened} never closes, so the rest of "
+    over_rows = _quote_over_rows(content, delimiter, body, lines_before)
+    if over_rows is not None:
+        line, unclosed = over_rows
+        if unclosed:
+            raise BadInput(f"{shown}: the quote that opens a field on line {line} never closes, so the rest of "
                            "the file reads as one field; close it, or double a quote inside a field (\"\")")
-    # a .tsv reads such quotes as plain characters instead (_tsv_rows)
-    ran_over = _quote_run_over_rows(content, delimiter, body, lines_before) if delimiter != "\t" and '"' in content else None
-    if ran_over is not None:
-        raise BadInput(f"{shown}: the quote that opens a field on line {ran_over} closes only on a later row, so those "
+        raise BadInput(f"{shown}: the quote that opens a field on line {line} closes only on a later row, so those "
                        "rows read as one field; close it where the field ends, or double a quote inside a field (\"\")")
     for i, r in body:
         if len(r) > len(header):
@@ -376,23 +373,25 @@ def _no_label_column(shown: str, header: list[str]) -> BadInput:
                     "labels `label`")
 
 
-def _unclosed_quote_line(content: str, delimiter: str) -> int | None:
-    """The line on which a quoted field opens and never closes, or None: strict reading stops
-    there with "unexpected end of data" (lax reading, the loader's, runs on to the end)."""
-    error = _strict_quote_error(content, delimiter)
-    return error[0] if error and "unexpected end of data" in error[1] else None
-
-
-def _quote_run_over_rows(content: str, delimiter: str, body, lines_before: int) -> int | None:
-    """The line of a row whose quote closes rows later, inside another row, or None: a stray
-    quote at a text's start ("i'd like ...) read as opening a cell took every row up to the next
-    quote character into it (8 rows read as 3 examples, with no error). A quoted cell over
-    several lines that closes where the cell ends is well-formed and reads as before."""
+def _quote_over_rows(content: str, delimiter: str, body, lines_before: int) -> tuple[int, bool] | None:
+    """(the line, whether it never closes) of a quote that opened a field and took later rows into
+    it, or None. Lax reading, the loader's, reads an unclosed quote as one field to the end of the
+    file, and a stray quote at a text's start ("i'd like ...) as a field up to the next quote
+    character, rows later (8 rows read as 3 examples, with no error); strict reading stops there.
+    Either leaves a line break in a field, so files without one are not read again. A quoted field
+    over several lines that closes where it ends is well-formed and reads as before; in a .tsv a
+    quote that closes rows later is read as a plain character instead (_tsv_rows)."""
+    if not any("\n" in c for _, r in body for c in r):
+        return None
     error = _strict_quote_error(content, delimiter)
     if error is None:
         return None
     line = error[0] + lines_before
-    return line if any("\n" in c for i, r in body if i == line for c in r) else None
+    if "unexpected end of data" in error[1] and any("\n" in c for c in body[-1][1]):
+        return line, True
+    if delimiter != "\t" and any("\n" in c for i, r in body if i == line for c in r):
+        return line, False
+    return None
 
 
 # --- features -----------------------------------------------------------------------------

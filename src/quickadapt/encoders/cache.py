@@ -78,10 +78,11 @@ class EmbeddingCache:
         from quickadapt import __version__
         from quickadapt.encoders.base import encoder_fingerprint
 
-        from quickadapt.data.images import IMAGE_READING
+        reading = ""
+        if encoder.modality == "image":  # a row's key is its file's bytes; how they become pixels is the folder's
+            from quickadapt.data.images import IMAGE_READING
 
-        # a row's key is its input's bytes; how an image's bytes become pixels is in the folder's
-        reading = f"|images-{IMAGE_READING}" if encoder.modality == "image" else ""
+            reading = f"|images-{IMAGE_READING}"
         key = hashlib.sha256(f"{encoder_fingerprint(encoder)}|{__version__}{reading}".encode()).hexdigest()[:32]
         return cls(cache_root() / key)
 

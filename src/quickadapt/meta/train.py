@@ -40,6 +40,7 @@ from quickadapt.meta.base import MetaLearner
 from quickadapt.meta.validate import val_accuracy
 from quickadapt.progress import log, progress_bar
 from quickadapt.settings import Settings, count, positive
+from quickadapt.train import weights_finite
 
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
 
@@ -176,7 +177,7 @@ def meta_train(
                 last_save = time.perf_counter()
             if on_step is not None:
                 on_step(state["step"])
-    if not all(bool(torch.isfinite(t).all()) for t in learner.state_dict().values() if t.is_floating_point()):
+    if not weights_finite(learner):
         check_diverged(math.nan, state["step"], "meta-training", "outer_lr")  # the last step's update
     if validating and (not curve or curve[-1][0] != state["step"]):
         validate()  # the last weights too, so the steps since the last validation are not lost

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.artifact import resolve_encoder
-from quickadapt.data.columns import match_columns, note_row_numbers
+from quickadapt.data.columns import match_columns, note_bookkeeping, note_row_numbers
 from quickadapt.data import as_dataset
 from quickadapt.data.dataset import Dataset, example_key
 from quickadapt.data.images import all_grey
@@ -141,6 +141,7 @@ def adapt(
     encoder = encoder or DEFAULT_ENCODER[data.modality]
     note_case_twins(data.classes)
     note_row_numbers(data)
+    note_bookkeeping(data)
     if isinstance(cv, bool) or not isinstance(cv, numbers.Integral) or cv < 0 or cv == 1:
         raise BadInput(f"{option('cv')} is a number of folds: 0 (no estimate) or at least 2, got {cv}")
     if baseline and cv == 0:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, save_encoder,
-                                 stored_class_split as manifest_class_split)
+from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, read_whole,
+                                 save_encoder, stored_class_split as manifest_class_split)
 from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
@@ -45,6 +45,10 @@ def save_meta_model(
 def load_meta_model(folder: str | Path) -> tuple[MetaLearner, dict]:
     """The learner (encoder and meta-parameters) and manifest of a meta-trained model folder."""
     folder = Path(folder)
+    return read_whole(folder, lambda: _read_meta_model(folder))
+
+
+def _read_meta_model(folder: Path) -> tuple[MetaLearner, dict]:
     manifest = read_manifest(folder)
     if manifest.get("kind") != "encoder" or "meta" not in manifest:
         raise BadInput(f"{folder}: not a meta-trained model (written by `quickadapt meta-train`)")

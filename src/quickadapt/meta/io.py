@@ -124,6 +124,26 @@ def stored_class_split(spec) -> ClassSplit | None:
     return None
 
 
+def lost_encoder_source(spec) -> str | None:
+    """Where a model folder's encoder came from, said so, when that place can no longer be read
+    (moved, deleted), so a class split stored there, the classes a meta-trained encoder trained
+    on, is unknown; None where the chain of folders ends in an encoder made from its name. A model fit
+    before fit kept the split in info.class_split has only info.encoder_folder to find it by,
+    and one from before that not even this: only that its encoder had learned somewhere."""
+    from quickadapt.encoders import ENCODERS, PRETRAINED
+
+    chain = model_chain(spec)
+    if not chain:
+        return None
+    info = chain[-1][1].get("info") or {}
+    if info.get("encoder_folder"):  # the chain stopped there
+        return f"{info['encoder_folder']}, which can no longer be read"
+    name = str((chain[-1][1].get("encoder") or {}).get("name"))
+    if info.get("encoder_pretrained") and name in ENCODERS and name not in PRETRAINED:
+        return "another model folder, which it does not name"  # a random-start architecture that had learned before this fit
+    return None
+
+
 def trained_as(spec) -> str | None:
     """How a model folder's encoder was trained, as its strategies nearest first ("pretrain",
     "prototypes on meta-train:protonet"); None for a plain encoder name or Hugging Face folder."""

@@ -240,6 +240,8 @@ def adapt(
             info["cv_note"] = (f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, "
                                f"never scored nor in the abstain threshold's calibration, so more of "
                                f"{'its' if n == 1 else 'their'} answers may be withheld")
+            scored = set(data.labels[oof[0][kept]])  # predict names them where it withholds their answers
+            info["uncalibrated_classes"] = [c for c in data.classes if c not in scored]
     elif cv and cv > 1:
         info["cv_note"] = ("too few examples per class for cross-validation (need 2 in at least 2 classes; "
                            "copies of an example, same input and label, count once)")

@@ -606,6 +606,26 @@ def test_episodes_say_when_the_class_split_of_a_model_s_encoder_is_lost(tmp_path
     assert "unknown" not in run("episodes", "conv4", *ep_args).stderr  # a plain encoder learned nothing
 
 
+def test_episodes_on_a_model_that_fit_force_is_replacing_waits_for_it(tmp_path, monkeypatch):
+    """Between the two renames of a --force write the folder is missing: episodes said it was
+    'neither a model folder nor an encoder name'. The gap is made here by hand."""
+    from quickadapt import artifact
+
+    data = tmp_path / "data"
+    for alphabet in ("Balinese", "Greek", "Latin"):
+        alphabet_folder(data, (alphabet,), characters=3)
+    meta = tmp_path / "meta"
+    r = run("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--steps", 2, "--set", "encoder.channels=8", "--out", meta, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    aside = tmp_path / f".meta.old-{os.getpid()}"
+    meta.rename(aside)
+    monkeypatch.setattr(artifact.time, "sleep", lambda s: aside.exists() and aside.rename(meta))  # the writer goes on
+    r = run("episodes", meta, "--data", data, "--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["method"] == "protonet"
+
+
 def test_colour_images_read_grey_by_the_default_start_are_noted(tmp_path):
     def folder(name, mode):
         for c in range(4):

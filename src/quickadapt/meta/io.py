@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, read_whole,
-                                 save_encoder, stored_class_split as manifest_class_split)
+                                 save_encoder, stored_class_split as manifest_class_split, wait_for_swap)
 from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
@@ -81,6 +81,7 @@ def load_episode_learner(spec: str | Path) -> tuple[MetaLearner, dict | None]:
     from quickadapt.meta.start import default_scale
 
     folder = Path(spec)
+    wait_for_swap(folder)  # a folder that fit --force is replacing is briefly missing: not 'neither ... nor'
     if not folder.exists() and str(spec) not in ENCODERS:
         raise BadInput(f"{spec} is neither a model folder nor an encoder name (encoders: {', '.join(ENCODERS.names())})")
     if ENCODER_MODALITY.get(str(spec)) == "features":  # episodes are drawn from images or texts

@@ -169,7 +169,8 @@ def note_uncalibrated(withheld: list[str], uncalibrated: list[str]) -> None:
     of their 300 test answers withheld, three of them 29 of 30; the others 21 of 300)."""
     from quickadapt.progress import log
 
-    mine = [lab for lab in withheld if lab in set(uncalibrated)]
+    unseen = set(uncalibrated)
+    mine = [lab for lab in withheld if lab in unseen]
     if mine:
         n = len(uncalibrated)
         names = ", ".join(sorted(set(mine))[:3]) + (", ..." if len(set(mine)) > 3 else "")

@@ -101,8 +101,8 @@ def note_bookkeeping(data: Dataset) -> None:
         log(f"note: {data.name or 'data'}: column{'s' if many else ''} {', '.join(f'`{n}`' for n in found[:3])} "
             f"{'are' if many else 'is'} read as {'features' if many else 'a feature'} like any other (a feature csv "
             "has no group, fold or weight column; only a text file's `group` column is read, by meta-train and "
-            "episodes); "
-            f"remove {'them' if many else 'it'} if {'they mean' if many else 'it means'} nothing about the label")
+            f"episodes); remove {'them' if many else 'it'} if {'they mean' if many else 'it means'} nothing about "
+            "the label")
 
 
 def _shown(names: list[str], most: int = 6) -> str:

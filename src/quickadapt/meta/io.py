@@ -128,9 +128,9 @@ def stored_class_split(spec) -> ClassSplit | None:
 def lost_encoder_source(spec) -> str | None:
     """Where a model folder's encoder came from, said so, when that place can no longer be read
     (moved, deleted), so a class split stored there, the classes a meta-trained encoder trained
-    on, is unknown; None where the chain of folders ends in an encoder made from its name. A model fit
-    before fit kept the split in info.class_split has only info.encoder_folder to find it by,
-    and one from before that not even this: only that its encoder had learned somewhere."""
+    on, is unknown; None where the chain of folders ends in an encoder made from its name. A
+    model fit before fit kept the split in info.class_split has only info.encoder_folder to find
+    it by, and one from before that not even this: only that its encoder had learned somewhere."""
     from quickadapt.encoders import ENCODERS, PRETRAINED
 
     chain = model_chain(spec)
@@ -140,8 +140,8 @@ def lost_encoder_source(spec) -> str | None:
     if info.get("encoder_folder"):  # the chain stopped there
         return f"{info['encoder_folder']}, which can no longer be read"
     name = str((chain[-1][1].get("encoder") or {}).get("name"))
-    if info.get("encoder_pretrained") and name in ENCODERS and name not in PRETRAINED:
-        return "another model folder, which it does not name"  # a random-start architecture that had learned before this fit
+    if info.get("encoder_pretrained") and name in ENCODERS and name not in PRETRAINED:  # a random start that had learned
+        return "another model folder, which it does not name"
     return None
 
 

@@ -108,6 +108,22 @@ def test_a_column_of_row_numbers_is_named_in_a_note(tmp_path, capsys):
     assert "row numbers" not in capsys.readouterr().err
 
 
+def test_a_bookkeeping_column_is_named_in_a_note(tmp_path, capsys):
+    """A feature csv's `group` or `fold` column is read as a feature like any other: said at
+    training, where a text file's `group` column would have been read as groups."""
+    from quickadapt import progress
+    from quickadapt.data.columns import note_bookkeeping
+
+    progress.set_quiet(False)
+    data = load_dataset(write(tmp_path / "f.csv", "a,Group,fold,weight,label\n1,0,1,60.5,x\n2,1,2,70,y\n"))
+    assert data.columns == ["a", "Group", "fold", "weight"]  # still features: only the user knows
+    note_bookkeeping(data)
+    err = capsys.readouterr().err
+    assert "columns `Group`, `fold` are read as features like any other" in err and "`weight`" not in err
+    note_bookkeeping(load_dataset(write(tmp_path / "g.csv", "age,b,label\n7,1,x\n8,2,y\n")))
+    assert capsys.readouterr().err == ""
+
+
 def test_npz(tmp_path):
     np.savez(tmp_path / "a.npz", X=np.arange(6).reshape(3, 2), y=np.array([1.0, 2.0, 1.0]))
     ds = load_dataset(str(tmp_path / "a.npz"))
@@ -397,6 +413,14 @@ def test_what_pandas_writes(tmp_path, capsys):
     feats = load_dataset(write(tmp_path / "f.csv", ",a,b,label\n0,1.5,2,1.0\n1,3,4,2.0\n"))
     assert feats.inputs.tolist() == [[1.5, 2.0], [3.0, 4.0]] and feats.labels.tolist() == ["1", "2"]
     assert "row index" in capsys.readouterr().err
+    # read back and written again, the index is `Unnamed: 0` (beside the new one without a name):
+    # a shuffled frame's old index was read as a feature
+    again = load_dataset(write(tmp_path / "g.csv", ",Unnamed: 0,a,b,label\n0,7,1.5,2,1.0\n1,3,3,4,2.0\n"))
+    assert again.columns == ["a", "b"] and again.inputs.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    assert "first 2 columns, named `Unnamed: 0`" in capsys.readouterr().err
+    assert load_dataset(write(tmp_path / "h.csv", "Unnamed: 0,a,label\n7,1.5,1\n3,3,2\n")).columns == ["a"]
+    with pytest.raises(BadInput, match=r"column 2 has no name in the header row \(`Unnamed: 1`"):
+        load_dataset(write(tmp_path / "i.csv", "a,Unnamed: 1,label\n1,2,x\n"))  # not an index: a nameless feature
     text = load_dataset(write(tmp_path / "t.csv", "text,label\nhi,1.0\nho,-2.00\nhey,1.5\n"))
     assert text.labels.tolist() == ["1", "-2", "1.5"]
     long = load_dataset(write(tmp_path / "long.csv", "text,label\n" + "word " * 60000 + ",a\nhi,b\n"))

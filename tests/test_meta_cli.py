@@ -571,6 +571,61 @@ def test_an_encoder_folder_keeps_the_class_split_stored_with_it(tmp_path):
     assert split_kept_on(stored_class_split(out), load_episode_data(str(digits.parent / "Digits")), "x") is None
 
 
+def test_episodes_say_when_the_class_split_of_a_model_s_encoder_is_lost(tmp_path):
+    """A model fitted on a meta-trained encoder before fit copied the encoder's class split into
+    info.class_split found it only through info.encoder_folder: with that folder moved, episodes
+    drew from the data's default split, which can test on the encoder's training classes, and
+    said nothing. Now a note says the split is unknown and names --split-from."""
+    data = tmp_path / "data"
+    for alphabet, n in (("Balinese", 2), ("Early_Aramaic", 3), ("Greek", 4), ("Korean", 5), ("Latin", 6)):
+        alphabet_folder(data, (alphabet,), characters=n)
+    meta = tmp_path / "meta"
+    r = run("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--steps", 2, "--set", "encoder.channels=8", "--seed", 1, "--out", meta, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    fitted = tmp_path / "fitted"
+    r = run("fit", "--data", data / "Greek", "--encoder", meta, "--strategy", "prototypes", "--out", fitted, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    manifest = json.loads((fitted / "manifest.json").read_text())
+    del manifest["info"]["class_split"]  # as fit wrote it before it kept the split itself
+    (fitted / "manifest.json").write_text(json.dumps(manifest))
+    ep_args = ("--data", data, "--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2)
+    r = run("episodes", fitted, *ep_args)  # the encoder's folder still leads to the split: nothing to say
+    assert r.exit_code == 0 and "unknown" not in r.stderr, r.stderr
+    meta.rename(tmp_path / "moved")
+    r = run("episodes", fitted, *ep_args)
+    assert r.exit_code == 0, r.stderr
+    assert f"{meta}, which can no longer be read" in r.stderr and "--split-from" in r.stderr, r.stderr
+    r = run("episodes", fitted, *ep_args, "--split-from", tmp_path / "moved", "--json")
+    assert r.exit_code == 0 and "unknown" not in r.stderr, r.stderr
+    assert json.loads(r.stdout)["split_source"] == f"the class split stored with {tmp_path / 'moved'}"
+    del manifest["info"]["encoder_folder"]  # older still: only that its conv4 had learned elsewhere
+    (fitted / "manifest.json").write_text(json.dumps(manifest))
+    r = run("episodes", fitted, *ep_args)
+    assert "encoder came from another model folder, which it does not name" in r.stderr, r.stderr
+    assert "unknown" not in run("episodes", "conv4", *ep_args).stderr  # a plain encoder learned nothing
+
+
+def test_episodes_on_a_model_that_fit_force_is_replacing_waits_for_it(tmp_path, monkeypatch):
+    """Between the two renames of a --force write the folder is missing: episodes said it was
+    'neither a model folder nor an encoder name'. The gap is made here by hand."""
+    from quickadapt import artifact
+
+    data = tmp_path / "data"
+    for alphabet in ("Balinese", "Greek", "Latin"):
+        alphabet_folder(data, (alphabet,), characters=3)
+    meta = tmp_path / "meta"
+    r = run("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--steps", 2, "--set", "encoder.channels=8", "--out", meta, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    aside = tmp_path / f".meta.old-{os.getpid()}"
+    meta.rename(aside)
+    monkeypatch.setattr(artifact.time, "sleep", lambda s: aside.exists() and aside.rename(meta))  # the writer goes on
+    r = run("episodes", meta, "--data", data, "--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 2, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["method"] == "protonet"
+
+
 def test_colour_images_read_grey_by_the_default_start_are_noted(tmp_path):
     def folder(name, mode):
         for c in range(4):

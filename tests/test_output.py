@@ -1,9 +1,11 @@
 """Output paths are checked before any work, and `--force` replaces only an earlier output:
 never an input, the current folder, or a folder of the user's own files."""
 import json
+import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -447,3 +449,50 @@ def test_a_link_to_a_predictions_file_is_followed_and_kept(digits_model, tmp_pat
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "p.csv").is_symlink() and real.read_text().startswith("input,label,score")
     assert sorted(p.name for p in real.parent.iterdir()) == ["p.csv"]  # no temp file left
+
+
+def test_a_model_that_fit_force_is_replacing_is_loaded_whole(digits_model, tmp_path, monkeypatch):
+    """fit --force swaps its new folder in with two renames: a loader in between found no folder
+    ('no such model folder'), and one that had read the old manifest read the new weights beside
+    it. Both moments are made here by hand, where a real run hits them by chance."""
+    import shutil
+
+    from quickadapt import artifact
+
+    model, data = digits_model
+    m = tmp_path / "m"
+    shutil.copytree(model, m)
+    # between the two renames: the old folder moved aside, the new one not yet in place
+    aside = tmp_path / f".m.old-{os.getpid()}"
+    m.rename(aside)
+    real_sleep = time.sleep
+    monkeypatch.setattr(artifact.time, "sleep", lambda s: aside.exists() and aside.rename(m))  # the writer goes on
+    r = run("predict", m, "--data", data, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert m.is_dir() and not aside.exists()
+    monkeypatch.setattr(artifact.time, "sleep", real_sleep)
+    # a write killed between them: said, with where the previous version lies
+    m.rename(aside)
+    monkeypatch.setattr(artifact, "SWAP_WAIT_S", 0.05)
+    assert_bad_input(run("predict", m, "--data", data), "stopped halfway and left its previous version at")
+    assert aside.name in run("predict", m, "--data", data).stderr
+    aside.rename(m)
+    # replaced after its manifest was read: read again, all of the new model (labels renamed)
+    other = tmp_path / "other"
+    x, y = np.load(data)["X"], np.load(data)["y"]
+    np.savez(tmp_path / "letters.npz", X=x, y=np.array(list("abcdefghij"))[y])
+    r = run("fit", "--data", tmp_path / "letters.npz", "--encoder", "mlp", "--cv", "0", "--out", other, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    read_tensors = artifact._load_tensors
+
+    def swapped_midway(folder):
+        if folder == m and not swapped_midway.done:
+            swapped_midway.done = True
+            copies = {n: (lambda p, n=n: shutil.copy(other / n, p)) for n in os.listdir(other)}
+            artifact.write_folder_atomically(m, copies)
+        return read_tensors(folder)
+
+    swapped_midway.done = False
+    monkeypatch.setattr(artifact, "_load_tensors", swapped_midway)
+    loaded = artifact.load_model(m)
+    assert swapped_midway.done and loaded.classes["main"] == list("abcdefghij")

@@ -154,3 +154,30 @@ def test_predictions_written_as_tsv_read_back_as_text_once_input_is_named_text(t
     assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["n"] == 4 and report["accuracy"] == 1.0  # its own answers, read back row for row
+
+
+def test_answers_withheld_for_classes_the_threshold_never_saw_are_noted(tmp_path):
+    """A class with one example is never held out, so the calibrated threshold never saw its
+    (lower) confidences: with 3 digits of one example beside 7 of 20, predict --abstain withheld
+    most of their answers and said nothing about it. Now a note counts them and names the way out."""
+    from cli_helpers import run
+    from quickadapt.artifact import load_model
+
+    x, y = load_digits(return_X_y=True)
+    keep = np.concatenate([np.flatnonzero(y == d)[:20 if d < 7 else 1] for d in range(10)])
+    np.savez(tmp_path / "train.npz", X=x[keep], y=y[keep])
+    test = np.flatnonzero(np.isin(y, [7, 8, 9]))[1:]  # unseen rows of the classes with one example
+    np.savez(tmp_path / "test.npz", X=x[test])
+    r = run("fit", "--data", tmp_path / "train.npz", "--encoder", "mlp", "--out", tmp_path / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert load_model(tmp_path / "m").info["uncalibrated_classes"] == ["7", "8", "9"]
+    r = run("predict", tmp_path / "m", "--data", tmp_path / "test.npz", "--abstain", "--out", tmp_path / "p.csv")
+    assert r.exit_code == 0, r.stderr
+    withheld = sum(line.split(",")[1] == "__none__" for line in (tmp_path / "p.csv").read_text().splitlines()[1:])
+    assert withheld > len(test) / 2  # most of their answers, not a few
+    note = [line for line in r.stderr.splitlines() if "answers withheld" in line]
+    assert len(note) == 1 and f"of the {withheld} answers withheld would have been one of the 3 classes" in note[0]
+    assert "with one training example" in note[0] and "--threshold" in note[0]
+    # a threshold of one's own is not the calibrated one: nothing to say
+    r = run("predict", tmp_path / "m", "--data", tmp_path / "test.npz", "--threshold", "0.9")
+    assert r.exit_code == 0 and "answers withheld" not in r.stderr

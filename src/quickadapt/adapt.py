@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.artifact import resolve_encoder
-from quickadapt.data.columns import match_columns, note_row_numbers
+from quickadapt.data.columns import match_columns, note_bookkeeping, note_row_numbers
 from quickadapt.data import as_dataset
 from quickadapt.data.dataset import Dataset, example_key
 from quickadapt.data.images import all_grey
@@ -141,6 +141,7 @@ def adapt(
     encoder = encoder or DEFAULT_ENCODER[data.modality]
     note_case_twins(data.classes)
     note_row_numbers(data)
+    note_bookkeeping(data)
     if isinstance(cv, bool) or not isinstance(cv, numbers.Integral) or cv < 0 or cv == 1:
         raise BadInput(f"{option('cv')} is a number of folds: 0 (no estimate) or at least 2, got {cv}")
     if baseline and cv == 0:
@@ -239,6 +240,8 @@ def adapt(
             info["cv_note"] = (f"{n} {'class has' if n == 1 else 'classes have'} one example: in every training fold, "
                                f"never scored nor in the abstain threshold's calibration, so more of "
                                f"{'its' if n == 1 else 'their'} answers may be withheld")
+            scored = set(data.labels[oof[0][kept]])  # predict names them where it withholds their answers
+            info["uncalibrated_classes"] = [c for c in data.classes if c not in scored]
     elif cv and cv > 1:
         info["cv_note"] = ("too few examples per class for cross-validation (need 2 in at least 2 classes; "
                            "copies of an example, same input and label, count once)")

@@ -282,10 +282,64 @@ def stored_class_split(manifest: dict) -> dict | None:
             or (manifest.get("info") or {}).get("class_split"))
 
 
+# A write swaps its new folder in with two renames (write_folder_atomically): the old one aside,
+# the new one into place. A reader in between finds no folder, and one that read the old
+# manifest can find the new weights: in 20 s of loading while another process rewrote the
+# model, 790 of 3047 loads failed ('no such model folder', 'no model.safetensors').
+SWAP_WAIT_S = 5.0  # the renames take microseconds; a writer paused by a busy machine, longer
+SWAP_TRIES = 5
+
+
+def moved_aside(folder: Path) -> list[Path]:
+    """The old versions of `folder` that a write renamed aside and has not yet removed."""
+    real = Path(os.path.realpath(folder))
+    return sorted(real.parent.glob(f".{glob.escape(temp_stem(real))}.old-*"))
+
+
+def wait_for_swap(folder: Path) -> None:
+    """Return once `folder` exists, or once no write is swapping it (nothing moved aside), or
+    after SWAP_WAIT_S."""
+    deadline = time.monotonic() + SWAP_WAIT_S
+    while not folder.exists() and moved_aside(folder) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _stamp(folder: Path) -> tuple | None:
+    """Which folder is at `folder` now: a swapped-in one is another inode (and a newer ctime)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def read_whole(folder: Path, read):
+    """`read()` of the model folder at `folder`, again when a write replaced the folder while it
+    was read (fit --force over a model another process loads), so the result is one version's
+    manifest and weights, never a mix, nor an error about a folder only briefly missing."""
+    for attempt in range(SWAP_TRIES):
+        wait_for_swap(folder)
+        before = _stamp(folder)
+        try:
+            result = read()
+        except BadInput:
+            if _stamp(folder) == before or attempt == SWAP_TRIES - 1:  # nothing replaced it: a real error
+                raise
+            continue
+        if _stamp(folder) == before:
+            return result
+    raise BadInput(f"{folder}: replaced by another run {SWAP_TRIES} times while it was read; try again once "
+                   "that run has finished writing it")
+
+
 def read_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.exists():
+        aside = moved_aside(folder)
+        if aside:  # a write killed between its two renames: the previous version is still there
+            raise BadInput(f"{folder}: no such model folder; a write to it stopped halfway and left its previous "
+                           f"version at {aside[-1]}")
         raise BadInput(f"{folder}: no such model folder")
     if not path.is_file():
         raise BadInput(f"{folder}: not a quickadapt model (no {MANIFEST})")
@@ -293,6 +347,8 @@ def read_manifest(folder: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: unreadable manifest ({exc})") from None
+    except OSError as exc:  # gone since the check above: a write swapped the folder (read_whole reads again)
+        raise BadInput(f"{path}: unreadable manifest ({exc.strerror})") from None
     if not isinstance(manifest, dict):
         raise BadInput(f"{path}: unreadable manifest (a JSON {type(manifest).__name__}, not an object)")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -304,6 +360,10 @@ def read_manifest(folder: str | Path) -> dict:
 
 def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> AdaptedModel:
     folder = Path(folder).expanduser()  # a quoted '~/m' too, as fit --out and --data read it
+    return read_whole(folder, lambda: _read_model(folder, device))
+
+
+def _read_model(folder: Path, device) -> AdaptedModel:
     manifest = read_manifest(folder)
     with manifest_errors(folder):
         return _load_model(folder, manifest, device)
@@ -409,11 +469,16 @@ def resolve_encoder(spec: str, **settings):
     """An encoder from a registry name, a Hugging Face folder, or a quickadapt model folder
     (its encoder; stored weights come back with is_pretrained False, so they are stored again)."""
     path = Path(spec)
+    wait_for_swap(path)  # a model folder that a write is swapping is briefly missing: not an encoder name
     if path.is_dir() and (path / MANIFEST).is_file():
         if settings:  # they would be dropped: the stored encoder is rebuilt as it was saved
             raise BadInput(f"{option('encoder')} {spec} is a stored model: encoder settings ({', '.join(settings)}) "
                            "cannot change it")
-        manifest = read_manifest(path)
-        with manifest_errors(path):
-            return build_encoder(manifest, _load_tensors(path), path)
+        return read_whole(path, lambda: _read_encoder(path))
     return create_encoder(spec, **settings)
+
+
+def _read_encoder(path: Path):
+    manifest = read_manifest(path)
+    with manifest_errors(path):
+        return build_encoder(manifest, _load_tensors(path), path)

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from quickadapt.data.columns import match_columns, note_row_numbers
+from quickadapt.data.columns import match_columns, note_bookkeeping, note_row_numbers
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, MissingLabel, option
 from quickadapt.model import AdaptedModel
@@ -142,6 +142,7 @@ def adapt_domain(
     warnings = load_warnings + warnings
     if progress:
         note_row_numbers(source)
+        note_bookkeeping(source)
     for w in warnings if progress else ():
         log(f"warning: {w}")
     names = ["source-only", *candidates] if method == "auto" else [method]

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, save_encoder,
-                                 stored_class_split as manifest_class_split)
+from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, read_whole,
+                                 save_encoder, stored_class_split as manifest_class_split, wait_for_swap)
 from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
@@ -45,6 +45,10 @@ def save_meta_model(
 def load_meta_model(folder: str | Path) -> tuple[MetaLearner, dict]:
     """The learner (encoder and meta-parameters) and manifest of a meta-trained model folder."""
     folder = Path(folder)
+    return read_whole(folder, lambda: _read_meta_model(folder))
+
+
+def _read_meta_model(folder: Path) -> tuple[MetaLearner, dict]:
     manifest = read_manifest(folder)
     if manifest.get("kind") != "encoder" or "meta" not in manifest:
         raise BadInput(f"{folder}: not a meta-trained model (written by `quickadapt meta-train`)")
@@ -77,6 +81,7 @@ def load_episode_learner(spec: str | Path) -> tuple[MetaLearner, dict | None]:
     from quickadapt.meta.start import default_scale
 
     folder = Path(spec)
+    wait_for_swap(folder)  # a folder that fit --force is replacing is briefly missing: not 'neither ... nor'
     if not folder.exists() and str(spec) not in ENCODERS:
         raise BadInput(f"{spec} is neither a model folder nor an encoder name (encoders: {', '.join(ENCODERS.names())})")
     if ENCODER_MODALITY.get(str(spec)) == "features":  # episodes are drawn from images or texts
@@ -117,6 +122,26 @@ def stored_class_split(spec) -> ClassSplit | None:
         stored = manifest_class_split(manifest)
         if stored:
             return ClassSplit.from_dict(stored)
+    return None
+
+
+def lost_encoder_source(spec) -> str | None:
+    """Where a model folder's encoder came from, said so, when that place can no longer be read
+    (moved, deleted), so a class split stored there, the classes a meta-trained encoder trained
+    on, is unknown; None where the chain of folders ends in an encoder made from its name. A
+    model fit before fit kept the split in info.class_split has only info.encoder_folder to find
+    it by, and one from before that not even this: only that its encoder had learned somewhere."""
+    from quickadapt.encoders import ENCODERS, PRETRAINED
+
+    chain = model_chain(spec)
+    if not chain:
+        return None
+    info = chain[-1][1].get("info") or {}
+    if info.get("encoder_folder"):  # the chain stopped there
+        return f"{info['encoder_folder']}, which can no longer be read"
+    name = str((chain[-1][1].get("encoder") or {}).get("name"))
+    if info.get("encoder_pretrained") and name in ENCODERS and name not in PRETRAINED:  # a random start that had learned
+        return "another model folder, which it does not name"
     return None
 
 

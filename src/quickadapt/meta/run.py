@@ -28,7 +28,8 @@ from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
 from quickadapt.artifact import read_manifest, save_encoder, temp_stem
 from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
-from quickadapt.meta.io import load_episode_learner, save_meta_model, stored_class_split, trained_as
+from quickadapt.meta.io import (load_episode_learner, lost_encoder_source, save_meta_model, stored_class_split,
+                               trained_as)
 from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budget_spent, pretrain
 from quickadapt.meta.start import (build_start, check_method, default_scale, method_defaults, note_colour_read_grey,
                                    start_spec)
@@ -461,6 +462,11 @@ def plain_encoder_split(model, dataset, seed: int) -> tuple[ClassSplit, str]:
     kept = split_kept_on(stored, dataset, str(model)) if stored is not None else None
     if kept is not None:
         return kept, f"the class split stored with {model}"
+    lost = lost_encoder_source(model) if stored is None else None
+    if lost:  # the default split below may test on classes the encoder was meta-trained on
+        log(f"note: {model}'s encoder came from {lost}: if it was meta-trained, the "
+            f"classes it trained on are unknown and may be among those tested here; pass "
+            f"{option('split_from', '--split-from')} with the folder meta-train wrote to test on its held-out classes")
     fixed = fixed_split_name(dataset)
     return default_split(dataset, seed=seed), f"the fixed {fixed} split" if fixed else f"the default split (seed {seed})"
 

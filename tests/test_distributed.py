@@ -61,3 +61,20 @@ def test_a_meta_batch_smaller_than_the_processes_is_refused(tmp_path):
     assert r.returncode != 0
     assert "error: --meta-batch 1 is below the 2 processes: each needs a task" in r.stderr
     assert not (tmp_path / "m" / "manifest.json").exists()
+
+
+def test_other_commands_are_refused_under_torchrun(tmp_path, monkeypatch):
+    """Only meta-train shares its work out: fit, predict, episodes ... under torchrun would run whole
+    in every process (two fits raced for one --out, episodes printed its answer twice)."""
+    from cli_helpers import assert_bad_input, run
+
+    train = tmp_path / "train.csv"
+    train.write_text("f1,f2,label\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(12)))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it in each process
+    monkeypatch.setenv("RANK", "1")
+    assert_bad_input(run("fit", "--data", train, "--strategy", "probe", "--out", tmp_path / "m", "--quiet"),
+                     "fit runs in one process: under torchrun each of the 2 processes would run it whole")
+    assert not (tmp_path / "m").exists()
+    assert_bad_input(run("episodes", "conv4", "--data", "builtin:omniglot", "--ways", 2, "--shots", 1), "without torchrun")
+    assert_bad_input(run("datasets"), "without torchrun")
+

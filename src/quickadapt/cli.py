@@ -49,9 +49,13 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or logs."
 SetOpt = typer.Option(None, "--set", help="Method setting key=value (repeatable); encoder.KEY=value sets the encoder.")
 
 
-def command(fn):
+def command(fn=None, *, torchrun: bool = False):
     """Run a command: set up quiet mode, turn user errors into exit code 2 with one line, and
-    Ctrl-C into exit code 130 with one line (SIGTERM 143, SIGHUP 129, after the same cleanup)."""
+    Ctrl-C into exit code 130 with one line (SIGTERM 143, SIGHUP 129, after the same cleanup).
+    `torchrun`: the command shares its work out over torchrun's processes (meta-train); any
+    other is refused under torchrun."""
+    if fn is None:
+        return functools.partial(command, torchrun=torchrun)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -63,6 +67,8 @@ def command(fn):
         as_json = kwargs.get("as_json", False)
         try:
             with on_command_line(), stop_signals_interrupt():  # messages name options as flags, not keyword arguments
+                if not torchrun:
+                    _refuse_torchrun(fn.__name__.replace("_", "-"))
                 return fn(*args, **kwargs)
         except typer.Exit:
             raise
@@ -90,6 +96,16 @@ def command(fn):
     paragraphs = inspect.cleandoc(fn.__doc__ or "").split("\n\n")
     wrapper.__doc__ = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
     return wrapper
+
+
+def _refuse_torchrun(name: str) -> None:
+    """Under torchrun a command that does not share its work out would run whole in every
+    process: N copies of the same work, racing to write one output (the second refused as
+    "another quickadapt run is writing") and printing N answers."""
+    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if processes > 1:
+        raise BadInput(f"{name} runs in one process: under torchrun each of the {processes} processes would run it "
+                       f"whole; run it without torchrun (only meta-train shares its work out over processes)")
 
 
 def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "):
@@ -603,7 +619,7 @@ def _domain_summary(r: dict) -> str:
 
 
 @app.command("meta-train")
-@command
+@command(torchrun=True)
 def meta_train_cmd(
     data: str = typer.Option(..., "--data", help="Images in class folders (root/<group>/<class>/ nests), builtin:omniglot, "
                                                  "or text: a .csv/.jsonl with text,label (an optional group column "

@@ -78,3 +78,23 @@ def test_other_commands_are_refused_under_torchrun(tmp_path, monkeypatch):
     assert_bad_input(run("episodes", "conv4", "--data", "builtin:omniglot", "--ways", 2, "--shots", 1), "without torchrun")
     assert_bad_input(run("datasets"), "without torchrun")
 
+
+def test_a_device_this_machine_lacks_is_refused_before_the_processes_join(monkeypatch):
+    """--device cuda without a GPU failed in every process with NCCL's traceback ("Distributed
+    package doesn't have NCCL built in"); more processes than GPUs would share one."""
+    import pytest
+    from quickadapt.distributed import session
+    from quickadapt.errors import BadInput
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BadInput, match="no CUDA GPU is available here"):
+        with session("cuda"):
+            pass
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for device in ("cuda", "auto"):
+        with pytest.raises(BadInput, match="torchrun started 2 processes on a machine with 1 GPU: each needs its own"):
+            with session(device):
+                pass

@@ -98,3 +98,15 @@ def test_a_device_this_machine_lacks_is_refused_before_the_processes_join(monkey
         with pytest.raises(BadInput, match="torchrun started 2 processes on a machine with 1 GPU: each needs its own"):
             with session(device):
                 pass
+
+
+def test_a_usage_error_under_torchrun_prints_one_json_object(tmp_path):
+    """An unknown option is found before the command runs: every process printed its own
+    {"error": ...} on stdout with --json (two objects for two processes), as other errors do not."""
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "OMP_NUM_THREADS": "1"}  # torchrun's second process
+    r = subprocess.run([sys.executable, "-m", "quickadapt", "meta-train", "--data", "builtin:omniglot", "--bogus",
+                        "--json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("error: No such option: --bogus") and r.stdout == ""
+    r = subprocess.run([sys.executable, "-m", "quickadapt", "meta-train", "--data", "builtin:omniglot", "--bogus",
+                        "--json"], capture_output=True, text=True, env={**env, "RANK": "0"}, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and json.loads(r.stdout) == {"error": "No such option: --bogus"}

@@ -111,12 +111,18 @@ def _refuse_torchrun(name: str) -> None:
 def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "):
     """One line on stderr (and `{"error": ...}` on stdout with --json), then exit with `code`."""
     print(f"{prefix}{message}", file=sys.stderr)
-    if as_json and os.environ.get("RANK", "0") == "0":  # under torchrun: one object on stdout, not one a process
+    if as_json and _first_process():
         try:
             print(json.dumps({"error": message}), file=sys.stdout, flush=True)
         except (OSError, AttributeError):  # the reader left, a full disk, a closed stdout: the exit code still says it
             _stdout_to_devnull()
     raise typer.Exit(code)
+
+
+def _first_process() -> bool:
+    """True but in torchrun's other processes, which print no {"error": ...} of their own: one
+    object on stdout, not one a process."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _stdout_to_devnull() -> None:
@@ -762,7 +768,7 @@ def _exit_before_command(message: str, hint: str = "") -> None:
     """Bad input found before a command runs (outside `command`'s handling): one line on stderr,
     `{"error": ...}` on stdout with --json, exit code 2."""
     print(f"error: {message}{hint}", file=sys.stderr)
-    if "--json" in sys.argv[1:]:
+    if "--json" in sys.argv[1:] and _first_process():
         print(json.dumps({"error": message}))
     sys.exit(2)
 

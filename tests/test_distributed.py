@@ -110,3 +110,23 @@ def test_a_usage_error_under_torchrun_prints_one_json_object(tmp_path):
     r = subprocess.run([sys.executable, "-m", "quickadapt", "meta-train", "--data", "builtin:omniglot", "--bogus",
                         "--json"], capture_output=True, text=True, env={**env, "RANK": "0"}, cwd=tmp_path, timeout=60)
     assert r.returncode == 2 and json.loads(r.stdout) == {"error": "No such option: --bogus"}
+
+
+def test_a_stopped_launch_is_reported_once_by_the_first_process(tmp_path):
+    """SIGTERM to torchrun (as `timeout` or `kill` send it) stops every process at once: the first
+    said the checkpoint was kept, and the second, in the same log, "nothing was written"."""
+    import signal
+    import time
+
+    out = tmp_path / "m"
+    launch = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "quickadapt", "meta-train",
+                               *ARGS, "--steps", "10000", "--set", "validate_every=0", "--checkpoint-every", "0",
+                               "--out", str(out)],
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint" / "state.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    launch.send_signal(signal.SIGTERM)
+    _, stderr = launch.communicate(timeout=120)
+    assert f"the last checkpoint is kept in {out / 'checkpoint'}" in stderr, stderr
+    assert "nothing was written" not in stderr, stderr

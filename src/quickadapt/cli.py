@@ -77,6 +77,8 @@ def command(fn=None, *, torchrun: bool = False):
             raise typer.Exit(128 + signal.SIGPIPE)  # what a shell reports for a tool the pipe stopped
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (meta-train catches the first, to save the run so far)
             signum = getattr(exc, "signum", signal.SIGINT)
+            if not _first_process():  # torchrun stops the others when one ends: the first speaks for the run
+                raise typer.Exit(128 + signum)
             if signum == signal.SIGINT:
                 print(file=sys.stderr)  # off the line ^C was echoed on
             stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"

@@ -73,7 +73,7 @@ def test_other_commands_are_refused_under_torchrun(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it in each process
     monkeypatch.setenv("RANK", "1")
     assert_bad_input(run("fit", "--data", train, "--strategy", "probe", "--out", tmp_path / "m", "--quiet"),
-                     "fit runs in one process: under torchrun each of the 2 processes would run it whole")
+                     "fit runs in one process: under torchrun (WORLD_SIZE=2) each of the 2 processes would run it whole")
     assert not (tmp_path / "m").exists()
     assert_bad_input(run("episodes", "conv4", "--data", "builtin:omniglot", "--ways", 2, "--shots", 1), "without torchrun")
     assert_bad_input(run("datasets"), "without torchrun")
@@ -86,8 +86,9 @@ def test_a_device_this_machine_lacks_is_refused_before_the_processes_join(monkey
     from quickadapt.distributed import session
     from quickadapt.errors import BadInput
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    for name, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500"}.items():  # as torchrun sets them
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BadInput, match="no CUDA GPU is available here"):
         with session("cuda"):
@@ -130,3 +131,19 @@ def test_a_stopped_launch_is_reported_once_by_the_first_process(tmp_path):
     _, stderr = launch.communicate(timeout=120)
     assert f"the last checkpoint is kept in {out / 'checkpoint'}" in stderr, stderr
     assert "nothing was written" not in stderr, stderr
+
+
+def test_a_world_size_without_torchrun_is_refused(monkeypatch):
+    """WORLD_SIZE left in the environment by something other than torchrun: torch's ValueError
+    traceback ("environment variable RANK expected, but not set")."""
+    import pytest
+    from quickadapt.distributed import session
+    from quickadapt.errors import BadInput
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(BadInput, match="WORLD_SIZE=2 is set, but not RANK, MASTER_ADDR, MASTER_PORT, as torchrun sets "
+                                       "them: launch with torchrun --nproc_per_node 2, or unset WORLD_SIZE"):
+        with session("cpu"):
+            pass

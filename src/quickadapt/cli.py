@@ -106,8 +106,9 @@ def _refuse_torchrun(name: str) -> None:
     "another quickadapt run is writing") and printing N answers."""
     processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if processes > 1:
-        raise BadInput(f"{name} runs in one process: under torchrun each of the {processes} processes would run it "
-                       f"whole; run it without torchrun (only meta-train shares its work out over processes)")
+        raise BadInput(f"{name} runs in one process: under torchrun (WORLD_SIZE={processes}) each of the {processes} "
+                       f"processes would run it whole; run it without torchrun (only meta-train shares its work out "
+                       f"over processes)")
 
 
 def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "):

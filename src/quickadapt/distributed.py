@@ -102,6 +102,10 @@ def session(device: str = "auto") -> Iterator[Group]:
         return
     if not dist.is_available():
         raise BadInput("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:  # a WORLD_SIZE left in the environment by something else: torch's ValueError traceback
+        raise BadInput(f"WORLD_SIZE={size} is set, but not {', '.join(missing)}, as torchrun sets them: launch with "
+                       f"torchrun --nproc_per_node {size}, or unset WORLD_SIZE to run in one process")
     # checked before the group forms: NCCL's own errors (no GPU, no NCCL in this build, two
     # processes on one GPU) come as a traceback from every process
     gpu = pick_device(device).type == "cuda"

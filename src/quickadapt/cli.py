@@ -123,8 +123,8 @@ def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "
 
 
 def _first_process() -> bool:
-    """True but in torchrun's other processes, which print no {"error": ...} of their own: one
-    object on stdout, not one a process."""
+    """True but in torchrun's other processes, for which the first speaks: one {"error": ...} on
+    stdout, not one a process, and one line when a signal stops them all."""
     return os.environ.get("RANK", "0") == "0"
 
 

@@ -106,8 +106,8 @@ def session(device: str = "auto") -> Iterator[Group]:
     if missing:  # a WORLD_SIZE left in the environment by something else: torch's ValueError traceback
         raise BadInput(f"WORLD_SIZE={size} is set, but not {', '.join(missing)}, as torchrun sets them: launch with "
                        f"torchrun --nproc_per_node {size}, or unset WORLD_SIZE to run in one process")
-    # checked before the group forms: NCCL's own errors (no GPU, no NCCL in this build, two
-    # processes on one GPU) come as a traceback from every process
+    # checked before the group forms: NCCL's own errors (no GPU: "Distributed package doesn't
+    # have NCCL built in"; two processes on one GPU) come as a traceback from every process
     gpu = pick_device(device).type == "cuda"
     gpus = torch.cuda.device_count() if gpu else 0
     here = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # this machine's processes: each needs a GPU

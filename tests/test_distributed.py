@@ -61,3 +61,89 @@ def test_a_meta_batch_smaller_than_the_processes_is_refused(tmp_path):
     assert r.returncode != 0
     assert "error: --meta-batch 1 is below the 2 processes: each needs a task" in r.stderr
     assert not (tmp_path / "m" / "manifest.json").exists()
+
+
+def test_other_commands_are_refused_under_torchrun(tmp_path, monkeypatch):
+    """Only meta-train shares its work out: fit, predict, episodes ... under torchrun would run whole
+    in every process (two fits raced for one --out, episodes printed its answer twice)."""
+    from cli_helpers import assert_bad_input, run
+
+    train = tmp_path / "train.csv"
+    train.write_text("f1,f2,label\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(12)))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it in each process
+    monkeypatch.setenv("RANK", "1")
+    assert_bad_input(run("fit", "--data", train, "--strategy", "probe", "--out", tmp_path / "m", "--quiet"),
+                     "fit runs in one process: under torchrun (WORLD_SIZE=2) each of the 2 processes would run it whole")
+    assert not (tmp_path / "m").exists()
+    assert_bad_input(run("episodes", "conv4", "--data", "builtin:omniglot", "--ways", 2, "--shots", 1), "without torchrun")
+    assert_bad_input(run("datasets"), "without torchrun")
+
+
+def test_a_device_this_machine_lacks_is_refused_before_the_processes_join(monkeypatch):
+    """--device cuda without a GPU failed in every process with NCCL's traceback ("Distributed
+    package doesn't have NCCL built in"); more processes than GPUs would share one."""
+    import pytest
+    from quickadapt.distributed import session
+    from quickadapt.errors import BadInput
+
+    for name, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500"}.items():  # as torchrun sets them
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BadInput, match="no CUDA GPU is available here"):
+        with session("cuda"):
+            pass
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for device in ("cuda", "auto"):
+        with pytest.raises(BadInput, match="torchrun started 2 processes on a machine with 1 GPU: each needs its own"):
+            with session(device):
+                pass
+
+
+def test_a_usage_error_under_torchrun_prints_one_json_object(tmp_path):
+    """An unknown option is found before the command runs: every process printed its own
+    {"error": ...} on stdout with --json (two objects for two processes), as other errors do not."""
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "OMP_NUM_THREADS": "1"}  # torchrun's second process
+    r = subprocess.run([sys.executable, "-m", "quickadapt", "meta-train", "--data", "builtin:omniglot", "--bogus",
+                        "--json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("error: No such option: --bogus") and r.stdout == ""
+    r = subprocess.run([sys.executable, "-m", "quickadapt", "meta-train", "--data", "builtin:omniglot", "--bogus",
+                        "--json"], capture_output=True, text=True, env={**env, "RANK": "0"}, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2 and json.loads(r.stdout) == {"error": "No such option: --bogus"}
+
+
+def test_a_stopped_launch_is_reported_once_by_the_first_process(tmp_path):
+    """SIGTERM to torchrun (as `timeout` or `kill` send it) stops every process at once: the first
+    said the checkpoint was kept, and the second, in the same log, "nothing was written"."""
+    import signal
+    import time
+
+    out = tmp_path / "m"
+    launch = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "quickadapt", "meta-train",
+                               *ARGS, "--steps", "10000", "--set", "validate_every=0", "--checkpoint-every", "0",
+                               "--out", str(out)],
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint" / "state.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    launch.send_signal(signal.SIGTERM)
+    _, stderr = launch.communicate(timeout=120)
+    assert f"the last checkpoint is kept in {out / 'checkpoint'}" in stderr, stderr
+    assert "nothing was written" not in stderr, stderr
+
+
+def test_a_world_size_without_torchrun_is_refused(monkeypatch):
+    """WORLD_SIZE left in the environment by something other than torchrun: torch's ValueError
+    traceback ("environment variable RANK expected, but not set")."""
+    import pytest
+    from quickadapt.distributed import session
+    from quickadapt.errors import BadInput
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(BadInput, match="WORLD_SIZE=2 is set, but not RANK, MASTER_ADDR, MASTER_PORT, as torchrun sets "
+                                       "them: launch with torchrun --nproc_per_node 2, or unset WORLD_SIZE"):
+        with session("cpu"):
+            pass

@@ -49,9 +49,13 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or logs."
 SetOpt = typer.Option(None, "--set", help="Method setting key=value (repeatable); encoder.KEY=value sets the encoder.")
 
 
-def command(fn):
+def command(fn=None, *, torchrun: bool = False):
     """Run a command: set up quiet mode, turn user errors into exit code 2 with one line, and
-    Ctrl-C into exit code 130 with one line (SIGTERM 143, SIGHUP 129, after the same cleanup)."""
+    Ctrl-C into exit code 130 with one line (SIGTERM 143, SIGHUP 129, after the same cleanup).
+    `torchrun`: the command shares its work out over torchrun's processes (meta-train); any
+    other is refused under torchrun."""
+    if fn is None:
+        return functools.partial(command, torchrun=torchrun)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -63,6 +67,8 @@ def command(fn):
         as_json = kwargs.get("as_json", False)
         try:
             with on_command_line(), stop_signals_interrupt():  # messages name options as flags, not keyword arguments
+                if not torchrun:
+                    _refuse_torchrun(fn.__name__.replace("_", "-"))
                 return fn(*args, **kwargs)
         except typer.Exit:
             raise
@@ -71,6 +77,8 @@ def command(fn):
             raise typer.Exit(128 + signal.SIGPIPE)  # what a shell reports for a tool the pipe stopped
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (meta-train catches the first, to save the run so far)
             signum = getattr(exc, "signum", signal.SIGINT)
+            if not _first_process():  # torchrun stops the others when one ends: the first speaks for the run
+                raise typer.Exit(128 + signum)
             if signum == signal.SIGINT:
                 print(file=sys.stderr)  # off the line ^C was echoed on
             stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
@@ -92,15 +100,32 @@ def command(fn):
     return wrapper
 
 
+def _refuse_torchrun(name: str) -> None:
+    """Under torchrun a command that does not share its work out would run whole in every
+    process: N copies of the same work, racing to write one output (the second refused as
+    "another quickadapt run is writing") and printing N answers."""
+    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if processes > 1:
+        raise BadInput(f"{name} runs in one process: under torchrun (WORLD_SIZE={processes}) each of the {processes} "
+                       f"processes would run it whole; run it without torchrun (only meta-train shares its work out "
+                       f"over processes)")
+
+
 def _fail(message: str, as_json: bool, *, code: int = 2, prefix: str = "error: "):
     """One line on stderr (and `{"error": ...}` on stdout with --json), then exit with `code`."""
     print(f"{prefix}{message}", file=sys.stderr)
-    if as_json and os.environ.get("RANK", "0") == "0":  # under torchrun: one object on stdout, not one a process
+    if as_json and _first_process():
         try:
             print(json.dumps({"error": message}), file=sys.stdout, flush=True)
         except (OSError, AttributeError):  # the reader left, a full disk, a closed stdout: the exit code still says it
             _stdout_to_devnull()
     raise typer.Exit(code)
+
+
+def _first_process() -> bool:
+    """True but in torchrun's other processes, for which the first speaks: one {"error": ...} on
+    stdout, not one a process, and one line when a signal stops them all."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _stdout_to_devnull() -> None:
@@ -603,7 +628,7 @@ def _domain_summary(r: dict) -> str:
 
 
 @app.command("meta-train")
-@command
+@command(torchrun=True)
 def meta_train_cmd(
     data: str = typer.Option(..., "--data", help="Images in class folders (root/<group>/<class>/ nests), builtin:omniglot, "
                                                  "or text: a .csv/.jsonl with text,label (an optional group column "
@@ -746,7 +771,7 @@ def _exit_before_command(message: str, hint: str = "") -> None:
     """Bad input found before a command runs (outside `command`'s handling): one line on stderr,
     `{"error": ...}` on stdout with --json, exit code 2."""
     print(f"error: {message}{hint}", file=sys.stderr)
-    if "--json" in sys.argv[1:]:
+    if "--json" in sys.argv[1:] and _first_process():
         print(json.dumps({"error": message}))
     sys.exit(2)
 

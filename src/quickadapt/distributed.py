@@ -20,8 +20,9 @@ from typing import Iterator, Sequence
 import torch
 import torch.distributed as dist
 
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.progress import set_quiet
+from quickadapt.train import pick_device
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,26 @@ def session(device: str = "auto") -> Iterator[Group]:
         return
     if not dist.is_available():
         raise BadInput("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-    gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:  # a WORLD_SIZE left in the environment by something else: torch's ValueError traceback
+        raise BadInput(f"WORLD_SIZE={size} is set, but not {', '.join(missing)}, as torchrun sets them: launch with "
+                       f"torchrun --nproc_per_node {size}, or unset WORLD_SIZE to run in one process")
+    # checked before the group forms: NCCL's own errors (no GPU: "Distributed package doesn't
+    # have NCCL built in"; two processes on one GPU) come as a traceback from every process
+    gpu = pick_device(device).type == "cuda"
+    gpus = torch.cuda.device_count() if gpu else 0
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # this machine's processes: each needs a GPU
+    if gpu and here > gpus:
+        raise BadInput(f"torchrun started {here} processes on a machine with {gpus} GPU{'s' if gpus != 1 else ''}: "
+                       f"each needs its own (--nproc_per_node {gpus}, or {option('device')} cpu)")
+    if gpu:  # before the barrier below, which NCCL runs on this process's current GPU
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend="nccl" if gpu else "gloo")
     try:
+        # every process has joined before any goes on: one that failed on its input at once and
+        # closed its end could break another's joining, which then died with a traceback
+        # ("Gloo connectFullMesh failed ... Connection closed by peer") instead of its own one line
+        dist.barrier()
         group = current()
         if not group.is_main:
             set_quiet(True)

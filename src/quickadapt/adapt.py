@@ -210,6 +210,9 @@ def adapt(
         if split:  # kept here too: episodes on this model must not test on the encoder's training classes
             info["class_split"] = split
     info["data_fingerprint"] = data.fingerprint()  # which examples (and labels) it was adapted on
+    if source is not None and strat.needs_source:  # it trains too: another source, another model
+        info["source_fingerprint"] = source.fingerprint()
+    info["device"] = dev.type  # a GPU's kernels round otherwise than a CPU's
     if grey is not None:  # predict says when colour inputs meet a model that never saw colour
         info["inputs_grey"] = grey
     info["encoder_learned"] = info["encoder_pretrained"] or strat.tunes_encoder

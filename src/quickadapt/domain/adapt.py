@@ -206,6 +206,7 @@ def adapt_domain(
         "n_target": len(target),
         "data_fingerprint": source.fingerprint(),  # the labelled data it was adapted on, as fit records it
         "target_fingerprint": target.fingerprint(),
+        "device": dev.type,  # as fit records it: a GPU's kernels round otherwise than a CPU's
         "feature_columns": source.columns,  # what predict must be given, by name (data/columns.py)
         "methods": report,
     }

@@ -210,6 +210,9 @@ def run_meta_train(
     learner.cpu()
     info = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "rotations": rotations, "mirrors": mirrors,
             "data": str(data), "set": given, "run": {k: v for k, v in asdict(cfg).items() if k in RESUME_KEYS},
+            # not kept by a resume but they shape the weights: episodes per step (the last run's),
+            # torchrun's processes (each draws its own dropout; sums round in another order), device
+            "meta_batch": cfg.meta_batch, "processes": group.size, "device": dev.type,
             "start": start, "train": summary}
     for stale in out.glob(f".{CHECKPOINT}.*"):  # a killed run's half-written or superseded checkpoint folder
         shutil.rmtree(stale, ignore_errors=True)

@@ -211,6 +211,8 @@ def run_meta_train(
         summary["validation"] = {"skipped": no_val}
     learner.cpu()
     info = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "rotations": rotations, "mirrors": mirrors,
+            # as given or by default (`set` holds only what was given)
+            "augment": augment, **({"warp": warp} if augment == "elastic" else {}),
             "data": str(data), "set": given, "run": {k: v for k, v in asdict(cfg).items() if k in RESUME_KEYS},
             # not kept by a resume but they shape the weights: episodes per step (the last run's),
             # torchrun's processes (each draws its own dropout; sums round in another order), device

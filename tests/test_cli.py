@@ -787,6 +787,6 @@ def test_the_same_fit_twice_is_the_same_model_and_the_manifest_says_what_it_ran_
             return {k: timeless(v) for k, v in m.items() if k != "created" and not k.endswith("seconds")}
         return m
     assert timeless(manifests[0]) == timeless(manifests[1])
-    environment = manifests[0]["environment"]
+    environment = manifests[0]["info"]["environment"]
     assert environment["threads"] == torch.get_num_threads() and environment["torch"] == torch.__version__
-    assert set(environment) == {"python", "torch", "numpy", "threads"} and manifests[0]["info"]["device"] == "cpu"
+    assert set(environment) == {"python", "torch", "numpy", "threads", "device"} and environment["device"] == "cpu"

@@ -436,9 +436,9 @@ def test_the_model_records_the_meta_batch_and_where_it_ran(tmp_path):
         assert run(*args, "--steps", 2, "--meta-batch", batch, "--out", tmp_path / f"b{batch}").exit_code == 0
         manifest = json.loads((tmp_path / f"b{batch}" / "manifest.json").read_text())
         metas[batch] = manifest["meta"]
-        assert manifest["environment"]["threads"] == torch.get_num_threads()
+        assert manifest["meta"]["environment"]["threads"] == torch.get_num_threads()
     assert metas[2]["meta_batch"] == 2 and metas[3]["meta_batch"] == 3
-    assert metas[2]["processes"] == 1 and metas[2]["device"] == "cpu"
+    assert metas[2]["processes"] == 1 and metas[2]["environment"]["device"] == "cpu"
     assert metas[2]["augment"] is False and "warp" not in metas[2]  # the default, though no --set gave it
     # a resume with another meta-batch records the last one, as its checkpoint does
     assert run(*args, "--steps", 3, "--resume", "--meta-batch", 4, "--out", tmp_path / "b2").exit_code == 0

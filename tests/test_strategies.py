@@ -306,10 +306,18 @@ def test_a_fit_with_a_source_records_which_source_and_where_it_ran(digits, tmp_p
             for name, src in (("source", source), ("other", other))}
     assert fits["source"].info["source_fingerprint"] == source.fingerprint()
     assert fits["other"].info["source_fingerprint"] == other.fingerprint() != source.fingerprint()
-    assert fits["source"].info["device"] == "cpu"
+    environment = fits["source"].info["environment"]
+    assert environment["device"] == "cpu" and environment["threads"] == torch.get_num_threads()
     save_model(fits["source"], tmp_path / "m")
-    manifest = load_model(tmp_path / "m").info
-    assert manifest["source_fingerprint"] == source.fingerprint()
+    # saved again elsewhere (FewShotClassifier.load then save, or a pickle): still the fit's environment
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        save_model(load_model(tmp_path / "m"), tmp_path / "again")
+    finally:
+        torch.set_num_threads(threads)
+    info = load_model(tmp_path / "again").info
+    assert info["source_fingerprint"] == source.fingerprint() and info["environment"] == environment
     # a strategy that does not read the source (it says so) does not record one
     probe = adapt(train, encoder="mlp", strategy="probe", source=source, cv=0, progress=False)
     assert "source_fingerprint" not in probe.info

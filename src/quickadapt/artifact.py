@@ -11,14 +11,12 @@ import glob
 import hashlib
 import json
 import os
-import platform
 import shutil
 import socket
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -157,7 +155,6 @@ def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, 
         "kind": kind,
         "quickadapt_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "environment": run_environment(),
         "encoder": {
             "name": encoder.name,
             "settings": encoder.settings,
@@ -175,14 +172,6 @@ def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, 
         "metrics": metrics or {},
         "info": info,
     }
-
-
-def run_environment() -> dict:
-    """What besides the seed and data a model's exact numbers depend on: one fit with 1 and with 2
-    torch threads differed by up to 9e-6 in its weights (float sums split another way), and other
-    library versions may change any kernel. The device a fit ran on is in `info.device`."""
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "threads": torch.get_num_threads()}
 
 
 def rebuilt_fingerprint(encoder) -> str:

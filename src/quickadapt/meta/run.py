@@ -38,7 +38,7 @@ from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output, sole_writer
 from quickadapt.progress import log
 from quickadapt.settings import build_config
-from quickadapt.train import pick_device, seed_everything
+from quickadapt.train import pick_device, run_environment, seed_everything
 
 CHECKPOINT = "checkpoint"
 PRETRAINED = "pretrained"  # the encoder after supervised pretraining, before meta-training
@@ -215,8 +215,8 @@ def run_meta_train(
             "augment": augment, **({"warp": warp} if augment == "elastic" else {}),
             "data": str(data), "set": given, "run": {k: v for k, v in asdict(cfg).items() if k in RESUME_KEYS},
             # not kept by a resume but they shape the weights: episodes per step (the last run's),
-            # torchrun's processes (each draws its own dropout; sums round in another order), device
-            "meta_batch": cfg.meta_batch, "processes": group.size, "device": dev.type,
+            # torchrun's processes (each draws its own dropout; sums round in another order), threads...
+            "meta_batch": cfg.meta_batch, "processes": group.size, "environment": run_environment(dev),
             "start": start, "train": summary}
     for stale in out.glob(f".{CHECKPOINT}.*"):  # a killed run's half-written or superseded checkpoint folder
         shutil.rmtree(stale, ignore_errors=True)

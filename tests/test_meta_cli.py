@@ -424,6 +424,49 @@ def test_resume_refuses_changed_run_settings_and_the_model_records_them(tmp_path
     assert r.exit_code == 0, r.stderr
 
 
+def test_the_model_records_the_meta_batch_and_where_it_ran(tmp_path):
+    """--meta-batch shapes the weights (5 Omniglot steps with 4 and 16 episodes: up to 0.009
+    apart) but a resume may change it, so it is not a run setting: it was in no manifest, and
+    two such models' manifests differed only in their times and running figures."""
+    data = omniglot_folder(tmp_path / "data", 4)
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--set", "validate_every=0", "--quiet")
+    metas = {}
+    for batch in (2, 3):
+        assert run(*args, "--steps", 2, "--meta-batch", batch, "--out", tmp_path / f"b{batch}").exit_code == 0
+        manifest = json.loads((tmp_path / f"b{batch}" / "manifest.json").read_text())
+        metas[batch] = manifest["meta"]
+        assert manifest["meta"]["environment"]["threads"] == torch.get_num_threads()
+    assert metas[2]["meta_batch"] == 2 and metas[3]["meta_batch"] == 3
+    assert metas[2]["processes"] == 1 and metas[2]["environment"]["device"] == "cpu"
+    assert metas[2]["augment"] is False and "warp" not in metas[2]  # the default, though no --set gave it
+    # a resume with another meta-batch records the last one, as its checkpoint does
+    assert run(*args, "--steps", 3, "--resume", "--meta-batch", 4, "--out", tmp_path / "b2").exit_code == 0
+    assert json.loads((tmp_path / "b2" / "manifest.json").read_text())["meta"]["meta_batch"] == 4
+
+
+def test_a_resume_with_another_thread_count_says_it_ends_equal_only_to_rounding(tmp_path):
+    """The kill-and-resume equality holds at the checkpoint's thread count (3 maml steps at 1
+    thread resumed to 5 at 2 ended 3e-8 from the uninterrupted run): the checkpoint kept its
+    thread count but nothing read it, so such a resume said nothing."""
+    data = omniglot_folder(tmp_path / "data", 4)
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--set", "validate_every=0", "--out", tmp_path / "m")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert run(*args, "--steps", 1).exit_code == 0
+        r = run(*args, "--steps", 2, "--resume")
+        assert r.exit_code == 0 and "torch thread" not in r.stderr, r.stderr
+        torch.set_num_threads(2)
+        r = run(*args, "--steps", 3, "--resume")
+    finally:
+        torch.set_num_threads(threads)
+    assert r.exit_code == 0, r.stderr
+    assert (f"note: the checkpoint in {tmp_path / 'm'} was written with 1 torch thread and this run has 2: the weights "
+            "will equal an uninterrupted run's only to rounding (OMP_NUM_THREADS=1 keeps them equal)") in r.stderr
+
+
 def test_a_second_ctrl_c_names_the_checkpoint_it_leaves(tmp_path):
     """Two Ctrl-Cs quit at once (exit code 130), and the message says that the last checkpoint is
     kept for --resume, not that nothing was written (which invites --force, deleting it)."""

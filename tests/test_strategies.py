@@ -293,6 +293,36 @@ def test_joint_shares_the_head_when_source_classes_fit(digits):
         adapt(train, encoder="mlp", strategy="multitask", source=zeros, cv=0, progress=False)
 
 
+def test_a_fit_with_a_source_records_which_source_and_where_it_ran(digits, tmp_path):
+    """joint and multitask train on --source too: two fits on the same --data with different
+    sources gave weights up to 1.8 apart behind manifests that differed only in their times (the
+    data fingerprint covers --data alone)."""
+    from quickadapt.adapt import adapt
+
+    train, test, source = digits
+    other = Dataset("features", test.inputs[:200], test.labels[:200])
+    fits = {name: adapt(train, encoder="mlp", strategy="joint", source=src, cv=0, progress=False,
+                        strategy_params={"epochs": 1})
+            for name, src in (("source", source), ("other", other))}
+    assert fits["source"].info["source_fingerprint"] == source.fingerprint()
+    assert fits["other"].info["source_fingerprint"] == other.fingerprint() != source.fingerprint()
+    environment = fits["source"].info["environment"]
+    assert environment["device"] == "cpu" and environment["threads"] == torch.get_num_threads()
+    save_model(fits["source"], tmp_path / "m")
+    # saved again elsewhere (FewShotClassifier.load then save, or a pickle): still the fit's environment
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        save_model(load_model(tmp_path / "m"), tmp_path / "again")
+    finally:
+        torch.set_num_threads(threads)
+    info = load_model(tmp_path / "again").info
+    assert info["source_fingerprint"] == source.fingerprint() and info["environment"] == environment
+    # a strategy that does not read the source (it says so) does not record one
+    probe = adapt(train, encoder="mlp", strategy="probe", source=source, cv=0, progress=False)
+    assert "source_fingerprint" not in probe.info
+
+
 @pytest.mark.parametrize("name", ["joint", "multitask"])
 def test_a_source_that_holds_the_data_does_not_leak_into_the_held_out_folds(name, capsys):
     """--data a few rows of --source: each fold must not train on the examples it scores. On

@@ -30,7 +30,7 @@ from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, dis
                                     n_folds, one_per_example, oof_accuracy, oof_balanced_accuracy, out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
-from quickadapt.train import pick_device, seed_everything, weights_finite
+from quickadapt.train import pick_device, run_environment, seed_everything, weights_finite
 from quickadapt.transfer import FitContext, create_strategy
 
 
@@ -211,6 +211,9 @@ def adapt(
         if split:  # kept here too: episodes on this model must not test on the encoder's training classes
             info["class_split"] = split
     info["data_fingerprint"] = data.fingerprint()  # which examples (and labels) it was adapted on
+    if source is not None and strat.needs_source:  # it trains too: another source, another model
+        info["source_fingerprint"] = source.fingerprint()
+    info["environment"] = run_environment(dev)  # threads, device and versions: the last bits depend on them
     if grey is not None:  # predict says when colour inputs meet a model that never saw colour
         info["inputs_grey"] = grey
     info["encoder_learned"] = info["encoder_pretrained"] or strat.tunes_encoder

@@ -22,7 +22,7 @@ from quickadapt.errors import BadInput, MissingLabel, option
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.registry import close_names
-from quickadapt.train import pick_device, seed_everything
+from quickadapt.train import pick_device, run_environment, seed_everything
 
 DEFAULT_ENCODER = {"features": "mlp", "text": "minilm", "image": "conv4"}
 AUTO_CANDIDATES = ("mcc", "cdan-e", "dann", "meda")  # tried by method="auto", besides source-only
@@ -207,6 +207,7 @@ def adapt_domain(
         "n_target": len(target),
         "data_fingerprint": source.fingerprint(),  # the labelled data it was adapted on, as fit records it
         "target_fingerprint": target.fingerprint(),
+        "environment": run_environment(dev),  # as fit records it: threads, device and versions
         "feature_columns": source.columns,  # what predict must be given, by name (data/columns.py)
         "methods": report,
     }

@@ -18,6 +18,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ROTATIONS, ClassSplit, EpisodeSampler, check_augment,
                                       check_episode_spec, default_split, fixed_split_name, load_episode_data,
@@ -38,7 +39,7 @@ from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output, sole_writer
 from quickadapt.progress import log
 from quickadapt.settings import build_config
-from quickadapt.train import pick_device, seed_everything
+from quickadapt.train import pick_device, run_environment, seed_everything
 
 CHECKPOINT = "checkpoint"
 PRETRAINED = "pretrained"  # the encoder after supervised pretraining, before meta-training
@@ -152,6 +153,7 @@ def run_meta_train(
     saved = read_checkpoint_json(ckpt) if resume else None
     if resume:
         check_resumable(saved, spec, cfg, out)
+        note_other_threads(saved, out)
     dev = group.device(pick_device(device))
 
     split = resumed_split(saved, dataset, seed) if resume else start_split(encoder, dataset, seed)
@@ -210,7 +212,12 @@ def run_meta_train(
         summary["validation"] = {"skipped": no_val}
     learner.cpu()
     info = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query, "rotations": rotations, "mirrors": mirrors,
+            # as given or by default (`set` holds only what was given)
+            "augment": augment, **({"warp": warp} if augment == "elastic" else {}),
             "data": str(data), "set": given, "run": {k: v for k, v in asdict(cfg).items() if k in RESUME_KEYS},
+            # not kept by a resume but they shape the weights: episodes per step (the last run's),
+            # torchrun's processes (each draws its own dropout; sums round in another order), threads...
+            "meta_batch": cfg.meta_batch, "processes": group.size, "environment": run_environment(dev),
             "start": start, "train": summary}
     for stale in out.glob(f".{CHECKPOINT}.*"):  # a killed run's half-written or superseded checkpoint folder
         shutil.rmtree(stale, ignore_errors=True)
@@ -330,6 +337,17 @@ def check_resumable(saved: dict, spec: dict, cfg: MetaTrainConfig, out: Path) ->
     if cfg.steps < done:
         raise BadInput(f"{option('resume')}: the checkpoint in {out} has done {done} steps, more than {option('steps')} {cfg.steps}; "
                        f"pass {option('steps')} {done} or more")
+
+
+def note_other_threads(saved: dict, out: Path) -> None:
+    """A resume ends equal to an uninterrupted run only with the thread count it had: float sums
+    split over another number of threads round otherwise (maml on Omniglot, 3 steps at 1 thread
+    resumed to 5 at 2: weights 3e-8 from the uninterrupted run's, equal at 1). Allowed, but said."""
+    before, now = saved.get("threads"), torch.get_num_threads()
+    if before is not None and before != now:
+        log(f"note: the checkpoint in {out} was written with {before} torch thread{'s' if before != 1 else ''} and this "
+            f"run has {now}: the weights will equal an uninterrupted run's only to rounding (OMP_NUM_THREADS={before} "
+            "keeps them equal)")
 
 
 def same_place(stored: dict, spec: dict) -> bool:

@@ -26,7 +26,7 @@ from quickadapt.encoders.base import encoder_fingerprint
 from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
-from quickadapt.output import check_output, finite_json
+from quickadapt.output import as_path, check_output, finite_json
 from quickadapt.progress import log
 
 FORMAT_VERSION = 1
@@ -303,7 +303,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> AdaptedModel:
-    folder = Path(folder).expanduser()  # a quoted '~/m' too, as fit --out and --data read it
+    folder = as_path(folder, "the model folder").expanduser()  # a quoted '~/m' too, as fit --out and --data read it
     manifest = read_manifest(folder)
     with manifest_errors(folder):
         return _load_model(folder, manifest, device)

@@ -13,6 +13,7 @@ from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
 from quickadapt.meta.base import MetaLearner
+from quickadapt.output import as_path
 
 # model folders followed through info.encoder_folder (a model fitted on a model fitted on a
 # meta-trained one...): a few levels, so a loop of folders cannot hang the lookup
@@ -76,7 +77,7 @@ def load_episode_learner(spec: str | Path) -> tuple[MetaLearner, dict | None]:
     from quickadapt.meta.protonet import ProtoNet, ProtoNetConfig
     from quickadapt.meta.start import default_scale
 
-    folder = Path(spec)
+    folder = as_path(spec, "model")
     if not folder.exists() and str(spec) not in ENCODERS:
         raise BadInput(f"{spec} is neither a model folder nor an encoder name (encoders: {', '.join(ENCODERS.names())})")
     if ENCODER_MODALITY.get(str(spec)) == "features":  # episodes are drawn from images or texts

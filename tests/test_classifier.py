@@ -293,6 +293,10 @@ class _DataFrame:
     def __len__(self):
         return len(self._data[self.columns[0]])
 
+    @property
+    def shape(self):
+        return len(self), len(self.columns)
+
     def __iter__(self):
         return iter(self.columns)
 
@@ -349,3 +353,25 @@ def test_inputs_indexed_by_label_are_read_by_position():
     assert model.predict(frame)[0] == model.predict(X)[0]
     with pytest.raises(ValueError, match=r"feature vectors must be a 2-D array, one row per example; got shape \(2,\)"):
         model.predict(X[0])
+
+
+def test_a_table_s_column_names_outlive_save_and_load(tmp_path, monkeypatch):
+    """Loaded, a model fit on a DataFrame had no feature_names_in_: the table with its columns
+    in another order was read in the wrong order (answers changed, with only sklearn's generic
+    warning), where the fitted estimator refused it."""
+    import sklearn.utils.validation
+
+    # scikit-learn reads the column names of real DataFrames only (pandas, polars: not installed here)
+    read = sklearn.utils.validation._get_feature_names
+    monkeypatch.setattr(sklearn.utils.validation, "_get_feature_names",
+                        lambda X: np.asarray(X.columns, dtype=object) if isinstance(X, _DataFrame) else read(X))
+    X, y = _blobs(n=30)
+    X = np.c_[X, np.zeros(len(X))]
+    names = ["height", "width", "depth"]
+    table = _DataFrame({n: X[:, j] for j, n in enumerate(names)})
+    FewShotClassifier(encoder="mlp").fit(table, y).save(tmp_path / "m")
+    loaded = FewShotClassifier.load(tmp_path / "m")
+    assert loaded.feature_names_in_.tolist() == names
+    assert (loaded.predict(table) == y).mean() > 0.9
+    with pytest.raises(ValueError, match="Feature names must be in the same order as they were in fit"):
+        loaded.predict(_DataFrame({n: X[:, names.index(n)] for n in names[::-1]}))

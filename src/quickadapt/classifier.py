@@ -153,7 +153,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"y holds the labels {first[label_text(c)]!r} and {c!r}, which are one class as "
                                  f"text ({label_text(c)!r}); make them one label or two different ones")
             first[label_text(c)] = c
-        data = Dataset(modality, X, [label_text(v) for v in y])
+        # a DataFrame's column names go into the model, as a feature csv's do: `load` restores
+        # feature_names_in_ from them (without them a reordered table was read in the wrong order),
+        # and the command line's predict reads a csv by them
+        names = getattr(self, "feature_names_in_", None)
+        data = Dataset(modality, X, [label_text(v) for v in y], columns=None if names is None else list(names))
         model = adapt(
             data, encoder=self.encoder, strategy=self.strategy, strategy_params=self.strategy_params,
             encoder_params=self.encoder_params, seed=self.seed, device=self.device, cv=self.cv,
@@ -270,4 +274,6 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         clf._columns = np.asarray([names.index(label_text(c)) for c in clf.classes_])
         if clf._modality() == "features":
             clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))
+            if model.info.get("feature_columns"):  # a DataFrame's or a feature csv's column names
+                clf.feature_names_in_ = np.asarray(model.info["feature_columns"], dtype=object)
         return clf

@@ -369,7 +369,12 @@ def test_a_table_s_column_names_outlive_save_and_load(tmp_path, monkeypatch):
     X = np.c_[X, np.zeros(len(X))]
     names = ["height", "width", "depth"]
     table = _DataFrame({n: X[:, j] for j, n in enumerate(names)})
-    FewShotClassifier(encoder="mlp").fit(table, y).save(tmp_path / "m")
+    clf = FewShotClassifier(encoder="mlp").fit(table, y)
+    clf.save(tmp_path / "m")
+    # refit on text: the table's names and width are not the text model's
+    clf.set_params(encoder="minilm").fit(["play jazz", "rain today", "play rock", "snow soon"], [0, 1, 0, 1])
+    assert not hasattr(clf, "feature_names_in_") and not hasattr(clf, "n_features_in_")
+    assert "feature_columns" not in clf.model_.info
     loaded = FewShotClassifier.load(tmp_path / "m")
     assert loaded.feature_names_in_.tolist() == names
     assert (loaded.predict(table) == y).mean() > 0.9

@@ -107,7 +107,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         from quickadapt.transfer import STRATEGIES
 
         # a refit that fails must not leave the last fit's model answering with the new labels
-        for fitted in ("classes_", "model_", "_columns"):
+        for fitted in ("classes_", "model_", "_columns", "n_features_in_", "feature_names_in_"):
             self.__dict__.pop(fitted, None)
         if STRATEGIES.get(self.strategy).needs_source:
             raise ValueError(f"strategy {self.strategy!r} also trains on a second labelled dataset, which "

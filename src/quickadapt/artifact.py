@@ -303,7 +303,8 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> AdaptedModel:
-    folder = as_path(folder, "the model folder").expanduser()  # a quoted '~/m' too, as fit --out and --data read it
+    # a quoted '~/m' too, as fit --out and --data read it
+    folder = as_path(folder, "the model folder").expanduser()
     manifest = read_manifest(folder)
     with manifest_errors(folder):
         return _load_model(folder, manifest, device)

@@ -380,3 +380,13 @@ def test_a_table_s_column_names_outlive_save_and_load(tmp_path, monkeypatch):
     assert (loaded.predict(table) == y).mean() > 0.9
     with pytest.raises(ValueError, match="Feature names must be in the same order as they were in fit"):
         loaded.predict(_DataFrame({n: X[:, names.index(n)] for n in names[::-1]}))
+
+
+def test_numpy_numbers_as_settings_work_as_python_ones(tmp_path):
+    """A grid over np.arange gives np.int64: seed=np.int64(3) failed in random.seed ("The only
+    supported seed types are..."), and it or cv=np.int64(2) made save record the labels as null,
+    so load gave integer labels back as strings."""
+    X, y = _blobs()
+    FewShotClassifier(encoder="mlp", seed=np.int64(3), cv=np.int64(2)).fit(X, y).save(tmp_path / "m")
+    loaded = FewShotClassifier.load(tmp_path / "m")
+    assert loaded.classes_.tolist() == [0, 1, 2] and loaded.get_params()["seed"] == 3

@@ -205,8 +205,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         # the caller's label values (ints stay ints) and the settings that are not the model's own
         estimator = {"classes": [c.item() if isinstance(c, np.generic) else c for c in self.classes_],
                      "params": {k: self.get_params()[k] for k in ESTIMATOR_PARAMS}}
-        try:
-            json.dumps(estimator)
+        try:  # the labels alone: numpy settings (seed=np.int64(3)) are written as numbers, and had
+            json.dumps(estimator["classes"])  # made integer labels come back from load as strings
         except TypeError:  # labels JSON cannot hold: they come back as the model's strings
             estimator["classes"] = None
         return save_model(self.model_, path, force=force, seed=self.seed, extra={"estimator": estimator})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -9,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, MissingLabel
 
 MODALITIES = ("text", "image", "features")
 
@@ -34,7 +35,13 @@ class Dataset:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
         self.inputs = as_inputs(self.inputs, self.modality, self.name or "inputs")
         if self.labels is not None:
-            self.labels = np.asarray([str(v) for v in self.labels], dtype=object)
+            given = list(self.labels)
+            missing = next((i for i, v in enumerate(given)
+                            if v is None or (isinstance(v, numbers.Real) and v != v)), None)
+            if missing is not None:  # str() made them classes named "None" and "nan", as a file's empty cell is not
+                raise MissingLabel(f"{self.name or 'data'}: data row {missing + 1} has no label ({given[missing]!r}); "
+                                   "give every example a label, or leave the unlabelled ones out")
+            self.labels = np.asarray([str(v) for v in given], dtype=object)
             if len(self.labels) != len(self.inputs):
                 raise ValueError("inputs and labels differ in length")
 

@@ -261,3 +261,132 @@ def test_a_model_folder_encoder_is_kept_through_save_load_and_refit(tmp_path):
     r = run("fit", "--data", tmp_path / "t.csv", "--encoder", base, "--out", tmp_path / "cli", "--quiet")
     assert r.exit_code == 0, r.stderr
     assert FewShotClassifier.load(tmp_path / "cli").get_params()["encoder"] == str(base.resolve())
+
+
+class _Series:
+    """What a pandas Series does that matters here: `s[i]` reads by index label, not position (a
+    shuffled train/test split keeps its rows' labels as index), a slice by position, and iteration
+    gives the values in order."""
+
+    def __init__(self, values, index):
+        self.values, self.index = list(values), list(index)
+
+    def __len__(self):
+        return len(self.values)
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):  # a Series of those rows, keeping their index
+            return _Series(self.values[key], self.index[key])
+        return self.values[self.index.index(key)]
+
+
+class _DataFrame:
+    """What a pandas DataFrame does that matters here: iteration gives its column names,
+    `iloc[:, j]` column j, and np.asarray its rows."""
+
+    def __init__(self, columns: dict):
+        self.columns, self._data = list(columns), columns
+
+    def __len__(self):
+        return len(self._data[self.columns[0]])
+
+    @property
+    def shape(self):
+        return len(self), len(self.columns)
+
+    def __iter__(self):
+        return iter(self.columns)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array([self._data[c] for c in self.columns], dtype=dtype).T
+
+    @property
+    def iloc(self):
+        frame = self
+
+        class _ILoc:
+            def __getitem__(self, key):
+                return _Series(frame._data[frame.columns[key[1]]], range(len(frame)))
+
+        return _ILoc()
+
+
+def test_a_table_or_a_dict_as_x_is_read_by_its_rows_not_its_column_names():
+    """predict(df[["text"]]) answered one row, for the word "text"; a dict answered for its keys."""
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w", "m", "w"]
+    clf = FewShotClassifier().fit(_DataFrame({"text": texts}), labels)
+    assert clf.predict(_DataFrame({"text": texts[::-1]})).tolist() == clf.predict(texts[::-1]).tolist()
+    with pytest.raises(ValueError, match=r"^X is a table with columns text, id; pass the column that holds the "
+                                         r"inputs, e.g. X\['text'\]"):
+        clf.predict(_DataFrame({"text": texts, "id": ["a", "b", "c", "d"]}))
+    with pytest.raises(ValueError, match="^X is a dict; pass a list of inputs"):
+        clf.predict({"play jazz": "m"})
+    for y in (None, {"m": 1}):  # len() of them failed with a TypeError
+        with pytest.raises(ValueError, match=f"^y must hold one label per input .*, got {type(y).__name__}$"):
+            FewShotClassifier().fit(texts, y)
+    mixed = np.array(["m", "m", 1, 1], dtype=object)  # a spreadsheet column: numpy cannot sort it
+    with pytest.raises(ValueError, match="^y mixes labels of the types int, str, which cannot be sorted"):
+        FewShotClassifier().fit(texts, mixed)
+
+
+def test_inputs_indexed_by_label_are_read_by_position():
+    """A pandas Series from a shuffled split: Dataset.subset (every domain-adaptation and
+    cross-validation split) paired a row's text with another row's label, and a model's
+    predict answered each input with another's answer; a DataFrame of features was read as
+    its column names."""
+    from quickadapt.data.dataset import Dataset
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w", "m", "w"]
+    shuffled = _Series(texts, index=[3, 2, 1, 0])
+    part = Dataset("text", shuffled, labels).subset([0, 1])
+    assert list(part.inputs) == texts[:2] and part.labels.tolist() == labels[:2]
+    model = FewShotClassifier().fit(texts, labels).model_
+    new = ["play some pop", "play the blues", "sunny all of today", "hail coming soon"]  # not in the cache yet
+    assert model.predict(_Series(new, index=[3, 2, 1, 0]))[0] == model.predict(new)[0] == ["m", "m", "w", "w"]
+
+    X, y = _blobs()
+    model = FewShotClassifier(encoder="mlp").fit(X, y).model_
+    frame = _DataFrame({f"f{j}": X[:, j] for j in range(X.shape[1])})
+    assert model.predict(frame)[0] == model.predict(X)[0]
+    with pytest.raises(ValueError, match=r"feature vectors must be a 2-D array, one row per example; got shape \(2,\)"):
+        model.predict(X[0])
+
+
+def test_a_table_s_column_names_outlive_save_and_load(tmp_path, monkeypatch):
+    """Loaded, a model fit on a DataFrame had no feature_names_in_: the table with its columns
+    in another order was read in the wrong order (answers changed, with only sklearn's generic
+    warning), where the fitted estimator refused it."""
+    import sklearn.utils.validation
+
+    # scikit-learn reads the column names of real DataFrames only (pandas, polars: not installed here)
+    read = sklearn.utils.validation._get_feature_names
+    monkeypatch.setattr(sklearn.utils.validation, "_get_feature_names",
+                        lambda X: np.asarray(X.columns, dtype=object) if isinstance(X, _DataFrame) else read(X))
+    X, y = _blobs(n=30)
+    X = np.c_[X, np.zeros(len(X))]
+    names = ["height", "width", "depth"]
+    table = _DataFrame({n: X[:, j] for j, n in enumerate(names)})
+    clf = FewShotClassifier(encoder="mlp").fit(table, y)
+    clf.save(tmp_path / "m")
+    # refit on text: the table's names and width are not the text model's
+    clf.set_params(encoder="minilm").fit(["play jazz", "rain today", "play rock", "snow soon"], [0, 1, 0, 1])
+    assert not hasattr(clf, "feature_names_in_") and not hasattr(clf, "n_features_in_")
+    assert "feature_columns" not in clf.model_.info
+    loaded = FewShotClassifier.load(tmp_path / "m")
+    assert loaded.feature_names_in_.tolist() == names
+    assert (loaded.predict(table) == y).mean() > 0.9
+    with pytest.raises(ValueError, match="Feature names must be in the same order as they were in fit"):
+        loaded.predict(_DataFrame({n: X[:, names.index(n)] for n in names[::-1]}))
+
+
+def test_numpy_numbers_as_settings_work_as_python_ones(tmp_path):
+    """A grid over np.arange gives np.int64: seed=np.int64(3) failed in random.seed ("The only
+    supported seed types are..."), and it or cv=np.int64(2) made save record the labels as null,
+    so load gave integer labels back as strings."""
+    X, y = _blobs()
+    FewShotClassifier(encoder="mlp", seed=np.int64(3), cv=np.int64(2)).fit(X, y).save(tmp_path / "m")
+    loaded = FewShotClassifier.load(tmp_path / "m")
+    assert loaded.classes_.tolist() == [0, 1, 2] and loaded.get_params()["seed"] == 3

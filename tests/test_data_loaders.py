@@ -552,6 +552,33 @@ def test_feature_datasets_made_in_python_are_checked_as_files_are():
         adapt(Dataset("features", np.array([["1", "x"]] * 40, dtype=object), y), cv=0, progress=False)
 
 
+def test_text_datasets_made_in_python_are_checked_as_files_are():
+    """None or a number among the texts ended in "'NoneType' object has no attribute 'encode'"
+    (hashing for the cache), and an empty text was embedded as if it said something, where a
+    file's empty cell is refused."""
+    from quickadapt.adapt import adapt
+    from quickadapt.domain import adapt_domain
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon", "play pop", "hail later"], ["m", "w"] * 3
+    with pytest.raises(BadInput, match="^data: text inputs must be strings, got NoneType in data row 6$"):
+        adapt(Dataset("text", [*texts[:5], None], labels), cv=0, progress=False)
+    with pytest.raises(BadInput, match="^target: text inputs must be strings, got float in data row 2$"):
+        adapt_domain(Dataset("text", texts, labels), Dataset("text", ["rain", 3.5], name="target"), progress=False)
+    with pytest.raises(BadInput, match="^target: data row 1 is empty text; every input needs some text$"):
+        adapt_domain(Dataset("text", texts, labels), Dataset("text", [" ", "rain"], name="target"), progress=False)
+
+
+def test_a_missing_label_in_python_is_refused_not_made_a_class():
+    """A pandas label column with gaps (None, NaN) became the classes "None" and "nan", where a
+    file's empty label cell is refused."""
+    from quickadapt.errors import MissingLabel
+
+    for labels, row, shown in ((["m", None, "m"], 2, "None"), ([1.0, 2.0, float("nan")], 3, "nan"),
+                               (np.array([1, 2, np.nan], dtype=np.float32), 3, r"np.float32\(nan\)")):
+        with pytest.raises(MissingLabel, match=rf"^data: data row {row} has no label \({shown}\); give every example"):
+            Dataset("text", ["play jazz", "rain today", "play rock"], labels)
+
+
 def test_a_stray_quote_that_closes_rows_later_is_refused_not_merged(tmp_path):
     """A text starting with a quote character ("i'd like ...) opened a quoted cell that ran on to
     the next quote rows later: 8 rows were read as 3 examples, with no error."""

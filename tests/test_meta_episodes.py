@@ -171,6 +171,30 @@ def test_an_in_memory_dataset_is_refused_by_name():
             call()
 
 
+def test_wrongly_typed_arguments_are_named_before_any_work(tmp_path):
+    """A notebook's n_way="5", episodes="10" or out=None failed in a TypeError deep inside
+    (a comparison of a str with a count, pathlib)."""
+    from quickadapt import FewShotClassifier
+    from quickadapt.meta import run_episodes, run_meta_train
+
+    out = tmp_path / "m"
+    for call, message in (
+        (lambda: run_meta_train("builtin:omniglot", method="protonet", n_way="5", k_shot=1, out=out),
+         "n_way must be an integer >= 2, got '5'"),
+        (lambda: run_meta_train("builtin:omniglot", method="protonet", n_way=5, k_shot=1, out=None),
+         "out must be a path .*, got NoneType"),
+        (lambda: run_episodes("conv4", "builtin:omniglot", n_way=5, k_shot=True),
+         "k_shot must be an integer >= 1, got True"),
+        (lambda: run_episodes("conv4", "builtin:omniglot", n_way=5, k_shot=1, episodes="10"),
+         "episodes must be a whole number >= 1, got '10'"),
+        (lambda: run_episodes(None, "builtin:omniglot", n_way=5, k_shot=1), "model must be a path .*, got NoneType"),
+        (lambda: FewShotClassifier.load(None), "the model folder must be a path .*, got NoneType"),
+    ):
+        with pytest.raises(BadInput, match=f"^{message}$"):
+            call()
+    assert not out.exists()
+
+
 def alphabet_tree(root, omniglot, alphabets, characters=3, per_class=2, nested=True):
     """The first `characters` characters of each Omniglot alphabet as a user folder:
     root/<alphabet>/<character>/*.png (nested) or root/<alphabet>_<character>/*.png (flat)."""

@@ -57,6 +57,17 @@ def test_good_values_take_the_fields_types():
     assert settings(LoRAConfig, "dropout=0").dropout == 0.0
 
 
+def test_numpy_numbers_are_read_as_python_ones():
+    """A grid search over np.arange or np.logspace gives numpy scalars: epochs=np.int64(3) was
+    refused as "must be an integer"."""
+    import numpy as np
+
+    cfg = build_config(FreezeConfig, {"epochs": np.int64(3), "lr": np.float32(0.5), "augment": np.bool_(True)}, "freeze")
+    assert cfg.epochs == 3 and type(cfg.epochs) is int and type(cfg.lr) is float and cfg.augment is True
+    with pytest.raises(BadInput, match="must be an integer, got"):
+        build_config(FreezeConfig, {"epochs": np.float64(2.5)}, "freeze")
+
+
 def every_config():
     """Each registered method's settings class, and those of the training stages."""
     from quickadapt.domain import DOMAIN_METHODS

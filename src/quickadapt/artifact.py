@@ -26,7 +26,7 @@ from quickadapt.encoders.base import encoder_fingerprint
 from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
-from quickadapt.output import check_output, finite_json
+from quickadapt.output import as_path, check_output, finite_json
 from quickadapt.progress import log
 
 FORMAT_VERSION = 1
@@ -359,7 +359,8 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> AdaptedModel:
-    folder = Path(folder).expanduser()  # a quoted '~/m' too, as fit --out and --data read it
+    # a quoted '~/m' too, as fit --out and --data read it
+    folder = as_path(folder, "the model folder").expanduser()
     return read_whole(folder, lambda: _read_model(folder, device))
 
 

@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from quickadapt.adapt import adapt
-from quickadapt.data.dataset import Dataset
+from quickadapt.data.dataset import Dataset, input_list
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.model import abstain_threshold, check_none_label, shown_score
@@ -31,7 +31,22 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     """Adapt a pretrained encoder to a classification task from a few labelled examples.
 
     X is a list of strings (text encoders), a list of image paths or uint8 arrays (image
-    encoders), or a 2-D array (the `mlp` encoder). Labels may be any hashable values."""
+    encoders), or a 2-D array (the `mlp` encoder); a pandas Series, or a one-column DataFrame,
+    of them too. y holds one label per input: strings, integers, floats or booleans, all of one
+    kind; `classes_` keeps their values, sorted, and `predict_proba`'s columns follow it.
+
+    encoder: a name (`quickadapt encoders`: minilm, efficientnet-lite0, conv4, resnet12, mlp), a
+        local Hugging Face folder, or a quickadapt model folder (a meta-trained encoder).
+    strategy, strategy_params: how it adapts (`quickadapt strategies` lists them and their
+        settings), e.g. strategy="finetune", strategy_params={"epochs": 4}.
+    encoder_params: the encoder's settings, e.g. {"max_length": 512}.
+    cv: folds of the accuracy estimate on the training examples, stored in
+        `model_.info["cv_accuracy"]` (0, the default, measures nothing; the command line's
+        `fit` uses 3); 2 or more also calibrates the threshold that `abstain` uses.
+    abstain, none_label, threshold: with abstain=True, predict answers `none_label` where the
+        top probability is below `threshold` (None: the one calibrated with `cv`).
+    label_names: text only; also learn from each class's name as one more example.
+    seed, device: the random seed; "auto", "cpu" or "cuda"."""
 
     def __init__(
         self,
@@ -75,7 +90,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             return validate_data(self, X, reset=reset, dtype=np.float64)
         if isinstance(X, str) or not hasattr(X, "__len__"):
             raise ValueError(f"X must be a list of inputs, got {type(X).__name__}")
-        X = list(X)
+        X = input_list(X, "X")
         if self._modality() == "text":
             odd = next((i for i, x in enumerate(X) if not isinstance(x, str)), None)
             if odd is not None:  # found by index: None itself is the commonest odd input
@@ -88,10 +103,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return X
 
     def fit(self, X, y):
+        """Adapt the encoder to inputs X labelled y; a refit starts again from the encoder."""
         from quickadapt.transfer import STRATEGIES
 
         # a refit that fails must not leave the last fit's model answering with the new labels
-        for fitted in ("classes_", "model_", "_columns"):
+        for fitted in ("classes_", "model_", "_columns", "n_features_in_", "feature_names_in_"):
             self.__dict__.pop(fitted, None)
         if STRATEGIES.get(self.strategy).needs_source:
             raise ValueError(f"strategy {self.strategy!r} also trains on a second labelled dataset, which "
@@ -107,7 +123,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             X, y = validate_data(self, X, y, dtype=np.float64)
         else:
             X = self._inputs(X, reset=True)
-            y = np.asarray(y)
+            given, y = y, np.asarray(y)
+            if y.ndim == 0:  # None, a dict, a single label: len() failed on it with a TypeError
+                raise ValueError(f"y must hold one label per input (a 1-D list or array), got {type(given).__name__}")
             if len(X) != len(y):
                 raise ValueError(f"X has {len(X)} inputs but y has {len(y)} labels")
         if y.ndim != 1:  # tuples or rows of labels: one label per input is all a classifier takes
@@ -115,13 +133,18 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         missing = next((i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)), None)
         if missing is not None:  # None or NaN: sklearn's own checks fail on them with a TypeError
             raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
+        # quickadapt labels are strings, as the command line reads them from files (1.0 is "1");
+        # classes_ keeps the caller's values, mapped back by column
+        try:
+            classes = np.unique(y)
+        except TypeError:  # an object column mixing numbers and text (a spreadsheet's): sklearn's checks
+            kinds = ", ".join(sorted({type(v).__name__ for v in y.tolist()}))  # failed on it with a TypeError
+            raise ValueError(f"y mixes labels of the types {kinds}, which cannot be sorted into classes_; "
+                             "make them one type, e.g. [str(v) for v in y]") from None
         with warnings.catch_warnings():
             # one example per class is the point here, not a sign of a regression target
             warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
             check_classification_targets(y)
-        # quickadapt labels are strings, as the command line reads them from files (1.0 is "1");
-        # classes_ keeps the caller's values, mapped back by column
-        classes = np.unique(y)
         if self.abstain:
             self._check_none_label_kind(classes)
         first = {}
@@ -130,7 +153,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"y holds the labels {first[label_text(c)]!r} and {c!r}, which are one class as "
                                  f"text ({label_text(c)!r}); make them one label or two different ones")
             first[label_text(c)] = c
-        data = Dataset(modality, X, [label_text(v) for v in y])
+        # a DataFrame's column names go into the model, as a feature csv's do: `load` restores
+        # feature_names_in_ from them (without them a reordered table was read in the wrong order),
+        # and the command line's predict reads a csv by them
+        names = getattr(self, "feature_names_in_", None)
+        data = Dataset(modality, X, [label_text(v) for v in y], columns=None if names is None else list(names))
         model = adapt(
             data, encoder=self.encoder, strategy=self.strategy, strategy_params=self.strategy_params,
             encoder_params=self.encoder_params, seed=self.seed, device=self.device, cv=self.cv,
@@ -143,10 +170,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, one row per input, one column per class in `classes_` order."""
         check_is_fitted(self, "model_")
         return self.model_.predict_proba(self._inputs(X, reset=False))[:, self._columns]
 
     def predict(self, X) -> np.ndarray:
+        """The most probable class of each input (with abstain=True, `none_label` where unsure)."""
         if self.abstain:  # checked before the inputs are embedded
             check_is_fitted(self, "model_")
             t = abstain_threshold(self.model_.threshold, self.threshold)
@@ -176,8 +205,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         # the caller's label values (ints stay ints) and the settings that are not the model's own
         estimator = {"classes": [c.item() if isinstance(c, np.generic) else c for c in self.classes_],
                      "params": {k: self.get_params()[k] for k in ESTIMATOR_PARAMS}}
-        try:
-            json.dumps(estimator)
+        try:  # the labels alone: numpy settings (seed=np.int64(3)) are written as numbers, and had
+            json.dumps(estimator["classes"])  # made integer labels come back from load as strings
         except TypeError:  # labels JSON cannot hold: they come back as the model's strings
             estimator["classes"] = None
         return save_model(self.model_, path, force=force, seed=self.seed, extra={"estimator": estimator})
@@ -245,4 +274,6 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         clf._columns = np.asarray([names.index(label_text(c)) for c in clf.classes_])
         if clf._modality() == "features":
             clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))
+            if model.info.get("feature_columns"):  # a DataFrame's or a feature csv's column names
+                clf.feature_names_in_ = np.asarray(model.info["feature_columns"], dtype=object)
         return clf

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from quickadapt.data.dataset import as_inputs
 from quickadapt.encoders.base import Encoder, embed
 from quickadapt.errors import BadInput, option
 
@@ -96,6 +97,7 @@ class AdaptedModel(nn.Module):
         return torch.device("cpu")
 
     def features(self, inputs: Sequence, *, batch_size: int | None = None, progress: str | None = None) -> np.ndarray:
+        inputs = as_inputs(inputs, self.encoder.modality)
         return embed(
             self.encoder, inputs, batch_size=batch_size, device=self.device, progress=progress, cache=not self.encoder_tuned
         )
@@ -111,6 +113,7 @@ class AdaptedModel(nn.Module):
         from quickadapt.progress import progress_bar
 
         self.check_task(task)
+        inputs = as_inputs(inputs, self.encoder.modality)
         with progress_bar(progress, total=len(inputs)) as advance:
             for start in range(0, len(inputs), PREDICT_CHUNK):
                 yield start, self.chunk_proba(inputs[start : start + PREDICT_CHUNK], task=task, advance=advance)
@@ -136,6 +139,7 @@ class AdaptedModel(nn.Module):
                                f"for task {task!r}")
             t = abstain_threshold(self.threshold, threshold)
             check_none_label(none_label, self.classes[task])
+        inputs = as_inputs(inputs, self.encoder.modality)
         names = np.asarray(self.classes[task], dtype=object)
         labels: list[str] = []
         scores = np.zeros(len(inputs))

@@ -26,13 +26,21 @@ from quickadapt.errors import BadInput, option
 OUTPUT_MARKERS = ("manifest.json", "checkpoint", "pretrained/manifest.json")
 
 
+def as_path(value, name: str) -> Path:
+    """`value` as a Path; anything but a str or a path-like (None, a number) is refused with one
+    line, where Path() failed deep inside pathlib ("expected str, bytes or os.PathLike object")."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise BadInput(f"{name} must be a path (a str or a pathlib.Path), got {type(value).__name__}")
+    return Path(value)
+
+
 def check_output(out: str | Path, force: bool, *, inputs=(), file: bool = False, flag: str | None = None,
                  other_way: str = "") -> Path:
     """Raise BadInput unless `out` (a folder, or a file with `file=True`) can be written now.
     `inputs`: paths (or `builtin:` names, skipped) that the output must not replace;
     `other_way`: what else an existing output allows (e.g. ", pass --resume to continue it")."""
     flag = flag or option("out")
-    out = Path(out).expanduser()
+    out = as_path(out, flag).expanduser()
     full = Path(os.path.realpath(out))  # symlinks resolved, as the current folder's path is
     replace = f"pass {option('force', python='force=True')} to replace it"
     for parent in full.parents:
@@ -120,11 +128,12 @@ def sole_writer(out: str | Path, *, flag: str | None = None):
         folder.mkdir(mode=0o700, exist_ok=True)
     except (ImportError, OSError):
         fcntl = None
+    flag = flag or option("out")
+    out = as_path(out, flag)  # before the lock, which is named by it
     if fcntl is None:
         yield
         return
-    flag = flag or option("out")
-    key = hashlib.sha256(os.path.realpath(Path(out).expanduser()).encode()).hexdigest()[:32]
+    key = hashlib.sha256(os.path.realpath(out.expanduser()).encode()).hexdigest()[:32]
     path = folder / f"{key}.lock"
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import types
 import typing
 from typing import Any, Mapping
@@ -113,7 +114,8 @@ def as_type(value: Any, hint, where: str, default: Any = None) -> Any:
             return bool(value)
         raise BadInput(f"{where} must be true or false, got {value!r}")
     if int in kinds or float in kinds:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # numbers.Real: numpy's too (a grid over np.arange gave np.int64, "must be an integer")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             if str in kinds:
                 raise BadInput(f"{where} must be a number or a word such as {default!r}, got {value!r}")
             raise BadInput(f"{where} must be {'an integer' if float not in kinds else 'a number'}, got {value!r}")

@@ -72,6 +72,7 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch.Generator for samplers to own."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BadInput(f"seed must be a whole number >= 0, got {seed!r}")  # as the CLI's --seed
+    seed = int(seed)  # numpy's (a grid over np.arange) is refused by random.seed
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, MissingLabel
 
 MODALITIES = ("text", "image", "features")
 
@@ -31,8 +33,15 @@ class Dataset:
     def __post_init__(self):
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        self.inputs = as_inputs(self.inputs, self.modality, self.name or "inputs")
         if self.labels is not None:
-            self.labels = np.asarray([str(v) for v in self.labels], dtype=object)
+            given = list(self.labels)
+            missing = next((i for i, v in enumerate(given)
+                            if v is None or (isinstance(v, numbers.Real) and v != v)), None)
+            if missing is not None:  # str() made them classes named "None" and "nan", as a file's empty cell is not
+                raise MissingLabel(f"{self.name or 'data'}: data row {missing + 1} has no label ({given[missing]!r}); "
+                                   "give every example a label, or leave the unlabelled ones out")
+            self.labels = np.asarray([str(v) for v in given], dtype=object)
             if len(self.labels) != len(self.inputs):
                 raise ValueError("inputs and labels differ in length")
 
@@ -100,6 +109,35 @@ class Dataset:
         if self.labels is not None:
             h.update("\0".join(self.labels.tolist()).encode())
         return h.hexdigest()
+
+
+def as_inputs(inputs, modality: str, name: str = "inputs"):
+    """Inputs as they are read, by position: a pandas Series' [i] is by its index label, so a
+    shuffled split's rows met other rows' labels (Dataset.subset) or features (embed). Feature
+    rows as a 2-D array (a DataFrame's values), other inputs as a list (`input_list`)."""
+    if modality != "features":
+        return input_list(inputs, name)
+    rows = np.asarray(inputs)
+    if rows.ndim != 2 and rows.size:
+        got = f"shape {rows.shape}" if rows.ndim else type(inputs).__name__
+        raise BadInput(f"{name}: feature vectors must be a 2-D array, one row per example; got {got}")
+    return rows
+
+
+def input_list(inputs, name: str) -> list:
+    """Text or image inputs as a list read by position. A DataFrame and a dict iterate over their
+    column names or keys, not their rows, so each would be read as a few inputs named like
+    columns: a one-column table gives its column, any other table or a dict is refused."""
+    if inputs is None or isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
+        raise BadInput(f"{name} must be a list of inputs, got {type(inputs).__name__}")
+    if isinstance(inputs, Mapping):
+        raise BadInput(f"{name} is a dict; pass a list of inputs (list(d.values()) if its values are the inputs)")
+    if hasattr(inputs, "columns") and hasattr(inputs, "iloc"):  # a pandas DataFrame
+        if len(inputs.columns) != 1:
+            raise BadInput(f"{name} is a table with columns {', '.join(map(str, inputs.columns))}; "
+                           f"pass the column that holds the inputs, e.g. {name}[{str(inputs.columns[0])!r}]")
+        inputs = inputs.iloc[:, 0]
+    return inputs if isinstance(inputs, list) else list(inputs)
 
 
 def content_key(x, modality: str) -> bytes:

@@ -345,6 +345,14 @@ def prepare_all(inputs: Sequence, prepare: Callable, chunk: int = 512) -> torch.
     return out
 
 
+def check_episode_shape(n_way, k_shot, n_query) -> None:
+    """Whole numbers of ways, shots and queries; meta-train and episodes check them first, as
+    comparing n_way="5" with a count failed in a TypeError before the sampler saw it."""
+    for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1), ("n_query", n_query, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise BadInput(f"{name} must be an integer >= {low}, got {value!r}")
+
+
 class EpisodeSampler:
     """Seeded N-way K-shot Q-query episodes over `classes` of `data` (all its classes by default).
 
@@ -356,9 +364,7 @@ class EpisodeSampler:
         classes: Sequence[str] | None = None, prepare: Callable | None = None, augment: bool | str = False,
         mirrors: bool = False, warp: float = ELASTIC["amplitude"],
     ):
-        for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1), ("n_query", n_query, 1)):
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise BadInput(f"{name} must be an integer >= {low}, got {value!r}")
+        check_episode_shape(n_way, k_shot, n_query)
         data.require_labels(min_classes=1)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
         self.rotations, self.mirrors = bool(rotations), bool(mirrors)

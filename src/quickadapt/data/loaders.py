@@ -33,6 +33,8 @@ def as_dataset(data, *, labels: str = "required") -> Dataset | None:
     if isinstance(data, Dataset) and data.modality == "features" and len(data):
         # as a file's values are checked when read: NaN ended in a torch or scikit-learn traceback
         _check_features(np.asarray(data.inputs), data.name or "data")
+    if isinstance(data, Dataset) and data.modality == "text":
+        _check_texts(data.inputs, data.name or "data")
     if data is None or isinstance(data, Dataset):
         return data
     if isinstance(data, (str, os.PathLike)):
@@ -426,6 +428,17 @@ def _check_features(X: np.ndarray, shown: str) -> np.ndarray:
         r, c = np.argwhere(bad)[0]
         raise BadInput(f"{shown}: {int(bad.sum())} non-finite feature value{'s' if bad.sum() > 1 else ''} (NaN, inf or beyond float64), first in data row {r + 1}, column {c + 1}; remove or impute them")
     return X
+
+
+def _check_texts(texts, shown: str) -> None:
+    """As a file's empty text cell is refused: in a Dataset built in Python, None or a number ended
+    in an AttributeError deep in hashing, and an empty text was embedded as if it said something."""
+    odd = next((i for i, x in enumerate(texts) if not isinstance(x, str)), None)
+    if odd is not None:
+        raise BadInput(f"{shown}: text inputs must be strings, got {type(texts[odd]).__name__} in data row {odd + 1}")
+    empty = next((i for i, x in enumerate(texts) if not x.strip()), None)
+    if empty is not None:
+        raise BadInput(f"{shown}: data row {empty + 1} is empty text; every input needs some text")
 
 
 def _is_number(s: str) -> bool:

@@ -13,6 +13,7 @@ from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
 from quickadapt.meta.base import MetaLearner
+from quickadapt.output import as_path
 
 # model folders followed through info.encoder_folder (a model fitted on a model fitted on a
 # meta-trained one...): a few levels, so a loop of folders cannot hang the lookup
@@ -80,7 +81,7 @@ def load_episode_learner(spec: str | Path) -> tuple[MetaLearner, dict | None]:
     from quickadapt.meta.protonet import ProtoNet, ProtoNetConfig
     from quickadapt.meta.start import default_scale
 
-    folder = Path(spec)
+    folder = as_path(spec, "model")
     wait_for_swap(folder)  # a folder that fit --force is replacing is briefly missing: not 'neither ... nor'
     if not folder.exists() and str(spec) not in ENCODERS:
         raise BadInput(f"{spec} is neither a model folder nor an encoder name (encoders: {', '.join(ENCODERS.names())})")

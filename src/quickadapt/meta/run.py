@@ -12,6 +12,7 @@ classes, adapting as meta-trained, by prototypes, or by fine-tuning (meta/finetu
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import shutil
 from dataclasses import asdict, fields, replace
@@ -21,8 +22,8 @@ import numpy as np
 import torch
 
 from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ROTATIONS, ClassSplit, EpisodeSampler, check_augment,
-                                      check_episode_spec, default_split, fixed_split_name, load_episode_data,
-                                      split_kept_on)
+                                      check_episode_shape, check_episode_spec, default_split, fixed_split_name,
+                                      load_episode_data, split_kept_on)
 from quickadapt import distributed
 from quickadapt.errors import BadInput, Stopped, option
 from quickadapt.evaluate.episodes import episode_accuracy
@@ -104,6 +105,7 @@ def run_meta_train(
     group = distributed.current()
     out = Path(out)
     check_episode_spec(data)
+    check_episode_shape(n_way, k_shot, n_query)
     if resume and force:
         raise BadInput(f"{option('resume', python='resume=True')} continues the run in {option('out')} and {option('force', python='force=True')} "
                        "replaces it: pass one of them")
@@ -392,8 +394,9 @@ def run_episodes(
     if settings and adapt != "finetune":
         raise BadInput(f"settings ({', '.join(settings)}) apply to {option('adapt')} finetune only")
     ft_cfg = build_config(FinetuneConfig, settings, f"{option('adapt')} finetune") if adapt == "finetune" else None
-    if episodes < 1:
-        raise BadInput(f"{option('episodes')} must be >= 1, got {episodes}")
+    check_episode_shape(n_way, k_shot, n_query)
+    if isinstance(episodes, bool) or not isinstance(episodes, numbers.Integral) or episodes < 1:
+        raise BadInput(f"{option('episodes')} must be a whole number >= 1, got {episodes!r}")
     seed_everything(seed)  # a random-init baseline (`episodes conv4`) is seeded too
     learner, manifest = load_episode_learner(model)
     dev = pick_device(device)

@@ -179,7 +179,7 @@ def adapt(
     base_encoder = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params, grey))
     if base_encoder.modality != data.modality:
         raise BadInput(f"encoder {encoder!r} reads {base_encoder.modality} but the data is {data.modality}")
-    base_encoder.note_cut_inputs(data.inputs)
+    base_encoder.note_unread_inputs(data.inputs)
 
     source_in_data = shared_inputs(source, data) if source is not None and cv and cv > 1 else None
 

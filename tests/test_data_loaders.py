@@ -539,3 +539,20 @@ def test_a_stray_quote_that_closes_rows_later_is_refused_not_merged(tmp_path):
     fine = tmp_path / "fine.csv"  # well-formed quoting over lines, doubled quotes, quotes inside a cell
     fine.write_text('text,label\n"two\nlines",a\n"say ""hi""",b\ni need an "alarm" at noon,b\n')
     assert load_dataset(str(fine)).inputs == ["two\nlines", 'say "hi"', 'i need an "alarm" at noon']
+
+
+def test_a_quoted_csv_cell_keeps_its_line_ends_as_written(tmp_path):
+    """A Windows or e-mail text's \r\n (inside quotes) was read as \n, so predict's `input` did not
+    match the text it came from; rows end at \r\n, \n or (a classic Mac file) \r alike."""
+    texts = ["Hello,\r\nmy card is lost", "line\nbreak", "a lone\rreturn", "plain"]
+    rows = "".join(f'"{t}",x\r\n' for t in texts)
+    for name, encoding in (("crlf.csv", "utf-8"), ("bom.csv", "utf-8-sig"), ("crlf.tsv", "utf-8")):
+        content = ("text,label\r\n" + rows).replace(",x", "\tx" if name.endswith(".tsv") else ",x")
+        (tmp_path / name).write_bytes(content.replace("text,label", "text\tlabel" if name.endswith(".tsv")
+                                                      else "text,label").encode(encoding))
+        assert load_dataset(str(tmp_path / name)).inputs == texts, name
+    (tmp_path / "mac.csv").write_bytes(b'text,label\r"two\nlines",x\rplain,y\r')
+    assert load_dataset(str(tmp_path / "mac.csv")).inputs == ["two\nlines", "plain"]
+    (tmp_path / "stray.csv").write_bytes(b'text,label\r"stray quote,a\rnext,b\r"closed",c\r')
+    with pytest.raises(BadInput, match="line 2 closes only on a later row"):
+        load_dataset(str(tmp_path / "stray.csv"))

@@ -113,9 +113,11 @@ def _load_path(path: Path, shown: str, labels: str, groups: bool = False, row_na
 
 # --- text ---------------------------------------------------------------------------------
 
-def _read_utf8(path: Path, shown: str) -> str:
+def _read_utf8(path: Path, shown: str, newline: str | None = None) -> str:
+    """The file's text; `newline=""` keeps its line ends as written (csv: a quoted cell's \\r\\n)."""
     try:
-        return path.read_text(encoding="utf-8-sig")  # -sig: tolerate the BOM Excel writes
+        with open(path, encoding="utf-8-sig", newline=newline) as f:  # -sig: tolerate the BOM Excel writes
+            return f.read()
     except UnicodeDecodeError as e:
         raise BadInput(f"{shown}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
@@ -242,7 +244,11 @@ def _column_index(header: list[str], name: str) -> int | None:
 
 
 def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_names: bool = False) -> Dataset:
-    content = _read_utf8(path, shown)
+    # line ends as written: the csv reader ends rows at \r\n or \n alike, and a quoted cell keeps its
+    # own (a Windows or e-mail text's \r\n read as \n did not match its source in predict's output)
+    content = _read_utf8(path, shown, newline="")
+    if "\r" in content and "\n" not in content:  # lines that end at \r alone (classic Mac): read as \n,
+        content = content.replace("\r", "\n")    # as before, for the checks of a quote over rows
     csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses a long document in one cell
     excel = re.match(r"sep=(.)[ \t]*\r?\n", content)  # Excel's line naming the separator
     lines_before = 1 if excel else 0  # so that every message names the line of the file itself

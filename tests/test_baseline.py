@@ -51,6 +51,7 @@ def test_chinese_and_japanese_words_are_characters_and_indic_words_keep_their_vo
     assert words("カードをなくしました") == list("カードをなくしました")
     # Python's \w leaves out Devanagari's vowel signs: the default pattern kept only अपन of these
     assert words("मुझे अपने खाते की शेष राशि") == ["मुझे", "अपने", "खाते", "की", "शेष", "राशि"]
+    assert words("บัตรของฉันหาย") == ["บั", "ต", "ร", "ข", "อ", "ง", "ฉั", "น", "ห", "า", "ย"]  # Thai: letter and marks
     assert words("don't a 3rd über") == ["don", "3rd", "über"]  # as scikit-learn's default reads Latin text
 
 

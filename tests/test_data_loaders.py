@@ -246,6 +246,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.csv", "Text,label,TEXT\nhi,a,ho\n", "columns 1 and 3 are both named 'text'"),
         ("x.csv", 'text,label\nfine,a\n"unclosed,b\nmore,c\n', "opens a field on line 3 never closes"),
         ("x.csv", b"text,label\ncaf\xe9,a\n", "not UTF-8"),
+        ("x.tsv", "text\tlabel\r\nmein Konto\ta\r\n".encode("utf-16"), r"UTF-16 text; save it as UTF-8 \(in Excel: CSV UTF-8\)"),
         ("x.csv", "a,label\n1,x\nnan,y\n", r"1 non-finite feature value \(.*data row 2, column 1"),
         ("x.csv", "a,label\n1,x\ninf,y\n", "non-finite"),
         ("x.csv", "a,label\n1,x\n,y\n", "`a` line 3 is empty"),

@@ -119,6 +119,9 @@ def _read_utf8(path: Path, shown: str, newline: str | None = None) -> str:
         with open(path, encoding="utf-8-sig", newline=newline) as f:  # -sig: tolerate the BOM Excel writes
             return f.read()
     except UnicodeDecodeError as e:
+        with open(path, "rb") as f:
+            if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):  # the BOM Excel's "Unicode Text" and Notepad's "Unicode" write
+                raise BadInput(f"{shown}: UTF-16 text; save it as UTF-8 (in Excel: CSV UTF-8)") from None
         raise BadInput(f"{shown}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from quickadapt.encoders.base import CACHE_CHUNK, Encoder
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -160,8 +160,8 @@ class HFTextEncoder(Encoder):
             log(f"note: {unknown_texts} of {len(texts)} texts hold words or characters the encoder's vocabulary lacks "
                 f"({unknown} of {tokens} tokens{shown}): each reads as the same unknown token, so their meaning is lost"
                 f"{' (minilm learned English)' if getattr(self, 'name', '') == 'minilm' else ''}; where they matter, "
-                f"compare with --baseline (it reads every character), or fit on a model folder made for the "
-                f"language (--encoder PATH)")
+                f"compare with {option('baseline', python='adapt(..., baseline=True)')} (it reads every character), or fit on a "
+                f"model folder made for the language ({option('encoder', '--encoder PATH', 'encoder=PATH')})")
 
     def prepare(self, inputs):
         return dict(

@@ -72,4 +72,5 @@ def test_text_in_another_unicode_form_scores_the_same():
     baseline = fit_baseline(text_data(rows), seed=0)
     composed = ["Überweisung prüfen", "ＡＴＭ Guthaben"]  # full-width, as a Japanese keyboard types it
     other = [unicodedata.normalize("NFD", composed[0]), "ATM Guthaben"]
-    np.testing.assert_allclose(baseline.pipeline.predict_proba(other), baseline.pipeline.predict_proba(composed), rtol=1e-6)
+    np.testing.assert_allclose(baseline.pipeline.predict_proba(other), baseline.pipeline.predict_proba(composed),
+                               rtol=1e-6)

@@ -160,8 +160,9 @@ class HFTextEncoder(Encoder):
             log(f"note: {unknown_texts} of {len(texts)} texts hold words or characters the encoder's vocabulary lacks "
                 f"({unknown} of {tokens} tokens{shown}): each reads as the same unknown token, so their meaning is lost"
                 f"{' (minilm learned English)' if getattr(self, 'name', '') == 'minilm' else ''}; where they matter, "
-                f"compare with {option('baseline', python='adapt(..., baseline=True)')} (it reads every character), or fit on a "
-                f"model folder made for the language ({option('encoder', '--encoder PATH', 'encoder=PATH')})")
+                f"compare with {option('baseline', python='adapt(..., baseline=True)')} (it reads every "
+                f"character), or fit on a model folder made for the language "
+                f"({option('encoder', '--encoder PATH', 'encoder=PATH')})")
 
     def prepare(self, inputs):
         return dict(

@@ -256,6 +256,9 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.jsonl", '{"txt": "a", "label": "b"}\n', "no `text` key"),
         ("x.jsonl", '{"text": "a", "label": null}\n', "no label; give every row a label \\(or drop the `label` key\\)"),
         ("x.jsonl", '{"text": "", "label": "b"}\n', "empty text"),
+        # a text cut inside an emoji at a UTF-16 length: the tokenizer failed with a TypeError
+        ("x.jsonl", '{"text": "ok \\ud83d\\ude00", "label": "a"}\n{"text": "cut \\ud83d", "label": "b"}\n',
+         r"line 2 has a `text` holding half a character \('\\ud83d', a lone UTF-16 surrogate"),
         ("x.jsonl", '{"text": 5, "label": "b"}\n', "line 1 has a `text` that is not a string \\(5\\)"),
         ("x.jsonl", '{"text": null, "label": "b"}\n', "empty text"),
         ("x.jsonl", '{"text": "a"\n', "not valid JSON"),

@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from quickadapt.adapt import adapt
-from quickadapt.data.dataset import Dataset
+from quickadapt.data.dataset import Dataset, half_character
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.model import abstain_threshold, check_none_label, shown_score
@@ -85,6 +85,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             empty = next((i for i, x in enumerate(X) if not x.strip()), None)
             if empty is not None:
                 raise ValueError(f"X[{empty}] is empty text; every input needs some text")
+            half = next((i for i, x in enumerate(X) if half_character(x)), None)
+            if half is not None:
+                raise ValueError(f"X[{half}] holds half a character ({ascii(half_character(X[half]))}, a lone UTF-16 "
+                                 "surrogate, as a text cut inside an emoji keeps); remove it")
         return X
 
     def fit(self, X, y):

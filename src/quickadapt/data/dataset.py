@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -134,6 +135,15 @@ def example_key(x, modality: str) -> bytes:
     if modality == "text":
         x = text_normal_form(x)
     return content_key(x, modality)
+
+
+def half_character(text: str) -> str | None:
+    """A lone UTF-16 surrogate in `text`, or None: half of a character UTF-16 writes as two (an
+    emoji), left where a text was cut at a UTF-16 length (JavaScript's and Java's). JSON's
+    "\\ud83d" reads as one; no tokenizer takes it (a TypeError from deep in transformers) and no
+    UTF-8 output can hold it. A whole pair ("\\ud83d\\ude00") reads as the one character it is."""
+    found = re.search("[\ud800-\udfff]", text)
+    return found.group() if found else None
 
 
 @lru_cache(maxsize=None)

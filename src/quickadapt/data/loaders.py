@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.columns import ROW_ID_NAMES
-from quickadapt.data.dataset import Dataset
+from quickadapt.data.dataset import Dataset, half_character
 from quickadapt.errors import BadInput, MissingLabel
 from quickadapt.progress import log
 
@@ -162,6 +162,9 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, gr
                            "quote it")
         if text is None or not text.strip():
             raise BadInput(f"{shown}: line {line} has empty text; every row needs a non-empty `text`")
+        if half_character(text):
+            raise BadInput(f"{shown}: line {line} has a `text` holding half a character ({ascii(half_character(text))}, "
+                           "a lone UTF-16 surrogate, as a text cut inside an emoji keeps); remove it")
         texts.append(text)
         if keep:
             if _missing(label):

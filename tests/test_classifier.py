@@ -111,6 +111,8 @@ def test_half_a_character_is_refused_as_the_cli_refuses_it():
     clf = FewShotClassifier(cv=0).fit(["hi there", "hello \U0001F600", "bye now", "see you"], [0, 0, 1, 1])
     with pytest.raises(ValueError, match=r"X\[0\] holds half a character"):
         clf.predict([cut])
+    with pytest.raises(ValueError, match=r"y\[2\] holds half a character"):
+        FewShotClassifier(cv=0).fit(["hi there", "hello", "bye now", "see you"], ["a", "a", cut, cut])
 
 
 def test_python_errors_name_keyword_arguments_not_flags():

@@ -259,6 +259,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         # a text cut inside an emoji at a UTF-16 length: the tokenizer failed with a TypeError
         ("x.jsonl", '{"text": "ok \\ud83d\\ude00", "label": "a"}\n{"text": "cut \\ud83d", "label": "b"}\n',
          r"line 2 has a `text` holding half a character \('\\ud83d', a lone UTF-16 surrogate"),
+        ("x.jsonl", '{"text": "ok", "label": "happy \\ud83d"}\n', r"line 1 has a label holding half a character"),
         ("x.jsonl", '{"text": 5, "label": "b"}\n', "line 1 has a `text` that is not a string \\(5\\)"),
         ("x.jsonl", '{"text": null, "label": "b"}\n', "empty text"),
         ("x.jsonl", '{"text": "a"\n', "not valid JSON"),

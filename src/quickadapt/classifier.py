@@ -119,6 +119,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         missing = next((i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)), None)
         if missing is not None:  # None or NaN: sklearn's own checks fail on them with a TypeError
             raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
+        half = next((i for i, v in enumerate(y) if isinstance(v, str) and half_character(v)), None)
+        if half is not None:  # no model folder could be written (UTF-8)
+            raise ValueError(f"y[{half}] holds half a character ({ascii(half_character(y[half]))}, a lone UTF-16 "
+                             "surrogate, as a text cut inside an emoji keeps); remove it")
         with warnings.catch_warnings():
             # one example per class is the point here, not a sign of a regression target
             warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")

@@ -173,6 +173,9 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, gr
                 raise BadInput(f"{shown}: line {line} has a label that is a JSON {type(label).__name__}; "
                                "give one label per example, a string or a number")
             labs.append(label_text(label))
+            if half_character(labs[-1]):  # a model folder is written in UTF-8: it could not be saved
+                raise BadInput(f"{shown}: line {line} has a label holding half a character "
+                               f"({ascii(half_character(labs[-1]))}, a lone UTF-16 surrogate); remove it")
     groups = text_groups(rows, group_cells, labs, shown, field) if keep and group_cells is not None else None
     return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown, groups=groups)
 

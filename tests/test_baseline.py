@@ -74,3 +74,12 @@ def test_text_in_another_unicode_form_scores_the_same():
     other = [unicodedata.normalize("NFD", composed[0]), "ATM Guthaben"]
     np.testing.assert_allclose(baseline.pipeline.predict_proba(other), baseline.pipeline.predict_proba(composed),
                                rtol=1e-6)
+
+
+def test_texts_without_a_word_are_read_by_their_characters():
+    """Emoji reactions, single-digit ratings, punctuation: no word in any of them, and scikit-learn
+    refused the empty vocabulary with a ValueError traceback."""
+    baseline = fit_baseline(text_data([("👍", "up"), ("👍👍", "up"), ("👎", "down"), ("👎 😡", "down")]), seed=0)
+    assert baseline.predict(["👍 👍", "😡"])[0] == ["up", "down"]
+    baseline = fit_baseline(text_data([("1", "bad"), ("2", "bad"), ("5", "good"), ("4", "good"), ("?", "bad")]), seed=0)
+    assert baseline.predict(["5", "1"])[0] == ["good", "bad"]

@@ -94,7 +94,11 @@ def fit_baseline(data: Dataset, *, seed: int, device="cpu"):
                                 tokenizer=words, token_pattern=None)
         chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, max_features=cap,
                                 preprocessor=normalized)
-        return SklearnBaseline(make_pipeline(make_union(terms, chars), LogisticRegression(C=10, max_iter=2000, class_weight="balanced"))).fit(data)
+        # texts of emoji, single digits (ratings) or punctuation have no word at all, and an empty
+        # vocabulary is an error in scikit-learn: their characters are read, as every text's are
+        has_words = any(words(normalized(text)) for text in data.inputs)
+        return SklearnBaseline(make_pipeline(make_union(terms, chars) if has_words else chars,
+                                             LogisticRegression(C=10, max_iter=2000, class_weight="balanced"))).fit(data)
     if data.modality == "features":
         return SklearnBaseline(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced"))).fit(data)
     from quickadapt.data.images import all_grey

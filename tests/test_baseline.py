@@ -34,3 +34,52 @@ def test_few_shot_fits_keep_every_term():
     capped = vectorizers(fit_baseline(few_shot, seed=0))
     assert [v.vocabulary_ for v in capped] == [v.vocabulary_ for v in uncapped]
     assert vocabulary_cap(2) > 100_000  # a two-class head is small: its terms are not cut
+
+
+def word_terms(baseline, texts):
+    return vectorizers(baseline)[0].transform(texts)
+
+
+def text_data(rows):
+    from quickadapt.data.dataset import Dataset
+    return Dataset("text", [text for text, _ in rows], np.asarray([label for _, label in rows], dtype=object))
+
+
+def test_chinese_and_japanese_words_are_characters_and_indic_words_keep_their_vowel_signs():
+    from quickadapt.evaluate.baseline import words
+    assert words("我的银行卡丢了") == ["我", "的", "银", "行", "卡", "丢", "了"]
+    assert words("カードをなくしました") == list("カードをなくしました")
+    # Python's \w leaves out Devanagari's vowel signs: the default pattern kept only अपन of these
+    assert words("मुझे अपने खाते की शेष राशि") == ["मुझे", "अपने", "खाते", "की", "शेष", "राशि"]
+    assert words("บัตรของฉันหาย") == ["บั", "ต", "ร", "ข", "อ", "ง", "ฉั", "น", "ห", "า", "ย"]  # Thai: letter and marks
+    assert words("don't a 3rd über") == ["don", "3rd", "über"]  # as scikit-learn's default reads Latin text
+
+
+def test_a_new_chinese_sentence_shares_word_terms_with_the_examples():
+    rows = [("我想查一下银行卡余额", "balance"), ("帮我看看账户余额", "balance"), ("我的银行卡丢了", "lost"),
+            ("卡不见了请帮我挂失", "lost")]
+    baseline = fit_baseline(text_data(rows), seed=0)
+    # scikit-learn's pattern read each sentence as one term, found in no other sentence
+    assert word_terms(baseline, ["我的账户余额是多少"]).nnz > 0
+    labels, _ = baseline.predict(["我的账户余额是多少", "银行卡挂失"])
+    assert labels == ["balance", "lost"]
+
+
+def test_text_in_another_unicode_form_scores_the_same():
+    import unicodedata
+    rows = [("Überweisung an meine Mutter", "transfer"), ("Geld überweisen", "transfer"),
+            ("Ich möchte meinen Kontostand prüfen", "balance"), ("Wie hoch ist mein Guthaben", "balance")]
+    baseline = fit_baseline(text_data(rows), seed=0)
+    composed = ["Überweisung prüfen", "ＡＴＭ Guthaben"]  # full-width, as a Japanese keyboard types it
+    other = [unicodedata.normalize("NFD", composed[0]), "ATM Guthaben"]
+    np.testing.assert_allclose(baseline.pipeline.predict_proba(other), baseline.pipeline.predict_proba(composed),
+                               rtol=1e-6)
+
+
+def test_texts_without_a_word_are_read_by_their_characters():
+    """Emoji reactions, single-digit ratings, punctuation: no word in any of them, and scikit-learn
+    refused the empty vocabulary with a ValueError traceback."""
+    baseline = fit_baseline(text_data([("👍", "up"), ("👍👍", "up"), ("👎", "down"), ("👎 😡", "down")]), seed=0)
+    assert baseline.predict(["👍 👍", "😡"])[0] == ["up", "down"]
+    baseline = fit_baseline(text_data([("1", "bad"), ("2", "bad"), ("5", "good"), ("4", "good"), ("?", "bad")]), seed=0)
+    assert baseline.predict(["5", "1"])[0] == ["good", "bad"]

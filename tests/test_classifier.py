@@ -100,6 +100,21 @@ def test_empty_text_is_refused_as_the_cli_refuses_it():
         clf.predict([""])
 
 
+def test_half_a_character_is_refused_as_the_cli_refuses_it():
+    """A text cut inside an emoji at a UTF-16 length keeps a lone surrogate ("\\ud83d" in JSON):
+    the tokenizer failed on it with a TypeError from deep in transformers."""
+    import json
+
+    cut = json.loads('"my card is lost \\ud83d"')
+    with pytest.raises(ValueError, match=r"X\[1\] holds half a character \('\\ud83d', a lone UTF-16 surrogate"):
+        FewShotClassifier(cv=0).fit(["hi there", cut, "bye now", "see you"], [0, 0, 1, 1])
+    clf = FewShotClassifier(cv=0).fit(["hi there", "hello \U0001F600", "bye now", "see you"], [0, 0, 1, 1])
+    with pytest.raises(ValueError, match=r"X\[0\] holds half a character"):
+        clf.predict([cut])
+    with pytest.raises(ValueError, match=r"y\[2\] holds half a character"):
+        FewShotClassifier(cv=0).fit(["hi there", "hello", "bye now", "see you"], ["a", "a", cut, cut])
+
+
 def test_python_errors_name_keyword_arguments_not_flags():
     from quickadapt.errors import BadInput
     from quickadapt.meta.run import run_episodes

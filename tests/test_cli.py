@@ -617,7 +617,8 @@ def test_labels_that_differ_only_in_capitals_get_a_note(tmp_path):
                                             for i in range(30)))
     r = run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", tmp_path / "m")
     assert r.exit_code == 0, r.stderr
-    assert "note: labels that differ only in capitals or in how an accent is encoded are different classes: " \
+    assert "note: labels that differ only in capitals, spacing, invisible characters or in how an accent is encoded " \
+           "are different classes: " \
            "'Balance' and 'balance'" in r.stderr
     assert "3 classes" in r.stdout
 
@@ -632,6 +633,18 @@ def test_labels_that_print_alike_but_encode_an_accent_differently_get_a_note(tmp
     r = run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", tmp_path / "m")
     assert r.exit_code == 0, r.stderr
     assert "how an accent is encoded are different classes" in r.stderr and "'cafe\\u0301'" in r.stderr
+
+
+def test_labels_that_differ_only_in_invisible_characters_or_spacing_get_a_note(tmp_path):
+    """A zero-width or no-break space pasted into a label makes a second class that prints as the
+    first: named with its code points."""
+    names = ["billing", "billing\u200b", "credit card", "credit\u00a0card"]
+    data = tmp_path / "f.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i % 4},{i % 2},{names[i % 4]}\n" for i in range(40)), encoding="utf-8")
+    r = run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    assert "invisible characters or in how an accent is encoded are different classes: 'billing' and " \
+           "'billing\\u200b'; 'credit card' and 'credit\\xa0card'" in r.stderr
 
 
 def test_a_fit_with_folds_gives_its_note_once(tmp_path):

@@ -393,3 +393,13 @@ def test_the_note_on_one_example_classes_says_they_are_not_in_the_threshold():
                                "threshold's calibration, so more of their answers may be withheld")
     assert "(40 of 42 examples; 2 classes have one example" in _fit_summary({**info, "out": "m", "encoder": "mlp",
                                                                             "strategy": "probe"})
+
+
+def test_texts_that_differ_only_in_invisible_characters_are_held_out_together():
+    """MiniLM's tokenizer drops zero-width spaces, a BOM, soft hyphens and control characters, so
+    such twins embed identically: 30 CLINC texts under 6 random labels, each beside a twin with a
+    zero-width space, were estimated at 80 % (chance 17 %)."""
+    texts = ["what is my balance", "wh\u200bat is my balance", "\ufeffwhat is my balance", "what is my ba\u00adlance",
+             "what is\x00 my balance", "what is my\tbalance", "whatis my balance", "book a flight"]
+    data = Dataset("text", texts, np.asarray(list("aaaaaaab"), dtype=object))
+    assert distinct_examples(data).tolist() == [0, 0, 0, 0, 0, 0, 1, 2]  # a tab still parts words

@@ -262,6 +262,8 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.csv", "Text,label,TEXT\nhi,a,ho\n", "columns 1 and 3 are both named 'text'"),
         ("x.csv", 'text,label\nfine,a\n"unclosed,b\nmore,c\n', "opens a field on line 3 never closes"),
         ("x.csv", b"text,label\ncaf\xe9,a\n", "not UTF-8"),
+        ("x.tsv", "text\tlabel\r\nmein Konto\ta\r\n".encode("utf-16"),
+         r"UTF-16 text; save it as UTF-8 \(in Excel: CSV UTF-8\)"),
         ("x.csv", "a,label\n1,x\nnan,y\n", r"1 non-finite feature value \(.*data row 2, column 1"),
         ("x.csv", "a,label\n1,x\ninf,y\n", "non-finite"),
         ("x.csv", "a,label\n1,x\n,y\n", "`a` line 3 is empty"),
@@ -270,6 +272,10 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.jsonl", '{"txt": "a", "label": "b"}\n', "no `text` key"),
         ("x.jsonl", '{"text": "a", "label": null}\n', "no label; give every row a label \\(or drop the `label` key\\)"),
         ("x.jsonl", '{"text": "", "label": "b"}\n', "empty text"),
+        # a text cut inside an emoji at a UTF-16 length: the tokenizer failed with a TypeError
+        ("x.jsonl", '{"text": "ok \\ud83d\\ude00", "label": "a"}\n{"text": "cut \\ud83d", "label": "b"}\n',
+         r"line 2 has a `text` holding half a character \('\\ud83d', a lone UTF-16 surrogate"),
+        ("x.jsonl", '{"text": "ok", "label": "happy \\ud83d"}\n', r"line 1 has a label holding half a character"),
         ("x.jsonl", '{"text": 5, "label": "b"}\n', "line 1 has a `text` that is not a string \\(5\\)"),
         ("x.jsonl", '{"text": null, "label": "b"}\n', "empty text"),
         ("x.jsonl", '{"text": "a"\n', "not valid JSON"),
@@ -590,3 +596,20 @@ def test_a_stray_quote_that_closes_rows_later_is_refused_not_merged(tmp_path):
     fine = tmp_path / "fine.csv"  # well-formed quoting over lines, doubled quotes, quotes inside a cell
     fine.write_text('text,label\n"two\nlines",a\n"say ""hi""",b\ni need an "alarm" at noon,b\n')
     assert load_dataset(str(fine)).inputs == ["two\nlines", 'say "hi"', 'i need an "alarm" at noon']
+
+
+def test_a_quoted_csv_cell_keeps_its_line_ends_as_written(tmp_path):
+    """A Windows or e-mail text's \r\n (inside quotes) was read as \n, so predict's `input` did not
+    match the text it came from; rows end at \r\n, \n or (a classic Mac file) \r alike."""
+    texts = ["Hello,\r\nmy card is lost", "line\nbreak", "a lone\rreturn", "plain"]
+    rows = "".join(f'"{t}",x\r\n' for t in texts)
+    for name, encoding in (("crlf.csv", "utf-8"), ("bom.csv", "utf-8-sig"), ("crlf.tsv", "utf-8")):
+        content = ("text,label\r\n" + rows).replace(",x", "\tx" if name.endswith(".tsv") else ",x")
+        (tmp_path / name).write_bytes(content.replace("text,label", "text\tlabel" if name.endswith(".tsv")
+                                                      else "text,label").encode(encoding))
+        assert load_dataset(str(tmp_path / name)).inputs == texts, name
+    (tmp_path / "mac.csv").write_bytes(b'text,label\r"two\nlines",x\rplain,y\r')
+    assert load_dataset(str(tmp_path / "mac.csv")).inputs == ["two\nlines", "plain"]
+    (tmp_path / "stray.csv").write_bytes(b'text,label\r"stray quote,a\rnext,b\r"closed",c\r')
+    with pytest.raises(BadInput, match="line 2 closes only on a later row"):
+        load_dataset(str(tmp_path / "stray.csv"))

@@ -108,3 +108,20 @@ def test_texts_past_max_length_are_named_at_fit_and_predict(tmp_path):
     r = run("fit", "--data", tmp_path / "t.csv", "--encoder", "minilm", "--set", "encoder.max_length=512", "--cv", "0",
             "--out", tmp_path / "n")
     assert r.exit_code == 0 and "longer than" not in r.stderr
+
+
+def test_characters_outside_the_vocabulary_are_named_at_fit_and_predict(tmp_path):
+    """MiniLM learned English: most Chinese characters and emoji read as one same unknown token,
+    which no score shows (a probe on Chinese intents scored 33 % out of fold, the baseline 73 %)."""
+    rows = ["我的银行卡丢了,lost", "卡不见了请帮我挂失,lost", "帮我看看账户余额,balance", "my card 💳 is lost,lost",
+            "what is my balance,balance"]
+    (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    r = run("fit", "--data", tmp_path / "t.csv", "--encoder", "minilm", "--cv", "0", "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    assert "4 of 5 texts hold words or characters the encoder's vocabulary lacks" in r.stderr
+    assert "such as 银 卡 丢 了 见" in r.stderr and "(minilm learned English)" in r.stderr
+    (tmp_path / "p.csv").write_text("text\nwhere is my card 💳\nwhat is my balance\n")
+    r = run("predict", tmp_path / "m", "--data", tmp_path / "p.csv")
+    assert r.exit_code == 0 and "1 of 2 texts hold" in r.stderr and "(1 of 9 tokens, such as 💳)" in r.stderr
+    (tmp_path / "e.csv").write_text("text\nwhat is my balance\ncafé, naïve, Überweisung\n")
+    assert "vocabulary lacks" not in run("predict", tmp_path / "m", "--data", tmp_path / "e.csv").stderr

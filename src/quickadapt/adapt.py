@@ -20,7 +20,7 @@ import numpy as np
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.columns import match_columns, note_bookkeeping, note_row_numbers
 from quickadapt.data import as_dataset
-from quickadapt.data.dataset import Dataset, example_key
+from quickadapt.data.dataset import Dataset, example_key, text_normal_form
 from quickadapt.data.images import all_grey
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
@@ -100,14 +100,16 @@ def fit_encoder_inputs(encoder, data: Dataset, source: Dataset | None) -> None:
 def note_case_twins(classes) -> None:
     """Labels are kept as written, so `Balance` and `balance` are two classes: usually a typo
     that halves a class, so say so (once), without merging what might be meant apart. So are
-    `café` typed on a Mac (e + a combining accent) and elsewhere (one é), which print alike."""
+    `café` typed on a Mac (e + a combining accent) and elsewhere (one é), and `billing` beside
+    one with a zero-width space or a no-break space pasted in, which print alike."""
     by_folded: dict[str, list[str]] = {}
     for c in classes:
-        by_folded.setdefault(unicodedata.normalize("NFC", c).casefold(), []).append(c)
+        by_folded.setdefault(text_normal_form(c), []).append(c)
     twins = [names for names in by_folded.values() if len(names) > 1]
     if twins:
         pairs = "; ".join(_shown_twins(names) for names in twins[:3])
-        log(f"note: labels that differ only in capitals or in how an accent is encoded are different classes: {pairs}"
+        log(f"note: labels that differ only in capitals, spacing, invisible characters or in how an accent is "
+            f"encoded are different classes: {pairs}"
             f"{f' (and {len(twins) - 3} more)' if len(twins) > 3 else ''}")
 
 
@@ -180,7 +182,7 @@ def adapt(
     base_encoder = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params, grey))
     if base_encoder.modality != data.modality:
         raise BadInput(f"encoder {encoder!r} reads {base_encoder.modality} but the data is {data.modality}")
-    base_encoder.note_cut_inputs(data.inputs)
+    base_encoder.note_unread_inputs(data.inputs)
 
     source_in_data = shared_inputs(source, data) if source is not None and cv and cv > 1 else None
 

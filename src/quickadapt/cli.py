@@ -295,7 +295,7 @@ def _model_inputs(model, data, spec: str, model_dir: Path):
 
     if data.modality != model.encoder.modality:
         raise BadInput(f"{spec} is {data.modality} data but the model reads {model.encoder.modality}")
-    model.encoder.note_cut_inputs(data.inputs)
+    model.encoder.note_unread_inputs(data.inputs)
     note_colour_unseen(model, data)
     return match_columns(data, model.info.get("feature_columns"), f"the data {model_dir} was trained on", drop_extra=True)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.columns import ROW_ID_NAMES
-from quickadapt.data.dataset import Dataset
+from quickadapt.data.dataset import Dataset, half_character
 from quickadapt.errors import BadInput, MissingLabel
 from quickadapt.progress import log
 
@@ -115,10 +115,15 @@ def _load_path(path: Path, shown: str, labels: str, groups: bool = False, row_na
 
 # --- text ---------------------------------------------------------------------------------
 
-def _read_utf8(path: Path, shown: str) -> str:
+def _read_utf8(path: Path, shown: str, newline: str | None = None) -> str:
+    """The file's text; `newline=""` keeps its line ends as written (csv: a quoted cell's \\r\\n)."""
     try:
-        return path.read_text(encoding="utf-8-sig")  # -sig: tolerate the BOM Excel writes
+        with open(path, encoding="utf-8-sig", newline=newline) as f:  # -sig: tolerate the BOM Excel writes
+            return f.read()
     except UnicodeDecodeError as e:
+        with open(path, "rb") as f:
+            if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):  # the BOM Excel's "Unicode Text" and Notepad's "Unicode" write
+                raise BadInput(f"{shown}: UTF-16 text; save it as UTF-8 (in Excel: CSV UTF-8)") from None
         raise BadInput(f"{shown}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
 
@@ -159,6 +164,9 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, gr
                            "quote it")
         if text is None or not text.strip():
             raise BadInput(f"{shown}: line {line} has empty text; every row needs a non-empty `text`")
+        if half_character(text):
+            raise BadInput(f"{shown}: line {line} has a `text` holding half a character ({ascii(half_character(text))}, "
+                           "a lone UTF-16 surrogate, as a text cut inside an emoji keeps); remove it")
         texts.append(text)
         if keep:
             if _missing(label):
@@ -167,6 +175,9 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, gr
                 raise BadInput(f"{shown}: line {line} has a label that is a JSON {type(label).__name__}; "
                                "give one label per example, a string or a number")
             labs.append(label_text(label))
+            if half_character(labs[-1]):  # a model folder is written in UTF-8: it could not be saved
+                raise BadInput(f"{shown}: line {line} has a label holding half a character "
+                               f"({ascii(half_character(labs[-1]))}, a lone UTF-16 surrogate); remove it")
     groups = text_groups(rows, group_cells, labs, shown, field) if keep and group_cells is not None else None
     return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown, groups=groups)
 
@@ -256,7 +267,11 @@ def _index_columns(header: list[str]) -> int:
 
 
 def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_names: bool = False) -> Dataset:
-    content = _read_utf8(path, shown)
+    # line ends as written: the csv reader ends rows at \r\n or \n alike, and a quoted cell keeps its
+    # own (a Windows or e-mail text's \r\n read as \n did not match its source in predict's output)
+    content = _read_utf8(path, shown, newline="")
+    if "\r" in content and "\n" not in content:  # lines that end at \r alone (classic Mac): read as \n,
+        content = content.replace("\r", "\n")    # as before, for the checks of a quote over rows
     csv.field_size_limit(2**31 - 1)  # the default 128 KiB refuses a long document in one cell
     excel = re.match(r"sep=(.)[ \t]*\r?\n", content)  # Excel's line naming the separator
     lines_before = 1 if excel else 0  # so that every message names the line of the file itself

@@ -47,8 +47,9 @@ class Encoder(nn.Module):
     def forward_features(self, batch) -> torch.Tensor:
         return self(batch)
 
-    def note_cut_inputs(self, inputs: Sequence) -> None:
-        """Say (a note) when some inputs are cut to fit this encoder; nothing by default."""
+    def note_unread_inputs(self, inputs: Sequence) -> None:
+        """Say (a note) when this encoder cannot read part of some inputs (cut to fit, or unknown
+        to it); nothing by default."""
 
     @property
     def fits_inputs(self) -> bool:

@@ -342,7 +342,14 @@ def test_time_budget_and_ctrl_c_cover_pretraining_too(tmp_path):
             "--set", "validate_every=0", "--out", tmp_path / "tb", "--resume")
     assert r.exit_code == 0, r.stderr
     assert "of 100000 (time_budget); the resumed run meta-trains from that encoder and does not pretrain further" in r.stderr
-    press = "threading.Timer(4.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+    # Ctrl-C once pretraining has begun (a fixed 4 s timer fired while Omniglot still loaded on a
+    # busy machine, before any stage ran): the stop request is seen at its first step
+    press = ("import quickadapt.meta.run as meta_run\n"
+             "begin_pretraining = meta_run.pretrain\n"
+             "def pretrain_then_press(*args, **kwargs):\n"
+             "    os.kill(os.getpid(), signal.SIGINT)\n"
+             "    return begin_pretraining(*args, **kwargs)\n"
+             "meta_run.pretrain = pretrain_then_press\n")
     result, _ = run_in_child(tmp_path / "ci", press, steps=100000,
                              settings={"pretrain_steps": 100000, "validate_every": 0})
     assert result == {"pretrain": "interrupt", "stopped": "interrupt", "steps": 0}

@@ -421,3 +421,20 @@ def test_a_threshold_alone_abstains_as_on_the_command_line():
     assert -1 not in clf.set_params(abstain=False, threshold=None).predict(X)
     with pytest.raises(ValueError, match="e.g. none_label=-1"):  # numbers need a numeric none_label, as with abstain
         FewShotClassifier(encoder="mlp", threshold=0.5).fit(X, y)
+
+
+def test_save_names_its_argument_path_in_its_messages(tmp_path, monkeypatch):
+    """clf.save(path) said "choose another out" and "out . is the current folder": no argument of its."""
+    from quickadapt.errors import BadInput
+
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp").fit(X, y)
+    clf.save(tmp_path / "m")
+    with pytest.raises(BadInput, match="already exists; choose another path or pass force=True"):
+        clf.save(tmp_path / "m")
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(BadInput, match="^path .*f.txt exists and is not a folder"):
+        clf.save(tmp_path / "f.txt")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadInput, match="^path . is the current folder"):
+        clf.save(".")

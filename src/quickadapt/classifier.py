@@ -224,7 +224,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             json.dumps(estimator["classes"])  # made integer labels come back from load as strings
         except TypeError:  # labels JSON cannot hold: they come back as the model's strings
             estimator["classes"] = None
-        return save_model(self.model_, path, force=force, seed=self.seed, extra={"estimator": estimator})
+        # messages name the argument as the caller wrote it: "choose another out" named none of theirs
+        return save_model(self.model_, path, force=force, seed=self.seed, extra={"estimator": estimator}, flag="path")
 
     def __getstate__(self):
         """Pickling (joblib.dump, as scikit-learn users store estimators) goes through the model

@@ -28,8 +28,10 @@ def saved_bytes_per_example(encoder: torch.nn.Module, inputs) -> float:
         return t
 
     batch = encoder.prepare_tensor(list(inputs))
+    # in eval mode: training mode would draw dropout from the seeded random stream (changing
+    # the run's weights) and move batch-norm statistics; it keeps a little more (dropout masks)
     was_training = encoder.training
-    encoder.train()
+    encoder.eval()
     try:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             encoder(batch)

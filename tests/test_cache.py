@@ -190,3 +190,24 @@ def test_image_features_cached_by_an_older_image_reading_are_not_served(cache, m
     monkeypatch.setattr(images, "IMAGE_READING", images.IMAGE_READING + 1)
     assert not EmbeddingCache.for_encoder(conv4).read_into(keys, out).any()
     assert EmbeddingCache.for_encoder(mlp).directory == mlp_folder
+
+
+def test_with_the_cache_off_a_fit_embeds_each_example_once(clinc_small, monkeypatch):
+    """QUICKADAPT_NO_CACHE=1: a fit ran its frozen encoder over the same examples in every
+    cross-validation fold, again on each held-out part and in the final fit (300 CLINC texts at
+    --cv 3: 24 encoder runs instead of 6). It now keeps them in memory for the fit's length."""
+    from quickadapt.adapt import adapt
+    from quickadapt.data import load_dataset
+    from quickadapt.encoders.hf_text import HFTextEncoder
+
+    data = load_dataset(clinc_small["train"])
+    on_disk = adapt(data, cv=3, progress=False)
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    rows = []
+    real = HFTextEncoder.prepare
+    monkeypatch.setattr(HFTextEncoder, "prepare", lambda self, batch: rows.extend(batch) or real(self, batch))
+    off = adapt(data, cv=3, progress=False)
+    assert sorted(rows) == sorted(set(data.inputs))  # each distinct text once, across folds and final fit
+    assert off.info["cv_accuracy"] == on_disk.info["cv_accuracy"] and off.threshold == on_disk.threshold
+    off.predict_proba(data.inputs[:2])  # outside a fit nothing is kept: the encoder runs again
+    assert len(rows) == len(set(data.inputs)) + 2

@@ -405,3 +405,36 @@ def test_numpy_numbers_as_settings_work_as_python_ones(tmp_path):
     FewShotClassifier(encoder="mlp", seed=np.int64(3), cv=np.int64(2)).fit(X, y).save(tmp_path / "m")
     loaded = FewShotClassifier.load(tmp_path / "m")
     assert loaded.classes_.tolist() == [0, 1, 2] and loaded.get_params()["seed"] == 3
+
+
+def test_a_threshold_alone_abstains_as_on_the_command_line():
+    """FewShotClassifier(threshold=0.9) answered every input (only abstain=True used it), while
+    `predict --threshold 0.9` alone abstains."""
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp", threshold=0.999, none_label=-1).fit(X, y)
+    proba = clf.predict_proba(X)
+    unsure = proba.max(1) < 0.999
+    assert unsure.any() and not unsure.all()
+    pred = clf.predict(X)
+    assert (pred[unsure] == -1).all() and np.array_equal(pred[~unsure], clf.classes_[proba[~unsure].argmax(1)])
+    assert np.array_equal(pred, clf.set_params(abstain=True).predict(X))  # the same as saying abstain=True
+    assert -1 not in clf.set_params(abstain=False, threshold=None).predict(X)
+    with pytest.raises(ValueError, match="e.g. none_label=-1"):  # numbers need a numeric none_label, as with abstain
+        FewShotClassifier(encoder="mlp", threshold=0.5).fit(X, y)
+
+
+def test_save_names_its_argument_path_in_its_messages(tmp_path, monkeypatch):
+    """clf.save(path) said "choose another out" and "out . is the current folder": no argument of its."""
+    from quickadapt.errors import BadInput
+
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp").fit(X, y)
+    clf.save(tmp_path / "m")
+    with pytest.raises(BadInput, match="already exists; choose another path or pass force=True"):
+        clf.save(tmp_path / "m")
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(BadInput, match="^path .*f.txt exists and is not a folder"):
+        clf.save(tmp_path / "f.txt")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadInput, match="^path . is the current folder"):
+        clf.save(".")

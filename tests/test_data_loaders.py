@@ -613,3 +613,19 @@ def test_a_quoted_csv_cell_keeps_its_line_ends_as_written(tmp_path):
     (tmp_path / "stray.csv").write_bytes(b'text,label\r"stray quote,a\rnext,b\r"closed",c\r')
     with pytest.raises(BadInput, match="line 2 closes only on a later row"):
         load_dataset(str(tmp_path / "stray.csv"))
+
+
+def test_a_python_dataset_names_float_labels_as_a_file_does(tmp_path):
+    """Dataset(..., labels=[1.0, 2.0]) kept classes "1.0" and "2.0" (str()) while a csv of the same
+    labels reads "1" and "2": domain-adapt then refused a --target-test file as having labels the
+    source lacks. Both now read labels alike (label_text)."""
+    from quickadapt.domain.adapt import check_inputs
+
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    source = Dataset("features", x, np.array([1.0, 2.0, 3.0] * 2), name="source")
+    path = tmp_path / "test.csv"
+    path.write_text("a,b,c,label\n" + "".join(f"{r[0]},{r[1]},{r[2]},{y}\n" for r, y in zip(x, ["1", "2", "3.0"] * 2)))
+    target_test = load_dataset(str(path))
+    assert source.classes == target_test.classes == ["1", "2", "3"]
+    check_inputs(source, Dataset("features", x), target_test)  # no "labels the source lacks"
+    assert Dataset("text", ["a", "b", "c"], ["1.0", np.float32(2.0), 3]).classes == ["1.0", "2", "3"]  # text as given

@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from cli_helpers import assert_bad_input, run
+from quickadapt.errors import BadInput
 from quickadapt.meta.run import run_meta_train
 
 TINY = dict(method="maml", n_way=3, k_shot=1, n_query=2, meta_batch=2, encoder_settings={"channels": 8},
@@ -745,3 +746,25 @@ def test_json_results_and_manifests_hold_no_nan(tmp_path):
     save_encoder(create_encoder("conv4", channels=8), tmp_path / "e", seed=0, extra={"meta": {"running_loss": float("nan")}})
     text = (tmp_path / "e" / "manifest.json").read_text()
     assert "NaN" not in text and json.loads(text)["meta"]["running_loss"] is None
+
+
+def test_a_meta_step_too_large_for_memory_is_refused_before_the_work(tmp_path, monkeypatch):
+    """meta-train --ways 500 on Omniglot (rotations make it valid) grew to 22 GB and was killed by the
+    out-of-memory killer with no word. A step that clearly cannot fit is now refused at once; 20-way
+    5-shot, as every benchmark runs it, is not. Memory is set to 8 GiB, so the test reads alike everywhere."""
+    from quickadapt.meta import memory
+
+    monkeypatch.setattr(memory, "memory_bytes", lambda device: 8 * 2**30)
+    base = ("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--shots", 5, "--steps", 1,
+            "--set", "validate_every=0", "--quiet")
+    r = run(*base, "--ways", 500, "--out", tmp_path / "big")
+    assert_bad_input(r, "one meta-step of 16 episodes of 500 ways x (5 shots + 5 queries) needs at least")
+    assert "more than this machine's 8.0 GiB; lower --ways, --queries or --meta-batch" in r.stderr
+    assert not (tmp_path / "big").exists()
+    from quickadapt.data.episodes import load_episode_data
+    from quickadapt.encoders import create_encoder
+
+    encoder, inputs = create_encoder("conv4", pretrained=False), load_episode_data("builtin:omniglot").inputs[:4]
+    memory.check_step_fits(encoder, inputs, n_way=20, k_shot=5, n_query=5, tasks=16, device=torch.device("cpu"))
+    with pytest.raises(BadInput, match="of 4 episodes of 200 ways"):  # the estimate grows with the examples
+        memory.check_step_fits(encoder, inputs, n_way=200, k_shot=5, n_query=15, tasks=4, device=torch.device("cpu"))

@@ -24,6 +24,7 @@ from quickadapt.data.dataset import Dataset, example_key, text_normal_form
 from quickadapt.data.images import all_grey
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
+from quickadapt.encoders.cache import kept_in_memory
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
 from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, distinct_examples, mcnemar_p, n_distinct,
@@ -120,6 +121,7 @@ def _shown_twins(names: list[str]) -> str:
 
 
 @each_note_once()  # each fold and the final fit would repeat a note about the settings
+@kept_in_memory()  # the folds and the final fit embed the same examples: a frozen encoder's once, cache or not
 def adapt(
     data: Dataset | str | os.PathLike,
     *,

@@ -50,9 +50,10 @@ def manifest_errors(folder: Path):
         raise BadInput(f"{folder}: {MANIFEST} holds a value of the wrong kind ({exc}); {DAMAGED}") from None
 
 
-def prepare_out_dir(out: str | Path, force: bool, inputs=()) -> Path:
-    """Refuse an output folder that cannot or must not be written (quickadapt/output.py)."""
-    return check_output(out, force, inputs=inputs)
+def prepare_out_dir(out: str | Path, force: bool, inputs=(), flag: str | None = None) -> Path:
+    """Refuse an output folder that cannot or must not be written (quickadapt/output.py);
+    `flag` names it in messages (default: --out, or out in Python)."""
+    return check_output(out, force, inputs=inputs, flag=flag)
 
 
 def temp_stem(path: Path) -> str:
@@ -195,11 +196,12 @@ def _write_artifact(out: Path, manifest: dict, tensors: dict[str, torch.Tensor],
 
 def save_model(
     model: AdaptedModel, out: str | Path, *, force: bool = False, data_fingerprint: str | None = None,
-    seed: int | None = None, metrics: dict | None = None, extra: dict | None = None,
+    seed: int | None = None, metrics: dict | None = None, extra: dict | None = None, flag: str | None = None,
 ) -> Path:
     """Save `model` as a folder. `extra` adds keys to the manifest. The data fingerprint and
-    metrics default to what `adapt()` recorded in `model.info`."""
-    out = prepare_out_dir(out, force)
+    metrics default to what `adapt()` recorded in `model.info`. `flag`: what messages call `out`
+    (a caller's own argument name)."""
+    out = prepare_out_dir(out, force, flag=flag)
     data_fingerprint = data_fingerprint or model.info.get("data_fingerprint")
     metrics = fit_metrics(model) if metrics is None else metrics
     if isinstance(model, BlendedModel):

@@ -44,7 +44,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         `model_.info["cv_accuracy"]` (0, the default, measures nothing; the command line's
         `fit` uses 3); 2 or more also calibrates the threshold that `abstain` uses.
     abstain, none_label, threshold: with abstain=True, predict answers `none_label` where the
-        top probability is below `threshold` (None: the one calibrated with `cv`).
+        top probability is below `threshold` (None: the one calibrated with `cv`). A threshold
+        given alone abstains too, as the command line's --threshold implies --abstain.
     label_names: text only; also learn from each class's name as one more example.
     seed, device: the random seed; "auto", "cpu" or "cuda"."""
 
@@ -153,7 +154,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             # one example per class is the point here, not a sign of a regression target
             warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
             check_classification_targets(y)
-        if self.abstain:
+        if self._abstaining:
             self._check_none_label_kind(classes)
         first = {}
         for c in classes.tolist():  # Python values, as the caller wrote them
@@ -183,21 +184,27 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(self._inputs(X, reset=False))[:, self._columns]
 
     def predict(self, X) -> np.ndarray:
-        """The most probable class of each input (with abstain=True, `none_label` where unsure)."""
-        if self.abstain:  # checked before the inputs are embedded
+        """The most probable class of each input (abstaining, `none_label` where unsure)."""
+        if self._abstaining:  # checked before the inputs are embedded
             check_is_fitted(self, "model_")
             t = abstain_threshold(self.model_.threshold, self.threshold)
             check_none_label(self.none_label, self.classes_)
             self._check_none_label_kind(self.classes_)
         proba = self.predict_proba(X)
         pred = self.classes_[proba.argmax(1)]
-        if not self.abstain:
+        if not self._abstaining:
             return pred
         # numbers stay numbers (scikit-learn's metrics read an object array as "unknown" targets)
         numeric = self.classes_.dtype.kind in "biuf" and not isinstance(self.none_label, str)
         out = pred.astype(np.result_type(pred.dtype, np.asarray(self.none_label).dtype) if numeric else object)
         out[[shown_score(s) < t for s in proba.max(1)]] = self.none_label
         return out
+
+    @property
+    def _abstaining(self) -> bool:
+        """abstain=True, or a threshold given: threshold=0.6 alone answered every input, while
+        the command line's --threshold alone abstains."""
+        return bool(self.abstain) or self.threshold is not None
 
     def _check_none_label_kind(self, classes: np.ndarray) -> None:
         """Predictions mixing "__none__" with numbers cannot be compared with y (score,
@@ -217,7 +224,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             json.dumps(estimator["classes"])  # made integer labels come back from load as strings
         except TypeError:  # labels JSON cannot hold: they come back as the model's strings
             estimator["classes"] = None
-        return save_model(self.model_, path, force=force, seed=self.seed, extra={"estimator": estimator})
+        # messages name the argument as the caller wrote it: "choose another out" named none of theirs
+        return save_model(self.model_, path, force=force, seed=self.seed, extra={"estimator": estimator}, flag="path")
 
     def __getstate__(self):
         """Pickling (joblib.dump, as scikit-learn users store estimators) goes through the model

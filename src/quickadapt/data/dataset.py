@@ -18,6 +18,17 @@ from quickadapt.errors import BadInput, MissingLabel
 MODALITIES = ("text", "image", "features")
 
 
+def label_text(value) -> str:
+    """A label as quickadapt keeps it, the same from every source (csv, jsonl, FewShotClassifier's
+    y, the numbers of a Dataset built in Python): 3, 3.0 and "3.0" all become "3" (pandas writes
+    an integer label column that had a NaN as floats, and JSON numbers must agree with csv text);
+    surrounding spaces go."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
+
+
 @dataclass
 class Dataset:
     """`inputs` is a list of str (text), a list of image paths or uint8 arrays (image), or a 2-D
@@ -44,7 +55,11 @@ class Dataset:
             if missing is not None:  # str() made them classes named "None" and "nan", as a file's empty cell is not
                 raise MissingLabel(f"{self.name or 'data'}: data row {missing + 1} has no label ({given[missing]!r}); "
                                    "give every example a label, or leave the unlabelled ones out")
-            self.labels = np.asarray([str(v) for v in given], dtype=object)
+            # numbers as the file loaders read them: 1.0 made class "1.0" here but "1" from a csv,
+            # so a test file of the same labels was refused as holding classes the data lacks.
+            # Text stays as given: image folder names are class names as written ("1" and "1.0" two)
+            self.labels = np.asarray([label_text(v) if isinstance(v, numbers.Number) else str(v) for v in given],
+                                     dtype=object)
             if len(self.labels) != len(self.inputs):
                 raise ValueError("inputs and labels differ in length")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.columns import ROW_ID_NAMES
-from quickadapt.data.dataset import Dataset, half_character
+from quickadapt.data.dataset import Dataset, half_character, label_text  # label_text: also imported from here
 from quickadapt.errors import BadInput, MissingLabel
 from quickadapt.progress import log
 
@@ -140,16 +140,6 @@ def _missing(value) -> bool:
     if isinstance(value, float):
         return math.isnan(value)
     return str(value).strip().lower() in ("", "nan")
-
-
-def label_text(value) -> str:
-    """A label as quickadapt keeps it, the same from every source (csv, jsonl, FewShotClassifier's
-    y): 3, 3.0 and "3.0" all become "3" (pandas writes an integer label column that had a NaN as
-    floats, and JSON numbers must agree with csv text); surrounding spaces go."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
-    return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
 def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, group_cells=None) -> Dataset:

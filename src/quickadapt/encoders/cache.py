@@ -6,6 +6,7 @@ bytes, never its label)."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import os
 import tempfile
@@ -67,24 +68,50 @@ def caching_off() -> bool:
     return os.environ.get("QUICKADAPT_NO_CACHE", "").strip().lower() not in CACHE_STAYS_ON
 
 
+# rows embedded during one fit, by cache key, while the on-disk cache is off (see kept_in_memory)
+_IN_MEMORY: contextvars.ContextVar[dict | None] = contextvars.ContextVar("embeddings_in_memory", default=None)
+
+
+@contextlib.contextmanager
+def kept_in_memory():
+    """Within (also as a decorator): with the on-disk cache off, what a frozen encoder embeds is
+    kept in memory until the outermost one ends. A fit embeds the same examples in every
+    cross-validation fold, again to score each held-out part, and once more in the final fit:
+    300 CLINC texts at --cv 3 ran the encoder 24 times instead of 6 (18.5 s against 9 s)."""
+    token = _IN_MEMORY.set({}) if _IN_MEMORY.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _IN_MEMORY.reset(token)
+
+
+def cache_key(encoder) -> str:
+    """What an encoder's features depend on: weights, preprocessing, library version (and how
+    image files become pixels), hashed into a folder name."""
+    from quickadapt import __version__
+    from quickadapt.encoders.base import encoder_fingerprint
+
+    reading = ""
+    if encoder.modality == "image":  # a row's key is its file's bytes; how they become pixels is the folder's
+        from quickadapt.data.images import IMAGE_READING
+
+        reading = f"|images-{IMAGE_READING}"
+    return hashlib.sha256(f"{encoder_fingerprint(encoder)}|{__version__}{reading}".encode()).hexdigest()[:32]
+
+
 class EmbeddingCache:
     def __init__(self, directory: Path):
         self.directory = directory
 
     @classmethod
-    def for_encoder(cls, encoder) -> "EmbeddingCache | None":
+    def for_encoder(cls, encoder) -> "EmbeddingCache | MemoryCache | None":
+        """The on-disk cache of `encoder`'s features; with it off, the in-memory one of the
+        `kept_in_memory` scope running, if any, else None."""
         if caching_off():
-            return None
-        from quickadapt import __version__
-        from quickadapt.encoders.base import encoder_fingerprint
-
-        reading = ""
-        if encoder.modality == "image":  # a row's key is its file's bytes; how they become pixels is the folder's
-            from quickadapt.data.images import IMAGE_READING
-
-            reading = f"|images-{IMAGE_READING}"
-        key = hashlib.sha256(f"{encoder_fingerprint(encoder)}|{__version__}{reading}".encode()).hexdigest()[:32]
-        return cls(cache_root() / key)
+            rows = _IN_MEMORY.get()
+            return None if rows is None else MemoryCache(rows.setdefault(cache_key(encoder), {}))
+        return cls(cache_root() / cache_key(encoder))
 
     def read_into(self, keys: Sequence[bytes], out: np.ndarray) -> np.ndarray:
         """Copy the stored rows of finite values for the inputs whose `content_key`s are `keys`
@@ -143,3 +170,20 @@ class EmbeddingCache:
             with contextlib.suppress(OSError):  # gone already, or not ours to remove
                 if stale.is_file() and stale.stat().st_mtime < cutoff:
                     stale.unlink()
+
+
+class MemoryCache:
+    """`EmbeddingCache`'s reading and storing on a dict of rows by content key, for `kept_in_memory`."""
+
+    def __init__(self, rows: dict[bytes, np.ndarray]):
+        self.rows = rows
+
+    def read_into(self, keys: Sequence[bytes], out: np.ndarray) -> np.ndarray:
+        found = np.array([k in self.rows for k in keys], dtype=bool)
+        for i in np.flatnonzero(found):
+            out[i] = self.rows[keys[i]]
+        return found
+
+    def add(self, keys: Sequence[bytes], features: np.ndarray) -> None:
+        for k, row in zip(keys, features):
+            self.rows[k] = np.array(row, dtype=np.float32)

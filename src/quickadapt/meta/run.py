@@ -30,6 +30,8 @@ from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
 from quickadapt.artifact import read_manifest, save_encoder, temp_stem
 from quickadapt.meta.finetune import EpisodeFinetuner, FinetuneConfig
+from quickadapt.meta.base import task_workers
+from quickadapt.meta.memory import check_step_fits
 from quickadapt.meta.io import (load_episode_learner, lost_encoder_source, save_meta_model, stored_class_split,
                                trained_as)
 from quickadapt.meta.pretrain import KEYS as PRETRAIN_KEYS, PretrainConfig, budget_spent, pretrain
@@ -167,6 +169,10 @@ def run_meta_train(
     learner = create_meta(method, encoder, **method_defaults(method, encoder, start, settings))
     sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, seed, rotations=rotations, classes=split.train,
                              prepare=encoder.prepare_tensor, augment=augment, mirrors=mirrors, warp=warp)
+    # a step that cannot fit grew until the out-of-memory killer ended the run without a word
+    tasks = -(-cfg.meta_batch // group.size)  # this process's share of a meta-batch
+    check_step_fits(encoder, dataset.inputs, n_way=n_way, k_shot=k_shot, n_query=n_query, device=dev,
+                    tasks=task_workers(cfg.path, encoder, per_task_body=learner.per_task_body, n_tasks=tasks) or tasks)
     # early stopping on the validation classes (Omniglot: Early_Aramaic), never the test ones
     val_sampler, no_val = make_val_sampler(dataset, split.val, n_way=n_way, k_shot=k_shot, n_query=n_query, seed=seed,
                                            prepare=encoder.prepare_tensor) if cfg.validate_every else (None, None)

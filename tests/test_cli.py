@@ -823,3 +823,18 @@ def test_short_calls_do_not_import_what_they_do_not_use(args, heavy):
             f"print([m for m in {heavy!r} if m in sys.modules], file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
+
+
+def test_bad_data_is_refused_before_the_model_is_built(text_model, tmp_path, monkeypatch):
+    """A script predicting file by file waited for minilm to be built (~6 s) before hearing that
+    a file was missing or had no text column; a missing model is still named first."""
+    import quickadapt.artifact
+
+    built = []
+    monkeypatch.setattr(quickadapt.artifact, "build_encoder", lambda *a: built.append(a) or pytest.fail("built"))
+    (tmp_path / "no_text.csv").write_text("txt\nhello\n")
+    for command in ("predict", "evaluate"):
+        assert_bad_input(run(command, text_model[0], "--data", tmp_path / "missing.csv"), "missing.csv")
+        assert_bad_input(run(command, text_model[0], "--data", tmp_path / "no_text.csv"), "no `text` column")
+        assert_bad_input(run(command, tmp_path / "nomodel", "--data", tmp_path / "missing.csv"), "no such model folder")
+    assert not built

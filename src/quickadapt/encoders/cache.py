@@ -163,9 +163,10 @@ class EmbeddingCache:
                     shard_keys, shard_features = f.get_tensor("keys"), f.get_tensor("features")
             except Exception:  # unreadable, or not a shard of ours: left as it is
                 continue
-            if shard_keys.ndim != 2 or shard_keys.shape[1] != 32 or shard_features.ndim != 2 or len(shard_keys) != len(shard_features):
+            if (shard_keys.ndim != 2 or shard_keys.shape[1] != 32 or shard_features.ndim != 2
+                    or len(shard_keys) != len(shard_features)):
                 continue
-            if width is not None and shard_features.shape[1] != width:  # not this folder's width: left
+            if width is not None and shard_features.shape[1] != width:  # a foreign file's width: left as it is
                 continue
             width = shard_features.shape[1]
             small.append(shard)

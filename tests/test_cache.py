@@ -211,3 +211,16 @@ def test_with_the_cache_off_a_fit_embeds_each_example_once(clinc_small, monkeypa
     assert off.info["cv_accuracy"] == on_disk.info["cv_accuracy"] and off.threshold == on_disk.threshold
     off.predict_proba(data.inputs[:2])  # outside a fit nothing is kept: the encoder runs again
     assert len(rows) == len(set(data.inputs)) + 2
+
+
+def test_one_row_shards_are_merged_and_every_row_still_served(tmp_path):
+    """A script that predicts one input per call wrote a one-row shard each time, and every
+    lookup opened every shard (3,000 calls: 0.1 s a lookup, growing with each call)."""
+    store = EmbeddingCache(tmp_path)
+    rows = np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32)
+    keys = [content_key(f"request {i}", "text") for i in range(len(rows))]
+    for key, row in zip(keys, rows):
+        store.add([key], row[None])
+    assert len(shards(tmp_path)) < len(rows) / 2
+    out = np.zeros_like(rows)
+    assert store.read_into(keys, out).all() and np.array_equal(out, rows)

@@ -803,3 +803,38 @@ def test_the_same_fit_twice_is_the_same_model_and_the_manifest_says_what_it_ran_
     environment = manifests[0]["info"]["environment"]
     assert environment["threads"] == torch.get_num_threads() and environment["torch"] == torch.__version__
     assert set(environment) == {"python", "torch", "numpy", "threads", "device"} and environment["device"] == "cpu"
+
+
+@pytest.mark.parametrize("args, heavy", [
+    ([], ("torch", "transformers", "sklearn")),  # `import quickadapt` alone, as a short script does
+    (["--help"], ("torch", "transformers", "sklearn")),
+    (["--version"], ("torch", "transformers", "sklearn")),
+    (["datasets"], ("torch", "transformers", "sklearn")),
+    (["encoders"], ("transformers", "sklearn")),  # the classes' signatures need torch, not the models
+])
+def test_short_calls_do_not_import_what_they_do_not_use(args, heavy):
+    """A script calls these once per run: torch costs ~1.8 s to import and transformers' BERT
+    ~4 s more, so each is imported only by the commands that use it."""
+    import subprocess
+    import sys
+
+    run_cli = f"from quickadapt.cli import main\nsys.argv = ['quickadapt', *{args!r}]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+    code = (f"import sys\nimport quickadapt\n{run_cli if args else ''}"
+            f"print([m for m in {heavy!r} if m in sys.modules], file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
+
+
+def test_bad_data_is_refused_before_the_model_is_built(text_model, tmp_path, monkeypatch):
+    """A script predicting file by file waited for minilm to be built (~6 s) before hearing that
+    a file was missing or had no text column; a missing model is still named first."""
+    import quickadapt.artifact
+
+    built = []
+    monkeypatch.setattr(quickadapt.artifact, "build_encoder", lambda *a: built.append(a) or pytest.fail("built"))
+    (tmp_path / "no_text.csv").write_text("txt\nhello\n")
+    for command in ("predict", "evaluate"):
+        assert_bad_input(run(command, text_model[0], "--data", tmp_path / "missing.csv"), "missing.csv")
+        assert_bad_input(run(command, text_model[0], "--data", tmp_path / "no_text.csv"), "no `text` column")
+        assert_bad_input(run(command, tmp_path / "nomodel", "--data", tmp_path / "missing.csv"), "no such model folder")
+    assert not built

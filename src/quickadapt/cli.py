@@ -317,6 +317,7 @@ def predict(
 ):
     """Predict a label (and score) for every input, in input order (an image folder's: by path
     below it, sorted as plain strings, so img10 comes before img2)."""
+    from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.model import shown_score
     from quickadapt.output import check_output
@@ -327,8 +328,10 @@ def predict(
         if out.suffix.lower() not in PREDICTION_FORMATS:  # an .xlsx holding csv would not open
             raise BadInput(f"--out {out}: predictions are written as {', '.join(filter(None, PREDICTION_FORMATS))}; "
                            f"not as {out.suffix}")
+    check_model(model_dir)  # a missing model is named first; the data is read before the encoder is built
+    dataset = load_dataset(data, labels="ignore", row_names=True)
     model = _load(model_dir, device)
-    inputs = _model_inputs(model, load_dataset(data, labels="ignore", row_names=True), data, model_dir)
+    inputs = _model_inputs(model, dataset, data, model_dir)
     labels, scores = model.predict(
         inputs.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
         threshold=threshold, progress=None if quiet else "predicting",
@@ -445,14 +448,17 @@ def evaluate(
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 (--json: every class's scores)."""
+    from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.data.loaders import label_text
     from quickadapt.evaluate.metrics import classification_report
 
     if oos_label is not None:
         oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
+    check_model(model_dir)  # as predict: a missing model named first, bad data before the encoder is built
+    test = load_dataset(data)
     model = _load(model_dir, device)
-    test = _model_inputs(model, load_dataset(data), data, model_dir)
+    test = _model_inputs(model, test, data, model_dir)
     model.check_task(task)
     if oos_label is not None and oos_label in model.classes[task]:
         raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")

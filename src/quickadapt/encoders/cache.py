@@ -53,6 +53,10 @@ def _expand_home(value: str) -> Path:
 
 _SAID_NO_HOME: list = []
 STALE_TEMP_SECONDS = 24 * 3600
+# shards of fewer rows than this (a call's few inputs) are merged once there are more than
+# MAX_SMALL_SHARDS of them; a merge holds at most their product of rows in memory
+SMALL_SHARD_ROWS = 256
+MAX_SMALL_SHARDS = 32
 
 
 def cache_root() -> Path:
@@ -147,20 +151,65 @@ class EmbeddingCache:
 
     def add(self, keys: Sequence[bytes], features: np.ndarray) -> None:
         """Store `features`, one row per `content_key` in `keys`."""
+        self._write(np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32), features)
+        self.merge_small_shards()
+        self.remove_stale_temp_files()
+
+    def _write(self, keys: np.ndarray, features: np.ndarray) -> bool:
+        """A new shard of these (n, 32) keys and their rows, written whole or not at all; whether it was."""
         name = uuid.uuid4().hex
         tmp = self.directory / f".{name}.tmp"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            save_file(
-                {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32),
-                 "features": np.ascontiguousarray(features, dtype=np.float32)},
-                str(tmp),
-            )
+            save_file({"keys": keys, "features": np.ascontiguousarray(features, dtype=np.float32)}, str(tmp))
             os.replace(tmp, self.directory / f"{name}.safetensors")
+            return True
         except (OSError, SafetensorError):  # safetensors reports a full disk as its own error
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)  # a read-only or full disk only costs recomputation
-        self.remove_stale_temp_files()
+            return False
+
+    def merge_small_shards(self) -> None:
+        """Past MAX_SMALL_SHARDS shards of under SMALL_SHARD_ROWS rows, merge those into one. A
+        script that predicts one input per call writes a one-row shard each time, and every
+        lookup opens every shard: after 3,000 such calls a lookup took 0.1 s, and it grew with
+        each call. Another process reading meanwhile at worst misses a row (recomputed); two
+        merging at once at worst store a row twice."""
+        shard_files = list(self.directory.glob("*.safetensors"))
+        if len(shard_files) <= MAX_SMALL_SHARDS:
+            return
+        small: list[Path] = []
+        keys: dict[bytes, None] = {}  # in order, each once
+        features: list[np.ndarray] = []
+        width = None
+        for shard in shard_files:
+            try:
+                with safe_open(str(shard), framework="numpy") as f:
+                    if f.get_slice("keys").get_shape()[0] >= SMALL_SHARD_ROWS:
+                        continue
+                    shard_keys, shard_features = f.get_tensor("keys"), f.get_tensor("features")
+            except Exception:  # unreadable, or not a shard of ours: left as it is
+                continue
+            if (shard_keys.ndim != 2 or shard_keys.shape[1] != 32 or shard_features.ndim != 2
+                    or len(shard_keys) != len(shard_features)):
+                continue
+            if width is not None and shard_features.shape[1] != width:  # a foreign file's width: left as it is
+                continue
+            width = shard_features.shape[1]
+            small.append(shard)
+            for key, row in zip(shard_keys, shard_features):
+                # a row stored twice (two runs at once) is kept once; a damaged one, never served, not at all
+                if key.tobytes() not in keys and np.isfinite(row).all():
+                    keys[key.tobytes()] = None
+                    features.append(row)
+        if len(small) <= MAX_SMALL_SHARDS:
+            return
+        if features and not self._write(np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32),
+                                        np.stack(features)):
+            return  # nothing written (a full or read-only disk): the shards stay
+        for shard in small:
+            with contextlib.suppress(OSError):  # another process merged it already
+                shard.unlink()
 
     def remove_stale_temp_files(self) -> None:
         """Temp files a killed process left (SIGKILL, the OOM killer: 19 MB each, never read

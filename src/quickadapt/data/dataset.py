@@ -4,11 +4,9 @@ from __future__ import annotations
 import hashlib
 import numbers
 import re
-import sys
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -199,13 +197,12 @@ def half_character(text: str) -> str | None:
     return found.group() if found else None
 
 
-@lru_cache(maxsize=None)
-def unseen_characters() -> dict:
-    """`str.translate`'s table that drops what MiniLM's tokenizer drops before reading: format
-    characters (zero-width space and joiners, a BOM, a soft hyphen) and control characters other
-    than white space (which separates words, so `split` reads it)."""
-    return dict.fromkeys(c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"
-                         or unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace())
+def unseen(char: str) -> bool:
+    """Whether MiniLM's tokenizer drops `char` before reading: format characters (zero-width
+    space and joiners, a BOM, a soft hyphen) and control characters other than white space
+    (which separates words, so `split` reads it)."""
+    category = unicodedata.category(char)
+    return category == "Cf" or category == "Cc" and not char.isspace()
 
 
 def text_normal_form(text: str) -> str:
@@ -219,5 +216,7 @@ def text_normal_form(text: str) -> str:
     For an encoder that does see case, grouping more only holds out more together, which can
     make the estimate more conservative but never scores a fold on what it trained on. The
     embedding cache keeps exact inputs (`content_key`): this form decides only what is held out."""
-    text = unicodedata.normalize("NFKC", text).translate(unseen_characters())
+    text = unicodedata.normalize("NFKC", text)
+    if not text.isprintable():  # only then can it hold a format or control character: read each
+        text = "".join(c for c in text if not unseen(c))  # (a table over all of Unicode took 0.1 s a process)
     return " ".join(text.split()).casefold()

@@ -203,6 +203,11 @@ def fit(
     result = {"out": str(out), "encoder": encoder, "strategy": strategy, **fit_metrics(model),
               # a model folder's encoder carries what it learnt, unless it never learnt anything (adapt.learned_before)
               "encoder_pretrained": model.info["encoder_pretrained"]}
+    if "cv_disagreements" in model.info:  # with their inputs, which the manifest does not keep
+        names = train.input_ids()
+        result["cv_disagreements"] = [{"row": d["row"], "input": names[d["row"] - 1],
+                                       **{k: d[k] for k in ("label", "predicted", "score")}}
+                                      for d in model.info["cv_disagreements"]]
     emit(result, as_json, _fit_summary(result))
 
 
@@ -220,6 +225,7 @@ def _fit_summary(r: dict) -> str:
         if "cv_balanced_accuracy" in r:  # only where class sizes differ more than 3x (evaluate/cv.IMBALANCE)
             lines.append(f"balanced accuracy (mean recall of the classes scored): {r['cv_balanced_accuracy']:.1%}; "
                          "the figure above weighs each class by its number of examples")
+        lines += _disagreements(r.get("cv_disagreements", []))
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
     if "blend" in r:
@@ -252,6 +258,26 @@ def _fit_summary(r: dict) -> str:
     if not r.get("encoder_pretrained", True):
         lines.append(f"note: {r['encoder']} starts from random weights, so nothing pretrained was transferred")
     return "\n".join(lines)
+
+
+SHOWN_DISAGREEMENTS = 5  # more examples predicted otherwise than this are listed by --json only
+
+
+def _disagreements(found: list[dict]) -> list[str]:
+    """Lines naming the examples the folds' models, which never saw them, put in another class:
+    the most confident first, the likeliest to be mislabelled."""
+    if not found:
+        return []
+    n = len(found)
+    more = f"; --json lists all {n}" if n > SHOWN_DISAGREEMENTS else ""
+    lines = [f"{_count(n, 'example')} predicted as another class out of fold (mislabelled, or hard; "
+             f"the most confident first{more}):"]
+    for d in found[:SHOWN_DISAGREEMENTS]:
+        shown = str(d.get("input", ""))  # a model's info keeps the rows alone
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        lines.append(f"  row {d['row']}:{' ' + json.dumps(shown, ensure_ascii=False) if shown else ''} labelled "
+                     f"{d['label']}, predicted {d['predicted']} ({d['score']:.2f})")
+    return lines
 
 
 def _baseline_lead(r: dict, significance: float) -> str:

@@ -544,12 +544,15 @@ def test_a_point_apart_on_100_rows_is_called_noise():
     assert (c["only_this_right"], c["only_other_right"], c["n"]) == (3, 2, 100)
     assert c["accuracy"] == 0.96 and c["classes_unknown_to_other"] == []
     assert c["p_better"] == pytest.approx(0.5) and c["p_worse"] == pytest.approx(0.8125)
-    line = _against_summary(c, 0.97)
-    assert "accuracy 96.0% there, 97.0% here" in line and "within the noise of 100 rows (McNemar p = 0.50)" in line
-    # out-of-scope rows are left out, as accuracy leaves them out
-    c = _compare_on_rows(np.append(truth, "oos"), np.append(mine, "a"), np.append(theirs, "oos"), ["a", "b"], "oos",
-                         None, "old")
-    assert c["n"] == 100 and c["only_other_right"] == 2
+    line = _against_summary(c, {"accuracy": 0.97})
+    assert "accuracy 96.0% there, 97.0% here; 3 right here only, 2 there only" in line
+    assert "within the noise of 100 rows (McNemar p = 0.50)" in line
+    # out-of-scope rows are left out of the test, as accuracy leaves them out; both recalls are shown
+    c = _compare_on_rows(np.append(truth, "oos"), np.append(mine, "a"), np.append(theirs, "__none__"), ["a", "b"],
+                         "oos", "__none__", "old")
+    assert c["n"] == 100 and c["only_other_right"] == 2 and c["oos_recall"] == 1.0
+    assert "out-of-scope recall 100.0% there, 0.0% here; 3 right here only" in _against_summary(
+        c, {"accuracy": 0.97, "oos_recall": 0.0})
 
 
 def test_evaluate_scores_a_class_named_none_unless_abstaining(clinc_small, tmp_path):

@@ -542,7 +542,7 @@ def evaluate(
             threshold=threshold, progress=None if quiet else f"evaluating {against}")
         report["against"] = _compare_on_rows(test.labels, labels, other_labels, other.classes[task], oos_label,
                                              none_label if abstaining else None, against)
-        summary += _against_summary(report["against"], report["accuracy"])
+        summary += _against_summary(report["against"], report)
     if out is not None:
         summary += f"\nwrote {len(test)} rows (input, label, predicted, score) to {out}"
     emit(report, as_json, summary, what="every row's prediction")
@@ -571,14 +571,18 @@ def _compare_on_rows(truth, labels, other_labels, other_classes, oos_label, none
             "classes_unknown_to_other": sorted(set(truth[in_scope].tolist()) - set(other_classes))}
 
 
-def _against_summary(c: dict, accuracy) -> str:
-    """Both accuracies on the same rows and whether the difference is more than noise."""
+def _against_summary(c: dict, report: dict) -> str:
+    """Both accuracies on the same rows and whether the difference is more than noise (and both
+    out-of-scope recalls: a model that answers more out-of-scope questions can gain accuracy)."""
     from quickadapt.evaluate.cv import SIGNIFICANCE
 
     if not c["n"]:
         return f"\nagainst {c['model']}: no in-scope rows to compare on"
-    line = (f"\nagainst {c['model']} on the same {c['n']} rows: accuracy {c['accuracy']:.1%} there, {accuracy:.1%} here; "
-            f"{c['only_this_right']} right here only, {c['only_other_right']} there only: ")
+    line = (f"\nagainst {c['model']} on the same {c['n']} rows: accuracy {c['accuracy']:.1%} there, "
+            f"{report['accuracy']:.1%} here; ")
+    if c.get("oos_recall") is not None:
+        line += f"out-of-scope recall {c['oos_recall']:.1%} there, {report['oos_recall']:.1%} here; "
+    line += f"{c['only_this_right']} right here only, {c['only_other_right']} there only: "
     if c["p_better"] < SIGNIFICANCE:
         line += f"this model is better (McNemar p = {c['p_better']:.3f})"
     elif c["p_worse"] < SIGNIFICANCE:

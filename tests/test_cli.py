@@ -528,8 +528,9 @@ def test_evaluate_against_another_model_compares_on_the_same_rows(text_model, cl
     digits = tmp_path / "digits"  # a model of other inputs is named, not taken for the one evaluated
     assert run("fit", "--data", "builtin:digits-features", "--encoder", "mlp", "--cv", "0", "--out", digits,
                "--quiet").exit_code == 0
-    assert_bad_input(run("evaluate", out, "--data", clinc_small["test"], "--against", digits),
-                     f"is text data but the model {digits} reads features")
+    assert_bad_input(run("evaluate", out, "--data", clinc_small["test"], "--against", digits, "--out",
+                         tmp_path / "rows.csv"), f"is text data but the model {digits} reads features")
+    assert not (tmp_path / "rows.csv").exists()  # nothing written by a command that failed
 
 
 def test_a_point_apart_on_100_rows_is_called_noise():

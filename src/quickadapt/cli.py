@@ -522,10 +522,6 @@ def evaluate(
     # without abstaining every answer is a class: one named as --none-label is scored, not abstained
     report = classification_report(test.labels, labels, oos_label=oos_label,
                                    none_label=none_label if abstaining else None)
-    if out is not None:  # which rows it got wrong, and as what: the figures above do not say
-        _write_predictions_file(out, [{"input": i, "label": t, "predicted": p, "score": shown_score(sc)} for i, t, p, sc
-                                      in zip(test.input_ids(), test.labels, labels, scores)], force)
-        report["out"] = str(out)
     abstained = f" ({report['n_abstained']} abstained, counted wrong)" if report.get("n_abstained") else ""
     summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples{abstained}"
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
@@ -543,7 +539,11 @@ def evaluate(
         report["against"] = _compare_on_rows(test.labels, labels, other_labels, other.classes[task], oos_label,
                                              none_label if abstaining else None, against)
         summary += _against_summary(report["against"], report)
-    if out is not None:
+    if out is not None:  # which rows it got wrong, and as what: the figures above do not say
+        # written last, so a command that fails (an --against model of other inputs) leaves no file
+        _write_predictions_file(out, [{"input": i, "label": t, "predicted": p, "score": shown_score(sc)} for i, t, p, sc
+                                      in zip(test.input_ids(), test.labels, labels, scores)], force)
+        report["out"] = str(out)
         summary += f"\nwrote {len(test)} rows (input, label, predicted, score) to {out}"
     emit(report, as_json, summary, what="every row's prediction")
 

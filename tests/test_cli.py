@@ -495,6 +495,8 @@ def test_evaluate_writes_each_row_with_its_label_and_prediction(text_model, clin
     r = run("evaluate", out, "--data", clinc_small["test"], "--out", tmp_path / "rows.jsonl", "--quiet")
     assert r.exit_code == 0 and f"wrote 180 rows (input, label, predicted, score) to {tmp_path / 'rows.jsonl'}" in r.stdout
     assert json.loads(open(tmp_path / "rows.jsonl").readline())["label"] == truth[0]["label"]
+    # stdout holds the summary: the rows were dropped without a word
+    assert_bad_input(run("evaluate", out, "--data", clinc_small["test"], "--out", "-"), "is stdout")
 
 
 def test_evaluate_against_another_model_compares_on_the_same_rows(text_model, clinc_small, tmp_path):

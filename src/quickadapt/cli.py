@@ -500,6 +500,8 @@ def evaluate(
 
     if oos_label is not None:
         oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
+    if out is not None and _predictions_path(out) is None:  # predict's stdout: here it holds the summary
+        raise BadInput(f"--out {out} is stdout, where evaluate prints its summary; give a file to write the rows to")
     out = _checked_predictions_path(out, force, (data, model_dir))  # fail before any work
     check_model(model_dir)  # as predict: a missing model named first, bad data before the encoder is built
     if against is not None:

@@ -438,3 +438,14 @@ def test_save_names_its_argument_path_in_its_messages(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(BadInput, match="^path . is the current folder"):
         clf.save(".")
+
+
+def test_the_examples_cross_validation_put_in_another_class_are_named_by_position():
+    # a caller fixing labels needs the rows of X to look at, as fit --json names them
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (12, 4)), rng.normal(8, 1, (12, 4))])
+    y = np.array([0] * 12 + [1] * 12)
+    y[5] = 1  # a point of the first cluster labelled as the second
+    clf = FewShotClassifier(encoder="mlp", cv=3).fit(X, y)
+    found = clf.model_.info["cv_disagreements"]
+    assert found[0]["row"] == 6 and (found[0]["label"], found[0]["predicted"]) == ("1", "0")

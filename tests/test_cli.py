@@ -475,6 +475,89 @@ def _relabelled(src, dst, renames: dict, extra=()):
     return dst
 
 
+def test_evaluate_writes_each_row_with_its_label_and_prediction(text_model, clinc_small, tmp_path):
+    # a user who sees 93 % wants to know which rows were wrong and what they were taken for
+    out, _ = text_model
+    rows_path = tmp_path / "rows.csv"
+    r = run("evaluate", out, "--data", clinc_small["test"], "--out", rows_path, "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    rows = list(csv.DictReader(open(rows_path)))
+    truth = list(csv.DictReader(open(clinc_small["test"])))
+    assert report["out"] == str(rows_path) and list(rows[0]) == ["input", "label", "predicted", "score"]
+    assert [(w["input"], w["label"]) for w in rows] == [(t["text"], t["label"]) for t in truth]
+    assert np.mean([w["label"] == w["predicted"] for w in rows]) == pytest.approx(report["accuracy"])
+    assert run("predict", out, "--data", clinc_small["test"], "--out", tmp_path / "p.csv", "--quiet").exit_code == 0
+    predicted = list(csv.DictReader(open(tmp_path / "p.csv")))  # the same answers and scores as predict's
+    assert [(p["label"], p["score"]) for p in predicted] == [(w["predicted"], w["score"]) for w in rows]
+    # an existing file is kept without --force, as predict keeps it; .jsonl by its name
+    assert_bad_input(run("evaluate", out, "--data", clinc_small["test"], "--out", rows_path), "already exists")
+    r = run("evaluate", out, "--data", clinc_small["test"], "--out", tmp_path / "rows.jsonl", "--quiet")
+    assert r.exit_code == 0 and f"wrote 180 rows (input, label, predicted, score) to {tmp_path / 'rows.jsonl'}" in r.stdout
+    assert json.loads(open(tmp_path / "rows.jsonl").readline())["label"] == truth[0]["label"]
+    # stdout holds the summary: the rows were dropped without a word
+    assert_bad_input(run("evaluate", out, "--data", clinc_small["test"], "--out", "-"), "is stdout")
+
+
+def test_evaluate_against_another_model_compares_on_the_same_rows(text_model, clinc_small, tmp_path):
+    out, _ = text_model
+    truth = list(csv.DictReader(open(clinc_small["train"])))
+
+    def fit(name, rows):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows(rows)
+        r = run("fit", "--data", tmp_path / f"{name}.csv", "--out", tmp_path / name, "--quiet")
+        assert r.exit_code == 0, r.stderr
+        return tmp_path / name
+
+    # the model in use before a class was added: its rows count wrong for it, and it is said
+    older = fit("older", [(t["text"], t["label"]) for t in truth if t["label"] != "weather"])
+    r = run("evaluate", out, "--data", clinc_small["test"], "--against", older, "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    c = report["against"]
+    assert c["classes_unknown_to_other"] == ["weather"] and c["n"] == 180 and c["model"] == str(older)
+    assert c["accuracy"] <= 150 / 180  # the 30 weather rows are all wrong for it
+    assert c["accuracy"] - report["accuracy"] == pytest.approx((c["only_other_right"] - c["only_this_right"]) / 180)
+    assert c["p_better"] < 0.05 and c["p_worse"] == pytest.approx(1.0)
+    text = run("evaluate", out, "--data", clinc_small["test"], "--against", older, "--quiet").stdout
+    assert f"against {older} on the same 180 rows" in text and "this model is better (McNemar p = " in text
+    assert f"{older} never learnt weather: its rows count wrong for it" in text
+    assert_bad_input(run("evaluate", out, "--data", clinc_small["test"], "--against", tmp_path / "nowhere"),
+                     "nowhere")
+    digits = tmp_path / "digits"  # a model of other inputs is named, not taken for the one evaluated
+    assert run("fit", "--data", "builtin:digits-features", "--encoder", "mlp", "--cv", "0", "--out", digits,
+               "--quiet").exit_code == 0
+    assert_bad_input(run("evaluate", out, "--data", clinc_small["test"], "--against", digits, "--out",
+                         tmp_path / "rows.csv"), f"is text data but the model {digits} reads features")
+    assert not (tmp_path / "rows.csv").exists()  # nothing written by a command that failed
+
+
+def test_a_point_apart_on_100_rows_is_called_noise():
+    # 97 % against 96 % on the same 100 rows: 3 rows right here only, 2 there only
+    from quickadapt.cli import _against_summary, _compare_on_rows
+
+    truth = np.array(["a", "b"] * 50, dtype=object)
+    mine, theirs = truth.copy(), truth.copy()
+    mine[[0, 1, 2]] = "x"  # 3 wrong, rows 0-2
+    theirs[[0, 3, 4, 5]] = "x"  # 4 wrong: rows 3-5 are right here only, rows 1-2 there only
+    c = _compare_on_rows(truth, mine, theirs, ["a", "b"], None, None, "old")
+    assert (c["only_this_right"], c["only_other_right"], c["n"]) == (3, 2, 100)
+    assert c["accuracy"] == 0.96 and c["classes_unknown_to_other"] == []
+    assert c["p_better"] == pytest.approx(0.5) and c["p_worse"] == pytest.approx(0.8125)
+    line = _against_summary(c, {"accuracy": 0.97})
+    assert "accuracy 96.0% there, 97.0% here; 3 right here only, 2 there only" in line
+    assert "within the noise of 100 rows (McNemar p = 0.50)" in line
+    # out-of-scope rows are left out of the test, as accuracy leaves them out; both recalls are shown
+    c = _compare_on_rows(np.append(truth, "oos"), np.append(mine, "a"), np.append(theirs, "__none__"), ["a", "b"],
+                         "oos", "__none__", "old")
+    assert c["n"] == 100 and c["only_other_right"] == 2 and c["oos_recall"] == 1.0
+    assert "out-of-scope recall 100.0% there, 0.0% here; 3 right here only" in _against_summary(
+        c, {"accuracy": 0.97, "oos_recall": 0.0})
+
+
 def test_evaluate_scores_a_class_named_none_unless_abstaining(clinc_small, tmp_path):
     """A class named `__none__` (the default --none-label) was dropped from the scores and its
     answers counted as abstentions, and out-of-scope rows answered with it as recalled."""

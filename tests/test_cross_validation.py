@@ -403,3 +403,32 @@ def test_texts_that_differ_only_in_invisible_characters_are_held_out_together():
              "what is\x00 my balance", "what is my\tbalance", "whatis my balance", "book a flight"]
     data = Dataset("text", texts, np.asarray(list("aaaaaaab"), dtype=object))
     assert distinct_examples(data).tolist() == [0, 0, 0, 0, 0, 0, 1, 2]  # a tab still parts words
+
+
+def test_fit_names_the_examples_its_folds_predicted_as_another_class(tmp_path):
+    # two digits given another digit's label: the folds' models, which never saw them, say so,
+    # and a user fixing labels needs to know which rows to look at
+    digits = sample_per_class(load_dataset("builtin:digits-features"), 10, seed=0)
+    X, y = np.asarray(digits.inputs, dtype=np.float32), digits.labels.astype(str).copy()
+    flipped = {4: "7", 57: "3"}  # rows 5 and 58 as read
+    for i, wrong in flipped.items():
+        assert y[i] != wrong
+        y[i] = wrong
+    np.savez(tmp_path / "digits.npz", X=X, y=y)
+    r = run("fit", "--data", tmp_path / "digits.npz", "--encoder", "mlp", "--out", tmp_path / "m", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    found = json.loads(r.stdout)["cv_disagreements"]
+    wrong_rows = {d["row"]: d for d in found}
+    assert {5, 58} <= set(wrong_rows)
+    for i in flipped:
+        d = wrong_rows[i + 1]
+        assert (d["input"], d["label"]) == (str(i), flipped[i])  # input: the row as predict names it
+    assert [d["score"] for d in found] == sorted((d["score"] for d in found), reverse=True)
+    assert len(found) == round((1 - json.loads(r.stdout)["cv_accuracy"]) * 100)  # every one it got wrong
+    # the model keeps the rows (not the inputs) with what the fit measured
+    kept = json.loads((tmp_path / "m" / "manifest.json").read_text())["info"]["cv_disagreements"]
+    assert kept == [{k: v for k, v in d.items() if k != "input"} for d in found]
+
+    text = run("fit", "--data", tmp_path / "digits.npz", "--encoder", "mlp", "--out", tmp_path / "m2", "--quiet").stdout
+    assert f"{len(found)} examples predicted as another class out of fold" in text
+    assert f"  row {found[0]['row']}: \"{found[0]['input']}\" labelled {found[0]['label']}, predicted" in text

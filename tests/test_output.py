@@ -215,6 +215,11 @@ def test_stdout_that_cannot_be_written_is_one_line_naming_what_was_saved(tmp_pat
                                "--quiet")
     assert proc.returncode == 2 and proc.stderr.strip().endswith(f"; the model was saved to {tmp_path / 'm'}"), proc.stderr
     assert (tmp_path / "m" / "manifest.json").is_file()
+    # evaluate --out saves the rows, not a model
+    proc = quickadapt_in_shell(">/dev/full", "evaluate", tmp_path / "m", "--data", tmp_path / "d.npz", "--out",
+                               tmp_path / "rows.csv", "--quiet")
+    assert proc.stderr.strip().endswith(f"; every row's prediction was saved to {tmp_path / 'rows.csv'}"), proc.stderr
+    assert (tmp_path / "rows.csv").is_file()
     closed = quickadapt_in_shell(">&-", "predict", tmp_path / "m", "--data", tmp_path / "d.npz", "--quiet")
     assert closed.returncode == 2 and closed.stderr.strip() == "error: stdout is closed, so the result cannot be written"
 

@@ -28,7 +28,8 @@ from quickadapt.encoders.cache import kept_in_memory
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
 from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, distinct_examples, mcnemar_p, n_distinct,
-                                    n_folds, one_per_example, oof_accuracy, oof_balanced_accuracy, out_of_fold)
+                                    n_folds, one_per_example, oof_accuracy, oof_balanced_accuracy,
+                                    oof_disagreements, out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.train import pick_device, run_environment, seed_everything, weights_finite
@@ -235,6 +236,8 @@ def adapt(
     kept = one_per_example(ids, oof[0]) if oof is not None else None
     if oof is not None:
         info["cv_accuracy"] = oof_accuracy(data, oof, ids)
+        # which examples it got wrong, so a user can look for mislabels (fit prints them with their inputs)
+        info["cv_disagreements"] = oof_disagreements(data, oof, ids)
         # the plain figure is mostly the big classes' (100, 100 and 2 examples: 99.5 %, 69.2 % on 30 of each)
         if class_sizes_differ(data.labels[oof[0][kept]]):
             info["cv_balanced_accuracy"] = oof_balanced_accuracy(data, oof, ids)

@@ -42,7 +42,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     encoder_params: the encoder's settings, e.g. {"max_length": 512}.
     cv: folds of the accuracy estimate on the training examples, stored in
         `model_.info["cv_accuracy"]` (0, the default, measures nothing; the command line's
-        `fit` uses 3); 2 or more also calibrates the threshold that `abstain` uses.
+        `fit` uses 3); 2 or more also calibrates the threshold that `abstain` uses, and
+        `model_.info["cv_disagreements"]` lists the examples the folds put in another class
+        (`row`: the position in X counted from 1; `label` and `predicted` as strings; `score`),
+        the most confident first, the likeliest to be mislabelled.
     abstain, none_label, threshold: with abstain=True, predict answers `none_label` where the
         top probability is below `threshold` (None: the one calibrated with `cv`). A threshold
         given alone abstains too, as the command line's --threshold implies --abstain.

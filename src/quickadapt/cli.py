@@ -135,10 +135,10 @@ def _stdout_to_devnull() -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def write_stdout(write, *, saved: str | None = None) -> None:
+def write_stdout(write, *, saved: str | None = None, what: str = "the model") -> None:
     """`write(stream)` on stdout, flushed here: a closed stdout (`>&-`), a full disk or a
     read-only destination is one line naming what was saved anyway, not a traceback at exit."""
-    kept = f"; the model was saved to {saved}" if saved else ""
+    kept = f"; {what} was saved to {saved}" if saved else ""
     if sys.stdout is None:
         raise BadInput(f"stdout is closed, so the result cannot be written{kept}")
     try:
@@ -151,11 +151,12 @@ def write_stdout(write, *, saved: str | None = None) -> None:
         raise BadInput(f"cannot write the result to stdout ({exc.strerror or exc}){kept}") from None
 
 
-def emit(result: dict, as_json: bool, summary: str) -> None:
+def emit(result: dict, as_json: bool, summary: str, what: str = "the model") -> None:
+    """`result` (--json) or `summary` on stdout; `what` names the file or folder at `result["out"]`."""
     from quickadapt.output import finite_json
 
     text = json.dumps(finite_json(result), indent=None, default=str, allow_nan=False) if as_json else summary
-    write_stdout(lambda stream: print(text, file=stream), saved=result.get("out"))
+    write_stdout(lambda stream: print(text, file=stream), saved=result.get("out"), what=what)
 
 
 def split_settings(pairs: Optional[List[str]]) -> tuple[dict, dict]:
@@ -203,6 +204,11 @@ def fit(
     result = {"out": str(out), "encoder": encoder, "strategy": strategy, **fit_metrics(model),
               # a model folder's encoder carries what it learnt, unless it never learnt anything (adapt.learned_before)
               "encoder_pretrained": model.info["encoder_pretrained"]}
+    if "cv_disagreements" in model.info:  # with their inputs, which the manifest does not keep
+        names = train.input_ids()
+        result["cv_disagreements"] = [{"row": d["row"], "input": names[d["row"] - 1],
+                                       **{k: d[k] for k in ("label", "predicted", "score")}}
+                                      for d in model.info["cv_disagreements"]]
     emit(result, as_json, _fit_summary(result))
 
 
@@ -220,6 +226,7 @@ def _fit_summary(r: dict) -> str:
         if "cv_balanced_accuracy" in r:  # only where class sizes differ more than 3x (evaluate/cv.IMBALANCE)
             lines.append(f"balanced accuracy (mean recall of the classes scored): {r['cv_balanced_accuracy']:.1%}; "
                          "the figure above weighs each class by its number of examples")
+        lines += _disagreements(r.get("cv_disagreements", []))
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
     if "blend" in r:
@@ -252,6 +259,26 @@ def _fit_summary(r: dict) -> str:
     if not r.get("encoder_pretrained", True):
         lines.append(f"note: {r['encoder']} starts from random weights, so nothing pretrained was transferred")
     return "\n".join(lines)
+
+
+SHOWN_DISAGREEMENTS = 5  # more examples predicted otherwise than this are listed by --json only
+
+
+def _disagreements(found: list[dict]) -> list[str]:
+    """Lines naming the examples the folds' models, which never saw them, put in another class:
+    the most confident first, the likeliest to be mislabelled."""
+    if not found:
+        return []
+    n = len(found)
+    more = f"; --json lists all {n}" if n > SHOWN_DISAGREEMENTS else ""
+    lines = [f"{_count(n, 'example')} predicted as another class out of fold (mislabelled, or hard; "
+             f"the most confident first{more}):"]
+    for d in found[:SHOWN_DISAGREEMENTS]:
+        shown = str(d.get("input", ""))  # a model's info keeps the rows alone
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        lines.append(f"  row {d['row']}:{' ' + json.dumps(shown, ensure_ascii=False) if shown else ''} labelled "
+                     f"{d['label']}, predicted {d['predicted']} ({d['score']:.2f})")
+    return lines
 
 
 def _baseline_lead(r: dict, significance: float) -> str:
@@ -294,7 +321,7 @@ def _model_inputs(model, data, spec: str, model_dir: Path):
     from quickadapt.data.columns import match_columns
 
     if data.modality != model.encoder.modality:
-        raise BadInput(f"{spec} is {data.modality} data but the model reads {model.encoder.modality}")
+        raise BadInput(f"{spec} is {data.modality} data but the model {model_dir} reads {model.encoder.modality}")
     model.encoder.note_unread_inputs(data.inputs)
     note_colour_unseen(model, data)
     return match_columns(data, model.info.get("feature_columns"), f"the data {model_dir} was trained on", drop_extra=True)
@@ -320,14 +347,8 @@ def predict(
     from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.model import shown_score
-    from quickadapt.output import check_output
 
-    out = _predictions_path(out)
-    if out is not None:
-        out = check_output(out, force, inputs=(data, model_dir), file=True)  # fail before any work; ~ expanded
-        if out.suffix.lower() not in PREDICTION_FORMATS:  # an .xlsx holding csv would not open
-            raise BadInput(f"--out {out}: predictions are written as {', '.join(filter(None, PREDICTION_FORMATS))}; "
-                           f"not as {out.suffix}")
+    out = _checked_predictions_path(out, force, (data, model_dir))
     check_model(model_dir)  # a missing model is named first; the data is read before the encoder is built
     dataset = load_dataset(data, labels="ignore", row_names=True)
     model = _load(model_dir, device)
@@ -352,7 +373,9 @@ PREDICTION_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".txt", "")  # .txt and
 
 
 def _write_csv(stream, rows, delimiter: str = ",") -> None:
-    writer = csv.DictWriter(stream, fieldnames=["input", "label", "score"], delimiter=delimiter, lineterminator="\n")
+    # predict's columns, or evaluate's per-row ones (input, label, predicted, score)
+    writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else ["input", "label", "score"],
+                            delimiter=delimiter, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
 
@@ -376,6 +399,20 @@ def _predictions_path(out: str | None) -> Path | None:
     if out.endswith(("/", os.sep)):  # Path() drops the slash, and a file named `results` was written
         raise BadInput(f"--out {out} ends with a slash, so it names a folder; give the path of a file to write")
     return Path(out)
+
+
+def _checked_predictions_path(out: str | None, force: bool, inputs) -> Path | None:
+    """`_predictions_path`, checked before any work (quickadapt/output.py; ~ expanded) and
+    written in a format its name asks for."""
+    from quickadapt.output import check_output
+
+    out = _predictions_path(out)
+    if out is not None:
+        out = check_output(out, force, inputs=inputs, file=True)
+        if out.suffix.lower() not in PREDICTION_FORMATS:  # an .xlsx holding csv would not open
+            raise BadInput(f"--out {out}: predictions are written as {', '.join(filter(None, PREDICTION_FORMATS))}; "
+                           f"not as {out.suffix}")
+    return out
 
 
 def _is_stdout(path: str) -> bool:
@@ -445,20 +482,33 @@ def evaluate(
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
     oos_label: Optional[str] = typer.Option(None, "--oos-label", help="Test label that marks out-of-scope rows."),
+    out: Optional[str] = typer.Option(None, "--out", help="Also write every row: input, label (the test's), predicted "
+                                                          "and score; csv, or .tsv, .jsonl, .json as predict --out."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    against: Optional[Path] = typer.Option(None, "--against", help="Another model folder (the one in use) scored on "
+                                                                    "the same rows: both accuracies and whether the "
+                                                                    "difference is more than noise (McNemar's test)."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
-    """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 (--json: every class's scores)."""
+    """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 (--json: every class's scores;
+    --out: every row's prediction; --against OLD: the same rows scored by another model)."""
     from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.data.loaders import label_text
     from quickadapt.evaluate.metrics import classification_report
+    from quickadapt.model import shown_score
 
     if oos_label is not None:
         oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
+    if out is not None and _predictions_path(out) is None:  # predict's stdout: here it holds the summary
+        raise BadInput(f"--out {out} is stdout, where evaluate prints its summary; give a file to write the rows to")
+    out = _checked_predictions_path(out, force, (data, model_dir))  # fail before any work
     check_model(model_dir)  # as predict: a missing model named first, bad data before the encoder is built
-    test = load_dataset(data)
+    if against is not None:
+        check_model(against)
+    read = load_dataset(data)
     model = _load(model_dir, device)
-    test = _model_inputs(model, test, data, model_dir)
+    test = _model_inputs(model, read, data, model_dir)
     model.check_task(task)
     if oos_label is not None and oos_label in model.classes[task]:
         raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")
@@ -467,7 +517,7 @@ def evaluate(
         hint = "more than the --oos-label" if oos_label is not None else "pass --oos-label if they mark out-of-scope"
         raise BadInput(f"{data} has labels the model never saw ({', '.join(unknown[:5])}); {hint}")
     abstaining = abstain or threshold is not None
-    labels, _ = model.predict(
+    labels, scores = model.predict(
         test.inputs, task=task, abstain=abstaining, none_label=none_label,
         threshold=threshold, progress=None if quiet else "evaluating",
     )
@@ -483,7 +533,70 @@ def evaluate(
         if not abstaining:  # every input got a class: no recall is possible
             summary += " (without --abstain every input gets a class; add it to answer none of these)"
         summary += _oos_swallowers(report["per_class"])
-    emit(report, as_json, summary)
+    if against is not None:
+        other = _load(against, device)
+        other_labels, _ = other.predict(
+            _model_inputs(other, read, data, against).inputs, task=task, abstain=abstaining, none_label=none_label,
+            threshold=threshold, progress=None if quiet else f"evaluating {against}")
+        report["against"] = _compare_on_rows(test.labels, labels, other_labels, other.classes[task], oos_label,
+                                             none_label if abstaining else None, against)
+        summary += _against_summary(report["against"], report)
+    if out is not None:  # which rows it got wrong, and as what: the figures above do not say
+        # written last, so a command that fails (an --against model of other inputs) leaves no file
+        _write_predictions_file(out, [{"input": i, "label": t, "predicted": p, "score": shown_score(sc)} for i, t, p, sc
+                                      in zip(test.input_ids(), test.labels, labels, scores)], force)
+        report["out"] = str(out)
+        summary += f"\nwrote {len(test)} rows (input, label, predicted, score) to {out}"
+    emit(report, as_json, summary, what="every row's prediction")
+
+
+def _compare_on_rows(truth, labels, other_labels, other_classes, oos_label, none_label, other_dir: Path) -> dict:
+    """The other model's figures on the same test rows, and McNemar's exact test on the in-scope
+    rows (those accuracy counts) that only one of the two gets right, as fit compares a model
+    with its baseline: two models a point apart on 100 rows (2 rows against 1) are p = 0.5 apart,
+    noise, which their accuracies alone do not say. A test class the other model never learnt
+    (one added since) counts wrong for it."""
+    import numpy as np
+
+    from quickadapt.evaluate.cv import mcnemar_p
+    from quickadapt.evaluate.metrics import classification_report
+
+    truth, labels, other_labels = (np.asarray(list(a), dtype=object) for a in (truth, labels, other_labels))
+    theirs = classification_report(truth, other_labels, oos_label=oos_label, none_label=none_label)
+    in_scope = truth != oos_label if oos_label is not None else np.ones(len(truth), dtype=bool)
+    right, other_right = (labels == truth)[in_scope], (other_labels == truth)[in_scope]
+    return {"model": str(other_dir), "accuracy": theirs["accuracy"], "macro_f1": theirs["macro_f1"],
+            **({"oos_recall": theirs["oos_recall"]} if "oos_recall" in theirs else {}),
+            "n": int(in_scope.sum()), "only_this_right": int(np.sum(right & ~other_right)),
+            "only_other_right": int(np.sum(other_right & ~right)),
+            "p_better": mcnemar_p(right, other_right), "p_worse": mcnemar_p(other_right, right),
+            "classes_unknown_to_other": sorted(set(truth[in_scope].tolist()) - set(other_classes))}
+
+
+def _against_summary(c: dict, report: dict) -> str:
+    """Both accuracies on the same rows and whether the difference is more than noise (and both
+    out-of-scope recalls: a model that answers more out-of-scope questions can gain accuracy)."""
+    from quickadapt.evaluate.cv import SIGNIFICANCE
+
+    if not c["n"]:
+        return f"\nagainst {c['model']}: no in-scope rows to compare on"
+    line = (f"\nagainst {c['model']} on the same {c['n']} rows: accuracy {c['accuracy']:.1%} there, "
+            f"{report['accuracy']:.1%} here; ")
+    if c.get("oos_recall") is not None:
+        line += f"out-of-scope recall {c['oos_recall']:.1%} there, {report['oos_recall']:.1%} here; "
+    line += f"{c['only_this_right']} right here only, {c['only_other_right']} there only: "
+    if c["p_better"] < SIGNIFICANCE:
+        line += f"this model is better (McNemar p = {c['p_better']:.3f})"
+    elif c["p_worse"] < SIGNIFICANCE:
+        line += f"this model is WORSE (McNemar p = {c['p_worse']:.3f})"
+    else:
+        line += (f"the difference is within the noise of {c['n']} rows "
+                 f"(McNemar p = {min(c['p_better'], c['p_worse']):.2f})")
+    unknown = c["classes_unknown_to_other"]
+    if unknown:
+        line += (f"\n{c['model']} never learnt {', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}: "
+                 f"{'its' if len(unknown) == 1 else 'their'} rows count wrong for it")
+    return line
 
 
 def _lowest_f1(per_class: dict) -> str:

@@ -136,6 +136,20 @@ def oof_accuracy(data: Dataset, oof, ids: np.ndarray | None = None) -> float:
     return float(np.mean(pred[keep] == data.labels[scored[keep]]))
 
 
+def oof_disagreements(data: Dataset, oof, ids: np.ndarray | None = None) -> list[dict]:
+    """The distinct scored examples whose out-of-fold prediction is another class than their
+    label, the most confident first: where a model that never saw an example is sure it is
+    something else, the label is the likeliest one to be wrong (three of 100 CLINC utterances
+    given another intent's label were the three most confident of the four disagreements). Each
+    is `row` (1-based, in the order read, as "data row N" elsewhere), `label`, `predicted`, `score`."""
+    scored, pred, score = oof
+    keep = one_per_example(distinct_examples(data) if ids is None else ids, scored)
+    wrong = keep[pred[keep] != data.labels[scored[keep]]]
+    wrong = wrong[np.argsort(-score[wrong], kind="stable")]
+    return [{"row": int(scored[k]) + 1, "label": str(data.labels[scored[k]]), "predicted": str(pred[k]),
+             "score": float(score[k])} for k in wrong]
+
+
 IMBALANCE = 3  # classes whose sizes differ more than this many times are reported class by class too
 
 

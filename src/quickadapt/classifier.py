@@ -18,7 +18,7 @@ from quickadapt.adapt import adapt
 from quickadapt.data.dataset import Dataset, half_character, input_list
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
-from quickadapt.model import abstain_threshold, check_none_label, shown_score
+from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score
 
 
 # settings that shape predictions or refits but are not stored in the model itself
@@ -287,7 +287,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if classes is None or sorted(map(label_text, classes)) != sorted(names):
             classes = names
         clf.classes_ = np.asarray(classes)
-        clf._columns = np.asarray([names.index(label_text(c)) for c in clf.classes_])
+        # by the label rule: a model fit on the floats 1.0, 2.0 before they were read as 1, 2 stored "1.0", "2.0"
+        clf._columns = np.asarray([class_index(c, names) for c in clf.classes_])
         if clf._modality() == "features":
             clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))
             if model.info.get("feature_columns"):  # a DataFrame's or a feature csv's column names

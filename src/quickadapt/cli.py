@@ -448,10 +448,13 @@ def evaluate(
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 (--json: every class's scores)."""
+    from dataclasses import replace
+
     from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.data.loaders import label_text
     from quickadapt.evaluate.metrics import classification_report
+    from quickadapt.model import class_index
 
     if oos_label is not None:
         oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
@@ -460,8 +463,9 @@ def evaluate(
     model = _load(model_dir, device)
     test = _model_inputs(model, test, data, model_dir)
     model.check_task(task)
-    if oos_label is not None and oos_label in model.classes[task]:
+    if oos_label is not None and class_index(oos_label, model.classes[task]) is not None:
         raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")
+    test = replace(test, labels=model.as_classes(test.labels, task))  # 1 is the class a model stored as "1.0"
     unknown = sorted(set(test.classes) - set(model.classes[task]) - {oos_label})
     if unknown:
         hint = "more than the --oos-label" if oos_label is not None else "pass --oos-label if they mark out-of-scope"

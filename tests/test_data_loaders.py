@@ -574,6 +574,23 @@ def test_text_datasets_made_in_python_are_checked_as_files_are():
         adapt_domain(Dataset("text", texts, labels), Dataset("text", [" ", "rain"], name="target"), progress=False)
 
 
+def test_half_characters_in_a_python_dataset_are_refused_as_in_a_file(tmp_path):
+    """A text holding half a character (a lone UTF-16 surrogate) in a Dataset built in Python
+    ended in the tokenizer's TypeError ('TextEncodeInput must be Union[...]'), and such a label
+    in a UnicodeEncodeError from the data fingerprint, where a file's line and FewShotClassifier's
+    X[i] and y[i] are refused; every refusal now says it in the same words."""
+    from quickadapt.adapt import adapt
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w"] * 2
+    said = r"half a character \('\\ud83d', a lone UTF-16 surrogate, as a text cut inside an emoji keeps\); remove it$"
+    with pytest.raises(BadInput, match="^data: data row 3 has a text holding " + said):
+        adapt(Dataset("text", [*texts[:2], "play \ud83d", texts[3]], labels), cv=0, progress=False)
+    with pytest.raises(BadInput, match="^tickets: data row 2 has a label holding " + said):
+        Dataset("features", np.ones((4, 2)), ["m", "w \ud83d", "m", "w"], name="tickets")
+    with pytest.raises(BadInput, match="line 1 has a label holding " + said):
+        load_dataset(str(write(tmp_path / "x.jsonl", '{"text": "ok", "label": "happy \\ud83d"}\n')))
+
+
 def test_a_missing_label_in_python_is_refused_not_made_a_class():
     """A pandas label column with gaps (None, NaN) became the classes "None" and "nan", where a
     file's empty label cell is refused."""

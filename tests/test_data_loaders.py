@@ -646,3 +646,22 @@ def test_a_python_dataset_names_float_labels_as_a_file_does(tmp_path):
     assert source.classes == target_test.classes == ["1", "2", "3"]
     check_inputs(source, Dataset("features", x), target_test)  # no "labels the source lacks"
     assert Dataset("text", ["a", "b", "c"], ["1.0", np.float32(2.0), 3]).classes == ["1.0", "2", "3"]  # text as given
+
+
+def test_the_data_fingerprint_tells_apart_feature_files_that_float32_rounds_alike(tmp_path):
+    """The fingerprint hashed feature values at float32: event times in nanoseconds (1.7e18) lie
+    137 s apart in float32, so two logs of the same events with times 100 s apart shared one, while
+    the mlp, reading them at float64, fit other models (cross-validated 87.5 % against 56 % on 40
+    such events). The same numbers as read from a csv and from a float64 .npz still share one."""
+    times = (1_700_000_000 * 10**9 + np.arange(8) * 60 * 10**9).astype(np.float64)  # one a minute
+    rounded = times.astype(np.float32).astype(np.float64)  # up to 68 s away, alike at float32
+    assert (rounded != times).all()
+    labels = ["a", "b"] * 4
+    assert (Dataset("features", np.c_[np.ones(8), times], labels).fingerprint()
+            != Dataset("features", np.c_[np.ones(8), rounded], labels).fingerprint())
+
+    write(tmp_path / "f.csv", "a,b,label\n" + "".join(f"{v:.4f},{w},{lab}\n" for v, w, lab in
+                                                       zip(np.linspace(0, 1, 8), range(8), labels)))
+    np.savez(tmp_path / "f.npz", X=np.c_[np.round(np.linspace(0, 1, 8), 4), np.arange(8)].astype(np.float64),
+             y=np.array(labels))
+    assert load_dataset(str(tmp_path / "f.csv")).fingerprint() == load_dataset(str(tmp_path / "f.npz")).fingerprint()

@@ -119,9 +119,10 @@ class Dataset:
         """sha256 over inputs and labels: which data a model was adapted on."""
         h = hashlib.sha256(self.modality.encode())
         if self.modality == "features":
-            arr = np.ascontiguousarray(np.asarray(self.inputs, dtype=np.float32))
-            h.update(str(arr.shape).encode())
-            h.update(arr.tobytes())
+            # the values as read (float64), as the mlp reads them: at float32 two files whose
+            # values float32 rounds alike shared one, though they fit other models (event times
+            # in nanoseconds, 1.7e18, lie 137 s apart in float32: 87.5 % against 56 % estimated)
+            h.update(content_bytes(np.asarray(self.inputs), "features"))
         else:
             for x in self.inputs:
                 h.update(content_bytes(x, self.modality))

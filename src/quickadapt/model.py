@@ -54,6 +54,7 @@ def check_none_label(none_label: str, classes) -> None:
     if label_text(none_label) in {label_text(c) for c in classes}:
         raise BadInput(f"{option('none_label')} {none_label!r} is one of the model's classes; choose another name")
 
+
 def class_index(label: str, classes: Sequence[str]) -> int | None:
     """Which of a model's `classes` the label `label` names, as files' labels are read (`1` and
     `1.0` are one class), or None. A model fit on a Python Dataset of the floats 1.0, 2.0 before
@@ -172,8 +173,8 @@ class AdaptedModel(nn.Module):
         """`labels` written as this model's class names (`class_index`); a label naming none of
         them is kept as it is."""
         names = self.classes[task]
-        index = [class_index(label, names) for label in labels]
-        return np.asarray([label if i is None else names[i] for label, i in zip(labels, index)], dtype=object)
+        index = {label: class_index(label, names) for label in set(labels)}  # a test file repeats few labels
+        return np.asarray([label if index[label] is None else names[index[label]] for label in labels], dtype=object)
 
     def check_task(self, task: str) -> None:
         """A task this model has a head for: one line, not a KeyError (CLI and API alike)."""

@@ -2,6 +2,7 @@
 one line on stderr, no traceback, no half-written output."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -921,3 +922,35 @@ def test_bad_data_is_refused_before_the_model_is_built(text_model, tmp_path, mon
         assert_bad_input(run(command, text_model[0], "--data", tmp_path / "no_text.csv"), "no `text` column")
         assert_bad_input(run(command, tmp_path / "nomodel", "--data", tmp_path / "missing.csv"), "no such model folder")
     assert not built
+
+
+def test_a_model_stored_with_float_class_names_is_read_by_the_label_rule(tmp_path):
+    """tests/data/float_labels_model_e296e9c was saved by quickadapt at e296e9c from a Python
+    Dataset of the floats 1.0, 2.0 (an mlp of width 4 under prototypes, on the 12 rows of
+    float_labels_e296e9c.csv), when such labels were named with str(): its manifest holds the
+    classes "1.0", "2.0". Labels are now read as files read them (1.0 is 1), and evaluate refused
+    the file's labels 1, 2 (or 1.0, 2.0) as ones the model never saw, while FewShotClassifier.load
+    failed with "ValueError: '1' is not in list"."""
+    import shutil
+
+    from quickadapt import FewShotClassifier
+
+    data = Path(__file__).parent / "data"
+    model = tmp_path / "model"
+    shutil.copytree(data / "float_labels_model_e296e9c", model)
+    stored = (model / "manifest.json").read_bytes()
+    test = data / "float_labels_e296e9c.csv"
+    as_floats = tmp_path / "floats.csv"
+    as_floats.write_text(test.read_text().replace(",1\n", ",1.0\n").replace(",2\n", ",2.0\n"))
+    for labelled in (test, as_floats):
+        r = run("evaluate", model, "--data", labelled, "--json", "--quiet")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["accuracy"] == 1.0
+    assert_bad_input(run("evaluate", model, "--data", test, "--oos-label", "2", "--quiet"), "not an out-of-scope mark")
+    assert_bad_input(run("predict", model, "--data", test, "--threshold", "0.5", "--none-label", "1.0", "--quiet"),
+                     "one of the model's classes")
+
+    clf = FewShotClassifier.load(model)
+    X = np.loadtxt(test, delimiter=",", skiprows=1)[:, :4]
+    assert clf.predict(X).tolist() == ["1.0"] * 6 + ["2.0"] * 6  # the names the model stored
+    assert (model / "manifest.json").read_bytes() == stored

@@ -574,6 +574,23 @@ def test_text_datasets_made_in_python_are_checked_as_files_are():
         adapt_domain(Dataset("text", texts, labels), Dataset("text", [" ", "rain"], name="target"), progress=False)
 
 
+def test_half_characters_in_a_python_dataset_are_refused_as_in_a_file(tmp_path):
+    """A text holding half a character (a lone UTF-16 surrogate) in a Dataset built in Python
+    ended in the tokenizer's TypeError ('TextEncodeInput must be Union[...]'), and such a label
+    in a UnicodeEncodeError from the data fingerprint, where a file's line and FewShotClassifier's
+    X[i] and y[i] are refused; every refusal now says it in the same words."""
+    from quickadapt.adapt import adapt
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w"] * 2
+    said = r"half a character \('\\ud83d', a lone UTF-16 surrogate, as a text cut inside an emoji keeps\); remove it$"
+    with pytest.raises(BadInput, match="^data: data row 3 has a text holding " + said):
+        adapt(Dataset("text", [*texts[:2], "play \ud83d", texts[3]], labels), cv=0, progress=False)
+    with pytest.raises(BadInput, match="^tickets: data row 2 has a label holding " + said):
+        Dataset("features", np.ones((4, 2)), ["m", "w \ud83d", "m", "w"], name="tickets")
+    with pytest.raises(BadInput, match="line 1 has a label holding " + said):
+        load_dataset(str(write(tmp_path / "x.jsonl", '{"text": "ok", "label": "happy \\ud83d"}\n')))
+
+
 def test_a_missing_label_in_python_is_refused_not_made_a_class():
     """A pandas label column with gaps (None, NaN) became the classes "None" and "nan", where a
     file's empty label cell is refused."""
@@ -629,3 +646,22 @@ def test_a_python_dataset_names_float_labels_as_a_file_does(tmp_path):
     assert source.classes == target_test.classes == ["1", "2", "3"]
     check_inputs(source, Dataset("features", x), target_test)  # no "labels the source lacks"
     assert Dataset("text", ["a", "b", "c"], ["1.0", np.float32(2.0), 3]).classes == ["1.0", "2", "3"]  # text as given
+
+
+def test_the_data_fingerprint_tells_apart_feature_files_that_float32_rounds_alike(tmp_path):
+    """The fingerprint hashed feature values at float32: event times in nanoseconds (1.7e18) lie
+    137 s apart in float32, so two logs of the same events with times 100 s apart shared one, while
+    the mlp, reading them at float64, fit other models (cross-validated 87.5 % against 56 % on 40
+    such events). The same numbers as read from a csv and from a float64 .npz still share one."""
+    times = (1_700_000_000 * 10**9 + np.arange(8) * 60 * 10**9).astype(np.float64)  # one a minute
+    rounded = times.astype(np.float32).astype(np.float64)  # up to 68 s away, alike at float32
+    assert (rounded != times).all()
+    labels = ["a", "b"] * 4
+    assert (Dataset("features", np.c_[np.ones(8), times], labels).fingerprint()
+            != Dataset("features", np.c_[np.ones(8), rounded], labels).fingerprint())
+
+    write(tmp_path / "f.csv", "a,b,label\n" + "".join(f"{v:.4f},{w},{lab}\n" for v, w, lab in
+                                                       zip(np.linspace(0, 1, 8), range(8), labels)))
+    np.savez(tmp_path / "f.npz", X=np.c_[np.round(np.linspace(0, 1, 8), 4), np.arange(8)].astype(np.float64),
+             y=np.array(labels))
+    assert load_dataset(str(tmp_path / "f.csv")).fingerprint() == load_dataset(str(tmp_path / "f.npz")).fingerprint()

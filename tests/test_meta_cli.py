@@ -768,3 +768,43 @@ def test_a_meta_step_too_large_for_memory_is_refused_before_the_work(tmp_path, m
     memory.check_step_fits(encoder, inputs, n_way=20, k_shot=5, n_query=5, tasks=16, device=torch.device("cpu"))
     with pytest.raises(BadInput, match="of 4 episodes of 200 ways"):  # the estimate grows with the examples
         memory.check_step_fits(encoder, inputs, n_way=200, k_shot=5, n_query=15, tasks=4, device=torch.device("cpu"))
+
+
+def test_a_meta_step_is_checked_against_the_memory_limit_of_a_container(tmp_path, monkeypatch):
+    """In a container (docker --memory 1g) the machine's memory is the host's: the check compared
+    a step with it and let through one that the out-of-memory killer then stopped without a word.
+    The smallest limit of the process's control groups and their parents counts (v2's memory.max,
+    v1's memory.limit_in_bytes; "max" and v1's near-2**63 are no limit). A fake cgroup folder here."""
+    from quickadapt.meta import memory
+
+    v2 = tmp_path / "v2"
+    (v2 / "box" / "job").mkdir(parents=True)
+    (v2 / "memory.max").write_text("max\n")
+    (v2 / "box" / "memory.max").write_text(f"{2**30}\n")
+    (v2 / "box" / "job" / "memory.max").write_text(f"{3 * 2**30}\n")  # the parent's 1 GiB binds it
+    (tmp_path / "own_v2").write_text("0::/box/job\n")
+    assert memory.cgroup_limit_bytes(v2, tmp_path / "own_v2") == 2**30
+    (tmp_path / "own_docker").write_text("0::/\n")  # a container sees its own group as the root
+    (v2 / "memory.max").write_text(f"{2 * 2**30}\n")
+    assert memory.cgroup_limit_bytes(v2, tmp_path / "own_docker") == 2 * 2**30
+    (tmp_path / "own_host_path").write_text("0::/system.slice/docker-1.scope\n")  # a path the mount lacks
+    assert memory.cgroup_limit_bytes(v2, tmp_path / "own_host_path") == 2 * 2**30
+
+    v1 = tmp_path / "v1"
+    (v1 / "memory" / "a").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (v1 / "memory" / "a" / "memory.limit_in_bytes").write_text(f"{5 * 2**30}\n")
+    (tmp_path / "own_v1").write_text("9:pids:/\n4:memory:/a\n0::/\n")
+    assert memory.cgroup_limit_bytes(v1, tmp_path / "own_v1") == 5 * 2**30
+    (v1 / "memory" / "a" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert memory.cgroup_limit_bytes(v1, tmp_path / "own_v1") is None
+    assert memory.cgroup_limit_bytes(tmp_path / "none", tmp_path / "no_such_file") is None
+
+    monkeypatch.setattr(memory, "CGROUP_ROOT", v2)
+    monkeypatch.setattr(memory, "OWN_CGROUPS", tmp_path / "own_v2")
+    assert memory.memory_bytes(torch.device("cpu")) == 2**30  # not the machine's
+    r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 20, "--shots", 5,
+            "--steps", 1, "--set", "validate_every=0", "--quiet", "--out", tmp_path / "m")
+    assert_bad_input(r, "one meta-step of 16 episodes of 20 ways x (5 shots + 5 queries) needs at least")
+    assert "more than this process's memory limit (cgroup) of 1.0 GiB" in r.stderr
+    assert not (tmp_path / "m").exists()

@@ -226,7 +226,8 @@ def adapt(
         info["feature_columns"] = list(data.columns)
     started = time.perf_counter()
     folds_bar = "cross-validation folds" if progress else None
-    ids = distinct_examples(data)  # once: each call hashes every input (an image's whole file)
+    # once: each call hashes every input (an image's whole file); long texts read alike as one
+    ids = distinct_examples(data, base_encoder.read_alike(data.inputs))
     oof = out_of_fold(data, fit_fold, cv, seed, progress=folds_bar, ids=ids) if cv and cv > 1 else None
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
     distinct = n_distinct(ids)

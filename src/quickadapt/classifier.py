@@ -15,10 +15,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from quickadapt.adapt import adapt
-from quickadapt.data.dataset import Dataset, half_character, input_list
+from quickadapt.data.dataset import Dataset, half_character, half_character_problem, input_list
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
-from quickadapt.model import abstain_threshold, check_none_label, shown_score
+from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score
 
 
 # settings that shape predictions or refits but are not stored in the model itself
@@ -106,8 +106,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"X[{empty}] is empty text; every input needs some text")
             half = next((i for i, x in enumerate(X) if half_character(x)), None)
             if half is not None:
-                raise ValueError(f"X[{half}] holds half a character ({ascii(half_character(X[half]))}, a lone UTF-16 "
-                                 "surrogate, as a text cut inside an emoji keeps); remove it")
+                raise ValueError(f"X[{half}] holds {half_character_problem(X[half])}")
         return X
 
     def fit(self, X, y):
@@ -143,8 +142,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
         half = next((i for i, v in enumerate(y) if isinstance(v, str) and half_character(v)), None)
         if half is not None:  # no model folder could be written (UTF-8)
-            raise ValueError(f"y[{half}] holds half a character ({ascii(half_character(y[half]))}, a lone UTF-16 "
-                             "surrogate, as a text cut inside an emoji keeps); remove it")
+            raise ValueError(f"y[{half}] holds {half_character_problem(y[half])}")
         # quickadapt labels are strings, as the command line reads them from files (1.0 is "1");
         # classes_ keeps the caller's values, mapped back by column
         try:
@@ -290,7 +288,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if classes is None or sorted(map(label_text, classes)) != sorted(names):
             classes = names
         clf.classes_ = np.asarray(classes)
-        clf._columns = np.asarray([names.index(label_text(c)) for c in clf.classes_])
+        # by the label rule: a model fit on the floats 1.0, 2.0 before they were read as 1, 2 stored "1.0", "2.0"
+        clf._columns = np.asarray([class_index(c, names) for c in clf.classes_])
         if clf._modality() == "features":
             clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))
             if model.info.get("feature_columns"):  # a DataFrame's or a feature csv's column names

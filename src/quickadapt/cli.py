@@ -492,11 +492,13 @@ def evaluate(
 ):
     """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 (--json: every class's scores;
     --out: every row's prediction; --against OLD: the same rows scored by another model)."""
+    from dataclasses import replace
+
     from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.data.loaders import label_text
     from quickadapt.evaluate.metrics import classification_report
-    from quickadapt.model import shown_score
+    from quickadapt.model import class_index, shown_score
 
     if oos_label is not None:
         oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
@@ -510,8 +512,9 @@ def evaluate(
     model = _load(model_dir, device)
     test = _model_inputs(model, read, data, model_dir)
     model.check_task(task)
-    if oos_label is not None and oos_label in model.classes[task]:
+    if oos_label is not None and class_index(oos_label, model.classes[task]) is not None:
         raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")
+    test = replace(test, labels=model.as_classes(test.labels, task))  # 1 is the class a model stored as "1.0"
     unknown = sorted(set(test.classes) - set(model.classes[task]) - {oos_label})
     if unknown:
         hint = "more than the --oos-label" if oos_label is not None else "pass --oos-label if they mark out-of-scope"
@@ -538,7 +541,9 @@ def evaluate(
         other_labels, _ = other.predict(
             _model_inputs(other, read, data, against).inputs, task=task, abstain=abstaining, none_label=none_label,
             threshold=threshold, progress=None if quiet else f"evaluating {against}")
-        report["against"] = _compare_on_rows(test.labels, labels, other_labels, other.classes[task], oos_label,
+        # in this model's class names: an older model may have stored class 1 as "1.0" (model.class_index)
+        report["against"] = _compare_on_rows(test.labels, labels, model.as_classes(other_labels, task),
+                                             model.as_classes(other.classes[task], task), oos_label,
                                              none_label if abstaining else None, against)
         summary += _against_summary(report["against"], report)
     if out is not None:  # which rows it got wrong, and as what: the figures above do not say

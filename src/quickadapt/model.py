@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from quickadapt.data.dataset import as_inputs
+from quickadapt.data.dataset import as_inputs, label_text
 from quickadapt.encoders.base import Encoder, embed
 from quickadapt.errors import BadInput, option
 
@@ -51,10 +51,22 @@ def abstain_threshold(calibrated: float | None, given: float | None) -> float:
 def check_none_label(none_label: str, classes) -> None:
     """An abstention must not read as a class the model predicts, as files' labels are read
     (`2.0` is class `2`)."""
-    from quickadapt.data.loaders import label_text
-
     if label_text(none_label) in {label_text(c) for c in classes}:
         raise BadInput(f"{option('none_label')} {none_label!r} is one of the model's classes; choose another name")
+
+
+def class_index(label: str, classes: Sequence[str]) -> int | None:
+    """Which of a model's `classes` the label `label` names, as files' labels are read (`1` and
+    `1.0` are one class), or None. A model fit on a Python Dataset of the floats 1.0, 2.0 before
+    they were read so stored its classes as "1.0", "2.0": test files' 1 and 2 (or 1.0) named no
+    class. The exact name wins (image folders `1` and `1.0` are two classes); a label text two
+    classes share names neither."""
+    classes = list(classes)
+    if label in classes:
+        return classes.index(label)
+    same = [i for i, c in enumerate(classes) if label_text(c) == label_text(label)]
+    return same[0] if len(same) == 1 else None
+
 
 class AdaptedModel(nn.Module):
     """`heads[task]` maps encoder features to logits over `classes[task]`.
@@ -156,6 +168,13 @@ class AdaptedModel(nn.Module):
                                   self.info.get("uncalibrated_classes") or [])
             labels = [none_label if shown_score(s) < t else lab for lab, s in zip(labels, scores)]
         return labels, scores
+
+    def as_classes(self, labels, task: str = MAIN_TASK) -> np.ndarray:
+        """`labels` written as this model's class names (`class_index`); a label naming none of
+        them is kept as it is."""
+        names = self.classes[task]
+        index = {label: class_index(label, names) for label in set(labels)}  # a test file repeats few labels
+        return np.asarray([label if index[label] is None else names[index[label]] for label in labels], dtype=object)
 
     def check_task(self, task: str) -> None:
         """A task this model has a head for: one line, not a KeyError (CLI and API alike)."""

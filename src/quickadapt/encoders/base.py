@@ -51,6 +51,11 @@ class Encoder(nn.Module):
         """Say (a note) when this encoder cannot read part of some inputs (cut to fit, or unknown
         to it); nothing by default."""
 
+    def read_alike(self, inputs: Sequence) -> dict[int, bytes]:
+        """Inputs this encoder reads as one though they differ, by position: a key each, the
+        same for inputs read alike (cross-validation holds them out together); none by default."""
+        return {}
+
     @property
     def fits_inputs(self) -> bool:
         """Whether `fit_inputs` would still learn something (then each cross-validation fold

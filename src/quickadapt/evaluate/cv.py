@@ -11,13 +11,17 @@ from quickadapt.data.dataset import Dataset, example_key
 from quickadapt.progress import log, progress_bar
 
 
-def distinct_examples(data: Dataset) -> np.ndarray:
+def distinct_examples(data: Dataset, read_alike: dict[int, bytes] | None = None) -> np.ndarray:
     """Each example numbered in order of first appearance, copies alike: the same text (capitals
     and spacing aside: `example_key`), image or feature row with the same label. An input seen under two or more labels is not a copy but
     an input that recurs (a few discrete features, noisy labels): each of its rows counts on its
     own, as new rows with it will come. (Grouped by input and label, such rows were held out
-    against training rows of the same input under the other labels: 23 % estimated, 77.5 % real.)"""
+    against training rows of the same input under the other labels: 23 % estimated, 77.5 % real.)
+    `read_alike`: the encoder's keys for inputs it reads as one though they differ (`Encoder.read_alike`:
+    long texts alike up to where they are cut), which replace theirs."""
     keys = [example_key(x, data.modality) for x in data.inputs]
+    for i, key in (read_alike or {}).items():
+        keys[i] = key
     labels_of: dict[bytes, set] = {}
     for k, y in zip(keys, data.labels):
         labels_of.setdefault(k, set()).add(y)

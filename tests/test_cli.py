@@ -947,6 +947,14 @@ def test_a_model_stored_with_float_class_names_is_read_by_the_label_rule(tmp_pat
         assert r.exit_code == 0, r.stderr
         assert json.loads(r.stdout)["accuracy"] == 1.0
     assert_bad_input(run("evaluate", model, "--data", test, "--oos-label", "2", "--quiet"), "not an out-of-scope mark")
+    # compared with a model that names its classes 1, 2: the same answers, not all wrong for one of them
+    newer = tmp_path / "newer"
+    assert run("fit", "--data", test, "--encoder", "mlp", "--out", newer, "--quiet").exit_code == 0
+    for this, other in ((model, newer), (newer, model)):
+        r = run("evaluate", this, "--data", test, "--against", other, "--json", "--quiet")
+        assert r.exit_code == 0, r.stderr
+        against = json.loads(r.stdout)["against"]
+        assert against["accuracy"] == 1.0 and against["classes_unknown_to_other"] == []
     assert_bad_input(run("predict", model, "--data", test, "--threshold", "0.5", "--none-label", "1.0", "--quiet"),
                      "one of the model's classes")
 

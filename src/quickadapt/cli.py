@@ -273,7 +273,7 @@ def _load(model_dir: Path, device: str):
     from quickadapt.artifact import load_model
     from quickadapt.train import pick_device
 
-    return load_model(model_dir, device=pick_device(device))
+    return load_model(model_dir, device=pick_device(device), for_cache=True)  # predict and evaluate only predict
 
 
 def note_colour_unseen(model, data) -> None:

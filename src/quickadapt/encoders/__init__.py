@@ -16,6 +16,7 @@ from quickadapt.encoders.efficientnet_lite0 import create_efficientnet_lite0
 from quickadapt.encoders.hf_text import cached_hf_encoder, create_hf_folder, create_minilm, minilm_path
 from quickadapt.encoders.mlp import create_mlp
 from quickadapt.encoders.resnet12 import create_resnet12
+from quickadapt.encoder_catalog import ENCODER_MODALITY
 from quickadapt.errors import BadInput
 from quickadapt.registry import Registry
 
@@ -26,14 +27,6 @@ ENCODERS.register("conv4")(create_conv4)
 ENCODERS.register("resnet12")(create_resnet12)
 ENCODERS.register("efficientnet-lite0")(create_efficientnet_lite0)
 
-# modality each registered encoder expects, for early checks and listings
-ENCODER_MODALITY = {
-    "minilm": "text",
-    "mlp": "features",
-    "conv4": "image",
-    "resnet12": "image",
-    "efficientnet-lite0": "image",
-}
 
 
 PRETRAINED = {"minilm", "efficientnet-lite0"}

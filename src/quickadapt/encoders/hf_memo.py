@@ -30,20 +30,28 @@ def memo_dir() -> Path:
 
 def folder_identity(folder: Path, tokenizer_files) -> str:
     """A hash of the folder's config, weights and tokenizer files (their bytes: ~0.1 s for
-    minilm's 91 MB), quickadapt's version and its readers' versions."""
+    minilm's 91 MB), quickadapt's version and its readers' versions. Hashed once per process
+    while the files' sizes and modification times stay the same: a predict whose input the
+    cache lacks asks for it twice (to look the memo up, then when the build checks for one)."""
     from quickadapt import __version__
 
+    names = ["config.json", *tokenizer_files, *sorted(p.name for p in folder.glob("*.safetensors*"))]
+    files = [folder / name for name in dict.fromkeys(names) if (folder / name).is_file()]
+    seen = tuple((str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
+    if seen in _IDENTITIES:
+        return _IDENTITIES[seen]
     h = hashlib.sha256(f"quickadapt {__version__}".encode())
     for reader in READERS:
         with contextlib.suppress(metadata.PackageNotFoundError):
             h.update(f"|{reader} {metadata.version(reader)}".encode())
-    names = ["config.json", *tokenizer_files, *sorted(p.name for p in folder.glob("*.safetensors*"))]
-    for name in dict.fromkeys(names):
-        path = folder / name
-        if path.is_file():
-            with open(path, "rb") as f:
-                h.update(f"|{name}|".encode() + hashlib.file_digest(f, "sha256").digest())
-    return h.hexdigest()[:32]
+    for path in files:
+        with open(path, "rb") as f:
+            h.update(f"|{path.name}|".encode() + hashlib.file_digest(f, "sha256").digest())
+    _IDENTITIES[seen] = h.hexdigest()[:32]
+    return _IDENTITIES[seen]
+
+
+_IDENTITIES: dict[tuple, str] = {}
 
 
 def read_memo(identity: str) -> dict | None:

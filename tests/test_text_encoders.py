@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import assert_bad_input, run
-from quickadapt.encoders import create_encoder
+from quickadapt.encoders import create_encoder, embed
 from quickadapt.encoders.hf_text import minilm_path
 from quickadapt.errors import BadInput
 
@@ -125,3 +125,62 @@ def test_characters_outside_the_vocabulary_are_named_at_fit_and_predict(tmp_path
     assert r.exit_code == 0 and "1 of 2 texts hold" in r.stderr and "(1 of 9 tokens, such as 💳)" in r.stderr
     (tmp_path / "e.csv").write_text("text\nwhat is my balance\ncafé, naïve, Überweisung\n")
     assert "vocabulary lacks" not in run("predict", tmp_path / "m", "--data", tmp_path / "e.csv").stderr
+
+
+def predict_in_process(*args, env=None):
+    """`quickadapt ARGS` in a fresh process: (stdout, notes on stderr, whether transformers was imported)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import sys\nfrom quickadapt.cli import main\nsys.argv = ['quickadapt', *{[str(a) for a in args]!r}]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('transformers' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1] in ("True", "False"), r.stderr
+    return r.stdout, [line for line in lines if line.startswith("note:")], lines[-1] == "True"
+
+
+def test_a_predict_whose_inputs_are_all_cached_does_not_build_the_encoder(tmp_path, monkeypatch):
+    """Building minilm (transformers' BERT, its weights) took ~2.5 s of a 3.9 s one-text predict
+    even when every feature was cached. A build remembers what the cache key and the notes need,
+    so a predict or evaluate of cached inputs builds nothing, says the same notes and gives the
+    same answers and scores as one that computes every feature; a cache miss builds it then."""
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    rows = ["what is my balance,balance", "how much money do i have,balance", "play some jazz,music",
+            "put on my playlist,music", "my card 💳 is lost,balance", "skip this song,music"]
+    (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    long = " ".join(["word"] * 150)
+    (tmp_path / "p.csv").write_text(f"text,label\nwhat is my balance,balance\nwhere is my card 💳,balance\n"
+                                    f"{long} music,music\nplay the next song,music\n")
+    assert run("fit", "--data", tmp_path / "t.csv", "--encoder", "minilm", "--cv", 0, "--out", tmp_path / "m",
+               "--quiet").exit_code == 0
+    for command in ("predict", "evaluate"):  # evaluate's features are all cached by predict's run
+        args = (command, tmp_path / "m", "--data", tmp_path / "p.csv")
+        computed = predict_in_process(*args, env={"QUICKADAPT_NO_CACHE": "1"})
+        assert computed[2] and len(computed[1]) == 2  # the long text and the emoji, said
+        if command == "predict":  # three features not cached yet: the encoder is built for them
+            assert predict_in_process(*args) == computed
+        assert predict_in_process(*args) == (*computed[:2], False)
+
+
+def test_caches_written_before_are_found_without_building_the_encoder(tmp_path, monkeypatch):
+    """The unbuilt encoder's cache key is the built one's, setting for setting, so the caches
+    filled before (by builds) still serve; its sizes and notes' reading agree too."""
+    import quickadapt.encoders
+    from quickadapt.encoders import create_encoder_for_cache
+    from quickadapt.encoders.cache import cache_key
+
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(quickadapt.encoders, "_PRISTINE", {})  # each built here, remembering into this cache
+    folder = model_folder(tmp_path, pooling="cls_token")
+    for name, settings in (("minilm", {}), ("minilm", {"layers": 1, "max_length": 64}), (str(folder), {"layers": 2})):
+        built = create_encoder(name, **settings)
+        unbuilt = create_encoder_for_cache(name, **settings)
+        assert "model" not in unbuilt._modules  # nothing read yet
+        assert cache_key(unbuilt) == cache_key(built) and unbuilt.settings == built.settings
+        assert (unbuilt.embed_dim, unbuilt.unknown_id, unbuilt.position_limit) == \
+            (built.embed_dim, built.unknown_id, built.position_limit)
+    texts = ["what is my balance", "where is my card 💳"]
+    assert np.array_equal(embed(unbuilt, texts, cache=False), embed(built, texts, cache=False))  # built at first use
+    assert cache_key(unbuilt) == cache_key(built)

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from quickadapt import __version__
-from quickadapt.encoders import create_encoder
+from quickadapt.encoders import create_encoder, create_encoder_for_cache
 from quickadapt.encoders.base import encoder_fingerprint
 from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
@@ -360,10 +360,12 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
-def load_model(folder: str | Path, *, device: str | torch.device = "cpu") -> AdaptedModel:
+def load_model(folder: str | Path, *, device: str | torch.device = "cpu", for_cache: bool = False) -> AdaptedModel:
+    """The model in `folder`. `for_cache`: it only predicts, so a pretrained text encoder is
+    built at the first input whose features are not cached (encoders.create_encoder_for_cache)."""
     # a quoted '~/m' too, as fit --out and --data read it
     folder = as_path(folder, "the model folder").expanduser()
-    return read_whole(folder, lambda: _read_model(folder, device))
+    return read_whole(folder, lambda: _read_model(folder, device, for_cache))
 
 
 def check_model(folder: str | Path) -> None:
@@ -374,20 +376,20 @@ def check_model(folder: str | Path) -> None:
     read_whole(folder, lambda: read_manifest(folder))
 
 
-def _read_model(folder: Path, device) -> AdaptedModel:
+def _read_model(folder: Path, device, for_cache: bool = False) -> AdaptedModel:
     manifest = read_manifest(folder)
     with manifest_errors(folder):
-        return _load_model(folder, manifest, device)
+        return _load_model(folder, manifest, device, for_cache)
 
 
-def _load_model(folder: Path, manifest: dict, device) -> AdaptedModel:
+def _load_model(folder: Path, manifest: dict, device, for_cache: bool = False) -> AdaptedModel:
     if manifest["kind"] not in ("classifier", "multitask"):
         raise BadInput(f"{folder}: {'an' if manifest['kind'][0] in 'aeiou' else 'a'} {manifest['kind']} model has no classifier; use it as {option('encoder')} instead")
     _check_threshold(folder, manifest.get("threshold"))
     if "blend" in manifest:
-        return _load_blend(folder, manifest, device)
+        return _load_blend(folder, manifest, device, for_cache)
     tensors = _load_tensors(folder)
-    encoder = build_encoder(manifest, tensors, folder)
+    encoder = build_encoder(manifest, tensors, folder, for_cache)
     heads, classes = {}, {}
     if not manifest["tasks"]:
         raise BadInput(f"{folder}: {MANIFEST} names no tasks; {DAMAGED}")
@@ -416,7 +418,7 @@ def _check_threshold(folder: Path, threshold) -> None:
         raise BadInput(f"{folder}: the manifest's threshold {threshold!r} is not a probability in [0, 1]; {DAMAGED}")
 
 
-def _load_blend(folder: Path, manifest: dict, device) -> BlendedModel:
+def _load_blend(folder: Path, manifest: dict, device, for_cache: bool = False) -> BlendedModel:
     blend = manifest["blend"]
     parts = []
     for name in blend["parts"]:
@@ -424,7 +426,7 @@ def _load_blend(folder: Path, manifest: dict, device) -> BlendedModel:
             raise BadInput(f"{folder}: blended model part {name!r} is not a folder inside the model's own")
         if not (folder / name / MANIFEST).is_file():
             raise BadInput(f"{folder}: blended model part {name!r} is missing")
-        parts.append(load_model(folder / name, device=device))
+        parts.append(load_model(folder / name, device=device, for_cache=for_cache))
     model = BlendedModel(parts, blend["weights"], strategy=manifest["strategy"]["name"],
                          strategy_params=manifest["strategy"]["params"])
     model.threshold = manifest.get("threshold")
@@ -442,15 +444,19 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
         raise BadInput(f"{path}: unreadable weights ({exc})") from None
 
 
-def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path):
-    """Rebuild the encoder the manifest names; load stored weights, checking every key matches."""
+def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path, for_cache: bool = False):
+    """Rebuild the encoder the manifest names; load stored weights, checking every key matches.
+    `for_cache` (predicting only): pretrained weights may come unbuilt (create_encoder_for_cache)."""
     spec = manifest["encoder"]
     if spec["weights"] not in ("pretrained", "stored"):
         raise BadInput(f"{folder}: encoder weights {spec['weights']!r} are neither 'pretrained' nor 'stored'; {DAMAGED}")
     stored = spec["weights"] == "stored"
     if not stored and any(k.startswith("encoder.") for k in tensors):  # they would be dropped unread
         raise BadInput(f"{folder}: {WEIGHTS} holds encoder weights but the manifest says 'pretrained'; {DAMAGED}")
-    encoder = create_encoder(spec["name"], pretrained=not stored, **spec["settings"])
+    if for_cache and not stored:
+        encoder = create_encoder_for_cache(spec["name"], **spec["settings"])
+    else:
+        encoder = create_encoder(spec["name"], pretrained=not stored, **spec["settings"])
     if (encoder.modality, encoder.embed_dim) != (spec["modality"], spec["embed_dim"]):
         raise BadInput(f"{folder}: the manifest's encoder reads {spec['modality']} into {spec['embed_dim']} features, "
                        f"but {spec['name']!r} rebuilds as {encoder.modality} into {encoder.embed_dim}; {DAMAGED}")

@@ -300,7 +300,7 @@ def _load(model_dir: Path, device: str):
     from quickadapt.artifact import load_model
     from quickadapt.train import pick_device
 
-    return load_model(model_dir, device=pick_device(device))
+    return load_model(model_dir, device=pick_device(device), for_cache=True)  # predict and evaluate only predict
 
 
 def note_colour_unseen(model, data) -> None:
@@ -646,10 +646,10 @@ def datasets(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
 def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List the encoders by name (a Hugging Face folder path also works) and their settings
     (--set encoder.KEY=value)."""
-    from quickadapt.encoders import ENCODER_MODALITY, ENCODERS, encoder_defaults, list_encoders
+    from quickadapt.encoder_catalog import ENCODER_CATALOG  # not the classes: they import torch
 
-    items = [{"name": n, "modality": ENCODER_MODALITY.get(n, "?"), "settings": encoder_defaults(ENCODERS.get(n))}
-             for n in list_encoders()]
+    items = [{"name": n, "modality": modality, "settings": settings}
+             for n, (modality, settings) in sorted(ENCODER_CATALOG.items())]
     emit({"encoders": items}, as_json, "\n".join(
         f"{e['name']:<20} {e['modality']:<9} {' '.join(f'{k}={v!r}' for k, v in e['settings'].items())}".rstrip()
         for e in items))

@@ -13,9 +13,10 @@ from typing import Callable
 from quickadapt.encoders.base import Encoder, batch_to, embed, weights_hash
 from quickadapt.encoders.conv4 import create_conv4
 from quickadapt.encoders.efficientnet_lite0 import create_efficientnet_lite0
-from quickadapt.encoders.hf_text import create_hf_folder, create_minilm
+from quickadapt.encoders.hf_text import cached_hf_encoder, create_hf_folder, create_minilm, minilm_path
 from quickadapt.encoders.mlp import create_mlp
 from quickadapt.encoders.resnet12 import create_resnet12
+from quickadapt.encoder_catalog import ENCODER_MODALITY
 from quickadapt.errors import BadInput
 from quickadapt.registry import Registry
 
@@ -26,14 +27,6 @@ ENCODERS.register("conv4")(create_conv4)
 ENCODERS.register("resnet12")(create_resnet12)
 ENCODERS.register("efficientnet-lite0")(create_efficientnet_lite0)
 
-# modality each registered encoder expects, for early checks and listings
-ENCODER_MODALITY = {
-    "minilm": "text",
-    "mlp": "features",
-    "conv4": "image",
-    "resnet12": "image",
-    "efficientnet-lite0": "image",
-}
 
 
 PRETRAINED = {"minilm", "efficientnet-lite0"}
@@ -118,6 +111,20 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
     if encoder.is_pretrained:
         _PRISTINE[key] = copy.deepcopy(encoder)
     return encoder
+
+
+def create_encoder_for_cache(name: str, **settings) -> Encoder:
+    """`create_encoder(name, pretrained=True, **settings)` for predicting: a text encoder whose
+    files an earlier build remembered comes unbuilt, so that inputs whose features are all
+    cached skip importing transformers and reading the weights (~2.5 s for minilm); it is built
+    at the first input the cache lacks. Never for an encoder that will be trained."""
+    if name == "minilm" or (name not in ENCODERS and ("/" in str(name) or Path(str(name)).is_dir())):
+        folder, factory = (minilm_path(), create_minilm) if name == "minilm" else (Path(str(name)), create_hf_folder)
+        if set(settings) <= set(encoder_settings(factory)):  # else create_encoder names the unknown one
+            encoder = cached_hf_encoder(folder, str(name), typed_settings(factory, settings, str(name)))
+            if encoder is not None:
+                return encoder
+    return create_encoder(name, **settings)
 
 
 def list_encoders() -> list[str]:

@@ -102,12 +102,17 @@ def weights_hash(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def state_version(module: nn.Module) -> int:
+    """A count that grows whenever any tensor of `module` changes in place."""
+    return sum(t._version for t in module.state_dict(keep_vars=True).values())
+
+
 def encoder_fingerprint(encoder: "Encoder") -> str:
     """What the features depend on: the exact weights and the preprocessing (for the embedding
     cache, and to tell at loading that a model's rebuilt encoder is the one it was fit on).
     Hashing ~100 MB of weights takes a moment, so it is remembered until any tensor changes in
     place (optimiser steps and load_state_dict bump each tensor's _version counter)."""
-    version = sum(t._version for t in encoder.state_dict(keep_vars=True).values())
+    version = state_version(encoder)
     memo = getattr(encoder, "_weights_hash_memo", None)
     if memo is None or memo[0] != version:
         memo = (version, weights_hash(encoder))

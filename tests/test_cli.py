@@ -912,17 +912,25 @@ def test_short_calls_do_not_import_what_they_do_not_use(args, heavy):
 
 def test_the_encoders_listing_says_what_the_encoder_classes_declare():
     """`quickadapt encoders` lists a torch-free catalog; each registered encoder's modality and
-    settings' defaults there are the ones its class declares, so the two cannot drift apart."""
+    settings' defaults there are the ones its class declares (a Hugging Face folder's, the ones
+    its factory declares), so the two cannot drift apart."""
     import typing
 
-    from quickadapt.encoder_catalog import ENCODER_CATALOG
+    from quickadapt.encoder_catalog import ENCODER_CATALOG, FOLDER_CATALOG
     from quickadapt.encoders import ENCODERS, encoder_defaults, list_encoders
+    from quickadapt.encoders.hf_image import create_hf_image_folder
+    from quickadapt.encoders.hf_text import create_hf_folder
 
     assert sorted(ENCODER_CATALOG) == list_encoders()
     for name, (modality, settings) in ENCODER_CATALOG.items():
         declared = encoder_defaults(ENCODERS.get(name))
         assert typing.get_type_hints(ENCODERS.get(name))["return"].modality == modality, name
         assert [(k, type(v), v) for k, v in settings.items()] == [(k, type(v), v) for k, v in declared.items()], name
+    # and so are a Hugging Face folder's, text or image
+    folders = {modality: settings for _, modality, settings in FOLDER_CATALOG}
+    for modality, factory in (("text", create_hf_folder), ("image", create_hf_image_folder)):
+        declared = encoder_defaults(factory)
+        assert [(k, type(v), v) for k, v in folders[modality].items()] == [(k, type(v), v) for k, v in declared.items()]
 
 
 def test_bad_data_is_refused_before_the_model_is_built(text_model, tmp_path, monkeypatch):

@@ -62,6 +62,18 @@ def test_a_folder_transformers_cannot_load_is_bad_input(tmp_path):
         create_encoder(str(model_folder(tmp_path / "x", drop=("model.safetensors",))))
 
 
+def test_a_setting_a_folder_s_encoder_lacks_is_named_with_the_valid_ones(tmp_path):
+    """--set encoder.pooling=cls on a text folder ended in a TypeError traceback."""
+    folder = model_folder(tmp_path)
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\nhi,a\nhello,a\nbye,b\nciao,b\n")
+    assert_bad_input(run("fit", "--data", data, "--encoder", folder, "--set", "encoder.pooling=cls", "--cv", 0,
+                         "--out", tmp_path / "m", "--quiet"),
+                     "unknown setting 'pooling' for encoder")
+    with pytest.raises(BadInput, match="valid settings are layers, max_length, normalize"):
+        create_encoder(str(folder), pooling="cls")
+
+
 def test_the_folder_s_pooling_is_used_and_keys_the_cache_and_the_model(tmp_path, monkeypatch):
     """Pooling and tokenizer shape the features as much as the weights: each pooling gives other
     features (so the cache keeps them apart), one that cannot be done is refused, and a model

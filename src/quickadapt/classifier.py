@@ -87,7 +87,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         folder = Path(self.encoder)
         if (folder / MANIFEST).is_file():
             return read_manifest(folder)["encoder"]["modality"]
-        return "text"  # a Hugging Face folder
+        from quickadapt.encoders import folder_modality
+
+        return folder_modality(folder)  # a Hugging Face folder: its tokenizer or image processor tells
 
     def _inputs(self, X, *, reset: bool):
         if self._modality() == "features":

@@ -644,15 +644,21 @@ def datasets(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
 @app.command()
 @command
 def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
-    """List the encoders by name (a Hugging Face folder path also works) and their settings
-    (--set encoder.KEY=value)."""
-    from quickadapt.encoder_catalog import ENCODER_CATALOG  # not the classes: they import torch
+    """List the encoders by name and their settings (--set encoder.KEY=value); a local Hugging Face
+    model folder's path also works, as a text or an image encoder by what the folder holds."""
+    from quickadapt.encoder_catalog import ENCODER_CATALOG, FOLDER_CATALOG  # not the classes: they import torch
 
     items = [{"name": n, "modality": modality, "settings": settings}
              for n, (modality, settings) in sorted(ENCODER_CATALOG.items())]
-    emit({"encoders": items}, as_json, "\n".join(
-        f"{e['name']:<20} {e['modality']:<9} {' '.join(f'{k}={v!r}' for k, v in e['settings'].items())}".rstrip()
-        for e in items))
+    folders = [{"holding": holding, "modality": modality, "settings": settings}
+               for holding, modality, settings in FOLDER_CATALOG]
+
+    def line(name: str, e: dict) -> str:
+        return f"{name:<20} {e['modality']:<9} {' '.join(f'{k}={v!r}' for k, v in e['settings'].items())}".rstrip()
+
+    emit({"encoders": items, "folders": folders}, as_json, "\n".join(
+        [*(line(e["name"], e) for e in items),
+         *(line("PATH", f) + f"  (a Hugging Face folder with {f['holding']})" for f in folders)]))
 
 
 @app.command()

@@ -14,3 +14,9 @@ ENCODER_CATALOG = {
 }
 # modality each registered encoder expects, for early checks and listings
 ENCODER_MODALITY = {name: modality for name, (modality, _) in ENCODER_CATALOG.items()}
+# a local Hugging Face folder's path as --encoder: (what the folder holds, modality, settings), read
+# as hf_image.folder_modality tells them apart
+FOLDER_CATALOG = (
+    ("a tokenizer", "text", {"layers": 3, "max_length": 128, "normalize": True}),
+    ("preprocessor_config.json", "image", {"pooling": "auto"}),
+)

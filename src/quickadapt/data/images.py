@@ -166,6 +166,13 @@ def to_tensor(images: Sequence[Image.Image], size: int, grey: bool) -> torch.Ten
     return torch.from_numpy(out).permute(0, 3, 1, 2).float()
 
 
+def read_rgb(x) -> Image.Image:
+    """An input (path, array or PIL image) as the 8-bit RGB picture every reader here sees: upright,
+    first frame, transparency on its background, high bit depths scaled. For encoders that size and
+    scale images their own way (a Hugging Face folder's image processor)."""
+    return _to_8bit(load_image(x), grey=False)
+
+
 def prepare_images(inputs: Sequence, size: int, grey: bool) -> torch.Tensor:
     """Encoder input for paths / uint8 arrays: `to_tensor` of `load_image` of each, one at a
     time, so a batch of 64 camera photos holds one at full size, not all (1.8 GB for 6 MP ones)."""

@@ -1,8 +1,9 @@
 """Encoders by name: `create_encoder("minilm")`, like timm's `create_model`.
 
 Registered explicitly below (no import side effects elsewhere). A path to a local Hugging Face
-folder (with `config.json`) also works; a quickadapt model folder as encoder is resolved one
-layer up, in `quickadapt.artifact.resolve_encoder`, since encoders know nothing of artifacts."""
+folder (with `config.json`) also works, as a text or an image encoder by what the folder holds
+(a tokenizer, an image processor: `hf_image.folder_modality`); a quickadapt model folder as
+encoder is resolved one layer up, in `quickadapt.artifact.resolve_encoder`, since encoders know nothing of artifacts."""
 from __future__ import annotations
 
 import copy
@@ -13,6 +14,7 @@ from typing import Callable
 from quickadapt.encoders.base import Encoder, batch_to, embed, weights_hash
 from quickadapt.encoders.conv4 import create_conv4
 from quickadapt.encoders.efficientnet_lite0 import create_efficientnet_lite0
+from quickadapt.encoders.hf_image import create_hf_image_folder, folder_modality
 from quickadapt.encoders.hf_text import cached_hf_encoder, create_hf_folder, create_minilm, minilm_path
 from quickadapt.encoders.mlp import create_mlp
 from quickadapt.encoders.resnet12 import create_resnet12
@@ -84,7 +86,15 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
         folder = Path(name)
         if not folder.exists():
             raise BadInput(f"encoder folder {name} does not exist")
-        encoder = create_hf_folder(folder, pretrained=pretrained, **typed_settings(create_hf_folder, settings, str(name)))
+        factory = create_hf_image_folder if folder_modality(folder) == "image" else create_hf_folder
+        try:
+            encoder = factory(folder, pretrained=pretrained, **typed_settings(factory, settings, str(name)))
+        except TypeError as exc:  # a setting of the other kind of folder's encoder
+            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if not unknown:
+                raise
+            raise BadInput(f"unknown setting {unknown.group(1)!r} for encoder {name!r}; valid settings are "
+                           f"{', '.join(encoder_settings(factory))}") from None
         encoder.is_pretrained = pretrained
         return encoder
     factory = ENCODERS.get(name)
@@ -118,7 +128,7 @@ def create_encoder_for_cache(name: str, **settings) -> Encoder:
     files an earlier build remembered comes unbuilt, so that inputs whose features are all
     cached skip importing transformers and reading the weights (~2.5 s for minilm); it is built
     at the first input the cache lacks. Never for an encoder that will be trained."""
-    if name == "minilm" or (name not in ENCODERS and ("/" in str(name) or Path(str(name)).is_dir())):
+    if name == "minilm" or (name not in ENCODERS and Path(str(name)).is_dir() and folder_modality(Path(str(name))) == "text"):
         folder, factory = (minilm_path(), create_minilm) if name == "minilm" else (Path(str(name)), create_hf_folder)
         if set(settings) <= set(encoder_settings(factory)):  # else create_encoder names the unknown one
             encoder = cached_hf_encoder(folder, str(name), typed_settings(factory, settings, str(name)))

@@ -196,3 +196,33 @@ def test_caches_written_before_are_found_without_building_the_encoder(tmp_path, 
     texts = ["what is my balance", "where is my card 💳"]
     assert np.array_equal(embed(unbuilt, texts, cache=False), embed(built, texts, cache=False))  # built at first use
     assert cache_key(unbuilt) == cache_key(built)
+
+
+def test_a_folder_saved_without_its_pooler_loads_as_the_same_model_every_time(tmp_path, monkeypatch):
+    """A BERT saved without its pooler (BertModel(add_pooling_layer=False), many exported sentence
+    encoders) got a pooler drawn at random at every load, which the pooling here never reads but
+    the weights' fingerprint does: fit worked, and every predict then refused the model as fit on
+    another encoder. The missing pooler now starts at zero, transformers' load report stays off
+    stderr, and a folder lacking other tensors (weights of another architecture) is refused."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(minilm_path() / "model.safetensors")
+    no_pooler = model_folder(tmp_path / "a", drop=("model.safetensors",))
+    save_file({k: v for k, v in weights.items() if not k.startswith("pooler.")}, no_pooler / "model.safetensors")
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\n" + "".join(f"book a flight to city {i},travel\nwhat is my balance {i},bank\n"
+                                             for i in range(6)))
+    r = run("fit", "--data", data, "--encoder", no_pooler, "--out", tmp_path / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert "LOAD REPORT" not in r.stderr and "MISSING" not in r.stderr
+    for cache_off in (False, True):  # the encoder built again, not only its cached features
+        if cache_off:
+            monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+        p = run("predict", tmp_path / "m", "--data", data, "--quiet")
+        assert p.exit_code == 0, p.stderr
+        assert [line.split(",")[1] for line in p.stdout.splitlines()[1:]] == ["travel", "bank"] * 6
+
+    no_embeddings = model_folder(tmp_path / "b", drop=("model.safetensors",))
+    save_file({k: v for k, v in weights.items() if "word_embeddings" not in k}, no_embeddings / "model.safetensors")
+    assert_bad_input(run("fit", "--data", data, "--encoder", no_embeddings, "--out", tmp_path / "m2"),
+                     "lack 1 of the model's tensors")

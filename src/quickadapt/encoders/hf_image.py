@@ -9,7 +9,6 @@ normalised by the folder's image processor (`preprocessor_config.json`), through
 PIL backend: torchvision is not used."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -18,7 +17,8 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import Encoder
-from quickadapt.encoders.hf_text import TOKENIZER_FILES, _refuse_custom_code
+from quickadapt.encoders.hf_text import (TOKENIZER_FILES, _refuse_custom_code, pooler_keys, transformers_quiet,
+                                         zero_missing)
 from quickadapt.errors import BadInput
 
 PREPROCESSOR = "preprocessor_config.json"
@@ -64,21 +64,6 @@ def folder_modality(folder: Path) -> str:
                    "processor into the folder too (processor.save_pretrained(folder))")
 
 
-@contextlib.contextmanager
-def _transformers_quiet():
-    """transformers' warnings (the PIL fallback for a processor that would use torchvision, the
-    weights a pooler lacks) are read and answered here; on stderr they are noise."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-
-
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -102,7 +87,7 @@ class HFImageEncoder(Encoder):
         _refuse_custom_code(folder)
         pre = _read_json(folder / PREPROCESSOR)
         found = pre.get("image_processor_type") or pre.get("feature_extractor_type") or "no processor type"
-        with _transformers_quiet():
+        with transformers_quiet():
             try:
                 self.processor = AutoImageProcessor.from_pretrained(str(folder), local_files_only=True,
                                                                     trust_remote_code=False)
@@ -125,23 +110,17 @@ class HFImageEncoder(Encoder):
                     model = AutoModel.from_config(config, trust_remote_code=False, dtype=torch.float32)
             except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
                 raise BadInput(f"{folder}: transformers cannot load this model folder ({_first_line(exc)})") from None
-        # tensors the folder lacks (a classifier's checkpoint has no pooler) start random: zeros instead, so
-        # every load is the same model and its fingerprint matches the fit's
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name in missing:
-                if name in params:
-                    params[name].zero_()
+        zero_missing(model, missing)  # a classifier's checkpoint has no pooler
         self.projection: nn.Module | None = None
         if hasattr(model, "vision_model") and hasattr(model, "get_image_features"):
             # a CLIP-like pair: keep the vision tower and its projection, not the text tower
             self.model, self.projection = model.vision_model, getattr(model, "visual_projection", None)
             missing = [k for k in missing if k.startswith(("vision_model.", "visual_projection."))]
-            pooler_keys = set()
+            pooler = set()
         else:
             self.model = model
-            pooler_keys = {k for k in model.state_dict() if "pooler" in k.split(".")}
-        unread = [k for k in missing if k not in pooler_keys]
+            pooler = pooler_keys(model)
+        unread = [k for k in missing if k not in pooler]
         if unread:  # the folder's weights are for another architecture: most of this one would be missing
             raise BadInput(f"{folder}: its weights lack {len(unread)} of the model's tensors (such as {unread[0]}); "
                            "save the model again with save_pretrained")

@@ -6,6 +6,7 @@ remote code, fully offline. Pooling follows the folder's sentence-transformers c
 has one (mean pooling by default), then L2 normalisation."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -87,6 +88,38 @@ def _tokenizer_hash(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def transformers_quiet():
+    """transformers' warnings (the PIL fallback for a processor that would use torchvision, its
+    load report of the weights a pooler lacks) are read and answered here; on stderr they are noise."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def zero_missing(model: torch.nn.Module, missing) -> None:
+    """Tensors the folder lacks start at zero, not drawn at random: a random one changed at every
+    load, so the model's fingerprint no longer matched the fit's and its saved model was refused
+    (a BERT saved without its pooler, a ViT saved from an image classifier)."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in missing:
+            if name in params:
+                params[name].zero_()
+
+
+def pooler_keys(model: torch.nn.Module) -> set[str]:
+    """The tensors of the model's pooled output (`pooler.dense...`), which the pooling of hidden
+    states here never reads."""
+    return {k for k in model.state_dict() if "pooler" in k.split(".")}
+
+
 class HFTextEncoder(Encoder):
     modality = "text"
     finetune_lr = 3e-5  # the usual range for BERT-style fine-tuning
@@ -96,33 +129,37 @@ class HFTextEncoder(Encoder):
     ):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # our own progress goes to stderr; theirs is noise here
 
         folder = Path(path)
         check_folder(folder, pretrained)
         missing = []
-        try:  # trust_remote_code=False everywhere: transformers would otherwise ask on the terminal
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-            if pretrained:
-                self.model, loading = AutoModel.from_pretrained(
-                    str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False,
-                    output_loading_info=True,
-                )
-                missing = loading.get("missing_keys") or []
-            else:
-                config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-                self.model = AutoModel.from_config(config, trust_remote_code=False)
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:  # an unknown model type, a bad config
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BadInput(f"{folder}: transformers cannot load this model folder ({first})") from None
+        # trust_remote_code=False everywhere: transformers would otherwise ask on the terminal
+        with transformers_quiet():
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
+                                                               trust_remote_code=False)
+                if pretrained:
+                    self.model, loading = AutoModel.from_pretrained(
+                        str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False,
+                        output_loading_info=True,
+                    )
+                    missing = loading.get("missing_keys") or []
+                else:
+                    config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+                    self.model = AutoModel.from_config(config, trust_remote_code=False)
+            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:  # an unknown model type, a bad config
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BadInput(f"{folder}: transformers cannot load this model folder ({first})") from None
+        unread = [k for k in missing if k not in pooler_keys(self.model)]
+        if unread:  # weights for another architecture: most of this one would be random
+            raise BadInput(f"{folder}: its weights lack {len(unread)} of the model's tensors (such as {unread[0]}); "
+                           "save the model again with save_pretrained")
+        zero_missing(self.model, missing)  # a pooler, which the pooling here never reads
         config = self.model.config
         self.configure(folder, n_layers=int(getattr(config, "num_hidden_layers", 1)), hidden_size=int(config.hidden_size),
                        position_limit=int(getattr(config, "max_position_embeddings", 0) or 0),
                        max_length=max_length, normalize=normalize, layers=layers)
-        # weights missing from the folder are drawn at random: no two builds share a cache key then
-        if pretrained and not missing and self.tokenizer.is_fast and not caching_off():
+        if pretrained and self.tokenizer.is_fast and not caching_off():
             self.remember(folder)
 
     def configure(self, folder: Path, *, n_layers: int, hidden_size: int, position_limit: int, max_length, normalize,

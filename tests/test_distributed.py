@@ -147,3 +147,30 @@ def test_a_world_size_without_torchrun_is_refused(monkeypatch):
                                        "them: launch with torchrun --nproc_per_node 2, or unset WORLD_SIZE"):
         with session("cpu"):
             pass
+
+
+def test_the_group_is_gone_when_the_run_returns(tmp_path):
+    """The first optimizer imports torch._dynamo, which, imported while the group was up, kept it
+    past destroy_process_group: its gloo threads and connections lived on into the interpreter's
+    exit, where now and then they aborted a process (SIGABRT, "terminate called without an active
+    exception") after a run that had written everything."""
+    import pytest
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("reads the process's threads from /proc")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from quickadapt.meta.run import run_meta_train\n"
+        "run_meta_train('builtin:omniglot', method='maml', n_way=3, k_shot=1, n_query=2, meta_batch=4, steps=1,\n"
+        "               encoder_settings={'channels': 8}, settings={'validate_every': 0}, out=sys.argv[1], progress=False)\n"
+        "names = [p.read_text() for p in Path('/proc/self/task').glob('*/comm')]\n"
+        "print(json.dumps([n.strip() for n in names]))\n")
+    r = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), str(tmp_path / "m")],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    threads = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(threads) == 2, r.stdout  # one list from each process
+    assert not [name for names in threads for name in names if "gloo" in name], threads
+

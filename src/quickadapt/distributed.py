@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -116,6 +117,12 @@ def session(device: str = "auto") -> Iterator[Group]:
                        f"each needs its own (--nproc_per_node {gpus}, or {option('device')} cpu)")
     if gpu:  # before the barrier below, which NCCL runs on this process's current GPU
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    # before the group forms: the first optimizer imports torch._dynamo, and imported while a
+    # group is up it keeps references to it that destroy_process_group cannot drop, so the
+    # group's gloo threads and connections outlived it into the interpreter's exit, where now
+    # and then they aborted the process ("terminate called without an active exception",
+    # SIGABRT, after a run that had written everything)
+    importlib.import_module("torch._dynamo")
     dist.init_process_group(backend="nccl" if gpu else "gloo")
     try:
         # every process has joined before any goes on: one that failed on its input at once and
@@ -126,8 +133,8 @@ def session(device: str = "auto") -> Iterator[Group]:
         if not group.is_main:
             set_quiet(True)
         yield group
-        # all processes leave together: one that tore down its gloo group while another was still
-        # writing the model could abort ("terminate called without an active exception"). Only on
+        # all processes leave together: none closes its connections while another still uses
+        # them (once suspected of the SIGABRT that the torch._dynamo import above ends). Only on
         # success: after an error in one process the others would wait here until torchrun, which
         # stops the rest when one fails, ends them
         dist.barrier()

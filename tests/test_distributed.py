@@ -147,3 +147,74 @@ def test_a_world_size_without_torchrun_is_refused(monkeypatch):
                                        "them: launch with torchrun --nproc_per_node 2, or unset WORLD_SIZE"):
         with session("cpu"):
             pass
+
+
+def test_the_group_is_gone_when_the_run_returns(tmp_path):
+    """The first optimizer imports torch._dynamo, which, imported while the group was up, kept it
+    past destroy_process_group: its gloo threads and connections lived on into the interpreter's
+    exit, where now and then they aborted a process (SIGABRT, "terminate called without an active
+    exception") after a run that had written everything."""
+    import pytest
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("reads the process's threads from /proc")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from quickadapt.meta.run import run_meta_train\n"
+        "run_meta_train('builtin:omniglot', method='maml', n_way=3, k_shot=1, n_query=2, meta_batch=4, steps=1,\n"
+        "               encoder_settings={'channels': 8}, settings={'validate_every': 0}, out=sys.argv[1], progress=False)\n"
+        "names = [p.read_text() for p in Path('/proc/self/task').glob('*/comm')]\n"
+        "print(json.dumps([n.strip() for n in names]))\n")
+    r = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), str(tmp_path / "m")],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    threads = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(threads) == 2, r.stdout  # one list from each process
+    assert not [name for names in threads for name in names if "gloo" in name], threads
+
+
+def test_a_process_killed_mid_run_ends_the_other_with_one_line(tmp_path):
+    """kill -9 of one process (the out-of-memory killer, a user): the other, in the step's
+    collective, got gloo's "Connection reset by peer" and a traceback, or died silently of the
+    SIGTERM torchrun sends a moment later (exit -15, not a word about the checkpoint kept)."""
+    import signal
+    import time
+
+    out = tmp_path / "m"
+    launch = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "quickadapt", "meta-train",
+                               *ARGS, "--steps", "10000", "--set", "validate_every=0", "--checkpoint-every", "0",
+                               "--out", str(out), "--quiet"],
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint" / "state.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second = [p for p in Path("/proc").glob("[0-9]*") if _parent(p) == launch.pid and "RANK=1" in _environ(p)]
+    assert len(second) == 1
+    killed = time.monotonic()
+    os.kill(int(second[0].name), signal.SIGKILL)
+    _, stderr = launch.communicate(timeout=120)
+    assert time.monotonic() - killed < 60  # not gloo's 30-minute timeout
+    assert launch.returncode != 0
+    kept = [line for line in stderr.splitlines() if f"the last checkpoint is kept in {out / 'checkpoint'}" in line]
+    assert len(kept) == 1, stderr
+    # torchrun's SIGTERM can reach the first process before gloo's error does on a loaded machine:
+    # then it stops as on Ctrl-C, with that line
+    assert kept[0].startswith(("error: another of the 2 torchrun processes stopped or stopped answering mid-run (",
+                               "interrupted: ")), stderr
+    assert "[rank0]" not in stderr, stderr  # no traceback from the first process
+
+
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _environ(proc: Path) -> list[str]:
+    try:
+        return (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []

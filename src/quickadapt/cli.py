@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import typer
 
-from quickadapt.errors import BadInput, on_command_line, stop_signals_interrupt
+from quickadapt.errors import BadInput, LostProcess, on_command_line, stop_signals_interrupt
 from quickadapt.output import writes_alone
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -85,6 +85,8 @@ def command(fn=None, *, torchrun: bool = False):
             _fail(str(exc.args[0]) if exc.args else  # meta-train's second Ctrl-C names the checkpoint it kept
                   f"{stopped}: nothing was written (outputs are renamed into place only once complete)", as_json,
                   code=128 + signum, prefix="")
+        except LostProcess as exc:  # under torchrun: the one line says which checkpoint to resume from
+            _fail(str(exc), as_json, code=1)
         except (BadInput, OSError, SafetensorError) as exc:  # OSError: a full or read-only disk, a missing file
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, OSError) and exc.filename:

@@ -13,16 +13,34 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 
-from quickadapt.errors import BadInput, option
+from quickadapt.errors import BadInput, LostProcess, option
 from quickadapt.progress import set_quiet
 from quickadapt.train import pick_device
+
+
+@contextlib.contextmanager
+def _collective() -> Iterator[None]:
+    """Within: a failed collective raises `LostProcess`. Gloo's own error came as a traceback, or
+    not at all: torchrun's SIGTERM, sent a moment after the other process died, killed this one
+    while Python still drew that traceback (exit -15, not a word about the checkpoint kept)."""
+    try:
+        yield
+    except RuntimeError as exc:  # gloo's errors are RuntimeErrors, NCCL's DistBackendError one too
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        # "[.../gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:21182: Connection reset
+        # by peer. This is typically caused by a remote worker ...": the middle says what happened
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". This is typically")[0].rstrip(".")
+        raise LostProcess(f"another of the {dist.get_world_size()} torchrun processes stopped or stopped answering mid-run ({reason}); "
+                          "its own output or torchrun's report says why") from exc
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,8 @@ class Group:
         given = [float(p.grad is not None) for p in params]
         flat = torch.cat([g.reshape(-1) * share for g in grads]
                          + [torch.tensor(given + [v * share for v in figures.values()], dtype=ref.dtype, device=ref.device)])
-        dist.all_reduce(flat)
+        with _collective():
+            dist.all_reduce(flat)
         at = 0
         for p, g in zip(params, grads):
             n = g.numel()
@@ -73,12 +92,14 @@ class Group:
         if self.size == 1:
             return flag
         t = torch.tensor([float(flag)], device=self._collective_device())
-        dist.all_reduce(t)
+        with _collective():
+            dist.all_reduce(t)
         return bool(t.item() > 0)
 
     def barrier(self) -> None:
         if self.size > 1:
-            dist.barrier()
+            with _collective():
+                dist.barrier()
 
     def _collective_device(self) -> torch.device:
         return torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
@@ -116,21 +137,30 @@ def session(device: str = "auto") -> Iterator[Group]:
                        f"each needs its own (--nproc_per_node {gpus}, or {option('device')} cpu)")
     if gpu:  # before the barrier below, which NCCL runs on this process's current GPU
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    # before the group forms: the first optimizer imports torch._dynamo, and imported while a
+    # group is up it keeps references to it that destroy_process_group cannot drop, so the
+    # group's gloo threads and connections outlived it into the interpreter's exit, where now
+    # and then they aborted the process ("terminate called without an active exception",
+    # SIGABRT, after a run that had written everything)
+    importlib.import_module("torch._dynamo")
     dist.init_process_group(backend="nccl" if gpu else "gloo")
     try:
         # every process has joined before any goes on: one that failed on its input at once and
         # closed its end could break another's joining, which then died with a traceback
         # ("Gloo connectFullMesh failed ... Connection closed by peer") instead of its own one line
-        dist.barrier()
+        with _collective():
+            dist.barrier()
         group = current()
         if not group.is_main:
             set_quiet(True)
         yield group
-        # all processes leave together: one that tore down its gloo group while another was still
-        # writing the model could abort ("terminate called without an active exception"). Only on
+        # all processes leave together: none closes its connections while another still uses
+        # them (once suspected of the SIGABRT that the torch._dynamo import above ends). Only on
         # success: after an error in one process the others would wait here until torchrun, which
-        # stops the rest when one fails, ends them
-        dist.barrier()
+        # stops the rest when one fails, ends them. One that is gone by now had nothing left to do:
+        # the run is complete, and this process ends as it would have
+        with contextlib.suppress(LostProcess), _collective():
+            dist.barrier()
     finally:
         dist.destroy_process_group()
 

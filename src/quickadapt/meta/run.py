@@ -25,7 +25,7 @@ from quickadapt.data.episodes import (ELASTIC, MIN_GROUPS, ROTATIONS, ClassSplit
                                       check_episode_shape, check_episode_spec, default_split, fixed_split_name,
                                       load_episode_data, split_kept_on)
 from quickadapt import distributed
-from quickadapt.errors import BadInput, Stopped, option
+from quickadapt.errors import BadInput, LostProcess, Stopped, option
 from quickadapt.evaluate.episodes import episode_accuracy
 from quickadapt.meta import create_meta
 from quickadapt.artifact import read_manifest, save_encoder, temp_stem
@@ -81,6 +81,9 @@ def _owns_out(fn):
                     message = (f"interrupted: the last checkpoint is kept in {folder / CHECKPOINT}; "
                                f"{option('resume', python='resume=True')} continues from it")
                     raise (Stopped(exc.signum, message) if isinstance(exc, Stopped) else KeyboardInterrupt(message)) from None
+                if isinstance(exc, LostProcess) and (folder / CHECKPOINT / STATE_JSON).is_file():
+                    raise LostProcess(f"{exc}; the last checkpoint is kept in {folder / CHECKPOINT}: "
+                                      f"{option('resume', python='resume=True')} continues from it") from exc.__cause__
                 raise
     return wrapper
 

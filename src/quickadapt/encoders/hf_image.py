@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import Encoder
-from quickadapt.encoders.hf_text import (TOKENIZER_FILES, _refuse_custom_code, pooler_keys, transformers_quiet,
-                                         zero_missing)
+from quickadapt.encoders.hf_text import TOKENIZER_FILES, check_folder, pooler_keys, transformers_quiet, zero_missing
 from quickadapt.errors import BadInput
 
 PREPROCESSOR = "preprocessor_config.json"
@@ -82,9 +81,7 @@ class HFImageEncoder(Encoder):
             raise BadInput(f"encoder setting pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         if folder_modality(folder) != "image":
             raise BadInput(f"{folder}: no {PREPROCESSOR}: not an image model folder")
-        if pretrained and not any(folder.glob("*.safetensors")):
-            raise BadInput(f"{folder}: no .safetensors weights (quickadapt never loads pickled weights)")
-        _refuse_custom_code(folder)
+        check_folder(folder, pretrained)  # safetensors only, never the folder's own code
         pre = _read_json(folder / PREPROCESSOR)
         found = pre.get("image_processor_type") or pre.get("feature_extractor_type") or "no processor type"
         with transformers_quiet():

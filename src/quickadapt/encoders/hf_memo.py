@@ -20,6 +20,9 @@ from pathlib import Path
 # the libraries whose reading of a folder decides the weights, sizes and tokenizer remembered
 READERS = ("transformers", "tokenizers", "torch", "safetensors")
 MEMO_KEYS = ("weights_hash", "n_layers", "hidden_size", "position_limit", "unk_token_id", "tokenizer")
+# raise it when what is remembered, or how (weights_hash), changes: quickadapt's version alone stays
+# 0.1.0 between releases, and a memo of the old kind would then key the cache and the fingerprint wrongly
+MEMO_FORMAT = 1
 
 
 def memo_dir() -> Path:
@@ -40,7 +43,7 @@ def folder_identity(folder: Path, tokenizer_files) -> str:
     seen = tuple((str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
     if seen in _IDENTITIES:
         return _IDENTITIES[seen]
-    h = hashlib.sha256(f"quickadapt {__version__}".encode())
+    h = hashlib.sha256(f"quickadapt {__version__} memo {MEMO_FORMAT}".encode())
     for reader in READERS:
         with contextlib.suppress(metadata.PackageNotFoundError):
             h.update(f"|{reader} {metadata.version(reader)}".encode())

@@ -489,3 +489,20 @@ def test_threads_predicting_at_once_never_run_the_encoder_in_training_mode(monke
     first.join(20), second.join(20)
     assert set(modes) == {"A", "B"} and not any(modes["A"] + modes["B"])
     assert not any(m.training for m in clf.model_.modules())  # left as a loaded model is
+
+
+def test_a_loaded_model_predicts_after_the_folder_it_was_fit_on_is_gone(tmp_path):
+    """A service loads a model once; the encoder folder it was fit from (a meta-trained model, a
+    Hugging Face folder) may since have been moved, replaced or never copied to the server: the
+    loaded model holds all it needs, and predict read that folder at every call."""
+    import shutil
+
+    X, y = _blobs()
+    base = tmp_path / "base"
+    FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}).fit(X, y).save(base)
+    FewShotClassifier(encoder=str(base)).fit(X, y).save(tmp_path / "m")
+    clf = FewShotClassifier.load(tmp_path / "m")
+    expected = clf.predict_proba(X)
+    shutil.rmtree(base)
+    np.testing.assert_array_equal(clf.predict_proba(X), expected)
+    np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "m").predict(X), clf.predict(X))

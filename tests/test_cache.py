@@ -224,3 +224,15 @@ def test_one_row_shards_are_merged_and_every_row_still_served(tmp_path):
     assert len(shards(tmp_path)) < len(rows) / 2
     out = np.zeros_like(rows)
     assert store.read_into(keys, out).all() and np.array_equal(out, rows)
+
+
+def test_keys_matched_in_bulk_stay_exact_to_the_last_byte(tmp_path):
+    """Stored keys are compared as 32-byte strings in numpy; keys ending in zero bytes, and keys
+    differing only in their last byte, must each find their own row and no other."""
+    store = EmbeddingCache(tmp_path / "store")
+    keys = [b"\x07" * 31 + b"\x00", b"\x07" * 31 + b"\x01", b"\x07" * 30 + b"\x00\x00", b"\x00" * 32]
+    store.add(keys, np.arange(len(keys) * 2, dtype=np.float32).reshape(-1, 2))
+    asked = [keys[1], b"\x07" * 32, keys[3], keys[0], keys[2], keys[1]]
+    out = np.full((len(asked), 2), np.nan, dtype=np.float32)
+    assert store.read_into(asked, out).tolist() == [True, False, True, True, True, True]
+    assert out[[0, 2, 3, 4, 5], 0].tolist() == [2.0, 6.0, 0.0, 4.0, 2.0]

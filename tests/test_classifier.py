@@ -449,3 +449,60 @@ def test_the_examples_cross_validation_put_in_another_class_are_named_by_positio
     clf = FewShotClassifier(encoder="mlp", cv=3).fit(X, y)
     found = clf.model_.info["cv_disagreements"]
     assert found[0]["row"] == 6 and (found[0]["label"], found[0]["predicted"]) == ("1", "0")
+
+
+def test_threads_predicting_at_once_never_run_the_encoder_in_training_mode(monkeypatch):
+    """A service's threads share one fitted model: one thread's predict must not switch the
+    encoder (back) to training mode, with dropout, under another's forward. The steps are forced
+    in the order that raced: B's forward runs after A's predict has returned."""
+    import threading
+
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")  # every predict runs the encoder
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp").fit(X, y)
+    encoder = clf.model_.encoder
+    a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
+    modes = {}
+    forward = encoder.forward
+
+    def ordered_forward(batch):
+        if threading.current_thread().name == "A":
+            a_inside.set()
+            b_inside.wait(10)
+        else:
+            b_inside.set()
+            a_done.wait(10)
+        modes[threading.current_thread().name] = [m.training for m in encoder.modules()]
+        return forward(batch)
+
+    monkeypatch.setattr(encoder, "forward", ordered_forward)
+
+    def a():
+        clf.predict_proba(X[:1])
+        a_done.set()
+
+    first = threading.Thread(target=a, name="A")
+    second = threading.Thread(target=lambda: clf.predict_proba(X[1:2]), name="B")
+    first.start()
+    assert a_inside.wait(10)
+    second.start()
+    first.join(20), second.join(20)
+    assert set(modes) == {"A", "B"} and not any(modes["A"] + modes["B"])
+    assert not any(m.training for m in clf.model_.modules())  # left as a loaded model is
+
+
+def test_a_loaded_model_predicts_after_the_folder_it_was_fit_on_is_gone(tmp_path):
+    """A service loads a model once; the encoder folder it was fit from (a meta-trained model, a
+    Hugging Face folder) may since have been moved, replaced or never copied to the server: the
+    loaded model holds all it needs, and predict read that folder at every call."""
+    import shutil
+
+    X, y = _blobs()
+    base = tmp_path / "base"
+    FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}).fit(X, y).save(base)
+    FewShotClassifier(encoder=str(base)).fit(X, y).save(tmp_path / "m")
+    clf = FewShotClassifier.load(tmp_path / "m")
+    expected = clf.predict_proba(X)
+    shutil.rmtree(base)
+    np.testing.assert_array_equal(clf.predict_proba(X), expected)
+    np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "m").predict(X), clf.predict(X))

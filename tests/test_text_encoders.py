@@ -226,3 +226,20 @@ def test_a_folder_saved_without_its_pooler_loads_as_the_same_model_every_time(tm
     save_file({k: v for k, v in weights.items() if "word_embeddings" not in k}, no_embeddings / "model.safetensors")
     assert_bad_input(run("fit", "--data", data, "--encoder", no_embeddings, "--out", tmp_path / "m2"),
                      "lack 1 of the model's tensors")
+
+
+def test_building_an_encoder_leaves_transformers_logging_as_it_was():
+    """A service that loads a model and also uses transformers (downloads with their progress
+    bars) must find its settings as it left them; the bars stayed off after the first load."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.enable_progress_bar()
+    try:
+        create_encoder("minilm")
+        assert hf_logging.is_progress_bar_enabled() and hf_logging.get_verbosity() == level
+        hf_logging.disable_progress_bar()  # and one turned off stays off
+        create_encoder("minilm")
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()

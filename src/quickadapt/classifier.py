@@ -80,6 +80,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.label_names = label_names
 
     def _modality(self) -> str:
+        model = self.__dict__.get("model_")
+        if model is not None:  # fitted: its own encoder says, with no file read at each predict (the
+            return model.encoder.modality  # folder given as encoder may since be gone or replaced)
         if self.encoder in ENCODER_MODALITY:
             return ENCODER_MODALITY[self.encoder]
         from quickadapt.artifact import MANIFEST, read_manifest

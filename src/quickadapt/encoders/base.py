@@ -174,8 +174,12 @@ def embed(
     if store is not None:
         todo = np.flatnonzero(~store.read_into(keys, out)).tolist()
     todo, copies = distinct_positions(keys, todo)
+    # only a training encoder is switched (and back): a loaded or fit model is in eval mode, and
+    # switching walks every submodule (0.75 ms a call for minilm) and raced between threads
+    # predicting at once, one thread's switch back to training running another's forward with dropout
     was_training = encoder.training
-    encoder.eval()
+    if was_training:
+        encoder.eval()
     pending: list[int] = []  # computed, not yet stored
     with progress_bar(progress, total=len(todo)) as bar:
         for start in range(0, len(todo), batch_size):
@@ -188,7 +192,8 @@ def embed(
             if store is not None and len(pending) >= CACHE_CHUNK:
                 store.add([keys[i] for i in pending], out[pending])
                 pending = []
-    encoder.train(was_training)
+    if was_training:
+        encoder.train()
     if callable(progress):  # an outer bar counts rows: those the cache or a copy served are done too
         progress(n - len(todo))
     if store is not None and pending:

@@ -129,11 +129,15 @@ class EmbeddingCache:
         wanted: dict[bytes, list[int]] = {}
         for i, k in enumerate(keys):
             wanted.setdefault(k, []).append(i)
+        wanted_keys = np.frombuffer(b"".join(wanted), dtype="S32")
         for shard in sorted(self.directory.glob("*.safetensors")):
             try:
                 with safe_open(str(shard), framework="numpy") as f:
                     shard_keys = f.get_tensor("keys")
-                    rows = [j for j, key in enumerate(shard_keys) if key.tobytes() in wanted]
+                    # matched in numpy: a Python bytes object per stored row made every lookup
+                    # walk the whole cache (3 ms for one text beside 15,000 stored rows)
+                    rows = np.flatnonzero(np.isin(np.ascontiguousarray(shard_keys, dtype=np.uint8).view("S32")[:, 0],
+                                                  wanted_keys)).tolist()
                     features = f.get_tensor("features") if rows else None
             except Exception:  # unreadable, or not a shard of ours
                 continue

@@ -94,13 +94,15 @@ def transformers_quiet():
     load report of the weights a pooler lacks) are read and answered here; on stderr they are noise."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         yield
-    finally:
+    finally:  # both, as they were: loading a model in a service turned transformers' bars off for good
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def zero_missing(model: torch.nn.Module, missing) -> None:

@@ -243,3 +243,104 @@ def test_building_an_encoder_leaves_transformers_logging_as_it_was():
         assert not hf_logging.is_progress_bar_enabled()
     finally:
         hf_logging.enable_progress_bar()
+
+
+def tiny_folder(path, config_class="BertConfig", model_class="BertModel", dtype=None, **config):
+    """A tiny random transformers text model saved in `path`, with MiniLM's tokenizer."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = getattr(transformers, config_class)(vocab_size=30522, hidden_size=32, num_hidden_layers=3,
+                                                 num_attention_heads=2, intermediate_size=64, **config)
+    model = getattr(transformers, model_class)(config)
+    (model.to(dtype) if dtype else model).save_pretrained(path)
+    transformers.AutoTokenizer.from_pretrained(str(minilm_path())).save_pretrained(path)
+    return path
+
+
+TEXTS = ["what is my balance", "play some jazz please", "book a flight to paris tomorrow morning " * 8]
+
+
+@pytest.mark.parametrize("modules", ["cls pooling, Dense, Normalize", "max pooling, max_seq_length 16",
+                                     "default prompt", "legacy configs: Dense, max_seq_length 8"])
+def test_a_sentence_transformers_folder_gives_what_its_encode_gives(tmp_path, monkeypatch, modules):
+    """Folders saved by the installed sentence-transformers (its one `pooling_mode` key) were all
+    refused ("pooling none is not supported"); a Dense module was skipped (other features, of
+    another size), a max_seq_length below 128 and a default prompt ("query: ") ignored. With
+    layers=1 the features are now SentenceTransformer.encode's, normalised; the unbuilt encoder
+    of a later predict reads them alike."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+
+    import quickadapt.encoders
+    from quickadapt.encoders import create_encoder_for_cache
+    from quickadapt.encoders.cache import cache_key
+
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(quickadapt.encoders, "_PRISTINE", {})
+    base = tiny_folder(tmp_path / "base")
+    torch.manual_seed(1)
+    pooling = "max" if modules.startswith("max") else "cls" if modules.startswith("cls") else "mean"
+    parts = [models.Transformer(str(base), max_seq_length=16 if "16" in modules else None),
+             models.Pooling(32, pooling_mode=pooling)]
+    parts += [models.Dense(32, 16)] if "Dense" in modules else []
+    parts += [models.Normalize()] if "Normalize" in modules else []
+    prompts = {"prompts": {"query": "query: "}, "default_prompt_name": "query"} if "prompt" in modules else {}
+    folder = tmp_path / "st"
+    SentenceTransformer(modules=parts, device="cpu", **prompts).save(str(folder))
+    if modules.startswith("legacy") or "prompt" in modules:  # as sentence-transformers before 5.2 wrote it
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+            {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+    if modules.startswith("legacy"):  # and most published folders
+        (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8, "do_lower_case": False}))
+        dense = folder / "2_Dense" / "config.json"
+        dense.write_text(json.dumps({k: v for k, v in json.loads(dense.read_text()).items() if "module_" not in k}))
+    expected = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    encoder = create_encoder(str(folder), layers=1)
+    assert np.allclose(embed(encoder, TEXTS, cache=False), expected, atol=1e-5)
+    full = create_encoder(str(folder))  # the last three layers, the last through the Dense modules
+    assert full.embed_dim == 32 * 2 + expected.shape[1]
+    assert np.allclose(embed(full, TEXTS, cache=False)[:, -expected.shape[1]:], expected, atol=1e-5)
+    unbuilt = create_encoder_for_cache(str(folder))
+    assert "model" not in unbuilt._modules
+    assert (cache_key(unbuilt), unbuilt.embed_dim, unbuilt.max_length) == (cache_key(full), full.embed_dim, full.max_length)
+    assert np.array_equal(embed(unbuilt, TEXTS, cache=False), embed(full, TEXTS, cache=False))
+
+
+def test_a_sentence_transformers_module_quickadapt_cannot_apply_is_refused(tmp_path):
+    """A module beyond Transformer, Pooling, Dense and Normalize (a LayerNorm, a CNN) was skipped
+    without a word: features other than the model's."""
+    folder = tiny_folder(tmp_path / "m")
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_LayerNorm", "type": "sentence_transformers.models.LayerNorm"}]))
+    with pytest.raises(BadInput, match="module LayerNorm is not one quickadapt applies"):
+        create_encoder(str(folder))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_weights_embed_in_float32(tmp_path, dtype):
+    """transformers kept a bf16 folder in bf16 (embedding ended in "Got unsupported ScalarType
+    BFloat16") and an fp16 one in fp16 (coarse and slow on a CPU)."""
+    import torch
+
+    half = create_encoder(str(tiny_folder(tmp_path / "half", dtype=getattr(torch, dtype))), layers=1)
+    assert {p.dtype for p in half.parameters()} == {torch.float32}
+    same = create_encoder(str(tiny_folder(tmp_path / "full")), layers=1)  # the same draw, kept in float32
+    same.load_state_dict(half.state_dict())
+    assert np.allclose(embed(half, TEXTS, cache=False), embed(same, TEXTS, cache=False), atol=1e-6)
+
+
+def test_the_default_max_length_fits_the_model_s_positions(tmp_path):
+    """A model of 64 positions was refused with the default (128 tokens) the user never set; a
+    RoBERTa-style one numbers positions from padding_idx + 1, so max_length = all its positions
+    was allowed and overflowed them at the first long text (an index error)."""
+    assert create_encoder(str(tiny_folder(tmp_path / "b", max_position_embeddings=64))).max_length == 64
+    roberta = tiny_folder(tmp_path / "r", "RobertaConfig", "RobertaModel", max_position_embeddings=40, pad_token_id=0)
+    encoder = create_encoder(str(roberta))
+    assert encoder.max_length == encoder.position_limit == 39
+    assert embed(encoder, TEXTS, cache=False).shape == (3, 96)
+    with pytest.raises(BadInput, match="max_length counts tokens: from 2 to 39, got 40"):
+        create_encoder(str(roberta), max_length=40)

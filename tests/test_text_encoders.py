@@ -271,7 +271,11 @@ def test_a_sentence_transformers_folder_gives_what_its_encode_gives(tmp_path, mo
     layers=1 the features are now SentenceTransformer.encode's, normalised; the unbuilt encoder
     of a later predict reads them alike."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    try:  # where sentence-transformers 6 keeps them (its `models` still works, with a warning)
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models
 
     import quickadapt.encoders
     from quickadapt.encoders import create_encoder_for_cache

@@ -226,3 +226,76 @@ def test_a_folder_saved_without_its_pooler_loads_as_the_same_model_every_time(tm
     save_file({k: v for k, v in weights.items() if "word_embeddings" not in k}, no_embeddings / "model.safetensors")
     assert_bad_input(run("fit", "--data", data, "--encoder", no_embeddings, "--out", tmp_path / "m2"),
                      "lack 1 of the model's tensors")
+
+
+def tiny_bert(folder, seed=0):
+    """A randomly initialised 3-layer BERT of width 32 saved as a Hugging Face folder, with MiniLM's tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        (folder / name).symlink_to(minilm_path() / name)
+    return folder
+
+
+INTENTS = ("text,label\nmy card was declined,card\nwhy was my card refused,card\ncard got rejected again,card\n"
+           "will it rain today,weather\nis it sunny in paris,weather\nhow hot will it be,weather\n")
+
+
+def fit_in_project(project, *extra):
+    """A project as a user keeps one: project/encoder (a Hugging Face folder) and project/models/m
+    fit on it with `--encoder ./encoder`-style paths; returns the model folder."""
+    project.mkdir()
+    tiny_bert(project / "encoder")
+    (project / "t.csv").write_text(INTENTS)
+    r = run("fit", "--data", project / "t.csv", "--encoder", project / "encoder", "--cv", 0,
+            "--out", project / "models" / "m", "--quiet", *extra)
+    assert r.exit_code == 0, r.stderr
+    return project / "models" / "m"
+
+
+@pytest.mark.parametrize("extra", [(), ("--strategy", "finetune", "--set", "epochs=1")])
+def test_a_model_moved_with_its_encoder_folder_still_loads(tmp_path, monkeypatch, extra):
+    """The manifest named a Hugging Face encoder folder by its absolute path only: a project
+    copied to a server, or renamed, left every model in it refusing to load ('encoder folder
+    /old/path/encoder does not exist'), its pretrained weights and its fine-tuned ones alike
+    (the folder still holds the config and tokenizer). The manifest now also keeps the folder's
+    path from the model folder (`encoder.relative`), tried when the absolute one is gone."""
+    import shutil
+
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    model = fit_in_project(tmp_path / "laptop", *extra)
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["encoder"]["relative"] == "../../encoder"
+    before = run("predict", model, "--data", tmp_path / "laptop" / "t.csv")
+    assert before.exit_code == 0, before.stderr
+    shutil.move(tmp_path / "laptop", tmp_path / "server")
+    after = run("predict", tmp_path / "server" / "models" / "m", "--data", tmp_path / "server" / "t.csv")
+    assert after.exit_code == 0, after.stderr
+    assert after.stdout == before.stdout
+
+
+def test_a_model_whose_encoder_folder_moved_alone_says_how_to_point_at_it(tmp_path, monkeypatch):
+    """When the encoder folder is at neither path, predict said only that the folder does not
+    exist: nothing about which model needed it or how to go on. It now names the model and both
+    places looked at, and QUICKADAPT_ENCODER_FOLDER says where the folder is now; a folder of
+    other weights there, of the same size or another, is still refused."""
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    model = fit_in_project(tmp_path / "p")
+    data = tmp_path / "p" / "t.csv"
+    before = run("predict", model, "--data", data)
+    (tmp_path / "p" / "encoder").rename(tmp_path / "shared-encoder")
+    assert_bad_input(run("predict", model, "--data", data), "set QUICKADAPT_ENCODER_FOLDER to where it is now")
+    monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(tmp_path / "shared-encoder"))
+    after = run("predict", model, "--data", data)
+    assert after.exit_code == 0, after.stderr
+    assert after.stdout == before.stdout
+    monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(tiny_bert(tmp_path / "other", seed=1)))
+    assert_bad_input(run("predict", model, "--data", data), "is not the one the model was fit on")
+    monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(model_folder(tmp_path / "minilm")))
+    assert_bad_input(run("predict", model, "--data", data), "is not the one the model was fit on")
+    monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(tmp_path / "nowhere"))
+    assert_bad_input(run("predict", model, "--data", data), "QUICKADAPT_ENCODER_FOLDER")

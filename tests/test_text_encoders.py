@@ -299,3 +299,23 @@ def test_a_model_whose_encoder_folder_moved_alone_says_how_to_point_at_it(tmp_pa
     assert_bad_input(run("predict", model, "--data", data), "is not the one the model was fit on")
     monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(tmp_path / "nowhere"))
     assert_bad_input(run("predict", model, "--data", data), "QUICKADAPT_ENCODER_FOLDER")
+
+
+def test_a_model_loaded_in_python_after_moving_with_its_encoder_folder_refits_from_it(tmp_path, monkeypatch):
+    """FewShotClassifier.load named the encoder by the manifest's old absolute path: once the
+    project had moved, load failed ('not a Hugging Face model folder') where predict worked.
+    It now names the folder loading found, so it predicts and refits from there."""
+    import shutil
+
+    from sklearn.base import clone
+
+    from quickadapt.classifier import FewShotClassifier
+
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    fit_in_project(tmp_path / "laptop")
+    shutil.move(tmp_path / "laptop", tmp_path / "server")
+    clf = FewShotClassifier.load(tmp_path / "server" / "models" / "m")
+    assert clf.get_params()["encoder"] == str((tmp_path / "server" / "encoder").resolve())
+    texts, labels = zip(*(line.rsplit(",", 1) for line in INTENTS.splitlines()[1:]))
+    new = ["my card was refused", "will it rain tomorrow"]
+    assert list(clone(clf).fit(list(texts), list(labels)).predict(new)) == list(clf.predict(new))

@@ -18,6 +18,7 @@ from quickadapt.adapt import adapt
 from quickadapt.data.dataset import Dataset, half_character, half_character_problem, input_list
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
+from quickadapt.errors import BadInput
 from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score
 
 
@@ -85,6 +86,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         from quickadapt.artifact import MANIFEST, read_manifest
 
         folder = Path(self.encoder)
+        if not folder.exists():
+            if hasattr(self, "model_"):
+                # a loaded model whose encoder folder moved (or was named from another working
+                # directory) still predicts: its encoder was found, and says what it reads
+                return self.model_.encoder.modality
+            raise BadInput(f"encoder {self.encoder!r} is neither an encoder name ({', '.join(ENCODER_MODALITY)}) "
+                           f"nor an existing folder")
         if (folder / MANIFEST).is_file():
             return read_manifest(folder)["encoder"]["modality"]
         from quickadapt.encoders import folder_modality
@@ -282,7 +290,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         params.setdefault("seed", int(manifest.get("seed") or 0))
         # a model folder given as the encoder is rebuilt as its architecture (conv4): refitting
         # must start from the folder, not from that architecture's random weights
-        params.setdefault("encoder", model.info.get("encoder_folder") or manifest["encoder"]["name"])
+        # (a Hugging Face folder: where loading found it, which follows a model moved with it)
+        params.setdefault("encoder", model.info.get("encoder_folder") or model.encoder.name)
         clf = cls(strategy=model.strategy, **params)
         clf.model_ = model
         names = model.classes["main"]

@@ -8,6 +8,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from quickadapt.classifier import FewShotClassifier
 from quickadapt.data import load_dataset
+from quickadapt.errors import BadInput
 
 
 @parametrize_with_checks([FewShotClassifier(encoder="mlp")])
@@ -157,6 +158,12 @@ def test_seed_must_be_a_whole_number_like_the_cli_s():
             FewShotClassifier(encoder="mlp", seed=seed).fit(X, [0, 1] * 4)
 
 
+# a model fit on a csv keeps its columns' names, and scikit-learn warns, as for any estimator so fit,
+# when a plain array reaches it: expected here, where the arrays hold those columns in their order
+CSV_COLUMNS_WARNING = pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
+
+
+@CSV_COLUMNS_WARNING
 def test_a_cli_model_loads_with_the_fit_s_seed_and_folds(tmp_path):
     from cli_helpers import run
 
@@ -276,6 +283,33 @@ def test_a_model_folder_encoder_is_kept_through_save_load_and_refit(tmp_path):
     r = run("fit", "--data", tmp_path / "t.csv", "--encoder", base, "--out", tmp_path / "cli", "--quiet")
     assert r.exit_code == 0, r.stderr
     assert FewShotClassifier.load(tmp_path / "cli").get_params()["encoder"] == str(base.resolve())
+
+
+@CSV_COLUMNS_WARNING
+def test_a_model_moved_away_from_its_encoder_folder_still_loads_and_predicts(tmp_path, monkeypatch):
+    """load worked out the inputs' kind from the folder the encoder came from (a CLI fit's
+    info.encoder_folder, an estimator's encoder as given, ./base relative to where it was fit):
+    once that folder had moved, or the model was loaded from another working directory, load
+    raised 'not a Hugging Face model folder' though the model holds its encoder's weights. The
+    loaded model's own encoder says it now; refitting still names the folder it needs."""
+    from cli_helpers import run
+
+    X, y = _blobs()
+    (tmp_path / "laptop").mkdir()
+    monkeypatch.chdir(tmp_path / "laptop")
+    FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}).fit(X, y).save("base")
+    FewShotClassifier(encoder="./base", strategy="prototypes").fit(X, y).save("api")
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "".join(f"{a},{b},{c}\n" for (a, b), c in zip(X, y)))
+    assert run("fit", "--data", tmp_path / "t.csv", "--encoder", "base", "--out", "cli", "--quiet").exit_code == 0
+    before = {m: FewShotClassifier.load(m).predict_proba(X) for m in ("api", "cli")}
+    (tmp_path / "laptop").rename(tmp_path / "server")
+    monkeypatch.chdir(tmp_path)
+    for m in ("api", "cli"):
+        again = FewShotClassifier.load(tmp_path / "server" / m)
+        assert np.array_equal(again.predict_proba(X), before[m])
+        # the folder to refit from is gone: said so, not refit at random nor called a Hugging Face folder
+        with pytest.raises(BadInput, match="'.*base' is neither an encoder name .* nor an existing folder"):
+            clone(again).fit(X, y)
 
 
 class _Series:

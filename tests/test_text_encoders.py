@@ -245,12 +245,12 @@ def test_building_an_encoder_leaves_transformers_logging_as_it_was():
         hf_logging.enable_progress_bar()
 
 
-def tiny_folder(path, config_class="BertConfig", model_class="BertModel", dtype=None, **config):
+def tiny_folder(path, config_class="BertConfig", model_class="BertModel", dtype=None, seed=0, **config):
     """A tiny random transformers text model saved in `path`, with MiniLM's tokenizer."""
     import torch
     import transformers
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = getattr(transformers, config_class)(vocab_size=30522, hidden_size=32, num_hidden_layers=3,
                                                  num_attention_heads=2, intermediate_size=64, **config)
     model = getattr(transformers, model_class)(config)
@@ -348,3 +348,83 @@ def test_the_default_max_length_fits_the_model_s_positions(tmp_path):
     assert embed(encoder, TEXTS, cache=False).shape == (3, 96)
     with pytest.raises(BadInput, match="max_length counts tokens: from 2 to 39, got 40"):
         create_encoder(str(roberta), max_length=40)
+
+
+INTENTS = ("text,label\nmy card was declined,card\nwhy was my card refused,card\ncard got rejected again,card\n"
+           "will it rain today,weather\nis it sunny in paris,weather\nhow hot will it be,weather\n")
+
+
+def fit_in_project(project, *extra):
+    """A project as a user keeps one: project/encoder (a Hugging Face folder) and project/models/m
+    fit on it with `--encoder ./encoder`-style paths; returns the model folder."""
+    project.mkdir()
+    tiny_folder(project / "encoder")
+    (project / "t.csv").write_text(INTENTS)
+    r = run("fit", "--data", project / "t.csv", "--encoder", project / "encoder", "--cv", 0,
+            "--out", project / "models" / "m", "--quiet", *extra)
+    assert r.exit_code == 0, r.stderr
+    return project / "models" / "m"
+
+
+@pytest.mark.parametrize("extra", [(), ("--strategy", "finetune", "--set", "epochs=1")])
+def test_a_model_moved_with_its_encoder_folder_still_loads(tmp_path, monkeypatch, extra):
+    """The manifest named a Hugging Face encoder folder by its absolute path only: a project
+    copied to a server, or renamed, left every model in it refusing to load ('encoder folder
+    /old/path/encoder does not exist'), its pretrained weights and its fine-tuned ones alike
+    (the folder still holds the config and tokenizer). The manifest now also keeps the folder's
+    path from the model folder (`encoder.relative`), tried when the absolute one is gone."""
+    import shutil
+
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    model = fit_in_project(tmp_path / "laptop", *extra)
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["encoder"]["relative"] == "../../encoder"
+    before = run("predict", model, "--data", tmp_path / "laptop" / "t.csv")
+    assert before.exit_code == 0, before.stderr
+    shutil.move(tmp_path / "laptop", tmp_path / "server")
+    after = run("predict", tmp_path / "server" / "models" / "m", "--data", tmp_path / "server" / "t.csv")
+    assert after.exit_code == 0, after.stderr
+    assert after.stdout == before.stdout
+
+
+def test_a_model_whose_encoder_folder_moved_alone_says_how_to_point_at_it(tmp_path, monkeypatch):
+    """When the encoder folder is at neither path, predict said only that the folder does not
+    exist: nothing about which model needed it or how to go on. It now names the model and both
+    places looked at, and QUICKADAPT_ENCODER_FOLDER says where the folder is now; a folder of
+    other weights there, of the same size or another, is still refused."""
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    model = fit_in_project(tmp_path / "p")
+    data = tmp_path / "p" / "t.csv"
+    before = run("predict", model, "--data", data)
+    (tmp_path / "p" / "encoder").rename(tmp_path / "shared-encoder")
+    assert_bad_input(run("predict", model, "--data", data), "set QUICKADAPT_ENCODER_FOLDER to where it is now")
+    monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(tmp_path / "shared-encoder"))
+    after = run("predict", model, "--data", data)
+    assert after.exit_code == 0, after.stderr
+    assert after.stdout == before.stdout
+    monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(tiny_folder(tmp_path / "other", seed=1)))
+    assert_bad_input(run("predict", model, "--data", data), "is not the one the model was fit on")
+    monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(model_folder(tmp_path / "minilm")))
+    assert_bad_input(run("predict", model, "--data", data), "is not the one the model was fit on")
+    monkeypatch.setenv("QUICKADAPT_ENCODER_FOLDER", str(tmp_path / "nowhere"))
+    assert_bad_input(run("predict", model, "--data", data), "QUICKADAPT_ENCODER_FOLDER")
+
+
+def test_a_model_loaded_in_python_after_moving_with_its_encoder_folder_refits_from_it(tmp_path, monkeypatch):
+    """FewShotClassifier.load named the encoder by the manifest's old absolute path: once the
+    project had moved, load failed ('not a Hugging Face model folder') where predict worked.
+    It now names the folder loading found, so it predicts and refits from there."""
+    import shutil
+
+    from sklearn.base import clone
+
+    from quickadapt.classifier import FewShotClassifier
+
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    fit_in_project(tmp_path / "laptop")
+    shutil.move(tmp_path / "laptop", tmp_path / "server")
+    clf = FewShotClassifier.load(tmp_path / "server" / "models" / "m")
+    assert clf.get_params()["encoder"] == str((tmp_path / "server" / "encoder").resolve())
+    texts, labels = zip(*(line.rsplit(",", 1) for line in INTENTS.splitlines()[1:]))
+    new = ["my card was refused", "will it rain tomorrow"]
+    assert list(clone(clf).fit(list(texts), list(labels)).predict(new)) == list(clf.predict(new))

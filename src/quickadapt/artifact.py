@@ -149,8 +149,8 @@ def current_umask() -> int:
     return mask
 
 
-def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, threshold, data_fingerprint,
-              seed, metrics, info) -> dict:
+def _manifest(kind: str, encoder, out: Path, *, weights: str, strategy: dict, tasks: dict, threshold,
+              data_fingerprint, seed, metrics, info) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "kind": kind,
@@ -162,6 +162,7 @@ def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, 
             "modality": encoder.modality,
             "embed_dim": encoder.embed_dim,
             "weights": weights,
+            **encoder_folder_from(out, encoder.name),
             # rebuilt at loading from a package or folder that may change: what it must match
             **({"fingerprint": rebuilt_fingerprint(encoder)} if weights == "pretrained" else {}),
         },
@@ -173,6 +174,18 @@ def _manifest(kind: str, encoder, *, weights: str, strategy: dict, tasks: dict, 
         "metrics": metrics or {},
         "info": info,
     }
+
+
+def encoder_folder_from(out: Path, name: str) -> dict:
+    """{"relative": the encoder's Hugging Face folder as a path from the model folder `out`}, or
+    {} for a registry name: a model and its encoder folder moved together (a project copied to
+    a server, another user's home) still find each other when the stored absolute path is gone."""
+    if not Path(name).is_absolute():
+        return {}
+    try:
+        return {"relative": Path(os.path.relpath(name, os.path.realpath(out))).as_posix()}
+    except ValueError:  # another drive (Windows): no relative path leads there
+        return {}
 
 
 def rebuilt_fingerprint(encoder) -> str:
@@ -207,7 +220,7 @@ def save_model(
     if isinstance(model, BlendedModel):
         return _save_blend(model, out, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, extra=extra)
     manifest = _manifest(
-        model.kind, model.encoder, weights="stored" if model.encoder_tuned else "pretrained",
+        model.kind, model.encoder, out, weights="stored" if model.encoder_tuned else "pretrained",
         strategy={"name": model.strategy, "params": model.strategy_params},
         tasks={task: {"classes": model.classes[task], "head": model.heads[task].config()} for task in model.heads},
         threshold=model.threshold, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, info=model.info,
@@ -234,7 +247,7 @@ def _save_blend(model: BlendedModel, out: Path, *, data_fingerprint, seed, metri
     them with their weights; its own model.safetensors holds nothing."""
     names = [f"part-{i}" for i in range(len(model.parts))]
     manifest = _manifest(
-        model.kind, model.encoder, weights="parts", strategy={"name": model.strategy, "params": model.strategy_params},
+        model.kind, model.encoder, out, weights="parts", strategy={"name": model.strategy, "params": model.strategy_params},
         tasks={task: {"classes": model.classes[task], "head": None} for task in model.heads},
         threshold=model.threshold, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, info=model.info,
     )
@@ -256,7 +269,7 @@ def save_encoder(
     entries for the folder (e.g. the last training checkpoint)."""
     out = prepare_out_dir(out, force)
     manifest = _manifest(
-        "encoder", encoder, weights="stored", strategy=strategy or {"name": None, "params": {}}, tasks={},
+        "encoder", encoder, out, weights="stored", strategy=strategy or {"name": None, "params": {}}, tasks={},
         threshold=None, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, info={},
     )
     manifest.update(extra or {})
@@ -453,20 +466,50 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
     stored = spec["weights"] == "stored"
     if not stored and any(k.startswith("encoder.") for k in tensors):  # they would be dropped unread
         raise BadInput(f"{folder}: {WEIGHTS} holds encoder weights but the manifest says 'pretrained'; {DAMAGED}")
+    name = encoder_folder_now(spec, folder)
     if for_cache and not stored:
-        encoder = create_encoder_for_cache(spec["name"], **spec["settings"])
+        encoder = create_encoder_for_cache(name, **spec["settings"])
     else:
-        encoder = create_encoder(spec["name"], pretrained=not stored, **spec["settings"])
+        encoder = create_encoder(name, pretrained=not stored, **spec["settings"])
     if (encoder.modality, encoder.embed_dim) != (spec["modality"], spec["embed_dim"]):
+        if name != spec["name"]:  # the folder found in place of a moved one is another encoder, not a damaged manifest
+            raise BadInput(f"{folder}: the encoder folder {name} is not the one the model was fit on ({spec['name']}): "
+                           f"it reads {encoder.modality} into {encoder.embed_dim} features, the model's into "
+                           f"{spec['embed_dim']}")
         raise BadInput(f"{folder}: the manifest's encoder reads {spec['modality']} into {spec['embed_dim']} features, "
                        f"but {spec['name']!r} rebuilds as {encoder.modality} into {encoder.embed_dim}; {DAMAGED}")
     if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder)):
-        raise BadInput(f"{folder}: its encoder {spec['name']} is not the one the model was fit on (other weights, "
+        raise BadInput(f"{folder}: its encoder {name} is not the one the model was fit on (other weights, "
                        "tokenizer or pooling: the package or folder changed since); fit the model again")
     if stored:
         state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
         fit_weights(encoder, state, folder, f"encoder {spec['name']!r}")
     return encoder.eval()
+
+
+ENCODER_FOLDER_VAR = "QUICKADAPT_ENCODER_FOLDER"
+
+
+def encoder_folder_now(spec: dict, folder: Path) -> str:
+    """What to rebuild the encoder from: a registry name as stored; a Hugging Face folder (which
+    holds the config and tokenizer even when the weights are stored) at its stored absolute
+    path, else at `relative` from the model folder (both moved together), else at
+    $QUICKADAPT_ENCODER_FOLDER. The fingerprint check after the build still refuses a folder
+    of other weights or tokenizer, wherever it was found."""
+    name = spec["name"]
+    if not Path(name).is_absolute() or Path(name).exists():
+        return name
+    beside = folder / spec["relative"] if spec.get("relative") else None
+    if beside is not None and beside.is_dir():
+        return str(beside)
+    moved = os.environ.get(ENCODER_FOLDER_VAR)
+    if moved:
+        if not Path(moved).expanduser().is_dir():
+            raise BadInput(f"{ENCODER_FOLDER_VAR}={moved} is not a folder")
+        return str(Path(moved).expanduser())
+    where = f", and not at {os.path.normpath(beside)} either" if beside is not None else ""
+    raise BadInput(f"{folder}: its encoder folder {name} is gone{where}; put that folder back, or set "
+                   f"{ENCODER_FOLDER_VAR} to where it is now (a folder of other weights is refused)")
 
 
 def fit_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path, what: str) -> None:

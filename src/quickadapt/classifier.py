@@ -18,6 +18,7 @@ from quickadapt.adapt import adapt
 from quickadapt.data.dataset import Dataset, half_character, half_character_problem, input_list
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
+from quickadapt.errors import BadInput
 from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score
 
 
@@ -81,13 +82,16 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     def _modality(self) -> str:
         model = self.__dict__.get("model_")
-        if model is not None:  # fitted: its own encoder says, with no file read at each predict (the
-            return model.encoder.modality  # folder given as encoder may since be gone or replaced)
+        if model is not None:  # fitted or loaded: its own encoder says, with no file read at each predict
+            return model.encoder.modality  # (the folder given as encoder may since be gone, moved or replaced)
         if self.encoder in ENCODER_MODALITY:
             return ENCODER_MODALITY[self.encoder]
         from quickadapt.artifact import MANIFEST, read_manifest
 
         folder = Path(self.encoder)
+        if not folder.exists():  # a refit of a loaded model whose encoder folder has gone
+            raise BadInput(f"encoder {self.encoder!r} is neither an encoder name ({', '.join(ENCODER_MODALITY)}) "
+                           f"nor an existing folder")
         if (folder / MANIFEST).is_file():
             return read_manifest(folder)["encoder"]["modality"]
         from quickadapt.encoders import folder_modality
@@ -285,7 +289,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         params.setdefault("seed", int(manifest.get("seed") or 0))
         # a model folder given as the encoder is rebuilt as its architecture (conv4): refitting
         # must start from the folder, not from that architecture's random weights
-        params.setdefault("encoder", model.info.get("encoder_folder") or manifest["encoder"]["name"])
+        # (a Hugging Face folder: where loading found it, which follows a model moved with it)
+        params.setdefault("encoder", model.info.get("encoder_folder") or model.encoder.name)
         clf = cls(strategy=model.strategy, **params)
         clf.model_ = model
         names = model.classes["main"]

@@ -428,3 +428,14 @@ def test_a_model_loaded_in_python_after_moving_with_its_encoder_folder_refits_fr
     texts, labels = zip(*(line.rsplit(",", 1) for line in INTENTS.splitlines()[1:]))
     new = ["my card was refused", "will it rain tomorrow"]
     assert list(clone(clf).fit(list(texts), list(labels)).predict(new)) == list(clf.predict(new))
+
+
+def test_too_many_layers_for_the_model_says_how_to_set_them(tmp_path):
+    """A 2-layer folder failed on the default layers=3, which the user never set, without saying
+    which setting that is or how to change it."""
+    data = tmp_path / "t.csv"
+    data.write_text(INTENTS)
+    assert_bad_input(run("fit", "--data", data, "--set", "encoder.layers=9", "--out", tmp_path / "m"),
+                     "between 1 and 6 (the model's hidden layers), got 9; set it with --set encoder.layers=N")
+    with pytest.raises(BadInput, match=r'encoder_params=\{"layers": N\}'):
+        create_encoder("minilm", layers=9)

@@ -291,7 +291,10 @@ class HFTextEncoder(Encoder):
                   layers) -> None:
         """Check the settings against the model's sizes and set what reading depends on."""
         if not 1 <= int(layers) <= n_layers:
-            raise BadInput(f"encoder setting layers must be between 1 and {n_layers}, got {layers}")
+            # the default, 3, is more than a small model has: say how to set it
+            how = option("set", "--set encoder.layers=N", 'encoder_params={"layers": N}')
+            raise BadInput(f"encoder setting layers must be between 1 and {n_layers} (the model's hidden layers), got "
+                           f"{layers}; set it with {how}")
         self.layers = int(layers)
         # the last layer's pooling is the model's sentence embedding: through its Dense modules, if any
         dense = _dense_configs(folder)

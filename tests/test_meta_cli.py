@@ -808,3 +808,24 @@ def test_a_meta_step_is_checked_against_the_memory_limit_of_a_container(tmp_path
     assert_bad_input(r, "one meta-step of 16 episodes of 20 ways x (5 shots + 5 queries) needs at least")
     assert "more than this process's memory limit (cgroup) of 1.0 GiB" in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_resume_finds_the_start_encoder_folder_named_from_another_directory(tmp_path, monkeypatch):
+    """--resume compared --encoder as typed: a run started from a model folder as ./start in one
+    directory was refused when resumed from the directory above as project/start, the same folder.
+    Another folder is still refused."""
+    data = omniglot_folder(tmp_path / "data", 4)
+    shape = ("--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2, "--no-rotations", "--quiet")
+    project = tmp_path / "project"
+    assert run("meta-train", "--data", data, *shape, "--set", "encoder.channels=8", "--steps", 1,
+               "--out", project / "start").exit_code == 0
+    monkeypatch.chdir(project)
+    args = ("meta-train", "--data", data, *shape, "--out", tmp_path / "chain")
+    r = run(*args, "--encoder", "./start", "--steps", 1)
+    assert r.exit_code == 0, r.stderr
+    monkeypatch.chdir(tmp_path)
+    r = run(*args, "--encoder", "project/start", "--steps", 2, "--resume", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == 2
+    shutil.copytree(project / "start", tmp_path / "other")
+    assert_bad_input(run(*args, "--encoder", "other", "--steps", 3, "--resume"), "encoder is")

@@ -329,7 +329,8 @@ def check_resumable(saved: dict, spec: dict, cfg: MetaTrainConfig, out: Path) ->
     """Refuse a --resume that would not continue the stored run: other data, method or shape, or
     fewer steps than the checkpoint has already done."""
     stored = saved.get("spec", {})
-    differ = [k for k in SHAPE_KEYS if stored.get(k) != spec[k] and not (k == "data" and same_place(stored, spec))]
+    differ = [k for k in SHAPE_KEYS if stored.get(k) != spec[k] and not (k == "data" and same_place(stored, spec))
+              and not (k == "encoder" and same_start(stored.get(k), spec[k]))]
     if differ:
         k = differ[0]
         raise BadInput(f"{option('resume')}: {k} is {spec[k]!r} but the checkpoint in {out} was trained with {stored.get(k)!r}")
@@ -371,6 +372,17 @@ def same_place(stored: dict, spec: dict) -> bool:
     if a.startswith("builtin:") or b.startswith("builtin:"):
         return a == b
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+def same_start(stored, spec: dict) -> bool:
+    """The starting encoder may be spelt differently too: a folder named from another working
+    directory (./enc, then runs/enc from above it) is the same folder, with the same settings. A
+    checkpoint from before folders were recorded compares the names as given."""
+    if not isinstance(stored, dict) or stored.get("settings") != spec.get("settings"):
+        return False
+    if stored.get("folder") and spec.get("folder"):
+        return stored["folder"] == spec["folder"]
+    return stored.get("name") == spec.get("name")
 
 
 def run_episodes(

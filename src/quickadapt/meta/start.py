@@ -11,6 +11,7 @@ scale 1 would give a softmax too flat (L = 1) or too sharp (L = 3 is 6x the cosi
 well. Settings given explicitly always win; the manifest records the values used."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from quickadapt.encoders import ENCODERS, PRETRAINED
@@ -32,7 +33,11 @@ def start_spec(encoder: str | None, modality: str, settings: dict | None) -> dic
         raise BadInput(f"meta-train reads images or text, not {modality} data")
     name = str(encoder) if encoder else DEFAULT_START[modality][0]
     base = DEFAULT_START["image"][1] if name == "conv4" else {}
-    return {"name": name, "settings": {**base, **(settings or {})}}
+    spec = {"name": name, "settings": {**base, **(settings or {})}}
+    if name not in ENCODERS and Path(name).is_dir():
+        # where the folder is: a --resume from another working directory names it another way
+        spec["folder"] = os.path.realpath(name)
+    return spec
 
 
 def note_colour_read_grey(spec: dict, given: dict | None, data) -> None:

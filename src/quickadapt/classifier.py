@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from quickadapt.adapt import adapt
-from quickadapt.data.dataset import Dataset, half_character, half_character_problem, input_list
+from quickadapt.data.dataset import Dataset, first_half_character, half_character_problem, input_list
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
@@ -113,7 +113,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             empty = next((i for i, x in enumerate(X) if not x.strip()), None)
             if empty is not None:
                 raise ValueError(f"X[{empty}] is empty text; every input needs some text")
-            half = next((i for i, x in enumerate(X) if half_character(x)), None)
+            half = first_half_character(X)
             if half is not None:
                 raise ValueError(f"X[{half}] holds {half_character_problem(X[half])}")
         return X
@@ -149,7 +149,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         missing = next((i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)), None)
         if missing is not None:  # None or NaN: sklearn's own checks fail on them with a TypeError
             raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
-        half = next((i for i, v in enumerate(y) if isinstance(v, str) and half_character(v)), None)
+        half = first_half_character(y)
         if half is not None:  # no model folder could be written (UTF-8)
             raise ValueError(f"y[{half}] holds {half_character_problem(y[half])}")
         # quickadapt labels are strings, as the command line reads them from files (1.0 is "1");

@@ -60,7 +60,7 @@ class Dataset:
                                      dtype=object)
             if len(self.labels) != len(self.inputs):
                 raise ValueError("inputs and labels differ in length")
-            half = next((i for i, v in enumerate(self.labels) if half_character(v)), None)
+            half = first_half_character(self.labels)
             if half is not None:  # a model folder is written in UTF-8: hashing it for the manifest failed
                 raise BadInput(f"{self.name or 'data'}: data row {half + 1} has a label holding "
                                f"{half_character_problem(self.labels[half])}")
@@ -200,6 +200,11 @@ def half_character(text: str) -> str | None:
     UTF-8 output can hold it. A whole pair ("\\ud83d\\ude00") reads as the one character it is."""
     found = re.search("[\ud800-\udfff]", text)
     return found.group() if found else None
+
+
+def first_half_character(values) -> int | None:
+    """The position of the first string among `values` holding half a character, or None."""
+    return next((i for i, v in enumerate(values) if isinstance(v, str) and half_character(v)), None)
 
 
 def half_character_problem(text: str) -> str | None:

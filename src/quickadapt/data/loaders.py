@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.columns import ROW_ID_NAMES
-from quickadapt.data.dataset import Dataset, half_character, half_character_problem, label_text  # label_text: also imported from here
+from quickadapt.data.dataset import (Dataset, first_half_character, half_character_problem,
+                                     label_text)  # label_text: also imported from here
 from quickadapt.errors import BadInput, MissingLabel
 from quickadapt.progress import log
 
@@ -154,8 +155,8 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, gr
                            "quote it")
         if text is None or not text.strip():
             raise BadInput(f"{shown}: line {line} has empty text; every row needs a non-empty `text`")
-        if half_character(text):
-            raise BadInput(f"{shown}: line {line} has a `text` holding {half_character_problem(text)}")
+        if problem := half_character_problem(text):
+            raise BadInput(f"{shown}: line {line} has a `text` holding {problem}")
         texts.append(text)
         if keep:
             if _missing(label):
@@ -164,8 +165,8 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, gr
                 raise BadInput(f"{shown}: line {line} has a label that is a JSON {type(label).__name__}; "
                                "give one label per example, a string or a number")
             labs.append(label_text(label))
-            if half_character(labs[-1]):  # a model folder is written in UTF-8: it could not be saved
-                raise BadInput(f"{shown}: line {line} has a label holding {half_character_problem(labs[-1])}")
+            if problem := half_character_problem(labs[-1]):  # a model folder is written in UTF-8: it could not be saved
+                raise BadInput(f"{shown}: line {line} has a label holding {problem}")
     groups = text_groups(rows, group_cells, labs, shown, field) if keep and group_cells is not None else None
     return Dataset("text", texts, np.asarray(labs, dtype=object) if keep else None, name=shown, groups=groups)
 
@@ -442,7 +443,7 @@ def _check_texts(texts, shown: str) -> None:
     empty = next((i for i, x in enumerate(texts) if not x.strip()), None)
     if empty is not None:
         raise BadInput(f"{shown}: data row {empty + 1} is empty text; every input needs some text")
-    half = next((i for i, x in enumerate(texts) if half_character(x)), None)
+    half = first_half_character(texts)
     if half is not None:  # the tokenizer's TypeError, as a file's line would have been
         raise BadInput(f"{shown}: data row {half + 1} has a text holding {half_character_problem(texts[half])}")
 

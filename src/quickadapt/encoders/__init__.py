@@ -80,6 +80,18 @@ def typed_settings(factory, settings: dict, name: str) -> dict:
             for k, v in settings.items()}
 
 
+def unknown_setting(exc: TypeError, factory, name) -> BadInput | None:
+    """The one-line error for a setting the encoder's class does not take (its TypeError names
+    the keyword argument), naming the setting, not the Python class that refused it; None for
+    another TypeError."""
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+    if not unknown:
+        return None
+    valid = encoder_settings(factory)
+    listed = f"; valid settings are {', '.join(valid)}" if valid else ""
+    return BadInput(f"unknown setting {unknown.group(1)!r} for encoder {name!r}{listed}")
+
+
 def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder:
     """Build encoder `name` (a registry name or a Hugging Face folder path) with `settings`."""
     if name not in ENCODERS and ("/" in str(name) or Path(str(name)).is_dir()):
@@ -90,11 +102,10 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
         try:
             encoder = factory(folder, pretrained=pretrained, **typed_settings(factory, settings, str(name)))
         except TypeError as exc:  # a setting of the other kind of folder's encoder
-            unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-            if not unknown:
+            unknown = unknown_setting(exc, factory, name)
+            if unknown is None:
                 raise
-            raise BadInput(f"unknown setting {unknown.group(1)!r} for encoder {name!r}; valid settings are "
-                           f"{', '.join(encoder_settings(factory))}") from None
+            raise unknown from None
         encoder.is_pretrained = pretrained
         return encoder
     factory = ENCODERS.get(name)
@@ -107,11 +118,9 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
     except BadInput:  # the encoder's own message names the setting already
         raise
     except TypeError as exc:
-        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-        if unknown:  # name the setting, not the Python class that refused it
-            valid = encoder_settings(factory)
-            listed = f"; valid settings are {', '.join(valid)}" if valid else ""
-            raise BadInput(f"unknown setting {unknown.group(1)!r} for encoder {name!r}{listed}") from None
+        unknown = unknown_setting(exc, factory, name)
+        if unknown is not None:
+            raise unknown from None
         raise BadInput(f"bad setting for encoder {name!r}: {str(exc).splitlines()[0]}") from None
     except (ValueError, RuntimeError) as exc:
         # a setting of the wrong kind or size (torch refuses a negative width with RuntimeError)

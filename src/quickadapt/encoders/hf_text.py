@@ -97,11 +97,16 @@ def st_files(folder: Path) -> tuple[str, ...]:
             *(f"{sub}/{name}" for sub in subfolders for name in ("config.json", "model.safetensors")))
 
 
+def _pooling_config(folder: Path) -> Path:
+    """Where the folder's sentence-transformers Pooling module keeps its config (which may not exist)."""
+    sub = next((sub for kind, sub in st_modules(folder) if kind == "Pooling"), "1_Pooling")
+    return folder / sub / "config.json"
+
+
 def _pooling_mode(folder: Path) -> str:
     """The one pooling the folder's sentence-transformers config asks for (mean without one);
     one this encoder cannot do is refused rather than silently replaced by mean pooling."""
-    sub = next((sub for kind, sub in st_modules(folder) if kind == "Pooling"), "1_Pooling")
-    cfg = folder / sub / "config.json"
+    cfg = _pooling_config(folder)
     if not cfg.is_file():
         return "mean_tokens"
     pool = read_json(cfg)
@@ -128,9 +133,9 @@ def default_prompt(folder: Path) -> str:
     prompts = config.get("prompts") or {}
     if name not in prompts:
         raise BadInput(f"{path}: default_prompt_name {name!r} is not one of its prompts ({', '.join(prompts) or 'none'})")
-    sub = next((sub for kind, sub in st_modules(folder) if kind == "Pooling"), "1_Pooling")
-    if prompts[name] and (folder / sub / "config.json").is_file() and read_json(folder / sub / "config.json").get("include_prompt") is False:
-        raise BadInput(f"{folder / sub / 'config.json'}: pooling without the prompt's tokens (include_prompt false) "
+    pooling = _pooling_config(folder)
+    if prompts[name] and pooling.is_file() and read_json(pooling).get("include_prompt") is False:
+        raise BadInput(f"{pooling}: pooling without the prompt's tokens (include_prompt false) "
                        "is not supported; quickadapt pools every token")
     return str(prompts[name])
 
@@ -308,9 +313,9 @@ class HFTextEncoder(Encoder):
         self.max_length = int(max_length)
         # 2 holds [CLS] and [SEP] (below it the tokenizer does not truncate at all); above the
         # model's positions a long text would overflow them
-        limit = position_limit
-        if self.max_length < 2 or limit and self.max_length > limit:
-            raise BadInput(f"encoder setting max_length counts tokens: from 2 to {limit or 'the model limit'}, got {max_length}")
+        if self.max_length < 2 or position_limit and self.max_length > position_limit:
+            raise BadInput(f"encoder setting max_length counts tokens: from 2 to {position_limit or 'the model limit'}, "
+                           f"got {max_length}")
         self.normalize = bool(normalize)
         self.settings = {"max_length": self.max_length, "normalize": self.normalize, "layers": self.layers}
 
@@ -355,9 +360,10 @@ class HFTextEncoder(Encoder):
         # a chunk at a time, since the tokenizer's output for all at once grew with the input
         cut = tokens = unknown = unknown_texts = 0
         examples = {}
+        reader = self.note_reader()  # once: it is a copy of the whole tokenizer
         for start in range(0, len(texts), CACHE_CHUNK):
             chunk = self.prompted(texts[start : start + CACHE_CHUNK])
-            for row, (ids, special_mask, offsets) in enumerate(self._tokens_for_note(chunk)):
+            for row, (ids, special_mask, offsets) in enumerate(self._tokens_for_note(chunk, reader)):
                 cut += len(ids) > self.max_length
                 read = [i for i, special in enumerate(special_mask) if not special]
                 unread = [i for i in read if ids[i] == self.unknown_id]
@@ -404,10 +410,10 @@ class HFTextEncoder(Encoder):
     def unknown_id(self):
         return self.tokenizer.unk_token_id
 
-    def _tokens_for_note(self, chunk: list[str]):
+    def _tokens_for_note(self, chunk: list[str], reader):
         """(token ids, special-token mask, where in the text each token came from or None) of each
-        text, cut one token past max_length; offsets come with fast tokenizers only."""
-        reader = self.note_reader()
+        text, cut one token past max_length, read by `reader` (`note_reader`); offsets come with
+        fast tokenizers only."""
         if reader is None:
             encoded = self.tokenizer(chunk, truncation=True, max_length=self.max_length + 1,
                                      return_special_tokens_mask=True)

@@ -312,6 +312,28 @@ def test_a_sentence_transformers_folder_gives_what_its_encode_gives(tmp_path, mo
     assert np.array_equal(embed(unbuilt, TEXTS, cache=False), embed(full, TEXTS, cache=False))
 
 
+def test_a_folder_s_dense_module_is_frozen_with_the_top_block(tmp_path):
+    """The Dense modules after the pooling were in no layer group: `freeze` with every group
+    frozen (its note says "only the head trains") still trained them."""
+    from sentence_transformers import SentenceTransformer
+    try:
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models
+
+    from quickadapt.transfer import create_strategy
+
+    base = tiny_folder(tmp_path / "base")
+    folder = tmp_path / "st"
+    SentenceTransformer(modules=[models.Transformer(str(base)), models.Pooling(32, pooling_mode="mean"),
+                                 models.Dense(32, 16)], device="cpu").save(str(folder))
+    encoder = create_encoder(str(folder))
+    dense = {id(p) for p in encoder.dense.parameters()}
+    assert dense and dense <= {id(p) for p in encoder.layer_groups()[-1].parameters()}
+    create_strategy("freeze", k=len(encoder.layer_groups())).prepare(encoder)
+    assert not any(p.requires_grad for p in encoder.dense.parameters())
+
+
 def test_a_sentence_transformers_module_quickadapt_cannot_apply_is_refused(tmp_path):
     """A module beyond Transformer, Pooling, Dense and Normalize (a LayerNorm, a CNN) was skipped
     without a word: features other than the model's."""

@@ -485,13 +485,15 @@ class HFTextEncoder(Encoder):
         return f"{super().preprocess_id()}|{self.pooling}|{self.tokenizer_hash}{prompt}"
 
     def layer_groups(self):
-        """Embeddings, then each transformer block, bottom to top (BERT-style models)."""
+        """Embeddings, then each transformer block, bottom to top (BERT-style models); a folder's
+        Dense modules go with the top block, which they follow, so that `freeze` of every group
+        freezes them too (they were in no group, and trained)."""
         base = self.model
         layers = getattr(getattr(base, "encoder", None), "layer", None)
         embeddings = getattr(base, "embeddings", None)
         if layers is None or embeddings is None:
-            return [self.model]
-        return [embeddings, *layers]
+            return [torch.nn.ModuleList([self.model, self.dense])]
+        return [embeddings, *layers[:-1], torch.nn.ModuleList([layers[-1], self.dense])]
 
 
 class CachedHFTextEncoder(HFTextEncoder):

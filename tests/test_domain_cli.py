@@ -48,10 +48,26 @@ def test_domain_adapt_reports_method_beside_source_only(adapted):
         assert {"dev_risk", "iwv_risk", "snd", "target_entropy", "criterion", "target_test_accuracy"} <= set(entry)
         assert entry["target_test_accuracy"] > 0.5  # 10 classes: chance is 10%
     assert isinstance(result["negative_transfer"], bool)
+    versus = result["target_test_vs_source_only"]  # held-out fits compared on the same target test rows
+    assert versus["accuracy"] == result["methods"]["dann"]["target_test_accuracy"]
+    assert versus["source_only_accuracy"] == result["methods"]["source-only"]["target_test_accuracy"]
+    assert versus["verdict"] in ("better", "worse", "within noise")
     assert not any("answers most target inputs" in w for w in result["warnings"])  # dslr -> webcam adapts well
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["strategy"]["name"] == "domain:dann" and manifest["encoder"]["weights"] == "stored"
     assert manifest["tasks"]["main"]["head"]["kind"] == "bottleneck"
+
+
+def test_the_summary_says_what_the_target_test_says_beside_the_label_free_estimate(adapted):
+    from quickadapt.cli import _domain_summary
+
+    _, result = adapted
+    versus = result["target_test_vs_source_only"]
+    last = _domain_summary(result).splitlines()[-1]
+    assert last.startswith(f"on the target test, fitted on the same held-out split: dann {versus['accuracy']:.1%}, "
+                           f"source-only {versus['source_only_accuracy']:.1%}")
+    worse = {**result, "target_test_vs_source_only": {**versus, "verdict": "worse", "p_worse": 0.01}}
+    assert _domain_summary(worse).splitlines()[-1].endswith("adaptation did WORSE than source-only (McNemar p = 0.010)")
 
 
 def test_artifact_works_with_predict_and_evaluate(adapted, files, tmp_path):

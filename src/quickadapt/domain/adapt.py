@@ -116,7 +116,9 @@ def adapt_domain(
     only), `negative_transfer` (adaptation looks worse than source-only to the validator, or its
     target predictions collapsed), the chosen `domain_method` and `warnings` (also logged as they
     arise when `progress`), among them one when the kept model answers most target inputs with
-    few classes (`FEW_CLASSES_FRACTION`), whichever method it is.
+    few classes (`FEW_CLASSES_FRACTION`), whichever method it is. With `target_test`,
+    `target_test_vs_source_only` compares the chosen method with source-only on it (McNemar),
+    and a measurably worse one is a warning: evaluation only, it chooses nothing.
 
     With `refit` (the default) the returned model is the chosen method fitted again, with the
     same settings and seed, on the whole source; the scores above describe its held-out-source
@@ -169,19 +171,24 @@ def adapt_domain(
         ctx = DomainContext(device=dev, seed=seed, progress=progress, score=score)
         return m.fit(copy.deepcopy(base), data, target, ctx)
 
-    def test_accuracy(model: AdaptedModel) -> float:
+    def test_right(model: AdaptedModel) -> np.ndarray:
         labels, _ = model.predict(target_test.inputs)
-        return float(np.mean(np.asarray(labels) == target_test.labels))
+        return np.asarray(labels) == target_test.labels
+
+    def test_accuracy(model: AdaptedModel) -> float:
+        return float(np.mean(test_right(model)))
 
     models: dict[str, AdaptedModel] = {}
     report: dict[str, dict] = {}
+    rights: dict[str, np.ndarray] = {}  # which target test rows each held-out fit gets right
     for name in names:
         started = time.perf_counter()
         model = fit(name, train_src, validator)
         entry = {"seconds": round(time.perf_counter() - started, 3), **validator.scores(model)}
         entry["criterion"] = validator.criterion_value(entry, criterion)
         if target_test is not None:
-            entry["target_test_accuracy"] = test_accuracy(model)
+            rights[name] = test_right(model)
+            entry["target_test_accuracy"] = float(np.mean(rights[name]))
         models[name], report[name] = model, entry
 
     if "source-only" in report:
@@ -224,6 +231,16 @@ def adapt_domain(
             warnings.append(f"{best} looks worse than source-only ({why}); {what}")
             if progress:
                 log(f"warning: {warnings[-1]}")
+    if target_test is not None and "source-only" in rights and chosen != "source-only":
+        # the label-free verdict above can be wrong (DEV prefers confident models): the labelled
+        # target test says what happened, comparing the two fits on the same held-out split
+        info["target_test_vs_source_only"] = versus = target_test_comparison(rights[chosen], rights["source-only"])
+        if versus["verdict"] == "worse":
+            warnings.append(f"on the target test {chosen} is WORSE than source-only ({versus['accuracy']:.1%} against "
+                            f"{versus['source_only_accuracy']:.1%}, McNemar p = {versus['p_worse']:.3f}): adaptation "
+                            f"hurt (negative transfer); {option('method')} source-only keeps the baseline")
+            if progress:
+                log(f"warning: {warnings[-1]}")
     model = models[chosen]
     few = few_classes_warning(chosen, answers_entropy(model, validator.target), len(source.classes))
     if few:  # the guard above compares methods; this looks at the model kept, whichever it is
@@ -236,6 +253,20 @@ def adapt_domain(
     model.info.update(info)
     model.strategy_params = {**model.strategy_params, "encoder": encoder}
     return model
+
+
+def target_test_comparison(right: np.ndarray, source_only_right: np.ndarray) -> dict:
+    """The adapted method against source-only on the labelled target test (which rows each gets
+    right): both accuracies, the rows only one gets right, McNemar's one-sided p-values and the
+    verdict: better, worse, or within the noise of the test's rows."""
+    from quickadapt.evaluate.cv import SIGNIFICANCE, mcnemar_p
+
+    p_better, p_worse = mcnemar_p(right, source_only_right), mcnemar_p(source_only_right, right)
+    verdict = "better" if p_better < SIGNIFICANCE else "worse" if p_worse < SIGNIFICANCE else "within noise"
+    return {"accuracy": float(np.mean(right)), "source_only_accuracy": float(np.mean(source_only_right)),
+            "n": len(right), "only_adapted_right": int(np.sum(right & ~source_only_right)),
+            "only_source_only_right": int(np.sum(source_only_right & ~right)),
+            "p_better": p_better, "p_worse": p_worse, "verdict": verdict}
 
 
 def answers_entropy(model: AdaptedModel, target: Dataset) -> float:

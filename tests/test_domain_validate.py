@@ -188,6 +188,29 @@ def test_a_kept_model_that_answers_the_target_with_few_classes_is_warned_about(m
         assert quiet.info.get(key) == model.info.get(key)
 
 
+def test_a_target_of_fewer_examples_than_classes_is_warned_about_and_not_called_too_far():
+    """3 noisy SMS texts as the target of a 15-intent source ran without a word about their number,
+    and then warned that the domains look too far apart: 3 answers in 2 classes spread over 0.64
+    nats, under half of log 15, though 3 answers can spread over log 3 at most."""
+    from domain_data import rotated_digits
+    from quickadapt.domain import adapt_domain
+    from quickadapt.domain.adapt import few_classes_warning
+
+    two_of_three = float(-(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3)))
+    assert few_classes_warning("mcc", two_of_three, 15, 3) is None
+    assert few_classes_warning("mcc", two_of_three, 15) is not None  # read against 15 classes, as before
+    assert "1.10 for 3 answers in 3 classes" in few_classes_warning("mcc", 0.0, 15, 3)  # one class for all 3 still is
+    assert few_classes_warning("mcc", 1.0, 10, 2000) == few_classes_warning("mcc", 1.0, 10)  # many answers: as before
+
+    source, target = rotated_digits(35.0)
+    model = adapt_domain(source, target.subset([0, 1, 2]).without_labels(), "source-only", {"steps": 50}, seed=0,
+                         device="cpu", progress=False)
+    assert any("has 3 examples, fewer than the source's 10 classes" in w for w in model.info["warnings"])
+    many = adapt_domain(source, target.subset(range(30)).without_labels(), "source-only", {"steps": 50}, seed=0,
+                        device="cpu", progress=False)
+    assert not any("fewer than the source's" in w for w in many.info["warnings"])
+
+
 def test_same_seed_same_model():
     from quickadapt.domain import adapt_domain
 

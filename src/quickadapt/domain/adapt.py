@@ -60,6 +60,10 @@ def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None =
         raise BadInput(f"source is {source.modality} data but the target is {target.modality}")
     _check_dims(source, target, "target")
     warnings = []
+    n_classes = len(source.classes)
+    if len(target) < n_classes:  # not one example per class: the target cannot show how each class shifted
+        warnings.append(f"{target.name or 'the target'} has {len(target)} examples, fewer than the source's {n_classes} "
+                        "classes: adaptation and its label-free scores rest on too few to tell how the target differs")
     if target.labels is not None:
         warnings.append(f"{target.name or 'the target'} has labels; they are ignored (unsupervised adaptation)")
         target = target.without_labels()
@@ -242,7 +246,8 @@ def adapt_domain(
             if progress:
                 log(f"warning: {warnings[-1]}")
     model = models[chosen]
-    few = few_classes_warning(chosen, answers_entropy(model, validator.target), len(source.classes))
+    few = few_classes_warning(chosen, answers_entropy(model, validator.target), len(source.classes),
+                              len(validator.target))
     if few:  # the guard above compares methods; this looks at the model kept, whichever it is
         warnings.append(few)
         if progress:
@@ -277,14 +282,18 @@ def answers_entropy(model: AdaptedModel, target: Dataset) -> float:
     return max(0.0, float(-(shares * np.log(shares)).sum()))  # one class: 0, not -0
 
 
-def few_classes_warning(method: str, spread: float, n_classes: int) -> str | None:
+def few_classes_warning(method: str, spread: float, n_classes: int, n_answers: int | None = None) -> str | None:
     """The warning for a kept model whose target answers fall on few of the `n_classes`
-    (`spread`: entropy of the answers' class shares, in nats), or None."""
-    full = float(np.log(n_classes)) if n_classes > 1 else 0.0
+    (`spread`: entropy of the answers' class shares, in nats), or None. `n_answers` target
+    inputs can name at most that many classes: 3 answers spread over 1.10 nats at most, under
+    half of log 15, so a 3-row target was said to be too far from a 15-class source."""
+    classes = min(n_classes, n_answers) if n_answers else n_classes
+    full = float(np.log(classes)) if classes > 1 else 0.0
     if spread >= FEW_CLASSES_FRACTION * full:
         return None
+    alike = f"all {n_classes} classes alike" if classes == n_classes else f"{classes} answers in {classes} classes"
     return (f"the kept model ({method}) answers most target inputs with few classes (its answers spread over "
-            f"{spread:.2f} nats, against {full:.2f} for all {n_classes} classes alike): unless the target truly holds "
+            f"{spread:.2f} nats, against {full:.2f} for {alike}): unless the target truly holds "
             "mostly those classes, the domains look too far apart for a reliable model; try a source closer to the "
             "target (the same colours, contrast, scale), or label some target examples and train on them (quickadapt fit)")
 

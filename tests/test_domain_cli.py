@@ -120,6 +120,26 @@ def test_labelled_target_warns_and_goes_on(files, tmp_path):
     assert "labels; they are ignored" in r.stderr
 
 
+def test_a_target_that_is_the_source_is_warned_about(files, tmp_path):
+    """The source given again as the target (a user's slip) was adapted to without a word, and the
+    label-free estimate called adaptation better; a target of other inputs says nothing of it."""
+    r = run("domain-adapt", "--source", files["source"], "--target", files["source"], "--method", "source-only",
+            "--out", tmp_path / "m", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "every target input is also a source input: there is little or no shift to adapt to; --target" in r.stderr
+    d, w = surf("D"), surf("W")
+    half = tmp_path / "half.npz"  # 100 of the source's 157 inputs beside 60 webcam ones
+    np.savez(half, X=np.concatenate([d.inputs[:100], w.inputs[:60]]))
+    r = run("domain-adapt", "--source", files["source"], "--target", half, "--method", "source-only",
+            "--out", tmp_path / "m2", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "100 of the 160 target inputs are also source inputs: there is little" in r.stderr
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "source-only",
+            "--out", tmp_path / "m3", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "also a source input" not in r.stderr and "also source inputs" not in r.stderr
+
+
 def test_a_target_with_some_labels_missing_is_read_without_them(files, tmp_path):
     """Target labels are never used: one blank among them was refused as if they mattered."""
     w = surf("W")

@@ -64,6 +64,12 @@ def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None =
     if len(target) < n_classes:  # not one example per class: the target cannot show how each class shifted
         warnings.append(f"{target.name or 'the target'} has {len(target)} examples, fewer than the source's {n_classes} "
                         "classes: adaptation and its label-free scores rest on too few to tell how the target differs")
+    shared = source_inputs_in(target, source)
+    if 2 * shared > len(target):  # the source given twice, or a target drawn from the source's pool: no shift
+        held = ("every target input is also a source input" if shared == len(target)
+                else f"{shared} of the {len(target)} target inputs are also source inputs")
+        warnings.append(f"{held}: there is little or no shift to adapt to; "
+                        f"{option('target')} should be the new domain's unlabelled data")
     if target.labels is not None:
         warnings.append(f"{target.name or 'the target'} has labels; they are ignored (unsupervised adaptation)")
         target = target.without_labels()
@@ -80,6 +86,14 @@ def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None =
                 "source and target must share one label set"
             )
     return target, warnings
+
+
+def source_inputs_in(target: Dataset, source: Dataset) -> int:
+    """How many of the target's inputs are also source inputs (as cross-validation matches copies)."""
+    from quickadapt.data.dataset import example_key
+
+    keys = {example_key(x, source.modality) for x in source.inputs}
+    return sum(example_key(x, target.modality) in keys for x in target.inputs)
 
 
 def _check_dims(source: Dataset, other: Dataset, what: str) -> None:

@@ -261,7 +261,7 @@ def adapt_domain(
                 log(f"warning: {warnings[-1]}")
     model = models[chosen]
     few = few_classes_warning(chosen, answers_entropy(model, validator.target), len(source.classes),
-                              len(validator.target))
+                              len(validator.target), source.modality)
     if few:  # the guard above compares methods; this looks at the model kept, whichever it is
         warnings.append(few)
         if progress:
@@ -296,7 +296,13 @@ def answers_entropy(model: AdaptedModel, target: Dataset) -> float:
     return max(0.0, float(-(shares * np.log(shares)).sum()))  # one class: 0, not -0
 
 
-def few_classes_warning(method: str, spread: float, n_classes: int, n_answers: int | None = None) -> str | None:
+# what "a source closer to the target" means for each kind of input: a text user was told of colours
+CLOSER_SOURCE = {"image": "the same colours, contrast, scale", "text": "the same language, wording, spelling, length",
+                 "features": "the same measurements, units, scales"}
+
+
+def few_classes_warning(method: str, spread: float, n_classes: int, n_answers: int | None = None,
+                        modality: str = "image") -> str | None:
     """The warning for a kept model whose target answers fall on few of the `n_classes`
     (`spread`: entropy of the answers' class shares, in nats), or None. `n_answers` target
     inputs can name at most that many classes: 3 answers spread over 1.10 nats at most, under
@@ -309,7 +315,7 @@ def few_classes_warning(method: str, spread: float, n_classes: int, n_answers: i
     return (f"the kept model ({method}) answers most target inputs with few classes (its answers spread over "
             f"{spread:.2f} nats, against {full:.2f} for {alike}): unless the target truly holds "
             "mostly those classes, the domains look too far apart for a reliable model; try a source closer to the "
-            "target (the same colours, contrast, scale), or label some target examples and train on them (quickadapt fit)")
+            f"target ({CLOSER_SOURCE[modality]}), or label some target examples and train on them (quickadapt fit)")
 
 
 def _as_datasets(source, target, target_test):

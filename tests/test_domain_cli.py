@@ -48,10 +48,26 @@ def test_domain_adapt_reports_method_beside_source_only(adapted):
         assert {"dev_risk", "iwv_risk", "snd", "target_entropy", "criterion", "target_test_accuracy"} <= set(entry)
         assert entry["target_test_accuracy"] > 0.5  # 10 classes: chance is 10%
     assert isinstance(result["negative_transfer"], bool)
+    versus = result["target_test_vs_source_only"]  # held-out fits compared on the same target test rows
+    assert versus["accuracy"] == result["methods"]["dann"]["target_test_accuracy"]
+    assert versus["source_only_accuracy"] == result["methods"]["source-only"]["target_test_accuracy"]
+    assert versus["verdict"] in ("better", "worse", "within noise")
     assert not any("answers most target inputs" in w for w in result["warnings"])  # dslr -> webcam adapts well
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["strategy"]["name"] == "domain:dann" and manifest["encoder"]["weights"] == "stored"
     assert manifest["tasks"]["main"]["head"]["kind"] == "bottleneck"
+
+
+def test_the_summary_says_what_the_target_test_says_beside_the_label_free_estimate(adapted):
+    from quickadapt.cli import _domain_summary
+
+    _, result = adapted
+    versus = result["target_test_vs_source_only"]
+    last = _domain_summary(result).splitlines()[-1]
+    assert last.startswith(f"on the target test, fitted on the same held-out split: dann {versus['accuracy']:.1%}, "
+                           f"source-only {versus['source_only_accuracy']:.1%}")
+    worse = {**result, "target_test_vs_source_only": {**versus, "verdict": "worse", "p_worse": 0.01}}
+    assert _domain_summary(worse).splitlines()[-1].endswith("adaptation did WORSE than source-only (McNemar p = 0.010)")
 
 
 def test_artifact_works_with_predict_and_evaluate(adapted, files, tmp_path):
@@ -102,6 +118,26 @@ def test_labelled_target_warns_and_goes_on(files, tmp_path):
             "--out", tmp_path / "m", *FAST)
     assert r.exit_code == 0, r.stderr
     assert "labels; they are ignored" in r.stderr
+
+
+def test_a_target_that_is_the_source_is_warned_about(files, tmp_path):
+    """The source given again as the target (a user's slip) was adapted to without a word, and the
+    label-free estimate called adaptation better; a target of other inputs says nothing of it."""
+    r = run("domain-adapt", "--source", files["source"], "--target", files["source"], "--method", "source-only",
+            "--out", tmp_path / "m", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "every target input is also a source input: there is little or no shift to adapt to; --target" in r.stderr
+    d, w = surf("D"), surf("W")
+    half = tmp_path / "half.npz"  # 100 of the source's 157 inputs beside 60 webcam ones
+    np.savez(half, X=np.concatenate([d.inputs[:100], w.inputs[:60]]))
+    r = run("domain-adapt", "--source", files["source"], "--target", half, "--method", "source-only",
+            "--out", tmp_path / "m2", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "100 of the 160 target inputs are also source inputs: there is little" in r.stderr
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "source-only",
+            "--out", tmp_path / "m3", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "also a source input" not in r.stderr and "also source inputs" not in r.stderr
 
 
 def test_a_target_with_some_labels_missing_is_read_without_them(files, tmp_path):

@@ -50,6 +50,20 @@ def test_every_method_runs_on_every_encoder_kind(modality, images, texts, tmp_pa
     assert model.encoder.name == expected and model.encoder_tuned == (modality == "image")
 
 
+def test_the_few_classes_warning_gives_advice_that_fits_the_inputs(texts, monkeypatch):
+    """A text user whose kept model answered the target with few classes was told to try a source
+    of "the same colours, contrast, scale"."""
+    import quickadapt.domain.adapt as adapt_module
+
+    monkeypatch.setattr(adapt_module, "FEW_CLASSES_FRACTION", 2.0)  # fires whatever the answers
+    source, target = texts
+    model = adapt_domain(source, target.without_labels(), "source-only", {"steps": 12}, seed=0, device="cpu",
+                         progress=False)
+    few = [w for w in model.info["warnings"] if "answers most target inputs with few classes" in w]
+    assert len(few) == 1 and "(the same language, wording, spelling, length)" in few[0] and "colours" not in few[0]
+    assert "(the same colours, contrast, scale)" in adapt_module.few_classes_warning("mcc", 0.0, 10, 300, "image")
+
+
 def test_features_are_standardised_by_source_and_target_together():
     """Digits as feature vectors, the target scaled by 1.5 and moved by 3. Standardised by the
     source alone, the border pixels that barely vary there blew the shift up 5 to 25 times

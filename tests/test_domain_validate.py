@@ -118,6 +118,28 @@ def test_auto_falls_back_to_source_only_when_adaptation_collapses():
     assert model.strategy == "domain:source-only"
 
 
+def test_a_named_method_worse_than_source_only_on_the_target_test_is_said_to_be():
+    """A named method is kept whatever the guard says; with a labelled target test the result
+    said only each fit's accuracy and the label-free verdict, never that adaptation measurably
+    hurt. Now the comparison with source-only (same held-out split) gives a verdict, and a worse
+    one is a warning."""
+    from domain_data import rotated_digits
+    from quickadapt.domain import adapt_domain
+
+    source, target = rotated_digits(35.0)
+    model = adapt_domain(source, target.without_labels(), "self-training", {"steps": 300, "balance": False}, seed=0,
+                         device="cpu", target_test=target, progress=False)
+    info, methods = model.info, model.info["methods"]
+    versus = info["target_test_vs_source_only"]
+    assert versus["accuracy"] == methods["self-training"]["target_test_accuracy"]
+    assert versus["source_only_accuracy"] == methods["source-only"]["target_test_accuracy"]
+    assert versus["verdict"] == "worse" and versus["p_worse"] < 0.05 and versus["n"] == len(target)
+    assert versus["only_source_only_right"] > versus["only_adapted_right"]
+    worse = [w for w in info["warnings"] if "on the target test self-training is WORSE than source-only" in w]
+    assert len(worse) == 1 and "negative transfer" in worse[0] and "method source-only keeps the baseline" in worse[0]
+    assert info["domain_method"] == "self-training"  # evaluation only: it chooses nothing
+
+
 def test_auto_keeps_a_method_that_helps_and_routes_each_setting_to_its_method():
     from domain_data import rotated_digits
     from quickadapt.domain import adapt_domain
@@ -130,6 +152,8 @@ def test_auto_keeps_a_method_that_helps_and_routes_each_setting_to_its_method():
     # read raw, source-only scored 31 % and mcc 60 %; centred by source and target together (the
     # mlp's input statistics), source-only reads the rotation better (43 %) and mcc leads by 5 points
     assert methods["mcc"]["target_test_accuracy"] > methods["source-only"]["target_test_accuracy"] + 0.03
+    assert model.info["target_test_vs_source_only"]["verdict"] == "better"
+    assert not any("WORSE than source-only" in w for w in model.info["warnings"])
     assert not any("answers most target inputs" in w for w in model.info["warnings"])  # an ordinary shift, adapted well
     assert model.strategy_params["temperature"] == 2.5 and model.strategy_params["steps"] == 300
     with pytest.raises(BadInput, match="none of source-only, mcc takes it"):
@@ -162,6 +186,29 @@ def test_a_kept_model_that_answers_the_target_with_few_classes_is_warned_about(m
     assert drop_seconds(quiet.info) == drop_seconds(model.info)
     for key in ("domain_method", "target_test_accuracy", "negative_transfer"):
         assert quiet.info.get(key) == model.info.get(key)
+
+
+def test_a_target_of_fewer_examples_than_classes_is_warned_about_and_not_called_too_far():
+    """3 noisy SMS texts as the target of a 15-intent source ran without a word about their number,
+    and then warned that the domains look too far apart: 3 answers in 2 classes spread over 0.64
+    nats, under half of log 15, though 3 answers can spread over log 3 at most."""
+    from domain_data import rotated_digits
+    from quickadapt.domain import adapt_domain
+    from quickadapt.domain.adapt import few_classes_warning
+
+    two_of_three = float(-(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3)))
+    assert few_classes_warning("mcc", two_of_three, 15, 3) is None
+    assert few_classes_warning("mcc", two_of_three, 15) is not None  # read against 15 classes, as before
+    assert "1.10 for 3 answers in 3 classes" in few_classes_warning("mcc", 0.0, 15, 3)  # one class for all 3 still is
+    assert few_classes_warning("mcc", 1.0, 10, 2000) == few_classes_warning("mcc", 1.0, 10)  # many answers: as before
+
+    source, target = rotated_digits(35.0)
+    model = adapt_domain(source, target.subset([0, 1, 2]).without_labels(), "source-only", {"steps": 50}, seed=0,
+                         device="cpu", progress=False)
+    assert any("has 3 examples, fewer than the source's 10 classes" in w for w in model.info["warnings"])
+    many = adapt_domain(source, target.subset(range(30)).without_labels(), "source-only", {"steps": 50}, seed=0,
+                        device="cpu", progress=False)
+    assert not any("fewer than the source's" in w for w in many.info["warnings"])
 
 
 def test_same_seed_same_model():

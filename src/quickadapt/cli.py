@@ -733,6 +733,8 @@ def domain_adapt(
         "negative_transfer": info.get("negative_transfer"), "methods": info["methods"], "warnings": info["warnings"],
         "refit": info["refit"], "n_source_fit": info["n_source_fit"],
         **({"target_test_accuracy": info["target_test_accuracy"]} if "target_test_accuracy" in info else {}),
+        **({"target_test_vs_source_only": info["target_test_vs_source_only"]}
+           if "target_test_vs_source_only" in info else {}),
     }
     save_model(model, out, force=force, data_fingerprint=info["data_fingerprint"], seed=seed, metrics={"domain": result})
     emit(result, as_json, _domain_summary(result))
@@ -756,6 +758,16 @@ def _domain_summary(r: dict) -> str:
         lines.append("warning: adaptation looks WORSE than source-only by the label-free estimate")
     elif r["negative_transfer"] is False:
         lines.append("adaptation looks better than source-only by the label-free estimate")
+    versus = r.get("target_test_vs_source_only")
+    if versus:  # what the labelled target test says, which may contradict the estimate
+        verdict = {"better": f"adaptation helped (McNemar p = {versus['p_better']:.3f})",
+                   "worse": f"adaptation did WORSE than source-only (McNemar p = {versus['p_worse']:.3f})",
+                   "within noise": "the difference is within the noise of "
+                                   f"{versus['n']} rows (McNemar p = {min(versus['p_better'], versus['p_worse']):.2f})"}
+        lines.append(f"on the target test, fitted on the same held-out split: {r['method']} {versus['accuracy']:.1%}, "
+                     f"source-only {versus['source_only_accuracy']:.1%}; {versus['only_adapted_right']} rows right for "
+                     f"{r['method']} only, {versus['only_source_only_right']} for source-only only: "
+                     f"{verdict[versus['verdict']]}")
     return "\n".join(lines)
 
 

@@ -60,6 +60,16 @@ def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None =
         raise BadInput(f"source is {source.modality} data but the target is {target.modality}")
     _check_dims(source, target, "target")
     warnings = []
+    n_classes = len(source.classes)
+    if len(target) < n_classes:  # not one example per class: the target cannot show how each class shifted
+        warnings.append(f"{target.name or 'the target'} has {len(target)} examples, fewer than the source's {n_classes} "
+                        "classes: adaptation and its label-free scores rest on too few to tell how the target differs")
+    shared = source_inputs_in(target, source)
+    if 2 * shared > len(target):  # the source given twice, or a target drawn from the source's pool: no shift
+        held = ("every target input is also a source input" if shared == len(target)
+                else f"{shared} of the {len(target)} target inputs are also source inputs")
+        warnings.append(f"{held}: there is little or no shift to adapt to; "
+                        f"{option('target')} should be the new domain's unlabelled data")
     if target.labels is not None:
         warnings.append(f"{target.name or 'the target'} has labels; they are ignored (unsupervised adaptation)")
         target = target.without_labels()
@@ -76,6 +86,14 @@ def check_inputs(source: Dataset, target: Dataset, target_test: Dataset | None =
                 "source and target must share one label set"
             )
     return target, warnings
+
+
+def source_inputs_in(target: Dataset, source: Dataset) -> int:
+    """How many of the target's inputs are also source inputs (as cross-validation matches copies)."""
+    from quickadapt.data.dataset import example_key
+
+    keys = {example_key(x, source.modality) for x in source.inputs}
+    return sum(example_key(x, target.modality) in keys for x in target.inputs)
 
 
 def _check_dims(source: Dataset, other: Dataset, what: str) -> None:
@@ -116,7 +134,9 @@ def adapt_domain(
     only), `negative_transfer` (adaptation looks worse than source-only to the validator, or its
     target predictions collapsed), the chosen `domain_method` and `warnings` (also logged as they
     arise when `progress`), among them one when the kept model answers most target inputs with
-    few classes (`FEW_CLASSES_FRACTION`), whichever method it is.
+    few classes (`FEW_CLASSES_FRACTION`), whichever method it is. With `target_test`,
+    `target_test_vs_source_only` compares the chosen method with source-only on it (McNemar),
+    and a measurably worse one is a warning: evaluation only, it chooses nothing.
 
     With `refit` (the default) the returned model is the chosen method fitted again, with the
     same settings and seed, on the whole source; the scores above describe its held-out-source
@@ -169,19 +189,24 @@ def adapt_domain(
         ctx = DomainContext(device=dev, seed=seed, progress=progress, score=score)
         return m.fit(copy.deepcopy(base), data, target, ctx)
 
-    def test_accuracy(model: AdaptedModel) -> float:
+    def test_right(model: AdaptedModel) -> np.ndarray:
         labels, _ = model.predict(target_test.inputs)
-        return float(np.mean(np.asarray(labels) == target_test.labels))
+        return np.asarray(labels) == target_test.labels
+
+    def test_accuracy(model: AdaptedModel) -> float:
+        return float(np.mean(test_right(model)))
 
     models: dict[str, AdaptedModel] = {}
     report: dict[str, dict] = {}
+    rights: dict[str, np.ndarray] = {}  # which target test rows each held-out fit gets right
     for name in names:
         started = time.perf_counter()
         model = fit(name, train_src, validator)
         entry = {"seconds": round(time.perf_counter() - started, 3), **validator.scores(model)}
         entry["criterion"] = validator.criterion_value(entry, criterion)
         if target_test is not None:
-            entry["target_test_accuracy"] = test_accuracy(model)
+            rights[name] = test_right(model)
+            entry["target_test_accuracy"] = float(np.mean(rights[name]))
         models[name], report[name] = model, entry
 
     if "source-only" in report:
@@ -224,8 +249,19 @@ def adapt_domain(
             warnings.append(f"{best} looks worse than source-only ({why}); {what}")
             if progress:
                 log(f"warning: {warnings[-1]}")
+    if target_test is not None and "source-only" in rights and chosen != "source-only":
+        # the label-free verdict above can be wrong (DEV prefers confident models): the labelled
+        # target test says what happened, comparing the two fits on the same held-out split
+        info["target_test_vs_source_only"] = versus = target_test_comparison(rights[chosen], rights["source-only"])
+        if versus["verdict"] == "worse":
+            warnings.append(f"on the target test {chosen} is WORSE than source-only ({versus['accuracy']:.1%} against "
+                            f"{versus['source_only_accuracy']:.1%}, McNemar p = {versus['p_worse']:.3f}): adaptation "
+                            f"hurt (negative transfer); {option('method')} source-only keeps the baseline")
+            if progress:
+                log(f"warning: {warnings[-1]}")
     model = models[chosen]
-    few = few_classes_warning(chosen, answers_entropy(model, validator.target), len(source.classes))
+    few = few_classes_warning(chosen, answers_entropy(model, validator.target), len(source.classes),
+                              len(validator.target), source.modality)
     if few:  # the guard above compares methods; this looks at the model kept, whichever it is
         warnings.append(few)
         if progress:
@@ -238,6 +274,20 @@ def adapt_domain(
     return model
 
 
+def target_test_comparison(right: np.ndarray, source_only_right: np.ndarray) -> dict:
+    """The adapted method against source-only on the labelled target test (which rows each gets
+    right): both accuracies, the rows only one gets right, McNemar's one-sided p-values and the
+    verdict: better, worse, or within the noise of the test's rows."""
+    from quickadapt.evaluate.cv import SIGNIFICANCE, mcnemar_p
+
+    p_better, p_worse = mcnemar_p(right, source_only_right), mcnemar_p(source_only_right, right)
+    verdict = "better" if p_better < SIGNIFICANCE else "worse" if p_worse < SIGNIFICANCE else "within noise"
+    return {"accuracy": float(np.mean(right)), "source_only_accuracy": float(np.mean(source_only_right)),
+            "n": len(right), "only_adapted_right": int(np.sum(right & ~source_only_right)),
+            "only_source_only_right": int(np.sum(source_only_right & ~right)),
+            "p_better": p_better, "p_worse": p_worse, "verdict": verdict}
+
+
 def answers_entropy(model: AdaptedModel, target: Dataset) -> float:
     """Entropy (nats) of the shares of the classes the model answers on the target inputs."""
     answers = np.asarray(model.predict_proba(target.inputs)).argmax(1)
@@ -246,16 +296,26 @@ def answers_entropy(model: AdaptedModel, target: Dataset) -> float:
     return max(0.0, float(-(shares * np.log(shares)).sum()))  # one class: 0, not -0
 
 
-def few_classes_warning(method: str, spread: float, n_classes: int) -> str | None:
+# what "a source closer to the target" means for each kind of input: a text user was told of colours
+CLOSER_SOURCE = {"image": "the same colours, contrast, scale", "text": "the same language, wording, spelling, length",
+                 "features": "the same measurements, units, scales"}
+
+
+def few_classes_warning(method: str, spread: float, n_classes: int, n_answers: int | None = None,
+                        modality: str = "image") -> str | None:
     """The warning for a kept model whose target answers fall on few of the `n_classes`
-    (`spread`: entropy of the answers' class shares, in nats), or None."""
-    full = float(np.log(n_classes)) if n_classes > 1 else 0.0
+    (`spread`: entropy of the answers' class shares, in nats), or None. `n_answers` target
+    inputs can name at most that many classes: 3 answers spread over 1.10 nats at most, under
+    half of log 15, so a 3-row target was said to be too far from a 15-class source."""
+    classes = min(n_classes, n_answers) if n_answers else n_classes
+    full = float(np.log(classes)) if classes > 1 else 0.0
     if spread >= FEW_CLASSES_FRACTION * full:
         return None
+    alike = f"all {n_classes} classes alike" if classes == n_classes else f"{classes} answers in {classes} classes"
     return (f"the kept model ({method}) answers most target inputs with few classes (its answers spread over "
-            f"{spread:.2f} nats, against {full:.2f} for all {n_classes} classes alike): unless the target truly holds "
+            f"{spread:.2f} nats, against {full:.2f} for {alike}): unless the target truly holds "
             "mostly those classes, the domains look too far apart for a reliable model; try a source closer to the "
-            "target (the same colours, contrast, scale), or label some target examples and train on them (quickadapt fit)")
+            f"target ({CLOSER_SOURCE[modality]}), or label some target examples and train on them (quickadapt fit)")
 
 
 def _as_datasets(source, target, target_test):

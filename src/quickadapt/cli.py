@@ -513,6 +513,7 @@ def evaluate(
     read = load_dataset(data)
     model = _load(model_dir, device)
     test = _model_inputs(model, read, data, model_dir)
+    fitted_on_these = test.fingerprint() == model.info.get("data_fingerprint")  # feature columns in the model's order
     model.check_task(task)
     if oos_label is not None and class_index(oos_label, model.classes[task]) is not None:
         raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")
@@ -530,8 +531,15 @@ def evaluate(
     report = classification_report(test.labels, labels, oos_label=oos_label,
                                    none_label=none_label if abstaining else None)
     abstained = f" ({report['n_abstained']} abstained, counted wrong)" if report.get("n_abstained") else ""
-    summary = (f"accuracy {report['accuracy']:.1%}  macro F1 {report['macro_f1']:.1%}  on {report['n']} examples{abstained}"
+    low, high = report.get("accuracy_ci95") or (0, 0)
+    summary = (f"accuracy {report['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%})  macro F1 {report['macro_f1']:.1%}  "
+               f"on {report['n']} examples{abstained}"
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
+    report["warnings"] = []
+    if fitted_on_these:  # the very examples, and labels, it was fitted on
+        report["warnings"].append("these are the examples the model was fitted on: the figures say how well it "
+                                  "remembers them, not how it does on new data (fit reported a cross-validated "
+                                  "estimate; evaluate on examples kept out of the fit)")
     summary += _lowest_f1(report["per_class"])
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
@@ -554,6 +562,7 @@ def evaluate(
                                       in zip(test.input_ids(), test.labels, labels, scores)], force)
         report["out"] = str(out)
         summary += f"\nwrote {len(test)} rows (input, label, predicted, score) to {out}"
+    summary += "".join(f"\nwarning: {w}" for w in report["warnings"])
     emit(report, as_json, summary, what="every row's prediction")
 
 

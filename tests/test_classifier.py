@@ -540,3 +540,39 @@ def test_a_loaded_model_predicts_after_the_folder_it_was_fit_on_is_gone(tmp_path
     shutil.rmtree(base)
     np.testing.assert_array_equal(clf.predict_proba(X), expected)
     np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "m").predict(X), clf.predict(X))
+
+
+def _global_random_numbers():
+    import random
+
+    import torch
+
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_fit_and_load_leave_the_caller_s_random_numbers_as_they_were(tmp_path):
+    """quickadapt inside someone else's program: a fit seeds the global generators for its own
+    numbers, a load builds layers with random weights first; neither may reset or move the
+    caller's. They did: after every fit random.random(), np.random.rand() and torch.rand() gave
+    the numbers of seed 0 again."""
+    import random
+
+    import torch
+
+    from quickadapt.data import Dataset
+    from quickadapt.domain import adapt_domain
+
+    X, y = _blobs()
+    source, target = Dataset("features", X, y.astype(str)), Dataset("features", X + 1, None)
+    clf = FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}, seed=0)
+    for i, call in enumerate((lambda: clf.fit(X, y), lambda: clf.save(tmp_path / "m"),
+                              lambda: FewShotClassifier.load(tmp_path / "m").predict(X),
+                              lambda: adapt_domain(source, target, method="coral", params={"mode": "closed"}, device="cpu",
+                                                   progress=False))):
+        random.seed(100 + i), np.random.seed(100 + i), torch.manual_seed(100 + i)
+        expected = _global_random_numbers()
+        random.seed(100 + i), np.random.seed(100 + i), torch.manual_seed(100 + i)
+        call()
+        assert _global_random_numbers() == expected, i
+    again = FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}, seed=0).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))  # still the seed's numbers

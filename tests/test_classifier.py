@@ -576,3 +576,39 @@ def test_fit_and_load_leave_the_caller_s_random_numbers_as_they_were(tmp_path):
         assert _global_random_numbers() == expected, i
     again = FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}, seed=0).fit(X, y)
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))  # still the seed's numbers
+
+
+HOST_PROGRAM = """
+import os, socket
+attempts = []
+def refuse(*args, **kwargs):
+    attempts.append(args[:1])
+    raise OSError("no network here")
+socket.socket.connect = lambda self, *args: refuse(*args)
+socket.getaddrinfo = refuse
+from quickadapt import FewShotClassifier
+clf = FewShotClassifier().fit(["what is my balance", "send money to mom", "my balance please", "transfer cash"], list("btbt"))
+assert list(clf.predict(["how much do i have"])) == ["b"]
+import huggingface_hub.constants
+print(sorted(k for k in os.environ if k.endswith("_OFFLINE")), huggingface_hub.constants.HF_HUB_OFFLINE, attempts)
+import quickadapt.cli
+print(sorted(k for k in os.environ if k.endswith("_OFFLINE")))
+"""
+
+
+def test_a_host_program_s_hugging_face_downloads_stay_online():
+    """Importing quickadapt set HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 in the calling
+    program's environment: its own downloads from the Hugging Face Hub (a pipeline, a
+    sentence-transformers model), and its subprocesses', failed as offline. The library needs
+    neither (every load passes local_files_only=True): a minilm fit and predict try no
+    connection without them. The command line, a process of its own, still sets them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    run = subprocess.run([sys.executable, "-c", HOST_PROGRAM], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    library, cli = run.stdout.splitlines()[-2:]
+    assert library == "[] False []"
+    assert cli == "['HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE']"

@@ -612,3 +612,25 @@ def test_a_host_program_s_hugging_face_downloads_stay_online():
     library, cli = run.stdout.splitlines()[-2:]
     assert library == "[] False []"
     assert cli == "['HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE']"
+
+
+def test_a_service_that_switched_autograd_off_still_fits_and_loads(tmp_path):
+    """Services turn autograd off for good (torch.set_grad_enabled(False)) or run handlers under
+    torch.inference_mode(): a fit failed there ("element 0 of tensors does not require grad"),
+    and a model loaded under inference_mode, from the second load on, failed at its predict
+    ("Inference tensors do not track version counter"). Each works as outside, and the caller's mode stays off."""
+    import torch
+
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1})
+    expected = clf.fit(X, y).predict_proba(X)
+    with torch.set_grad_enabled(False):
+        np.testing.assert_array_equal(clf.fit(X, y).predict_proba(X), expected)
+        assert not torch.is_grad_enabled()
+    texts = ["what is my balance", "send money to mom", "my balance please", "transfer cash to savings"]
+    FewShotClassifier().fit(texts, list("btbt")).save(tmp_path / "text")  # its encoder's features are cached
+    with torch.inference_mode():
+        np.testing.assert_array_equal(clf.fit(X, y).predict_proba(X), expected)
+        for new_text in ("how much is in my account", "show my balance now"):  # the second load failed
+            assert list(FewShotClassifier.load(tmp_path / "text").predict([new_text])) == ["b"]
+        assert torch.is_inference_mode_enabled()

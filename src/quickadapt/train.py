@@ -98,6 +98,18 @@ def random_state_kept():
             np.random.set_state(numpy)
 
 
+@contextlib.contextmanager
+def autograd_on():
+    """Within (also as a decorator): gradients are recorded and tensors are ordinary ones, whatever
+    the calling thread had switched off. A service that turns autograd off for good
+    (torch.set_grad_enabled(False)) or runs its handlers under torch.inference_mode() saw a fit
+    fail ("element 0 of tensors does not require grad"), and a model loaded under inference_mode
+    fail at its first predict ("Inference tensors do not track version counter"). Both modes
+    belong to the thread, so the caller's other threads are untouched."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
 def run_environment(device: torch.device) -> dict:
     """What besides the seed and data a fit's exact numbers depend on, recorded in its model (in
     `info`, so a model loaded and saved again keeps its fit's): one fit with 1 and with 2 torch

@@ -634,3 +634,23 @@ def test_a_service_that_switched_autograd_off_still_fits_and_loads(tmp_path):
         for new_text in ("how much is in my account", "show my balance now"):  # the second load failed
             assert list(FewShotClassifier.load(tmp_path / "text").predict([new_text])) == ["b"]
         assert torch.is_inference_mode_enabled()
+
+
+def test_a_float64_default_dtype_is_refused_in_one_line_and_left_as_it_is(tmp_path):
+    """torch.set_default_dtype(torch.float64), as scientific code sets it, built float64 layers
+    that then met float32 inputs: a torch RuntimeError deep in the fit or the loaded model's first
+    predict. The default belongs to the whole process (changing it for the call would change it
+    for the caller's other threads too), so it is named, and left alone."""
+    import torch
+
+    X, y = _blobs()
+    FewShotClassifier(encoder="mlp").fit(X, y).save(tmp_path / "m")
+    torch.set_default_dtype(torch.float64)
+    try:
+        with pytest.raises(ValueError, match=r"default dtype is float64 \(torch.set_default_dtype\).*float32"):
+            FewShotClassifier(encoder="mlp").fit(X, y)
+        with pytest.raises(ValueError, match=r"default dtype is float64"):
+            FewShotClassifier.load(tmp_path / "m").predict(X)
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)

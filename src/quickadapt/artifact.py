@@ -28,7 +28,7 @@ from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
 from quickadapt.output import as_path, check_output, finite_json
 from quickadapt.progress import log
-from quickadapt.train import autograd_on, random_state_kept
+from quickadapt.train import usual_torch_modes, random_state_kept
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -375,7 +375,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 @random_state_kept()  # the layers are built with random weights before the saved ones replace them
-@autograd_on()  # its tensors are ordinary ones, which predict can check for changes
+@usual_torch_modes()  # its tensors are ordinary ones, which predict can check for changes
 def load_model(folder: str | Path, *, device: str | torch.device = "cpu", for_cache: bool = False) -> AdaptedModel:
     """The model in `folder`. `for_cache`: it only predicts, so a pretrained text encoder is
     built at the first input whose features are not cached (encoders.create_encoder_for_cache)."""

@@ -99,13 +99,19 @@ def random_state_kept():
 
 
 @contextlib.contextmanager
-def autograd_on():
+def usual_torch_modes():
     """Within (also as a decorator): gradients are recorded and tensors are ordinary ones, whatever
     the calling thread had switched off. A service that turns autograd off for good
     (torch.set_grad_enabled(False)) or runs its handlers under torch.inference_mode() saw a fit
     fail ("element 0 of tensors does not require grad"), and a model loaded under inference_mode
     fail at its first predict ("Inference tensors do not track version counter"). Both modes
-    belong to the thread, so the caller's other threads are untouched."""
+    belong to the thread, so the caller's other threads are untouched. torch's default dtype
+    belongs to the whole process, so another one than float32 is refused, not changed."""
+    if torch.get_default_dtype() != torch.float32:
+        # layers built in float64 met float32 inputs: "mat1 and mat2 must have the same dtype"
+        raise BadInput(f"torch's default dtype is {str(torch.get_default_dtype()).replace('torch.', '')} "
+                       "(torch.set_default_dtype): quickadapt builds float32 models; set it back to torch.float32 "
+                       "while fitting or loading one")
     with torch.inference_mode(False), torch.enable_grad():
         yield
 

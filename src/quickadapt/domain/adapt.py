@@ -22,7 +22,7 @@ from quickadapt.errors import BadInput, MissingLabel, option
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.registry import close_names
-from quickadapt.train import autograd_on, pick_device, random_state_kept, run_environment, seed_everything
+from quickadapt.train import usual_torch_modes, pick_device, random_state_kept, run_environment, seed_everything
 
 DEFAULT_ENCODER = {"features": "mlp", "text": "minilm", "image": "conv4"}
 AUTO_CANDIDATES = ("mcc", "cdan-e", "dann", "meda")  # tried by method="auto", besides source-only
@@ -87,7 +87,7 @@ def _check_dims(source: Dataset, other: Dataset, what: str) -> None:
 
 
 @random_state_kept()  # it seeds the global generators: the caller's are put back
-@autograd_on()  # it trains, whatever the calling thread switched off
+@usual_torch_modes()  # it trains, whatever the calling thread switched off
 @each_note_once()
 def adapt_domain(
     source: Dataset | str | os.PathLike,

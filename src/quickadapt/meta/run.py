@@ -42,7 +42,7 @@ from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output, sole_writer
 from quickadapt.progress import log
 from quickadapt.settings import build_config
-from quickadapt.train import autograd_on, pick_device, random_state_kept, run_environment, seed_everything
+from quickadapt.train import usual_torch_modes, pick_device, random_state_kept, run_environment, seed_everything
 
 CHECKPOINT = "checkpoint"
 PRETRAINED = "pretrained"  # the encoder after supervised pretraining, before meta-training
@@ -89,7 +89,7 @@ def _owns_out(fn):
 
 
 @random_state_kept()  # it seeds the global generators: the caller's are put back
-@autograd_on()  # it trains, whatever the calling thread switched off
+@usual_torch_modes()  # it trains, whatever the calling thread switched off
 @distributed.launched
 @_owns_out
 def run_meta_train(
@@ -388,7 +388,7 @@ def same_start(stored, spec: dict) -> bool:
 
 
 @random_state_kept()  # it seeds the global generators: the caller's are put back
-@autograd_on()  # it may fine-tune on each support set
+@usual_torch_modes()  # it may fine-tune on each support set
 def run_episodes(
     model: str | Path, data: str, *, n_way: int, k_shot: int, episodes: int = 600, n_query: int = 15,
     split: str = "test", adapt: str = "method", seed: int = 0, device: str = "auto", progress: bool = True,

@@ -32,7 +32,8 @@ from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, dis
                                     oof_disagreements, out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
-from quickadapt.train import usual_torch_modes, pick_device, random_state_kept, run_environment, seed_everything, weights_finite
+from quickadapt.train import (pick_device, random_state_kept, run_environment, seed_everything, usual_torch_modes,
+                              weights_finite)
 from quickadapt.transfer import FitContext, create_strategy
 
 

@@ -28,7 +28,7 @@ from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
 from quickadapt.output import as_path, check_output, finite_json
 from quickadapt.progress import log
-from quickadapt.train import usual_torch_modes, random_state_kept
+from quickadapt.train import random_state_kept, usual_torch_modes
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -104,7 +104,7 @@ def usual_torch_modes():
     the calling thread had switched off. A service that turns autograd off for good
     (torch.set_grad_enabled(False)) or runs its handlers under torch.inference_mode() saw a fit
     fail ("element 0 of tensors does not require grad"), and a model loaded under inference_mode
-    fail at its first predict ("Inference tensors do not track version counter"). Both modes
+    (the second load on) fail at its predict ("Inference tensors do not track version counter"). Both modes
     belong to the thread, so the caller's other threads are untouched. torch's default dtype
     belongs to the whole process, so another one than float32 is refused, not changed."""
     if torch.get_default_dtype() != torch.float32:

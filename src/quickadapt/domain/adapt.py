@@ -22,7 +22,7 @@ from quickadapt.errors import BadInput, MissingLabel, option
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.registry import close_names
-from quickadapt.train import usual_torch_modes, pick_device, random_state_kept, run_environment, seed_everything
+from quickadapt.train import pick_device, random_state_kept, run_environment, seed_everything, usual_torch_modes
 
 DEFAULT_ENCODER = {"features": "mlp", "text": "minilm", "image": "conv4"}
 AUTO_CANDIDATES = ("mcc", "cdan-e", "dann", "meda")  # tried by method="auto", besides source-only

@@ -42,7 +42,7 @@ from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output, sole_writer
 from quickadapt.progress import log
 from quickadapt.settings import build_config
-from quickadapt.train import usual_torch_modes, pick_device, random_state_kept, run_environment, seed_everything
+from quickadapt.train import pick_device, random_state_kept, run_environment, seed_everything, usual_torch_modes
 
 CHECKPOINT = "checkpoint"
 PRETRAINED = "pretrained"  # the encoder after supervised pretraining, before meta-training

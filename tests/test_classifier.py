@@ -540,3 +540,117 @@ def test_a_loaded_model_predicts_after_the_folder_it_was_fit_on_is_gone(tmp_path
     shutil.rmtree(base)
     np.testing.assert_array_equal(clf.predict_proba(X), expected)
     np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "m").predict(X), clf.predict(X))
+
+
+def _global_random_numbers():
+    import random
+
+    import torch
+
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_fit_and_load_leave_the_caller_s_random_numbers_as_they_were(tmp_path):
+    """quickadapt inside someone else's program: a fit seeds the global generators for its own
+    numbers, a load builds layers with random weights first; neither may reset or move the
+    caller's. They did: after every fit random.random(), np.random.rand() and torch.rand() gave
+    the numbers of seed 0 again."""
+    import random
+
+    import torch
+
+    from quickadapt.data import Dataset
+    from quickadapt.domain import adapt_domain
+
+    X, y = _blobs()
+    source, target = Dataset("features", X, y.astype(str)), Dataset("features", X + 1, None)
+    clf = FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}, seed=0)
+    for i, call in enumerate((lambda: clf.fit(X, y), lambda: clf.save(tmp_path / "m"),
+                              lambda: FewShotClassifier.load(tmp_path / "m").predict(X),
+                              lambda: adapt_domain(source, target, method="coral", params={"mode": "closed"}, device="cpu",
+                                                   progress=False))):
+        random.seed(100 + i), np.random.seed(100 + i), torch.manual_seed(100 + i)
+        expected = _global_random_numbers()
+        random.seed(100 + i), np.random.seed(100 + i), torch.manual_seed(100 + i)
+        call()
+        assert _global_random_numbers() == expected, i
+    again = FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1}, seed=0).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))  # still the seed's numbers
+
+
+HOST_PROGRAM = """
+import os, socket
+attempts = []
+def refuse(*args, **kwargs):
+    attempts.append(args[:1])
+    raise OSError("no network here")
+socket.socket.connect = lambda self, *args: refuse(*args)
+socket.getaddrinfo = refuse
+from quickadapt import FewShotClassifier
+clf = FewShotClassifier().fit(["what is my balance", "send money to mom", "my balance please", "transfer cash"], list("btbt"))
+assert list(clf.predict(["how much do i have"])) == ["b"]
+import huggingface_hub.constants
+print(sorted(k for k in os.environ if k.endswith("_OFFLINE")), huggingface_hub.constants.HF_HUB_OFFLINE, attempts)
+import quickadapt.cli
+print(sorted(k for k in os.environ if k.endswith("_OFFLINE")))
+"""
+
+
+def test_a_host_program_s_hugging_face_downloads_stay_online():
+    """Importing quickadapt set HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 in the calling
+    program's environment: its own downloads from the Hugging Face Hub (a pipeline, a
+    sentence-transformers model), and its subprocesses', failed as offline. The library needs
+    neither (every load passes local_files_only=True): a minilm fit and predict try no
+    connection without them. The command line, a process of its own, still sets them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    run = subprocess.run([sys.executable, "-c", HOST_PROGRAM], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    library, cli = run.stdout.splitlines()[-2:]
+    assert library == "[] False []"
+    assert cli == "['HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE']"
+
+
+def test_a_service_that_switched_autograd_off_still_fits_and_loads(tmp_path):
+    """Services turn autograd off for good (torch.set_grad_enabled(False)) or run handlers under
+    torch.inference_mode(): a fit failed there ("element 0 of tensors does not require grad"),
+    and a model loaded under inference_mode, from the second load on, failed at its predict
+    ("Inference tensors do not track version counter"). Each works as outside, and the caller's mode stays off."""
+    import torch
+
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp", strategy="finetune", strategy_params={"epochs": 1})
+    expected = clf.fit(X, y).predict_proba(X)
+    with torch.set_grad_enabled(False):
+        np.testing.assert_array_equal(clf.fit(X, y).predict_proba(X), expected)
+        assert not torch.is_grad_enabled()
+    texts = ["what is my balance", "send money to mom", "my balance please", "transfer cash to savings"]
+    FewShotClassifier().fit(texts, list("btbt")).save(tmp_path / "text")  # its encoder's features are cached
+    with torch.inference_mode():
+        np.testing.assert_array_equal(clf.fit(X, y).predict_proba(X), expected)
+        for new_text in ("how much is in my account", "show my balance now"):  # the second load failed
+            assert list(FewShotClassifier.load(tmp_path / "text").predict([new_text])) == ["b"]
+        assert torch.is_inference_mode_enabled()
+
+
+def test_a_float64_default_dtype_is_refused_in_one_line_and_left_as_it_is(tmp_path):
+    """torch.set_default_dtype(torch.float64), as scientific code sets it, built float64 layers
+    that then met float32 inputs: a torch RuntimeError deep in the fit or the loaded model's first
+    predict. The default belongs to the whole process (changing it for the call would change it
+    for the caller's other threads too), so it is named, and left alone."""
+    import torch
+
+    X, y = _blobs()
+    FewShotClassifier(encoder="mlp").fit(X, y).save(tmp_path / "m")
+    torch.set_default_dtype(torch.float64)
+    try:
+        with pytest.raises(ValueError, match=r"default dtype is float64 \(torch.set_default_dtype\).*float32"):
+            FewShotClassifier(encoder="mlp").fit(X, y)
+        with pytest.raises(ValueError, match=r"default dtype is float64"):
+            FewShotClassifier.load(tmp_path / "m").predict(X)
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)

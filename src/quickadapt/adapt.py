@@ -32,7 +32,8 @@ from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, dis
                                     oof_disagreements, out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
-from quickadapt.train import pick_device, run_environment, seed_everything, weights_finite
+from quickadapt.train import (pick_device, random_state_kept, run_environment, seed_everything, usual_torch_modes,
+                              weights_finite)
 from quickadapt.transfer import FitContext, create_strategy
 
 
@@ -121,6 +122,8 @@ def _shown_twins(names: list[str]) -> str:
     return " and ".join(spell(n) for n in names)
 
 
+@random_state_kept()  # it seeds the global generators: the caller's are put back
+@usual_torch_modes()  # it trains, whatever the calling thread switched off
 @each_note_once()  # each fold and the final fit would repeat a note about the settings
 @kept_in_memory()  # the folds and the final fit embed the same examples: a frozen encoder's once, cache or not
 def adapt(

@@ -28,6 +28,7 @@ from quickadapt.heads import create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
 from quickadapt.output import as_path, check_output, finite_json
 from quickadapt.progress import log
+from quickadapt.train import random_state_kept, usual_torch_modes
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -373,6 +374,8 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+@random_state_kept()  # the layers are built with random weights before the saved ones replace them
+@usual_torch_modes()  # its tensors are ordinary ones, which predict can check for changes
 def load_model(folder: str | Path, *, device: str | torch.device = "cpu", for_cache: bool = False) -> AdaptedModel:
     """The model in `folder`. `for_cache`: it only predicts, so a pretrained text encoder is
     built at the first input whose features are not cached (encoders.create_encoder_for_cache)."""

@@ -20,6 +20,12 @@ import typer
 from quickadapt.errors import BadInput, LostProcess, on_command_line, stop_signals_interrupt
 from quickadapt.output import writes_alone
 
+# a process of its own: the Hugging Face libraries in it stay offline whatever they are asked. The
+# library sets nothing (every load passes local_files_only=True): set on importing it, these turned
+# a host program's own Hugging Face downloads, and its subprocesses', into offline errors
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Adapt models to new tasks from a few examples: transfer learning, domain adaptation, "
                        "meta-learning.")

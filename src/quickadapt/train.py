@@ -5,6 +5,7 @@ clipping, an optional time budget, a progress bar with the running loss. `loss_f
 a scalar tensor or a dict whose "loss" entry is optimised (the other entries are logged)."""
 from __future__ import annotations
 
+import contextlib
 import platform
 import random
 import time
@@ -77,6 +78,42 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def random_state_kept():
+    """Within (also as a decorator): Python's, numpy's and torch's global random generators may be
+    seeded (seed_everything) and drawn from; after, each is as it was. A fit, or a model built
+    with random weights before its own are loaded, otherwise reset or moved the calling program's
+    random numbers: after every fit random.random(), np.random.rand() and torch.rand() gave the
+    same numbers again. CUDA's generators are kept where the process had used CUDA before (before
+    that, torch seeds them with a fixed number anyway: nothing of the caller's is lost)."""
+    python, numpy = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+
+
+@contextlib.contextmanager
+def usual_torch_modes():
+    """Within (also as a decorator): gradients are recorded and tensors are ordinary ones, whatever
+    the calling thread had switched off. A service that turns autograd off for good
+    (torch.set_grad_enabled(False)) or runs its handlers under torch.inference_mode() saw a fit
+    fail ("element 0 of tensors does not require grad"), and a model loaded under inference_mode
+    (the second load on) fail at its predict ("Inference tensors do not track version counter"). Both modes
+    belong to the thread, so the caller's other threads are untouched. torch's default dtype
+    belongs to the whole process, so another one than float32 is refused, not changed."""
+    if torch.get_default_dtype() != torch.float32:
+        # layers built in float64 met float32 inputs: "mat1 and mat2 must have the same dtype"
+        raise BadInput(f"torch's default dtype is {str(torch.get_default_dtype()).replace('torch.', '')} "
+                       "(torch.set_default_dtype): quickadapt builds float32 models; set it back to torch.float32 "
+                       "while fitting or loading one")
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
 
 
 def run_environment(device: torch.device) -> dict:

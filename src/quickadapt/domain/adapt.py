@@ -22,7 +22,7 @@ from quickadapt.errors import BadInput, MissingLabel, option
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.registry import close_names
-from quickadapt.train import pick_device, run_environment, seed_everything
+from quickadapt.train import pick_device, random_state_kept, run_environment, seed_everything, usual_torch_modes
 
 DEFAULT_ENCODER = {"features": "mlp", "text": "minilm", "image": "conv4"}
 AUTO_CANDIDATES = ("mcc", "cdan-e", "dann", "meda")  # tried by method="auto", besides source-only
@@ -104,6 +104,8 @@ def _check_dims(source: Dataset, other: Dataset, what: str) -> None:
         raise BadInput(f"source has {ds} features per example but the {what} has {do}; they must match")
 
 
+@random_state_kept()  # it seeds the global generators: the caller's are put back
+@usual_torch_modes()  # it trains, whatever the calling thread switched off
 @each_note_once()
 def adapt_domain(
     source: Dataset | str | os.PathLike,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +18,6 @@ import torch
 from quickadapt.encoders.base import CACHE_CHUNK, Encoder
 from quickadapt.encoders.cache import caching_off
 from quickadapt.errors import BadInput, option
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def minilm_path() -> Path:

@@ -42,7 +42,7 @@ from quickadapt.meta.validate import make_val_sampler
 from quickadapt.output import check_output, sole_writer
 from quickadapt.progress import log
 from quickadapt.settings import build_config
-from quickadapt.train import pick_device, run_environment, seed_everything
+from quickadapt.train import pick_device, random_state_kept, run_environment, seed_everything, usual_torch_modes
 
 CHECKPOINT = "checkpoint"
 PRETRAINED = "pretrained"  # the encoder after supervised pretraining, before meta-training
@@ -88,6 +88,8 @@ def _owns_out(fn):
     return wrapper
 
 
+@random_state_kept()  # it seeds the global generators: the caller's are put back
+@usual_torch_modes()  # it trains, whatever the calling thread switched off
 @distributed.launched
 @_owns_out
 def run_meta_train(
@@ -385,6 +387,8 @@ def same_start(stored, spec: dict) -> bool:
     return stored.get("name") == spec.get("name")
 
 
+@random_state_kept()  # it seeds the global generators: the caller's are put back
+@usual_torch_modes()  # it may fine-tune on each support set
 def run_episodes(
     model: str | Path, data: str, *, n_way: int, k_shot: int, episodes: int = 600, n_query: int = 15,
     split: str = "test", adapt: str = "method", seed: int = 0, device: str = "auto", progress: bool = True,

@@ -499,6 +499,16 @@ def test_evaluate_gives_an_interval_and_warns_on_the_examples_the_model_was_fitt
     assert "warning: these are the examples the model was fitted on" in r.stdout
 
 
+def test_predict_on_a_file_without_a_text_column_asks_for_no_label(text_model, tmp_path):
+    """The hint said "text data needs columns text,label" to predict and domain-adapt's target too,
+    which need no label (found by the textda pass)."""
+    out, _ = text_model
+    (tmp_path / "inputs.csv").write_text("sentence\nhello there\n")
+    r = run("predict", out, "--data", tmp_path / "inputs.csv")
+    assert_bad_input(r, "text data needs a `text` column (and `label` to fit or evaluate)")
+    assert "text,label" not in r.stderr
+
+
 def test_evaluate_writes_each_row_with_its_label_and_prediction(text_model, clinc_small, tmp_path):
     # a user who sees 93 % wants to know which rows were wrong and what they were taken for
     out, _ = text_model

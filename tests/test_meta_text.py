@@ -89,7 +89,7 @@ def test_a_folder_of_txt_files_is_told_where_text_goes(tmp_path):
     for cls in ("money/pay_bill", "money/bill_due", "travel/plug_type"):
         (root / cls).mkdir(parents=True)
         (root / cls / "1.txt").write_text("pay my bill")
-    hint = "the class folders hold .txt files, not images; text data goes in one .csv or .jsonl file: text data needs columns text,label"
+    hint = "the class folders hold .txt files, not images; text data goes in one .csv or .jsonl file: with columns text,label"
     assert_bad_input(run("meta-train", "--data", root, "--method", "protonet", "--ways", 2, "--shots", 1,
                          "--out", tmp_path / "m", "--quiet"), hint)
     assert_bad_input(run("episodes", "conv4", "--data", root, "--ways", 2, "--shots", 1, "--quiet"), hint)

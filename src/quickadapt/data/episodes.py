@@ -320,11 +320,9 @@ def load_episode_data(spec: str) -> Dataset:
 def refuse_text_files(shown: str, skipped: dict) -> None:
     """A tree of .txt files (one per example, `group/class/*.txt`) is text meant as episodes'
     data: say where text goes, as fit does (loaders.refuse_imageless_class), and where its groups go."""
-    from quickadapt.data.loaders import TEXT_HINT
-
-    if ".txt" in skipped:
+    if ".txt" in skipped:  # episodes need labels: not loaders.TEXT_HINT, which says when they are needed
         raise BadInput(f"{shown}: the class folders hold .txt files, not images; text data goes in one .csv or .jsonl "
-                       f"file: {TEXT_HINT} (and an optional `group` column to split the classes by group)")
+                       "file: with columns text,label (and an optional `group` column to split the classes by group)")
 
 
 def note_loose_classes(shown: str, labels: Sequence[str]) -> None:

@@ -24,8 +24,9 @@ from quickadapt.progress import log
 LABEL_MODES = ("required", "optional", "ignore")
 # .jfif, .jpe and .pjpeg are JPEGs under the names some browsers and cameras save them with
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".pjpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-TEXT_HINT = "text data needs columns text,label"
-FEATURE_HINT = "feature data needs a `label` column and numeric columns"
+# said whether or not the command needs labels: the loader does not know, so both say when they are needed
+TEXT_HINT = "text data needs a `text` column (and `label` to fit or evaluate)"
+FEATURE_HINT = "feature data needs numeric columns (and `label` to fit or evaluate)"
 
 
 def as_dataset(data, *, labels: str = "required") -> Dataset | None:

@@ -339,7 +339,8 @@ def _model_inputs(model, data, spec: str, model_dir: Path):
 @command
 def predict(
     model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder written by fit or domain-adapt."),
-    data: str = typer.Option(..., "--data", help="Inputs: text csv/jsonl, image folder or .npz with X."),
+    data: str = typer.Option(..., "--data", help="Inputs: text csv/tsv/jsonl, a feature csv or .npz with X, "
+                                                 "an image folder, or builtin:NAME."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the predictions here: csv, or by the name's ending "
                                                           ".tsv, .jsonl (one object a line) or .json (default, and "
                                                           "with -: stdout, as csv or the --json object)."),

@@ -282,6 +282,7 @@ def fit_and_edit_manifest(tmp_path, edit: str, *fit_args):
     ("m['threshold'] = 'high'", "threshold 'high' is not a probability"),
     ("m['tasks'] = {}", "names no tasks"),
     ("m['tasks']['main']['classes'][1] = m['tasks']['main']['classes'][0]", "names a class twice"),
+    ("m['tasks']['main']['classes'][1] = None", "names a class that is not a string (none)"),  # was answered as 'None'
 ])
 def test_a_damaged_manifest_is_bad_input_not_a_traceback(tmp_path, edit, fragment):
     data = fit_and_edit_manifest(tmp_path, edit)
@@ -790,6 +791,48 @@ def test_a_manifest_that_misdescribes_its_stored_encoder_is_refused(tmp_path, ed
     data = fit_and_edit_manifest(tmp_path, edit, "--strategy", "finetune", "--set", "epochs=1")
     assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
 
+
+@pytest.mark.parametrize("edit, fragment", [
+    # read as given, each was built before its weights were found not to fit it: a head of 10^13
+    # inputs failed to allocate (a traceback), an mlp of depth 10^5 ran until the out-of-memory killer
+    ("m['tasks']['main']['head']['embed_dim'] = 10**13", "shape in current model is torch.size([3, 10000000000000])"),
+    ("m['encoder']['settings'].update(hidden=10**13, depth=1)", "rebuilds as features into 10000000000000"),
+    ("m['encoder']['settings']['depth'] = 500", "the manifest describes over 10 times the 12 tensors stored"),
+])
+def test_sizes_in_an_edited_manifest_are_checked_before_anything_that_size_is_built(tmp_path, edit, fragment):
+    data = fit_and_edit_manifest(tmp_path, edit)
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), f"{tmp_path / 'm'}: ")
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
+
+
+def edit_tensors(folder, edit):
+    """Run `edit` on the model folder's tensors (a dict) and store them again."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    edit(tensors)
+    save_file(tensors, str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("key, dtype, fragment", [
+    ("heads.main.fc.weight", "int8", "fc.weight is int8, not float32"),  # it predicted from the rounded weights
+    ("encoder.inputs_fitted", "float32", "inputs_fitted is float32, not bool"),
+])
+def test_stored_tensors_of_another_dtype_are_refused_not_cast(tmp_path, key, dtype, fragment):
+    import torch
+
+    data = fit_and_edit_manifest(tmp_path, "pass")
+    edit_tensors(tmp_path / "m", lambda t: t.update({key: (t[key] * 100).to(getattr(torch, dtype))}))
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
+
+
+def test_a_random_start_encoder_the_manifest_calls_pretrained_is_refused(tmp_path):
+    """An mlp has no pretrained weights: with its stored ones removed and the manifest saying
+    'pretrained', the model predicted from a new random mlp, exit code 0."""
+    data = fit_and_edit_manifest(tmp_path, "m['encoder']['weights'] = 'pretrained'")
+    edit_tensors(tmp_path / "m", lambda t: [t.pop(k) for k in list(t) if k.startswith("encoder.")])
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"),
+                     "the manifest says encoder 'mlp' is 'pretrained', but it has no pretrained weights")
 
 def test_weights_swapped_from_another_model_are_refused_in_one_line(tmp_path):
     for n in (2, 3):

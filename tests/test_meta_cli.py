@@ -234,6 +234,29 @@ def test_resume_refuses_changed_data_and_fewer_steps(tmp_path):
 
 
 @pytest.mark.parametrize("edit, fragment", [
+    # each was a traceback: a KeyError, 'RNG state must be a torch.ByteTensor', and a TypeError
+    # ('<' between int and str) from the run's checks
+    ("del tensors['rng.torch']", "checkpoint lacks 'rng.torch'; it was edited or damaged"),
+    ("tensors['rng.torch'] = torch.zeros(3)", "checkpoint holds a value of the wrong kind (rng state must be a"),
+    ("state['state']['step'] = 'x'", "unreadable checkpoint (its state, step 'x' and seconds"),
+])
+def test_a_damaged_checkpoint_is_refused_in_one_line_on_resume(tmp_path, edit, fragment):
+    from safetensors.torch import save_file
+
+    data = omniglot_folder(tmp_path / "data", 4)
+    out = tmp_path / "m"
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--out", out, "--quiet")
+    assert run(*args, "--steps", 2).exit_code == 0
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    tensors = load_file(str(out / "checkpoint" / "state.safetensors"))
+    exec(edit)
+    (out / "checkpoint" / "state.json").write_text(json.dumps(state))
+    save_file(tensors, str(out / "checkpoint" / "state.safetensors"))
+    assert_bad_input(run(*args, "--steps", 3, "--resume"), fragment)
+
+
+@pytest.mark.parametrize("edit, fragment", [
     ("torch.zeros(3)", "stored weights do not fit method 'metasgd''s meta-parameters (size mismatch for lrs."),  # a traceback
     ("tensor.to(torch.int8)", "is int8, not float32"),  # cast silently: every learned rate rounded
 ])

@@ -805,6 +805,17 @@ def test_sizes_in_an_edited_manifest_are_checked_before_anything_that_size_is_bu
     assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
 
 
+
+def test_a_manifest_too_large_to_be_one_is_refused_unread(tmp_path, monkeypatch):
+    """A 189 MB manifest (a list of numbers under info) was read whole: 1.2 GB and 23 s, then
+    predictions; larger ones, as much memory as they asked. The limit (256 MB) is lowered here."""
+    import quickadapt.artifact
+
+    data = fit_and_edit_manifest(tmp_path, "m['info']['junk'] = list(range(3000))")
+    monkeypatch.setattr(quickadapt.artifact, "MAX_MANIFEST_BYTES", 2**14, raising=False)
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"),
+                     "manifest.json: 0 MB, not a quickadapt manifest (they hold metadata: at most 0 MB are read)")
+
 def edit_tensors(folder, edit):
     """Run `edit` on the model folder's tensors (a dict) and store them again."""
     from safetensors.torch import load_file, save_file

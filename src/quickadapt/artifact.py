@@ -347,6 +347,13 @@ def read_whole(folder: Path, read):
                    "that run has finished writing it")
 
 
+# A manifest is metadata, its largest part info.cv_disagreements (about 110 bytes an example
+# cross-validation put in another class): a fit on 2 million examples, all misplaced, stays
+# below this. Read whole, JSON takes some 6 times its size in memory (a 189 MB manifest of
+# numbers: 1.2 GB and 23 s), so a larger one from elsewhere is refused unread.
+MAX_MANIFEST_BYTES = 256 * 2**20
+
+
 def read_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
@@ -358,6 +365,9 @@ def read_manifest(folder: str | Path) -> dict:
         raise BadInput(f"{folder}: no such model folder")
     if not path.is_file():
         raise BadInput(f"{folder}: not a quickadapt model (no {MANIFEST})")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BadInput(f"{path}: {path.stat().st_size / 2**20:,.0f} MB, not a quickadapt manifest (they hold metadata: "
+                       f"at most {MAX_MANIFEST_BYTES // 2**20} MB are read)")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -816,6 +816,20 @@ def test_a_manifest_too_large_to_be_one_is_refused_unread(tmp_path, monkeypatch)
     assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"),
                      "manifest.json: 0 MB, not a quickadapt manifest (they hold metadata: at most 0 MB are read)")
 
+
+def test_a_blend_that_names_a_part_twice_is_refused_before_its_parts_are_loaded(tmp_path):
+    """Each part is a whole model: a blend naming part-0 three times loaded it three times and
+    predicted (10^4 times: 10^4 encoders in memory)."""
+    import shutil
+
+    data = fit_and_edit_manifest(tmp_path, "pass")
+    shutil.copytree(tmp_path / "m", tmp_path / "b" / "part-0")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["blend"] = {"parts": ["part-0"] * 3, "weights": [1.0] * 3}
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    assert_bad_input(run("predict", tmp_path / "b", "--data", data, "--quiet"),
+                     "the blend names 3 parts (1 different) and 3 weights; it was edited or damaged")
+
 def edit_tensors(folder, edit):
     """Run `edit` on the model folder's tensors (a dict) and store them again."""
     from safetensors.torch import load_file, save_file

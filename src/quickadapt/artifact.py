@@ -449,6 +449,12 @@ def _check_threshold(folder: Path, threshold) -> None:
 
 def _load_blend(folder: Path, manifest: dict, device, for_cache: bool = False) -> BlendedModel:
     blend = manifest["blend"]
+    named = len(set(map(str, blend["parts"])))
+    if named != len(blend["parts"]) or len(blend["weights"]) != named:
+        # each part is a whole model, loaded before the weights are read: one part named 10^4 times
+        # would build its encoder 10^4 times
+        raise BadInput(f"{folder}: the blend names {len(blend['parts'])} parts ({named} different) and "
+                       f"{len(blend['weights'])} weights; {DAMAGED}")
     parts = []
     for name in blend["parts"]:
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):

@@ -354,6 +354,9 @@ def read_whole(folder: Path, read):
 MAX_MANIFEST_BYTES = 256 * 2**20
 
 
+OBJECT_KEYS = ("encoder", "strategy", "tasks", "metrics", "info", "estimator", "blend", "meta")
+
+
 def read_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
@@ -380,6 +383,14 @@ def read_manifest(folder: str | Path) -> dict:
         raise BadInput(
             f"{folder}: model format_version {manifest.get('format_version')!r}; this quickadapt reads {FORMAT_VERSION}"
         )
+    # read with .get() everywhere (predict, --encoder, episodes, FewShotClassifier.load), far from
+    # manifest_errors: `info` as a list, or its feature_columns as a number, was a traceback
+    wrong = next((k for k in OBJECT_KEYS if manifest.get(k) is not None and not isinstance(manifest[k], dict)), None)
+    if wrong is None and not isinstance((manifest.get("info") or {}).get("feature_columns") or [], list):
+        wrong = "info.feature_columns"
+    if wrong is not None:
+        raise BadInput(f"{folder}: {MANIFEST} holds a value of the wrong kind ({wrong} is not a JSON "
+                       f"{'array' if wrong == 'info.feature_columns' else 'object'}); {DAMAGED}")
     return manifest
 
 

@@ -239,6 +239,12 @@ def test_resume_refuses_changed_data_and_fewer_steps(tmp_path):
     ("del tensors['rng.torch']", "checkpoint lacks 'rng.torch'; it was edited or damaged"),
     ("tensors['rng.torch'] = torch.zeros(3)", "checkpoint holds a value of the wrong kind (rng state must be a"),
     ("state['state']['step'] = 'x'", "unreadable checkpoint (its state, step 'x' and seconds"),
+    # a traceback at the run's end, after the training: max() over the curve, the best weights loaded
+    ("state['state']['val_curve'] = [[1, 'x']]", "its validation curve,"),
+    ("tensors.update({'best.' + k[6:]: v[:1].clone() for k, v in tensors.items() if k.startswith('model.')})",
+     "checkpoint does not fit this model (its best weights' names, shapes or dtypes differ)"),
+    ("tensors.update({k: v.double() for k, v in tensors.items() if k.startswith('model.')})",  # was cast silently
+     "checkpoint does not fit this model (its model weights' names, shapes or dtypes differ)"),
 ])
 def test_a_damaged_checkpoint_is_refused_in_one_line_on_resume(tmp_path, edit, fragment):
     from safetensors.torch import save_file

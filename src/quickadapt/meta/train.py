@@ -282,10 +282,14 @@ def read_checkpoint_json(folder) -> dict:
     # ('<' not supported between 'int' and 'str') from the run's checks or its first step
     loop = saved.get("state") if isinstance(saved, dict) else None
     step, seconds = (loop.get("step"), loop.get("seconds")) if isinstance(loop, dict) else (None, None)
+    curve = loop.get("val_curve", []) if isinstance(loop, dict) else None  # [step, accuracy] pairs
     if (type(step) is not int or step < 0 or type(seconds) not in (int, float) or not seconds >= 0
+            or not isinstance(curve, list) or not all(isinstance(c, list) and len(c) == 2
+                                                      and all(type(x) in (int, float) for x in c) for c in curve)
             or not all(isinstance(saved.get(k, {}), dict) for k in ("spec", "config", "optimizer"))):
-        raise BadInput(f"{path}: unreadable checkpoint (its state, step {step!r} and seconds {seconds!r}, "
-                       "or its spec, config or optimizer are not what meta-train writes); it was edited or damaged")
+        raise BadInput(f"{path}: unreadable checkpoint (its state, step {step!r} and seconds {seconds!r}, its "
+                       "validation curve, or its spec, config or optimizer are not what meta-train writes); "
+                       "it was edited or damaged")
     return saved
 
 
@@ -298,6 +302,15 @@ def load_checkpoint(folder, learner, optimizer, sampler) -> tuple[dict, dict]:
     except Exception as exc:  # safetensors has its own error types
         raise BadInput(f"{folder}: unreadable checkpoint tensors ({exc})") from None
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
+    own = {k: (v.shape, v.dtype) for k, v in learner.state_dict().items()}
+    # loading would cast another dtype silently, and the best weights are loaded only at the run's
+    # end, where another shape was a traceback after all the training
+    differ = next((name for name, weights in (("model", model), ("best", best))
+                   if weights and {k: (v.shape, v.dtype) for k, v in weights.items()} != own), None)
+    if differ:
+        raise BadInput(f"{folder}: checkpoint does not fit this model (its {differ} weights' names, shapes or dtypes "
+                       "differ); it was edited or damaged")
     try:
         learner.load_state_dict(model)
     except RuntimeError as exc:
@@ -318,5 +331,4 @@ def load_checkpoint(folder, learner, optimizer, sampler) -> tuple[dict, dict]:
     except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise BadInput(f"{folder}: checkpoint holds a value of the wrong kind ({str(exc).splitlines()[0]}); "
                        "it was edited or damaged") from None
-    best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
     return loop, best

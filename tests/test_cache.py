@@ -236,3 +236,23 @@ def test_keys_matched_in_bulk_stay_exact_to_the_last_byte(tmp_path):
     out = np.full((len(asked), 2), np.nan, dtype=np.float32)
     assert store.read_into(asked, out).tolist() == [True, False, True, True, True, True]
     assert out[[0, 2, 3, 4, 5], 0].tolist() == [2.0, 6.0, 0.0, 4.0, 2.0]
+
+
+def test_a_shard_of_another_dtype_is_a_miss_not_served_cast_nor_merged_in(tmp_path, monkeypatch):
+    """Integer features of the right shape (a damaged or foreign file) were served cast to float,
+    and predicted from silently; a merge stored them as float32, passing them for the cache's own."""
+    import quickadapt.encoders.cache as cache_module
+
+    store = EmbeddingCache(tmp_path)
+    keys = [content_key(f"text {i}", "text") for i in range(3)]
+    rows = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    store.add(keys, rows)
+    shard = shards(tmp_path)[0]
+    stored = load_file(str(shard))
+    save_file({"keys": stored["keys"], "features": (stored["features"] * 1000).astype(np.int32)}, str(shard))
+    out = np.full((3, 4), np.nan, dtype=np.float32)
+    assert not store.read_into(keys, out).any()
+    monkeypatch.setattr(cache_module, "MAX_SMALL_SHARDS", 0)  # the next write merges
+    store.add([content_key("another", "text")], rows[:1])
+    out = np.full((3, 4), np.nan, dtype=np.float32)
+    assert not store.read_into(keys, out).any()

@@ -87,6 +87,19 @@ def test_save_load_keeps_label_values_and_settings(tmp_path):
     assert again.get_params() == clf.get_params()  # strategy_params stays None, as given
 
 
+
+@pytest.mark.parametrize("estimator", [5, {"params": ["seed"]}])
+def test_an_edited_estimator_entry_is_refused_in_one_line_naming_the_folder(tmp_path, estimator):
+    """`load` read the manifest's `estimator` as it came: a number there was an AttributeError."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(24, 3)).astype(np.float32), np.arange(24) % 3
+    FewShotClassifier(encoder="mlp", cv=0).fit(X, y).save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["estimator"] = estimator
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BadInput, match=f"{tmp_path / 'm'}: manifest.json holds a value of the wrong kind"):
+        FewShotClassifier.load(tmp_path / "m")
+
 def test_text_encoder_on_numbers_says_which_encoder_reads_them():
     X = np.zeros((6, 3), dtype=np.float32)
     with pytest.raises(ValueError, match=r"reads text, so X must be strings, got ndarray at X\[0\]; .*encoder='mlp'"):

@@ -282,6 +282,9 @@ def fit_and_edit_manifest(tmp_path, edit: str, *fit_args):
     ("m['threshold'] = 'high'", "threshold 'high' is not a probability"),
     ("m['tasks'] = {}", "names no tasks"),
     ("m['tasks']['main']['classes'][1] = m['tasks']['main']['classes'][0]", "names a class twice"),
+    ("m['tasks']['main']['classes'][1] = None", "names a class that is not a string (none)"),  # was answered as 'None'
+    ("m['info'] = [1]", "wrong kind (info is not a JSON object)"),  # these two were tracebacks
+    ("m['info']['feature_columns'] = 5", "wrong kind (info.feature_columns is not a JSON array)"),
 ])
 def test_a_damaged_manifest_is_bad_input_not_a_traceback(tmp_path, edit, fragment):
     data = fit_and_edit_manifest(tmp_path, edit)
@@ -823,6 +826,73 @@ def test_a_manifest_that_misdescribes_its_stored_encoder_is_refused(tmp_path, ed
     data = fit_and_edit_manifest(tmp_path, edit, "--strategy", "finetune", "--set", "epochs=1")
     assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
 
+
+@pytest.mark.parametrize("edit, fragment", [
+    # read as given, each was built before its weights were found not to fit it: a head of 10^13
+    # inputs failed to allocate (a traceback), an mlp of depth 10^5 ran until the out-of-memory killer
+    ("m['tasks']['main']['head']['embed_dim'] = 10**13", "shape in current model is torch.size([3, 10000000000000])"),
+    ("m['encoder']['settings'].update(hidden=10**13, depth=1)", "rebuilds as features into 10000000000000"),
+    ("m['encoder']['settings']['depth'] = 500", "the manifest describes over 10 times the 12 tensors stored"),
+])
+def test_sizes_in_an_edited_manifest_are_checked_before_anything_that_size_is_built(tmp_path, edit, fragment):
+    data = fit_and_edit_manifest(tmp_path, edit)
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), f"{tmp_path / 'm'}: ")
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
+
+
+
+def test_a_manifest_too_large_to_be_one_is_refused_unread(tmp_path, monkeypatch):
+    """A 189 MB manifest (a list of numbers under info) was read whole: 1.2 GB and 23 s, then
+    predictions; larger ones, as much memory as they asked. The limit (256 MB) is lowered here."""
+    import quickadapt.artifact
+
+    data = fit_and_edit_manifest(tmp_path, "m['info']['junk'] = list(range(3000))")
+    monkeypatch.setattr(quickadapt.artifact, "MAX_MANIFEST_BYTES", 2**14, raising=False)
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"),
+                     "manifest.json: 0 MB, not a quickadapt manifest (they hold metadata: at most 0 MB are read)")
+
+
+def test_a_blend_that_names_a_part_twice_is_refused_before_its_parts_are_loaded(tmp_path):
+    """Each part is a whole model: a blend naming part-0 three times loaded it three times and
+    predicted (10^4 times: 10^4 encoders in memory)."""
+    import shutil
+
+    data = fit_and_edit_manifest(tmp_path, "pass")
+    shutil.copytree(tmp_path / "m", tmp_path / "b" / "part-0")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["blend"] = {"parts": ["part-0"] * 3, "weights": [1.0] * 3}
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    assert_bad_input(run("predict", tmp_path / "b", "--data", data, "--quiet"),
+                     "the blend names 3 parts (1 different) and 3 weights; it was edited or damaged")
+
+def edit_tensors(folder, edit):
+    """Run `edit` on the model folder's tensors (a dict) and store them again."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    edit(tensors)
+    save_file(tensors, str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("key, dtype, fragment", [
+    ("heads.main.fc.weight", "int8", "fc.weight is int8, not float32"),  # it predicted from the rounded weights
+    ("encoder.inputs_fitted", "float32", "inputs_fitted is float32, not bool"),
+])
+def test_stored_tensors_of_another_dtype_are_refused_not_cast(tmp_path, key, dtype, fragment):
+    import torch
+
+    data = fit_and_edit_manifest(tmp_path, "pass")
+    edit_tensors(tmp_path / "m", lambda t: t.update({key: (t[key] * 100).to(getattr(torch, dtype))}))
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), fragment)
+
+
+def test_a_random_start_encoder_the_manifest_calls_pretrained_is_refused(tmp_path):
+    """An mlp has no pretrained weights: with its stored ones removed and the manifest saying
+    'pretrained', the model predicted from a new random mlp, exit code 0."""
+    data = fit_and_edit_manifest(tmp_path, "m['encoder']['weights'] = 'pretrained'")
+    edit_tensors(tmp_path / "m", lambda t: [t.pop(k) for k in list(t) if k.startswith("encoder.")])
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"),
+                     "the manifest says encoder 'mlp' is 'pretrained', but it has no pretrained weights")
 
 def test_weights_swapped_from_another_model_are_refused_in_one_line(tmp_path):
     for n in (2, 3):

@@ -233,6 +233,53 @@ def test_resume_refuses_changed_data_and_fewer_steps(tmp_path):
     assert json.loads(r.stdout)["steps"] == 3 and not (out / ".checkpoint.k1ll3d").exists()
 
 
+@pytest.mark.parametrize("edit, fragment", [
+    # each was a traceback: a KeyError, 'RNG state must be a torch.ByteTensor', and a TypeError
+    # ('<' between int and str) from the run's checks
+    ("del tensors['rng.torch']", "checkpoint lacks 'rng.torch'; it was edited or damaged"),
+    ("tensors['rng.torch'] = torch.zeros(3)", "checkpoint holds a value of the wrong kind (rng state must be a"),
+    ("state['state']['step'] = 'x'", "unreadable checkpoint (its state, step 'x' and seconds"),
+    # a traceback at the run's end, after the training: max() over the curve, the best weights loaded
+    ("state['state']['val_curve'] = [[1, 'x']]", "its validation curve,"),
+    ("tensors.update({'best.' + k[6:]: v[:1].clone() for k, v in tensors.items() if k.startswith('model.')})",
+     "checkpoint does not fit this model (its best weights' names, shapes or dtypes differ)"),
+    ("tensors.update({k: v.double() for k, v in tensors.items() if k.startswith('model.')})",  # was cast silently
+     "checkpoint does not fit this model (its model weights' names, shapes or dtypes differ)"),
+])
+def test_a_damaged_checkpoint_is_refused_in_one_line_on_resume(tmp_path, edit, fragment):
+    from safetensors.torch import save_file
+
+    data = omniglot_folder(tmp_path / "data", 4)
+    out = tmp_path / "m"
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--out", out, "--quiet")
+    assert run(*args, "--steps", 2).exit_code == 0
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    tensors = load_file(str(out / "checkpoint" / "state.safetensors"))
+    exec(edit)
+    (out / "checkpoint" / "state.json").write_text(json.dumps(state))
+    save_file(tensors, str(out / "checkpoint" / "state.safetensors"))
+    assert_bad_input(run(*args, "--steps", 3, "--resume"), fragment)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    ("torch.zeros(3)", "stored weights do not fit method 'metasgd''s meta-parameters (size mismatch for lrs."),  # a traceback
+    ("tensor.to(torch.int8)", "is int8, not float32"),  # cast silently: every learned rate rounded
+])
+def test_stored_meta_parameters_that_do_not_fit_are_refused_in_one_line(tmp_path, edit, fragment):
+    from safetensors.torch import save_file
+
+    data = omniglot_folder(tmp_path / "data", 4)
+    out = tmp_path / "m"
+    assert run("meta-train", "--data", data, "--method", "metasgd", "--ways", 2, "--shots", 1, "--queries", 2,
+               "--no-rotations", "--set", "encoder.channels=8", "--out", out, "--steps", 1, "--quiet").exit_code == 0
+    tensors = load_file(str(out / "model.safetensors"))
+    key = next(k for k in tensors if k.startswith("meta."))
+    tensors[key] = eval(edit, {"torch": torch, "tensor": tensors[key]})
+    save_file(tensors, str(out / "model.safetensors"))
+    assert_bad_input(run("episodes", out, "--data", data, "--ways", 2, "--shots", 1, "--queries", 1, "--episodes", 1,
+                         "--split", "all", "--quiet"), fragment)
+
 def test_cli_bad_inputs_exit_2(tmp_path, one_per_class):
     base = ("meta-train", "--data", "builtin:omniglot", "--shots", 1, "--steps", 1, "--quiet")
     assert_bad_input(run(*base, "--method", "mamll", "--ways", 5, "--out", tmp_path / "a"), "did you mean maml")

@@ -461,3 +461,16 @@ def test_too_many_layers_for_the_model_says_how_to_set_them(tmp_path):
                      "between 1 and 6 (the model's hidden layers), got 9; set it with --set encoder.layers=N")
     with pytest.raises(BadInput, match=r'encoder_params=\{"layers": N\}'):
         create_encoder("minilm", layers=9)
+
+
+def test_a_config_that_does_not_fit_its_weights_is_refused_before_the_model_is_built(tmp_path):
+    """transformers built each tensor at the config's size before finding the weights another
+    shape: a vocab_size edited to 3*10^7 took 4 GB and 37 s, then a traceback (a RuntimeError);
+    larger, the allocation itself failed with one. The shapes are now compared first, on the meta device."""
+    folder = tiny_folder(tmp_path / "bert")
+    config = json.loads((folder / "config.json").read_text())
+    config["vocab_size"] = 10**13
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BadInput, match=r"model.safetensors: embeddings.word_embeddings.weight has shape \[30522, 32\], "
+                                       r"but .*config.json makes it \[10000000000000, 32\]"):
+        create_encoder(str(folder), layers=1)

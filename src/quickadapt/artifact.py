@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from quickadapt import __version__
-from quickadapt.encoders import create_encoder, create_encoder_for_cache
+from quickadapt.encoders import ENCODERS, PRETRAINED, create_encoder, create_encoder_for_cache
 from quickadapt.encoders.base import encoder_fingerprint
 from quickadapt.errors import BadInput, option
 from quickadapt.heads import create_head
@@ -348,6 +348,16 @@ def read_whole(folder: Path, read):
                    "that run has finished writing it")
 
 
+# A manifest is metadata, its largest part info.cv_disagreements (about 110 bytes an example
+# cross-validation put in another class): a fit on 2 million examples, all misplaced, stays
+# below this. Read whole, JSON takes some 6 times its size in memory (a 189 MB manifest of
+# numbers: 1.2 GB and 23 s), so a larger one from elsewhere is refused unread.
+MAX_MANIFEST_BYTES = 256 * 2**20
+
+
+OBJECT_KEYS = ("encoder", "strategy", "tasks", "metrics", "info", "estimator", "blend", "meta")
+
+
 def read_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
@@ -359,6 +369,9 @@ def read_manifest(folder: str | Path) -> dict:
         raise BadInput(f"{folder}: no such model folder")
     if not path.is_file():
         raise BadInput(f"{folder}: not a quickadapt model (no {MANIFEST})")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BadInput(f"{path}: {path.stat().st_size / 2**20:,.0f} MB, not a quickadapt manifest (they hold metadata: "
+                       f"at most {MAX_MANIFEST_BYTES // 2**20} MB are read)")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -371,6 +384,14 @@ def read_manifest(folder: str | Path) -> dict:
         raise BadInput(
             f"{folder}: model format_version {manifest.get('format_version')!r}; this quickadapt reads {FORMAT_VERSION}"
         )
+    # read with .get() everywhere (predict, --encoder, episodes, FewShotClassifier.load), far from
+    # manifest_errors: `info` as a list, or its feature_columns as a number, was a traceback
+    wrong = next((k for k in OBJECT_KEYS if manifest.get(k) is not None and not isinstance(manifest[k], dict)), None)
+    if wrong is None and not isinstance((manifest.get("info") or {}).get("feature_columns") or [], list):
+        wrong = "info.feature_columns"
+    if wrong is not None:
+        raise BadInput(f"{folder}: {MANIFEST} holds a value of the wrong kind ({wrong} is not a JSON "
+                       f"{'array' if wrong == 'info.feature_columns' else 'object'}); {DAMAGED}")
     return manifest
 
 
@@ -415,10 +436,16 @@ def _load_model(folder: Path, manifest: dict, device, for_cache: bool = False) -
                            f"{spec['head'].get('n_classes')!r} outputs; the manifest does not match the weights")
         if len(set(spec["classes"])) != len(spec["classes"]):
             raise BadInput(f"{folder}: task {task!r} names a class twice; {DAMAGED}")
-        head = create_head(spec["head"])
+        # labels are stored as text (a FewShotClassifier's own values go under `estimator`):
+        # a 1 or null here was answered as '1' or 'None'
+        odd = [c for c in spec["classes"] if not isinstance(c, str)]
+        if odd:
+            raise BadInput(f"{folder}: task {task!r} names a class that is not a string ({odd[0]!r}); {DAMAGED}")
         prefix = f"heads.{task}."
-        fit_weights(head, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, folder,
-                    f"task {task!r}'s head")
+        state, what = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, f"task {task!r}'s head"
+        fit_weights(skeleton(lambda: create_head(spec["head"]), state, folder, what), state, folder, what)
+        head = create_head(spec["head"])
+        fit_weights(head, state, folder, what)
         heads[task], classes[task] = head, spec["classes"]
     model = AdaptedModel(
         encoder, heads, classes, encoder_tuned=manifest["encoder"]["weights"] == "stored",
@@ -436,6 +463,12 @@ def _check_threshold(folder: Path, threshold) -> None:
 
 def _load_blend(folder: Path, manifest: dict, device, for_cache: bool = False) -> BlendedModel:
     blend = manifest["blend"]
+    named = len(set(map(str, blend["parts"])))
+    if named != len(blend["parts"]) or len(blend["weights"]) != named:
+        # each part is a whole model, loaded before the weights are read: one part named 10^4 times
+        # would build its encoder 10^4 times
+        raise BadInput(f"{folder}: the blend names {len(blend['parts'])} parts ({named} different) and "
+                       f"{len(blend['weights'])} weights; {DAMAGED}")
     parts = []
     for name in blend["parts"]:
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
@@ -470,10 +503,30 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
     if not stored and any(k.startswith("encoder.") for k in tensors):  # they would be dropped unread
         raise BadInput(f"{folder}: {WEIGHTS} holds encoder weights but the manifest says 'pretrained'; {DAMAGED}")
     name = encoder_folder_now(spec, folder)
+    if not stored and name in ENCODERS and name not in PRETRAINED:
+        # such an encoder starts from random weights, so a model of it always stores them: with
+        # none stored it would predict from new random features, silently
+        raise BadInput(f"{folder}: the manifest says encoder {name!r} is 'pretrained', but it has no pretrained "
+                       f"weights and {WEIGHTS} holds none of its own; {DAMAGED}")
+    state, what = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}, f"encoder {spec['name']!r}"
+    if stored:  # its size comes from the manifest's settings: checked against the stored tensors before it is built
+        fit_weights(check_encoder(skeleton(lambda: create_encoder(name, pretrained=False, **spec["settings"]), state,
+                                           folder, what), spec, name, folder), state, folder, what)
     if for_cache and not stored:
         encoder = create_encoder_for_cache(name, **spec["settings"])
     else:
         encoder = create_encoder(name, pretrained=not stored, **spec["settings"])
+    check_encoder(encoder, spec, name, folder)
+    if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder)):
+        raise BadInput(f"{folder}: its encoder {name} is not the one the model was fit on (other weights, "
+                       "tokenizer or pooling: the package or folder changed since); fit the model again")
+    if stored:
+        fit_weights(encoder, state, folder, what)
+    return encoder.eval()
+
+
+def check_encoder(encoder, spec: dict, name: str, folder: Path):
+    """`encoder`, once it reads the modality into the size the manifest says; else BadInput."""
     if (encoder.modality, encoder.embed_dim) != (spec["modality"], spec["embed_dim"]):
         if name != spec["name"]:  # the folder found in place of a moved one is another encoder, not a damaged manifest
             raise BadInput(f"{folder}: the encoder folder {name} is not the one the model was fit on ({spec['name']}): "
@@ -481,13 +534,7 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
                            f"{spec['embed_dim']}")
         raise BadInput(f"{folder}: the manifest's encoder reads {spec['modality']} into {spec['embed_dim']} features, "
                        f"but {spec['name']!r} rebuilds as {encoder.modality} into {encoder.embed_dim}; {DAMAGED}")
-    if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder)):
-        raise BadInput(f"{folder}: its encoder {name} is not the one the model was fit on (other weights, "
-                       "tokenizer or pooling: the package or folder changed since); fit the model again")
-    if stored:
-        state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
-        fit_weights(encoder, state, folder, f"encoder {spec['name']!r}")
-    return encoder.eval()
+    return encoder
 
 
 ENCODER_FOLDER_VAR = "QUICKADAPT_ENCODER_FOLDER"
@@ -515,17 +562,67 @@ def encoder_folder_now(spec: dict, folder: Path) -> str:
                    f"{ENCODER_FOLDER_VAR} to where it is now (a folder of other weights is refused)")
 
 
+SKELETON_PARAMETERS = 10  # how many times more parameters than stored tensors a skeleton may build
+
+
+class _MoreTensorsThanStored(Exception):
+    """Raised inside a skeleton's build (not a ValueError, which the builders rewrap)."""
+
+
+def skeleton(build, state: dict[str, torch.Tensor], folder: Path, what: str) -> torch.nn.Module:
+    """What `build()` makes, on the meta device: shapes without memory. The sizes of heads and
+    stored encoders come from the manifest (a head reading 10^9 features, an mlp of depth 10^5),
+    and building one at once took 2.5 GB before its weights were found not to fit, or ran until
+    the out-of-memory killer ended it (20 GB); its skeleton is checked against `state` first. A
+    build that registers ten times more parameters than `state` holds tensors is stopped there:
+    it cannot fit, and a depth of 10^5 took a minute even on the meta device. (Fewer may: a
+    CLIP-like folder builds its text tower too, then keeps the vision tower alone.)"""
+    import threading
+
+    from torch.nn.modules.module import register_module_parameter_registration_hook
+
+    registered, thread = [0], threading.get_ident()
+
+    def count(module, name, param):
+        if threading.get_ident() == thread:  # the hook is global: other threads build their own models
+            registered[0] += 1
+            if registered[0] > SKELETON_PARAMETERS * len(state):
+                raise _MoreTensorsThanStored
+
+    handle = register_module_parameter_registration_hook(count)
+    try:
+        with torch.device("meta"):
+            return build()
+    except _MoreTensorsThanStored:
+        raise BadInput(f"{folder}: stored weights do not fit {what} (the manifest describes over "
+                       f"{SKELETON_PARAMETERS} times the {len(state)} tensors stored); {DAMAGED}") from None
+    finally:
+        handle.remove()
+
+
 def fit_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path, what: str) -> None:
     """Load `state` into `module`; weights of other names or shapes than the manifest rebuilds
-    (tensors swapped from another model, an edited manifest) are refused in one line."""
+    (tensors swapped from another model, an edited manifest) are refused in one line, and so
+    are tensors of another dtype, which loading would cast silently (int8 weights predicted)."""
+    own = module.state_dict()
+    cast = next((k for k, v in state.items() if k in own and v.dtype != own[k].dtype), None)
+    if cast is not None:
+        raise BadInput(f"{folder}: stored weights do not fit {what} ({cast} is {dtype_name(state[cast])}, not "
+                       f"{dtype_name(own[cast])}); {DAMAGED}")
+    # a skeleton's tensors (see skeleton) take the stored ones as they are: copying into them does nothing
+    assign = any(t.is_meta for t in own.values())
     try:
-        missing, unexpected = module.load_state_dict(state, strict=False)
+        missing, unexpected = module.load_state_dict(state, strict=False, assign=assign)
     except RuntimeError as exc:  # a tensor of another shape
         shape = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "size mismatch")
         raise BadInput(f"{folder}: stored weights do not fit {what} ({shape.rstrip('.')}); {DAMAGED}") from None
     if missing or unexpected:
         raise BadInput(f"{folder}: stored weights do not fit {what} "
                        f"(missing {len(missing)}, unexpected {len(unexpected)} keys); {DAMAGED}")
+
+
+def dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
 
 
 def resolve_encoder(spec: str, **settings):

@@ -277,10 +277,15 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         """A fitted classifier from a saved model folder. A folder saved by `save` gives back its
         label values and settings; one written by the CLI has string labels, its fit's seed, folds
         and strategy settings, and the defaults for the rest."""
-        from quickadapt.artifact import load_model, read_manifest
+        from quickadapt.artifact import load_model, manifest_errors, read_manifest
 
         model = load_model(path)
         manifest = read_manifest(path)
+        with manifest_errors(Path(path)):  # an edited `estimator` (not an object): one line, as load_model's
+            return cls._with_estimator(model, manifest)
+
+    @classmethod
+    def _with_estimator(cls, model, manifest: dict) -> "FewShotClassifier":
         estimator = manifest.get("estimator") or {}
         params = {k: v for k, v in (estimator.get("params") or {}).items() if k in ESTIMATOR_PARAMS}
         params.setdefault("label_names", bool(model.info.get("label_names", False)))

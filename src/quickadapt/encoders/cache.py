@@ -141,7 +141,7 @@ class EmbeddingCache:
                     features = f.get_tensor("features") if rows else None
             except Exception:  # unreadable, or not a shard of ours
                 continue
-            if features is None or features.ndim != 2 or features.shape[1] != out.shape[1] or len(shard_keys) != len(features):
+            if features is None or not written_here(shard_keys, features) or features.shape[1] != out.shape[1]:
                 continue
             for j in rows:
                 key = shard_keys[j].tobytes()
@@ -194,8 +194,7 @@ class EmbeddingCache:
                     shard_keys, shard_features = f.get_tensor("keys"), f.get_tensor("features")
             except Exception:  # unreadable, or not a shard of ours: left as it is
                 continue
-            if (shard_keys.ndim != 2 or shard_keys.shape[1] != 32 or shard_features.ndim != 2
-                    or len(shard_keys) != len(shard_features)):
+            if not written_here(shard_keys, shard_features):
                 continue
             if width is not None and shard_features.shape[1] != width:  # a foreign file's width: left as it is
                 continue
@@ -223,6 +222,15 @@ class EmbeddingCache:
             with contextlib.suppress(OSError):  # gone already, or not ours to remove
                 if stale.is_file() and stale.stat().st_mtime < cutoff:
                     stale.unlink()
+
+
+def written_here(keys: np.ndarray, features: np.ndarray) -> bool:
+    """Whether a shard's arrays are as `EmbeddingCache._write` stores them: (n, 32) uint8 keys and
+    (n, d) float32 features. Features of another dtype (a damaged or foreign file: integers of the
+    right shape) were served cast, and predicted silently from other values; merged, they were
+    stored as float32 and passed for ours."""
+    return (keys.dtype == np.uint8 and keys.ndim == 2 and keys.shape[1] == 32 and features.dtype == np.float32
+            and features.ndim == 2 and len(keys) == len(features))
 
 
 class MemoryCache:

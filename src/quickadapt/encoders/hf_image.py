@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import Encoder
-from quickadapt.encoders.hf_text import TOKENIZER_FILES, check_folder, pooler_keys, transformers_quiet, zero_missing
+from quickadapt.encoders.hf_text import (TOKENIZER_FILES, check_folder, check_weight_shapes, pooler_keys, transformers_quiet,
+                                         zero_missing)
 from quickadapt.errors import BadInput
 
 PREPROCESSOR = "preprocessor_config.json"
@@ -85,6 +86,8 @@ class HFImageEncoder(Encoder):
         pre = _read_json(folder / PREPROCESSOR)
         found = pre.get("image_processor_type") or pre.get("feature_extractor_type") or "no processor type"
         with transformers_quiet():
+            if pretrained:
+                check_weight_shapes(folder)
             try:
                 self.processor = AutoImageProcessor.from_pretrained(str(folder), local_files_only=True,
                                                                     trust_remote_code=False)

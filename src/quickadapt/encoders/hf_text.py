@@ -37,6 +37,37 @@ def check_folder(folder: Path, pretrained: bool) -> None:
     _refuse_custom_code(folder)
 
 
+def check_weight_shapes(folder: Path) -> None:
+    """Refuse a folder whose config.json gives its tensors other shapes than its safetensors
+    weights hold, before transformers reads them: it built every such tensor at the config's
+    size first (a vocab_size edited to 3*10^7: 4 GB for 37 s), then failed with a traceback.
+    The model is built on the meta device (shapes without memory) and compared with the
+    weights files' headers; a config transformers cannot read is left to the load to report."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        with torch.device("meta"):
+            shapes = AutoModel.from_config(config, trust_remote_code=False)
+    except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError):
+        return
+    prefix = f"{shapes.base_model_prefix}."  # a task model's weights (bert.encoder...) read into the base model
+    shapes = {k: list(v.shape) for k, v in shapes.state_dict().items()}
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    own, stored = shapes.get(key, shapes.get(key.removeprefix(prefix))), list(f.get_slice(key).get_shape())
+                    if own is not None and own != stored:
+                        raise BadInput(f"{path}: {key} has shape {stored}, but {folder / 'config.json'} makes it {own}; "
+                                       "the config and the weights are of different models")
+        except BadInput:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise BadInput(f"{path}: unreadable weights ({exc})") from None
+
+
 def _refuse_custom_code(folder: Path) -> None:
     """A folder whose configs map to their own Python files (`auto_map`) needs that code run to
     load; quickadapt never runs a model folder's code, so it is refused before transformers reads it."""
@@ -257,6 +288,8 @@ class HFTextEncoder(Encoder):
         missing = []
         # trust_remote_code=False everywhere: transformers would otherwise ask on the terminal
         with transformers_quiet():
+            if pretrained:
+                check_weight_shapes(folder)
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
                                                                trust_remote_code=False)

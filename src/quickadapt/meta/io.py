@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, manifest_errors, read_manifest, read_whole,
-                                 save_encoder, stored_class_split as manifest_class_split, wait_for_swap)
+from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, fit_weights, manifest_errors, read_manifest,
+                                 read_whole, save_encoder, stored_class_split as manifest_class_split, wait_for_swap)
 from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
 from quickadapt.meta import create_meta
@@ -64,10 +64,8 @@ def _load_meta_model(folder: Path, manifest: dict) -> tuple[MetaLearner, dict]:
     learner = create_meta(meta["method"], encoder, **meta["settings"])
     state = {k[len("meta."):]: v for k, v in tensors.items() if k.startswith("meta.")}
     state.update({f"encoder.{k}": v for k, v in encoder.state_dict().items()})
-    missing, unexpected = learner.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise BadInput(f"{folder}: stored meta-parameters do not fit method {meta['method']!r} "
-                       f"(missing {len(missing)}, unexpected {len(unexpected)} keys)")
+    # as every stored tensor is checked: another shape was a traceback, another dtype cast silently
+    fit_weights(learner, state, folder, f"method {meta['method']!r}'s meta-parameters")
     return learner.eval(), manifest
 
 

@@ -275,9 +275,22 @@ def read_checkpoint_json(folder) -> dict:
     if not path.is_file():
         raise BadInput(f"{folder}: no checkpoint to resume from (no {STATE_JSON})")
     try:
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: unreadable checkpoint ({exc})") from None
+    # what --resume reads before the tensors: a value of another kind here was a traceback
+    # ('<' not supported between 'int' and 'str') from the run's checks or its first step
+    loop = saved.get("state") if isinstance(saved, dict) else None
+    step, seconds = (loop.get("step"), loop.get("seconds")) if isinstance(loop, dict) else (None, None)
+    curve = loop.get("val_curve", []) if isinstance(loop, dict) else None  # [step, accuracy] pairs
+    if (type(step) is not int or step < 0 or type(seconds) not in (int, float) or not seconds >= 0
+            or not isinstance(curve, list) or not all(isinstance(c, list) and len(c) == 2
+                                                      and all(type(x) in (int, float) for x in c) for c in curve)
+            or not all(isinstance(saved.get(k, {}), dict) for k in ("spec", "config", "optimizer"))):
+        raise BadInput(f"{path}: unreadable checkpoint (its state, step {step!r} and seconds {seconds!r}, its "
+                       "validation curve, or its spec, config or optimizer are not what meta-train writes); "
+                       "it was edited or damaged")
+    return saved
 
 
 def load_checkpoint(folder, learner, optimizer, sampler) -> tuple[dict, dict]:
@@ -289,16 +302,33 @@ def load_checkpoint(folder, learner, optimizer, sampler) -> tuple[dict, dict]:
     except Exception as exc:  # safetensors has its own error types
         raise BadInput(f"{folder}: unreadable checkpoint tensors ({exc})") from None
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
+    own = {k: (v.shape, v.dtype) for k, v in learner.state_dict().items()}
+    # loading would cast another dtype silently, and the best weights are loaded only at the run's
+    # end, where another shape was a traceback after all the training
+    differ = next((name for name, weights in (("model", model), ("best", best))
+                   if weights and {k: (v.shape, v.dtype) for k, v in weights.items()} != own), None)
+    if differ:
+        raise BadInput(f"{folder}: checkpoint does not fit this model (its {differ} weights' names, shapes or dtypes "
+                       "differ); it was edited or damaged")
     try:
         learner.load_state_dict(model)
     except RuntimeError as exc:
         raise BadInput(f"{folder}: checkpoint does not fit this model ({str(exc).splitlines()[0]})") from None
-    opt = meta["optimizer"]
-    state = {}
-    for idx, entry in opt["state"].items():
-        state[int(idx)] = {k: tensors[f"optim.{idx}.{k}"] if v == "tensor" else v for k, v in entry.items()}
-    optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
-    sampler.set_state(tensors["rng.sampler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
-    return dict(meta["state"]), best
+    # an edited or damaged checkpoint (a key gone, a value of the wrong kind) was a traceback
+    # (a KeyError, 'RNG state must be a torch.ByteTensor'): one line naming it instead
+    try:
+        opt = meta["optimizer"]
+        state = {}
+        for idx, entry in opt["state"].items():
+            state[int(idx)] = {k: tensors[f"optim.{idx}.{k}"] if v == "tensor" else v for k, v in entry.items()}
+        optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
+        sampler.set_state(tensors["rng.sampler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        loop = dict(meta["state"])
+    except KeyError as exc:
+        raise BadInput(f"{folder}: checkpoint lacks {exc.args[0]!r}; it was edited or damaged") from None
+    except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise BadInput(f"{folder}: checkpoint holds a value of the wrong kind ({str(exc).splitlines()[0]}); "
+                       "it was edited or damaged") from None
+    return loop, best

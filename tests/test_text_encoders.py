@@ -176,6 +176,38 @@ def test_a_predict_whose_inputs_are_all_cached_does_not_build_the_encoder(tmp_pa
         assert predict_in_process(*args) == (*computed[:2], False)
 
 
+@pytest.mark.parametrize("encoder, strategy", [("minilm", "probe"), ("./tiny", "prototypes")])
+def test_a_frozen_fit_whose_texts_are_all_cached_does_not_build_the_encoder(tmp_path, monkeypatch, encoder, strategy):
+    """predict and evaluate of cached texts built nothing, but fit with a strategy that keeps the
+    encoder frozen still imported transformers and read the weights on every run (most of a
+    minilm fit of 80 cached texts). Such a fit now builds the encoder only for a text the cache
+    lacks, and writes the same model, says the same notes and holds long texts alike out together
+    (their tokens read by the remembered tokenizer); a folder is stored by its real path either way."""
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    tiny_folder(tmp_path / "tiny")
+    long = " ".join(["word"] * 150)  # two e-mails alike up to the cut: held out together
+    rows = [f"{long} signed ann,travel", f"{long} signed bob,travel", "what is my balance,bank",
+            "how much money do i have,bank", "my card 💳 is lost,bank", "book a flight,travel", "a trip to rome,travel",
+            "transfer money to savings,bank"]
+    (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    args = ("fit", "--data", "t.csv", "--encoder", encoder, "--strategy", strategy, "--out", "m", "--force", "--json")
+    runs = []
+    for _ in range(2):
+        out, notes, built = predict_in_process(*args)
+        manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+        for varies in ("cv_seconds", "fit_seconds", "environment"):
+            del manifest["info"][varies]
+        del manifest["created"]
+        runs.append((json.loads(out), notes, manifest, (tmp_path / "m" / "model.safetensors").read_bytes(), built))
+    assert runs[0][4] and not runs[1][4]  # built for the first run's texts, not for the cached ones
+    assert runs[1][:4] == runs[0][:4]
+    assert runs[1][2]["info"]["n_distinct"] == 7  # the long texts alike held out together
+    assert any("2 of 8 texts are longer" in n for n in runs[1][1]) and any("vocabulary lacks" in n for n in runs[1][1])
+    if encoder != "minilm":
+        assert runs[1][2]["encoder"]["name"] == str((tmp_path / "tiny").resolve())
+
+
 def test_caches_written_before_are_found_without_building_the_encoder(tmp_path, monkeypatch):
     """The unbuilt encoder's cache key is the built one's, setting for setting, so the caches
     filled before (by builds) still serve; its sizes and notes' reading agree too."""

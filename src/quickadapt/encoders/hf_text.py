@@ -394,17 +394,34 @@ class HFTextEncoder(Encoder):
         tokenized: a token reads at least one byte of the text (besides the special tokens and
         the word start SentencePiece adds), so a fit on short texts makes no tokenizer pass here."""
         texts = self.prompted(texts)
-        limit = self.max_length - self.tokenizer.num_special_tokens_to_add() - 1
+        # the fast tokenizer's own reader: an unbuilt encoder (a fit whose features are all
+        # cached) reads them with the remembered one, without building the model
+        reader = self.note_reader()
+        added = reader.num_special_tokens_to_add(False) if reader is not None else self.tokenizer.num_special_tokens_to_add()
+        limit = self.max_length - added - 1
         maybe = [i for i, t in enumerate(texts) if len(t.encode("utf-8", "surrogatepass")) > limit]
         keys: dict[int, bytes] = {}
         for start in range(0, len(maybe), CACHE_CHUNK):
             chunk = [texts[i] for i in maybe[start : start + CACHE_CHUNK]]
-            lengths = self.tokenizer(chunk, truncation=True, max_length=self.max_length + 1, return_length=True)["length"]
+            lengths = [len(ids) for ids in self._token_ids(chunk, self.max_length + 1, reader)]
             cut = [i for i, n in zip(maybe[start : start + CACHE_CHUNK], lengths) if n > self.max_length]
-            read = self.tokenizer([texts[i] for i in cut], truncation=True, max_length=self.max_length)["input_ids"] if cut else []
+            read = self._token_ids([texts[i] for i in cut], self.max_length, reader) if cut else []
             for i, ids in zip(cut, read):  # the ids `prepare` gives it
                 keys[i] = b"tokens read:" + np.asarray(ids, dtype=np.int64).tobytes()
         return keys
+
+    def _token_ids(self, texts: list[str], max_length: int, reader) -> list[list[int]]:
+        """Each text's token ids cut at `max_length`, as the tokenizer gives them to `prepare`,
+        read by `reader` (`note_reader`), or by the tokenizer itself where there is none."""
+        if reader is None:
+            return self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        reader.enable_truncation(max_length, direction=self.truncation_side)
+        reader.no_padding()
+        return [encoding.ids for encoding in reader.encode_batch(texts)]
+
+    @property
+    def truncation_side(self) -> str:
+        return self.tokenizer.truncation_side
 
     @property
     def unknown_id(self):
@@ -506,7 +523,7 @@ class CachedHFTextEncoder(HFTextEncoder):
         self.configure(folder, n_layers=int(memo["n_layers"]), hidden_size=int(memo["hidden_size"]),
                        position_limit=int(memo["position_limit"]), max_length=max_length, normalize=normalize,
                        layers=layers)
-        self.name, self.is_pretrained, self.memo = name, True, memo
+        self.name, self.is_pretrained, self.memo, self.folder = name, True, memo, folder
         self._weights_hash_memo = (0, memo["weights_hash"])  # the count while it holds no tensors
         self._applied = []  # .to(device) and the like, for the model once built
 
@@ -536,6 +553,13 @@ class CachedHFTextEncoder(HFTextEncoder):
     @property
     def unknown_id(self):
         return self.memo["unk_token_id"]
+
+    @property
+    def truncation_side(self) -> str:
+        """Where the tokenizer cuts a long text, as transformers reads it from the folder."""
+        config = self.folder / "tokenizer_config.json"
+        side = read_json(config).get("truncation_side") if config.is_file() else None
+        return side or "right"
 
     def note_reader(self):
         from tokenizers import Tokenizer

@@ -382,6 +382,30 @@ def test_the_default_max_length_fits_the_model_s_positions(tmp_path):
         create_encoder(str(roberta), max_length=40)
 
 
+def test_a_max_length_given_is_read_as_given_even_when_it_equals_the_default(tmp_path, monkeypatch):
+    """`--set encoder.max_length=128` on a folder made for 16 tokens (its max_seq_length) was
+    taken for the default, 128, and read 16 tokens without a word; the model stored 16. A length
+    given is now read as given, up to the model's positions, past which it is refused in one line."""
+    import quickadapt.encoders
+    from quickadapt.encoders import create_encoder_for_cache
+
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(quickadapt.encoders, "_PRISTINE", {})
+    folder = tiny_folder(tmp_path / "st")
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16}))
+    assert create_encoder(str(folder)).max_length == 16  # the default reads no further than the model was made to
+    for given in (128, 128.0):  # an int, and a float as a grid or a config file may give it
+        encoder = create_encoder(str(folder), max_length=given)
+        assert encoder.max_length == encoder.settings["max_length"] == 128
+        assert embed(encoder, TEXTS, cache=False).shape == (3, 96)
+        assert create_encoder_for_cache(str(folder), max_length=given).max_length == 128  # unbuilt alike
+    assert create_encoder(str(folder), max_length=16).max_length == 16
+    short = tiny_folder(tmp_path / "short", max_position_embeddings=64)
+    (tmp_path / "t.csv").write_text(INTENTS)
+    assert_bad_input(run("fit", "--data", tmp_path / "t.csv", "--encoder", short, "--set", "encoder.max_length=128",
+                         "--out", tmp_path / "m"), "max_length counts tokens: from 2 to 64, got 128")
+
+
 INTENTS = ("text,label\nmy card was declined,card\nwhy was my card refused,card\ncard got rejected again,card\n"
            "will it rain today,weather\nis it sunny in paris,weather\nhow hot will it be,weather\n")
 

@@ -51,8 +51,9 @@ def encoder_defaults(factory) -> dict:
         params = inspect.signature(typing.get_type_hints(factory).get("return")).parameters
     except Exception:
         return {}
-    return {k: params[k].default for k in encoder_settings(factory)
-            if params[k].default is not inspect.Parameter.empty}
+    # an int marking a default (hf_text.DefaultLength) as the plain number a user would give
+    return {k: int(d) if isinstance(d, int) and not isinstance(d, bool) else d
+            for k in encoder_settings(factory) if (d := params[k].default) is not inspect.Parameter.empty}
 
 
 def _setting_types(factory) -> dict:

@@ -243,7 +243,12 @@ def pooler_keys(model: torch.nn.Module) -> set[str]:
     return {k for k in model.state_dict() if "pooler" in k.split(".")}
 
 
-DEFAULT_MAX_LENGTH = 128  # tokens read by default, or fewer where the model reads fewer
+class DefaultLength(int):
+    """The default max_length's own object, so that a max_length the user gives as 128 (an int
+    equal to it) is told from one left at the default."""
+
+
+DEFAULT_MAX_LENGTH = DefaultLength(128)  # tokens read by default, or fewer where the model reads fewer
 
 
 class HFTextEncoder(Encoder):
@@ -308,7 +313,9 @@ class HFTextEncoder(Encoder):
         self.prompt = default_prompt(folder)
         self.tokenizer_hash = _tokenizer_hash(folder)
         self.position_limit = position_limit
-        if int(max_length) == DEFAULT_MAX_LENGTH:  # the default reads no further than the model was made to
+        # the default reads no further than the model was made to; a length given is read as given
+        # (compared by value, an explicit 128 on a folder made for 64 tokens silently read 64)
+        if max_length is DEFAULT_MAX_LENGTH:
             max_length = min(n for n in (DEFAULT_MAX_LENGTH, position_limit, made_for_tokens(folder)) if n)
         self.max_length = int(max_length)
         # 2 holds [CLS] and [SEP] (below it the tokenizer does not truncate at all); above the

@@ -176,6 +176,38 @@ def test_a_predict_whose_inputs_are_all_cached_does_not_build_the_encoder(tmp_pa
         assert predict_in_process(*args) == (*computed[:2], False)
 
 
+@pytest.mark.parametrize("encoder, strategy", [("minilm", "probe"), ("./tiny", "prototypes")])
+def test_a_frozen_fit_whose_texts_are_all_cached_does_not_build_the_encoder(tmp_path, monkeypatch, encoder, strategy):
+    """predict and evaluate of cached texts built nothing, but fit with a strategy that keeps the
+    encoder frozen still imported transformers and read the weights on every run (most of a
+    minilm fit of 80 cached texts). Such a fit now builds the encoder only for a text the cache
+    lacks, and writes the same model, says the same notes and holds long texts alike out together
+    (their tokens read by the remembered tokenizer); a folder is stored by its real path either way."""
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    tiny_folder(tmp_path / "tiny")
+    long = " ".join(["word"] * 150)  # two e-mails alike up to the cut: held out together
+    rows = [f"{long} signed ann,travel", f"{long} signed bob,travel", "what is my balance,bank",
+            "how much money do i have,bank", "my card 💳 is lost,bank", "book a flight,travel", "a trip to rome,travel",
+            "transfer money to savings,bank"]
+    (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    args = ("fit", "--data", "t.csv", "--encoder", encoder, "--strategy", strategy, "--out", "m", "--force", "--json")
+    runs = []
+    for _ in range(2):
+        out, notes, built = predict_in_process(*args)
+        manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+        for varies in ("cv_seconds", "fit_seconds", "environment"):
+            del manifest["info"][varies]
+        del manifest["created"]
+        runs.append((json.loads(out), notes, manifest, (tmp_path / "m" / "model.safetensors").read_bytes(), built))
+    assert runs[0][4] and not runs[1][4]  # built for the first run's texts, not for the cached ones
+    assert runs[1][:4] == runs[0][:4]
+    assert runs[1][2]["info"]["n_distinct"] == 7  # the long texts alike held out together
+    assert any("2 of 8 texts are longer" in n for n in runs[1][1]) and any("vocabulary lacks" in n for n in runs[1][1])
+    if encoder != "minilm":
+        assert runs[1][2]["encoder"]["name"] == str((tmp_path / "tiny").resolve())
+
+
 def test_caches_written_before_are_found_without_building_the_encoder(tmp_path, monkeypatch):
     """The unbuilt encoder's cache key is the built one's, setting for setting, so the caches
     filled before (by builds) still serve; its sizes and notes' reading agree too."""
@@ -370,6 +402,51 @@ def test_the_default_max_length_fits_the_model_s_positions(tmp_path):
     assert embed(encoder, TEXTS, cache=False).shape == (3, 96)
     with pytest.raises(BadInput, match="max_length counts tokens: from 2 to 39, got 40"):
         create_encoder(str(roberta), max_length=40)
+
+
+def test_a_max_length_given_is_read_as_given_even_when_it_equals_the_default(tmp_path, monkeypatch):
+    """`--set encoder.max_length=128` on a folder made for 16 tokens (its max_seq_length) was
+    taken for the default, 128, and read 16 tokens without a word; the model stored 16. A length
+    given is now read as given, up to the model's positions, past which it is refused in one line."""
+    import quickadapt.encoders
+    from quickadapt.encoders import create_encoder_for_cache
+
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(quickadapt.encoders, "_PRISTINE", {})
+    folder = tiny_folder(tmp_path / "st")
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16}))
+    assert create_encoder(str(folder)).max_length == 16  # the default reads no further than the model was made to
+    for given in (128, 128.0):  # an int, and a float as a grid or a config file may give it
+        encoder = create_encoder(str(folder), max_length=given)
+        assert encoder.max_length == encoder.settings["max_length"] == 128
+        assert embed(encoder, TEXTS, cache=False).shape == (3, 96)
+        assert create_encoder_for_cache(str(folder), max_length=given).max_length == 128  # unbuilt alike
+    assert create_encoder(str(folder), max_length=16).max_length == 16
+    short = tiny_folder(tmp_path / "short", max_position_embeddings=64)
+    (tmp_path / "t.csv").write_text(INTENTS)
+    assert_bad_input(run("fit", "--data", tmp_path / "t.csv", "--encoder", short, "--set", "encoder.max_length=128",
+                         "--out", tmp_path / "m"), "max_length counts tokens: from 2 to 64, got 128")
+
+
+def test_a_very_long_text_is_tokenized_only_as_far_as_it_is_read(monkeypatch):
+    """The tokenizer read a text whole before cutting it at max_length (3.4 MB: 4.2 s, and a fit
+    read it four times). Only a start of it that holds more than the tokens read is tokenized
+    now, cut at a space after a word, where the tokenizer ends the word whatever follows: the
+    same token ids, features and notes as the whole text gives."""
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    words = ["what", "is", "my", "balance", "café", "Überweisung", "💳", "我的银行卡", "a,b", "x" * 40]
+    rng = np.random.default_rng(0)
+    long = "".join(w + sep for w, sep in zip(rng.choice(words, 40_000), rng.choice([" ", "  ", "\n", "\t "], 40_000)))
+    texts = [long, "what is my balance", "x" * 40_000, " " * 20_000 + long[:5_000]]
+    for max_length in (128, 32):
+        encoder = create_encoder("minilm", max_length=max_length)
+        read = encoder.prompted(texts)
+        assert len(read[0]) < len(long) // 50 and read[1:3] == texts[1:3]  # no space to cut at: whole
+        whole = encoder.tokenizer(texts, padding="max_length", truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+        assert np.array_equal(encoder.prepare_tensor(texts)[:, 0].numpy(), whole["input_ids"].numpy())
+        alike = encoder.read_alike(texts)  # 40,000 x's are one word, read as one unknown token: not cut
+        assert set(alike) == {0, 3} and alike[0] == b"tokens read:" + whole["input_ids"][0].numpy().tobytes()
 
 
 INTENTS = ("text,label\nmy card was declined,card\nwhy was my card refused,card\ncard got rejected again,card\n"

@@ -140,10 +140,14 @@ def adapt(
     baseline: bool = False,
     label_names: bool = False,
     progress: bool = True,
+    for_cache: bool = False,
 ) -> AdaptedModel:
     """Adapt `encoder` (None: DEFAULT_ENCODER for the data's kind, as `fit` picks it) to the labelled
     `data` with `strategy`; return the fitted AdaptedModel with `info` holding `cv_accuracy`,
-    `baseline` and `negative_transfer` when they could be measured."""
+    `baseline` and `negative_transfer` when they could be measured. `for_cache` (the command
+    line, which saves the model and ends): a strategy that keeps the encoder frozen gets a
+    pretrained text encoder unbuilt, built at the first text whose features are not cached
+    (encoders.create_encoder_for_cache), as predict does."""
     data, source = as_dataset(data), as_dataset(source)  # paths and builtin:NAME, as the command line reads them
     data.require_labels()
     encoder = encoder or DEFAULT_ENCODER[data.modality]
@@ -185,7 +189,8 @@ def adapt(
     # read once from the files' headers: conv4's input and predict's note on colour depend on it
     grey = all_grey(data.inputs) if data.modality == "image" else None
     seed_everything(seed)  # fixes the random init of encoders that have no pretrained weights
-    base_encoder = resolve_encoder(encoder, **_encoder_settings(encoder, data, encoder_params, grey))
+    base_encoder = resolve_encoder(encoder, for_cache=for_cache and not strat.tunes_encoder,
+                                   **_encoder_settings(encoder, data, encoder_params, grey))
     if base_encoder.modality != data.modality:
         raise BadInput(f"encoder {encoder!r} reads {base_encoder.modality} but the data is {data.modality}")
     base_encoder.note_unread_inputs(data.inputs)

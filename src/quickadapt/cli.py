@@ -207,6 +207,7 @@ def fit(
     model = adapt(
         train, encoder=encoder, strategy=strategy, strategy_params=method, encoder_params=enc_settings,
         source=src, seed=seed, device=device, cv=cv, baseline=baseline, label_names=label_names, progress=not quiet,
+        for_cache=True,  # it saves the model and ends: a frozen encoder whose features are all cached is never built
     )
     save_model(model, out, force=force, seed=seed)  # with the fingerprint and metrics adapt() recorded
     result = {"out": str(out), "encoder": encoder, "strategy": strategy, **fit_metrics(model),

@@ -51,8 +51,9 @@ def encoder_defaults(factory) -> dict:
         params = inspect.signature(typing.get_type_hints(factory).get("return")).parameters
     except Exception:
         return {}
-    return {k: params[k].default for k in encoder_settings(factory)
-            if params[k].default is not inspect.Parameter.empty}
+    # an int marking a default (hf_text.DefaultLength) as the plain number a user would give
+    return {k: int(d) if isinstance(d, int) and not isinstance(d, bool) else d
+            for k in encoder_settings(factory) if (d := params[k].default) is not inspect.Parameter.empty}
 
 
 def _setting_types(factory) -> dict:
@@ -136,11 +137,14 @@ def create_encoder_for_cache(name: str, **settings) -> Encoder:
     """`create_encoder(name, pretrained=True, **settings)` for predicting: a text encoder whose
     files an earlier build remembered comes unbuilt, so that inputs whose features are all
     cached skip importing transformers and reading the weights (~2.5 s for minilm); it is built
-    at the first input the cache lacks. Never for an encoder that will be trained."""
+    at the first input the cache lacks. Never for an encoder that will be trained (a frozen
+    strategy's fit may: it only embeds)."""
     if name == "minilm" or (name not in ENCODERS and Path(str(name)).is_dir() and folder_modality(Path(str(name))) == "text"):
         folder, factory = (minilm_path(), create_minilm) if name == "minilm" else (Path(str(name)), create_hf_folder)
         if set(settings) <= set(encoder_settings(factory)):  # else create_encoder names the unknown one
-            encoder = cached_hf_encoder(folder, str(name), typed_settings(factory, settings, str(name)))
+            # a folder by its real path, as create_hf_folder names it (a fit stores the name in its model)
+            encoder = cached_hf_encoder(folder, "minilm" if name == "minilm" else str(folder.resolve()),
+                                        typed_settings(factory, settings, str(name)))
             if encoder is not None:
                 return encoder
     return create_encoder(name, **settings)

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from quickadapt.data.dataset import content_key
+from quickadapt.encoders.base import CACHE_CHUNK
 from quickadapt.errors import BadInput
 
 
@@ -53,9 +54,10 @@ def _expand_home(value: str) -> Path:
 
 _SAID_NO_HOME: list = []
 STALE_TEMP_SECONDS = 24 * 3600
-# shards of fewer rows than this (a call's few inputs) are merged once there are more than
-# MAX_SMALL_SHARDS of them; a merge holds at most their product of rows in memory
-SMALL_SHARD_ROWS = 256
+# shards of fewer rows than embed writes at a time (a call's inputs past its last full chunk)
+# are merged once there are more than MAX_SMALL_SHARDS of them, into shards of at least that
+# many; a merge holds under twice that many rows in memory
+SMALL_SHARD_ROWS = CACHE_CHUNK
 MAX_SMALL_SHARDS = 32
 
 
@@ -174,43 +176,60 @@ class EmbeddingCache:
             return False
 
     def merge_small_shards(self) -> None:
-        """Past MAX_SMALL_SHARDS shards of under SMALL_SHARD_ROWS rows, merge those into one. A
-        script that predicts one input per call writes a one-row shard each time, and every
-        lookup opens every shard: after 3,000 such calls a lookup took 0.1 s, and it grew with
-        each call. Another process reading meanwhile at worst misses a row (recomputed); two
-        merging at once at worst store a row twice."""
+        """Past MAX_SMALL_SHARDS shards of under SMALL_SHARD_ROWS rows, merge those into shards
+        of at least that many (what is left over into one more). A script that predicts one input
+        per call writes a one-row shard each time, a daily batch of 300 texts a 300-row one, and
+        every lookup opens every shard: after 3,000 one-input calls a lookup took 0.1 s, and with
+        shards of 256 rows or more never merged again, 1,000 batches of 300 left 1,000 shards and
+        a lookup of one new text took 87-328 ms, growing with every run. Another process reading
+        meanwhile at worst misses a row (recomputed); two merging at once at worst store a row twice."""
         shard_files = list(self.directory.glob("*.safetensors"))
         if len(shard_files) <= MAX_SMALL_SHARDS:
             return
-        small: list[Path] = []
+        small = [(shard, rows) for shard in shard_files if (rows := _small_shard_rows(shard))]
+        if len(small) <= MAX_SMALL_SHARDS:
+            return
+        group: list[Path] = []
+        held = 0
+        for shard, rows in small:
+            group.append(shard)
+            held += rows
+            if held >= SMALL_SHARD_ROWS:  # a merged shard of this many leaves the small ones for good
+                self._merge(group)
+                group, held = [], 0
+        if len(group) > 1:
+            self._merge(group)
+
+    def _merge(self, shard_files: list[Path]) -> None:
+        """Write the rows of these shards as one shard, then remove them (a shard that is not
+        one of ours, or of another width than the first, is left as it is)."""
+        merged: list[Path] = []
         keys: dict[bytes, None] = {}  # in order, each once
         features: list[np.ndarray] = []
         width = None
         for shard in shard_files:
             try:
                 with safe_open(str(shard), framework="numpy") as f:
-                    if f.get_slice("keys").get_shape()[0] >= SMALL_SHARD_ROWS:
-                        continue
                     shard_keys, shard_features = f.get_tensor("keys"), f.get_tensor("features")
-            except Exception:  # unreadable, or not a shard of ours: left as it is
+            except Exception:  # unreadable, or gone (another process merged it): left as it is
                 continue
             if not written_here(shard_keys, shard_features):
                 continue
             if width is not None and shard_features.shape[1] != width:  # a foreign file's width: left as it is
                 continue
             width = shard_features.shape[1]
-            small.append(shard)
+            merged.append(shard)
             for key, row in zip(shard_keys, shard_features):
                 # a row stored twice (two runs at once) is kept once; a damaged one, never served, not at all
                 if key.tobytes() not in keys and np.isfinite(row).all():
                     keys[key.tobytes()] = None
                     features.append(row)
-        if len(small) <= MAX_SMALL_SHARDS:
+        if len(merged) < 2:
             return
         if features and not self._write(np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32),
                                         np.stack(features)):
             return  # nothing written (a full or read-only disk): the shards stay
-        for shard in small:
+        for shard in merged:
             with contextlib.suppress(OSError):  # another process merged it already
                 shard.unlink()
 
@@ -231,6 +250,17 @@ def written_here(keys: np.ndarray, features: np.ndarray) -> bool:
     stored as float32 and passed for ours."""
     return (keys.dtype == np.uint8 and keys.ndim == 2 and keys.shape[1] == 32 and features.dtype == np.float32
             and features.ndim == 2 and len(keys) == len(features))
+
+
+def _small_shard_rows(shard: Path) -> int:
+    """How many rows the shard holds, read from its header, where that is under SMALL_SHARD_ROWS;
+    else (a full shard, an unreadable file, not a shard of ours) 0."""
+    try:
+        with safe_open(str(shard), framework="numpy") as f:
+            rows = f.get_slice("keys").get_shape()[0]
+    except Exception:
+        return 0
+    return rows if rows < SMALL_SHARD_ROWS else 0
 
 
 class MemoryCache:

@@ -270,7 +270,55 @@ def pooler_keys(model: torch.nn.Module) -> set[str]:
     return {k for k in model.state_dict() if "pooler" in k.split(".")}
 
 
-DEFAULT_MAX_LENGTH = 128  # tokens read by default, or fewer where the model reads fewer
+class DefaultLength(int):
+    """The default max_length's own object, so that a max_length the user gives as 128 (an int
+    equal to it) is told from one left at the default."""
+
+
+# a text of more characters than this many per token read may be cut before it is tokenized
+LONG_TEXT_TOKENS = 16
+# tokenizer parts that read a text up to a space alike whatever follows it: their pre-tokenizers
+# end a word there, their normalizers change each character on its own
+SPLIT_AT_SPACES = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "Metaspace", "ByteLevel"}
+LOCAL_NORMALIZERS = {"BertNormalizer", "Lowercase", "NFC", "NFD", "NFKC", "NFKD", "StripAccents", "Strip", "Prepend",
+                     "Precompiled"}
+
+
+def _parts(part) -> list[dict]:
+    """A tokenizer.json normalizer or pre-tokenizer as its parts (a Sequence's, in order)."""
+    if not isinstance(part, dict):
+        return []
+    inner = part.get("pretokenizers") or part.get("normalizers") or []
+    return [p for member in inner for p in _parts(member)] if part.get("type") == "Sequence" else [part]
+
+
+def cuts_at_spaces(reader) -> bool:
+    """Whether `reader` (a tokenizers Tokenizer) reads the start of a text up to a space as it
+    reads that start inside the whole text: a pre-tokenizer that ends words at spaces (one of a
+    Sequence is enough) and normalizers that change characters one at a time."""
+    config = json.loads(reader.to_str())
+    splits = any(p.get("type") in SPLIT_AT_SPACES and p.get("split", True) is not False
+                 and p.get("use_regex", True) is not False for p in _parts(config.get("pre_tokenizer")))
+    return splits and all(p.get("type") in LOCAL_NORMALIZERS for p in _parts(config.get("normalizer")))
+
+
+def read_part(text: str, reader, tokens: int) -> str:
+    """The start of `text` that `reader` (no truncation) reads into the same first `tokens`
+    tokens as the whole text: cut at a space after a word, where the pre-tokenizer ends it
+    whatever follows (`cuts_at_spaces`), once that start holds more than `tokens` tokens; the
+    whole text where no such start does."""
+    length = LONG_TEXT_TOKENS * tokens
+    while length < len(text):
+        cut = text.rfind(" ", 1, length + 1)
+        while cut > 0 and text[cut - 1].isspace():  # the word's end, before a run of spaces
+            cut = text.rfind(" ", 1, cut)
+        if cut > 0 and len(reader.encode(text[:cut], add_special_tokens=False).ids) > tokens:
+            return text[:cut]
+        length *= 2
+    return text
+
+
+DEFAULT_MAX_LENGTH = DefaultLength(128)  # tokens read by default, or fewer where the model reads fewer
 
 
 class HFTextEncoder(Encoder):
@@ -337,7 +385,9 @@ class HFTextEncoder(Encoder):
         self.prompt = default_prompt(folder)
         self.tokenizer_hash = _tokenizer_hash(folder)
         self.position_limit = position_limit
-        if int(max_length) == DEFAULT_MAX_LENGTH:  # the default reads no further than the model was made to
+        # the default reads no further than the model was made to; a length given is read as given
+        # (compared by value, an explicit 128 on a folder made for 64 tokens silently read 64)
+        if max_length is DEFAULT_MAX_LENGTH:
             max_length = min(n for n in (DEFAULT_MAX_LENGTH, position_limit, made_for_tokens(folder)) if n)
         self.max_length = int(max_length)
         # 2 holds [CLS] and [SEP] (below it the tokenizer does not truncate at all); above the
@@ -423,17 +473,34 @@ class HFTextEncoder(Encoder):
         tokenized: a token reads at least one byte of the text (besides the special tokens and
         the word start SentencePiece adds), so a fit on short texts makes no tokenizer pass here."""
         texts = self.prompted(texts)
-        limit = self.max_length - self.tokenizer.num_special_tokens_to_add() - 1
+        # the fast tokenizer's own reader: an unbuilt encoder (a fit whose features are all
+        # cached) reads them with the remembered one, without building the model
+        reader = self.note_reader()
+        added = reader.num_special_tokens_to_add(False) if reader is not None else self.tokenizer.num_special_tokens_to_add()
+        limit = self.max_length - added - 1
         maybe = [i for i, t in enumerate(texts) if len(t.encode("utf-8", "surrogatepass")) > limit]
         keys: dict[int, bytes] = {}
         for start in range(0, len(maybe), CACHE_CHUNK):
             chunk = [texts[i] for i in maybe[start : start + CACHE_CHUNK]]
-            lengths = self.tokenizer(chunk, truncation=True, max_length=self.max_length + 1, return_length=True)["length"]
+            lengths = [len(ids) for ids in self._token_ids(chunk, self.max_length + 1, reader)]
             cut = [i for i, n in zip(maybe[start : start + CACHE_CHUNK], lengths) if n > self.max_length]
-            read = self.tokenizer([texts[i] for i in cut], truncation=True, max_length=self.max_length)["input_ids"] if cut else []
+            read = self._token_ids([texts[i] for i in cut], self.max_length, reader) if cut else []
             for i, ids in zip(cut, read):  # the ids `prepare` gives it
                 keys[i] = b"tokens read:" + np.asarray(ids, dtype=np.int64).tobytes()
         return keys
+
+    def _token_ids(self, texts: list[str], max_length: int, reader) -> list[list[int]]:
+        """Each text's token ids cut at `max_length`, as the tokenizer gives them to `prepare`,
+        read by `reader` (`note_reader`), or by the tokenizer itself where there is none."""
+        if reader is None:
+            return self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        reader.enable_truncation(max_length, direction=self.truncation_side)
+        reader.no_padding()
+        return [encoding.ids for encoding in reader.encode_batch(texts)]
+
+    @property
+    def truncation_side(self) -> str:
+        return self.tokenizer.truncation_side
 
     @property
     def unknown_id(self):
@@ -452,8 +519,19 @@ class HFTextEncoder(Encoder):
         return [(e.ids, e.special_tokens_mask, e.offsets) for e in reader.encode_batch(chunk)]
 
     def prompted(self, texts) -> list[str]:
-        """The texts as the model reads them: after the folder's default prompt, if any."""
-        return [self.prompt + text for text in texts] if self.prompt else list(texts)
+        """The texts as the model reads them: after the folder's default prompt, if any, and a
+        very long one only as far as it is read (`read_part`): the tokenizer read a text whole
+        before cutting it, 4.2 s for a 3.4 MB one, and a fit read it four times."""
+        texts = [self.prompt + text for text in texts] if self.prompt else list(texts)
+        tokens = self.max_length + 1  # the notes read one token past the cut
+        long = [i for i, text in enumerate(texts) if len(text) > LONG_TEXT_TOKENS * tokens]
+        # a tokenizer that cuts on the left reads a text's end: read whole
+        reader = self.note_reader() if long and self.truncation_side == "right" else None
+        if reader is not None and cuts_at_spaces(reader):
+            reader.no_truncation()
+            for i in long:
+                texts[i] = read_part(texts[i], reader, tokens)
+        return texts
 
     def prepare(self, inputs):
         return dict(
@@ -537,7 +615,7 @@ class CachedHFTextEncoder(HFTextEncoder):
         self.configure(folder, n_layers=int(memo["n_layers"]), hidden_size=int(memo["hidden_size"]),
                        position_limit=int(memo["position_limit"]), max_length=max_length, normalize=normalize,
                        layers=layers)
-        self.name, self.is_pretrained, self.memo = name, True, memo
+        self.name, self.is_pretrained, self.memo, self.folder = name, True, memo, folder
         self._weights_hash_memo = (0, memo["weights_hash"])  # the count while it holds no tensors
         self._applied = []  # .to(device) and the like, for the model once built
 
@@ -567,6 +645,13 @@ class CachedHFTextEncoder(HFTextEncoder):
     @property
     def unknown_id(self):
         return self.memo["unk_token_id"]
+
+    @property
+    def truncation_side(self) -> str:
+        """Where the tokenizer cuts a long text, as transformers reads it from the folder."""
+        config = self.folder / "tokenizer_config.json"
+        side = read_json(config).get("truncation_side") if config.is_file() else None
+        return side or "right"
 
     def note_reader(self):
         from tokenizers import Tokenizer

@@ -249,8 +249,8 @@ def bad(tmp_path, name, content, match, labels="required"):
 @pytest.mark.parametrize(
     "name, content, match",
     [
-        ("x.csv", "a,b\nfoo,bar\n", r"no `text` column \(found: a, b\).*text,label"),
-        ("x.csv", "sentence,label\nhello,a\n", "not numeric.*text,label"),
+        ("x.csv", "a,b\nfoo,bar\n", r"no `text` column \(found: a, b\).*needs a `text` column"),
+        ("x.csv", "sentence,label\nhello,a\n", "not numeric.*needs a `text` column"),
         ("x.csv", "text,label\nhi,\n", "no label"),
         ("x.csv", "text,label\nhi,NaN\n", "line 2 has the label 'NaN', which reads as missing"),
         ("x.csv", "text,label\n  ,a\n", "empty text"),

@@ -285,6 +285,8 @@ def fit_and_edit_manifest(tmp_path, edit: str, *fit_args):
     ("m['tasks']['main']['classes'][1] = None", "names a class that is not a string (none)"),  # was answered as 'None'
     ("m['info'] = [1]", "wrong kind (info is not a JSON object)"),  # these two were tracebacks
     ("m['info']['feature_columns'] = 5", "wrong kind (info.feature_columns is not a JSON array)"),
+    # named no model, and gave fit's advice (--set encoder.depth=N) to predict
+    ("m['encoder']['settings']['depth'] = -1", "m: the encoder its manifest names (mlp) cannot be built: bad setting for encoder 'mlp': depth"),
 ])
 def test_a_damaged_manifest_is_bad_input_not_a_traceback(tmp_path, edit, fragment):
     data = fit_and_edit_manifest(tmp_path, edit)

@@ -509,13 +509,14 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
         raise BadInput(f"{folder}: the manifest says encoder {name!r} is 'pretrained', but it has no pretrained "
                        f"weights and {WEIGHTS} holds none of its own; {DAMAGED}")
     state, what = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}, f"encoder {spec['name']!r}"
-    if stored:  # its size comes from the manifest's settings: checked against the stored tensors before it is built
-        fit_weights(check_encoder(skeleton(lambda: create_encoder(name, pretrained=False, **spec["settings"]), state,
-                                           folder, what), spec, name, folder), state, folder, what)
-    if for_cache and not stored:
-        encoder = create_encoder_for_cache(name, **spec["settings"])
-    else:
-        encoder = create_encoder(name, pretrained=not stored, **spec["settings"])
+    with encoder_rebuild(folder, name):
+        if stored:  # its size comes from the manifest's settings: checked against the stored tensors before it is built
+            fit_weights(check_encoder(skeleton(lambda: create_encoder(name, pretrained=False, **spec["settings"]), state,
+                                               folder, what), spec, name, folder), state, folder, what)
+        if for_cache and not stored:
+            encoder = create_encoder_for_cache(name, **spec["settings"])
+        else:
+            encoder = create_encoder(name, pretrained=not stored, **spec["settings"])
     check_encoder(encoder, spec, name, folder)
     if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder)):
         raise BadInput(f"{folder}: its encoder {name} is not the one the model was fit on (other weights, "
@@ -523,6 +524,23 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
     if stored:
         fit_weights(encoder, state, folder, what)
     return encoder.eval()
+
+
+@contextlib.contextmanager
+def encoder_rebuild(folder: Path, name: str):
+    """The encoder a model's manifest names, built: a refusal names the model too. predict said
+    "encoder setting layers must be between 1 and 6 ...; set it with --set encoder.layers=N" for
+    an edited manifest, with no word of which model, and advice that is fit's, not predict's; an
+    encoder path edited to /etc: "/etc: not a Hugging Face model folder"."""
+    try:
+        yield
+    except BadInput as exc:
+        said = str(exc)
+        if said.startswith(f"{folder}:"):
+            raise
+        # the fit's way to change a setting (errors.option's "; set it with ...") is no help here
+        reason = said.split("; set it with ")[0]
+        raise BadInput(f"{folder}: the encoder its manifest names ({name}) cannot be built: {reason}") from None
 
 
 def check_encoder(encoder, spec: dict, name: str, folder: Path):

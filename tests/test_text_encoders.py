@@ -551,3 +551,17 @@ def test_a_config_that_does_not_fit_its_weights_is_refused_before_the_model_is_b
     with pytest.raises(BadInput, match=r"model.safetensors: embeddings.word_embeddings.weight has shape \[30522, 32\], "
                                        r"but .*config.json makes it \[10000000000000, 32\]"):
         create_encoder(str(folder), layers=1)
+
+
+def test_a_tokenizer_file_the_tokenizers_library_cannot_read_is_named_in_one_line(tmp_path):
+    """An edited tokenizer.json (a model type tokenizers does not know) raised tokenizers' bare
+    Exception through transformers: a traceback, exit code 1 (found by the untrusted pass)."""
+    folder = tiny_folder(tmp_path / "bert")
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["model"]["type"] = "Nonsense"
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    data = tmp_path / "t.csv"
+    data.write_text(INTENTS)
+    r = run("fit", "--data", data, "--encoder", folder, "--set", "encoder.layers=1", "--out", tmp_path / "m", "--quiet")
+    assert_bad_input(r, "tokenizer.json: a tokenizer file the tokenizers library cannot read (data did not match")
+    assert not (tmp_path / "m").exists()

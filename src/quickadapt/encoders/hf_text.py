@@ -318,6 +318,21 @@ def read_part(text: str, reader, tokens: int) -> str:
     return text
 
 
+def load_tokenizer(folder: Path):
+    """The folder's tokenizer, as transformers loads it. A tokenizer.json the tokenizers library
+    cannot read (an edited or truncated one) raised its bare Exception ("data did not match any
+    variant of untagged enum ModelUntagged"): a traceback, naming no file."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, OSError):
+        raise  # the caller says what transformers could not load
+    except Exception as exc:  # tokenizers' own error type is Exception itself
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{folder / 'tokenizer.json'}: a tokenizer file the tokenizers library cannot read ({first})") from None
+
+
 DEFAULT_MAX_LENGTH = DefaultLength(128)  # tokens read by default, or fewer where the model reads fewer
 
 
@@ -329,7 +344,7 @@ class HFTextEncoder(Encoder):
         self, path: str | Path, *, max_length: int = DEFAULT_MAX_LENGTH, normalize: bool = True, layers: int = 3, pretrained: bool = True
     ):
         super().__init__()
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel
 
         folder = Path(path)
         check_folder(folder, pretrained)
@@ -339,8 +354,7 @@ class HFTextEncoder(Encoder):
             if pretrained:
                 check_weight_shapes(folder)
             try:
-                self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
-                                                               trust_remote_code=False)
+                self.tokenizer = load_tokenizer(folder)
                 if pretrained:
                     # float32 whatever the weights were saved in: transformers keeps a bf16 folder in
                     # bf16 (features numpy cannot hold) and an fp16 one in fp16 (slow and coarse on a CPU)
@@ -352,6 +366,8 @@ class HFTextEncoder(Encoder):
                 else:
                     config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
                     self.model = AutoModel.from_config(config, trust_remote_code=False)
+            except BadInput:
+                raise
             except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:  # an unknown model type, a bad config
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise BadInput(f"{folder}: transformers cannot load this model folder ({first})") from None

@@ -297,3 +297,32 @@ def test_a_second_merger_meanwhile_leaves_the_shards_to_the_first(tmp_path, monk
     assert second and sorted(stored) == sorted(keys)  # each row once
     out = np.zeros_like(rows)
     assert store.read_into(keys, out).all() and np.array_equal(out, rows)
+
+
+def test_a_row_merged_away_while_it_is_looked_up_is_still_found(tmp_path, monkeypatch):
+    """A lookup lists the shards, then opens them one by one; another process merging meanwhile
+    removes shards from that list (their rows already in a new shard the list lacks): 210 of 230
+    rows a process had just written were missed, and a predict rebuilt its encoder to compute them
+    again. Shards gone since the listing send the lookup to the ones that appeared."""
+    import quickadapt.encoders.cache as cache_module
+    from quickadapt.encoders.cache import MAX_SMALL_SHARDS
+
+    store = EmbeddingCache(tmp_path)
+    rows = np.random.default_rng(0).standard_normal((MAX_SMALL_SHARDS + 1, 8)).astype(np.float32)
+    keys = [content_key(f"request {i}", "text") for i in range(len(rows))]
+    for i in range(len(rows)):
+        store._write(np.frombuffer(keys[i], dtype=np.uint8)[None], rows[i : i + 1])
+    real = cache_module.safe_open
+    merged = []
+
+    def merged_meanwhile(*args, **kwargs):
+        if not merged:  # another process merges every shard just after this lookup listed them
+            merged.append(True)
+            EmbeddingCache(tmp_path).merge_small_shards()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "safe_open", merged_meanwhile)
+    out = np.zeros_like(rows)
+    found = store.read_into(keys, out)
+    assert merged and len(shards(tmp_path)) == 1
+    assert found.all() and np.array_equal(out, rows)

@@ -132,7 +132,21 @@ class EmbeddingCache:
         for i, k in enumerate(keys):
             wanted.setdefault(k, []).append(i)
         wanted_keys = np.frombuffer(b"".join(wanted), dtype="S32")
-        for shard in sorted(self.directory.glob("*.safetensors")):
+        looked: set[Path] = set()
+        while wanted:
+            # a shard gone since the listing was merged by another process meanwhile: its rows are
+            # in a shard written before it was removed, listed again (a miss rebuilt the encoder)
+            listed = sorted(set(self.directory.glob("*.safetensors")) - looked)
+            looked.update(listed)
+            if not self._read_shards(listed, wanted, wanted_keys, out, found):
+                break
+        return found
+
+    def _read_shards(self, listed: list[Path], wanted: dict, wanted_keys: np.ndarray, out: np.ndarray,
+                     found: np.ndarray) -> bool:
+        """read_into's reading of the `listed` shards; whether one of them was gone when opened."""
+        gone = False
+        for shard in listed:
             try:
                 with safe_open(str(shard), framework="numpy") as f:
                     shard_keys = f.get_tensor("keys")
@@ -141,6 +155,9 @@ class EmbeddingCache:
                     rows = np.flatnonzero(np.isin(np.ascontiguousarray(shard_keys, dtype=np.uint8).view("S32")[:, 0],
                                                   wanted_keys)).tolist()
                     features = f.get_tensor("features") if rows else None
+            except FileNotFoundError:
+                gone = True
+                continue
             except Exception:  # unreadable, or not a shard of ours
                 continue
             if features is None or features.ndim != 2 or features.shape[1] != out.shape[1] or len(shard_keys) != len(features):
@@ -153,7 +170,7 @@ class EmbeddingCache:
                     found[positions] = True
             if not wanted:  # every position asked for (the shard's own names once shadowed it)
                 break
-        return found
+        return gone
 
     def add(self, keys: Sequence[bytes], features: np.ndarray) -> None:
         """Store `features`, one row per `content_key` in `keys`."""

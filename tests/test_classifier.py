@@ -540,3 +540,30 @@ def test_a_loaded_model_predicts_after_the_folder_it_was_fit_on_is_gone(tmp_path
     shutil.rmtree(base)
     np.testing.assert_array_equal(clf.predict_proba(X), expected)
     np.testing.assert_array_equal(FewShotClassifier.load(tmp_path / "m").predict(X), clf.predict(X))
+
+
+def test_a_folder_another_save_wrote_meanwhile_is_not_replaced_without_force(tmp_path, monkeypatch):
+    """Two notebooks saving to one path at once: both found it free, and the later save moved the
+    other's finished model aside and deleted it, silently, without force=True. The later now fails
+    in one line and leaves the other's model whole; with force=True it replaces it."""
+    import quickadapt.artifact as artifact
+    from quickadapt.errors import BadInput
+
+    X, y = _blobs()
+    ours, theirs = FewShotClassifier(encoder="mlp").fit(X, y), FewShotClassifier(encoder="mlp", seed=5).fit(X, y)
+    real = artifact.save_file
+    other = []
+
+    def the_other_saves_meanwhile(tensors, path):
+        if not other:  # while our weights are written, the other notebook's save runs whole
+            other.append(True)
+            theirs.save(tmp_path / "m")
+        real(tensors, path)
+
+    monkeypatch.setattr(artifact, "save_file", the_other_saves_meanwhile)
+    with pytest.raises(BadInput, match="m appeared while this model was written .*pass force=True to replace it"):
+        ours.save(tmp_path / "m")
+    assert FewShotClassifier.load(tmp_path / "m").get_params()["seed"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp folder left
+    ours.save(tmp_path / "m", force=True)
+    assert FewShotClassifier.load(tmp_path / "m").get_params()["seed"] == ours.seed

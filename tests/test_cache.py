@@ -284,3 +284,65 @@ def test_a_shard_of_another_dtype_is_a_miss_not_served_cast_nor_merged_in(tmp_pa
     store.add([content_key("another", "text")], rows[:1])
     out = np.full((3, 4), np.nan, dtype=np.float32)
     assert not store.read_into(keys, out).any()
+
+
+def test_a_second_merger_meanwhile_leaves_the_shards_to_the_first(tmp_path, monkeypatch):
+    """Two processes merging at once (predicts run with `xargs -P 4`) each wrote the merged rows:
+    4 processes adding 40 batches each left 131,018 rows for 29,199 inputs, in shards of 4,096
+    or more never merged again. A merge that starts while another runs now leaves it alone."""
+    from safetensors import safe_open
+
+    from quickadapt.encoders.cache import MAX_SMALL_SHARDS
+
+    store = EmbeddingCache(tmp_path)
+    rows = np.random.default_rng(0).standard_normal((MAX_SMALL_SHARDS + 1, 8)).astype(np.float32)
+    keys = [content_key(f"request {i}", "text") for i in range(len(rows))]
+    for i in range(MAX_SMALL_SHARDS):
+        store._write(np.frombuffer(keys[i], dtype=np.uint8)[None], rows[i : i + 1])
+    real = EmbeddingCache._write
+    second = []
+
+    def merge_while_another_merges(self, shard_keys, features):
+        if len(shard_keys) > 1 and not second:  # another process's merge (its own open of the lock file),
+            second.append(True)                  # between this merge's reading of the shards and its writing
+            EmbeddingCache(tmp_path).merge_small_shards()
+        return real(self, shard_keys, features)
+
+    monkeypatch.setattr(EmbeddingCache, "_write", merge_while_another_merges)
+    store.add(keys[-1:], rows[-1:])
+    stored = []
+    for shard in shards(tmp_path):
+        with safe_open(str(shard), framework="numpy") as f:
+            stored.extend(k.tobytes() for k in f.get_tensor("keys"))
+    assert second and sorted(stored) == sorted(keys)  # each row once
+    out = np.zeros_like(rows)
+    assert store.read_into(keys, out).all() and np.array_equal(out, rows)
+
+
+def test_a_row_merged_away_while_it_is_looked_up_is_still_found(tmp_path, monkeypatch):
+    """A lookup lists the shards, then opens them one by one; another process merging meanwhile
+    removes shards from that list (their rows already in a new shard the list lacks): 210 of 230
+    rows a process had just written were missed, and a predict rebuilt its encoder to compute them
+    again. Shards gone since the listing send the lookup to the ones that appeared."""
+    import quickadapt.encoders.cache as cache_module
+    from quickadapt.encoders.cache import MAX_SMALL_SHARDS
+
+    store = EmbeddingCache(tmp_path)
+    rows = np.random.default_rng(0).standard_normal((MAX_SMALL_SHARDS + 1, 8)).astype(np.float32)
+    keys = [content_key(f"request {i}", "text") for i in range(len(rows))]
+    for i in range(len(rows)):
+        store._write(np.frombuffer(keys[i], dtype=np.uint8)[None], rows[i : i + 1])
+    real = cache_module.safe_open
+    merged = []
+
+    def merged_meanwhile(*args, **kwargs):
+        if not merged:  # another process merges every shard just after this lookup listed them
+            merged.append(True)
+            EmbeddingCache(tmp_path).merge_small_shards()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "safe_open", merged_meanwhile)
+    out = np.zeros_like(rows)
+    found = store.read_into(keys, out)
+    assert merged and len(shards(tmp_path)) == 1
+    assert found.all() and np.array_equal(out, rows)

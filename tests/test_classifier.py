@@ -667,3 +667,30 @@ def test_a_float64_default_dtype_is_refused_in_one_line_and_left_as_it_is(tmp_pa
         assert torch.get_default_dtype() == torch.float64
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def test_a_folder_another_save_wrote_meanwhile_is_not_replaced_without_force(tmp_path, monkeypatch):
+    """Two notebooks saving to one path at once: both found it free, and the later save moved the
+    other's finished model aside and deleted it, silently, without force=True. The later now fails
+    in one line and leaves the other's model whole; with force=True it replaces it."""
+    import quickadapt.artifact as artifact
+    from quickadapt.errors import BadInput
+
+    X, y = _blobs()
+    ours, theirs = FewShotClassifier(encoder="mlp").fit(X, y), FewShotClassifier(encoder="mlp", seed=5).fit(X, y)
+    real = artifact.save_file
+    other = []
+
+    def the_other_saves_meanwhile(tensors, path):
+        if not other:  # while our weights are written, the other notebook's save runs whole
+            other.append(True)
+            theirs.save(tmp_path / "m")
+        real(tensors, path)
+
+    monkeypatch.setattr(artifact, "save_file", the_other_saves_meanwhile)
+    with pytest.raises(BadInput, match="m appeared while this model was written .*pass force=True to replace it"):
+        ours.save(tmp_path / "m")
+    assert FewShotClassifier.load(tmp_path / "m").get_params()["seed"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp folder left
+    ours.save(tmp_path / "m", force=True)
+    assert FewShotClassifier.load(tmp_path / "m").get_params()["seed"] == ours.seed

@@ -1,4 +1,5 @@
 """Image loading and the image encoders: conv4, resnet12, efficientnet-lite0."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +288,19 @@ def test_efficientnet_lite0_survives_a_damaged_or_unwritable_weights_cache(tmp_p
     stateless = efficientnet_lite0.pretrained_state()
     assert all(torch.equal(stateless[k], reference[k]) for k in reference)
     assert "note: cannot store the EfficientNet-Lite0 weights" in capsys.readouterr().err
+
+
+def test_efficientnet_lite0_conversion_leaves_another_writer_s_temp_file_alone(tmp_path, monkeypatch):
+    """Two containers (each its process 1) converting into one shared cache at once wrote one
+    temp file named by the process id; each now writes its own."""
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    theirs = tmp_path / "weights" / f".efficientnet-lite0.safetensors.{os.getpid()}.tmp"
+    theirs.write_bytes(b"another container's conversion, half written")
+    reference = efficientnet_lite0.pretrained_state()
+    assert theirs.read_bytes() == b"another container's conversion, half written"
+    assert efficientnet_lite0.state_hash(reference) == efficientnet_lite0.CONVERTED_SHA256
+    assert (tmp_path / "weights" / "efficientnet-lite0.safetensors").is_file()
 
 
 def test_efficientnet_lite0_stage_features_end_with_the_normalised_head():

@@ -443,6 +443,19 @@ def test_a_file_that_appears_while_predicting_is_not_replaced_without_force(digi
     assert late.read_text().startswith("input,label,score\n")
 
 
+def test_a_temp_file_of_another_writer_with_our_process_id_is_left_alone(digits_model, tmp_path):
+    """Temp files were named by the process id, which two containers (each its process 1) or two
+    machines sharing the folder have alike: both wrote one temp file, the first to finish
+    published a mix of the two and removed the other's file under it."""
+    model, data = digits_model
+    theirs = tmp_path / f".preds.csv.{os.getpid()}.tmp"
+    theirs.write_text("another machine's predictions, half written")
+    r = run("predict", model, "--data", data, "--out", tmp_path / "preds.csv", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert theirs.read_text() == "another machine's predictions, half written"
+    assert (tmp_path / "preds.csv").read_text().startswith("input,label,score\n")
+
+
 def test_a_link_to_a_predictions_file_is_followed_and_kept(digits_model, tmp_path):
     """--out LINK --force wrote a file in the link's place, as for model folders it did not."""
     model, data = digits_model

@@ -7,6 +7,7 @@ docs/artifact.md; `FORMAT_VERSION` changes whenever a reader of the old layout w
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -66,8 +67,10 @@ def temp_stem(path: Path) -> str:
 TEMP_STEM = 100
 
 
-def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
-    """Write each `name -> writer(path)` into a temp folder beside `out`, then swap it into place."""
+def write_folder_atomically(out: Path, files: dict[str, callable], *, replace: bool = True) -> None:
+    """Write each `name -> writer(path)` into a temp folder beside `out`, then swap it into place.
+    Without `replace`, never over a folder: one that appeared while this one was written (checked
+    only before the work) is another run's, as for predict's --out (cli._publish)."""
     # `name` and `parent` must mean something for "models/.." too, and a link to a folder is
     # followed: the model goes where it points (and the temp folder onto the same file system)
     out = Path(os.path.realpath(out))
@@ -82,15 +85,28 @@ def write_folder_atomically(out: Path, files: dict[str, callable]) -> None:
         mark.unlink()
         _usual_modes(tmp)
         old = None
+        if out.exists() and not replace:
+            raise _appeared(out)
         if out.exists():
             old = out.with_name(f".{temp_stem(out)}.old-{os.getpid()}")
             os.replace(out, old)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError as exc:  # a folder with files appeared since the check just above
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and not replace:
+                raise _appeared(out) from None
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _appeared(out: Path) -> BadInput:
+    # named without the option: save_model's callers call it --out, out or path
+    return BadInput(f"{out} appeared while this model was written (another run wrote it, and keeps it); write to "
+                    f"another folder or pass {option('force', python='force=True')} to replace it")
 
 
 # Inside a temp folder while it is written: who writes it. A run killed by SIGKILL (the OOM
@@ -193,7 +209,8 @@ def rebuilt_fingerprint(encoder) -> str:
     return hashlib.sha256(encoder_fingerprint(encoder).encode()).hexdigest()[:32]
 
 
-def _write_artifact(out: Path, manifest: dict, tensors: dict[str, torch.Tensor], extra_files: dict | None = None) -> Path:
+def _write_artifact(out: Path, manifest: dict, tensors: dict[str, torch.Tensor], extra_files: dict | None = None, *,
+                    force: bool) -> Path:
     # safetensors refuses shared or non-contiguous storage: store plain copies
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     write_folder_atomically(
@@ -204,6 +221,7 @@ def _write_artifact(out: Path, manifest: dict, tensors: dict[str, torch.Tensor],
                                                         allow_nan=False)),
             **(extra_files or {}),
         },
+        replace=force,
     )
     return out
 
@@ -219,7 +237,8 @@ def save_model(
     data_fingerprint = data_fingerprint or model.info.get("data_fingerprint")
     metrics = fit_metrics(model) if metrics is None else metrics
     if isinstance(model, BlendedModel):
-        return _save_blend(model, out, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, extra=extra)
+        return _save_blend(model, out, data_fingerprint=data_fingerprint, seed=seed, metrics=metrics, extra=extra,
+                           force=force)
     manifest = _manifest(
         model.kind, model.encoder, out, weights="stored" if model.encoder_tuned else "pretrained",
         strategy={"name": model.strategy, "params": model.strategy_params},
@@ -230,7 +249,7 @@ def save_model(
     tensors = {f"heads.{k}": v for k, v in model.heads.state_dict().items()}
     if model.encoder_tuned:
         tensors.update({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()})
-    return _write_artifact(out, manifest, tensors)
+    return _write_artifact(out, manifest, tensors, force=force)
 
 
 def fit_metrics(model: AdaptedModel) -> dict:
@@ -243,7 +262,7 @@ def fit_metrics(model: AdaptedModel) -> dict:
     return out
 
 
-def _save_blend(model: BlendedModel, out: Path, *, data_fingerprint, seed, metrics, extra) -> Path:
+def _save_blend(model: BlendedModel, out: Path, *, data_fingerprint, seed, metrics, extra, force: bool) -> Path:
     """A blend is a folder of its parts, each an ordinary model folder, and a manifest naming
     them with their weights; its own model.safetensors holds nothing."""
     names = [f"part-{i}" for i in range(len(model.parts))]
@@ -256,7 +275,7 @@ def _save_blend(model: BlendedModel, out: Path, *, data_fingerprint, seed, metri
     manifest.update(extra or {})
     parts = {name: (lambda p, part=part: save_model(part, p, data_fingerprint=data_fingerprint, seed=seed, metrics={}))
              for name, part in zip(names, model.parts)}
-    return _write_artifact(out, manifest, {}, parts)
+    return _write_artifact(out, manifest, {}, parts, force=force)
 
 
 def save_encoder(
@@ -279,7 +298,7 @@ def save_encoder(
         if k.startswith("encoder."):
             raise ValueError(f"extra tensor {k!r} would shadow an encoder weight")
         tensors[k] = v
-    return _write_artifact(out, manifest, tensors, extra_files)
+    return _write_artifact(out, manifest, tensors, extra_files, force=force)
 
 
 def _json_default(obj):

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import List, Optional
 
@@ -455,7 +456,9 @@ def _write_predictions_atomically(path: Path, rows, force: bool) -> None:
     # a link is followed, as for a model folder: the file it points to is replaced, the link kept
     path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{temp_stem(path)}.{os.getpid()}.tmp")
+    # a name no other writer has: by the process id, two containers (each its process 1) or two
+    # machines sharing the folder wrote one temp file, and the first to finish published a mix
+    tmp = path.with_name(f".{temp_stem(path)}.{uuid.uuid4().hex}.tmp")
     try:
         with _open_predictions(tmp) as f:
             _write_predictions(f, rows, path.suffix.lower())

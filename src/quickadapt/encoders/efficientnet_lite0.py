@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import math
 import os
+import uuid
 from pathlib import Path
 
 import torch
@@ -238,7 +239,7 @@ def pretrained_state() -> dict[str, torch.Tensor]:
         )
     state = {k: v.contiguous() for k, v in torch.load(source, weights_only=True, map_location="cpu").items()}
     # write beside the target, then rename: a reader never sees a half-written file
-    tmp = target.with_name(f".{WEIGHTS_FILE}.{os.getpid()}.tmp")
+    tmp = target.with_name(f".{WEIGHTS_FILE}.{uuid.uuid4().hex}.tmp")  # not the process id: see cli's predictions
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(tmp))

@@ -262,6 +262,22 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_on_resume(tmp_path, edit, f
     assert_bad_input(run(*args, "--steps", 3, "--resume"), fragment)
 
 
+def test_a_checkpoint_state_too_large_to_be_one_is_refused_unread(tmp_path, monkeypatch):
+    """A checkpoint's state.json was read whole whatever its size, as manifests were (a 189 MB
+    one: 1.2 GB and 23 s); it now has the manifest's limit (256 MB, lowered here)."""
+    import quickadapt.artifact
+
+    data = omniglot_folder(tmp_path / "data", 4)
+    out = tmp_path / "m"
+    args = ("meta-train", "--data", data, "--method", "protonet", "--ways", 2, "--shots", 1, "--queries", 2,
+            "--no-rotations", "--set", "encoder.channels=8", "--out", out, "--quiet")
+    assert run(*args, "--steps", 2).exit_code == 0
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    (out / "checkpoint" / "state.json").write_text(json.dumps({**state, "junk": list(range(5000))}))
+    monkeypatch.setattr(quickadapt.artifact, "MAX_MANIFEST_BYTES", 2**14)
+    assert_bad_input(run(*args, "--steps", 3, "--resume"), "state.json: 0 MB, not a quickadapt checkpoint state")
+
+
 @pytest.mark.parametrize("edit, fragment", [
     ("torch.zeros(3)", "stored weights do not fit method 'metasgd''s meta-parameters (size mismatch for lrs."),  # a traceback
     ("tensor.to(torch.int8)", "is int8, not float32"),  # cast silently: every learned rate rounded

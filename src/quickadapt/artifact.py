@@ -374,6 +374,14 @@ def read_whole(folder: Path, read):
 MAX_MANIFEST_BYTES = 256 * 2**20
 
 
+def refuse_oversized(path: Path, what: str) -> None:
+    """Refuse, unread, a JSON file of quickadapt's metadata (a manifest, a checkpoint's state)
+    larger than MAX_MANIFEST_BYTES: one from elsewhere may ask for any amount of memory."""
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BadInput(f"{path}: {path.stat().st_size / 2**20:,.0f} MB, not a quickadapt {what} (they hold metadata: "
+                       f"at most {MAX_MANIFEST_BYTES // 2**20} MB are read)")
+
+
 OBJECT_KEYS = ("encoder", "strategy", "tasks", "metrics", "info", "estimator", "blend", "meta")
 
 
@@ -388,9 +396,7 @@ def read_manifest(folder: str | Path) -> dict:
         raise BadInput(f"{folder}: no such model folder")
     if not path.is_file():
         raise BadInput(f"{folder}: not a quickadapt model (no {MANIFEST})")
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise BadInput(f"{path}: {path.stat().st_size / 2**20:,.0f} MB, not a quickadapt manifest (they hold metadata: "
-                       f"at most {MAX_MANIFEST_BYTES // 2**20} MB are read)")
+    refuse_oversized(path, "manifest")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from quickadapt import distributed
 from quickadapt.allocator import keep_freed_memory
-from quickadapt.artifact import temp_stem, write_folder_atomically
+from quickadapt.artifact import refuse_oversized, temp_stem, write_folder_atomically
 from quickadapt.data.episodes import EpisodeSampler
 from quickadapt.errors import STOP_SIGNALS, BadInput, Stopped, option
 from quickadapt.meta.base import MetaLearner
@@ -274,6 +274,7 @@ def read_checkpoint_json(folder) -> dict:
     path = Path(folder) / STATE_JSON
     if not path.is_file():
         raise BadInput(f"{folder}: no checkpoint to resume from (no {STATE_JSON})")
+    refuse_oversized(path, "checkpoint state")  # read whole, as a manifest is
     try:
         saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

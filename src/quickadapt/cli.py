@@ -524,7 +524,10 @@ def evaluate(
     read = load_dataset(data)
     model = _load(model_dir, device)
     test = _model_inputs(model, read, data, model_dir)
-    fitted_on_these = test.fingerprint() == model.info.get("data_fingerprint")  # feature columns in the model's order
+    # feature columns in the model's order; hashed only at the fit's size (an image test set's
+    # fingerprint reads every file again)
+    fitted_on_these = (model.info.get("n_examples", len(test)) == len(test)
+                       and test.fingerprint() == model.info.get("data_fingerprint"))
     model.check_task(task)
     if oos_label is not None and class_index(oos_label, model.classes[task]) is not None:
         raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")

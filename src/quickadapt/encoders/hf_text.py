@@ -541,13 +541,24 @@ class HFTextEncoder(Encoder):
         texts = [self.prompt + text for text in texts] if self.prompt else list(texts)
         tokens = self.max_length + 1  # the notes read one token past the cut
         long = [i for i, text in enumerate(texts) if len(text) > LONG_TEXT_TOKENS * tokens]
-        # a tokenizer that cuts on the left reads a text's end: read whole
-        reader = self.note_reader() if long and self.truncation_side == "right" else None
-        if reader is not None and cuts_at_spaces(reader):
-            reader.no_truncation()
-            for i in long:
-                texts[i] = read_part(texts[i], reader, tokens)
+        reader = self._part_reader() if long else None
+        for i in long if reader is not None else ():
+            texts[i] = read_part(texts[i], reader, tokens)
         return texts
+
+    def _part_reader(self):
+        """The reader `read_part` cuts long texts with, or None where they must be read whole (a
+        tokenizer that cuts on the left reads a text's end; one that does not end words at
+        spaces). Found once an encoder: `prepare` asks at every batch, and each ask copied the
+        whole tokenizer and parsed its JSON again."""
+        if "_part_reader_found" not in self.__dict__:
+            reader = self.note_reader() if self.truncation_side == "right" else None
+            if reader is not None and cuts_at_spaces(reader):
+                reader.no_truncation()
+            else:
+                reader = None
+            self.__dict__["_part_reader_found"] = reader
+        return self.__dict__["_part_reader_found"]
 
     def prepare(self, inputs):
         return dict(

@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -22,10 +23,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from quickadapt import __version__
-from quickadapt.encoders import ENCODERS, PRETRAINED, create_encoder, create_encoder_for_cache
+from quickadapt.encoders import ENCODER_MODALITY, ENCODERS, PRETRAINED, create_encoder, create_encoder_for_cache
 from quickadapt.encoders.base import encoder_fingerprint
 from quickadapt.errors import BadInput, option
-from quickadapt.heads import create_head
+from quickadapt.heads import HEADS, create_head
 from quickadapt.model import AdaptedModel, BlendedModel, is_probability
 from quickadapt.output import as_path, check_output, finite_json
 from quickadapt.progress import log
@@ -190,7 +191,31 @@ def _manifest(kind: str, encoder, out: Path, *, weights: str, strategy: dict, ta
         "seed": seed,
         "metrics": metrics or {},
         "info": info,
+        **plugin_modules([(ENCODERS, encoder.name),
+                          *((HEADS, task["head"]["kind"]) for task in tasks.values() if task.get("head"))]),
     }
+
+
+def plugin_modules(named: list) -> dict:
+    """{"plugins": the modules outside quickadapt that registered what a model names, as
+    (registry, name) pairs}, or {} for none: a process that loads the model without them is
+    told what to import (`unregistered`), never imports them itself. A script run as
+    `python fit.py` registers in `__main__`, which names nothing."""
+    modules = {registry.module(name) for registry, name in named if name in registry}
+    modules = sorted(m for m in modules if m and m != "__main__" and m.split(".")[0] != "quickadapt")
+    return {"plugins": modules} if modules else {}
+
+
+def unregistered(folder: Path, what: str, manifest: dict) -> BadInput:
+    """The error for a model naming an encoder, head or method that no module of this process registered."""
+    listed = manifest.get("plugins")
+    # names only, and only shown: an edited manifest must not put escapes or prose in the message
+    modules = [m for m in listed if isinstance(m, str) and re.fullmatch(r"[A-Za-z_][\w.]{0,199}", m)
+               ] if isinstance(listed, list) else []
+    where = (f"import {', '.join(modules)} (which registered it when the model was saved)" if modules
+             else "import the module that registers it")
+    return BadInput(f"{folder}: its {what} is not registered in this process; {where} before loading the model, "
+                    "or install the package that provides it")
 
 
 def encoder_folder_from(out: Path, name: str) -> dict:
@@ -466,6 +491,8 @@ def _load_model(folder: Path, manifest: dict, device, for_cache: bool = False) -
         odd = [c for c in spec["classes"] if not isinstance(c, str)]
         if odd:
             raise BadInput(f"{folder}: task {task!r} names a class that is not a string ({odd[0]!r}); {DAMAGED}")
+        if spec["head"].get("kind") not in HEADS:
+            raise unregistered(folder, f"task {task!r}'s head {spec['head'].get('kind')!r}", manifest)
         prefix = f"heads.{task}."
         state, what = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, f"task {task!r}'s head"
         fit_weights(skeleton(lambda: create_head(spec["head"]), state, folder, what), state, folder, what)
@@ -528,11 +555,11 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
     if not stored and any(k.startswith("encoder.") for k in tensors):  # they would be dropped unread
         raise BadInput(f"{folder}: {WEIGHTS} holds encoder weights but the manifest says 'pretrained'; {DAMAGED}")
     name = encoder_folder_now(spec, folder)
-    if not stored and name in ENCODERS and name not in PRETRAINED:
-        # such an encoder starts from random weights, so a model of it always stores them: with
-        # none stored it would predict from new random features, silently
-        raise BadInput(f"{folder}: the manifest says encoder {name!r} is 'pretrained', but it has no pretrained "
-                       f"weights and {WEIGHTS} holds none of its own; {DAMAGED}")
+    # a registry name: a folder's is stored absolute (where loading looks for it may be relative)
+    if not Path(spec["name"]).is_absolute() and name not in ENCODERS:
+        raise unregistered(folder, f"encoder {name!r}", manifest)
+    if not stored and name in ENCODER_MODALITY and name not in PRETRAINED:  # built in: known before building it
+        raise no_pretrained_weights(folder, name)
     state, what = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}, f"encoder {spec['name']!r}"
     with encoder_rebuild(folder, name):
         if stored:  # its size comes from the manifest's settings: checked against the stored tensors before it is built
@@ -543,12 +570,21 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
         else:
             encoder = create_encoder(name, pretrained=not stored, **spec["settings"])
     check_encoder(encoder, spec, name, folder)
+    if not stored and not encoder.is_pretrained:  # a user's encoder, whose factory read no weights of its own
+        raise no_pretrained_weights(folder, name)
     if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder)):
         raise BadInput(f"{folder}: its encoder {name} is not the one the model was fit on (other weights, "
                        "tokenizer or pooling: the package or folder changed since); fit the model again")
     if stored:
         fit_weights(encoder, state, folder, what)
     return encoder.eval()
+
+
+def no_pretrained_weights(folder: Path, name: str) -> BadInput:
+    """Such an encoder starts from random weights, so a model of it always stores them: with none
+    stored it would predict from new random features, silently."""
+    return BadInput(f"{folder}: the manifest says encoder {name!r} is 'pretrained', but it has no pretrained "
+                    f"weights and {WEIGHTS} holds none of its own; {DAMAGED}")
 
 
 @contextlib.contextmanager

@@ -87,10 +87,18 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if self.encoder in ENCODER_MODALITY:
             return ENCODER_MODALITY[self.encoder]
         from quickadapt.artifact import MANIFEST, read_manifest
+        from quickadapt.encoders import ENCODERS, encoder_modality
 
         folder = Path(self.encoder)
+        # a user's own registered encoder (as resolve_encoder picks: a model folder of that name first)
+        if isinstance(self.encoder, str) and self.encoder in ENCODERS and not (folder / MANIFEST).is_file():
+            modality = encoder_modality(self.encoder)
+            if modality is None:
+                raise BadInput(f"encoder {self.encoder!r} does not say what it reads: annotate its factory's return "
+                               "type with its Encoder class, whose `modality` is text, image or features")
+            return modality
         if not folder.exists():  # a refit of a loaded model whose encoder folder has gone
-            raise BadInput(f"encoder {self.encoder!r} is neither an encoder name ({', '.join(ENCODER_MODALITY)}) "
+            raise BadInput(f"encoder {self.encoder!r} is neither an encoder name ({', '.join(ENCODERS.names())}) "
                            f"nor an existing folder")
         if (folder / MANIFEST).is_file():
             return read_manifest(folder)["encoder"]["modality"]
@@ -306,7 +314,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         # by the label rule: a model fit on the floats 1.0, 2.0 before they were read as 1, 2 stored "1.0", "2.0"
         clf._columns = np.asarray([class_index(c, names) for c in clf.classes_])
         if clf._modality() == "features":
-            clf.n_features_in_ = int(manifest["encoder"]["settings"].get("in_dim", 0))
+            in_dim = manifest["encoder"]["settings"].get("in_dim")
+            if in_dim is not None:  # the mlp's; a user's own encoder may call it otherwise (it checks the rows then)
+                clf.n_features_in_ = int(in_dim)
             if model.info.get("feature_columns"):  # a DataFrame's or a feature csv's column names
                 clf.feature_names_in_ = np.asarray(model.info["feature_columns"], dtype=object)
         return clf

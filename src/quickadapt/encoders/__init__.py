@@ -126,8 +126,12 @@ def create_encoder(name: str, *, pretrained: bool = True, **settings) -> Encoder
     except (ValueError, RuntimeError) as exc:
         # a setting of the wrong kind or size (torch refuses a negative width with RuntimeError)
         raise BadInput(f"bad setting for encoder {name!r}: {str(exc).splitlines()[0]}") from None
-    # only these ship weights; the others start from a seeded random init that artifacts must store
-    encoder.is_pretrained = pretrained and name in PRETRAINED
+    if encoder.name != name:  # a model names the encoder by this: it must rebuild this one, not another
+        raise BadInput(f"encoder {name!r} builds a {type(encoder).__name__} whose name is {encoder.name!r}; "
+                       f"set its class's name to {name!r}, which saved models rebuild it by")
+    # only these ship weights, and a user's encoder whose factory says it read its own (sets
+    # is_pretrained); the others start from a seeded random init that artifacts must store
+    encoder.is_pretrained = pretrained and (name in PRETRAINED or encoder.is_pretrained)
     if encoder.is_pretrained:
         _PRISTINE[key] = copy.deepcopy(encoder)
     return encoder
@@ -150,8 +154,26 @@ def create_encoder_for_cache(name: str, **settings) -> Encoder:
     return create_encoder(name, **settings)
 
 
+def encoder_modality(name: str) -> str | None:
+    """What registry encoder `name` reads, without building it: the catalog's for the built-in
+    ones, else the `modality` of the class its factory is annotated to return (or is); None for
+    a name not registered, or a factory that does not say."""
+    if name in ENCODER_MODALITY:
+        return ENCODER_MODALITY[name]
+    if name not in ENCODERS:
+        return None
+    import typing
+
+    factory = ENCODERS.get(name)
+    try:
+        cls = factory if isinstance(factory, type) else typing.get_type_hints(factory).get("return")
+    except Exception:  # an annotation that does not resolve
+        return None
+    return getattr(cls, "modality", None) or None
+
+
 def list_encoders() -> list[str]:
     return ENCODERS.names()
 
 
-__all__ = ["Encoder", "ENCODERS", "ENCODER_MODALITY", "create_encoder", "list_encoders", "embed", "batch_to", "weights_hash"]
+__all__ = ["Encoder", "ENCODERS", "ENCODER_MODALITY", "create_encoder", "encoder_modality", "list_encoders", "embed", "batch_to", "weights_hash"]

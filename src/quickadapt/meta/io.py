@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, fit_weights, manifest_errors, read_manifest,
-                                 read_whole, save_encoder, stored_class_split as manifest_class_split, wait_for_swap)
+from quickadapt.artifact import (MANIFEST, _load_tensors, build_encoder, fit_weights, manifest_errors, plugin_modules,
+                                 read_manifest, read_whole, save_encoder, stored_class_split as manifest_class_split,
+                                 unregistered, wait_for_swap)
 from quickadapt.data.episodes import ClassSplit
 from quickadapt.errors import BadInput
-from quickadapt.meta import create_meta
+from quickadapt.encoders import ENCODERS
+from quickadapt.meta import META, create_meta
 from quickadapt.meta.base import MetaLearner
 from quickadapt.output import as_path
 
@@ -39,7 +41,8 @@ def save_meta_model(
     return save_encoder(
         learner.encoder, out, force=force, extra_tensors=extra, data_fingerprint=data_fingerprint, seed=seed,
         metrics=metrics, strategy={"name": f"meta-train:{learner.name}", "params": asdict(learner.cfg)},
-        extra={"meta": meta}, extra_files=extra_files,
+        extra={"meta": meta, **plugin_modules([(ENCODERS, learner.encoder.name), (META, learner.name)])},
+        extra_files=extra_files,
     )
 
 
@@ -61,6 +64,8 @@ def _load_meta_model(folder: Path, manifest: dict) -> tuple[MetaLearner, dict]:
     tensors = _load_tensors(folder)
     encoder = build_encoder(manifest, tensors, folder)
     meta = manifest["meta"]
+    if meta["method"] not in META:  # episodes adapt as it was trained: the method's own code
+        raise unregistered(folder, f"meta-learning method {meta['method']!r}", manifest)
     learner = create_meta(meta["method"], encoder, **meta["settings"])
     state = {k[len("meta."):]: v for k, v in tensors.items() if k.startswith("meta.")}
     state.update({f"encoder.{k}": v for k, v in encoder.state_dict().items()})

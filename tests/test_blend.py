@@ -16,7 +16,7 @@ from quickadapt.errors import BadInput
 from quickadapt.model import BlendedModel
 from quickadapt.transfer import FitContext, create_strategy
 from quickadapt.transfer.blend import DEFAULT_WEIGHT
-from tests.cli_helpers import assert_bad_input, run
+from tests.cli_helpers import assert_bad_input, assert_top_ranks_the_model_s_probabilities, run
 
 SIZE = 96  # efficientnet-lite0 input side: small keeps the suite fast; the mix does not depend on it
 
@@ -154,6 +154,7 @@ def test_cli_fit_predict_blend(digits, tmp_path):
     assert r.exit_code == 0, r.stderr
     preds = json.loads(r.stdout)["predictions"]
     assert len(preds) == len(list(root.rglob("*.png"))) and all(0 < p["score"] <= 1 for p in preds)
+    assert_top_ranks_the_model_s_probabilities(out, root, 3)  # the mixed probabilities, ranked
     r = run("fit", "--data", root, "--encoder", "efficientnet-lite0", "--set", f"encoder.size={SIZE}", "--strategy", "blend",
             "--out", tmp_path / "auto", "--cv", "0")
     assert r.exit_code == 0, r.stderr

@@ -694,3 +694,23 @@ def test_a_folder_another_save_wrote_meanwhile_is_not_replaced_without_force(tmp
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp folder left
     ours.save(tmp_path / "m", force=True)
     assert FewShotClassifier.load(tmp_path / "m").get_params()["seed"] == ours.seed
+
+
+def test_predict_top_ranks_classes_as_predict_proba_and_predict_do():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    clf = FewShotClassifier(encoder="mlp").fit(x[:200], y[:200])
+    labels, scores = clf.predict_top(x[200:300], 3)
+    proba = clf.predict_proba(x[200:300])
+    assert labels.shape == scores.shape == (100, 3) and labels.dtype == clf.classes_.dtype  # the caller's ints
+    assert np.array_equal(labels[:, 0], clf.predict(x[200:300]))
+    assert np.array_equal(scores, -np.sort(-proba, axis=1)[:, :3])
+    assert np.array_equal(scores, np.take_along_axis(proba, np.searchsorted(clf.classes_, labels), axis=1))
+    assert clf.predict_top(x[200:202], 50)[0].shape == (2, 10)  # every class where there are fewer than asked
+    # abstaining, predict withholds what the ranking still names
+    unsure = clf.set_params(threshold=0.99, none_label=-1).predict(x[200:300])
+    assert 0 < np.sum(unsure == -1) < 100
+    assert np.array_equal(clf.predict_top(x[200:300], 3)[0], labels)
+    with pytest.raises(ValueError, match="k is how many classes to list"):
+        clf.predict_top(x[:2], 0)

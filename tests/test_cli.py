@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import assert_bad_input, run
+from cli_helpers import assert_bad_input, assert_top_ranks_the_model_s_probabilities, run
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,83 @@ def test_predict_writes_the_format_its_out_name_asks_for(text_model, clinc_small
     assert_bad_input(run("predict", out, "--data", clinc_small["test"], "--out", tmp_path / "p.xlsx"),
                      "predictions are written as .csv, .tsv, .jsonl, .json, .txt; not as .xlsx")
     assert not (tmp_path / "p.xlsx").exists()
+
+
+def test_predict_top_lists_the_likeliest_classes_in_every_format(text_model, clinc_small, tmp_path):
+    """--top K: each input's K likeliest classes beside the answer, which stays as without it."""
+    out, _ = text_model
+    r = run("predict", out, "--data", clinc_small["test"], "--quiet")
+    assert r.exit_code == 0 and r.stdout.splitlines()[0] == "input,label,score"  # without --top: as ever
+    ranked = assert_top_ranks_the_model_s_probabilities(out, clinc_small["test"], 3)
+    assert any(row["top"][1]["score"] > 0 for row in ranked)
+    flat = [{"input": row["input"], "label": row["label"], "score": row["score"],
+             **{f"{key}_{n}": t[key] for n, t in enumerate(row["top"], 1) for key in ("label", "score")}}
+            for row in ranked]
+    readers = {
+        "p.json": lambda f: json.load(f)["predictions"],
+        "p.jsonl": lambda f: [json.loads(line) for line in f],
+        "p.csv": lambda f: [{k: float(v) if k.startswith("score") else v for k, v in row.items()}
+                            for row in csv.DictReader(f)],
+        "p.tsv": lambda f: [{k: float(v) if k.startswith("score") else v for k, v in row.items()}
+                            for row in csv.DictReader(f, delimiter="\t")],
+    }
+    for name, read in readers.items():
+        r = run("predict", out, "--data", clinc_small["test"], "--top", 3, "--out", tmp_path / name, "--quiet")
+        assert r.exit_code == 0, r.stderr
+        with open(tmp_path / name, newline="") as f:
+            assert read(f) == (flat if name.endswith("sv") else ranked), name
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == \
+        "input,label,score,label_1,score_1,label_2,score_2,label_3,score_3"
+    # more than the model's 6 classes: all 6, said on stderr
+    r = run("predict", out, "--data", clinc_small["test"], "--top", 10, "--json")
+    assert r.exit_code == 0 and "the model has 6 classes, so --top 10 ranks all 6" in r.stderr
+    assert {len(row["top"]) for row in json.loads(r.stdout)["predictions"]} == {6}
+    # abstaining, the label is the none-label and the list still ranks the classes
+    withheld = assert_top_ranks_the_model_s_probabilities(out, clinc_small["test"], 2, "--threshold", "0.5",
+                                                          "--none-label", "unsure", none_label="unsure")
+    abstained = [(row, plain) for row, plain in zip(withheld, ranked) if row["label"] == "unsure"]
+    assert 0 < len(abstained) < len(ranked)
+    assert all(row["top"] == plain["top"][:2] for row, plain in abstained)
+
+
+def test_evaluate_top_k_accuracy_and_the_pairs_most_confused(text_model, clinc_small, tmp_path):
+    from sklearn.metrics import confusion_matrix
+
+    out, _ = text_model
+    truth = [t["label"] for t in csv.DictReader(open(clinc_small["test"]))]
+    r = run("evaluate", out, "--data", clinc_small["test"], "--top", 2, "--out", tmp_path / "rows.csv", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    ranked = json.loads(run("predict", out, "--data", clinc_small["test"], "--top", 2, "--json", "--quiet").stdout)
+    hand = np.mean([t in {c["label"] for c in row["top"]} for t, row in zip(truth, ranked["predictions"])])
+    assert report["top_k"] == 2 and report["top_k_accuracy"] == pytest.approx(hand)
+    rows = list(csv.DictReader(open(tmp_path / "rows.csv")))  # each row's classes, as predict --top ranks them
+    assert [(row["label_1"], row["label_2"]) for row in rows] == [tuple(c["label"] for c in row["top"])
+                                                                  for row in ranked["predictions"]]
+    assert report["top_k_accuracy"] > report["accuracy"]
+    one = json.loads(run("evaluate", out, "--data", clinc_small["test"], "--top", 1, "--json", "--quiet").stdout)
+    assert one["top_k_accuracy"] == pytest.approx(one["accuracy"])
+    # the confused pairs are the confusion matrix's off-diagonal cells, the most first
+    classes = sorted({row["label"] for row in rows} | {row["predicted"] for row in rows})
+    matrix = confusion_matrix([row["label"] for row in rows], [row["predicted"] for row in rows], labels=classes)
+    cells = {(classes[i], classes[j]): int(matrix[i, j]) for i, j in zip(*np.nonzero(matrix)) if i != j}
+    assert cells and {(c["label"], c["predicted"]): c["count"] for c in report["confusions"]} == cells
+    counts = [c["count"] for c in report["confusions"]]
+    assert counts == sorted(counts, reverse=True) and sum(counts) == round(report["n"] * (1 - report["accuracy"]))
+    r = run("evaluate", out, "--data", clinc_small["test"], "--top", 2, "--quiet")
+    first = report["confusions"][0]
+    assert f"\ntop-2 accuracy {report['top_k_accuracy']:.1%} (the test label among the 2 most probable" in r.stdout
+    assert f"\nmost confused: {first['label']} -> {first['predicted']} {first['count']}" in r.stdout
+    assert "top-" not in run("evaluate", out, "--data", clinc_small["test"], "--quiet").stdout  # asked for only
+    # out-of-scope rows are outside it, as outside accuracy; abstaining, the ranking still counts
+    test = tmp_path / "with_oos.csv"
+    test.write_text(open(clinc_small["test"]).read() + "what is the meaning of life,oos\nsing me a song,oos\n")
+    r = run("evaluate", out, "--data", test, "--oos-label", "oos", "--threshold", "0.5", "--top", 2, "--json", "--quiet")
+    withheld = json.loads(r.stdout)
+    assert withheld["n"] == 180 and withheld["n_abstained"] > 0 and withheld["accuracy"] < report["accuracy"]
+    assert withheld["top_k_accuracy"] == pytest.approx(report["top_k_accuracy"])
+    assert sum(c["count"] for c in withheld["confusions"]) == 180 - withheld["n_abstained"] - round(
+        180 * withheld["accuracy"])  # abstentions are no confusion
 
 
 def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):
@@ -209,7 +286,10 @@ def test_usage_mistakes_are_bad_input_too():
                            (["meta-train", "--data", "x", "--method", "maml", "--ways", "1", "--shots", "1", "--out", "o"],
                             "'--ways'"),
                            (["episodes", "conv4", "--data", "x", "--ways", "2", "--shots", "1", "--episodes", "0"],
-                            "'--episodes'")):
+                            "'--episodes'"),
+                           (["predict", "m", "--data", "x", "--top", "0"], "'--top'"),
+                           (["predict", "m", "--data", "x", "--top", "-2"], "'--top'"),
+                           (["evaluate", "m", "--data", "x", "--top", "2.5"], "'--top'")):
         r = cli(*args)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
@@ -461,6 +541,20 @@ def test_macro_f1_counts_classes_only_predicted_and_abstentions_are_reported():
     assert "__none__" not in r["per_class"]
     assert abs(r["macro_f1"] - f1_score(truth, pred, labels=["balance", "music", "weather"], average="macro")) < 1e-12
     assert r["macro_f1"] < classification_report(truth, ["weather", "weather", "balance", "__none__"])["macro_f1"]
+
+
+def test_confused_pairs_leave_out_abstentions_and_out_of_scope_rows():
+    from quickadapt.evaluate.metrics import classification_report, top_k_accuracy
+
+    truth = ["a", "a", "a", "b", "b", "c", "oos", "oos"]
+    pred = ["b", "b", "a", "a", "__none__", "b", "a", "__none__"]
+    r = classification_report(truth, pred, oos_label="oos")
+    assert r["confusions"] == [{"label": "a", "predicted": "b", "count": 2}, {"label": "b", "predicted": "a", "count": 1},
+                               {"label": "c", "predicted": "b", "count": 1}]
+    top = np.array([["b", "a"], ["b", "c"], ["a", "b"], ["a", "b"], ["c", "a"], ["b", "c"], ["a", "c"], ["c", "b"]])
+    assert top_k_accuracy(truth, top, oos_label="oos") == 4 / 6 and top_k_accuracy(truth, top[:, :1]) == 1 / 8
+    assert top_k_accuracy(["oos"], top[:1], oos_label="oos") is None
+    assert classification_report(["oos"], ["a"], oos_label="oos")["confusions"] == []
 
 
 def test_without_abstaining_a_class_named_as_the_none_label_is_scored_not_abstained():

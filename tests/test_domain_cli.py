@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from domain_data import surf
-from cli_helpers import assert_bad_input, run
+from cli_helpers import assert_bad_input, assert_top_ranks_the_model_s_probabilities, run
 
 FAST = ["--set", "steps=120", "--quiet"]
 
@@ -81,6 +81,9 @@ def test_artifact_works_with_predict_and_evaluate(adapted, files, tmp_path):
     r = run("predict", out, "--data", files["target"], "--out", preds, "--quiet")
     assert r.exit_code == 0, r.stderr
     assert len(preds.read_text().splitlines()) == 296
+    assert_top_ranks_the_model_s_probabilities(out, files["target"], 3)
+    r = run("evaluate", out, "--data", files["target_labelled"], "--top", 3, "--json", "--quiet")
+    assert r.exit_code == 0 and 1 >= json.loads(r.stdout)["top_k_accuracy"] > report["accuracy"]
     assert_bad_input(run("evaluate", out, "--data", files["target_labelled"], "--abstain"),
                      "domain-adapt has no target labels to do it); pass --threshold")
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from cli_helpers import assert_bad_input, run
+from cli_helpers import assert_bad_input, assert_top_ranks_the_model_s_probabilities, run
 from quickadapt.errors import BadInput
 from quickadapt.meta.run import run_meta_train
 
@@ -148,6 +148,7 @@ def test_cli_meta_train_episodes_and_fit_with_the_encoder(tmp_path, one_per_clas
     r = run("evaluate", fitted, "--data", one_per_class / "test", "--json", "--quiet")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["accuracy"] > 0.5  # 3 classes, one example each: chance is 33%
+    assert_top_ranks_the_model_s_probabilities(fitted, one_per_class / "test", 2)  # prototypes on it, ranked
 
     # --resume with more steps continues the stored run; a different method is refused
     r = run("meta-train", "--data", "builtin:omniglot", "--method", "protonet", "--ways", 5, "--shots", 1,

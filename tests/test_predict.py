@@ -181,3 +181,47 @@ def test_answers_withheld_for_classes_the_threshold_never_saw_are_noted(tmp_path
     # a threshold of one's own is not the calibrated one: nothing to say
     r = run("predict", tmp_path / "m", "--data", tmp_path / "test.npz", "--threshold", "0.9")
     assert r.exit_code == 0 and "answers withheld" not in r.stderr
+
+
+def test_top_classes_are_the_likeliest_with_the_answer_first(digits_model, monkeypatch):
+    model, test = digits_model
+    proba = model.predict_proba(test)
+    labels, scores = model.predict(test)
+    ranked = model.predict_top(test, 3)
+    assert ranked.labels == labels and np.array_equal(ranked.scores, scores)
+    assert ranked.top_labels[:, 0].tolist() == labels and ranked.top_labels.shape == (len(test), 3)
+    columns = [[model.classes["main"].index(lab) for lab in row] for row in ranked.top_labels]
+    assert np.array_equal(ranked.top_scores, np.take_along_axis(proba, np.array(columns), axis=1))
+    assert np.array_equal(ranked.top_scores, -np.sort(-proba, axis=1)[:, :3])  # descending, none skipped
+    monkeypatch.setattr(model_module, "PREDICT_CHUNK", 7)  # across chunks, and through a blend's probabilities
+    blend = BlendedModel([model, model], [0.5, 0.5], strategy="blend")
+    assert blend.predict_top(test, 3).top_labels.tolist() == ranked.top_labels.tolist()
+    assert model.predict_top(test, 40).top_labels.shape == (len(test), 10)  # a top 40 of 10 classes: all 10
+    # abstaining answers the none-label and still ranks the classes it withheld
+    withheld = model.predict_top(test, 2, abstain=True, threshold=0.9, none_label="unsure")
+    unsure = [i for i, lab in enumerate(withheld.labels) if lab == "unsure"]
+    assert unsure and all(withheld.top_labels[i, 0] == labels[i] for i in unsure)
+    assert np.array_equal(withheld.top_scores, ranked.top_scores[:, :2])
+    for k in (0, -1, 2.5, True, "3"):
+        with pytest.raises(BadInput, match="k is how many classes to list: a whole number from 1"):
+            model.predict_top(test[:2], k)
+
+
+def test_predict_top_on_each_head_of_a_multitask_model(tmp_path):
+    from cli_helpers import assert_top_ranks_the_model_s_probabilities, run
+
+    x, y = load_digits(return_X_y=True)
+    header = ",".join(f"f{i}" for i in range(64))
+    for name, rows, labels in (("main", x[:100], y[:100].astype(str)),
+                               ("source", x[100:200], ["even" if v % 2 == 0 else "odd" for v in y[100:200]]),
+                               ("test", x[200:230], None)):
+        (tmp_path / f"{name}.csv").write_text(header + ("" if labels is None else ",label") + "\n" + "".join(
+            ",".join(map(str, r.astype(int))) + ("" if labels is None else f",{lab}") + "\n"
+            for r, lab in zip(rows, labels if labels is not None else rows)))
+    r = run("fit", "--data", tmp_path / "main.csv", "--source", tmp_path / "source.csv", "--encoder", "mlp",
+            "--strategy", "multitask", "--set", "epochs=2", "--cv", 0, "--out", tmp_path / "m", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    main = assert_top_ranks_the_model_s_probabilities(tmp_path / "m", tmp_path / "test.csv", 4)
+    source = assert_top_ranks_the_model_s_probabilities(tmp_path / "m", tmp_path / "test.csv", 4, task="source")
+    assert {len(row["top"]) for row in main} == {4} and {len(row["top"]) for row in source} == {2}
+    assert {t["label"] for row in source for t in row["top"]} == {"even", "odd"}

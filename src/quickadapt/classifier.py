@@ -19,7 +19,7 @@ from quickadapt.data.dataset import Dataset, first_half_character, half_characte
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
-from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score
+from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score, top_columns, top_count
 
 
 # settings that shape predictions or refits but are not stored in the model itself
@@ -217,6 +217,17 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         out = pred.astype(np.result_type(pred.dtype, np.asarray(self.none_label).dtype) if numeric else object)
         out[[shown_score(s) < t for s in proba.max(1)]] = self.none_label
         return out
+
+    def predict_top(self, X, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each input's `k` most probable classes (`classes_` values) and their probabilities, the
+        most probable first: two arrays of shape (len(X), k), all the classes where there are fewer
+        than k (a "did you mean X or Y?"). The first is `predict`'s answer, or the class it withheld
+        when it abstains: the ranking is the classes' whatever was answered."""
+        check_is_fitted(self, "model_")
+        k = top_count(k, len(self.classes_))  # checked before the inputs are embedded
+        proba = self.predict_proba(X)
+        columns = top_columns(proba, k)
+        return self.classes_[columns], np.take_along_axis(proba, columns, axis=1)
 
     @property
     def _abstaining(self) -> bool:

@@ -34,6 +34,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 THRESHOLD_HELP = ("Abstain below this top probability (0 to 1; compared with the score as written, to 6 decimals) "
                   "instead of the calibrated threshold; implies --abstain.")
 NONE_LABEL_HELP = "The answer when abstaining."
+TOP_HELP = ("Also list each input's K most probable classes and their scores, the most probable first "
+            "(all of them where the model has fewer).")
 
 def _show_version(value: bool) -> None:
     if value:
@@ -350,11 +352,13 @@ def predict(
     abstain: bool = typer.Option(False, "--abstain", help="Answer the none-label below the confidence threshold."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
+    top: Optional[int] = typer.Option(None, "--top", min=1, metavar="K", help=TOP_HELP + " With --abstain they are "
+                                      "the classes ranked, beside the none-label answered."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
     """Predict a label (and score) for every input, in input order (an image folder's: by path
-    below it, sorted as plain strings, so img10 comes before img2)."""
+    below it, sorted as plain strings, so img10 comes before img2); --top K: its K likeliest classes too."""
     from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.model import shown_score
@@ -364,11 +368,15 @@ def predict(
     dataset = load_dataset(data, labels="ignore", row_names=True)
     model = _load(model_dir, device)
     inputs = _model_inputs(model, dataset, data, model_dir)
-    labels, scores = model.predict(
-        inputs.inputs, task=task, abstain=abstain or threshold is not None, none_label=none_label,
+    ranked = model.predict_top(
+        inputs.inputs, top or 1, task=task, abstain=abstain or threshold is not None, none_label=none_label,
         threshold=threshold, progress=None if quiet else "predicting",
     )
-    rows = [{"input": i, "label": lab, "score": shown_score(s)} for i, lab, s in zip(inputs.input_ids(), labels, scores)]
+    rows = [{"input": i, "label": lab, "score": shown_score(s)}
+            for i, lab, s in zip(inputs.input_ids(), ranked.labels, ranked.scores)]
+    if top is not None:  # without --top, the rows are as they always were
+        _note_fewer_classes(top, model.classes[task])
+        _add_top(rows, ranked.top_labels, ranked.top_scores)
     if out is not None:
         _write_predictions_file(out, rows, force)
     if as_json:
@@ -383,12 +391,40 @@ def predict(
 PREDICTION_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".txt", "")  # .txt and no ending: csv
 
 
+def _note_fewer_classes(top: int, classes) -> None:
+    """--top above the number of classes is not refused (a script asking for 5 suggestions meets a
+    3-class model): all of them are ranked, and a top-K accuracy over all classes is 100 %, said here."""
+    from quickadapt.progress import log
+
+    if top > len(classes):
+        log(f"note: the model has {len(classes)} classes, so --top {top} ranks all {len(classes)}")
+
+
+def _add_top(rows: list[dict], top_labels, top_scores) -> None:
+    """Each row's `top`: its likeliest classes, `label` and `score` each, as predict --top writes them."""
+    from quickadapt.model import shown_score
+
+    for row, names, probs in zip(rows, top_labels, top_scores):
+        row["top"] = [{"label": lab, "score": shown_score(s)} for lab, s in zip(names, probs)]
+
+
 def _write_csv(stream, rows, delimiter: str = ",") -> None:
     # predict's columns, or evaluate's per-row ones (input, label, predicted, score)
+    rows = [_flat_row(row) for row in rows]
     writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else ["input", "label", "score"],
                             delimiter=delimiter, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+
+
+def _flat_row(row: dict) -> dict:
+    """A row as csv columns: predict --top's list of classes becomes label_1, score_1, label_2, ..."""
+    if "top" not in row:
+        return row
+    flat = {k: v for k, v in row.items() if k != "top"}
+    for n, ranked in enumerate(row["top"], 1):
+        flat.update({f"label_{n}": ranked["label"], f"score_{n}": ranked["score"]})
+    return flat
 
 
 def _write_predictions(stream, rows, suffix: str) -> None:
@@ -495,22 +531,26 @@ def evaluate(
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
     oos_label: Optional[str] = typer.Option(None, "--oos-label", help="Test label that marks out-of-scope rows."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, metavar="K", help="Also the top-K accuracy: how often the "
+                                      "test label is among the K most probable classes (abstaining or not)."),
     out: Optional[str] = typer.Option(None, "--out", help="Also write every row: input, label (the test's), predicted "
-                                                          "and score; csv, or .tsv, .jsonl, .json as predict --out."),
+                                                          "and score (with --top, its classes as predict --top "
+                                                          "writes them); csv, or .tsv, .jsonl, .json as predict --out."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     against: Optional[Path] = typer.Option(None, "--against", help="Another model folder (the one in use) scored on "
                                                                     "the same rows: both accuracies and whether the "
                                                                     "difference is more than noise (McNemar's test)."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
 ):
-    """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 (--json: every class's scores;
-    --out: every row's prediction; --against OLD: the same rows scored by another model)."""
+    """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 and the pairs most often mixed up
+    (--json: every class's scores; --top K: top-K accuracy; --out: every row's prediction; --against OLD: the same
+    rows scored by another model)."""
     from dataclasses import replace
 
     from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.data.loaders import label_text
-    from quickadapt.evaluate.metrics import classification_report
+    from quickadapt.evaluate.metrics import classification_report, top_k_accuracy
     from quickadapt.model import class_index, shown_score
 
     if oos_label is not None:
@@ -537,8 +577,8 @@ def evaluate(
         hint = "more than the --oos-label" if oos_label is not None else "pass --oos-label if they mark out-of-scope"
         raise BadInput(f"{data} has labels the model never saw ({', '.join(unknown[:5])}); {hint}")
     abstaining = abstain or threshold is not None
-    labels, scores = model.predict(
-        test.inputs, task=task, abstain=abstaining, none_label=none_label,
+    labels, scores, top_labels, top_scores = model.predict_top(
+        test.inputs, top or 1, task=task, abstain=abstaining, none_label=none_label,
         threshold=threshold, progress=None if quiet else "evaluating",
     )
     # without abstaining every answer is a class: one named as --none-label is scored, not abstained
@@ -549,12 +589,19 @@ def evaluate(
     summary = (f"accuracy {report['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%})  macro F1 {report['macro_f1']:.1%}  "
                f"on {report['n']} examples{abstained}"
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
+    if top is not None:
+        _note_fewer_classes(top, model.classes[task])
+        report["top_k"] = top_labels.shape[1]
+        report["top_k_accuracy"] = top_k_accuracy(test.labels, top_labels, oos_label=oos_label)
+        if report["n"]:
+            summary += (f"\ntop-{report['top_k']} accuracy {report['top_k_accuracy']:.1%} (the test label among the "
+                        f"{report['top_k']} most probable classes)")
     report["warnings"] = []
     if fitted_on_these:  # the very examples, and labels, it was fitted on
         report["warnings"].append("these are the examples the model was fitted on: the figures say how well it "
                                   "remembers them, not how it does on new data (fit reported a cross-validated "
                                   "estimate; evaluate on examples kept out of the fit)")
-    summary += _lowest_f1(report["per_class"])
+    summary += _lowest_f1(report["per_class"]) + _most_confused(report["confusions"])
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
         if not abstaining:  # every input got a class: no recall is possible
@@ -572,10 +619,13 @@ def evaluate(
         summary += _against_summary(report["against"], report)
     if out is not None:  # which rows it got wrong, and as what: the figures above do not say
         # written last, so a command that fails (an --against model of other inputs) leaves no file
-        _write_predictions_file(out, [{"input": i, "label": t, "predicted": p, "score": shown_score(sc)} for i, t, p, sc
-                                      in zip(test.input_ids(), test.labels, labels, scores)], force)
+        rows = [{"input": i, "label": t, "predicted": p, "score": shown_score(sc)} for i, t, p, sc
+                in zip(test.input_ids(), test.labels, labels, scores)]
+        if top is not None:  # the classes the top-K accuracy counted, row by row
+            _add_top(rows, top_labels, top_scores)
+        _write_predictions_file(out, rows, force)
         report["out"] = str(out)
-        summary += f"\nwrote {len(test)} rows (input, label, predicted, score) to {out}"
+        summary += f"\nwrote {len(test)} rows (input, label, predicted, score{', top' if top else ''}) to {out}"
     summary += "".join(f"\nwarning: {w}" for w in report["warnings"])
     emit(report, as_json, summary, what="every row's prediction")
 
@@ -644,6 +694,13 @@ def _lowest_f1(per_class: dict) -> str:
         lines += (f"\n{len(untested)} {'class' if len(untested) == 1 else 'classes'} answered but not in the test data "
                   f"({named}): F1 0 each, in the macro F1 over {len(tested) + len(untested)} classes")
     return lines
+
+
+def _most_confused(found: list[dict]) -> str:
+    """A line naming the three (true -> answered) pairs with the most wrong rows (--json has them all)."""
+    if not found:
+        return ""
+    return "\nmost confused: " + ", ".join(f"{c['label']} -> {c['predicted']} {c['count']}" for c in found[:3])
 
 
 def _oos_swallowers(per_class: dict) -> str:

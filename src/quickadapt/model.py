@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -144,7 +144,20 @@ class AdaptedModel(nn.Module):
     ) -> tuple[list[str], np.ndarray]:
         """Predicted labels and their scores. With `abstain`, inputs whose top score is below the
         threshold (given, else the calibrated one) get `none_label`."""
+        ranked = self.predict_top(inputs, 1, task=task, abstain=abstain, none_label=none_label, threshold=threshold,
+                                  progress=progress)
+        return ranked.labels, ranked.scores
+
+    def predict_top(
+        self, inputs: Sequence, k: int, *, task: str = MAIN_TASK, abstain: bool = False, none_label: str = "__none__",
+        threshold: float | None = None, progress: str | None = None,
+    ) -> "TopPredictions":
+        """`predict`'s labels and scores, and each input's `k` most probable classes with their
+        probabilities, the most probable first (all the classes where the model has fewer than
+        `k`). The first is `predict`'s label unless it abstained: an abstention still ranks the
+        classes, the ones a "did you mean" would offer."""
         self.check_task(task)
+        k = top_count(k, len(self.classes[task]))
         if abstain:  # checked before the inputs are embedded
             if task != MAIN_TASK and threshold is None:  # calibrated on the main head's held-out scores only
                 raise BadInput(f"the calibrated abstain threshold is for task {MAIN_TASK}; pass {option('threshold')} "
@@ -153,21 +166,23 @@ class AdaptedModel(nn.Module):
             check_none_label(none_label, self.classes[task])
         inputs = as_inputs(inputs, self.encoder.modality)
         names = np.asarray(self.classes[task], dtype=object)
-        labels: list[str] = []
-        scores = np.zeros(len(inputs))
+        top_labels = np.empty((len(inputs), k), dtype=object)
+        top_scores = np.zeros((len(inputs), k))
         for start, proba in self.proba_chunks(inputs, task=task, progress=progress):
             bad = np.flatnonzero(~np.isfinite(proba).all(1))
             if len(bad):  # NaN would read as the first class with a score that never abstains
                 raise BadInput(f"the model's scores for input {start + bad[0] + 1} are not finite numbers "
                                "(NaN or inf): its values lie far outside what the model was fit on, or its weights diverged")
-            labels += names[proba.argmax(1)].tolist()
-            scores[start : start + len(proba)] = proba.max(1)
+            columns = top_columns(proba, k)
+            top_labels[start : start + len(proba)] = names[columns]
+            top_scores[start : start + len(proba)] = np.take_along_axis(proba, columns, axis=1)
+        labels, scores = top_labels[:, 0].tolist(), top_scores[:, 0].copy()
         if abstain:
             if threshold is None:
                 note_uncalibrated([lab for lab, s in zip(labels, scores) if shown_score(s) < t],
                                   self.info.get("uncalibrated_classes") or [])
             labels = [none_label if shown_score(s) < t else lab for lab, s in zip(labels, scores)]
-        return labels, scores
+        return TopPredictions(labels, scores, top_labels, top_scores)
 
     def as_classes(self, labels, task: str = MAIN_TASK) -> np.ndarray:
         """`labels` written as this model's class names (`class_index`); a label naming none of
@@ -183,6 +198,29 @@ class AdaptedModel(nn.Module):
 
     def forward(self, batch, task: str = MAIN_TASK) -> torch.Tensor:
         return self.heads[task](self.encoder(batch))
+
+
+class TopPredictions(NamedTuple):
+    """`AdaptedModel.predict_top`'s answer: `labels` and `scores` as `predict` gives them, and
+    `top_labels`, `top_scores` (one row per input, k columns), the classes by probability."""
+    labels: list[str]
+    scores: np.ndarray
+    top_labels: np.ndarray
+    top_scores: np.ndarray
+
+
+def top_count(k, n_classes: int) -> int:
+    """How many classes to rank: `k`, a whole number from 1, or all `n_classes` where there are
+    fewer (a top 5 of a 3-class model lists the 3, as a "did you mean" offers what there is)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise BadInput(f"{option('top', python='k')} is how many classes to list: a whole number from 1, got {k!r}")
+    return min(int(k), n_classes)
+
+
+def top_columns(proba: np.ndarray, k: int) -> np.ndarray:
+    """The columns of each row's `k` highest probabilities, highest first; of equal ones the first
+    column first, as argmax picks it, so the first is always the predicted class."""
+    return np.argsort(-proba, axis=1, kind="stable")[:, :k]
 
 
 def note_uncalibrated(withheld: list[str], uncalibrated: list[str]) -> None:

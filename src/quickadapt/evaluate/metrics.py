@@ -1,6 +1,7 @@
 """Classification metrics in the shape `quickadapt evaluate --json` prints."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -11,7 +12,7 @@ def classification_report(
     y_true: Sequence[str], y_pred: Sequence[str], *, oos_label: str | None = None,
     none_label: str | None = "__none__",
 ) -> dict:
-    """accuracy, macro_f1, n, n_abstained, per_class; with `oos_label`, accuracy and macro F1 are
+    """accuracy, macro_f1, n, n_abstained, per_class, confusions; with `oos_label`, accuracy and macro F1 are
     over in-scope rows (None when every row is out of scope) and `oos_recall` is the share of
     out-of-scope rows the model answered with `none_label`.
 
@@ -33,7 +34,7 @@ def classification_report(
         y_true, y_pred = y_true[~oos], y_pred[~oos]
     if not len(y_true):  # every row out of scope: only the out-of-scope recall is defined
         out.update({"accuracy": None, "macro_f1": None, "n": 0, "n_abstained": 0,
-                    "per_class": with_oos_answered({}, oos_answers, none_label)})
+                    "per_class": with_oos_answered({}, oos_answers, none_label), "confusions": []})
         return out
     abstained = is_abstention(y_pred, none_label)
     labels = sorted(set(y_true.tolist()) | set(y_pred[~abstained].tolist()))
@@ -51,9 +52,32 @@ def classification_report(
                       "support": int(s[i])}
                 for i, lab in enumerate(labels)
             }, oos_answers, none_label),
+            "confusions": confusions(y_true[~abstained], y_pred[~abstained]),
         }
     )
     return out
+
+
+def confusions(y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
+    """Each (true class, class answered instead) pair and how many rows it took, the most first (then
+    by name): the classes a chatbot mixes up, which per-class F1 does not pair. The off-diagonal
+    cells of the confusion matrix, over the rows given (evaluate: in-scope rows answered)."""
+    wrong = y_true != y_pred
+    counted = Counter(zip(y_true[wrong].tolist(), y_pred[wrong].tolist()))
+    return [{"label": t, "predicted": p, "count": n}
+            for (t, p), n in sorted(counted.items(), key=lambda pair_n: (-pair_n[1], pair_n[0]))]
+
+
+def top_k_accuracy(y_true: Sequence[str], top_labels: np.ndarray, *, oos_label: str | None = None) -> float | None:
+    """The share of rows whose class is among their `top_labels` (one row per input: its most
+    probable classes), over in-scope rows as accuracy is (None when there are none). Abstaining
+    does not enter: the ranking is the classes' whatever was answered, so this is how often a
+    "did you mean" offering them names the right one."""
+    y_true = np.asarray(list(y_true), dtype=object)
+    in_scope = y_true != oos_label if oos_label is not None else np.ones(len(y_true), dtype=bool)
+    if not in_scope.any():
+        return None
+    return float(np.mean((np.asarray(top_labels, dtype=object)[in_scope] == y_true[in_scope][:, None]).any(1)))
 
 
 def accuracy_interval(right: int, n: int) -> list[float]:

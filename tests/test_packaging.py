@@ -85,6 +85,8 @@ def test_wheel_metadata(built):
     # setup.sh and CI) pins: another version would be another, multi-GB build
     pin = re.search(r"^torch==(\S+)", (ROOT / "constraints.txt").read_text(), re.M).group(1)
     assert f"torch=={pin}" in meta.get_all("Requires-Dist")
+    # 3.11 is the oldest Python the code runs on (hashlib.file_digest): a 3.10 resolver must refuse it
+    assert meta["Requires-Python"] == ">=3.11"
 
 
 def test_sdist_holds_what_builds_the_package_not_tests_or_bench_data(built):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import quickadapt
+
 ROOT = Path(__file__).resolve().parent.parent
 # what a checkout may hold besides its files: the venv, build outputs, caches
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "work")
@@ -65,7 +67,7 @@ def test_wheel_holds_the_package_and_licences_not_tests_or_bench_data(built):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         licence = z.read(next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))).decode()
-    assert {n.split("/")[0] for n in names} == {"quickadapt", "quickadapt-0.1.0.dist-info"}
+    assert {n.split("/")[0] for n in names} == {"quickadapt", f"quickadapt-{quickadapt.__version__}.dist-info"}
     # Office-Caltech (.mat, no clear licence) stays in the repository's bench data
     assert not [n for n in names if n.endswith(".mat") or ("office" in n.lower() and not n.endswith(".py"))]
     assert "Apache License" in licence and "Version 2.0" in licence
@@ -78,6 +80,7 @@ def test_wheel_holds_the_package_and_licences_not_tests_or_bench_data(built):
 
 def test_wheel_metadata(built):
     meta = metadata(built[1])
+    assert meta["Version"] == quickadapt.__version__  # the one manifests record, not a second copy
     expression = meta["License-Expression"]
     assert set(re.split(r"\s+AND\s+", expression)) == {"Apache-2.0", "CC-BY-3.0", "MIT"}
     assert meta["Description-Content-Type"] == "text/markdown"

@@ -16,6 +16,8 @@ seed), the scratch variant alone, and their mix as `blend` mixes them at scratch
     .venv/bin/python bench/image_scratch_levers.py ls-ens3 '{"label_smoothing": 0.1, "nets": 3}'
     .venv/bin/python bench/image_scratch_levers.py pools3 '{"enc": {"pools": 3}}'
     .venv/bin/python bench/image_scratch_levers.py wd0.5 '{"weight_decay": 0.5}'
+    .venv/bin/python bench/image_scratch_levers.py ch128 '{"enc": {"channels": 128}}'
+    .venv/bin/python bench/image_scratch_levers.py lr3e-3 '{"lr": 0.003, "head_lr": 0.003}'
     .venv/bin/python bench/image_scratch_levers.py --report
 
 Settings are the `finetune` strategy's (augment: encoder.augment's random shift, up to an eighth

@@ -70,6 +70,33 @@ def test_the_summary_says_what_the_target_test_says_beside_the_label_free_estima
     assert _domain_summary(worse).splitlines()[-1].endswith("adaptation did WORSE than source-only (McNemar p = 0.010)")
 
 
+def test_the_label_free_verdict_says_how_many_standard_errors_it_rests_on(adapted):
+    """"adaptation looks better" was said for a lead within the estimate's noise (A->W, one seed:
+    -0.2 to +1.2 standard errors of the paired per-example difference) as for a clear one."""
+    from scipy.stats import ttest_rel
+
+    from quickadapt.cli import _domain_summary
+    from quickadapt.domain.adapt import paired_lead_se
+
+    _, result = adapted
+    lead = result["methods"]["source-only"]["criterion"] - result["methods"]["dann"]["criterion"]
+    t = result["criterion_lead_se"]  # the paired t statistic of the same held-out source examples
+    assert t is not None and np.sign(t) == np.sign(lead)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.3, 50), rng.normal(0.9, 0.3, 50)
+    assert paired_lead_se(a, b) == pytest.approx(ttest_rel(a, b).statistic, abs=0.005)
+    assert paired_lead_se(a, a) is None  # no spread: no verdict on its noise
+    verdict = [line for line in _domain_summary(result).splitlines() if "by the label-free estimate" in line]
+    assert len(verdict) == 1 and f"({abs(t):.1f} standard errors" in verdict[0]
+    for shown, noise in ((0.7, True), (3.4, False)):
+        line = _domain_summary({**result, "negative_transfer": False, "criterion_lead_se": shown}).splitlines()
+        line = next(x for x in line if "looks better" in x)
+        assert line.endswith(f"({shown} standard errors: within its noise)" if noise else f"({shown} standard errors)")
+    # a collapsed candidate is worse whatever its risk: no figure that would seem to say otherwise
+    collapsed = _domain_summary({**result, "negative_transfer": True, "criterion_lead_se": 3.4})
+    assert "looks WORSE than source-only by the label-free estimate\n" in collapsed + "\n"
+
+
 def test_artifact_works_with_predict_and_evaluate(adapted, files, tmp_path):
     out, result = adapted
     r = run("evaluate", out, "--data", files["target_labelled"], "--json", "--quiet")

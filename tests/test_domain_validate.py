@@ -8,7 +8,7 @@ from quickadapt.data import load_dataset
 from quickadapt.domain import create_method
 from quickadapt.domain.base import DomainContext
 from quickadapt.domain.validate import (
-    Validator, density_ratio, dev_risk, entropy_score, im_score, iwv_risk, snd_score, split_source,
+    Validator, density_ratio, dev_risk, dev_terms, entropy_score, im_score, iwv_risk, snd_score, split_source,
 )
 from quickadapt.encoders import create_encoder
 from quickadapt.errors import BadInput
@@ -31,6 +31,9 @@ def test_dev_control_variate_cancels_weight_noise():
     w = w / w.mean() * 1.3  # weights whose mean is off by 30%
     assert iwv_risk(np.ones(200), w) == pytest.approx(1.3)
     assert dev_risk(np.ones(200), w) == pytest.approx(1.0)
+    # per example (what pairs two models' DEV on the same held-out examples): their mean is the risk
+    losses = rng.exponential(size=200)
+    assert dev_terms(losses, w).shape == (200,) and dev_terms(losses, w).mean() == pytest.approx(dev_risk(losses, w))
 
 
 def test_density_ratio_upweights_source_examples_that_look_like_the_target():
@@ -82,6 +85,9 @@ def test_validator_prefers_a_trained_model_without_target_labels():
     assert scores[300]["dev_risk"] < scores[2]["dev_risk"]
     assert scores[300]["iwv_risk"] < scores[2]["iwv_risk"]
     assert validator(models[300]) < validator(models[2])  # the call is the selection criterion
+    again, terms = validator.scores_and_terms(models[300])
+    assert again == scores[300] and len(terms["dev"]) == len(terms["iwv"]) == len(val)
+    assert terms["dev"].mean() == pytest.approx(again["dev_risk"]) and terms["iwv"].mean() == pytest.approx(again["iwv_risk"])
     with pytest.raises(BadInput, match="criterion"):
         Validator(val, target, criterion="accuracy")
 

@@ -811,6 +811,7 @@ def domain_adapt(
         "encoder": model.strategy_params.get("encoder"), "criterion": info["criterion"],
         "features": model.info.get("train", {}).get("features"),
         "negative_transfer": info.get("negative_transfer"), "methods": info["methods"], "warnings": info["warnings"],
+        **({"criterion_lead_se": info["criterion_lead_se"]} if "criterion_lead_se" in info else {}),
         "refit": info["refit"], "n_source_fit": info["n_source_fit"],
         **({"target_test_accuracy": info["target_test_accuracy"]} if "target_test_accuracy" in info else {}),
         **({"target_test_vs_source_only": info["target_test_vs_source_only"]}
@@ -835,9 +836,9 @@ def _domain_summary(r: dict) -> str:
         final += f", target-test accuracy {r['target_test_accuracy']:.1%} (evaluation only)"
     lines.append(final)
     if r["negative_transfer"]:
-        lines.append("warning: adaptation looks WORSE than source-only by the label-free estimate")
+        lines.append("warning: adaptation looks WORSE than source-only by the label-free estimate" + _lead_noise(r, -1))
     elif r["negative_transfer"] is False:
-        lines.append("adaptation looks better than source-only by the label-free estimate")
+        lines.append("adaptation looks better than source-only by the label-free estimate" + _lead_noise(r, +1))
     versus = r.get("target_test_vs_source_only")
     if versus:  # what the labelled target test says, which may contradict the estimate
         verdict = {"better": f"adaptation helped (McNemar p = {versus['p_better']:.3f})",
@@ -849,6 +850,15 @@ def _domain_summary(r: dict) -> str:
                      f"{r['method']} only, {versus['only_source_only_right']} for source-only only: "
                      f"{verdict[versus['verdict']]}")
     return "\n".join(lines)
+
+
+def _lead_noise(r: dict, sign: int) -> str:
+    """The size of the label-free lead in its standard errors, and whether that is within its noise
+    (nothing where the verdict is not the criterion's: a collapsed candidate is worse whatever its risk)."""
+    t = r.get("criterion_lead_se")
+    if t is None or t * sign < 0:
+        return ""
+    return f" ({abs(t):.1f} standard errors" + (": within its noise)" if abs(t) < 2 else ")")
 
 
 @app.command("meta-train")

@@ -64,13 +64,18 @@ def density_ratio(
 
 def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
     """Deep embedded validation: weighted mean loss with the control variate eta (You et al. 2019)."""
+    return float(np.mean(dev_terms(losses, weights)))
+
+
+def dev_terms(losses: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each held-out source example's share of the DEV risk (their mean is `dev_risk`): w*l + eta*(w - 1)."""
     wl = weights * losses
     var = np.var(weights, ddof=1) if len(weights) > 1 else 0.0
     # weights without spread (all at the clip floor: domains that do not overlap) make eta a ratio
     # of rounding errors; then there is nothing to correct with
     spread = var > 1e-4 * max(float(np.mean(weights)) ** 2, 1e-12)
     eta = -np.cov(np.stack([wl, weights]))[0, 1] / var if spread else 0.0
-    return float(np.mean(wl) + eta * np.mean(weights) - eta)
+    return wl + eta * (weights - 1.0)
 
 
 def iwv_risk(losses: np.ndarray, weights: np.ndarray) -> float:
@@ -158,6 +163,12 @@ class Validator:
         return weights
 
     def scores(self, model: AdaptedModel) -> dict:
+        return self.scores_and_terms(model)[0]
+
+    def scores_and_terms(self, model: AdaptedModel) -> tuple[dict, dict[str, np.ndarray]]:
+        """`scores`, and per held-out source example the terms whose mean is the `dev` and `iwv`
+        criteria: two models' terms on the same examples, paired, say whether their difference
+        exceeds its noise (bench/domain_auto_rule.py)."""
         from quickadapt.domain.base import representation
 
         zs, ps = representation(model, self.source_val.inputs)
@@ -166,18 +177,19 @@ class Validator:
         losses = -np.log(np.clip(ps[np.arange(len(y)), y], 1e-12, None))
         w_dev = density_ratio(zs, zt, seed=self.seed, normalise=False)
         w_in = self._input_space_weights(model)
+        terms = {"dev": dev_terms(losses, w_dev), "iwv": w_in * losses}
         return {
             "source_val_accuracy": float(np.mean(ps.argmax(1) == y)),
-            "dev_risk": dev_risk(losses, w_dev),
+            "dev_risk": float(np.mean(terms["dev"])),
             # about 1 when the domains overlap in the model's features; near 1 / max_weight (0.1)
             # when they do not, and then DEV can only report the held-out source loss
             "dev_weight_mean": float(np.mean(w_dev)),
-            "iwv_risk": iwv_risk(losses, w_in),
+            "iwv_risk": float(np.mean(terms["iwv"])),
             "target_entropy": entropy_score(pt),
             "target_class_entropy": class_entropy(pt),
             "im": im_score(pt),
             "snd": snd_score(pt),
-        }
+        }, terms
 
     @staticmethod
     def criterion_value(scores: dict, criterion: str) -> float:
@@ -192,6 +204,6 @@ class Validator:
 
 
 __all__ = [
-    "CRITERIA", "Validator", "density_ratio", "domain_probabilities", "dev_risk", "iwv_risk",
+    "CRITERIA", "Validator", "density_ratio", "domain_probabilities", "dev_risk", "dev_terms", "iwv_risk",
     "entropy_score", "class_entropy", "im_score", "snd_score", "split_source",
 ]

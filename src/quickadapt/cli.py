@@ -83,7 +83,8 @@ def command(fn=None, *, torchrun: bool = False):
             raise
         except BrokenPipeError:  # the reader left (`quickadapt predict ... | head`): no error of ours
             _stdout_to_devnull()  # nor at exit's flush
-            raise typer.Exit(128 + signal.SIGPIPE)  # what a shell reports for a tool the pipe stopped
+            # what a shell reports for a tool the pipe stopped (SIGPIPE is 13 where Windows has no such signal)
+            raise typer.Exit(128 + getattr(signal, "SIGPIPE", 13))
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (meta-train catches the first, to save the run so far)
             signum = getattr(exc, "signum", signal.SIGINT)
             if not _first_process():  # torchrun stops the others when one ends: the first speaks for the run

@@ -38,8 +38,9 @@ def on_command_line():
         _ON_COMMAND_LINE.reset(token)
 
 
-# `docker stop`, systemd, `timeout` and `kill` send SIGTERM; closing a terminal sends SIGHUP
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# `docker stop`, systemd, `timeout` and `kill` send SIGTERM; closing a terminal sends SIGHUP,
+# which Windows has not (naming it there failed `import quickadapt.errors`, so every command)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class Stopped(KeyboardInterrupt):

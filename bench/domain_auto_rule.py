@@ -22,6 +22,9 @@ Cases:
     OMP_NUM_THREADS=1 .venv/bin/python bench/domain_auto_rule.py --cases sms,A-W,C-D,W-C --seeds 0,1,2
     .venv/bin/python bench/domain_auto_rule.py --report
 
+`run_one` also records each model's temperature-scaled DEV (`temperature_scaled_dev`), read by
+bench/domain_auto_temperature.py; the rows here predate it.
+
 Rows: bench/results/domain_auto_rule.jsonl (resumable); table: bench/results/domain_auto_rule.md.
 The rows there were made by these runs, in this order (OMP_NUM_THREADS=1, 2 shared CPU cores):
 
@@ -124,6 +127,54 @@ def case_data(case: str):
     return load(s), target.without_labels(), target
 
 
+def fit_temperature(log_p, y) -> float:
+    """The one temperature T minimising the NLL of softmax(log p / T) on (log_p, y): a 1-D search on log T,
+    T in [0.05, 20] (log p is the logits up to a per-row shift, which softmax ignores)."""
+    import numpy as np
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    def nll(log_t):
+        return -log_softmax(log_p / np.exp(log_t), axis=1)[np.arange(len(y)), y].mean()
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+
+
+def temperature_scaled_dev(validator, model) -> dict:
+    """DEV of the model's temperature-scaled probabilities on the validator's held-out source, with the
+    validator's own density ratios (the same features, seed and clipping as `scores_and_terms`), the
+    temperature fitted (a) on the same held-out source examples DEV reads (`dev_t`) and (b) cross-fitted on
+    two seeded halves, each half's losses under the temperature fitted on the other (`dev_t_split`)."""
+    import numpy as np
+    from scipy.special import log_softmax
+
+    from quickadapt.domain.base import representation
+    from quickadapt.domain.validate import density_ratio, dev_terms
+    from quickadapt.model import MAIN_TASK
+    from quickadapt.transfer.base import encode_labels
+
+    zs, ps = representation(model, validator.source_val.inputs)
+    zt, _ = representation(model, validator.target.inputs)
+    _, y = encode_labels(validator.source_val.labels, model.classes[MAIN_TASK])
+    w = density_ratio(zs, zt, seed=validator.seed, normalise=False)
+    log_p = np.log(np.clip(ps, 1e-12, None))
+
+    def losses(rows, t):
+        return -log_softmax(log_p[rows] / t, axis=1)[np.arange(len(rows)), y[rows]]
+
+    every = np.arange(len(y))
+    t = fit_temperature(log_p, y)
+    halves = np.array_split(np.random.default_rng(validator.seed).permutation(len(y)), 2)
+    split_losses = np.empty(len(y))
+    t_split = []
+    for fit_rows, score_rows in ((halves[0], halves[1]), (halves[1], halves[0])):
+        t_half = fit_temperature(log_p[fit_rows], y[fit_rows])
+        split_losses[score_rows] = losses(score_rows, t_half)
+        t_split.append(t_half)
+    return {"temperature": t, "dev_t": float(np.mean(dev_terms(losses(every, t), w))),
+            "temperature_split": t_split, "dev_t_split": float(np.mean(dev_terms(split_losses, w)))}
+
+
 def run_one(case: str, seed: int) -> dict:
     import numpy as np
 
@@ -136,7 +187,8 @@ def run_one(case: str, seed: int) -> dict:
 
     def capture(self, model):
         scores, terms = original(self, model)
-        captured.append((terms["dev"], np.asarray(model.predict_proba(self.target.inputs)).argmax(1)))
+        captured.append((terms["dev"], np.asarray(model.predict_proba(self.target.inputs)).argmax(1),
+                         temperature_scaled_dev(self, model)))
         return scores, terms
 
     Validator.scores_and_terms = capture
@@ -148,10 +200,10 @@ def run_one(case: str, seed: int) -> dict:
     methods = model.info["methods"]
     assert len(captured) == len(methods)
     fits = dict(zip(methods, captured))
-    base_terms, base_answers = fits["source-only"]
+    base_terms, base_answers, _ = fits["source-only"]
     out = {}
     for name, entry in methods.items():
-        terms, answers = fits[name]
+        terms, answers, scaled = fits[name]
         d = terms - base_terms
         out[name] = {
             "target_accuracy": entry["target_test_accuracy"], "dev_risk": entry["dev_risk"],
@@ -159,6 +211,7 @@ def run_one(case: str, seed: int) -> dict:
             "collapsed": bool(entry.get("collapsed")), "snd": entry["snd"], "target_entropy": entry["target_entropy"],
             "agrees_with_source_only": float(np.mean(answers == base_answers)),
             "dev_weight_mean": entry["dev_weight_mean"], "source_val_accuracy": entry["source_val_accuracy"],
+            **scaled,
         }
     return {"n_source_val": model.info["n_source_val"], "methods": out}
 

@@ -65,6 +65,37 @@ def run_pending(store: ResultStore, script: str, specs) -> None:
         print(json.dumps({"spec": spec, **result}), flush=True)
 
 
+def cases_main(name: str, default_cases: str, default_seeds: str, run_one, said, report) -> None:
+    """The command line of a benchmark that runs in-process: `--cases A,B --seeds 0,1` runs each
+    (case, seed) not yet in bench/results/NAME.jsonl with `run_one(case, seed)`, recording its
+    wall time and printing `said(result)` to stderr, then `report()`; `--report` only reports."""
+    import argparse
+    import sys
+    import time
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default=default_cases)
+    ap.add_argument("--seeds", default=default_seeds)
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if not args.report:
+        from quickadapt.progress import set_quiet
+
+        set_quiet(True)
+        store = ResultStore(name)
+        for case in args.cases.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                spec = {"case": case, "seed": seed}
+                if store.done(spec):
+                    continue
+                started = time.perf_counter()
+                result = run_one(case, seed)
+                result["wall_seconds"] = round(time.perf_counter() - started, 2)
+                store.add(spec, result)
+                print(f"{case} seed {seed}: {said(result)}", file=sys.stderr, flush=True)
+    report()
+
+
 def simple_main(name: str, script: str, worker, specs, report) -> None:
     """The command line of a benchmark without options: `--worker SPEC` runs one spec (in the
     subprocess run_pending starts), `--report` rewrites the table only, and no argument runs

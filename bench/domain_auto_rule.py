@@ -37,14 +37,12 @@ The rows there were made by these runs, in this order (OMP_NUM_THREADS=1, 2 shar
     --cases digits-rot --seeds 1"""
 from __future__ import annotations
 
-import argparse
 import re
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ResultStore  # noqa: E402
+from common import RESULTS, ResultStore, cases_main  # noqa: E402
 
 NAME = "domain_auto_rule"
 SHIFTS = ["sms", "clinc-noisy", "digits-rot", "digits-invert"]
@@ -276,28 +274,9 @@ def report() -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default=",".join(SHIFTS + DEV_PAIRS), help="sms, bench/domain_shifts.py's shifts, Office pairs (A-W)")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--report", action="store_true")
-    args = ap.parse_args()
-    if not args.report:
-        from quickadapt.progress import set_quiet
-
-        set_quiet(True)
-        store = ResultStore(NAME)
-        for case in args.cases.split(","):
-            for seed in map(int, args.seeds.split(",")):
-                spec = {"case": case, "seed": seed}
-                if store.done(spec):
-                    continue
-                started = time.perf_counter()
-                result = run_one(case, seed)
-                result["wall_seconds"] = round(time.perf_counter() - started, 2)
-                store.add(spec, result)
-                print(f"{case} seed {seed}: lowest DEV {choose(result['methods'], 'lowest DEV')}, "
-                      f"DEV > 2 se {choose(result['methods'], 'DEV > 2 se')}", file=sys.stderr, flush=True)
-    report()
+    cases_main(NAME, ",".join(SHIFTS + DEV_PAIRS), "0,1,2", run_one,
+               lambda r: f"lowest DEV {choose(r['methods'], 'lowest DEV')}, DEV > 2 se {choose(r['methods'], 'DEV > 2 se')}",
+               report)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,11 @@ The rows there were made by these runs, in this order (OMP_NUM_THREADS=1, 2 shar
     --cases A-C,A-D,C-A,C-W,D-A,D-C,D-W,W-A,W-D --seeds 0"""
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ResultStore  # noqa: E402
+from common import RESULTS, ResultStore, cases_main  # noqa: E402
 from domain_auto_rule import choose, run_one  # noqa: E402
 
 NAME = "domain_auto_temperature"
@@ -94,28 +92,8 @@ def report() -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="sms,clinc-noisy,digits-rot,A-W,C-D,W-C")
-    ap.add_argument("--seeds", default="0")
-    ap.add_argument("--report", action="store_true")
-    args = ap.parse_args()
-    if not args.report:
-        from quickadapt.progress import set_quiet
-
-        set_quiet(True)
-        store = ResultStore(NAME)
-        for case in args.cases.split(","):
-            for seed in map(int, args.seeds.split(",")):
-                spec = {"case": case, "seed": seed}
-                if store.done(spec):
-                    continue
-                started = time.perf_counter()
-                result = run_one(case, seed)
-                result["wall_seconds"] = round(time.perf_counter() - started, 2)
-                store.add(spec, result)
-                print(f"{case} seed {seed}: " + ", ".join(f"{rule} {choose_by(result['methods'], k)}" for rule, k in RULES.items()),
-                      file=sys.stderr, flush=True)
-    report()
+    cases_main(NAME, "sms,clinc-noisy,digits-rot,A-W,C-D,W-C", "0", run_one,
+               lambda r: ", ".join(f"{rule} {choose_by(r['methods'], k)}" for rule, k in RULES.items()), report)
 
 
 if __name__ == "__main__":

@@ -206,6 +206,9 @@ def test_top_classes_are_the_likeliest_with_the_answer_first(digits_model, monke
     for k in (0, -1, 2.5, True, "3"):
         with pytest.raises(BadInput, match="k is how many classes to list: a whole number from 1"):
             model.predict_top(test[:2], k)
+    # ties: predict (k = 1, argmax) and --top K (a sort) name the same first class, the first column
+    tied = np.array([[0.2, 0.4, 0.4], [0.5, 0.5, 0.0], [0.1, 0.1, 0.8]])
+    assert model_module.top_columns(tied, 1)[:, 0].tolist() == model_module.top_columns(tied, 3)[:, 0].tolist() == [1, 0, 2]
 
 
 def test_predict_top_on_each_head_of_a_multitask_model(tmp_path):

@@ -220,6 +220,8 @@ def top_count(k, n_classes: int) -> int:
 def top_columns(proba: np.ndarray, k: int) -> np.ndarray:
     """The columns of each row's `k` highest probabilities, highest first; of equal ones the first
     column first, as argmax picks it, so the first is always the predicted class."""
+    if k == 1:  # every predict without --top: argmax, not a sort of every row (0.18 s a chunk at 1,000 classes)
+        return proba.argmax(1)[:, None]
     return np.argsort(-proba, axis=1, kind="stable")[:, :k]
 
 

@@ -79,7 +79,12 @@ def dev_terms(losses: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def iwv_risk(losses: np.ndarray, weights: np.ndarray) -> float:
-    return float(np.mean(weights * losses))
+    return float(np.mean(iwv_terms(losses, weights)))
+
+
+def iwv_terms(losses: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each held-out source example's share of the importance-weighted risk (their mean is `iwv_risk`)."""
+    return weights * losses
 
 
 def entropy_score(proba: np.ndarray) -> float:
@@ -177,7 +182,7 @@ class Validator:
         losses = -np.log(np.clip(ps[np.arange(len(y)), y], 1e-12, None))
         w_dev = density_ratio(zs, zt, seed=self.seed, normalise=False)
         w_in = self._input_space_weights(model)
-        terms = {"dev": dev_terms(losses, w_dev), "iwv": w_in * losses}
+        terms = {"dev": dev_terms(losses, w_dev), "iwv": iwv_terms(losses, w_in)}
         return {
             "source_val_accuracy": float(np.mean(ps.argmax(1) == y)),
             "dev_risk": float(np.mean(terms["dev"])),
@@ -204,6 +209,6 @@ class Validator:
 
 
 __all__ = [
-    "CRITERIA", "Validator", "density_ratio", "domain_probabilities", "dev_risk", "dev_terms", "iwv_risk",
+    "CRITERIA", "Validator", "density_ratio", "domain_probabilities", "dev_risk", "dev_terms", "iwv_risk", "iwv_terms",
     "entropy_score", "class_entropy", "im_score", "snd_score", "split_source",
 ]

@@ -1,6 +1,7 @@
 """A user's own methods (docs/python.md, "Adding your own method"): the page's example module is
 the user's, registered as the page says, fit, saved and loaded in this process and in others."""
 import json
+import json
 import re
 import subprocess
 import sys
@@ -118,6 +119,14 @@ def test_an_installed_plugin_serves_the_command_line_and_a_broken_one_is_skipped
                      cwd=tmp_path, path=[site])
     assert predict.returncode == 0, predict.stderr
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 6 * 30
+    # and `quickadapt encoders` lists the plugin's encoder beside the built-in ones
+    listing = python("-m", "quickadapt", "encoders", "--json", cwd=tmp_path, path=[site])
+    assert listing.returncode == 0, listing.stderr
+    listed = {e["name"]: e for e in json.loads(listing.stdout)["encoders"]}
+    assert listed["trigrams"]["modality"] == "text" and listed["trigrams"]["plugin"] == "my_methods"
+    assert "minilm" in listed and "plugin" not in listed["minilm"]
+    human = python("-m", "quickadapt", "encoders", cwd=tmp_path, path=[site]).stdout
+    assert any(line.startswith("trigrams") and line.endswith("(plugin my_methods)") for line in human.splitlines())
 
 
 def test_a_name_taken_is_refused_and_the_same_definition_again_replaces_it(own_registries):

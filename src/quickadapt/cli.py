@@ -724,6 +724,22 @@ def datasets(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
         + ("" if d["available"] else "  [not installed]") for d in items))
 
 
+def plugin_encoders(built_in) -> list[dict]:
+    """The encoders installed plugins register, listed as the built-in ones are (with the module
+    that registered each). Only when a plugin is installed: reading them imports torch, which the
+    plain listing does not (0.2 s against 1.2-1.4 s)."""
+    from importlib.metadata import entry_points
+
+    from quickadapt.registry import PLUGIN_GROUP
+
+    if not entry_points(group=PLUGIN_GROUP):
+        return []
+    from quickadapt.encoders import ENCODERS, encoder_defaults, encoder_modality
+
+    return [{"name": n, "modality": encoder_modality(n) or "?", "settings": encoder_defaults(ENCODERS.get(n)),
+             "plugin": ENCODERS.module(n)} for n in ENCODERS.names() if n not in built_in]
+
+
 @app.command()
 @command
 def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
@@ -732,12 +748,13 @@ def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     from quickadapt.encoder_catalog import ENCODER_CATALOG, FOLDER_CATALOG  # not the classes: they import torch
 
     items = [{"name": n, "modality": modality, "settings": settings}
-             for n, (modality, settings) in sorted(ENCODER_CATALOG.items())]
+             for n, (modality, settings) in sorted(ENCODER_CATALOG.items())] + plugin_encoders(ENCODER_CATALOG)
     folders = [{"holding": holding, "modality": modality, "settings": settings}
                for holding, modality, settings in FOLDER_CATALOG]
 
     def line(name: str, e: dict) -> str:
-        return f"{name:<20} {e['modality']:<9} {' '.join(f'{k}={v!r}' for k, v in e['settings'].items())}".rstrip()
+        plugin = f"  (plugin {e['plugin']})" if e.get("plugin") else ""
+        return f"{name:<20} {e['modality']:<9} {' '.join(f'{k}={v!r}' for k, v in e['settings'].items())}".rstrip() + plugin
 
     emit({"encoders": items, "folders": folders}, as_json, "\n".join(
         [*(line(e["name"], e) for e in items),

@@ -7,6 +7,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from quickadapt.errors import BadInput
@@ -53,9 +54,10 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
             log(f"warning: serving on {host} without a token: anyone who can reach the port may create, read "
                 f"and delete tasks; set {TOKEN_ENV}")
         where = sock.getsockname()
-        log(f"quickadapt serve: http://{host if ':' not in host else f'[{host}]'}:{where[1]} "
-            f"({len(store.all())} task{'s' if len(store.all()) != 1 else ''}, "
-            f"{'token required' if token else 'no token'}); Ctrl-C or SIGTERM stops it")
+        # even with --quiet: with --port 0 it is the only place the port is named
+        print(f"quickadapt serve: http://{host if ':' not in host else f'[{host}]'}:{where[1]} "
+              f"({len(store.all())} task{'s' if len(store.all()) != 1 else ''}, "
+              f"{'token required' if token else 'no token'}); Ctrl-C or SIGTERM stops it", file=sys.stderr, flush=True)
         config = uvicorn.Config(create_app(store, token=token), log_level="warning" if quiet else "info",
                                 access_log=not quiet, lifespan="off")
         server = uvicorn.Server(config)

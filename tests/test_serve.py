@@ -167,7 +167,13 @@ def test_bad_requests_are_refused_in_one_line(client, clinc):
     tid = client.post("/v1/tasks", json={"name": "x", "examples": clinc[0]}).json()["task_id"]
     assert_refused(client.post("/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}),
                    422, "not valid JSON")
-    assert_refused(client.post("/v1/tasks"), 422, "request body is missing")
+    assert_refused(client.post("/v1/tasks"), 415, "Content-Type: application/json")
+    assert_refused(client.post("/v1/tasks", content=b"", headers={"content-type": "application/json"}), 422,
+                   "request body is missing")
+    # curl -d without -H sends a form's type: the answer says which header is missing, not what pydantic missed
+    form = client.post("/v1/tasks", content=json.dumps({"examples": []}),
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_refused(form, 415, "got application/x-www-form-urlencoded")
     assert_refused(client.post("/v1/tasks/t_nope/predict", json={"inputs": ["hi"]}), 404, "no task 't_nope'")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi", ""]}), 400, "inputs[1] is empty text")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi", 7]}), 400, "inputs[1] must be text")

@@ -1,10 +1,10 @@
 """The FastAPI application: routes, authentication, the body-size limit, and error answers.
 
-Every refusal is one line of JSON, `{"error": "..."}`, with a 4xx status: 400 for an input the
-library refuses (one class, empty text, bad base64, a corrupt image, an unknown encoder), 401
+Every refusal is one line of JSON, `{"error": "..."}`, with a 4xx status: 400 for an input
+the library refuses (one class, empty text, bad base64, a corrupt image, an unknown encoder), 401
 without the token, 404 for an unknown task, 409 for changing a task served from a model folder,
-413 past a limit, 422 for a body of the wrong JSON shape. An error of the service's own is a 500
-with one line too; its traceback goes to the log, never to the client."""
+413 past a limit, 415 for a body not sent as JSON, 422 for a body of the wrong JSON shape. An
+error of the service's own is a 500 with one line too; its traceback goes to the log, never to the client."""
 from __future__ import annotations
 
 import hmac
@@ -117,6 +117,14 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
 
     @app.exception_handler(RequestValidationError)
     def wrong_shape(request: Request, exc: RequestValidationError):
+        kind = request.headers.get("content-type", "")
+        media = kind.split(";")[0].strip().lower()
+        if request.method == "POST" and media != "application/json" and not media.endswith("+json"):
+            # curl's -d alone sends a form's type, and FastAPI then reads no JSON at all: "input should
+            # be a valid dictionary" would not say why
+            return JSONResponse({"error": f"send the body as JSON with the header Content-Type: application/json "
+                                          f"(curl: -H 'Content-Type: application/json'); got "
+                                          f"{kind or 'no Content-Type'}"}, status_code=415)
         return JSONResponse({"error": shape_error(exc.errors())}, status_code=422)
 
     @app.exception_handler(HTTPException)
@@ -157,6 +165,8 @@ def shape_error(errors) -> str:
         message = f"{where}: unknown field"
     elif kind == "missing":
         message = f"{where}: required"
+    elif kind in ("model_attributes_type", "dict_type"):
+        message = f"{where or 'the request body'} must be a JSON object"
     else:
         msg = first.get("msg", "invalid")
         message = f"{where}: {msg[0].lower() + msg[1:]}" if where else f"the request body: {msg[0].lower() + msg[1:]}"

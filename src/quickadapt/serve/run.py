@@ -103,5 +103,7 @@ def model_task(folder: Path, task_id: str) -> Task:
         raise BadInput(f"--model {folder}: {one_line(exc).removeprefix(str(folder) + ': ')}") from None
     model = clf.model_
     log(f"task {task_id}: model folder {folder} ({len(clf.classes_)} classes, {model.encoder.name}, {model.strategy})")
-    return Task(task_id, task_id, model.info.get("encoder_folder") and Path(model.info["encoder_folder"]).name
-                or model.encoder.name, model.strategy, clf, None, None, now(), model_folder=str(folder))
+    # a model fit on a folder (a meta-trained encoder, a Hugging Face one) is named by the folder, not
+    # by the architecture its manifest rebuilds
+    encoder = Path(model.info["encoder_folder"]).name if model.info.get("encoder_folder") else model.encoder.name
+    return Task(task_id, task_id, encoder, model.strategy, clf, None, None, now(), model_folder=str(folder))

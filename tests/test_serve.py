@@ -306,3 +306,19 @@ def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
         proc.kill()
         proc.wait()
     assert proc.returncode == 0 and "stopped by SIGTERM" in rest and "Traceback" not in "".join(lines) + rest
+
+
+def test_a_task_that_cannot_be_kept_is_not_made(tmp_path, clinc, monkeypatch):
+    import errno
+
+    client = TestClient(create_app(TaskStore(state=State(tmp_path / "state"))))
+    tid = client.post("/v1/tasks", json={"name": "kept", "examples": clinc[0][:10]}).json()["task_id"]
+
+    def full(self, task):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(State, "write", full)
+    assert_refused(client.post("/v1/tasks", json={"name": "lost", "examples": clinc[0][:10]}), 500,
+                   "could not be kept in --state (No space left on device)")
+    assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": clinc[0][10:15]}), 500, "not changed")
+    assert [(t["task_id"], t["n_examples"]) for t in client.get("/v1/tasks").json()["tasks"]] == [(tid, 10)]

@@ -209,8 +209,16 @@ class TaskStore:
         return clf, round((time.perf_counter() - started) * 1000, 1)
 
     def save(self, task: Task) -> None:
-        if self.state is not None:
+        """Keep `task` in --state before it answers: a write that fails (a full disk) leaves the task
+        as it was, in memory and on disk, and says why."""
+        if self.state is None:
+            return
+        try:
             self.state.write(task)
+        except OSError as exc:
+            log(f"error: task {task.task_id} could not be written to --state {self.state.folder}: {exc}")
+            raise ApiError(500, f"the task could not be kept in --state ({exc.strerror or exc}), so it was not "
+                                "changed; the service's log has the details") from None
 
     # -- predicting -------------------------------------------------------------------------------
 

@@ -55,7 +55,8 @@ def main() -> None:
     others = sorted(set(train.labels.tolist()))[15:30]
     examples = [{"text": train.inputs[i], "label": c} for c in intents for i in np.flatnonzero(train.labels == c)[:5]]
     more = [{"text": train.inputs[i], "label": c} for c in intents for i in np.flatnonzero(train.labels == c)[5:6]]
-    other_examples = [{"text": train.inputs[i], "label": c} for c in others for i in np.flatnonzero(train.labels == c)[:5]]
+    other_examples = [{"text": train.inputs[i], "label": c}
+                      for c in others for i in np.flatnonzero(train.labels == c)[:5]]
     new_texts = [test.inputs[i] for i in np.flatnonzero(np.isin(test.labels, intents))]
     truth = [test.labels[i] for i in np.flatnonzero(np.isin(test.labels, intents))]
 

@@ -213,7 +213,8 @@ def test_image_tasks(client):
     assert [p["label"] for p in r.json()["predictions"]] == ["red", "blue"]
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": [base64.b64encode(b"GIF89a").decode()]}),
                    400, "inputs[0]: not a readable image")
-    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["%%"]}), 400, "inputs[0] is not valid base64")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["%%"]}), 400,
+                   "inputs[0] is not valid base64")
 
 
 @pytest.fixture(scope="module")
@@ -322,3 +323,15 @@ def test_a_task_that_cannot_be_kept_is_not_made(tmp_path, clinc, monkeypatch):
                    "could not be kept in --state (No space left on device)")
     assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": clinc[0][10:15]}), 500, "not changed")
     assert [(t["task_id"], t["n_examples"]) for t in client.get("/v1/tasks").json()["tasks"]] == [(tid, 10)]
+
+
+def test_an_error_of_the_service_s_own_is_one_line_too(monkeypatch, capfd):
+    store = TaskStore()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(store, "all", broken)
+    r = TestClient(create_app(store), raise_server_exceptions=False).get("/v1/tasks")
+    assert_refused(r, 500, "internal error (RuntimeError)")
+    assert "a bug" not in r.text and "error: GET /v1/tasks: RuntimeError: a bug" in capfd.readouterr().err

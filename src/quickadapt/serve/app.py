@@ -8,8 +8,8 @@ error of the service's own is a 500 with one line too; its traceback goes to the
 from __future__ import annotations
 
 import hmac
+import sys
 import time
-import traceback
 from typing import Annotated, Any, Optional, Union
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from starlette.exceptions import HTTPException
 
 from quickadapt import __version__
-from quickadapt.progress import log
 from quickadapt.serve.errors import ApiError
 from quickadapt.serve.tasks import TaskStore
 
@@ -40,7 +39,8 @@ class NewTask(Strict):
     name: StrictStr = ""
     encoder: Optional[StrictStr] = None  # None: minilm for text, efficientnet-lite0 for images
     strategy: Optional[StrictStr] = None  # None: probe
-    cv: Annotated[StrictInt, Field(ge=0, le=10)] = 0  # folds of the accuracy estimate; 2+ calibrates abstain's threshold
+    # folds of the accuracy estimate (0: none, the fast default); 2 or more also calibrates abstain's threshold
+    cv: Annotated[StrictInt, Field(ge=0, le=10)] = 0
     examples: list[Example]
 
 
@@ -138,7 +138,8 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
 
     @app.exception_handler(Exception)
     def internal_error(request: Request, exc: Exception):
-        log(f"error: {request.method} {request.url.path}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        # on stderr even with --quiet; uvicorn logs the traceback after this answer is sent
+        print(f"error: {request.method} {request.url.path}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return JSONResponse({"error": f"internal error ({type(exc).__name__}); the service's log has the details"},
                             status_code=500)
 

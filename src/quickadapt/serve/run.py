@@ -85,7 +85,8 @@ def bound_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise BadInput(f"--port {port}: already in use on {host}; stop what serves there or pick another port") from None
+            raise BadInput(f"--port {port}: already in use on {host}; stop what serves there or pick another "
+                           "port") from None
         raise BadInput(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
     sock.listen(128)
     sock.set_inheritable(True)

@@ -61,7 +61,8 @@ class State:
                     raise BadInput(f"state_format {record.get('state_format')!r}, this quickadapt reads {STATE_FORMAT}")
                 clf = FewShotClassifier.load(folder / MODEL)
                 tasks.append(Task(record["task_id"], record["name"], record["encoder"], record["strategy"], clf,
-                                  record["examples"], record.get("adapt_ms"), record["created"], cv=record.get("cv", 0)))
+                                  record["examples"], record.get("adapt_ms"), record["created"],
+                                  cv=record.get("cv", 0)))
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise BadInput(f"--state {self.folder}: task {folder.name} cannot be read ({one_line(exc)}); move it "
                                "out of the folder to start without it") from None

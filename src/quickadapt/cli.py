@@ -793,6 +793,32 @@ def demo(
     emit(result, as_json, result.pop("table"))
 
 
+@app.command()
+@command
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on (127.0.0.1: this machine only; "
+                                                        "0.0.0.0: every interface, with QUICKADAPT_TOKEN set)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="The port (0: a free one, named at start)."),
+    model: Optional[List[Path]] = typer.Option(None, "--model", metavar="DIR", help="Also serve this model folder "
+                                               "(fit's) as a read-only task named by the folder (repeatable)."),
+    state: Optional[Path] = typer.Option(None, "--state", metavar="DIR", help="Keep the tasks created over HTTP in "
+                                         "this folder, so that they survive a restart (default: in memory only)."),
+    max_body_mb: float = typer.Option(32.0, "--max-body-mb", help="Refuse request bodies larger than this (413)."),
+    max_inputs: int = typer.Option(1000, "--max-inputs", help="Inputs one predict call may send (413 above)."),
+    max_examples: int = typer.Option(10000, "--max-examples", help="Examples one task may hold (413 above)."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt,
+):
+    """Serve adaptation over HTTP (JSON): POST /v1/tasks with labelled examples adapts a model in
+    memory, POST /v1/tasks/ID/predict answers with it (docs/serve.md). Set QUICKADAPT_TOKEN to
+    require 'Authorization: Bearer TOKEN'. Logs go to stderr; Ctrl-C or SIGTERM stops it cleanly."""
+    from quickadapt.serve.limits import Limits
+    from quickadapt.serve.run import serve as run_service
+
+    limits = Limits(max_body_mb=max_body_mb, max_inputs=max_inputs, max_examples=max_examples)
+    run_service(host=host, port=port, models=model or [], state=state, limits=limits, seed=seed, device=device,
+                quiet=quiet)
+
+
 @app.command("domain-adapt")
 @command
 @writes_alone

@@ -1,0 +1,69 @@
+"""Tasks on disk (`quickadapt serve --state DIR`), so that they survive a restart: one folder a
+task, `DIR/<task_id>/` with `task.json` (its name, settings and the examples as posted, which
+POST /examples re-adapts on) and `model/` (the adapted classifier, a model folder as `fit` writes
+one). Each is written whole beside its place and renamed into it (artifact.write_folder_atomically),
+so a crash or a kill mid-write leaves the task as it was before, never half of it."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from quickadapt import FewShotClassifier
+from quickadapt.artifact import write_folder_atomically
+from quickadapt.errors import BadInput
+from quickadapt.serve.errors import one_line
+
+TASK_FILE = "task.json"
+MODEL = "model"
+STATE_FORMAT = 1  # raise it when a reader of the old task.json would misread the new
+
+
+class State:
+    def __init__(self, folder):
+        self.folder = Path(folder).expanduser()
+        if self.folder.exists() and not self.folder.is_dir():
+            raise BadInput(f"--state {folder}: not a folder")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"--state {folder}: cannot create it ({exc.strerror})") from None
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            raise BadInput(f"--state {folder}: not writable, so tasks could not be kept")
+
+    def write(self, task) -> None:
+        record = {"state_format": STATE_FORMAT, "task_id": task.task_id, "name": task.name, "encoder": task.encoder,
+                  "strategy": task.strategy, "cv": task.cv, "created": task.created, "adapt_ms": task.adapt_ms,
+                  "examples": task.examples}
+        write_folder_atomically(self.folder / task.task_id, {
+            TASK_FILE: lambda path: path.write_text(json.dumps(record), encoding="utf-8"),
+            MODEL: lambda path: task.classifier.save(path),
+        })
+
+    def remove(self, task_id: str) -> None:
+        folder = self.folder / task_id
+        if folder.exists():  # renamed first: a crash mid-removal leaves no half task to load
+            aside = folder.with_name(f".{task_id}.deleted-{os.getpid()}")
+            os.replace(folder, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+
+    def load(self) -> list:
+        from quickadapt.serve.tasks import Task
+
+        tasks = []
+        for folder in sorted(p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not (folder / TASK_FILE).is_file():
+                continue  # not one of ours
+            try:
+                record = json.loads((folder / TASK_FILE).read_text(encoding="utf-8"))
+                if record.get("state_format") != STATE_FORMAT:
+                    raise BadInput(f"state_format {record.get('state_format')!r}, this quickadapt reads {STATE_FORMAT}")
+                clf = FewShotClassifier.load(folder / MODEL)
+                tasks.append(Task(record["task_id"], record["name"], record["encoder"], record["strategy"], clf,
+                                  record["examples"], record.get("adapt_ms"), record["created"],
+                                  cv=record.get("cv", 0)))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise BadInput(f"--state {self.folder}: task {folder.name} cannot be read ({one_line(exc)}); move it "
+                               "out of the folder to start without it") from None
+        return tasks

@@ -1,0 +1,337 @@
+"""`quickadapt serve`: the HTTP contract (DESIGN.md, Service) through fastapi's TestClient on real
+CLINC150 texts with minilm and tiny PNGs with conv4, refusals as one line of JSON with a 4xx code,
+a fit model served as `predict` answers, tasks kept across a restart, and the real command."""
+import base64
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cli_helpers import assert_bad_input, run
+from quickadapt.data import load_dataset
+from quickadapt.serve import Limits, TaskStore, create_app
+from quickadapt.serve.state import State
+
+INTENTS = ["balance", "book_flight", "weather", "alarm", "translate", "pin_change"]
+
+
+@pytest.fixture(scope="module")
+def clinc():
+    """5 training utterances and 5 test utterances of each of the six intents, as request JSON."""
+    train, test = load_dataset("builtin:clinc150-train"), load_dataset("builtin:clinc150-test")
+    examples = [{"text": train.inputs[i], "label": c} for c in INTENTS for i in np.flatnonzero(train.labels == c)[:5]]
+    held_out = [(test.inputs[i], c) for c in INTENTS for i in np.flatnonzero(test.labels == c)[:5]]
+    return examples, held_out
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(create_app(TaskStore(Limits(max_body_mb=0.05, max_inputs=40, max_examples=100))))
+
+
+@pytest.fixture(scope="module")
+def task(client, clinc):
+    r = client.post("/v1/tasks", json={"name": "intents", "encoder": "minilm", "examples": clinc[0]})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def assert_refused(r, status, fragment):
+    """The status, and one line of JSON `{"error": ...}` naming the problem: no traceback, no 500."""
+    assert r.status_code == status, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"error"} and "\n" not in body["error"] and "Traceback" not in r.text, body
+    assert fragment.lower() in body["error"].lower(), body["error"]
+
+
+def png(colour, shift=0, size=16) -> str:
+    img = Image.new("RGB", (size, size), colour)
+    for x in range(shift, shift + 4):
+        img.putpixel((x, x), (255, 255, 255))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_a_task_adapts_answers_learns_more_and_goes(client, clinc, task):
+    examples, held_out = clinc
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert task["task_id"] and task["adapt_ms"] > 0 and task["encoder"] == "minilm" and task["strategy"] == "probe"
+    assert (task["n_examples"], task["n_classes"], task["labels"]) == (30, 6, sorted(INTENTS))
+    tid = task["task_id"]
+    assert client.get(f"/v1/tasks/{tid}").json() == task
+    assert tid in [t["task_id"] for t in client.get("/v1/tasks").json()["tasks"]]
+
+    r = client.post(f"/v1/tasks/{tid}/predict", json={"inputs": [t for t, _ in held_out], "top_k": 2})
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    assert len(predictions) == len(held_out)
+    assert np.mean([p["label"] == c for p, (_, c) in zip(predictions, held_out)]) >= 0.8  # 5 shots of 6 intents
+    for p in predictions:
+        assert set(p["scores"]) == set(INTENTS) and abs(sum(p["scores"].values()) - 1) < 1e-4
+        assert p["score"] == max(p["scores"].values()) == p["scores"][p["label"]]
+        assert [t["label"] for t in p["top"]] == sorted(p["scores"], key=p["scores"].get, reverse=True)[:2]
+    # the library's own answer on the same examples
+    from quickadapt import FewShotClassifier
+
+    clf = FewShotClassifier(encoder="minilm").fit([e["text"] for e in examples], [e["label"] for e in examples])
+    assert [p["label"] for p in predictions] == clf.predict([t for t, _ in held_out]).tolist()
+
+    more = [{"text": "hello there", "label": "greeting"}, {"text": "good morning to you", "label": "greeting"}]
+    r = client.post(f"/v1/tasks/{tid}/examples", json={"examples": more})
+    assert r.status_code == 200, r.text
+    assert (r.json()["n_examples"], r.json()["n_classes"]) == (32, 7) and "greeting" in r.json()["labels"]
+    r = client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hello, good morning"]})
+    assert r.json()["predictions"][0]["label"] == "greeting"
+
+    assert client.delete(f"/v1/tasks/{tid}").json() == {"task_id": tid, "deleted": True}
+    assert_refused(client.get(f"/v1/tasks/{tid}"), 404, "no task")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"]}), 404, "no task")
+
+
+def test_tasks_share_one_encoder_and_numbers_stay_numbers(client, clinc):
+    examples = [dict(e, label=INTENTS.index(e["label"])) for e in clinc[0][:10]]
+    r = client.post("/v1/tasks", json={"name": "numbered", "examples": examples})
+    assert r.status_code == 201 and r.json()["labels"] == [0, 1], r.text
+    answer = client.post(f"/v1/tasks/{r.json()['task_id']}/predict", json={"inputs": [clinc[1][0][0]]}).json()
+    assert answer["predictions"][0]["label"] == 0 and set(answer["predictions"][0]["scores"]) == {"0", "1"}
+    assert client.post("/v1/tasks", json={"name": "another", "examples": clinc[0]}).status_code == 201
+    store = client.app.state.store
+    models = [t.classifier.model_ for t in store.all() if t.encoder == "minilm"]
+    assert len(models) >= 2 and len({id(m.encoder) for m in models}) == 1
+
+
+def test_abstaining(client, clinc):
+    tid = client.post("/v1/tasks", json={"name": "x", "examples": clinc[0]}).json()["task_id"]
+    r = client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["what's my balance"], "threshold": 1.0,
+                                                       "none_label": "unsure"})
+    assert r.json()["predictions"][0]["label"] == "unsure"
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"], "abstain": True}), 400,
+                   "no calibrated abstain threshold")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"], "threshold": 2}), 400,
+                   "between 0 and 1")
+    r = client.post("/v1/tasks", json={"name": "cv", "cv": 3, "examples": clinc[0]})
+    assert r.status_code == 201 and 0 < r.json()["cv_accuracy"] <= 1 and 0 < r.json()["threshold"] < 1
+    r = client.post(f"/v1/tasks/{r.json()['task_id']}/predict", json={"inputs": ["what's my balance"], "abstain": True})
+    assert r.status_code == 200 and r.json()["predictions"][0]["label"] in INTENTS + ["__none__"]
+
+
+def two(label_a="a", label_b="b", **override):
+    examples = [{"text": "first example", "label": label_a}, {"text": "second example", "label": label_b}]
+    return {"name": "t", "examples": examples, **override}
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    (two("a", "a"), 400, "found 1 class"),
+    ({"name": "t", "examples": []}, 400, "examples is empty"),
+    ({"name": "t", "examples": [{"text": "x", "label": "a"}, {"text": "  ", "label": "b"}]}, 400,
+     "examples[1] is empty text"),
+    ({"name": "t", "examples": [{"image": "%%%", "label": "a"}, {"image": png((0, 0, 0)), "label": "b"}]}, 400,
+     "examples[0] is not valid base64"),
+    ({"name": "t", "examples": [{"image": base64.b64encode(b"not an image").decode(), "label": "a"},
+                                {"image": png((0, 0, 0)), "label": "b"}]}, 400, "examples[0]: not a readable image"),
+    ({"name": "t", "examples": [{"text": "x", "label": "a"}, {"image": png((0, 0, 0)), "label": "b"}]}, 400,
+     "examples[1] is an image but the task's examples are text"),
+    ({"name": "t", "examples": [{"text": "x", "image": png((0, 0, 0)), "label": "a"}]}, 400, "one of text or image"),
+    (two(encoder="bert"), 400, "unknown encoder 'bert'"),
+    (two(encoder="efficientnet-lite0"), 400, "reads image"),
+    (two(strategy="finetune"), 400, "strategy 'finetune'"),
+    (two("a", 1), 400, "examples[1].label is a number but the task's labels are text"),
+    (two("a", ""), 400, "examples[1].label must be a class name"),
+    (two("a", None), 400, "examples[1].label must be a class name"),
+    ({"name": "t", "examples": [{"text": 3, "label": "a"}, {"text": "x", "label": "b"}]}, 400,
+     "examples[0] must be text"),
+    ({"name": "t", "examples": [{"text": "x"}]}, 422, "examples[0].label: required"),
+    ({"name": "t", "exmaples": []}, 422, "exmaples: unknown field"),
+    ({"name": "t", "examples": "first example"}, 422, "examples:"),
+    (["not", "an", "object"], 422, "the request body"),
+    (two(cv=1.5), 422, "cv:"),
+])
+def test_bad_tasks_are_refused_in_one_line(client, body, status, fragment):
+    assert_refused(client.post("/v1/tasks", json=body), status, fragment)
+
+
+def test_bad_requests_are_refused_in_one_line(client, clinc):
+    tid = client.post("/v1/tasks", json={"name": "x", "examples": clinc[0]}).json()["task_id"]
+    assert_refused(client.post("/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}),
+                   422, "not valid JSON")
+    assert_refused(client.post("/v1/tasks"), 415, "Content-Type: application/json")
+    assert_refused(client.post("/v1/tasks", content=b"", headers={"content-type": "application/json"}), 422,
+                   "request body is missing")
+    # curl -d without -H sends a form's type: the answer says which header is missing, not what pydantic missed
+    form = client.post("/v1/tasks", content=json.dumps({"examples": []}),
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    assert_refused(form, 415, "got application/x-www-form-urlencoded")
+    assert_refused(client.post("/v1/tasks/t_nope/predict", json={"inputs": ["hi"]}), 404, "no task 't_nope'")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi", ""]}), 400, "inputs[1] is empty text")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi", 7]}), 400, "inputs[1] must be text")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": "hi"}), 422, "inputs:")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"] * 41}), 413, "at most 40 inputs")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["x" * 60000]}), 413, "over the limit")
+    assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": [{"text": "hi", "label": "a"}] * 71}),
+                   413, "at most 100 examples")
+    assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": [{"text": "", "label": "a"}]}), 400,
+                   "examples[0] is empty text")
+    assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": [{"text": "x", "label": 3}]}), 400,
+                   "labels are text")
+    assert_refused(client.get("/v1/nothing"), 404, "no such endpoint")
+    assert_refused(client.put(f"/v1/tasks/{tid}", json={}), 405, "not allowed")
+
+
+def test_the_token(clinc):
+    secured = TestClient(create_app(TaskStore(), token="s3cret"))
+    assert secured.get("/healthz").status_code == 200  # for load balancers: it tells nothing of the tasks
+    assert_refused(secured.get("/v1/tasks"), 401, "Authorization: Bearer")
+    assert secured.get("/v1/tasks").headers["www-authenticate"] == "Bearer"
+    assert_refused(secured.get("/v1/tasks", headers={"Authorization": "Bearer s3cre"}), 401, "wrong token")
+    assert_refused(secured.post("/v1/tasks", json={"examples": clinc[0]}, headers={"Authorization": "s3cret"}), 401,
+                   "token")
+    assert secured.get("/v1/tasks", headers={"Authorization": "Bearer s3cret"}).json() == {"tasks": []}
+    assert TestClient(create_app(TaskStore())).get("/v1/tasks").status_code == 200  # no token set: none asked
+
+
+def test_image_tasks(client):
+    examples = [{"image": png((200 + i, 0, 0), i), "label": "red"} for i in range(3)]
+    examples += [{"image": png((0, 0, 200 + i), i), "label": "blue"} for i in range(3)]
+    r = client.post("/v1/tasks", json={"name": "colours", "encoder": "conv4", "examples": examples})
+    assert r.status_code == 201 and r.json()["modality"] == "image", r.text
+    tid = r.json()["task_id"]
+    inputs = [png((210, 0, 0), 5), "data:image/png;base64," + png((0, 0, 230), 7)]  # a browser's data: URL too
+    r = client.post(f"/v1/tasks/{tid}/predict", json={"inputs": inputs})
+    assert [p["label"] for p in r.json()["predictions"]] == ["red", "blue"]
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": [base64.b64encode(b"GIF89a").decode()]}),
+                   400, "inputs[0]: not a readable image")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["%%"]}), 400,
+                   "inputs[0] is not valid base64")
+
+
+@pytest.fixture(scope="module")
+def fitted(clinc_small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fitted") / "intents"
+    result = run("fit", "--data", clinc_small["train"], "--encoder", "minilm", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_a_fit_model_answers_as_predict_does(fitted, clinc_small):
+    from quickadapt.serve.run import model_task
+
+    predicted = run("predict", fitted, "--data", clinc_small["test"], "--json", "--quiet")
+    assert predicted.exit_code == 0, predicted.stderr
+    expected = [(p["label"], p["score"]) for p in json.loads(predicted.stdout)["predictions"]]
+    store = TaskStore()
+    store.put(model_task(fitted, "intents"))
+    client = TestClient(create_app(store))
+    described = client.get("/v1/tasks/intents").json()
+    assert described["read_only"] and described["model"] == "intents" and described["n_classes"] == 6
+    texts = load_dataset(clinc_small["test"], labels="ignore").inputs
+    answers = client.post("/v1/tasks/intents/predict", json={"inputs": texts}).json()["predictions"]
+    assert [(p["label"], p["score"]) for p in answers] == expected
+    assert_refused(client.delete("/v1/tasks/intents"), 409, "served from the model folder")
+    assert_refused(client.post("/v1/tasks/intents/examples", json={"examples": [{"text": "hi", "label": "x"}]}), 409,
+                   "cannot learn more examples")
+
+
+def test_tasks_survive_a_restart(tmp_path, clinc):
+    client = TestClient(create_app(TaskStore(state=State(tmp_path / "state"))))
+    tid = client.post("/v1/tasks", json={"name": "kept", "examples": clinc[0][:10]}).json()["task_id"]
+    client.post(f"/v1/tasks/{tid}/examples", json={"examples": clinc[0][10:15]})
+    gone = client.post("/v1/tasks", json={"name": "gone", "examples": clinc[0][:10]}).json()["task_id"]
+    client.delete(f"/v1/tasks/{gone}")
+    texts = [t for t, _ in clinc[1]]
+    before = client.post(f"/v1/tasks/{tid}/predict", json={"inputs": texts}).json()["predictions"]
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [tid]  # nothing half-written left beside it
+
+    store = TaskStore(state=State(tmp_path / "state"))
+    for t in store.state.load():
+        store.put(t)
+    again = TestClient(create_app(store))
+    described = again.get(f"/v1/tasks/{tid}").json()
+    assert (described["name"], described["n_examples"], described["n_classes"]) == ("kept", 15, 3)
+    assert again.post(f"/v1/tasks/{tid}/predict", json={"inputs": texts}).json()["predictions"] == before
+    r = again.post(f"/v1/tasks/{tid}/examples", json={"examples": clinc[0][15:20]})  # its examples came back too
+    assert r.json()["n_examples"] == 20 and r.json()["n_classes"] == 4
+
+
+def test_serve_refuses_bad_flags_in_one_line(tmp_path):
+    assert_bad_input(run("serve", "--model", tmp_path / "missing"), "--model")
+    assert_bad_input(run("serve", "--model", tmp_path), "not a quickadapt model")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        assert_bad_input(run("serve", "--port", taken.getsockname()[1]), "already in use")
+
+
+def call(url, body=None, token=None):
+    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
+    env = dict(os.environ, QUICKADAPT_TOKEN="tok", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "quickadapt", "serve", "--port", "0", "--model", fitted,
+                             "--state", tmp_path / "state"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines, started = [], time.monotonic()
+        while time.monotonic() - started < 120:
+            lines.append(proc.stderr.readline())
+            found = re.search(r"http://127\.0\.0\.1:(\d+)", lines[-1])
+            if found or proc.poll() is not None:
+                break
+        assert found, "".join(lines)
+        url = f"http://127.0.0.1:{found.group(1)}"
+        assert call(url + "/healthz")[1]["tasks"] == 1
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            call(url + "/v1/tasks")
+        assert refused.value.code == 401 and "error" in json.loads(refused.value.read())
+        status, answer = call(url + "/v1/tasks/intents/predict", {"inputs": ["what is the weather today"]}, token="tok")
+        assert status == 200 and answer["predictions"][0]["label"] == "weather"
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0 and "stopped by SIGTERM" in rest and "Traceback" not in "".join(lines) + rest
+
+
+def test_a_task_that_cannot_be_kept_is_not_made(tmp_path, clinc, monkeypatch):
+    import errno
+
+    client = TestClient(create_app(TaskStore(state=State(tmp_path / "state"))))
+    tid = client.post("/v1/tasks", json={"name": "kept", "examples": clinc[0][:10]}).json()["task_id"]
+
+    def full(self, task):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(State, "write", full)
+    assert_refused(client.post("/v1/tasks", json={"name": "lost", "examples": clinc[0][:10]}), 500,
+                   "could not be kept in --state (No space left on device)")
+    assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": clinc[0][10:15]}), 500, "not changed")
+    assert [(t["task_id"], t["n_examples"]) for t in client.get("/v1/tasks").json()["tasks"]] == [(tid, 10)]
+
+
+def test_an_error_of_the_service_s_own_is_one_line_too(monkeypatch, capfd):
+    store = TaskStore()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(store, "all", broken)
+    r = TestClient(create_app(store), raise_server_exceptions=False).get("/v1/tasks")
+    assert_refused(r, 500, "internal error (RuntimeError)")
+    assert "a bug" not in r.text and "error: GET /v1/tasks: RuntimeError: a bug" in capfd.readouterr().err

@@ -65,7 +65,7 @@ def test_within_one_standard_error_the_earlier_candidate_is_chosen(gains, losses
     # 40 examples that probe answers 30 right; blend answers the same, but right on `gains` of the
     # ten probe gets wrong and wrong on `losses` of the thirty it gets right. In standard errors of
     # the paired difference blend's lead is 0 (the same answers), 1.0 (one example), 0.44 (three
-    # against two), 1.43 (two against none: more than one) and 4.8
+    # against two), 1.43 (two against none: more than one) and 4.09
     truth = ["a", "b"] * 20
     flip = {"a": "b", "b": "a"}
     probe = truth[:30] + [flip[t] for t in truth[30:]]
@@ -131,6 +131,13 @@ def test_a_costly_candidate_is_tried_only_within_the_budget(clinc_small):
     tight = adapt(data, strategy="auto", strategy_params={"budget": 1e-6}, cv=3, progress=False).info["auto"]
     assert tight["candidates"]["finetune"] == {"skipped": "over budget: the cheaper candidates took the whole 1e-06 s"}
     assert tight["chosen"] == plain["chosen"]
+
+
+def test_a_budget_where_no_costly_candidate_exists_is_noted(capsys):
+    data = sample_per_class(load_dataset("builtin:digits-features"), 3, 0)
+    model = adapt(data, strategy="auto", strategy_params={"budget": 60}, cv=3, progress=False)
+    assert list(model.info["auto"]["candidates"]) == list(CANDIDATES["features"])
+    assert "tries no costly candidate on features data, so its budget is not used" in capsys.readouterr().err
 
 
 def test_one_example_per_class_falls_back_to_the_default(clinc_small):

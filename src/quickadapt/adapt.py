@@ -249,8 +249,7 @@ def adapt(
     if auto:  # every candidate on the same folds; the chosen one's are the estimate (none if cv is 0)
         strategy, oof, info["auto"] = choose_strategy(
             data, candidates, lambda name: (lambda train: fit_fold(train, name)), cv if cv and cv > 1 else AUTO_FOLDS,
-            seed, ids,
-            auto_cfg.budget, progress=progress)
+            seed, ids, auto_cfg.budget, progress=progress)
         strat = new_strategy()
         oof = oof if cv and cv > 1 else None
     else:

@@ -32,6 +32,8 @@ from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, dis
                                     oof_disagreements, out_of_fold)
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
+from quickadapt.select import AUTO, auto_candidates, auto_settings, choose_strategy
+from quickadapt.select.strategy import FOLDS as AUTO_FOLDS
 from quickadapt.train import (pick_device, random_state_kept, run_environment, seed_everything, usual_torch_modes,
                               weights_finite)
 from quickadapt.transfer import FitContext, create_strategy
@@ -143,7 +145,8 @@ def adapt(
     for_cache: bool = False,
 ) -> AdaptedModel:
     """Adapt `encoder` (None: DEFAULT_ENCODER for the data's kind, as `fit` picks it) to the labelled
-    `data` with `strategy`; return the fitted AdaptedModel with `info` holding `cv_accuracy`,
+    `data` with `strategy` (or "auto": the candidate the cross-validation prefers, select/strategy.py;
+    `info["auto"]` records them all); return the fitted AdaptedModel with `info` holding `cv_accuracy`,
     `baseline` and `negative_transfer` when they could be measured. `for_cache` (the command
     line, which saves the model and ends): a strategy that keeps the encoder frozen gets a
     pretrained text encoder unbuilt, built at the first text whose features are not cached
@@ -162,11 +165,17 @@ def adapt(
     extend = with_label_names if label_names else (lambda d: d)
     extended = extend(data)  # fails here, before any work, on data that is not text
     dev = pick_device(device)
-    def new_strategy():
-        # a fresh instance per fit: some strategies keep per-fit state on themselves
-        return create_strategy(strategy, **(strategy_params or {}))
+    auto = strategy == AUTO
+    if auto:  # each candidate's own settings (CANDIDATE.KEY=value), checked before any work
+        auto_cfg, per_candidate = auto_settings(strategy_params)
+        candidates = auto_candidates(data.modality, auto_cfg.budget, per_candidate)
 
-    strat = new_strategy()  # validates the settings before any work
+    def new_strategy(name: str | None = None):
+        # a fresh instance per fit: some strategies keep per-fit state on themselves
+        name = name or strategy  # auto: the chosen one, once chosen
+        return create_strategy(name, **((per_candidate.get(name) if auto else strategy_params) or {}))
+
+    strat = new_strategy(candidates[0] if auto else None)  # validates the settings before any work
     strat.check_modality(data)  # before the encoder loads
     if strat.needs_source and source is None:
         raise BadInput(f"strategy {strategy!r} needs a second labelled dataset: pass {option('source')}")
@@ -189,7 +198,8 @@ def adapt(
     # read once from the files' headers: conv4's input and predict's note on colour depend on it
     grey = all_grey(data.inputs) if data.modality == "image" else None
     seed_everything(seed)  # fixes the random init of encoders that have no pretrained weights
-    base_encoder = resolve_encoder(encoder, for_cache=for_cache and not strat.tunes_encoder,
+    tunes = any(new_strategy(n).tunes_encoder for n in candidates) if auto else strat.tunes_encoder
+    base_encoder = resolve_encoder(encoder, for_cache=for_cache and not tunes,
                                    **_encoder_settings(encoder, data, encoder_params, grey))
     if base_encoder.modality != data.modality:
         raise BadInput(f"encoder {encoder!r} reads {base_encoder.modality} but the data is {data.modality}")
@@ -197,10 +207,11 @@ def adapt(
 
     source_in_data = shared_inputs(source, data) if source is not None and cv and cv > 1 else None
 
-    def fit_fold(train: Dataset) -> AdaptedModel:
+    def fit_fold(train: Dataset, name: str | None = None) -> AdaptedModel:
+        fold_strategy = new_strategy(name)  # `name`: one of auto's candidates
         # a tuning strategy changes its encoder in place, and an encoder that learns from the
         # inputs (mlp's standardisation) must not see the held-out ones: each fold gets its own copy
-        enc = copy.deepcopy(base_encoder) if strat.tunes_encoder or base_encoder.fits_inputs else base_encoder
+        enc = copy.deepcopy(base_encoder) if fold_strategy.tunes_encoder or base_encoder.fits_inputs else base_encoder
         seed_everything(seed)
         fold_source = source
         if source_in_data is not None and len(source_in_data[0]):  # the fold's held-out examples may not train
@@ -211,7 +222,7 @@ def adapt(
                                f"cross-validation fold holds out; add source examples not in {option('data')}, or "
                                f"pass {option('cv')} 0")
         fit_encoder_inputs(enc, train, fold_source)
-        return new_strategy().fit(enc, extend(train), FitContext(device=dev, seed=seed, source=fold_source, progress=False))
+        return fold_strategy.fit(enc, extend(train), FitContext(device=dev, seed=seed, source=fold_source, progress=False))
 
     info: dict = {"n_examples": len(data), "n_classes": len(data.classes), "label_names": bool(label_names),
                   "cv": int(cv or 0)}
@@ -229,14 +240,21 @@ def adapt(
     info["environment"] = run_environment(dev)  # threads, device and versions: the last bits depend on them
     if grey is not None:  # predict says when colour inputs meet a model that never saw colour
         info["inputs_grey"] = grey
-    info["encoder_learned"] = info["encoder_pretrained"] or strat.tunes_encoder
     if data.columns:  # a feature csv's names: predict reads its inputs' columns by them (data/columns.py)
         info["feature_columns"] = list(data.columns)
     started = time.perf_counter()
     folds_bar = "cross-validation folds" if progress else None
     # once: each call hashes every input (an image's whole file); long texts read alike as one
     ids = distinct_examples(data, base_encoder.read_alike(data.inputs))
-    oof = out_of_fold(data, fit_fold, cv, seed, progress=folds_bar, ids=ids) if cv and cv > 1 else None
+    if auto:  # every candidate on the same folds; the chosen one's are the estimate (none if cv is 0)
+        strategy, oof, info["auto"] = choose_strategy(
+            data, candidates, lambda name: (lambda train: fit_fold(train, name)), cv if cv and cv > 1 else AUTO_FOLDS,
+            seed, ids, auto_cfg.budget, progress=progress)
+        strat = new_strategy()
+        oof = oof if cv and cv > 1 else None
+    else:
+        oof = out_of_fold(data, fit_fold, cv, seed, progress=folds_bar, ids=ids) if cv and cv > 1 else None
+    info["encoder_learned"] = info["encoder_pretrained"] or strat.tunes_encoder
     info["cv_seconds"] = round(time.perf_counter() - started, 3)
     distinct = n_distinct(ids)
     if distinct < len(data):  # copies count once in the figures below: say of how many

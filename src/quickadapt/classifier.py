@@ -20,12 +20,14 @@ from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
 from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score, top_columns, top_count
+from quickadapt.select import AUTO
 
 
 # settings that shape predictions or refits but are not stored in the model itself
 # (encoder as the caller gave it: a model folder's rebuilt encoder is named by its architecture)
+# strategy too: "auto" and its settings per candidate ({"probe.C": 2}) refit by choosing again
 ESTIMATOR_PARAMS = ("encoder", "encoder_params", "seed", "device", "cv", "abstain", "none_label", "threshold",
-                    "label_names", "strategy_params")  # as the caller gave them (None), not the model's full settings
+                    "label_names", "strategy_params", "strategy")  # as the caller gave them (None), not the model's full settings
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -39,7 +41,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     encoder: a name (`quickadapt encoders`: minilm, efficientnet-lite0, conv4, resnet12, mlp), a
         local Hugging Face folder, or a quickadapt model folder (a meta-trained encoder).
     strategy, strategy_params: how it adapts (`quickadapt strategies` lists them and their
-        settings), e.g. strategy="finetune", strategy_params={"epochs": 4}.
+        settings), e.g. strategy="finetune", strategy_params={"epochs": 4}; "auto" chooses among
+        cheap candidates by cross-validation on X (`cv` folds, 3 if cv is 0), with settings per
+        candidate ({"probe.C": 1}) and `budget` (seconds) for costly ones (docs/fit.md).
     encoder_params: the encoder's settings, e.g. {"max_length": 512}.
     cv: folds of the accuracy estimate on the training examples, stored in
         `model_.info["cv_accuracy"]` (0, the default, measures nothing; the command line's
@@ -133,7 +137,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         # a refit that fails must not leave the last fit's model answering with the new labels
         for fitted in ("classes_", "model_", "_columns", "n_features_in_", "feature_names_in_"):
             self.__dict__.pop(fitted, None)
-        if STRATEGIES.get(self.strategy).needs_source:
+        if self.strategy != AUTO and STRATEGIES.get(self.strategy).needs_source:
             raise ValueError(f"strategy {self.strategy!r} also trains on a second labelled dataset, which "
                              "FewShotClassifier cannot take: use quickadapt.adapt.adapt(data, source=..., "
                              f"strategy={self.strategy!r}) or the command line's fit --source")
@@ -315,7 +319,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         # must start from the folder, not from that architecture's random weights
         # (a Hugging Face folder: where loading found it, which follows a model moved with it)
         params.setdefault("encoder", model.info.get("encoder_folder") or model.encoder.name)
-        clf = cls(strategy=model.strategy, **params)
+        params.setdefault("strategy", model.strategy)  # a CLI model, or one saved before the record
+        clf = cls(**params)
         clf.model_ = model
         names = model.classes["main"]
         classes = estimator.get("classes")

@@ -188,7 +188,8 @@ def fit(
     data: str = typer.Option(..., "--data", help="Labelled training data: file, folder or builtin:NAME."),
     out: Path = typer.Option(..., "--out", help="Folder to write the adapted model to."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or folder (default by data kind)."),
-    strategy: str = typer.Option("probe", "--strategy", help="Transfer strategy (quickadapt strategies lists them)."),
+    strategy: str = typer.Option("probe", "--strategy", help="Transfer strategy (quickadapt strategies lists them), or "
+                                                            "auto: chosen by cross-validation (docs/fit.md)."),
     settings: Optional[List[str]] = SetOpt,
     source: Optional[str] = typer.Option(None, "--source", help="Second labelled dataset (joint, multitask)."),
     baseline: bool = typer.Option(False, "--baseline", help="Also measure a model that transfers nothing."),
@@ -214,7 +215,7 @@ def fit(
         for_cache=True,  # it saves the model and ends: a frozen encoder whose features are all cached is never built
     )
     save_model(model, out, force=force, seed=seed)  # with the fingerprint and metrics adapt() recorded
-    result = {"out": str(out), "encoder": encoder, "strategy": strategy, **fit_metrics(model),
+    result = {"out": str(out), "encoder": encoder, "strategy": model.strategy, **fit_metrics(model),  # auto: the chosen
               # a model folder's encoder carries what it learnt, unless it never learnt anything (adapt.learned_before)
               "encoder_pretrained": model.info["encoder_pretrained"]}
     if "cv_disagreements" in model.info:  # with their inputs, which the manifest does not keep
@@ -242,6 +243,8 @@ def _fit_summary(r: dict) -> str:
         lines += _disagreements(r.get("cv_disagreements", []))
     elif "cv_note" in r:
         lines.append(f"no accuracy estimate: {r['cv_note']}")
+    if "auto" in r:  # every candidate's estimate, the choice and why, in one line
+        lines.append(f"auto chose {r['auto']['reason']}")
     if "blend" in r:
         b = r["blend"]
         why = (f" ({b['by']}: blend {b['cv_accuracy_blend']:.1%}, transferred alone {b['cv_accuracy_transferred']:.1%})"

@@ -19,6 +19,7 @@ import numpy as np
 from quickadapt.data.columns import match_columns, note_bookkeeping, note_row_numbers
 from quickadapt.data.dataset import Dataset
 from quickadapt.errors import BadInput, MissingLabel, option
+from quickadapt.evaluate.cv import paired_lead_se
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.registry import close_names
@@ -278,16 +279,6 @@ def adapt_domain(
     model.info.update(info)
     model.strategy_params = {**model.strategy_params, "encoder": encoder}
     return model
-
-
-def paired_lead_se(source_only: np.ndarray, adapted: np.ndarray) -> float | None:
-    """How far the adapted model's risk lies below source-only's, in standard errors of their
-    paired per-example difference (positive: adapted looks better); None without spread. Below
-    about 2 the label-free verdict is the estimate's noise (A->W at one seed: -0.2 to +1.2), which
-    "looks better" alone did not say."""
-    diff = np.asarray(source_only, dtype=float) - np.asarray(adapted, dtype=float)
-    se = float(np.std(diff, ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-    return round(float(np.mean(diff)) / se, 2) if se > 0 else None
 
 
 def target_test_comparison(right: np.ndarray, source_only_right: np.ndarray) -> dict:

@@ -117,6 +117,17 @@ def mcnemar_p(right: np.ndarray, other_right: np.ndarray) -> float:
     return float(binomtest(only, only + only_other, alternative="greater").pvalue) if only else 1.0
 
 
+def paired_lead_se(reference: np.ndarray, other: np.ndarray) -> float | None:
+    """How far `other`'s per-example risk lies below `reference`'s on the same examples, in
+    standard errors of their paired difference (positive: `other` looks better); None without
+    spread. Below about 2 the lead is the estimate's noise: domain adaptation's label-free
+    verdict against source-only (A->W at one seed: -0.2 to +1.2), which "looks better" alone did
+    not say, and `--strategy auto`'s out-of-fold errors (select/strategy.py)."""
+    diff = np.asarray(reference, dtype=float) - np.asarray(other, dtype=float)
+    se = float(np.std(diff, ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return round(float(np.mean(diff)) / float(se), 2) if se > 0 else None
+
+
 def one_per_example(ids: np.ndarray, scored: np.ndarray) -> np.ndarray:
     """Positions in `scored` of the first row of each distinct example it holds. Copies are held
     out together and read as one input, so their out-of-fold predictions are the same: counted

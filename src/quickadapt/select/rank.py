@@ -58,13 +58,16 @@ def rank(
     candidates = [_candidate(c) for c in encoders]
     if not candidates:
         raise BadInput("give at least one candidate encoder")
+    for spec, settings in candidates:  # a bad one fails now, not after the others' embedding
+        _check_candidate(data, spec, settings)
     dev = pick_device(device)
     _, codes = checked(np.zeros((len(data), 1)), data.labels)
     rows = []
     for spec, settings in candidates:
-        if progress:
-            log(f"embedding {len(data)} examples with {_shown(spec, settings)}")
         rows.append(_score_candidate(data, codes, spec, settings, names, seed, dev))
+        if progress:
+            log(f"{_shown(spec, settings)}: {rows[-1]['embed_dim']}-d features of {len(data)} examples in "
+                f"{rows[-1]['embed_seconds']:.1f} s")
     rows.sort(key=lambda r: (r["scores"].get(primary) is None, -(r["scores"].get(primary) or 0.0)))
     for i, row in enumerate(rows, 1):
         row["rank"] = i
@@ -78,6 +81,36 @@ def _candidate(given) -> tuple[str, dict]:
     if isinstance(given, (tuple, list)) and len(given) == 2 and isinstance(given[1], dict):
         return str(given[0]), dict(given[1])
     raise BadInput(f"a candidate encoder is a name, a folder, or (name, settings dict); got {given!r}")
+
+
+def _check_candidate(data, spec: str, settings: dict) -> None:
+    """Refuse, without building it, a candidate that is no encoder (an unknown name, a folder that
+    is not a model), reads another kind of data, or is given a setting it does not take."""
+    from quickadapt.adapt import is_model_folder
+    from quickadapt.artifact import read_manifest
+    from quickadapt.encoders import ENCODERS, encoder_modality, encoder_settings
+    from quickadapt.encoders.hf_image import folder_modality
+
+    folder = Path(spec).expanduser()
+    if spec in ENCODERS:  # a registered name wins over a folder of that name, as create_encoder reads it
+        reads = encoder_modality(spec)
+        valid = encoder_settings(ENCODERS.get(spec))
+        unknown = sorted(set(settings) - set(valid)) if valid else []
+        if unknown:
+            raise BadInput(f"unknown setting {unknown[0]!r} for encoder {spec!r}; valid settings are {', '.join(valid)}")
+    elif is_model_folder(str(folder)):
+        if settings:  # they would be dropped: the stored encoder is rebuilt as it was saved
+            raise BadInput(f"encoder {spec} is a stored model: encoder settings ({', '.join(settings)}) cannot change it")
+        reads = encoder_modality(str(read_manifest(folder).get("encoder", {}).get("name", "")))
+    elif folder.is_dir() or "/" in spec:
+        if not folder.exists():
+            raise BadInput(f"encoder folder {spec} does not exist")
+        reads = folder_modality(folder)  # refuses a folder that is no Hugging Face model
+    else:
+        ENCODERS.get(spec)  # unknown: names the known ones and close matches
+        reads = None
+    if reads is not None and reads != data.modality:
+        raise BadInput(f"encoder {spec!r} reads {reads} but the data is {data.modality}")
 
 
 def _shown(spec: str, settings: dict) -> str:
@@ -117,15 +150,11 @@ def _embed(data, spec: str, settings: dict, seed: int, dev) -> tuple[np.ndarray,
     from quickadapt.adapt import _encoder_settings, fit_encoder_inputs, is_model_folder
     from quickadapt.artifact import load_model, read_manifest, resolve_encoder
     from quickadapt.data.images import all_grey
-    from quickadapt.encoders import ENCODER_MODALITY, embed
+    from quickadapt.encoders import embed
     from quickadapt.train import seed_everything
 
-    if ENCODER_MODALITY.get(spec, data.modality) != data.modality:  # before building it with the data's shape
-        raise BadInput(f"encoder {spec!r} reads {ENCODER_MODALITY[spec]} but the data is {data.modality}")
     folder = Path(spec).expanduser()
     if is_model_folder(str(folder)) and read_manifest(folder).get("kind") in ("classifier", "multitask"):
-        if settings:
-            raise BadInput(f"encoder {spec} is a stored model: encoder settings ({', '.join(settings)}) cannot change it")
         model = load_model(folder, device=dev)
         if not hasattr(model, "encoder"):
             raise BadInput(f"{spec} is a blend of several models, with no one feature space to score; rank its parts "

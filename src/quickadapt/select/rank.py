@@ -160,7 +160,8 @@ def _embed(data, spec: str, settings: dict, seed: int, dev) -> tuple[np.ndarray,
             raise BadInput(f"{spec} is a blend of several models, with no one feature space to score; rank its parts "
                            "(the folders inside it) instead")
         _same_modality(spec, model.encoder.modality, data.modality)
-        return model.features(data.inputs), model.predict_proba(data.inputs)
+        features = model.features(data.inputs)  # once: a tuned encoder's are not cached
+        return features, model.proba_of_features(features)
     grey = all_grey(data.inputs) if data.modality == "image" else None
     seed_everything(seed)  # a random-start encoder (conv4, resnet12) is the same one at every run
     encoder = resolve_encoder(str(folder) if folder.is_dir() else spec, for_cache=True,

@@ -975,7 +975,8 @@ def rank(
     data: str = typer.Option(..., "--data", help="Labelled training data: file, folder or builtin:NAME."),
     encoders: str = typer.Option(..., "--encoders", help="Candidates, comma-separated: encoder names or folders (a "
                                                          "quickadapt model, a Hugging Face folder); settings in "
-                                                         "brackets: efficientnet-lite0[size=128], conv4[size=84;grey=no]."),
+                                                         "brackets: "  # \\[ : the help's markup reads [...] as a style
+                                                         "efficientnet-lite0\\[size=128], conv4\\[size=84;grey=no]."),
     scores: str = typer.Option(",".join(("logme", "hscore", "leep", "nce")), "--scores",
                                help="Scores to compute, comma-separated; the first ranks the candidates."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,

@@ -136,7 +136,7 @@ def test_rank_orders_real_labels_above_shuffled_ones(clinc_small):
     data = load_dataset(clinc_small["train"])
     shuffled = data.subset(range(len(data)))
     shuffled.labels = np.random.default_rng(0).permutation(data.labels)
-    real = rank(data, ["minilm"], scores=["logme", "hscore", "leep"])["candidates"][0]
+    real = rank(data, "minilm", scores=["logme", "hscore", "leep"])["candidates"][0]  # one name: one candidate
     noise = rank(shuffled, ["minilm"], scores=["logme", "hscore", "leep"])["candidates"][0]
     for name in ("logme", "hscore", "leep"):
         assert real["scores"][name] > noise["scores"][name], name
@@ -172,6 +172,8 @@ def test_rank_cli_table_and_json(clinc_small, tmp_path):
     lines = text.stdout.splitlines()
     assert "ranked by hscore" in lines[0] and lines[1].split()[:4] == ["rank", "encoder", "hscore", "logme"]
     assert lines[2].split()[0] == "1" and len(lines) == 4
+    assert_bad_input(run("rank", "--data", clinc_small["train"], "--encoders", f"minilm,{model}[layers=1]"),
+                     "stored model")
 
 
 def test_rank_bad_input(clinc_small, tmp_path):

@@ -55,6 +55,8 @@ def rank(
     primary = primary or names[0]
     if primary not in names:
         raise BadInput(f"the primary score {primary!r} is not among the scores asked for ({', '.join(names)})")
+    if isinstance(encoders, (str, os.PathLike)):  # one candidate, not its characters
+        encoders = [encoders]
     candidates = [_candidate(c) for c in encoders]
     if not candidates:
         raise BadInput("give at least one candidate encoder")

@@ -141,6 +141,7 @@ def test_rank_orders_real_labels_above_shuffled_ones(clinc_small):
     for name in ("logme", "hscore", "leep"):
         assert real["scores"][name] > noise["scores"][name], name
     assert real["leep_source"] == "gmm" and real["embed_dim"] == 1152
+    assert rank(data, "minilm", scores="logme")["scores"] == ["logme"]
 
 
 def test_rank_cli_table_and_json(clinc_small, tmp_path):

@@ -47,7 +47,7 @@ def rank(
 
     data = as_dataset(data)
     data.require_labels()
-    names = list(scores)
+    names = [scores] if isinstance(scores, str) else list(scores)  # one name, not its letters
     if not names:
         raise BadInput("give at least one score")
     for name in names:

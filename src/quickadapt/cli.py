@@ -1015,6 +1015,90 @@ def episodes(
                      + (f", {_count(r['views'], 'view')})" if r["views"] else ")") + "\n" + _episode_classes(r))
 
 
+@app.command()
+@command
+def rank(
+    data: str = typer.Option(..., "--data", help="Labelled training data: file, folder or builtin:NAME."),
+    encoders: str = typer.Option(..., "--encoders", help="Candidates, comma-separated: encoder names or folders (a "
+                                                         "quickadapt model, a Hugging Face folder); settings in "
+                                                         "brackets: "  # \\[ : the help's markup reads [...] as a style
+                                                         "efficientnet-lite0\\[size=128], conv4\\[size=84;grey=no]."),
+    scores: str = typer.Option(",".join(("logme", "hscore", "leep", "nce")), "--scores",
+                               help="Scores to compute, comma-separated; the first ranks the candidates."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """Rank candidate encoders for a labelled task by transferability scores, without training.
+
+    Each candidate embeds the examples (through the embedding cache; nothing is downloaded); the
+    first score ranks them, higher is better (docs/select.md says what each score means)."""
+    from quickadapt.data import load_dataset
+    from quickadapt.select import rank as rank_encoders
+
+    candidates = _candidates(encoders)
+    names = [s.strip() for s in scores.split(",") if s.strip()]
+    r = rank_encoders(load_dataset(data), candidates, scores=names, seed=seed, device=device, progress=not quiet)
+    emit(r, as_json, _rank_table(r))
+
+
+def _candidates(given: str) -> list:
+    """`--encoders` split at the commas outside brackets, each NAME or NAME[key=value;...]."""
+    from quickadapt.settings import parse_set_options
+
+    parts, depth, current = [], 0, ""
+    for ch in given:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    candidates = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        if not part.endswith("]") or "[" not in part:
+            if "[" in part or "]" in part:
+                raise BadInput(f"--encoders: {part!r} is not NAME or NAME[key=value;...]")
+            candidates.append(part)
+            continue
+        name, _, inner = part[:-1].partition("[")
+        pairs = [p.strip() for p in inner.split(";") if p.strip()]
+        if not name.strip() or any("=" not in p for p in pairs):
+            raise BadInput(f"--encoders: {part!r} is not NAME or NAME[key=value;...]")
+        candidates.append((name.strip(), parse_set_options(pairs)))  # values read as --set reads them
+    if not candidates:
+        raise BadInput("--encoders names no candidate")
+    return candidates
+
+
+def _rank_table(r: dict) -> str:
+    """The ranked candidates as an aligned table, the primary score first."""
+    from quickadapt.select.rank import SOURCE_GMM
+
+    names = [r["primary"]] + [s for s in r["scores"] if s != r["primary"]]
+    header = ["rank", "encoder"] + names + ["dim", "embed s"]
+    rows = []
+    for c in r["candidates"]:
+        shown = c["encoder"] + (f"[{';'.join(f'{k}={v}' for k, v in c['settings'].items())}]" if c["settings"] else "")
+        cells = [str(c["rank"]), shown]
+        for s in names:
+            value = c["scores"][s]
+            mark = "*" if s == "leep" and c["leep_source"] == SOURCE_GMM else ""
+            cells.append("-" if value is None else f"{value:.4f}{mark}")
+        rows.append(cells + [str(c["embed_dim"]), f"{c['embed_seconds']:.1f}"])
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    lines = [f"{r['n_examples']} examples, {r['n_classes']} classes; ranked by {r['primary']} (higher is better)"]
+    lines += ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+              for row in [header] + rows]
+    notes = []
+    if any(c["leep_source"] == SOURCE_GMM for c in r["candidates"]) and "leep" in names:
+        notes.append("* N-LEEP: a Gaussian mixture on the features stands in for a source classifier")
+    skipped = {why for c in r["candidates"] for why in c["skipped"].values()}
+    notes += [f"- {why}" for why in sorted(skipped)]
+    return "\n".join(lines + notes)
+
+
 SHOWN_CLASSES = 10  # more class names than this are listed by --json only
 
 

@@ -133,10 +133,14 @@ class AdaptedModel(nn.Module):
     @torch.no_grad()
     def chunk_proba(self, inputs: Sequence, *, task: str, advance=None) -> np.ndarray:
         """Probabilities of a few inputs; `advance` moves the caller's progress bar by the rows done."""
-        feats = torch.as_tensor(self.features(inputs, progress=advance), device=self.device)
+        return self.proba_of_features(self.features(inputs, progress=advance), task=task)
+
+    @torch.no_grad()
+    def proba_of_features(self, features: np.ndarray, *, task: str = MAIN_TASK) -> np.ndarray:
+        """Class probabilities from features `features` already computes (what the head alone gives)."""
         head = self.heads[task]
         head.eval()
-        return torch.softmax(head(feats).float(), dim=-1).cpu().numpy()
+        return torch.softmax(head(torch.as_tensor(features, device=self.device)).float(), dim=-1).cpu().numpy()
 
     def predict(
         self, inputs: Sequence, *, task: str = MAIN_TASK, abstain: bool = False, none_label: str = "__none__",

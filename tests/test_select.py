@@ -1,0 +1,199 @@
+"""Transferability scores (quickadapt.select) and `quickadapt rank`: known orderings on synthetic
+data, the invariances the papers state, agreement with the reference computations, the ranking
+on small real data, and the bad-input contract."""
+import json
+
+import numpy as np
+import pytest
+
+from cli_helpers import assert_bad_input, run
+from quickadapt.errors import BadInput
+from quickadapt.select import SCORES, hscore, leep, logme, nce, nleep, rank
+
+
+def clusters(separation: float, *, n_per_class: int = 10, n_classes: int = 5, dim: int = 32, seed: int = 0):
+    """Gaussian classes whose means lie `separation` apart (in units of the noise), and labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    means = rng.normal(size=(n_classes, dim)) * separation
+    return means[labels] + rng.normal(size=(len(labels), dim)), labels
+
+
+def logme_reference(f, y):
+    """LogME as the paper's code computes it (You et al., ICML: an eigendecomposition of F^T F,
+    alpha and beta updated in turn), run to convergence rather than its 11 steps."""
+    n, d = f.shape
+    v, s, vh = np.linalg.svd(f.T @ f, full_matrices=True)
+    evidences = []
+    for c in range(y.max() + 1):
+        t = (y == c).astype(np.float64)
+        alpha, beta = 1.0, 1.0
+        projected = vh @ (f.T @ t)
+        for _ in range(1000):
+            lam = alpha / beta
+            gamma = (s / (s + lam)).sum()
+            m = v @ (projected * beta / (alpha + beta * s))
+            alpha_de, beta_de = (m * m).sum(), ((t - f @ m) ** 2).sum()
+            alpha, beta = gamma / (alpha_de + 1e-12), (n - gamma) / (beta_de + 1e-12)  # the code's epsilon, smaller
+            if abs(alpha / beta - lam) / lam < 1e-10:
+                break
+        evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * s))
+                    - beta / 2 * beta_de - alpha / 2 * alpha_de - n / 2 * np.log(2 * np.pi))
+        evidences.append(evidence / n)
+    return float(np.mean(evidences))
+
+
+@pytest.mark.parametrize("shape", [(200, 10), (30, 100), (50, 50)])
+def test_logme_matches_the_papers_computation(shape):
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=shape)
+    y = np.arange(shape[0]) % 4
+    f[y == 0] += 0.5  # some signal, so the optimum is not at the edge
+    assert logme(f, y) == pytest.approx(logme_reference(f, y), abs=1e-5)
+
+
+@pytest.mark.parametrize("score", [logme, hscore, nleep])
+def test_feature_scores_order_separable_above_random(score):
+    separated, labels = clusters(4.0)
+    weak, _ = clusters(1.0)
+    noise = np.random.default_rng(3).normal(size=separated.shape)
+    shuffled = np.random.default_rng(4).permutation(labels)
+    assert score(separated, labels) > score(weak, labels) > score(noise, labels)
+    assert score(separated, labels) > score(separated, shuffled)
+
+
+def test_logme_and_hscore_are_invariant_as_the_papers_state():
+    f, y = clusters(1.0)
+    rotation = np.linalg.qr(np.random.default_rng(5).normal(size=(f.shape[1],) * 2))[0]
+    order = np.random.default_rng(6).permutation(len(y))
+    renamed = np.array(["c%d" % (4 - v) for v in y])  # other names, another order of classes
+    for score in (logme, hscore):
+        base = score(f, y)
+        assert score(f * 37.0, y) == pytest.approx(base, rel=1e-6)  # the features' scale
+        assert score(f[order], y[order]) == pytest.approx(base, rel=1e-9)  # the examples' order
+        assert score(f, renamed) == pytest.approx(base, rel=1e-9)  # the classes' names
+    assert logme(f @ rotation, y) == pytest.approx(logme(f, y), rel=1e-6)  # isotropic prior
+
+
+def test_hscore_is_transfer_learning_library_s_regularised_h_score_over_n():
+    from sklearn.covariance import LedoitWolf
+
+    f, y = clusters(1.0, dim=60)  # 50 examples, 60 dimensions: the plain covariance is singular
+    centred = f - f.mean(axis=0)
+    lw = LedoitWolf(assume_centered=False).fit(centred)
+    g = np.zeros_like(centred)
+    for c in range(5):
+        g[y == c] = centred[y == c].mean(axis=0)
+    tllib = np.trace(np.linalg.pinv(lw.covariance_, rcond=1e-15) @ ((1 - lw.shrinkage_) * np.cov(g, rowvar=False)))
+    n = len(y)
+    assert hscore(f, y) == pytest.approx(tllib * (n - 1) / n, rel=1e-9)
+    assert 0 < hscore(f, y) < 4  # at most the number of classes less one
+
+
+def test_leep_and_nce_known_values():
+    y = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    exact = np.eye(3)[y]
+    assert leep(exact, y) == pytest.approx(0.0, abs=1e-12)
+    assert nce(exact, y) == pytest.approx(0.0, abs=1e-12)
+    entropy = -(2 / 8 * np.log(2 / 8) * 2 + 4 / 8 * np.log(4 / 8))
+    uniform = np.full((8, 4), 0.25)  # a source classifier that says nothing
+    assert leep(uniform, y) == pytest.approx(-entropy)  # the best it can do: the class frequencies
+    assert nce(np.zeros(8, dtype=int), y) == pytest.approx(-entropy)
+    # source class 0 holds targets 0 and 1 alike, 1 holds 2: H(Y | Z) = 4/8 log 2
+    assert nce(np.array([0, 0, 0, 0, 1, 1, 1, 1]), y) == pytest.approx(-0.5 * np.log(2))
+    soft = 0.7 * exact + 0.3 / 3
+    permuted = soft[:, [2, 0, 1]]  # the source classes' order changes nothing
+    assert leep(soft, y) == pytest.approx(leep(permuted, y))
+    assert leep(uniform, y) < leep(soft, y) < 0
+    assert nce(soft, y) == nce(exact, y)  # hard labels: the same argmax
+
+
+def test_nleep_is_seeded():
+    f, y = clusters(1.0)
+    assert nleep(f, y, seed=3) == nleep(f, y, seed=3)
+
+
+@pytest.mark.parametrize("name", ["logme", "hscore", "leep", "nce"])
+def test_scores_refuse_what_they_cannot_score(name):
+    score = SCORES.get(name)
+    f, y = clusters(1.0)
+    good = np.eye(5)[y] if score.reads == "source" else f
+    bad = good.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(BadInput, match="example 3"):
+        score(bad, y)
+    with pytest.raises(BadInput, match="1 class"):
+        score(good, np.zeros(len(y)))
+    with pytest.raises(BadInput, match="one per example"):
+        score(good, y[:-1])
+
+
+def test_rank_orders_real_labels_above_shuffled_ones(clinc_small):
+    """minilm on real CLINC intents against the same texts with their labels shuffled: every
+    score must prefer the real task."""
+    from quickadapt.data import load_dataset
+
+    data = load_dataset(clinc_small["train"])
+    shuffled = data.subset(range(len(data)))
+    shuffled.labels = np.random.default_rng(0).permutation(data.labels)
+    real = rank(data, "minilm", scores=["logme", "hscore", "leep"])["candidates"][0]  # one name: one candidate
+    noise = rank(shuffled, ["minilm"], scores=["logme", "hscore", "leep"])["candidates"][0]
+    for name in ("logme", "hscore", "leep"):
+        assert real["scores"][name] > noise["scores"][name], name
+    assert real["leep_source"] == "gmm" and real["embed_dim"] == 1152
+    assert rank(data, "minilm", scores="logme")["scores"] == ["logme"]
+
+
+def test_rank_cli_table_and_json(clinc_small, tmp_path):
+    """A classifier folder fit on the task gives LEEP and NCE from its head; the ranking follows
+    the first score; --json is one object with every candidate."""
+    model = tmp_path / "clf"
+    fitted = run("fit", "--data", clinc_small["train"], "--encoder", "minilm", "--strategy", "probe", "--out", model,
+                 "--cv", "0", "--quiet")
+    assert fitted.exit_code == 0, fitted.stderr
+    r = run("rank", "--data", clinc_small["train"], "--encoders", f"minilm,{model},minilm[layers=1]", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["primary"] == "logme" and out["n_examples"] == 36 and out["n_classes"] == 6
+    rows = out["candidates"]
+    assert [c["rank"] for c in rows] == [1, 2, 3]
+    assert [c["scores"]["logme"] for c in rows] == sorted((c["scores"]["logme"] for c in rows), reverse=True)
+    by = {(c["encoder"], json.dumps(c["settings"])): c for c in rows}
+    head = by[(str(model), "{}")]
+    assert head["leep_source"] == "head" and head["skipped"] == {}
+    assert head["scores"]["nce"] == pytest.approx(0.0, abs=1e-9)  # it was fit on these very labels
+    plain = by[("minilm", "{}")]
+    assert plain["scores"]["nce"] is None and "source" in plain["skipped"]["nce"]
+    assert by[("minilm", '{"layers": 1}')]["embed_dim"] == 384
+    # the classifier embeds through the same frozen minilm: the feature scores agree
+    assert head["scores"]["logme"] == pytest.approx(plain["scores"]["logme"], rel=1e-5)
+    text = run("rank", "--data", clinc_small["train"], "--encoders", f"minilm[layers=1],{model}",
+               "--scores", "hscore,logme", "--quiet")
+    assert text.exit_code == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert "ranked by hscore" in lines[0] and lines[1].split()[:4] == ["rank", "encoder", "hscore", "logme"]
+    assert lines[2].split()[0] == "1" and len(lines) == 4
+    assert_bad_input(run("rank", "--data", clinc_small["train"], "--encoders", f"minilm,{model}[layers=1]"),
+                     "stored model")
+
+
+def test_rank_bad_input(clinc_small, tmp_path):
+    data = clinc_small["train"]
+    assert_bad_input(run("rank", "--data", data, "--encoders", "minlm"), "did you mean minilm")
+    not_model = tmp_path / "notes"
+    not_model.mkdir()
+    (not_model / "a.txt").write_text("x")
+    assert_bad_input(run("rank", "--data", data, "--encoders", not_model), "not a hugging face model folder")
+    assert_bad_input(run("rank", "--data", data, "--encoders", "conv4"), "reads image but the data is text")
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\nhello,a\nhi there,a\n")
+    assert_bad_input(run("rank", "--data", one, "--encoders", "minilm"), "1 class")
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    X[2, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=np.arange(10) % 2)
+    assert_bad_input(run("rank", "--data", tmp_path / "nan.npz", "--encoders", "mlp"), "non-finite")
+    assert_bad_input(run("rank", "--data", data, "--encoders", "minilm", "--scores", "logme,leap"), "did you mean leep")
+    assert_bad_input(run("rank", "--data", data, "--encoders", "minilm[layers"), "NAME[key=value")
+    r = run("rank", "--data", data, "--encoders", "minilm[layers=0]", "--json")
+    assert_bad_input(r, "layers")
+    assert json.loads(r.stdout)["error"]

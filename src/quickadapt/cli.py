@@ -589,6 +589,35 @@ def _oos_swallowers(per_class: dict) -> str:
 
 @app.command()
 @command
+def report(
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder (fit, domain-adapt or meta-train)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write index.html and its PNG plots to."),
+    data: Optional[str] = typer.Option(None, "--data", help="Labelled test data: adds evaluate's figures, every "
+                                                            "class's scores, a confusion matrix and confidences."),
+    task: str = typer.Option("main", "--task", help="Which head of a multitask model: main (the --data task) or source."),
+    abstain: bool = typer.Option(False, "--abstain", help="Score as evaluate --abstain: the none-label below the "
+                                                          "calibrated threshold."),
+    none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
+    oos_label: Optional[str] = typer.Option(None, "--oos-label", help="Test label that marks out-of-scope rows."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """A self-contained HTML page about a model and its PNG plots: what it is, what its fit measured
+    (the cross-validated estimate beside the baseline, the abstain threshold; a meta-trained encoder's
+    class split and validation; a domain-adapted model's candidates), and with --data TEST what
+    evaluate measures, every class's scores, a confusion matrix and a confidence histogram."""
+    from quickadapt.evaluate.report import write_report
+
+    r = write_report(model_dir, out, data=data, task=task, abstain=abstain, oos_label=oos_label,
+                     none_label=none_label, force=force, device=device, progress=not quiet)
+    test = r.get("test")
+    figures = (f"; accuracy {test['accuracy']:.1%}, macro F1 {test['macro_f1']:.1%} on {test['n']} test rows"
+               if test and test.get("n") else "")
+    emit(r, as_json, f"wrote {r['index']} and {count(len(r['plots']), 'plot')}{figures}", what="the report")
+
+
+@app.command()
+@command
 def datasets(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List the built-in datasets (use them as builtin:NAME)."""
     from quickadapt.data import list_builtin

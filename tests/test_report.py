@@ -208,3 +208,21 @@ def test_many_classes_show_the_most_confused_in_the_matrix():
     assert len(shown) == 20 and shown == sorted(shown)
     assert shown[:4] == ["c000", "c001", "c002", "c003"] and "c040" not in shown
     assert shown_classes(classes[:12], confusions) == classes[:12]
+
+
+def test_class_names_are_drawn_as_written_and_missing_glyphs_are_one_note(capsys):
+    """`$...$` in a label is no formula (mathtext failed on `$\\nosuch$`: "Unknown symbol"), and a
+    Chinese label set gave one UserWarning a character; now one note says the plot shows boxes."""
+    import warnings
+
+    from quickadapt.evaluate.plots import confusion_matrix_png
+
+    classes = ["$5 fee", "$\\nosuch$ plan", "余额查询", "x" * 60]
+    truth = np.array(classes * 3, dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning left would fail here
+        png = confusion_matrix_png(truth, np.roll(truth, 1), classes)
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG"
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "余额查询" in notes[0] and "boxes" in notes[0]

@@ -7,6 +7,8 @@ otherwise be read as a formula, or fail to draw)."""
 from __future__ import annotations
 
 import io
+import re
+import warnings
 
 import numpy as np
 
@@ -24,18 +26,40 @@ def _png(fig) -> bytes:
 
 
 def _figure(width: float, height: float):
-    import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
-        return Figure(figsize=(width, height))
+    return Figure(figsize=(width, height))
 
 
 def _drawn(draw, *args) -> bytes:
+    """`draw(*args)`'s figure as PNG bytes, its text drawn as written (no mathtext, no TeX)."""
     import matplotlib
 
-    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
-        return _png(draw(*args))
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        png = _png(draw(*args))
+    _note_missing_glyphs(caught)
+    return png
+
+
+def _note_missing_glyphs(caught) -> None:
+    """One note for the characters the font lacks (CJK class names in DejaVu Sans show as boxes),
+    where matplotlib warned once for each, a screenful for a Chinese label set; other warnings
+    are shown as they came."""
+    from quickadapt.progress import log
+
+    missing = []
+    for w in caught:
+        found = re.match(r"Glyph (\d+) .*missing from font", str(w.message))
+        if found:
+            missing.append(chr(int(found.group(1))))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        shown = "".join(dict.fromkeys(missing))
+        log(f"note: the plots' font lacks some characters of the class names ({shown[:10]}"
+            f"{'...' if len(shown) > 10 else ''}): they show as boxes in the plots; the page's tables name them")
 
 
 def _short(name: str) -> str:

@@ -174,6 +174,14 @@ def test_a_domain_adapted_model_shows_source_only_against_adapted(tmp_path):
     assert verdict in page
     assert json.loads(r.stdout)["test"]["n"] == len(target.labels)
     assert sorted(_page_pngs(page, out)) == ["confidence.png", "confusion.png"]
+    # no calibrated threshold (no target labels): --abstain names the flag report takes instead
+    assert_bad_input(run("report", model, "--data", tgt, "--abstain", "--out", tmp_path / "r2", "--quiet"),
+                     "pass --threshold")
+    r = run("report", model, "--data", tgt, "--threshold", 0.5, "--out", tmp_path / "r2", "--json", "--quiet")
+    ev = run("evaluate", model, "--data", tgt, "--threshold", 0.5, "--json", "--quiet")
+    assert r.exit_code == 0 and ev.exit_code == 0, r.stderr + ev.stderr
+    assert json.loads(r.stdout)["test"]["n_abstained"] == json.loads(ev.stdout)["n_abstained"] > 0
+    assert "top probability below 0.5000" in (tmp_path / "r2" / "index.html").read_text()
 
 
 def test_a_meta_trained_encoder_shows_its_split_and_validation(tmp_path):

@@ -597,6 +597,7 @@ def report(
     task: str = typer.Option("main", "--task", help="Which head of a multitask model: main (the --data task) or source."),
     abstain: bool = typer.Option(False, "--abstain", help="Score as evaluate --abstain: the none-label below the "
                                                           "calibrated threshold."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
     oos_label: Optional[str] = typer.Option(None, "--oos-label", help="Test label that marks out-of-scope rows."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
@@ -608,7 +609,7 @@ def report(
     evaluate measures, every class's scores, a confusion matrix and a confidence histogram."""
     from quickadapt.evaluate.report import write_report
 
-    r = write_report(model_dir, out, data=data, task=task, abstain=abstain, oos_label=oos_label,
+    r = write_report(model_dir, out, data=data, task=task, abstain=abstain, threshold=threshold, oos_label=oos_label,
                      none_label=none_label, force=force, device=device, progress=not quiet)
     test = r.get("test")
     figures = (f"; accuracy {test['accuracy']:.1%}, macro F1 {test['macro_f1']:.1%} on {test['n']} test rows"

@@ -26,11 +26,11 @@ SHOWN_CLASS_NAMES = 40  # a longer class list is folded away
 
 
 def write_report(model, out, *, data: str | None = None, task: str = "main", abstain: bool = False,
-                 oos_label: str | None = None, none_label: str = "__none__", force: bool = False,
-                 device: str = "cpu", progress: bool = False) -> dict:
+                 threshold: float | None = None, oos_label: str | None = None, none_label: str = "__none__",
+                 force: bool = False, device: str = "cpu", progress: bool = False) -> dict:
     """Write the report on the model folder `model` to the folder `out` (`index.html` and one PNG
     per plot); with `data`, labelled test data (a path or `builtin:NAME`), scored as `quickadapt
-    evaluate` scores it (`abstain`, `oos_label`, `none_label`, `task` as there). An existing `out`
+    evaluate` scores it (`abstain`, `threshold`, `oos_label`, `none_label`, `task` as there). An existing `out`
     is replaced only with `force`. Returns what was written and the headline figures."""
     from quickadapt.artifact import read_manifest, read_whole, write_folder_atomically
 
@@ -41,6 +41,7 @@ def write_report(model, out, *, data: str | None = None, task: str = "main", abs
     result: dict = {"kind": manifest.get("kind"), **_fit_headline(manifest)}
     if data is not None:
         test_sections, test_plots, figures = _test_sections(manifest, model_dir, data, task=task, abstain=abstain,
+                                                            threshold=threshold,
                                                             oos_label=oos_label, none_label=none_label,
                                                             device=device, progress=progress)
         sections += test_sections
@@ -120,9 +121,7 @@ def _model_sections(manifest: dict, model_dir: Path) -> tuple[list[str], dict]:
         ("strategy settings", _settings(strategy.get("params"))),
         ("started from", info.get("encoder_folder")),
         ("classes", ", ".join(f"{t}: {len(v.get('classes', []))}" for t, v in tasks.items()) or None),
-        ("abstain threshold", "none calibrated" if manifest.get("kind") != "encoder" and manifest.get("threshold") is None
-         else None if manifest.get("threshold") is None else f"{manifest['threshold']:.4f} (top probability below it: "
-                                                              f"abstain, with {option('abstain')})"),
+        ("abstain threshold", _threshold_fact(manifest)),
         ("data fingerprint", manifest.get("data_fingerprint")),
         ("source fingerprint", info.get("source_fingerprint")),
         ("target fingerprint", info.get("target_fingerprint")),
@@ -147,6 +146,14 @@ def _model_sections(manifest: dict, model_dir: Path) -> tuple[list[str], dict]:
         sections.append(meta_html)
         plots.update(meta_plots)
     return sections, plots
+
+
+def _threshold_fact(manifest: dict) -> str | None:
+    if manifest.get("kind") == "encoder":
+        return None
+    if manifest.get("threshold") is None:
+        return "none calibrated"
+    return f"{manifest['threshold']:.4f} (top probability below it: abstain, with {option('abstain')})"
 
 
 def _fit_section(manifest: dict, model_dir: Path) -> list[str]:
@@ -245,8 +252,8 @@ def _figure(name: str, png: bytes, caption: str) -> str:
             f"<figcaption>{e(caption)} (<a href='{e(name)}'>{e(name)}</a>)</figcaption></figure>")
 
 
-def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain, oos_label, none_label, device,
-                   progress) -> tuple[list[str], dict, dict]:
+def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain, threshold, oos_label, none_label,
+                   device, progress) -> tuple[list[str], dict, dict]:
     """The model scored on `data` as evaluate scores it, with the per-class table and the plots."""
     import numpy as np
 
@@ -264,9 +271,12 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
         oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
     read = load_dataset(data)
     model = load_model(model_dir, device=pick_device(device), for_cache=True)
-    scored = score_test_data(model, model_dir, read, data, task=task, abstain=abstain, none_label=none_label,
+    scored = score_test_data(model, model_dir, read, data, task=task, abstain=abstain, threshold=threshold,
+                             none_label=none_label,
                              oos_label=oos_label, progress="reporting" if progress else None)
     r = scored.report
+    abstain = abstain or threshold is not None  # as evaluate: a threshold given abstains below it
+    threshold = threshold if threshold is not None else model.threshold  # the one marked on the histogram
     truth = np.asarray(scored.test.labels, dtype=object)
     answers = np.asarray(scored.labels, dtype=object)
     oos = truth == oos_label if oos_label is not None else np.zeros(len(truth), dtype=bool)
@@ -277,9 +287,10 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
             ("macro F1", _pct(r["macro_f1"]), ""), ("in-scope rows", r["n"], "")]
     if abstain:
         rows.append(("abstained (counted wrong)", r.get("n_abstained", 0),
-                     f"top probability below {model.threshold:.4f}" if model.threshold is not None else ""))
+                     f"top probability below {threshold:.4f}"))
     if r.get("oos_recall") is not None:
-        rows.append(("out-of-scope recall", _pct(r["oos_recall"]), f"{r['n_oos']} rows labelled {oos_label}"))
+        rows.append(("out-of-scope recall", _pct(r["oos_recall"]), f"{r['n_oos']} rows labelled {oos_label}"
+                     + ("" if abstain else f"; without {option('abstain')} every input gets a class")))
     which = f" (task {e(task)})" if len(model.classes) > 1 else ""
     head = (f"<h2>On the test data {e(data)}{which}</h2>"
             + "".join(f"<p class='warning'>warning: {e(w)}</p>" for w in r["warnings"])
@@ -295,7 +306,7 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
                                                       abstained=none_label if abstain else None)
     # the top class, abstained on or not: what the threshold withholds, right answers and wrong
     right = np.asarray(scored.top_labels[:, 0], dtype=object) == truth
-    plots["confidence.png"] = confidence_png(scored.scores, right, threshold=model.threshold,
+    plots["confidence.png"] = confidence_png(scored.scores, right, threshold=threshold,
                                              out_of_scope=oos if oos.any() else None)
     pairs = [(c["label"], c["predicted"], c["count"]) for c in r["confusions"][:SHOWN_CONFUSIONS]]
     confused = (f"<h3>Most confused pairs ({len(r['confusions'])} in all)</h3>" + _table(pairs, ("test label", "answered", "rows"))
@@ -305,8 +316,9 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
         sections.append(_figure("confusion.png", plots["confusion.png"],
                                 "Confusion matrix" + (f": {note}" if note else "") + "; colour: share of the row"))
     sections.append(_figure("confidence.png", plots["confidence.png"],
-                            "Top probability of each test row, its top class right or wrong (abstained on or not); dashed: the "
-                            "abstain threshold"))
+                            "Top probability of each test row, its top class right or wrong (abstained on or not)"
+                            + ("; dashed: the abstain threshold" if threshold is not None
+                               else "; the model has no calibrated abstain threshold")))
     sections.append(_per_class_section(r["per_class"]))
     return sections, plots, figures
 

@@ -272,11 +272,11 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
     read = load_dataset(data)
     model = load_model(model_dir, device=pick_device(device), for_cache=True)
     scored = score_test_data(model, model_dir, read, data, task=task, abstain=abstain, threshold=threshold,
-                             none_label=none_label,
-                             oos_label=oos_label, progress="reporting" if progress else None)
+                             none_label=none_label, oos_label=oos_label, progress="reporting" if progress else None)
     r = scored.report
     abstain = abstain or threshold is not None  # as evaluate: a threshold given abstains below it
-    threshold = threshold if threshold is not None else model.threshold  # the one marked on the histogram
+    if threshold is None and task == "main":  # the calibrated one, the main head's, marked on the histogram
+        threshold = model.threshold
     truth = np.asarray(scored.test.labels, dtype=object)
     answers = np.asarray(scored.labels, dtype=object)
     oos = truth == oos_label if oos_label is not None else np.zeros(len(truth), dtype=bool)
@@ -318,7 +318,7 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
     sections.append(_figure("confidence.png", plots["confidence.png"],
                             "Top probability of each test row, its top class right or wrong (abstained on or not)"
                             + ("; dashed: the abstain threshold" if threshold is not None
-                               else "; the model has no calibrated abstain threshold")))
+                               else "; no threshold to mark: none calibrated for this task")))
     sections.append(_per_class_section(r["per_class"]))
     return sections, plots, figures
 

@@ -413,7 +413,7 @@ def test_demo_shots_are_checked(shots, fragment):
 
 def test_fit_summary_says_when_a_lead_over_the_baseline_is_noise():
     from quickadapt.adapt import mcnemar_greater
-    from quickadapt.cli import _fit_summary
+    from quickadapt.evaluate.summary import fit_summary as _fit_summary
     from quickadapt.data.dataset import Dataset
 
     data = Dataset("features", np.zeros((40, 1)), np.array(["a", "b"] * 20, dtype=object))
@@ -443,7 +443,7 @@ def test_a_lead_of_the_baseline_is_qualified_by_noise_as_a_lead_of_transfer_is()
     from sklearn.datasets import load_wine
 
     from quickadapt.adapt import adapt
-    from quickadapt.cli import _fit_summary
+    from quickadapt.evaluate.summary import fit_summary as _fit_summary
     from quickadapt.data.dataset import Dataset
 
     x, y = load_wine(return_X_y=True)

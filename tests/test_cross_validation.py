@@ -207,7 +207,7 @@ def test_copies_count_once_in_the_estimate_its_p_value_and_its_count():
     """Copies share a fold and an input, so they add no evidence: 50 digits written 3 times each
     were 'better than the baseline (McNemar p = 0.039)' over 150 scored rows, the same 50 once
     'within the noise' (p = 0.23)."""
-    from quickadapt.cli import _fit_summary
+    from quickadapt.evaluate.summary import fit_summary as _fit_summary
 
     from quickadapt.adapt import mcnemar_greater
     from quickadapt.evaluate.cv import oof_accuracy
@@ -348,7 +348,7 @@ def test_the_class_balanced_threshold_is_the_plain_quantile_when_classes_are_the
 def test_imbalanced_classes_get_a_balanced_accuracy_too(imbalanced_fit, tmp_path):
     """Beside two intents of 100 examples, one of 2 hardly weighs in a plain accuracy (99.5 %
     out of fold, 69.2 % on a test set of 30 of each): the mean per-class recall is reported too."""
-    from quickadapt.cli import _fit_summary
+    from quickadapt.evaluate.summary import fit_summary as _fit_summary
 
     model, train, _, (scored, pred, _) = imbalanced_fit
     info = model.info
@@ -383,7 +383,7 @@ def test_imbalanced_classes_get_a_balanced_accuracy_too(imbalanced_fit, tmp_path
 def test_the_note_on_one_example_classes_says_they_are_not_in_the_threshold():
     """Classes of one example are never scored, so the threshold is calibrated without them:
     10 such intents beside 10 of 8 had 71.7 % of their test answers withheld, the others 3.3 %."""
-    from quickadapt.cli import _fit_summary
+    from quickadapt.evaluate.summary import fit_summary as _fit_summary
 
     data = digits_features(4)
     lone = Dataset("features", np.concatenate([data.inputs, data.inputs[:2] + 1]),

@@ -59,7 +59,7 @@ def test_domain_adapt_reports_method_beside_source_only(adapted):
 
 
 def test_the_summary_says_what_the_target_test_says_beside_the_label_free_estimate(adapted):
-    from quickadapt.cli import _domain_summary
+    from quickadapt.evaluate.summary import domain_summary as _domain_summary
 
     _, result = adapted
     versus = result["target_test_vs_source_only"]
@@ -75,7 +75,7 @@ def test_the_label_free_verdict_says_how_many_standard_errors_it_rests_on(adapte
     -0.2 to +1.2 standard errors of the paired per-example difference) as for a clear one."""
     from scipy.stats import ttest_rel
 
-    from quickadapt.cli import _domain_summary
+    from quickadapt.evaluate.summary import domain_summary as _domain_summary
     from quickadapt.domain.adapt import paired_lead_se
 
     _, result = adapted

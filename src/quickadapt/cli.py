@@ -19,6 +19,7 @@ from typing import List, Optional
 import typer
 
 from quickadapt.errors import BadInput, LostProcess, on_command_line, stop_signals_interrupt
+from quickadapt.evaluate.summary import count, domain_summary, fit_summary
 from quickadapt.output import writes_alone
 
 # a process of its own: the Hugging Face libraries in it stay offline whatever they are asked. The
@@ -223,93 +224,7 @@ def fit(
         result["cv_disagreements"] = [{"row": d["row"], "input": names[d["row"] - 1],
                                        **{k: d[k] for k in ("label", "predicted", "score")}}
                                       for d in model.info["cv_disagreements"]]
-    emit(result, as_json, _fit_summary(result))
-
-
-def _fit_summary(r: dict) -> str:
-    lines = [f"adapted {r['encoder']} with {r['strategy']} on {r['n_examples']} examples, {r['n_classes']} classes -> {r['out']}"]
-    if "cv_accuracy" in r:
-        of = f"{r['n_distinct']} distinct" if "n_distinct" in r else f"{r['n_examples']}"
-        partial = (f" ({r['cv_scored']} of {of} examples; {r['cv_note']})" if "cv_note" in r
-                   else f" (on {r['cv_scored']} distinct examples: copies count once)" if "n_distinct" in r
-                   else "")
-        asked = r.get("cv")
-        folds = r.get("cv_folds", asked)
-        fewer = f", not {asked}: the smallest class held out has {folds} distinct examples" if folds != asked else ""
-        lines.append(f"cross-validated accuracy ({folds} folds{fewer}): {r['cv_accuracy']:.1%}{partial}")
-        if "cv_balanced_accuracy" in r:  # only where class sizes differ more than 3x (evaluate/cv.IMBALANCE)
-            lines.append(f"balanced accuracy (mean recall of the classes scored): {r['cv_balanced_accuracy']:.1%}; "
-                         "the figure above weighs each class by its number of examples")
-        lines += _disagreements(r.get("cv_disagreements", []))
-    elif "cv_note" in r:
-        lines.append(f"no accuracy estimate: {r['cv_note']}")
-    if "auto" in r:  # every candidate's estimate, the choice and why, in one line
-        lines.append(f"auto chose {r['auto']['reason']}")
-    if "blend" in r:
-        b = r["blend"]
-        why = (f" ({b['by']}: blend {b['cv_accuracy_blend']:.1%}, transferred alone {b['cv_accuracy_transferred']:.1%})"
-               if "cv_accuracy_blend" in b else f" ({b['by']})" if "by" in b else "")
-        lines.append(f"blend: the from-scratch model's share is {b['weight']:g}{why}")
-    base = r.get("baseline")
-    if base and "cv_accuracy" in base:
-        balanced = f" (balanced {base['cv_balanced_accuracy']:.1%})" if "cv_balanced_accuracy" in base else ""
-        lines.append(f"baseline ({base['name']}, no transfer): {base['cv_accuracy']:.1%}{balanced}")
-    elif base:  # asked for, but cross-validation scored nothing: no figure to compare
-        lines.append(f"baseline ({base['name']}, no transfer): no estimate either, so no comparison")
-    from quickadapt.evaluate.cv import SIGNIFICANCE
-
-    # from random weights nothing pretrained is transferred: what is compared is the strategy's training
-    trained = None if r.get("encoder_pretrained", True) else f"{r['strategy']} on {r['encoder']}"
-    if r.get("negative_transfer"):
-        lines.append(f"warning: {trained or 'the transferred model'} is NOT better than the baseline that transfers "
-                     "nothing" + _baseline_lead(r, SIGNIFICANCE))
-    elif r.get("negative_transfer") is False:
-        p = r.get("p_transfer_better")
-        what = trained or "transfer"
-        if p is not None and p >= SIGNIFICANCE:
-            lines.append(f"{what} is not clearly better than the baseline: the lead is within the noise of "
-                         f"{r.get('cv_scored', r['n_examples'])} held-out examples (McNemar p = {p:.2f})")
-        else:
-            lines.append(("transfer helps: better" if what == "transfer" else f"{what} is better")
-                         + " than the baseline" + (f" (McNemar p = {p:.3f})" if p is not None else ""))
-    if not r.get("encoder_pretrained", True):
-        lines.append(f"note: {r['encoder']} starts from random weights, so nothing pretrained was transferred")
-    return "\n".join(lines)
-
-
-SHOWN_DISAGREEMENTS = 5  # more examples predicted otherwise than this are listed by --json only
-
-
-def _disagreements(found: list[dict]) -> list[str]:
-    """Lines naming the examples the folds' models, which never saw them, put in another class:
-    the most confident first, the likeliest to be mislabelled."""
-    if not found:
-        return []
-    n = len(found)
-    more = f"; --json lists all {n}" if n > SHOWN_DISAGREEMENTS else ""
-    lines = [f"{_count(n, 'example')} predicted as another class out of fold (mislabelled, or hard; "
-             f"the most confident first{more}):"]
-    for d in found[:SHOWN_DISAGREEMENTS]:
-        shown = str(d.get("input", ""))  # a model's info keeps the rows alone
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        lines.append(f"  row {d['row']}:{' ' + json.dumps(shown, ensure_ascii=False) if shown else ''} labelled "
-                     f"{d['label']}, predicted {d['predicted']} ({d['score']:.2f})")
-    return lines
-
-
-def _baseline_lead(r: dict, significance: float) -> str:
-    """How far the baseline's tie or lead over the transferred model is more than noise: on a few
-    held-out examples one answer apart is a lead (73.3 against 80.0 % on 15 wine samples: 96.3
-    against 95.7 % on the 163 held out), and saying only "NOT better" overstates it."""
-    n = r.get("cv_scored", r["n_examples"])
-    p = r.get("p_baseline_better")
-    if r["cv_accuracy"] == r["baseline"]["cv_accuracy"]:
-        return f" (they tie on {n} held-out examples)"
-    if p is None:
-        return ""
-    if p >= significance:
-        return f", though the baseline's lead is within the noise of {n} held-out examples (McNemar p = {p:.2f})"
-    return f": the baseline is better (McNemar p = {p:.3f})"
+    emit(result, as_json, fit_summary(result))
 
 
 def _load(model_dir: Path, device: str):
@@ -319,28 +234,11 @@ def _load(model_dir: Path, device: str):
     return load_model(model_dir, device=pick_device(device), for_cache=True)  # predict and evaluate only predict
 
 
-def note_colour_unseen(model, data) -> None:
-    """A model fit on grey images whose encoder reads colour meets colour it never saw: grey
-    digits predicted well (83 %) fell to 28 % in blue ink, and read as grey again to 77 %."""
-    from quickadapt.data.images import all_grey
-    from quickadapt.progress import log
-
-    if (data.modality == "image" and model.info.get("inputs_grey") and not model.encoder.settings.get("grey", False)
-            and not all_grey(data.inputs)):
-        # read from the files' headers: an RGB file of grey pixels (a grey scan saved as RGB) counts as colour
-        log("note: the model was fit on grey images only and some of these are stored in colour (RGB): if they "
-            "hold colour, it never saw any; if colour does not tell the classes apart, convert them to grey first")
-
-
 def _model_inputs(model, data, spec: str, model_dir: Path):
-    """`data` as `model` reads it: the same modality, feature columns in the training's order."""
-    from quickadapt.data.columns import match_columns
+    """`data` as `model` reads it (quickadapt/evaluate/scoring.py)."""
+    from quickadapt.evaluate.scoring import model_inputs
 
-    if data.modality != model.encoder.modality:
-        raise BadInput(f"{spec} is {data.modality} data but the model {model_dir} reads {model.encoder.modality}")
-    model.encoder.note_unread_inputs(data.inputs)
-    note_colour_unseen(model, data)
-    return match_columns(data, model.info.get("feature_columns"), f"the data {model_dir} was trained on", drop_extra=True)
+    return model_inputs(model, data, spec, model_dir)
 
 
 @app.command()
@@ -549,13 +447,11 @@ def evaluate(
     """Accuracy and macro F1 on labelled test data, the classes with the lowest F1 and the pairs most often mixed up
     (--json: every class's scores; --top K: top-K accuracy; --out: every row's prediction; --against OLD: the same
     rows scored by another model)."""
-    from dataclasses import replace
-
     from quickadapt.artifact import check_model
     from quickadapt.data import load_dataset
     from quickadapt.data.loaders import label_text
-    from quickadapt.evaluate.metrics import classification_report, top_k_accuracy
-    from quickadapt.model import class_index, shown_score
+    from quickadapt.evaluate.scoring import score_test_data
+    from quickadapt.model import shown_score
 
     if oos_label is not None:
         oos_label = label_text(oos_label)  # as the test file's labels are read: -1.0 is -1
@@ -567,27 +463,11 @@ def evaluate(
         check_model(against)
     read = load_dataset(data)
     model = _load(model_dir, device)
-    test = _model_inputs(model, read, data, model_dir)
-    # feature columns in the model's order; hashed only at the fit's size (an image test set's
-    # fingerprint reads every file again)
-    fitted_on_these = (model.info.get("n_examples", len(test)) == len(test)
-                       and test.fingerprint() == model.info.get("data_fingerprint"))
-    model.check_task(task)
-    if oos_label is not None and class_index(oos_label, model.classes[task]) is not None:
-        raise BadInput(f"--oos-label {oos_label!r} is one of the model's classes, not an out-of-scope mark")
-    test = replace(test, labels=model.as_classes(test.labels, task))  # 1 is the class a model stored as "1.0"
-    unknown = sorted(set(test.classes) - set(model.classes[task]) - {oos_label})
-    if unknown:
-        hint = "more than the --oos-label" if oos_label is not None else "pass --oos-label if they mark out-of-scope"
-        raise BadInput(f"{data} has labels the model never saw ({', '.join(unknown[:5])}); {hint}")
     abstaining = abstain or threshold is not None
-    labels, scores, top_labels, top_scores = model.predict_top(
-        test.inputs, top or 1, task=task, abstain=abstaining, none_label=none_label,
-        threshold=threshold, progress=None if quiet else "evaluating",
-    )
-    # without abstaining every answer is a class: one named as --none-label is scored, not abstained
-    report = classification_report(test.labels, labels, oos_label=oos_label,
-                                   none_label=none_label if abstaining else None)
+    scored = score_test_data(model, model_dir, read, data, task=task, abstain=abstain, threshold=threshold,
+                             none_label=none_label, oos_label=oos_label, top=top,
+                             progress=None if quiet else "evaluating")
+    report, test, labels, scores = scored.report, scored.test, scored.labels, scored.scores
     abstained = f" ({report['n_abstained']} abstained, counted wrong)" if report.get("n_abstained") else ""
     low, high = report.get("accuracy_ci95") or (0, 0)
     summary = (f"accuracy {report['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%})  macro F1 {report['macro_f1']:.1%}  "
@@ -595,16 +475,9 @@ def evaluate(
                if report["n"] else "no in-scope examples: accuracy and macro F1 are not defined")
     if top is not None:
         _note_fewer_classes(top, model.classes[task])
-        report["top_k"] = top_labels.shape[1]
-        report["top_k_accuracy"] = top_k_accuracy(test.labels, top_labels, oos_label=oos_label)
         if report["n"]:
             summary += (f"\ntop-{report['top_k']} accuracy {report['top_k_accuracy']:.1%} (the test label among the "
                         f"{report['top_k']} most probable classes)")
-    report["warnings"] = []
-    if fitted_on_these:  # the very examples, and labels, it was fitted on
-        report["warnings"].append("these are the examples the model was fitted on: the figures say how well it "
-                                  "remembers them, not how it does on new data (fit reported a cross-validated "
-                                  "estimate; evaluate on examples kept out of the fit)")
     summary += _lowest_f1(report["per_class"]) + _most_confused(report["confusions"])
     if oos_label is not None and report.get("oos_recall") is not None:
         summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
@@ -626,7 +499,7 @@ def evaluate(
         rows = [{"input": i, "label": t, "predicted": p, "score": shown_score(sc)} for i, t, p, sc
                 in zip(test.input_ids(), test.labels, labels, scores)]
         if top is not None:  # the classes the top-K accuracy counted, row by row
-            _add_top(rows, top_labels, top_scores)
+            _add_top(rows, scored.top_labels, scored.top_scores)
         _write_predictions_file(out, rows, force)
         report["out"] = str(out)
         summary += f"\nwrote {len(test)} rows (input, label, predicted, score{', top' if top else ''}) to {out}"
@@ -713,6 +586,36 @@ def _oos_swallowers(per_class: dict) -> str:
     most = sorted(((m["oos_answered"], lab) for lab, m in per_class.items() if m.get("oos_answered")),
                   key=lambda nl: (-nl[0], nl[1]))[:3]
     return ("\nout-of-scope rows answered most as: " + ", ".join(f"{lab} {n}" for n, lab in most)) if most else ""
+
+
+@app.command()
+@command
+def report(
+    model_dir: Path = typer.Argument(..., metavar="MODEL", help="A model folder (fit, domain-adapt or meta-train)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write index.html and its PNG plots to."),
+    data: Optional[str] = typer.Option(None, "--data", help="Labelled test data: adds evaluate's figures, every "
+                                                            "class's scores, a confusion matrix and confidences."),
+    task: str = typer.Option("main", "--task", help="Which head of a multitask model: main (the --data task) or source."),
+    abstain: bool = typer.Option(False, "--abstain", help="Score as evaluate --abstain: the none-label below the "
+                                                          "calibrated threshold."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
+    none_label: str = typer.Option("__none__", "--none-label", help=NONE_LABEL_HELP),
+    oos_label: Optional[str] = typer.Option(None, "--oos-label", help="Test label that marks out-of-scope rows."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
+):
+    """A self-contained HTML page about a model and its PNG plots: what it is, what its fit measured
+    (the cross-validated estimate beside the baseline, the abstain threshold; a meta-trained encoder's
+    class split and validation; a domain-adapted model's candidates), and with --data TEST what
+    evaluate measures, every class's scores, a confusion matrix and a confidence histogram."""
+    from quickadapt.evaluate.report import write_report
+
+    r = write_report(model_dir, out, data=data, task=task, abstain=abstain, threshold=threshold, oos_label=oos_label,
+                     none_label=none_label, force=force, device=device, progress=not quiet)
+    test = r.get("test")
+    figures = (f"; accuracy {test['accuracy']:.1%}, macro F1 {test['macro_f1']:.1%} on {test['n']} test rows"
+               if test and test.get("n") else "")
+    emit(r, as_json, f"wrote {r['index']} and {count(len(r['plots']), 'plot')}{figures}", what="the report")
 
 
 @app.command()
@@ -865,47 +768,7 @@ def domain_adapt(
            if "target_test_vs_source_only" in info else {}),
     }
     save_model(model, out, force=force, data_fingerprint=info["data_fingerprint"], seed=seed, metrics={"domain": result})
-    emit(result, as_json, _domain_summary(result))
-
-
-def _domain_summary(r: dict) -> str:
-    lines = [f"adapted with {r['method']} ({r['features'] or r['encoder']}) -> {r['out']}", f"label-free {r['criterion']} risk estimate (lower is better):"]
-    for name, m in r["methods"].items():
-        mark = "*" if name == r["method"] else " "
-        line = f"{mark} {name:<14} {m['criterion']:.3f}  held-out source accuracy {m['source_val_accuracy']:.1%}"
-        if "target_test_accuracy" in m:
-            line += f"  target-test accuracy {m['target_test_accuracy']:.1%} (evaluation only)"
-        if m.get("collapsed"):
-            line += "  COLLAPSED (target predictions on few classes)"
-        lines.append(line)
-    final = f"saved: {r['method']} fitted on {r['n_source_fit']} source examples" + (" (refit on all of them)" if r["refit"] else "")
-    if "target_test_accuracy" in r:
-        final += f", target-test accuracy {r['target_test_accuracy']:.1%} (evaluation only)"
-    lines.append(final)
-    if r["negative_transfer"]:
-        lines.append("warning: adaptation looks WORSE than source-only by the label-free estimate" + _lead_noise(r, -1))
-    elif r["negative_transfer"] is False:
-        lines.append("adaptation looks better than source-only by the label-free estimate" + _lead_noise(r, +1))
-    versus = r.get("target_test_vs_source_only")
-    if versus:  # what the labelled target test says, which may contradict the estimate
-        verdict = {"better": f"adaptation helped (McNemar p = {versus['p_better']:.3f})",
-                   "worse": f"adaptation did WORSE than source-only (McNemar p = {versus['p_worse']:.3f})",
-                   "within noise": "the difference is within the noise of "
-                                   f"{versus['n']} rows (McNemar p = {min(versus['p_better'], versus['p_worse']):.2f})"}
-        lines.append(f"on the target test, fitted on the same held-out split: {r['method']} {versus['accuracy']:.1%}, "
-                     f"source-only {versus['source_only_accuracy']:.1%}; {versus['only_adapted_right']} rows right for "
-                     f"{r['method']} only, {versus['only_source_only_right']} for source-only only: "
-                     f"{verdict[versus['verdict']]}")
-    return "\n".join(lines)
-
-
-def _lead_noise(r: dict, sign: int) -> str:
-    """The size of the label-free lead in its standard errors, and whether that is within its noise
-    (nothing where the verdict is not the criterion's: a collapsed candidate is worse whatever its risk)."""
-    t = r.get("criterion_lead_se")
-    if t is None or t * sign < 0:
-        return ""
-    return f" ({abs(t):.1f} standard errors" + (": within its noise)" if abs(t) < 2 else ")")
+    emit(result, as_json, domain_summary(result))
 
 
 @app.command("meta-train")
@@ -1009,10 +872,10 @@ def episodes(
                      split_from=split_from)
     emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} "
                      + (f"± {r['ci95']:.1%} (95% CI) " if r["ci95"] is not None else "(one episode: no confidence interval) ")
-                     + f"over {_count(r['episodes'], 'episode')} from {r['classes']} "
+                     + f"over {count(r['episodes'], 'episode')} from {r['classes']} "
                      f"{'classes (all)' if r['split'] == 'all' else r['split'] + ' classes'} "
                      f"({_episodes_model(r)}, adapt: {r['adapt']}"
-                     + (f", {_count(r['views'], 'view')})" if r["views"] else ")") + "\n" + _episode_classes(r))
+                     + (f", {count(r['views'], 'view')})" if r["views"] else ")") + "\n" + _episode_classes(r))
 
 
 @app.command()
@@ -1116,10 +979,6 @@ def _episodes_model(r: dict) -> str:
     if r["method"]:
         return r["method"]
     return f"encoder of {r['model']}: {r['trained']}" if r.get("trained") else "no meta-training"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _no_such_option(exc) -> str:

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from quickadapt.errors import BadInput, option
 
-# what an earlier quickadapt output folder holds: a model's manifest, a meta-training checkpoint
-OUTPUT_MARKERS = ("manifest.json", "checkpoint", "pretrained/manifest.json")
+# what an earlier quickadapt output folder holds: a model's manifest, a meta-training checkpoint,
+# a report's figures (evaluate/report.py)
+OUTPUT_MARKERS = ("manifest.json", "checkpoint", "pretrained/manifest.json", "quickadapt-report.json")
 
 
 def as_path(value, name: str) -> Path:

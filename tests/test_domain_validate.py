@@ -36,6 +36,28 @@ def test_dev_control_variate_cancels_weight_noise():
     assert dev_terms(losses, w).shape == (200,) and dev_terms(losses, w).mean() == pytest.approx(dev_risk(losses, w))
 
 
+def test_the_dev_lead_counts_the_noise_of_an_eta_fitted_to_one_weight():
+    """Nearly every weight at the clip floor (domains that barely overlap) and one above it: eta
+    rests on that one example and shifts every term alike, so the terms' paired spread is tiny
+    and a lead read from them was thousands of standard errors (coral on digits: 9133.2). The
+    jackknife refits eta without each example: one example is then seen to carry the lead."""
+    from quickadapt.evaluate.cv import paired_lead_se
+    from quickadapt.domain.validate import dev_pseudo_values
+
+    rng = np.random.default_rng(0)
+    loss = rng.uniform(0.5, 1.2, 180)
+    other = loss + rng.normal(0, 0.01, 180)  # a model answering almost alike
+    w, floor = np.full(180, 0.1), np.full(180, 0.1)
+    w[7] = 0.1207
+    assert abs(paired_lead_se(dev_terms(loss, floor), dev_terms(other, w))) > 100
+    lead = paired_lead_se(dev_terms(loss, floor), dev_terms(other, w),
+                          noise=(dev_pseudo_values(loss, floor), dev_pseudo_values(other, w)))
+    assert abs(lead) < 5
+    # where eta is well supported, the pseudo-values' mean is the risk, as the terms' is
+    spread = rng.uniform(0.2, 3.0, 180)
+    assert dev_pseudo_values(loss, spread).mean() == pytest.approx(dev_risk(loss, spread), abs=0.05)
+
+
 def test_density_ratio_upweights_source_examples_that_look_like_the_target():
     # real digits; the target is contrast-inverted digits, and a third of the source is inverted too
     digits = load_dataset("builtin:digits-features")

@@ -249,7 +249,11 @@ def adapt_domain(
         collapsed = report[best]["collapsed"]
         info["negative_transfer"] = bool(collapsed or report[best]["criterion"] > report["source-only"]["criterion"])
         if criterion in terms[best]:  # dev, iwv: a mean over the same held-out source examples, so pairable
-            info["criterion_lead_se"] = paired_lead_se(terms["source-only"][criterion], terms[best][criterion])
+            # dev's noise from its jackknife pseudo-values: its terms share an eta fitted to the same examples
+            noise = f"{criterion}_jackknife"
+            info["criterion_lead_se"] = paired_lead_se(
+                terms["source-only"][criterion], terms[best][criterion],
+                noise=(terms["source-only"][noise], terms[best][noise]) if noise in terms[best] else None)
         if info["negative_transfer"]:
             why = "its target predictions collapse onto few classes" if collapsed else f"by the {criterion} validator"
             what = "fell back to source-only" if chosen == "source-only" else f"consider {option('method')} auto or source-only"

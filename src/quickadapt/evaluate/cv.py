@@ -117,14 +117,17 @@ def mcnemar_p(right: np.ndarray, other_right: np.ndarray) -> float:
     return float(binomtest(only, only + only_other, alternative="greater").pvalue) if only else 1.0
 
 
-def paired_lead_se(reference: np.ndarray, other: np.ndarray) -> float | None:
+def paired_lead_se(reference: np.ndarray, other: np.ndarray, noise: tuple | None = None) -> float | None:
     """How far `other`'s per-example risk lies below `reference`'s on the same examples, in
     standard errors of their paired difference (positive: `other` looks better); None without
     spread. Below about 2 the lead is the estimate's noise: domain adaptation's label-free
     verdict against source-only (A->W at one seed: -0.2 to +1.2), which "looks better" alone did
     not say, and `--strategy auto`'s out-of-fold errors (select/strategy.py)."""
     diff = np.asarray(reference, dtype=float) - np.asarray(other, dtype=float)
-    se = float(np.std(diff, ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    # `noise`: the two models' per-example values whose paired spread is the lead's noise, where
+    # the terms' own is not (DEV's jackknife pseudo-values, domain/validate.dev_pseudo_values)
+    spread = diff if noise is None else np.asarray(noise[0], dtype=float) - np.asarray(noise[1], dtype=float)
+    se = float(np.std(spread, ddof=1)) / np.sqrt(len(spread)) if len(spread) > 1 else 0.0
     return round(float(np.mean(diff)) / float(se), 2) if se > 0 else None
 
 

@@ -160,17 +160,19 @@ def test_the_group_is_gone_when_the_run_returns(tmp_path):
         pytest.skip("reads the process's threads from /proc")
     script = tmp_path / "run.py"
     script.write_text(
-        "import json, sys\n"
+        "import json, os, sys\n"
         "from pathlib import Path\n"
         "from quickadapt.meta.run import run_meta_train\n"
         "run_meta_train('builtin:omniglot', method='maml', n_way=3, k_shot=1, n_query=2, meta_batch=4, steps=1,\n"
         "               encoder_settings={'channels': 8}, settings={'validate_every': 0}, out=sys.argv[1], progress=False)\n"
         "names = [p.read_text() for p in Path('/proc/self/task').glob('*/comm')]\n"
-        "print(json.dumps([n.strip() for n in names]))\n")
-    r = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), str(tmp_path / "m")],
-                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+        # a file each: both printing to the one pipe, their lines ran together now and then ('["python"]["python"]')
+        "Path(sys.argv[2], 'threads-' + os.environ['RANK'] + '.json').write_text(json.dumps([n.strip() for n in names]))\n")
+    r = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), str(tmp_path / "m"),
+                        str(tmp_path)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                       timeout=300)
     assert r.returncode == 0, r.stderr
-    threads = [json.loads(line) for line in r.stdout.splitlines()]
+    threads = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("threads-*.json"))]
     assert len(threads) == 2, r.stdout  # one list from each process
     assert not [name for names in threads for name in names if "gloo" in name], threads
 

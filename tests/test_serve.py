@@ -309,6 +309,36 @@ def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
     assert proc.returncode == 0 and "stopped by SIGTERM" in rest and "Traceback" not in "".join(lines) + rest
 
 
+def test_sighup_answers_the_request_in_flight_then_stops(tmp_path):
+    """Closing the terminal (SIGHUP) cut the requests in flight: uvicorn drains only on SIGINT and
+    SIGTERM, and SIGHUP raised the command line's stop inside its event loop."""
+    import threading
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", QUICKADAPT_NO_CACHE="1")  # the task embeds: in flight for seconds
+    proc = subprocess.Popen([sys.executable, "-m", "quickadapt", "serve", "--port", "0"], stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        line, started = "", time.monotonic()
+        while time.monotonic() - started < 120 and not re.search(r"http://127\.0\.0\.1:\d+", line):
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "serve ended before listening"
+        url = "http://127.0.0.1:" + re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1)
+        examples = [{"text": f"request {i} about topic {i % 3}", "label": f"topic {i % 3}"} for i in range(300)]
+        answered = []
+        request = threading.Thread(target=lambda: answered.append(call(url + "/v1/tasks", {"examples": examples})))
+        request.start()
+        time.sleep(1.0)  # the request is read; building minilm and embedding 300 texts take longer
+        assert request.is_alive(), "the request ended before the signal: nothing was in flight"
+        proc.send_signal(signal.SIGHUP)
+        request.join(timeout=120)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert answered and answered[0][0] == 201 and answered[0][1]["n_examples"] == 300
+    assert proc.returncode == 0 and "stopped by SIGHUP" in rest and "Traceback" not in rest
+
+
 def test_a_task_that_cannot_be_kept_is_not_made(tmp_path, clinc, monkeypatch):
     import errno
 

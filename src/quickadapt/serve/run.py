@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from quickadapt.errors import BadInput
@@ -61,6 +62,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
         config = uvicorn.Config(create_app(store, token=token), log_level="warning" if quiet else "info",
                                 access_log=not quiet, lifespan="off")
         server = uvicorn.Server(config)
+        drain_on_hangup(server)
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt as exc:  # uvicorn shut down cleanly, then passed the signal on
@@ -68,6 +70,23 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
             log(f"quickadapt serve: stopped by {signal.Signals(signum).name}")
     finally:
         sock.close()
+
+
+def drain_on_hangup(server) -> None:
+    """SIGHUP (the terminal closed) stops the service as SIGTERM does: uvicorn handles only SIGINT
+    and SIGTERM, so SIGHUP raised the command line's stop in the event loop and cut requests in
+    flight. Here it asks uvicorn to finish them first; uvicorn then raises SIGHUP again, which the
+    handler it replaced turns into the usual stop (exit 0, "stopped by SIGHUP")."""
+    hangup = getattr(signal, "SIGHUP", None)  # Windows has none
+    if hangup is None or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(hangup)
+
+    def on_hangup(signum, frame):
+        signal.signal(hangup, previous)  # for the signal uvicorn raises again once it has drained
+        server.handle_exit(signum, frame)
+
+    signal.signal(hangup, on_hangup)
 
 
 def bound_socket(host: str, port: int) -> socket.socket:

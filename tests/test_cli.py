@@ -263,6 +263,12 @@ def test_listings():
     assert items["lora"]["accepts"]["dropout"] == "number in [0, 1)" and items["lora"]["accepts"]["r"] == "integer >= 1"
     assert items["freeze"]["accepts"]["k"] == "integer >= -1; -1 = half the layer groups" and items["finetune"]["accepts"]["augment"] == "true/false"
     assert set(items["finetune"]["accepts"]) == set(items["finetune"]["settings"])
+    # --strategy auto is no registered strategy, but a user listing them looks for it there
+    auto = json.loads(r.stdout)["auto"]
+    assert auto["settings"] == {"budget": 0.0} and auto["candidates"]["image"] == ["probe", "prototypes", "blend"]
+    assert auto["within_budget"] == {"text": ["finetune"]} and "auto" not in items
+    listing = run("strategies").stdout
+    assert "\nauto (chosen by cross-validation: text: probe, prototypes, finetune within the budget;" in listing
     import quickadapt
 
     r = run("--version")

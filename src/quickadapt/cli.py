@@ -672,14 +672,22 @@ def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
 def strategies(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List the transfer strategies and their settings."""
     from quickadapt.data.dataset import MODALITIES
-    from quickadapt.settings import describe_settings
+    from quickadapt.settings import config_to_dict, describe_settings
     from quickadapt.transfer import STRATEGIES
+
+    from quickadapt.select.strategy import AUTO, CANDIDATES, COSTLY, AutoConfig
 
     items = [{"name": n, "settings": STRATEGIES.get(n)().params(), "accepts": describe_settings(STRATEGIES.get(n).Config),
               "modalities": list(STRATEGIES.get(n).modalities)} for n in STRATEGIES.names()]
-    emit({"strategies": items}, as_json, "\n".join(
+    # not a registered strategy (it picks one of them), so listed apart, with what it chooses among
+    auto = {"settings": config_to_dict(AutoConfig()), "accepts": describe_settings(AutoConfig),
+            "candidates": {m: list(c) for m, c in CANDIDATES.items()}, "within_budget": {m: list(c) for m, c in COSTLY.items()}}
+    emit({"strategies": items, AUTO: auto}, as_json, "\n".join(
         f"{s['name']}{'' if set(s['modalities']) == set(MODALITIES) else ' (' + ' and '.join(s['modalities']) + ' only)'}\n" + "\n".join(f"  {f'{k} = {v!r}':<30} {s['accepts'][k]}" for k, v in s["settings"].items())
-        for s in items))
+        for s in items) + f"\n{AUTO} (chosen by cross-validation: "
+        + "; ".join(f"{m}: {', '.join(c)}" + (f", {', '.join(COSTLY[m])} within the budget" if m in COSTLY else "")
+                    for m, c in CANDIDATES.items()) + "; CANDIDATE.KEY=value reaches one candidate)\n"
+        + "\n".join(f"  {f'{k} = {v!r}':<30} {auto['accepts'][k]}" for k, v in auto["settings"].items()))
 
 
 @app.command()

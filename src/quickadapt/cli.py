@@ -672,10 +672,9 @@ def encoders(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
 def strategies(as_json: bool = JsonOpt, quiet: bool = QuietOpt):
     """List the transfer strategies and their settings."""
     from quickadapt.data.dataset import MODALITIES
+    from quickadapt.select.strategy import AUTO, CANDIDATES, COSTLY, AutoConfig
     from quickadapt.settings import config_to_dict, describe_settings
     from quickadapt.transfer import STRATEGIES
-
-    from quickadapt.select.strategy import AUTO, CANDIDATES, COSTLY, AutoConfig
 
     items = [{"name": n, "settings": STRATEGIES.get(n)().params(), "accepts": describe_settings(STRATEGIES.get(n).Config),
               "modalities": list(STRATEGIES.get(n).modalities)} for n in STRATEGIES.names()]
@@ -724,7 +723,7 @@ def serve(
 ):
     """Serve adaptation over HTTP (JSON): POST /v1/tasks with labelled examples adapts a model in
     memory, POST /v1/tasks/ID/predict answers with it (docs/serve.md). Set QUICKADAPT_TOKEN to
-    require 'Authorization: Bearer TOKEN'. Logs go to stderr; Ctrl-C or SIGTERM stops it cleanly."""
+    require 'Authorization: Bearer TOKEN'. Logs go to stderr; Ctrl-C, SIGTERM or SIGHUP stops it cleanly."""
     from quickadapt.serve.limits import Limits
     from quickadapt.serve.run import serve as run_service
 

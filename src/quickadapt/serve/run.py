@@ -1,5 +1,5 @@
 """`quickadapt serve`: load the served model folders and the kept tasks, bind the port, and run
-the application under uvicorn until Ctrl-C or SIGTERM, which end it cleanly (requests in flight
+the application under uvicorn until Ctrl-C, SIGTERM or SIGHUP, which end it cleanly (requests in flight
 are answered first)."""
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
         # even with --quiet: with --port 0 it is the only place the port is named
         print(f"quickadapt serve: http://{host if ':' not in host else f'[{host}]'}:{where[1]} "
               f"({len(store.all())} task{'s' if len(store.all()) != 1 else ''}, "
-              f"{'token required' if token else 'no token'}); Ctrl-C or SIGTERM stops it", file=sys.stderr, flush=True)
+              f"{'token required' if token else 'no token'}); Ctrl-C, SIGTERM or SIGHUP stops it", file=sys.stderr, flush=True)
         config = uvicorn.Config(create_app(store, token=token), log_level="warning" if quiet else "info",
                                 access_log=not quiet, lifespan="off")
         server = uvicorn.Server(config)

@@ -301,6 +301,10 @@ def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
         assert refused.value.code == 401 and "error" in json.loads(refused.value.read())
         status, answer = call(url + "/v1/tasks/intents/predict", {"inputs": ["what is the weather today"]}, token="tok")
         assert status == 200 and answer["predictions"][0]["label"] == "weather"
+        with pytest.raises(urllib.error.HTTPError) as refused:  # named as the request's field, not as a flag
+            call(url + "/v1/tasks/intents/predict", {"inputs": ["hi"], "threshold": 2}, token="tok")
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read())["error"].startswith("threshold is a probability: between 0 and 1")
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=60)[1]
     finally:

@@ -159,6 +159,7 @@ def _threshold_fact(manifest: dict) -> str | None:
 def _fit_section(manifest: dict, model_dir: Path) -> list[str]:
     """The cross-validated estimate beside the baseline, and the verdicts the command line
     printed (evaluate/summary.py, the very text)."""
+    from quickadapt.evaluate.cv import SIGNIFICANCE
     from quickadapt.evaluate.summary import fit_summary
 
     metrics = manifest.get("metrics") or {}
@@ -178,7 +179,11 @@ def _fit_section(manifest: dict, model_dir: Path) -> list[str]:
     if base:
         rows.append((f"baseline: {base.get('name')} (no transfer)", _pct(base.get("cv_accuracy")), "same folds"))
     if metrics.get("p_transfer_better") is not None:
-        rows.append(("McNemar p, transfer no better", f"{metrics['p_transfer_better']:.3g}", "small: a real lead"))
+        p = metrics["p_transfer_better"]
+        # the verdict fit printed, by its rule: a note "small: a real lead" beside p = 0.5 read as one
+        rows.append(("McNemar p, transfer no better", f"{p:.3g}",
+                     f"below {SIGNIFICANCE:g}: a real lead" if p < SIGNIFICANCE
+                     else f"{SIGNIFICANCE:g} or above: the lead is within the noise"))
     return ["<h2>What the fit measured</h2>" + _table(rows, ("figure", "value", "on")) + _lines(fit_summary(r))
             + _disagreements_table(info.get("cv_disagreements") or [])]
 

@@ -107,6 +107,17 @@ def test_the_mcnemar_row_says_the_verdict_its_p_gives(p, verdict):
     assert f"<td>{p:.3g}</td><td>{verdict}</td>" in page
 
 
+def test_a_fit_without_cross_validation_says_so():
+    from quickadapt.evaluate.report import _fit_section
+
+    # fit --cv 0 showed "–" and "0 folds, – examples scored", as if something had been measured
+    metrics = {"n_examples": 48, "n_classes": 6, "cv": 0, "threshold": None}
+    page = "".join(_fit_section({"metrics": metrics, "info": {}, "encoder": {"name": "minilm"},
+                                 "strategy": {"name": "probe"}}, Path("m")))
+    assert "<td>cross-validated accuracy</td><td>none</td><td>the fit ran no cross-validation (--cv 0)</td>" in page
+    assert "0 folds" not in page
+
+
 def test_user_strings_are_escaped(text_model, tmp_path):
     model, paths = text_model
     out = tmp_path / "report"

@@ -172,8 +172,13 @@ def _fit_section(manifest: dict, model_dir: Path) -> list[str]:
          "strategy": (manifest.get("strategy") or {}).get("name"),
          "encoder_pretrained": info.get("encoder_pretrained", True)}  # its disagreements: a table below
     base = metrics.get("baseline") if isinstance(metrics.get("baseline"), dict) else {}
-    rows = [("cross-validated accuracy", _pct(metrics.get("cv_accuracy")),
-             f"{metrics.get('cv_folds', metrics.get('cv'))} folds, {metrics.get('cv_scored', '–')} examples scored")]
+    if metrics.get("cv_accuracy") is None:
+        # fit --cv 0, or too few examples: a row "–, 0 folds, – examples scored" read as a measurement
+        rows = [("cross-validated accuracy", "none",
+                 metrics.get("cv_note") or "the fit ran no cross-validation (--cv 0)")]
+    else:
+        rows = [("cross-validated accuracy", _pct(metrics["cv_accuracy"]), f"{metrics.get('cv_folds', metrics.get('cv'))} "
+                 f"folds, {metrics.get('cv_scored', '–')} examples scored")]
     if "cv_balanced_accuracy" in metrics:
         rows.append(("balanced accuracy", _pct(metrics["cv_balanced_accuracy"]), "mean recall of the classes scored"))
     if base:

@@ -94,6 +94,30 @@ def test_the_page_states_the_manifest_s_and_evaluate_s_own_figures(text_model, t
     assert not re.search(r"(src|href)=['\"]?(https?:|//)", page) and "<script" not in page
 
 
+@pytest.mark.parametrize("p, verdict", [(0.5, "0.05 or above: the lead is within the noise"),
+                                        (0.01, "below 0.05: a real lead")])
+def test_the_mcnemar_row_says_the_verdict_its_p_gives(p, verdict):
+    from quickadapt.evaluate.report import _fit_section
+
+    # p = 0.5 was shown beside "small: a real lead" while fit's own line said "within the noise"
+    metrics = {"cv_accuracy": 1.0, "cv_folds": 3, "cv_scored": 48, "n_examples": 48, "n_classes": 6,
+               "p_transfer_better": p, "baseline": {"name": "tfidf+logistic", "cv_accuracy": 0.979}}
+    page = "".join(_fit_section({"metrics": metrics, "info": {}, "encoder": {"name": "minilm"},
+                                 "strategy": {"name": "probe"}}, Path("m")))
+    assert f"<td>{p:.3g}</td><td>{verdict}</td>" in page
+
+
+def test_a_fit_without_cross_validation_says_so():
+    from quickadapt.evaluate.report import _fit_section
+
+    # fit --cv 0 showed "–" and "0 folds, – examples scored", as if something had been measured
+    metrics = {"n_examples": 48, "n_classes": 6, "cv": 0, "threshold": None}
+    page = "".join(_fit_section({"metrics": metrics, "info": {}, "encoder": {"name": "minilm"},
+                                 "strategy": {"name": "probe"}}, Path("m")))
+    assert "<td>cross-validated accuracy</td><td>none</td><td>the fit ran no cross-validation (--cv 0)</td>" in page
+    assert "0 folds" not in page
+
+
 def test_user_strings_are_escaped(text_model, tmp_path):
     model, paths = text_model
     out = tmp_path / "report"

@@ -177,6 +177,10 @@ def test_bad_requests_are_refused_in_one_line(client, clinc):
     assert_refused(client.post("/v1/tasks/t_nope/predict", json={"inputs": ["hi"]}), 404, "no task 't_nope'")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi", ""]}), 400, "inputs[1] is empty text")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi", 7]}), 400, "inputs[1] must be text")
+    # an image sent to a text task was read as a word of base64 and answered with a class, 200
+    for image in (png((200, 0, 0)), "data:image/png;base64," + png((0, 0, 200))):
+        assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi", image]}), 400,
+                       "inputs[1] is a base64 image, but this task reads text")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": "hi"}), 422, "inputs:")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"] * 41}), 413, "at most 40 inputs")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["x" * 60000]}), 413, "over the limit")
@@ -301,6 +305,10 @@ def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
         assert refused.value.code == 401 and "error" in json.loads(refused.value.read())
         status, answer = call(url + "/v1/tasks/intents/predict", {"inputs": ["what is the weather today"]}, token="tok")
         assert status == 200 and answer["predictions"][0]["label"] == "weather"
+        with pytest.raises(urllib.error.HTTPError) as refused:  # named as the request's field, not as a flag
+            call(url + "/v1/tasks/intents/predict", {"inputs": ["hi"], "threshold": 2}, token="tok")
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read())["error"].startswith("threshold is a probability: between 0 and 1")
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=60)[1]
     finally:

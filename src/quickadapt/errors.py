@@ -29,9 +29,10 @@ def option(name: str, flag: str | None = None, python: str | None = None) -> str
 
 
 @contextlib.contextmanager
-def on_command_line():
-    """Within: messages name options as flags (`option`)."""
-    token = _ON_COMMAND_LINE.set(True)
+def on_command_line(flags: bool = True):
+    """Within: messages name options as flags (`option`); with `flags` False, by their Python
+    names again (`quickadapt serve`'s requests, whose JSON fields are those names)."""
+    token = _ON_COMMAND_LINE.set(flags)
     try:
         yield
     finally:

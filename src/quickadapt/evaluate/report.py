@@ -159,6 +159,7 @@ def _threshold_fact(manifest: dict) -> str | None:
 def _fit_section(manifest: dict, model_dir: Path) -> list[str]:
     """The cross-validated estimate beside the baseline, and the verdicts the command line
     printed (evaluate/summary.py, the very text)."""
+    from quickadapt.evaluate.cv import SIGNIFICANCE
     from quickadapt.evaluate.summary import fit_summary
 
     metrics = manifest.get("metrics") or {}
@@ -171,14 +172,23 @@ def _fit_section(manifest: dict, model_dir: Path) -> list[str]:
          "strategy": (manifest.get("strategy") or {}).get("name"),
          "encoder_pretrained": info.get("encoder_pretrained", True)}  # its disagreements: a table below
     base = metrics.get("baseline") if isinstance(metrics.get("baseline"), dict) else {}
-    rows = [("cross-validated accuracy", _pct(metrics.get("cv_accuracy")),
-             f"{metrics.get('cv_folds', metrics.get('cv'))} folds, {metrics.get('cv_scored', '–')} examples scored")]
+    if metrics.get("cv_accuracy") is None:
+        # fit --cv 0, or too few examples: a row "–, 0 folds, – examples scored" read as a measurement
+        rows = [("cross-validated accuracy", "none",
+                 metrics.get("cv_note") or "the fit ran no cross-validation (--cv 0)")]
+    else:
+        rows = [("cross-validated accuracy", _pct(metrics["cv_accuracy"]), f"{metrics.get('cv_folds', metrics.get('cv'))} "
+                 f"folds, {metrics.get('cv_scored', '–')} examples scored")]
     if "cv_balanced_accuracy" in metrics:
         rows.append(("balanced accuracy", _pct(metrics["cv_balanced_accuracy"]), "mean recall of the classes scored"))
     if base:
         rows.append((f"baseline: {base.get('name')} (no transfer)", _pct(base.get("cv_accuracy")), "same folds"))
     if metrics.get("p_transfer_better") is not None:
-        rows.append(("McNemar p, transfer no better", f"{metrics['p_transfer_better']:.3g}", "small: a real lead"))
+        p = metrics["p_transfer_better"]
+        # the verdict fit printed, by its rule: a note "small: a real lead" beside p = 0.5 read as one
+        rows.append(("McNemar p, transfer no better", f"{p:.3g}",
+                     f"below {SIGNIFICANCE:g}: a real lead" if p < SIGNIFICANCE
+                     else f"{SIGNIFICANCE:g} or above: the lead is within the noise"))
     return ["<h2>What the fit measured</h2>" + _table(rows, ("figure", "value", "on")) + _lines(fit_summary(r))
             + _disagreements_table(info.get("cv_disagreements") or [])]
 

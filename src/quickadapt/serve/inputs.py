@@ -16,6 +16,8 @@ import numpy as np
 from quickadapt.serve.errors import ApiError, one_line
 
 DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)  # what a browser's FileReader gives
+# how image files begin (png, jpeg, gif, webp, bmp, tiff), to tell a base64 image sent to a text task
+IMAGE_STARTS = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 
 
 def json_type(value) -> str:
@@ -43,7 +45,25 @@ def image_bytes(value, field: str) -> bytes:
 def check_text(value, field: str) -> str:
     if not isinstance(value, str):
         raise ApiError(400, f"{field} must be text (a string), got {json_type(value)}")
+    if looks_like_image(value):  # else its base64 is read as words, and answered with a class
+        raise ApiError(400, f"{field} is a base64 image, but this task reads text; send images to a task "
+                            "adapted on images")
     return value
+
+
+def looks_like_image(text: str) -> bool:
+    """Whether `text` is an image file in base64 (or a data: URL of one), not words: one run of
+    base64 characters whose bytes begin as an image file does."""
+    text = text.strip()
+    if re.match(r"^data:image/", text, re.IGNORECASE):
+        return True
+    if len(text) < 24 or not re.fullmatch(r"[A-Za-z0-9+/_=-]+", text):
+        return False
+    try:
+        start = base64.b64decode(text[:16].replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return start.startswith(IMAGE_STARTS)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, on_command_line
 from quickadapt.progress import log
 from quickadapt.serve.errors import one_line
 from quickadapt.serve.limits import Limits
@@ -64,7 +64,10 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
         server = uvicorn.Server(config)
         drain_on_hangup(server)
         try:
-            server.run(sockets=[sock])
+            # a request names its settings as JSON fields (`threshold`, `none_label`), not as the
+            # command line's flags (`--threshold`) that the messages of `serve`'s own flags use
+            with on_command_line(False):
+                server.run(sockets=[sock])
         except KeyboardInterrupt as exc:  # uvicorn shut down cleanly, then passed the signal on
             signum = getattr(exc, "signum", signal.SIGINT)
             log(f"quickadapt serve: stopped by {signal.Signals(signum).name}")

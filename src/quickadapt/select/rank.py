@@ -45,7 +45,7 @@ def rank(
     from quickadapt.data import as_dataset
     from quickadapt.train import pick_device
 
-    data = as_dataset(data)
+    data = _distinct(as_dataset(data))
     data.require_labels()
     names = [scores] if isinstance(scores, str) else list(scores)  # one name, not its letters
     if not names:
@@ -75,6 +75,19 @@ def rank(
         row["rank"] = i
     return {"primary": primary, "scores": names, "n_examples": len(data), "n_classes": len(data.classes),
             "candidates": rows}
+
+
+def _distinct(data):
+    """`data` with each repeated example (same input, same label) kept once: a copy adds no
+    evidence of how a candidate's features fit the labels, yet doubling 30 CLINC texts raised
+    minilm's LogME from 0.35 to 7.30 (beyond the -1 to +1 of any real task) and N-LEEP's clusters."""
+    from quickadapt.evaluate.cv import distinct_examples
+
+    first = np.unique(distinct_examples(data), return_index=True)[1]
+    if len(first) == len(data):
+        return data
+    log(f"note: {len(data) - len(first)} examples repeat an earlier one (same input, same label); each is scored once")
+    return data.subset(np.sort(first))
 
 
 def _candidate(given) -> tuple[str, dict]:

@@ -145,6 +145,9 @@ def test_one_example_per_class_falls_back_to_the_default(clinc_small):
     one = data.subset([int(np.flatnonzero(data.labels == c)[0]) for c in data.classes])
     model = adapt(one, strategy="auto", cv=3, progress=False)
     assert model.strategy == "probe" and "too few examples per class" in model.info["auto"]["reason"]
+    # the documented record: each candidate's estimate or why it has none, and the margin
+    assert all("too few examples" in c["skipped"] for c in model.info["auto"]["candidates"].values())
+    assert model.info["auto"]["margin_se"] == MARGIN_SE
     assert "cv_accuracy" not in model.info and model.threshold is None
 
 

@@ -116,10 +116,11 @@ def choose_strategy(data: Dataset, names: list[str], fit_fold_for: Callable[[str
             record[name] = {"skipped": str(exc)}
             continue
         if oof is None:  # no folds: nothing to choose by
-            chosen = FALLBACK[data.modality]
-            return chosen, None, {"candidates": {n: {} for n in names}, "chosen": chosen,
-                                  "reason": f"{chosen}: too few examples per class to cross-validate, so the default "
-                                            f"for {data.modality}"}
+            chosen, why = FALLBACK[data.modality], "too few examples per class to cross-validate"
+            # every candidate says why it has no estimate, as a skipped one does: the record's keys are the documented ones
+            return chosen, None, {"candidates": {n: {"skipped": why} for n in names}, "chosen": chosen,
+                                  "reason": f"{chosen}: {why}, so the default for {data.modality}",
+                                  "margin_se": MARGIN_SE}
         oofs[name] = oof
         record[name] = {"cv_accuracy": float(np.mean(_right(data, oof, ids))),
                         "cv_seconds": round(time.perf_counter() - began, 3)}

@@ -196,6 +196,7 @@ def test_rank_bad_input(clinc_small, tmp_path):
     assert_bad_input(run("rank", "--data", data, "--encoders", "minilm[layers"), "NAME[key=value")
     r = run("rank", "--data", data, "--encoders", "minilm[layers=0]", "--json")
     assert_bad_input(r, "layers")
+    assert "--set" not in r.stderr and "--encoders minilm[KEY=VALUE]" in r.stderr  # rank's way to give a setting, not fit's
     assert json.loads(r.stdout)["error"]
 
 

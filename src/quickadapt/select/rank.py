@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, option
 from quickadapt.progress import log
 from quickadapt.select.base import SCORES, checked
 
@@ -179,8 +179,14 @@ def _embed(data, spec: str, settings: dict, seed: int, dev) -> tuple[np.ndarray,
         return features, model.proba_of_features(features)
     grey = all_grey(data.inputs) if data.modality == "image" else None
     seed_everything(seed)  # a random-start encoder (conv4, resnet12) is the same one at every run
-    encoder = resolve_encoder(str(folder) if folder.is_dir() else spec, for_cache=True,
-                              **_encoder_settings(spec, data, settings, grey))
+    try:
+        encoder = resolve_encoder(str(folder) if folder.is_dir() else spec, for_cache=True,
+                                  **_encoder_settings(spec, data, settings, grey))
+    except BadInput as exc:
+        # fit's way to change a setting ("; set it with --set encoder.layers=N") is no help here:
+        # rank takes settings in brackets, which the message's own name for the setting already leads to
+        how = option("encoders", f"--encoders {spec}[KEY=VALUE]", f"({spec!r}, {{KEY: VALUE}}) in encoders")
+        raise BadInput(f"{str(exc).split('; set it with ')[0]}; set it with {how}") from None
     _same_modality(spec, encoder.modality, data.modality)
     fit_encoder_inputs(encoder, data, None)
     return embed(encoder, data.inputs, device=dev), None

@@ -166,12 +166,15 @@ def _embed(data, spec: str, settings: dict, seed: int, dev) -> tuple[np.ndarray,
     from quickadapt.artifact import load_model, read_manifest, resolve_encoder
     from quickadapt.data.images import all_grey
     from quickadapt.encoders import embed
+    from quickadapt.model import BlendedModel
     from quickadapt.train import seed_everything
 
     folder = Path(spec).expanduser()
     if is_model_folder(str(folder)) and read_manifest(folder).get("kind") in ("classifier", "multitask"):
         model = load_model(folder, device=dev)
-        if not hasattr(model, "encoder"):
+        # a blend answers as its first part in all but its probabilities (encoder, heads): scored,
+        # it would pass off that part's features and head as the blend's
+        if isinstance(model, BlendedModel):
             raise BadInput(f"{spec} is a blend of several models, with no one feature space to score; rank its parts "
                            "(the folders inside it) instead")
         _same_modality(spec, model.encoder.modality, data.modality)

@@ -16,7 +16,7 @@ is smaller: bench/strategy_auto.py)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -76,6 +76,8 @@ def auto_settings(params: dict | None) -> tuple[AutoConfig, dict[str, dict]]:
     try:
         cfg = build_config(AutoConfig, own, "strategy 'auto'")
     except BadInput as exc:
+        if set(own) <= {f.name for f in fields(AutoConfig)}:  # a bad budget: the hint would lead astray
+            raise
         raise BadInput(f"{exc}; a candidate's setting is CANDIDATE.KEY=value, e.g. probe.C=1") from None
     for name, settings in per.items():
         create_strategy(name, **settings)

@@ -140,13 +140,14 @@ def _right(data: Dataset, oof, ids: np.ndarray) -> np.ndarray:
 def _one_se_rule(data: Dataset, oofs: dict, ids: np.ndarray, record: dict) -> tuple[str, str]:
     """The first candidate in `oofs` (CANDIDATES' order) within MARGIN_SE paired standard errors of
     the most accurate; each candidate's record gets `behind_best_se`. A candidate answering exactly as
-    the best (no spread) ties it; one behind it on every example it differs, and more than none, is behind."""
+    the best (no spread) ties it; one wrong on every example the best answers right (also no spread) is behind."""
     right = {name: _right(data, oof, ids) for name, oof in oofs.items()}
     best = max(right, key=lambda n: right[n].mean())  # the first of equals: the one the order prefers
     for name, r in right.items():
         se = paired_lead_se(1.0 - r, 1.0 - right[best])  # errors: positive where the best is ahead
         lead = float(np.mean(right[best]) - np.mean(r))
-        # no spread: the same answers (a tie), or behind wherever they differ (None: beyond any margin)
+        # no spread: the same answers (a tie), or differing on every example, wrong where the best is right
+        # (None: beyond any margin); behind on only some of the examples has a spread and a finite distance
         record[name]["behind_best_se"] = se if se is not None else (0.0 if lead == 0 else None)
     within = [n for n in right if record[n]["behind_best_se"] is not None and record[n]["behind_best_se"] <= MARGIN_SE]
     chosen = within[0]

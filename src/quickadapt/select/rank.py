@@ -188,6 +188,8 @@ def _embed(data, spec: str, settings: dict, seed: int, dev) -> tuple[np.ndarray,
     except BadInput as exc:
         # fit's way to change a setting ("; set it with --set encoder.layers=N") is no help here:
         # rank takes settings in brackets, which the message's own name for the setting already leads to
+        if "; set it with " not in str(exc):
+            raise
         how = option("encoders", f"--encoders {spec}[KEY=VALUE]", f"({spec!r}, {{KEY: VALUE}}) in encoders")
         raise BadInput(f"{str(exc).split('; set it with ')[0]}; set it with {how}") from None
     _same_modality(spec, encoder.modality, data.modality)

@@ -58,6 +58,10 @@ def test_blend_mixes_its_parts_and_round_trips(digits, tmp_path):
     acc = accuracy(model, test)
     assert acc > 0.6, acc  # chance is 0.1
     save_model(model, tmp_path / "m")
+    # rank cannot score a blend (no one feature space or head): refused, not read as its first part
+    from quickadapt.select import rank
+    with pytest.raises(BadInput, match="blend of several models"):
+        rank(test, [str(tmp_path / "m")])
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json", "model.safetensors", "part-0", "part-1"]
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["blend"]["weights"] == [0.7, 0.3] and manifest["strategy"]["name"] == "blend"

@@ -196,4 +196,19 @@ def test_rank_bad_input(clinc_small, tmp_path):
     assert_bad_input(run("rank", "--data", data, "--encoders", "minilm[layers"), "NAME[key=value")
     r = run("rank", "--data", data, "--encoders", "minilm[layers=0]", "--json")
     assert_bad_input(r, "layers")
+    assert "--set" not in r.stderr and "--encoders minilm[KEY=VALUE]" in r.stderr  # rank's way to give a setting, not fit's
     assert json.loads(r.stdout)["error"]
+
+
+def test_rank_scores_each_repeated_example_once(tmp_path):
+    """A copy (same input, same label) adds no evidence: doubled examples score as the examples
+    once (doubling inflated LogME from 0.35 to 7.30 on 30 CLINC texts)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 5)
+    X = rng.normal(size=(4, 6))[y] + rng.normal(size=(20, 6))
+    np.savez(tmp_path / "once.npz", X=X, y=y)
+    np.savez(tmp_path / "twice.npz", X=np.vstack([X, X]), y=np.concatenate([y, y]))
+    once, twice = (rank(str(tmp_path / f"{n}.npz"), "mlp", scores=["logme", "hscore", "leep"]) for n in ("once", "twice"))
+    assert twice["n_examples"] == once["n_examples"] == 20
+    for name in ("logme", "hscore", "leep"):
+        assert twice["candidates"][0]["scores"][name] == pytest.approx(once["candidates"][0]["scores"][name]), name

@@ -112,8 +112,9 @@ def test_settings_reach_their_candidate_only_and_bad_ones_are_one_line(clinc_sma
                      "not one of its candidates")
     assert_bad_input(run("fit", "--data", data, "--strategy", "auto", "--set", "probe.C=-1", "--out", tmp_path / "c"),
                      "strategy 'probe'")
-    assert_bad_input(run("fit", "--data", data, "--strategy", "auto", "--set", "budget=-5", "--out", tmp_path / "d"),
-                     "budget")
+    r = run("fit", "--data", data, "--strategy", "auto", "--set", "budget=-5", "--out", tmp_path / "d")
+    assert_bad_input(r, "budget")
+    assert "CANDIDATE.KEY" not in r.stderr  # auto's own setting, rightly named: no hint about candidates' ones
     assert not any((tmp_path / n).exists() for n in "abcd")
     # a setting of a candidate not tried on text (blend: images only) is noted, not refused
     r = run("fit", "--data", data, "--strategy", "auto", "--set", "blend.weight=0.3", "--set", "probe.C=2",
@@ -145,6 +146,9 @@ def test_one_example_per_class_falls_back_to_the_default(clinc_small):
     one = data.subset([int(np.flatnonzero(data.labels == c)[0]) for c in data.classes])
     model = adapt(one, strategy="auto", cv=3, progress=False)
     assert model.strategy == "probe" and "too few examples per class" in model.info["auto"]["reason"]
+    # the documented record: each candidate's estimate or why it has none, and the margin
+    assert all("too few examples" in c["skipped"] for c in model.info["auto"]["candidates"].values())
+    assert model.info["auto"]["margin_se"] == MARGIN_SE
     assert "cv_accuracy" not in model.info and model.threshold is None
 
 

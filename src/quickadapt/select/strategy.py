@@ -16,7 +16,7 @@ is smaller: bench/strategy_auto.py)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -76,6 +76,8 @@ def auto_settings(params: dict | None) -> tuple[AutoConfig, dict[str, dict]]:
     try:
         cfg = build_config(AutoConfig, own, "strategy 'auto'")
     except BadInput as exc:
+        if set(own) <= {f.name for f in fields(AutoConfig)}:  # a bad budget: the hint would lead astray
+            raise
         raise BadInput(f"{exc}; a candidate's setting is CANDIDATE.KEY=value, e.g. probe.C=1") from None
     for name, settings in per.items():
         create_strategy(name, **settings)
@@ -116,10 +118,11 @@ def choose_strategy(data: Dataset, names: list[str], fit_fold_for: Callable[[str
             record[name] = {"skipped": str(exc)}
             continue
         if oof is None:  # no folds: nothing to choose by
-            chosen = FALLBACK[data.modality]
-            return chosen, None, {"candidates": {n: {} for n in names}, "chosen": chosen,
-                                  "reason": f"{chosen}: too few examples per class to cross-validate, so the default "
-                                            f"for {data.modality}"}
+            chosen, why = FALLBACK[data.modality], "too few examples per class to cross-validate"
+            # every candidate says why it has no estimate, as a skipped one does: the record's keys are the documented ones
+            return chosen, None, {"candidates": {n: {"skipped": why} for n in names}, "chosen": chosen,
+                                  "reason": f"{chosen}: {why}, so the default for {data.modality}",
+                                  "margin_se": MARGIN_SE}
         oofs[name] = oof
         record[name] = {"cv_accuracy": float(np.mean(_right(data, oof, ids))),
                         "cv_seconds": round(time.perf_counter() - began, 3)}
@@ -137,13 +140,14 @@ def _right(data: Dataset, oof, ids: np.ndarray) -> np.ndarray:
 def _one_se_rule(data: Dataset, oofs: dict, ids: np.ndarray, record: dict) -> tuple[str, str]:
     """The first candidate in `oofs` (CANDIDATES' order) within MARGIN_SE paired standard errors of
     the most accurate; each candidate's record gets `behind_best_se`. A candidate answering exactly as
-    the best (no spread) ties it; one behind it on every example it differs, and more than none, is behind."""
+    the best (no spread) ties it; one wrong on every example the best answers right (also no spread) is behind."""
     right = {name: _right(data, oof, ids) for name, oof in oofs.items()}
     best = max(right, key=lambda n: right[n].mean())  # the first of equals: the one the order prefers
     for name, r in right.items():
         se = paired_lead_se(1.0 - r, 1.0 - right[best])  # errors: positive where the best is ahead
         lead = float(np.mean(right[best]) - np.mean(r))
-        # no spread: the same answers (a tie), or behind wherever they differ (None: beyond any margin)
+        # no spread: the same answers (a tie), or differing on every example, wrong where the best is right
+        # (None: beyond any margin); behind on only some of the examples has a spread and a finite distance
         record[name]["behind_best_se"] = se if se is not None else (0.0 if lead == 0 else None)
     within = [n for n in right if record[n]["behind_best_se"] is not None and record[n]["behind_best_se"] <= MARGIN_SE]
     chosen = within[0]

@@ -44,6 +44,11 @@ def on_command_line(flags: bool = True):
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line of ours shows it: its first line (its type without one)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
 class Stopped(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised as Ctrl-C's KeyboardInterrupt is, so that what cleans up or saves
     on Ctrl-C (temp folders, meta-train's checkpoint) runs for them too."""

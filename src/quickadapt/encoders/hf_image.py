@@ -19,7 +19,7 @@ from torch import nn
 from quickadapt.encoders.base import Encoder
 from quickadapt.encoders.hf_text import (TOKENIZER_FILES, check_folder, check_weight_shapes, pooler_keys, transformers_quiet,
                                          zero_missing)
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, first_line
 
 PREPROCESSOR = "preprocessor_config.json"
 # pooler: the model's own pooled output (ViT/DeiT: dense+tanh over [CLS], DINOv2: normed [CLS],
@@ -64,10 +64,6 @@ def folder_modality(folder: Path) -> str:
                    "processor into the folder too (processor.save_pretrained(folder))")
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 class HFImageEncoder(Encoder):
     modality = "image"
     finetune_lr = 1e-4  # pretrained vision features: move them gently, as efficientnet-lite0's
@@ -95,7 +91,7 @@ class HFImageEncoder(Encoder):
                 import transformers
 
                 # transformers' own message goes on to list every processor it knows: its first sentence says it
-                why = _first_line(exc).split(". ")[0]
+                why = first_line(exc).split(". ")[0]
                 raise BadInput(f"{folder}: {PREPROCESSOR} names {found}, an image processor transformers "
                                f"{transformers.__version__} cannot build ({why})") from None
             missing: list[str] = []
@@ -109,7 +105,7 @@ class HFImageEncoder(Encoder):
                     config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
                     model = AutoModel.from_config(config, trust_remote_code=False, dtype=torch.float32)
             except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
-                raise BadInput(f"{folder}: transformers cannot load this model folder ({_first_line(exc)})") from None
+                raise BadInput(f"{folder}: transformers cannot load this model folder ({first_line(exc)})") from None
         zero_missing(model, missing)  # a classifier's checkpoint has no pooler
         self.projection: nn.Module | None = None
         if hasattr(model, "vision_model") and hasattr(model, "get_image_features"):
@@ -152,7 +148,7 @@ class HFImageEncoder(Encoder):
         except (RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
             # a model that needs more than pixels (a document model's text, a detector's queries)
             raise BadInput(f"{folder}: its model ({type(self.model).__name__}) cannot read an image alone "
-                           f"({_first_line(exc)})") from None
+                           f"({first_line(exc)})") from None
         has_pooler = getattr(out, "pooler_output", None) is not None
         if pooling == "auto":
             return "pooler" if has_pooler and not pooler_missing else "cls" if has_pooler and tokens else "mean"

@@ -17,7 +17,7 @@ import torch
 
 from quickadapt.encoders.base import CACHE_CHUNK, Encoder
 from quickadapt.encoders.cache import caching_off
-from quickadapt.errors import BadInput, option
+from quickadapt.errors import BadInput, first_line, option
 
 
 def minilm_path() -> Path:
@@ -329,8 +329,8 @@ def load_tokenizer(folder: Path):
     except (ValueError, KeyError, TypeError, json.JSONDecodeError, OSError):
         raise  # the caller says what transformers could not load
     except Exception as exc:  # tokenizers' own error type is Exception itself
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"{folder / 'tokenizer.json'}: a tokenizer file the tokenizers library cannot read ({first})") from None
+        raise BadInput(f"{folder / 'tokenizer.json'}: a tokenizer file the tokenizers library cannot read "
+                       f"({first_line(exc)})") from None
 
 
 DEFAULT_MAX_LENGTH = DefaultLength(128)  # tokens read by default, or fewer where the model reads fewer

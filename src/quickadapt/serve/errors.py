@@ -11,8 +11,3 @@ class ApiError(Exception):
         self.status = status
         self.message = message
 
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message as the command line shows it: its first line."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

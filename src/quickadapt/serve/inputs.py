@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quickadapt.serve.errors import ApiError, one_line
+from quickadapt.errors import first_line
+from quickadapt.serve.errors import ApiError
 
 DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)  # what a browser's FileReader gives
 # how image files begin (png, jpeg, gif, webp, bmp, tiff), to tell a base64 image sent to a text task
@@ -96,7 +97,7 @@ def library_inputs(values: list, modality: str, field: str, known: int = 0):
         except ApiError:
             raise
         except ValueError as exc:
-            raise ApiError(400, named_as_fields(one_line(exc), field, tmp, known)) from None
+            raise ApiError(400, named_as_fields(first_line(exc), field, tmp, known)) from None
 
 
 def named_as_fields(message: str, field: str, tmp: str, known: int = 0) -> str:

@@ -11,9 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
-from quickadapt.errors import BadInput, on_command_line
+from quickadapt.errors import BadInput, first_line, on_command_line
 from quickadapt.progress import log
-from quickadapt.serve.errors import one_line
 from quickadapt.serve.limits import Limits
 from quickadapt.serve.tasks import Task, TaskStore
 
@@ -33,7 +32,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
         try:
             check_model(folder)
         except BadInput as exc:
-            raise BadInput(f"--model {folder}: {one_line(exc).removeprefix(str(folder) + ': ')}") from None
+            raise BadInput(f"--model {folder}: {first_line(exc).removeprefix(str(folder) + ': ')}") from None
     names = [f.resolve().name for f in folders]
     twice = next((n for n in names if names.count(n) > 1), None)
     if twice is not None:
@@ -123,7 +122,7 @@ def model_task(folder: Path, task_id: str) -> Task:
     try:
         clf = FewShotClassifier.load(folder)
     except ValueError as exc:  # a BadInput, or an estimator record the library refuses
-        raise BadInput(f"--model {folder}: {one_line(exc).removeprefix(str(folder) + ': ')}") from None
+        raise BadInput(f"--model {folder}: {first_line(exc).removeprefix(str(folder) + ': ')}") from None
     model = clf.model_
     log(f"task {task_id}: model folder {folder} ({len(clf.classes_)} classes, {model.encoder.name}, {model.strategy})")
     # a model fit on a folder (a meta-trained encoder, a Hugging Face one) is named by the folder, not

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from quickadapt import FewShotClassifier
 from quickadapt.artifact import write_folder_atomically
-from quickadapt.errors import BadInput
-from quickadapt.serve.errors import one_line
+from quickadapt.errors import BadInput, first_line
 
 TASK_FILE = "task.json"
 MODEL = "model"
@@ -64,6 +63,6 @@ class State:
                                   record["examples"], record.get("adapt_ms"), record["created"],
                                   cv=record.get("cv", 0)))
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise BadInput(f"--state {self.folder}: task {folder.name} cannot be read ({one_line(exc)}); move it "
+                raise BadInput(f"--state {self.folder}: task {folder.name} cannot be read ({first_line(exc)}); move it "
                                "out of the folder to start without it") from None
         return tasks

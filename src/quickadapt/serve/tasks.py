@@ -18,9 +18,10 @@ from quickadapt.adapt import DEFAULT_ENCODER
 from quickadapt.data.dataset import label_text
 from quickadapt.encoders import ENCODERS, encoder_modality
 from quickadapt.encoders.base import encoder_fingerprint
+from quickadapt.errors import first_line
 from quickadapt.model import abstain_threshold, check_none_label, shown_score
 from quickadapt.progress import log
-from quickadapt.serve.errors import ApiError, one_line
+from quickadapt.serve.errors import ApiError
 from quickadapt.serve.inputs import json_type, library_inputs
 from quickadapt.serve.limits import Limits
 from quickadapt.transfer import STRATEGIES
@@ -234,7 +235,7 @@ class TaskStore:
                 t = abstain_threshold(clf.model_.threshold, threshold)
                 check_none_label(none_label, clf.classes_)
             except ValueError as exc:
-                raise ApiError(400, one_line(exc)) from None
+                raise ApiError(400, first_line(exc)) from None
         else:
             t = None
         with library_inputs(inputs, clf.model_.encoder.modality, "inputs") as X:

@@ -665,3 +665,14 @@ def test_the_data_fingerprint_tells_apart_feature_files_that_float32_rounds_alik
     np.savez(tmp_path / "f.npz", X=np.c_[np.round(np.linspace(0, 1, 8), 4), np.arange(8)].astype(np.float64),
              y=np.array(labels))
     assert load_dataset(str(tmp_path / "f.csv")).fingerprint() == load_dataset(str(tmp_path / "f.npz")).fingerprint()
+
+
+def test_a_spreadsheets_blank_columns_are_not_features(tmp_path):
+    """Excel saves a column it once formatted, though empty, as `,,` under no name: it was refused
+    as a feature column without a name; a nameless column that holds a value still is."""
+    f = write(tmp_path / "f.csv", "a,b,label,,\r\n1.5,2,x,,\r\n3,4,y,,\r\n,,,,\r\n")
+    ds = load_dataset(f)
+    assert ds.columns == ["a", "b"] and ds.inputs.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    assert ds.labels.tolist() == ["x", "y"]
+    with pytest.raises(BadInput, match="column 4 has no name"):
+        load_dataset(write(tmp_path / "g.csv", "a,b,label,,\n1.5,2,x,,\n3,4,y,7,\n"))

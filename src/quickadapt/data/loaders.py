@@ -461,6 +461,7 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
                   row_names: bool = False) -> Dataset:
     """decimal_comma: a semicolon-separated file, as spreadsheets write where 0,5 means 0.5.
     row_names: a non-numeric id column names the rows instead of being read (load_dataset)."""
+    header, body = _without_blank_columns(header, body)
     found = ", ".join(header)
     unnamed = [j for j, h in enumerate(header) if h == "" or PANDAS_UNNAMED.fullmatch(h)]
     if unnamed:  # a text file reads only its text and label columns; here every column counts
@@ -507,6 +508,18 @@ def _features_csv(header: list[str], body, shown: str, labels: str, decimal_comm
         y = np.asarray(y, dtype=object)
     return Dataset("features", X, y, name=shown, columns=[header[j] for j in feat], ids=ids,
                    id_column=None if jid is None else header[jid])
+
+
+def _without_blank_columns(header: list[str], body) -> tuple[list[str], list]:
+    """The columns without a name that hold no value in any row left out: Excel saves a column
+    it once formatted as that (`a,b,label,,` and `,,` on every row), nothing a feature can be
+    read from, as a spreadsheet's trailing rows of empty cells are not rows (_csv_rows)."""
+    blank = {j for j, h in enumerate(header) if (h == "" or PANDAS_UNNAMED.fullmatch(h))
+             and not any(j < len(r) and r[j].strip() for _, r in body)}
+    if not blank:
+        return header, body
+    keep = [j for j in range(len(header)) if j not in blank]
+    return [header[j] for j in keep], [(i, [r[j] for j in keep if j < len(r)]) for i, r in body]
 
 
 def _id_column(header: list[str], body, jl: int | None) -> tuple[int | None, list[str] | None]:

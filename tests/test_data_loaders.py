@@ -261,7 +261,14 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.csv", "text,label,text\nhi,a,ho\n", "columns 1 and 3 are both named 'text'"),
         ("x.csv", "Text,label,TEXT\nhi,a,ho\n", "columns 1 and 3 are both named 'text'"),
         ("x.csv", 'text,label\nfine,a\n"unclosed,b\nmore,c\n', "opens a field on line 3 never closes"),
-        ("x.csv", b"text,label\ncaf\xe9,a\n", "not UTF-8"),
+        # a line and the character a spreadsheet meant (Excel's plain CSV writes Windows-1252), not "byte 14"
+        ("x.csv", b"text,label\nok,a\ncaf\xe9,a\n", r"not UTF-8 text: line 3 holds the byte e9 \('\xe9' in "
+         r"Windows-1252\); save it as UTF-8 csv \(Excel: Save As, CSV UTF-8"),
+        # a workbook given by mistake, or renamed .csv (read as 'not UTF-8 text (byte 11)')
+        ("x.xlsx", b"PK\x03\x04rest", "a spreadsheet workbook is not read; save it as UTF-8 csv"),
+        ("x.ods", b"PK\x03\x04rest", "a spreadsheet workbook is not read"),
+        ("x.csv", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb2", "not text but a zip or Office file, as an .xlsx"),
+        ("x.tsv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\xff", "not text but a zip or Office file"),
         ("x.tsv", "text\tlabel\r\nmein Konto\ta\r\n".encode("utf-16"),
          r"UTF-16 text; save it as UTF-8 \(in Excel: CSV UTF-8\)"),
         ("x.csv", "a,label\n1,x\nnan,y\n", r"1 non-finite feature value \(.*data row 2, column 1"),
@@ -284,7 +291,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         ("x.jsonl", '{"text": "a", "label": ["b", "c"]}\n', "line 1 has a label that is a JSON list"),
         ("x.csv", "a,,label\n1,2,x\n", "column 2 has no name"),
         ("x.jsonl", "\n\n", "no examples"),
-        ("x.jsonl", b'{"text": "\xff"}\n', "not UTF-8"),
+        ("x.jsonl", b'{"text": "\xff"}\n', r"not UTF-8 text: line 1 holds the byte ff .*; save it as UTF-8$"),
         ("x.npz", b"not a zip", "not a readable .npz"),
         ("x.parquet", "x", "unknown file type"),
         ("x", "x", "unknown file type"),

@@ -106,6 +106,8 @@ def _load_path(path: Path, shown: str, labels: str, groups: bool = False, row_na
         return _load_npz(path, shown, labels)
     if ext in IMAGE_EXTS:
         raise BadInput(f"{shown}: a single image; pass the folder that holds the images")
+    if ext in WORKBOOK_EXTS:
+        raise BadInput(f"{shown}: a spreadsheet workbook is not read; {SAVE_AS_CSV}")
     if ext == ".json":  # predict --out writes it, but a whole-file array is not what the loaders stream
         raise BadInput(f"{shown}: .json is not read; save one object per line as .jsonl "
                        '({"text": ..., "label": ...}), or a csv')
@@ -117,6 +119,13 @@ def _load_path(path: Path, shown: str, labels: str, groups: bool = False, row_na
 
 # --- text ---------------------------------------------------------------------------------
 
+# how .xlsx, .ods and .numbers (zip) and .xls (OLE) files begin
+WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+WORKBOOK_EXTS = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+SAVE_AS_CSV = ("save it as UTF-8 csv (Excel: Save As, CSV UTF-8; Google Sheets: Download, .csv; LibreOffice: "
+               "Save As, Text CSV with character set Unicode (UTF-8))")
+
+
 def _read_utf8(path: Path, shown: str, newline: str | None = None) -> str:
     """The file's text; `newline=""` keeps its line ends as written (csv: a quoted cell's \\r\\n)."""
     try:
@@ -124,9 +133,18 @@ def _read_utf8(path: Path, shown: str, newline: str | None = None) -> str:
             return f.read()
     except UnicodeDecodeError as e:
         with open(path, "rb") as f:
-            if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):  # the BOM Excel's "Unicode Text" and Notepad's "Unicode" write
-                raise BadInput(f"{shown}: UTF-16 text; save it as UTF-8 (in Excel: CSV UTF-8)") from None
-        raise BadInput(f"{shown}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+            raw = f.read()
+        if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # the BOM Excel's "Unicode Text" and Notepad's "Unicode" write
+            raise BadInput(f"{shown}: UTF-16 text; save it as UTF-8 (in Excel: CSV UTF-8)") from None
+        fix = SAVE_AS_CSV if path.suffix.lower() in (".csv", ".tsv") else "save it as UTF-8"
+        if raw.startswith(WORKBOOK_SIGNATURES):  # a workbook renamed .csv read as 'not UTF-8 text (byte 11)'
+            raise BadInput(f"{shown}: not text but a zip or Office file, as an .xlsx or .xls workbook is; {fix}") from None
+        # a line and the character meant, not a byte offset no spreadsheet shows: Excel's plain
+        # "CSV" and older tools write Windows-1252 (é as the one byte e9)
+        line = raw.count(b"\n", 0, e.start) + 1
+        byte = raw[e.start:e.start + 1]
+        raise BadInput(f"{shown}: not UTF-8 text: line {line} holds the byte {byte.hex()} "
+                       f"({byte.decode('cp1252', 'replace')!r} in Windows-1252); {fix}") from None
 
 
 def _no_label(shown: str, line: int, label, field: str) -> MissingLabel:

@@ -845,6 +845,22 @@ def test_labels_that_differ_only_in_capitals_get_a_note(tmp_path):
     assert "3 classes" in r.stdout
 
 
+def test_labels_a_spreadsheet_took_the_leading_zeros_of(tmp_path):
+    """Codes 01, 02 in a column a spreadsheet read as numbers come back as 1, 2: beside kept ones
+    fit made 01 and 1 two classes without a word, and evaluate said only that 1 and 2 are
+    labels the model never saw."""
+    data = tmp_path / "f.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i % 3},{i % 2},{['01', '1', '02'][i % 3]}\n" for i in range(30)))
+    r = run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.stderr
+    assert "note: labels that differ only in leading zeros are different classes: 01 and 1; a spreadsheet" in r.stderr
+    test = tmp_path / "test.csv"
+    test.write_text("a,b,label\n0,0,1\n1,1,02\n2,0,2\n")
+    assert_bad_input(run("evaluate", tmp_path / "m", "--data", test),
+                     "has labels the model never saw (2); pass --oos-label if they mark out-of-scope (2 for 02: a "
+                     "spreadsheet that reads the column as numbers drops leading zeros")
+
+
 def test_labels_that_print_alike_but_encode_an_accent_differently_get_a_note(tmp_path):
     """café as one é (most keyboards) and as e + a combining accent (macOS file names) are two
     classes that print the same: named with their code points."""

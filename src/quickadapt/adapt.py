@@ -20,7 +20,7 @@ import numpy as np
 from quickadapt.artifact import resolve_encoder
 from quickadapt.data.columns import match_columns, note_bookkeeping, note_row_numbers
 from quickadapt.data import as_dataset
-from quickadapt.data.dataset import Dataset, example_key, text_normal_form
+from quickadapt.data.dataset import Dataset, example_key, text_normal_form, zeros_dropped
 from quickadapt.data.images import all_grey
 from quickadapt.data.label_names import with_label_names
 from quickadapt.encoders import ENCODER_MODALITY
@@ -107,15 +107,27 @@ def note_case_twins(classes) -> None:
     that halves a class, so say so (once), without merging what might be meant apart. So are
     `café` typed on a Mac (e + a combining accent) and elsewhere (one é), and `billing` beside
     one with a zero-width space or a no-break space pasted in, which print alike."""
-    by_folded: dict[str, list[str]] = {}
-    for c in classes:
-        by_folded.setdefault(text_normal_form(c), []).append(c)
-    twins = [names for names in by_folded.values() if len(names) > 1]
+    twins = same_when_folded(classes, text_normal_form)
     if twins:
         pairs = "; ".join(_shown_twins(names) for names in twins[:3])
         log(f"note: labels that differ only in capitals, spacing, invisible characters or in how an accent is "
             f"encoded are different classes: {pairs}"
             f"{f' (and {len(twins) - 3} more)' if len(twins) > 3 else ''}")
+    # 01 beside 1: a spreadsheet that read the column as numbers dropped the zeros of some cells
+    zeros = same_when_folded(classes, zeros_dropped)
+    if zeros:
+        pairs = "; ".join(" and ".join(names) for names in zeros[:3])
+        log(f"note: labels that differ only in leading zeros are different classes: {pairs}"
+            f"{f' (and {len(zeros) - 3} more)' if len(zeros) > 3 else ''}; a spreadsheet that reads the "
+            "column as numbers drops the zeros (01 saved as 1): format it as text")
+
+
+def same_when_folded(classes, fold) -> list[list[str]]:
+    """The groups of two or more classes that `fold` makes one, each in the order given."""
+    by_folded: dict[str, list[str]] = {}
+    for c in classes:
+        by_folded.setdefault(fold(c), []).append(c)
+    return [names for names in by_folded.values() if len(names) > 1]
 
 
 def _shown_twins(names: list[str]) -> str:

@@ -27,6 +27,12 @@ def label_text(value) -> str:
     return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
+def zeros_dropped(label: str) -> str:
+    """A number-like label as a spreadsheet keeps it once it reads it as a number: leading zeros
+    gone (`007` is 7, `-01` is -1), whatever else it is unchanged."""
+    return re.sub(r"^(-?)0+(?=\d)", r"\1", label) if re.fullmatch(r"-?\d+(\.\d+)?", label) else label
+
+
 @dataclass
 class Dataset:
     """`inputs` is a list of str (text), a list of image paths or uint8 arrays (image), or a 2-D

@@ -48,6 +48,19 @@ def note_colour_unseen(model, data) -> None:
             "hold colour, it never saw any; if colour does not tell the classes apart, convert them to grey first")
 
 
+def zeros_lost(unknown, classes) -> str:
+    """What to add where the test labels the model never saw are its classes without their leading
+    zeros (1 for its 01): a spreadsheet that read the column as numbers saved them so."""
+    from quickadapt.data.dataset import zeros_dropped
+
+    stripped = {zeros_dropped(c): c for c in classes if zeros_dropped(c) != c}
+    meant = [f"{u} for {stripped[u]}" for u in unknown if u in stripped]
+    if not meant:
+        return ""
+    return (f" ({', '.join(meant[:3])}: a spreadsheet that reads the column as numbers drops leading zeros; "
+            "format it as text and save again)")
+
+
 def score_test_data(model, model_dir, read, spec: str, *, task: str = "main", abstain: bool = False,
                     threshold: float | None = None, none_label: str = "__none__", oos_label: str | None = None,
                     top: int | None = None, progress: str | None = None) -> Scored:
@@ -71,7 +84,8 @@ def score_test_data(model, model_dir, read, spec: str, *, task: str = "main", ab
     if unknown:
         hint = (f"more than the {option('oos_label')}" if oos_label is not None
                 else f"pass {option('oos_label')} if they mark out-of-scope")
-        raise BadInput(f"{spec} has labels the model never saw ({', '.join(unknown[:5])}); {hint}")
+        raise BadInput(f"{spec} has labels the model never saw ({', '.join(unknown[:5])}); {hint}"
+                       + zeros_lost(unknown, model.classes[task]))
     abstaining = abstain or threshold is not None
     labels, scores, top_labels, top_scores = model.predict_top(
         test.inputs, top or 1, task=task, abstain=abstaining, none_label=none_label, threshold=threshold,

@@ -156,6 +156,33 @@ def test_predictions_written_as_tsv_read_back_as_text_once_input_is_named_text(t
     assert report["n"] == 4 and report["accuracy"] == 1.0  # its own answers, read back row for row
 
 
+def test_cells_a_spreadsheet_reads_as_formulas_are_written_as_they_are_with_a_note(tmp_path):
+    """A text or label beginning with =, +, - or @ is a formula to Excel and Sheets (OWASP's CSV
+    injection): it is written unchanged, so `input` still matches the source and the file reads
+    back as the same texts, and a note says which cells a spreadsheet would run; -1.5 is a number,
+    and .jsonl is no spreadsheet's."""
+    import csv
+
+    from cli_helpers import run
+    from quickadapt.artifact import save_model
+
+    texts = ['=HYPERLINK("http://x.test","see")', "@SUM(1+1)", "-1.5", "what is my balance", "+33 call me"]
+    data = Dataset("text", texts, np.array(["-x", "-x", "ok", "ok", "ok"], dtype=object))
+    save_model(adapt(data, encoder="minilm", strategy="prototypes", cv=0, progress=False), tmp_path / "m")
+    with open(tmp_path / "in.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["text"], *([t] for t in texts)])
+    r = run("predict", tmp_path / "m", "--data", tmp_path / "in.csv", "--out", tmp_path / "p.csv")
+    assert r.exit_code == 0, r.stderr
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["input"] for row in rows] == texts
+    flagged = 3 + sum(row["label"] == "-x" for row in rows)  # the three texts and each answer -x
+    assert (f"note: {flagged} cells written begin with =, +, - or @ (the first: "
+            """'=HYPERLINK("http://x.test","see")'), which a spreadsheet opening the csv reads as a formula""") in r.stderr
+    r = run("predict", tmp_path / "m", "--data", tmp_path / "in.csv", "--out", tmp_path / "p.jsonl")
+    assert r.exit_code == 0 and "formula" not in r.stderr
+
+
 def test_answers_withheld_for_classes_the_threshold_never_saw_are_noted(tmp_path):
     """A class with one example is never held out, so the calibrated threshold never saw its
     (lower) confidences: with 3 digits of one example beside 7 of 20, predict --abstain withheld

@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import os
+import re
 import signal
 import sys
 import uuid
@@ -317,6 +318,28 @@ def _write_csv(stream, rows, delimiter: str = ",") -> None:
                             delimiter=delimiter, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+    _note_formula_cells(rows)
+
+
+# a cell a spreadsheet reads as a formula: one that begins so and is not a number (-1.5 is one)
+FORMULA_START = ("=", "+", "-", "@")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _note_formula_cells(rows) -> None:
+    """Say where a text or label written begins as a formula does (=HYPERLINK(...), @SUM(...)):
+    Excel and Sheets run it on opening the file. The cells are written as they are, not with
+    OWASP's leading quote, which a spreadsheet shows as part of the text: the `input` column
+    would no longer match its source, and predictions fed back as training data would train
+    on altered texts (docs/cli.md)."""
+    from quickadapt.progress import log
+
+    cells = [v for row in rows for v in row.values()
+             if isinstance(v, str) and v.startswith(FORMULA_START) and not NUMBER.fullmatch(v)]
+    if cells:
+        log(f"note: {count(len(cells), 'cell')} written begin{'s' if len(cells) == 1 else ''} with =, +, - or @ "
+            f"(the first: {cells[0][:40]!r}), which a spreadsheet opening the csv reads as a formula; "
+            "open it with Data > From Text/CSV and those columns as Text, or write --out as .jsonl (docs/cli.md)")
 
 
 def _flat_row(row: dict) -> dict:

@@ -683,3 +683,18 @@ def test_a_spreadsheets_blank_columns_are_not_features(tmp_path):
     assert ds.labels.tolist() == ["x", "y"]
     with pytest.raises(BadInput, match="column 4 has no name"):
         load_dataset(write(tmp_path / "g.csv", "a,b,label,,\n1.5,2,x,,\n3,4,y,7,\n"))
+
+
+def test_empty_rows_above_the_header_are_not_the_header(tmp_path):
+    """A sheet whose table starts at row 3 is saved with empty rows above it: the first was read
+    as a header without names ('line 3 has 2 fields but the header has 0', or a nameless feature
+    column), and a semicolon file read with commas."""
+    for name, content in [("blank.csv", "\r\n\r\ntext,label\r\nhi,a\r\nho,b\r\n"),
+                          ("commas.csv", ",\r\n,\r\ntext,label\r\nhi,a\r\nho,b\r\n"),
+                          ("semi.csv", "\r\n;\r\nText;Label\r\nhi;a\r\nho;b\r\n")]:
+        ds = load_dataset(write(tmp_path / name, content))
+        assert ds.inputs == ["hi", "ho"] and ds.labels.tolist() == ["a", "b"], name
+    feats = load_dataset(write(tmp_path / "f.csv", ",,\na,b,label\n1,2,x\n3,4,y\n"))
+    assert feats.columns == ["a", "b"] and feats.inputs.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    with pytest.raises(BadInput, match="line 5 has empty text"):  # lines still counted from the file's first
+        load_dataset(write(tmp_path / "e.csv", "\n,\ntext,label\nhi,a\n,b\n"))

@@ -246,7 +246,7 @@ def _delimiter(path: Path, content: str) -> str:
     (what spreadsheets write where the comma is the decimal mark)."""
     if path.suffix.lower() == ".tsv":
         return "\t"
-    first = content.split("\n", 1)[0]
+    first = next((line for line in content.split("\n") if line.strip()), "")  # the header: rows above it may be empty
     if "," not in first:
         for d in (";", "\t"):
             if d in first:
@@ -288,7 +288,7 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_nam
     delimiter = excel.group(1) if excel else _delimiter(path, content)
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     try:
-        header = next(reader)
+        header = _header_row(reader)
     except StopIteration:
         raise BadInput(f"{shown}: empty file; {TEXT_HINT}, or {FEATURE_HINT}") from None
     except csv.Error as e:
@@ -341,6 +341,16 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_nam
     return data
 
 
+def _header_row(reader) -> list[str]:
+    """The first row with a cell that is not blank: a sheet whose table starts lower down is
+    saved with empty rows above it (`,,` or nothing), and the first of them was read as a header
+    without names ('line 3 has 2 fields but the header has 0')."""
+    while True:
+        row = next(reader)
+        if any(c.strip() for c in row):
+            return row
+
+
 def _csv_rows(reader, shown: str, lines_before: int = 0) -> list[tuple[int, list[str]]]:
     """(line number, cells) of every data row, numbered by the line of the file it starts on
     (`lines_before`: lines cut off before the reader's text, Excel's `sep=` line). Empty lines are
@@ -371,7 +381,7 @@ def _tsv_rows(content: str, header: list[str], body, shown: str, lines_before: i
     if _strictly_quoted(content) and not any(_spans_rows(c) for _, r in body for c in r):
         return body
     raw = csv.reader(io.StringIO(content, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
-    next(raw)
+    _header_row(raw)
     rows = _csv_rows(raw, shown, lines_before)
     if rows == body:  # the quotes were inside cells only: nothing was read differently
         return body

@@ -698,3 +698,14 @@ def test_empty_rows_above_the_header_are_not_the_header(tmp_path):
     assert feats.columns == ["a", "b"] and feats.inputs.tolist() == [[1.0, 2.0], [3.0, 4.0]]
     with pytest.raises(BadInput, match="line 5 has empty text"):  # lines still counted from the file's first
         load_dataset(write(tmp_path / "e.csv", "\n,\ntext,label\nhi,a\n,b\n"))
+
+
+def test_a_title_above_the_table_is_named_not_read_as_the_header(tmp_path):
+    """A sheet with a title row above its table: the title was read as the header, and the file
+    refused as a feature column without a name, or as rows with more fields than the header."""
+    for content, line in [("Intent examples,,\r\ntext,label,\r\nhi,a,\r\n", 2),
+                          ("Intent examples\r\nexported 2026-12-01\r\nText,Label\r\nhi,a\r\n", 3)]:
+        with pytest.raises(BadInput, match=rf"line {line} holds the column names `(?i:text)` and `(?i:label)`, but the "
+                                           r"header is the first row that is not empty \(Intent examples\); remove the rows"):
+            load_dataset(write(tmp_path / "t.csv", content))
+    assert load_dataset(write(tmp_path / "f.csv", "a,b\n1,2\n"), labels="ignore").columns == ["a", "b"]

@@ -310,6 +310,7 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_nam
                            "the file reads as one field; close it, or double a quote inside a field (\"\")")
         raise BadInput(f"{shown}: the quote that opens a field on line {line} closes only on a later row, so those "
                        "rows read as one field; close it where the field ends, or double a quote inside a field (\"\")")
+    _refuse_rows_above_header(header, body, shown)
     for i, r in body:
         if len(r) > len(header):
             raise BadInput(f"{shown}: line {i} has {len(r)} fields but the header has {len(header)}; quote fields that contain commas")
@@ -339,6 +340,23 @@ def _load_csv(path: Path, shown: str, labels: str, groups: bool = False, row_nam
     if data.labels is None and labels == "required":
         raise _no_label_column(shown, header)
     return data
+
+
+HEADER_SEARCH = 10  # rows below the first read as a header where a sheet's title rows may have pushed it
+
+
+def _refuse_rows_above_header(header: list[str], body, shown: str) -> None:
+    """A sheet with a title above its table (`Intent examples,,` then `text,label`) read the title
+    as the header: 'column 2 has no name in the header row; name every feature column', or a
+    count of fields, neither of which says that the header is lower down."""
+    if any(h.strip().lower() in ("text", "label") for h in header):
+        return
+    for i, r in body[:HEADER_SEARCH]:
+        named = [c.strip() for c in r if c.strip().lower() in ("text", "label")]
+        if named:
+            raise BadInput(f"{shown}: line {i} holds the column names {' and '.join(f'`{n}`' for n in named)}, but the "
+                           f"header is the first row that is not empty ({', '.join(h for h in header if h)}); remove "
+                           "the rows above the header")
 
 
 def _header_row(reader) -> list[str]:

@@ -267,6 +267,7 @@ def bad(tmp_path, name, content, match, labels="required"):
         # a workbook given by mistake, or renamed .csv (read as 'not UTF-8 text (byte 11)')
         ("x.xlsx", b"PK\x03\x04rest", "a spreadsheet workbook is not read; save it as UTF-8 csv"),
         ("x.ods", b"PK\x03\x04rest", "a spreadsheet workbook is not read"),
+        ("x.txt", "text\tlabel\nhi\ta\n", r"a \.txt file is not read.*rename it \.tsv if tab-separated"),
         ("x.csv", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb2", "not text but a zip or Office file, as an .xlsx"),
         ("x.tsv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\xff", "not text but a zip or Office file"),
         ("x.tsv", "text\tlabel\r\nmein Konto\ta\r\n".encode("utf-16"),

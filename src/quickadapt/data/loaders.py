@@ -106,6 +106,9 @@ def _load_path(path: Path, shown: str, labels: str, groups: bool = False, row_na
         return _load_npz(path, shown, labels)
     if ext in IMAGE_EXTS:
         raise BadInput(f"{shown}: a single image; pass the folder that holds the images")
+    if ext == ".txt":  # Excel's "Text (Tab delimited)" saves one, and predict --out x.txt writes csv
+        raise BadInput(f"{shown}: a .txt file is not read, since its name does not say how its cells are separated; "
+                       "rename it .tsv if tab-separated (Excel's Text (Tab delimited)) or .csv if comma-separated")
     if ext in WORKBOOK_EXTS:
         raise BadInput(f"{shown}: a spreadsheet workbook is not read; {SAVE_AS_CSV}")
     if ext == ".json":  # predict --out writes it, but a whole-file array is not what the loaders stream

@@ -212,3 +212,28 @@ def test_rank_scores_each_repeated_example_once(tmp_path):
     assert twice["n_examples"] == once["n_examples"] == 20
     for name in ("logme", "hscore", "leep"):
         assert twice["candidates"][0]["scores"][name] == pytest.approx(once["candidates"][0]["scores"][name]), name
+
+
+def test_rank_takes_a_folder_whose_path_has_commas_or_brackets_whole(tmp_path):
+    """A model folder named models/bert,v2 was split at its comma ('encoder folder .../bert does not
+    exist') and runs/[exp1] read as settings ('is not NAME or NAME[key=value;...]'); each names an
+    existing folder, so it is taken whole, given alone or as a part, and --encoders adds up."""
+    import shutil
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 8)
+    np.savez(tmp_path / "f.npz", X=rng.normal(size=(3, 5))[y] * 2 + rng.normal(size=(24, 5)), y=y)
+    fitted = run("fit", "--data", tmp_path / "f.npz", "--encoder", "mlp", "--out", tmp_path / "m", "--cv", "0", "--quiet")
+    assert fitted.exit_code == 0, fitted.stderr
+    comma, brackets = tmp_path / "bert,v2", tmp_path / "[exp1]"
+    shutil.copytree(tmp_path / "m", comma)
+    shutil.copytree(tmp_path / "m", brackets)
+    r = run("rank", "--data", tmp_path / "f.npz", "--encoders", comma, "--encoders", f"mlp,{brackets},mlp[hidden=8]",
+            "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(r.stdout)["candidates"]
+    assert sorted((c["encoder"], json.dumps(c["settings"])) for c in rows) == sorted(
+        [(str(comma), "{}"), (str(brackets), "{}"), ("mlp", "{}"), ("mlp", '{"hidden": 8}')])
+    assert {c["leep_source"] for c in rows if c["encoder"] in (str(comma), str(brackets))} == {"head"}
+    # a part that names no folder is read as before
+    assert_bad_input(run("rank", "--data", tmp_path / "f.npz", "--encoders", f"{tmp_path}/[exp2]"), "NAME[key=value")

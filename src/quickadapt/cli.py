@@ -889,10 +889,13 @@ def episodes(
 @command
 def rank(
     data: str = typer.Option(..., "--data", help="Labelled training data: file, folder or builtin:NAME."),
-    encoders: str = typer.Option(..., "--encoders", help="Candidates, comma-separated: encoder names or folders (a "
-                                                         "quickadapt model, a Hugging Face folder); settings in "
-                                                         "brackets: "  # \\[ : the help's markup reads [...] as a style
-                                                         "efficientnet-lite0\\[size=128], conv4\\[size=84;grey=no]."),
+    encoders: List[str] = typer.Option(..., "--encoders", help="Candidates, comma-separated: encoder names or folders "
+                                                               "(a quickadapt model, a Hugging Face folder); settings in "
+                                                               "brackets: "  # \\[ : the help's markup reads [...] as a style
+                                                               "efficientnet-lite0\\[size=128], conv4\\[size=84;grey=no]. "
+                                                               "Repeatable; a value or part that names an existing "
+                                                               "folder is taken whole, so give a folder whose path has a "
+                                                               "comma or brackets as one --encoders of its own."),
     scores: str = typer.Option(",".join(("logme", "hscore", "leep", "nce")), "--scores",
                                help="Scores to compute, comma-separated; the first ranks the candidates."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
@@ -910,22 +913,32 @@ def rank(
     emit(r, as_json, _rank_table(r))
 
 
-def _candidates(given: str) -> list:
-    """`--encoders` split at the commas outside brackets, each NAME or NAME[key=value;...]."""
+def _candidates(given: list[str]) -> list:
+    """Each `--encoders` split at the commas outside brackets, each part NAME or NAME[key=value;...].
+    A value or part that names an existing folder is taken whole: a folder's path may hold commas
+    or brackets (models/bert,v2, runs/[exp1]) that would otherwise split it or read as settings."""
     from quickadapt.settings import parse_set_options
 
-    parts, depth, current = [], 0, ""
-    for ch in given:
-        depth += {"[": 1, "]": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
+    parts = []
+    for value in given:
+        if _is_folder(value):
+            parts.append(value)
+            continue
+        depth, current = 0, ""
+        for ch in value:
+            depth += {"[": 1, "]": -1}.get(ch, 0)
+            if ch == "," and depth == 0:
+                parts.append(current)
+                current = ""
+            else:
+                current += ch
+        parts.append(current)
     candidates = []
     for part in (p.strip() for p in parts):
         if not part:
+            continue
+        if _is_folder(part):
+            candidates.append(part)
             continue
         if not part.endswith("]") or "[" not in part:
             if "[" in part or "]" in part:
@@ -940,6 +953,10 @@ def _candidates(given: str) -> list:
     if not candidates:
         raise BadInput("--encoders names no candidate")
     return candidates
+
+
+def _is_folder(value: str) -> bool:
+    return bool(value.strip()) and Path(value.strip()).expanduser().is_dir()
 
 
 def _rank_table(r: dict) -> str:

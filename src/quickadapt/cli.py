@@ -220,8 +220,9 @@ def fit(
               # a model folder's encoder carries what it learnt, unless it never learnt anything (adapt.learned_before)
               "encoder_pretrained": model.info["encoder_pretrained"]}
     if "cv_disagreements" in model.info:  # with their inputs, which the manifest does not keep
-        names = train.input_ids()
-        result["cv_disagreements"] = [{"row": d["row"], "input": names[d["row"] - 1],
+        # a feature vector's only name is its position from 0 ("10" beside row 11 read as a value): null, `row` names it
+        names = train.named_inputs()
+        result["cv_disagreements"] = [{"row": d["row"], "input": None if names is None else names[d["row"] - 1],
                                        **{k: d[k] for k in ("label", "predicted", "score")}}
                                       for d in model.info["cv_disagreements"]]
     emit(result, as_json, fit_summary(result))

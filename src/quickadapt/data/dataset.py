@@ -75,16 +75,21 @@ class Dataset:
         return sorted(set(self.labels.tolist()))
 
     def input_ids(self) -> list[str]:
-        """How each input is named in prediction files: the text, the image path, a feature csv's
-        id column (while it is not read as a feature: a model fit on it reads it as one) or the
-        row index."""
+        """How each input is named in prediction files: its own name (`named_inputs`) or the row index."""
+        named = self.named_inputs()
+        return named if named is not None else [str(i) for i in range(len(self))]
+
+    def named_inputs(self) -> list[str] | None:
+        """The inputs' own names: the text, the image path, a feature csv's id column (while it is
+        not read as a feature: a model fit on it reads it as one); None where only their position
+        names them (feature vectors, images given as arrays)."""
         if self.ids is not None and self.id_column not in (self.columns or ()):
             return self.ids
         if self.modality == "text":
             return list(self.inputs)
         if self.modality == "image" and all(isinstance(x, str) for x in self.inputs):
             return list(self.inputs)
-        return [str(i) for i in range(len(self))]
+        return None
 
     def subset(self, index) -> "Dataset":
         index = np.asarray(index, dtype=int)

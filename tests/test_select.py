@@ -237,3 +237,21 @@ def test_rank_takes_a_folder_whose_path_has_commas_or_brackets_whole(tmp_path):
     assert {c["leep_source"] for c in rows if c["encoder"] in (str(comma), str(brackets))} == {"head"}
     # a part that names no folder is read as before
     assert_bad_input(run("rank", "--data", tmp_path / "f.npz", "--encoders", f"{tmp_path}/[exp2]"), "NAME[key=value")
+
+
+def test_scores_of_features_the_same_for_every_example_are_defined():
+    """All-zero features made LogME's updates divide 0 by 0 (NaN, which rank's --json wrote as NaN and
+    sorted anywhere); with F m = 0 for every w, the evidence is the labels' as noise, beta = n / |y|^2.
+    N-LEEP's mixture warned (PCA's zero variance, one distinct cluster) and gave minus the labels' entropy."""
+    import warnings
+
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2])
+    expected = np.mean([0.5 * np.log(15 / k) - 0.5 - 0.5 * np.log(2 * np.pi) for k in (4, 2, 9)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert logme(np.zeros((15, 4)), y) == pytest.approx(expected)
+        assert logme(np.zeros((15, 4)), y) < logme(np.full((15, 4), 3.0), y)  # a constant fits the labels' mean
+        entropy = -sum(k / 15 * np.log(k / 15) for k in (4, 2, 9))
+        for constant in (np.zeros((15, 4)), np.full((15, 4), 3.0)):
+            assert nleep(constant, y) == pytest.approx(-entropy)
+            assert hscore(constant, y) == pytest.approx(0.0)

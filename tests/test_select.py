@@ -126,6 +126,25 @@ def test_scores_refuse_what_they_cannot_score(name):
         score(good, np.zeros(len(y)))
     with pytest.raises(BadInput, match="one per example"):
         score(good, y[:-1])
+    # a missing label was one more class (NaN), or a TypeError from sorting (None among strings)
+    for gap in (np.nan, None):
+        holed = y.astype(object if gap is None else float)
+        holed[7] = gap
+        with pytest.raises(BadInput, match="label of example 7 .* missing"):
+            score(good, holed)
+
+
+def test_nce_refuses_missing_source_labels():
+    """Source labels given as an array with NaN scored every NaN as one source class ([0, 0, 1, 1,
+    nan, nan] gave NCE 0.0, 'perfect'), and a None among strings raised a TypeError."""
+    y = np.array([0, 0, 1, 1, 2, 2])
+    with pytest.raises(BadInput, match="source label of example 4 .* missing"):
+        nce(np.array([0, 0, 1, 1, np.nan, np.nan]), y)
+    with pytest.raises(BadInput, match="source label of example 3 .* missing"):
+        nce(np.array(["a", "a", "b", None, "c", "c"], dtype=object), y)
+    with pytest.raises(BadInput, match="got 3 source labels for 6 labels"):
+        nce(np.array([0, 1, 2]), y)
+    assert nce(np.array(["a", "a", "b", "b", "c", "c"], dtype=object), y) == 0.0
 
 
 def test_rank_orders_real_labels_above_shuffled_ones(clinc_small):

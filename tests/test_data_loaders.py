@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import assert_bad_input, run
 from quickadapt.data import Dataset, list_builtin, load_dataset
 from quickadapt.data.builtin import DATA_DIR
 from quickadapt.errors import BadInput
@@ -665,3 +666,10 @@ def test_the_data_fingerprint_tells_apart_feature_files_that_float32_rounds_alik
     np.savez(tmp_path / "f.npz", X=np.c_[np.round(np.linspace(0, 1, 8), 4), np.arange(8)].astype(np.float64),
              y=np.array(labels))
     assert load_dataset(str(tmp_path / "f.csv")).fingerprint() == load_dataset(str(tmp_path / "f.npz")).fingerprint()
+
+
+def test_a_label_with_a_newline_is_named_on_one_line(tmp_path):
+    """A quoted csv label holding a newline cut 'found 1 class (a' from 'b); ...' on the next line."""
+    (tmp_path / "nl.csv").write_text('text,label\nhello,"a\nb"\nhi there,"a\nb"\n')
+    assert_bad_input(run("fit", "--data", tmp_path / "nl.csv", "--out", tmp_path / "m"),
+                     "found 1 class ('a\\nb'); a classifier needs at least 2")

@@ -158,6 +158,8 @@ def two(label_a="a", label_b="b", **override):
     ({"name": "t", "examples": "first example"}, 422, "examples:"),
     (["not", "an", "object"], 422, "the request body"),
     (two(cv=1.5), 422, "cv:"),
+    # a label's newline cut the message at it: "examples: found 1 class (x"
+    (two("x\ny", "x\ny"), 400, "examples: found 1 class ('x\\ny'); a classifier needs at least 2"),
 ])
 def test_bad_tasks_are_refused_in_one_line(client, body, status, fragment):
     assert_refused(client.post("/v1/tasks", json=body), status, fragment)

@@ -27,6 +27,12 @@ def label_text(value) -> str:
     return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
+def label_shown(label: str) -> str:
+    """A label as a message names it: as it is, or repr-quoted where it holds a newline, a tab or
+    another unprintable character, which would cut the one-line message or hide in it."""
+    return label if label.isprintable() else repr(label)
+
+
 @dataclass
 class Dataset:
     """`inputs` is a list of str (text), a list of image paths or uint8 arrays (image), or a 2-D
@@ -117,7 +123,7 @@ class Dataset:
         n = len(self.classes)
         if n < min_classes:
             raise BadInput(
-                f"{self.name or 'data'}: found {n} class ({', '.join(self.classes)}); a classifier needs at least {min_classes}"
+                f"{self.name or 'data'}: found {n} class ({', '.join(label_shown(c) for c in self.classes)}); a classifier needs at least {min_classes}"
             )
 
     def fingerprint(self) -> str:

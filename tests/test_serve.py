@@ -185,7 +185,8 @@ def test_bad_requests_are_refused_in_one_line(client, clinc):
                        "inputs[1] is a base64 image, but this task reads text")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": "hi"}), 422, "inputs:")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"] * 41}), 413, "at most 40 inputs")
-    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["x" * 60000]}), 413, "over the limit")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["x" * 60000]}), 413,
+                   "over the limit of 0.05 MB (--max-body-mb)")  # as given: from whole bytes it read 0.0499992
     assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": [{"text": "hi", "label": "a"}] * 71}),
                    413, "at most 100 examples")
     assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": [{"text": "", "label": "a"}]}), 400,

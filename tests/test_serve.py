@@ -376,3 +376,22 @@ def test_an_error_of_the_service_s_own_is_one_line_too(monkeypatch, capfd):
     r = TestClient(create_app(store), raise_server_exceptions=False).get("/v1/tasks")
     assert_refused(r, 500, "internal error (RuntimeError)")
     assert "a bug" not in r.text and "error: GET /v1/tasks: RuntimeError: a bug" in capfd.readouterr().err
+
+
+def test_a_domain_adapted_folder_says_how_many_examples_it_learnt_from(tmp_path):
+    """A domain-adapt folder served with --model described n_examples as null: its info counts the
+    labelled source examples (n_source_fit) and the unlabelled target ones (n_target), not n_examples."""
+    from quickadapt.serve.run import model_task
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 12)
+    means = rng.normal(size=(3, 5)) * 2
+    np.savez(tmp_path / "source.npz", X=means[y] + rng.normal(size=(36, 5)), y=y)
+    np.savez(tmp_path / "target.npz", X=means[y[:21]] + rng.normal(size=(21, 5)) + 1.5)
+    adapted = run("domain-adapt", "--source", tmp_path / "source.npz", "--target", tmp_path / "target.npz",
+                  "--method", "coral", "--out", tmp_path / "shifted", "--quiet")
+    assert adapted.exit_code == 0, adapted.stderr
+    store = TaskStore()
+    store.put(model_task(tmp_path / "shifted", "shifted"))
+    described = TestClient(create_app(store)).get("/v1/tasks/shifted").json()
+    assert (described["n_examples"], described["n_target"], described["n_classes"]) == (36, 21, 3)

@@ -55,11 +55,14 @@ class Task:
         clf = self.classifier
         info = clf.model_.info
         out = {"task_id": self.task_id, "name": self.name, "encoder": self.encoder, "strategy": self.strategy,
-               "modality": self.modality, "n_examples": info.get("n_examples"),
+               # a domain-adapted folder's labelled examples are its source's (n_source_fit), beside its unlabelled target's
+               "modality": self.modality, "n_examples": info.get("n_examples", info.get("n_source_fit")),
                "n_classes": len(clf.classes_), "labels": [json_label(c) for c in clf.classes_],
                "read_only": self.read_only, "created": self.created, "adapt_ms": self.adapt_ms}
         if self.model_folder is not None:
             out["model"] = Path(self.model_folder).name
+        if info.get("n_target") is not None:
+            out["n_target"] = info["n_target"]
         if info.get("cv_accuracy") is not None:
             out["cv_accuracy"] = info["cv_accuracy"]
         if clf.model_.threshold is not None:  # what abstain uses unless a request gives its own

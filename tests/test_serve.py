@@ -395,3 +395,27 @@ def test_a_domain_adapted_folder_says_how_many_examples_it_learnt_from(tmp_path)
     store.put(model_task(tmp_path / "shifted", "shifted"))
     described = TestClient(create_app(store)).get("/v1/tasks/shifted").json()
     assert (described["n_examples"], described["n_target"], described["n_classes"]) == (36, 21, 3)
+
+
+def test_the_number_of_tasks_is_capped(tmp_path):
+    """Every task created was kept for as long as the service ran, without bound; past --max-tasks a
+    new one is refused (413) until one is deleted, and a served folder does not count."""
+    from quickadapt.serve.run import model_task
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", X=rng.normal(size=(12, 4)), y=np.arange(12) % 2)
+    assert run("fit", "--data", tmp_path / "f.npz", "--out", tmp_path / "served", "--cv", "0", "--quiet").exit_code == 0
+    store = TaskStore(Limits(max_tasks=2))
+    store.put(model_task(tmp_path / "served", "served"))
+    client = TestClient(create_app(store))
+    examples = [{"image": png((200, 0, 0), i), "label": "red"} for i in range(2)]
+    examples += [{"image": png((0, 0, 200), i), "label": "blue"} for i in range(2)]
+    body = {"encoder": "conv4", "examples": examples}
+    first, second = (client.post("/v1/tasks", json=body) for _ in range(2))
+    assert first.status_code == second.status_code == 201, first.text
+    assert_refused(client.post("/v1/tasks", json=body), 413,
+                   "the service holds at most 2 tasks (--max-tasks) and holds 2; DELETE /v1/tasks/ID")
+    assert len(client.get("/v1/tasks").json()["tasks"]) == 3
+    client.delete(f"/v1/tasks/{first.json()['task_id']}")
+    assert client.post("/v1/tasks", json=body).status_code == 201
+    assert_bad_input(run("serve", "--max-tasks", "0"), "--max-tasks must be at least 1")

@@ -720,6 +720,8 @@ def serve(
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", help="Refuse request bodies larger than this (413)."),
     max_inputs: int = typer.Option(1000, "--max-inputs", help="Inputs one predict call may send (413 above)."),
     max_examples: int = typer.Option(10000, "--max-examples", help="Examples one task may hold (413 above)."),
+    max_tasks: int = typer.Option(1000, "--max-tasks", help="Tasks created over HTTP the service holds at once; "
+                                                            "a new one past it is refused (413) until one is deleted."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt,
 ):
     """Serve adaptation over HTTP (JSON): POST /v1/tasks with labelled examples adapts a model in
@@ -728,7 +730,7 @@ def serve(
     from quickadapt.serve.limits import Limits
     from quickadapt.serve.run import serve as run_service
 
-    limits = Limits(max_body_mb=max_body_mb, max_inputs=max_inputs, max_examples=max_examples)
+    limits = Limits(max_body_mb=max_body_mb, max_inputs=max_inputs, max_examples=max_examples, max_tasks=max_tasks)
     run_service(host=host, port=port, models=model or [], state=state, limits=limits, seed=seed, device=device,
                 quiet=quiet)
 

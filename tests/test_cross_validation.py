@@ -1,6 +1,7 @@
 """The accuracy estimate on the user's own examples: out-of-fold predictions, and classes that
 have a single example (trained on in every fold, never scored)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -422,7 +423,8 @@ def test_fit_names_the_examples_its_folds_predicted_as_another_class(tmp_path):
     assert {5, 58} <= set(wrong_rows)
     for i in flipped:
         d = wrong_rows[i + 1]
-        assert (d["input"], d["label"]) == (str(i), flipped[i])  # input: the row as predict names it
+        # a feature vector's only name is its position from 0, which beside `row` read as a value: `row` names it
+        assert (d["input"], d["label"]) == (None, flipped[i])
     assert [d["score"] for d in found] == sorted((d["score"] for d in found), reverse=True)
     assert len(found) == round((1 - json.loads(r.stdout)["cv_accuracy"]) * 100)  # every one it got wrong
     # the model keeps the rows (not the inputs) with what the fit measured
@@ -431,7 +433,28 @@ def test_fit_names_the_examples_its_folds_predicted_as_another_class(tmp_path):
 
     text = run("fit", "--data", tmp_path / "digits.npz", "--encoder", "mlp", "--out", tmp_path / "m2", "--quiet").stdout
     assert f"{len(found)} examples predicted as another class out of fold" in text
-    assert f"  row {found[0]['row']}: \"{found[0]['input']}\" labelled {found[0]['label']}, predicted" in text
+    assert f"  row {found[0]['row']} labelled {found[0]['label']}, predicted" in text  # no "4" beside row 5
+
+
+def test_fit_names_a_mislabelled_image_by_its_path_with_the_file_name(tmp_path):
+    """A long image path was cut at its end, so the file name, the one part that tells the images of a
+    folder apart, was lost ("/.../a_rather_long_folder_name_for_class_2/..."); it is now cut in the middle."""
+    from PIL import Image
+
+    from quickadapt.evaluate.summary import disagreements
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / ("x" * 40)
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / c / f"scan_{c}{i:04d}.png")
+    r = run("fit", "--data", folder, "--encoder", "conv4", "--out", tmp_path / "m", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    found = json.loads(r.stdout)["cv_disagreements"]
+    assert found and all(d["input"].endswith(".png") and len(d["input"]) > 60 for d in found)
+    shown = disagreements(found)[1]
+    assert Path(found[0]["input"]).name + '" labelled' in shown and "..." in shown
 
 
 NOTICE = ("Please note: this message and any attachments are confidential and intended only for the named "

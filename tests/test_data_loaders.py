@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import assert_bad_input, run
 from quickadapt.data import Dataset, list_builtin, load_dataset
 from quickadapt.data.builtin import DATA_DIR
 from quickadapt.errors import BadInput
@@ -710,3 +711,10 @@ def test_a_title_above_the_table_is_named_not_read_as_the_header(tmp_path):
                                            r"header is the first row that is not empty \(Intent examples\); remove the rows"):
             load_dataset(write(tmp_path / "t.csv", content))
     assert load_dataset(write(tmp_path / "f.csv", "a,b\n1,2\n"), labels="ignore").columns == ["a", "b"]
+
+
+def test_a_label_with_a_newline_is_named_on_one_line(tmp_path):
+    """A quoted csv label holding a newline cut 'found 1 class (a' from 'b); ...' on the next line."""
+    (tmp_path / "nl.csv").write_text('text,label\nhello,"a\nb"\nhi there,"a\nb"\n')
+    assert_bad_input(run("fit", "--data", tmp_path / "nl.csv", "--out", tmp_path / "m"),
+                     "found 1 class ('a\\nb'); a classifier needs at least 2")

@@ -258,3 +258,31 @@ def test_class_names_are_drawn_as_written_and_missing_glyphs_are_one_note(capsys
         assert image.format == "PNG"
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "余额查询" in notes[0] and "boxes" in notes[0]
+
+
+def test_the_confidence_histogram_stays_readable_under_a_dominant_top_bar():
+    """A confident model put 445 of 600 digits in the 0.95-1.0 bar, and on a linear axis the bars
+    below it (one row: 0.2 % of the axis) were a few pixels high; past 10 median bars the counts go
+    on a log axis, the groups side by side, every bar's top clear of the axis, and the counts the same."""
+    import matplotlib
+
+    from quickadapt.evaluate.plots import _confidence_figure
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([np.full(445, 0.99), rng.uniform(0.3, 0.95, 155)])
+    right = np.concatenate([np.ones(445, bool), rng.random(155) < 0.7])
+
+    def bars(fig):
+        ax = fig.axes[0]
+        drawn = [p for p in ax.patches if isinstance(p, matplotlib.patches.Rectangle) and p.get_height() > 0]
+        tops = [ax.transAxes.inverted().transform(ax.transData.transform((p.get_x(), p.get_y() + p.get_height())))[1]
+                for p in drawn]
+        return ax, sum(p.get_height() for p in drawn), min(tops)
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        ax, rows, lowest = bars(_confidence_figure(scores, right, None, None))
+        assert rows == pytest.approx(600) and lowest > 0.05
+        assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
+        # spread scores keep the linear, stacked histogram
+        ax, rows, _ = bars(_confidence_figure(rng.uniform(0.3, 1.0, 300), rng.random(300) < 0.9, None, None))
+        assert ax.get_yscale() == "linear" and rows == pytest.approx(300)

@@ -126,6 +126,25 @@ def test_scores_refuse_what_they_cannot_score(name):
         score(good, np.zeros(len(y)))
     with pytest.raises(BadInput, match="one per example"):
         score(good, y[:-1])
+    # a missing label was one more class (NaN), or a TypeError from sorting (None among strings)
+    for gap in (np.nan, None):
+        holed = y.astype(object if gap is None else float)
+        holed[7] = gap
+        with pytest.raises(BadInput, match="label of example 7 .* missing"):
+            score(good, holed)
+
+
+def test_nce_refuses_missing_source_labels():
+    """Source labels given as an array with NaN scored every NaN as one source class ([0, 0, 1, 1,
+    nan, nan] gave NCE 0.0, 'perfect'), and a None among strings raised a TypeError."""
+    y = np.array([0, 0, 1, 1, 2, 2])
+    with pytest.raises(BadInput, match="source label of example 4 .* missing"):
+        nce(np.array([0, 0, 1, 1, np.nan, np.nan]), y)
+    with pytest.raises(BadInput, match="source label of example 3 .* missing"):
+        nce(np.array(["a", "a", "b", None, "c", "c"], dtype=object), y)
+    with pytest.raises(BadInput, match="got 3 source labels for 6 labels"):
+        nce(np.array([0, 1, 2]), y)
+    assert nce(np.array(["a", "a", "b", "b", "c", "c"], dtype=object), y) == 0.0
 
 
 def test_rank_orders_real_labels_above_shuffled_ones(clinc_small):
@@ -212,3 +231,46 @@ def test_rank_scores_each_repeated_example_once(tmp_path):
     assert twice["n_examples"] == once["n_examples"] == 20
     for name in ("logme", "hscore", "leep"):
         assert twice["candidates"][0]["scores"][name] == pytest.approx(once["candidates"][0]["scores"][name]), name
+
+
+def test_rank_takes_a_folder_whose_path_has_commas_or_brackets_whole(tmp_path):
+    """A model folder named models/bert,v2 was split at its comma ('encoder folder .../bert does not
+    exist') and runs/[exp1] read as settings ('is not NAME or NAME[key=value;...]'); each names an
+    existing folder, so it is taken whole, given alone or as a part, and --encoders adds up."""
+    import shutil
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 8)
+    np.savez(tmp_path / "f.npz", X=rng.normal(size=(3, 5))[y] * 2 + rng.normal(size=(24, 5)), y=y)
+    fitted = run("fit", "--data", tmp_path / "f.npz", "--encoder", "mlp", "--out", tmp_path / "m", "--cv", "0", "--quiet")
+    assert fitted.exit_code == 0, fitted.stderr
+    comma, brackets = tmp_path / "bert,v2", tmp_path / "[exp1]"
+    shutil.copytree(tmp_path / "m", comma)
+    shutil.copytree(tmp_path / "m", brackets)
+    r = run("rank", "--data", tmp_path / "f.npz", "--encoders", comma, "--encoders", f"mlp,{brackets},mlp[hidden=8]",
+            "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(r.stdout)["candidates"]
+    assert sorted((c["encoder"], json.dumps(c["settings"])) for c in rows) == sorted(
+        [(str(comma), "{}"), (str(brackets), "{}"), ("mlp", "{}"), ("mlp", '{"hidden": 8}')])
+    assert {c["leep_source"] for c in rows if c["encoder"] in (str(comma), str(brackets))} == {"head"}
+    # a part that names no folder is read as before
+    assert_bad_input(run("rank", "--data", tmp_path / "f.npz", "--encoders", f"{tmp_path}/[exp2]"), "NAME[key=value")
+
+
+def test_scores_of_features_the_same_for_every_example_are_defined():
+    """All-zero features made LogME's updates divide 0 by 0 (NaN, which rank's --json wrote as NaN and
+    sorted anywhere); with F m = 0 for every w, the evidence is the labels' as noise, beta = n / |y|^2.
+    N-LEEP's mixture warned (PCA's zero variance, one distinct cluster) and gave minus the labels' entropy."""
+    import warnings
+
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2])
+    expected = np.mean([0.5 * np.log(15 / k) - 0.5 - 0.5 * np.log(2 * np.pi) for k in (4, 2, 9)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert logme(np.zeros((15, 4)), y) == pytest.approx(expected)
+        assert logme(np.zeros((15, 4)), y) < logme(np.full((15, 4), 3.0), y)  # a constant fits the labels' mean
+        entropy = -sum(k / 15 * np.log(k / 15) for k in (4, 2, 9))
+        for constant in (np.zeros((15, 4)), np.full((15, 4), 3.0)):
+            assert nleep(constant, y) == pytest.approx(-entropy)
+            assert hscore(constant, y) == pytest.approx(0.0)

@@ -158,6 +158,8 @@ def two(label_a="a", label_b="b", **override):
     ({"name": "t", "examples": "first example"}, 422, "examples:"),
     (["not", "an", "object"], 422, "the request body"),
     (two(cv=1.5), 422, "cv:"),
+    # a label's newline cut the message at it: "examples: found 1 class (x"
+    (two("x\ny", "x\ny"), 400, "examples: found 1 class ('x\\ny'); a classifier needs at least 2"),
 ])
 def test_bad_tasks_are_refused_in_one_line(client, body, status, fragment):
     assert_refused(client.post("/v1/tasks", json=body), status, fragment)
@@ -183,7 +185,8 @@ def test_bad_requests_are_refused_in_one_line(client, clinc):
                        "inputs[1] is a base64 image, but this task reads text")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": "hi"}), 422, "inputs:")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"] * 41}), 413, "at most 40 inputs")
-    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["x" * 60000]}), 413, "over the limit")
+    assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["x" * 60000]}), 413,
+                   "over the limit of 0.05 MB (--max-body-mb)")  # as given: from whole bytes it read 0.0499992
     assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": [{"text": "hi", "label": "a"}] * 71}),
                    413, "at most 100 examples")
     assert_refused(client.post(f"/v1/tasks/{tid}/examples", json={"examples": [{"text": "", "label": "a"}]}), 400,
@@ -373,3 +376,46 @@ def test_an_error_of_the_service_s_own_is_one_line_too(monkeypatch, capfd):
     r = TestClient(create_app(store), raise_server_exceptions=False).get("/v1/tasks")
     assert_refused(r, 500, "internal error (RuntimeError)")
     assert "a bug" not in r.text and "error: GET /v1/tasks: RuntimeError: a bug" in capfd.readouterr().err
+
+
+def test_a_domain_adapted_folder_says_how_many_examples_it_learnt_from(tmp_path):
+    """A domain-adapt folder served with --model described n_examples as null: its info counts the
+    labelled source examples (n_source_fit) and the unlabelled target ones (n_target), not n_examples."""
+    from quickadapt.serve.run import model_task
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 12)
+    means = rng.normal(size=(3, 5)) * 2
+    np.savez(tmp_path / "source.npz", X=means[y] + rng.normal(size=(36, 5)), y=y)
+    np.savez(tmp_path / "target.npz", X=means[y[:21]] + rng.normal(size=(21, 5)) + 1.5)
+    adapted = run("domain-adapt", "--source", tmp_path / "source.npz", "--target", tmp_path / "target.npz",
+                  "--method", "coral", "--out", tmp_path / "shifted", "--quiet")
+    assert adapted.exit_code == 0, adapted.stderr
+    store = TaskStore()
+    store.put(model_task(tmp_path / "shifted", "shifted"))
+    described = TestClient(create_app(store)).get("/v1/tasks/shifted").json()
+    assert (described["n_examples"], described["n_target"], described["n_classes"]) == (36, 21, 3)
+
+
+def test_the_number_of_tasks_is_capped(tmp_path):
+    """Every task created was kept for as long as the service ran, without bound; past --max-tasks a
+    new one is refused (413) until one is deleted, and a served folder does not count."""
+    from quickadapt.serve.run import model_task
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", X=rng.normal(size=(12, 4)), y=np.arange(12) % 2)
+    assert run("fit", "--data", tmp_path / "f.npz", "--out", tmp_path / "served", "--cv", "0", "--quiet").exit_code == 0
+    store = TaskStore(Limits(max_tasks=2))
+    store.put(model_task(tmp_path / "served", "served"))
+    client = TestClient(create_app(store))
+    examples = [{"image": png((200, 0, 0), i), "label": "red"} for i in range(2)]
+    examples += [{"image": png((0, 0, 200), i), "label": "blue"} for i in range(2)]
+    body = {"encoder": "conv4", "examples": examples}
+    first, second = (client.post("/v1/tasks", json=body) for _ in range(2))
+    assert first.status_code == second.status_code == 201, first.text
+    assert_refused(client.post("/v1/tasks", json=body), 413,
+                   "the service holds at most 2 tasks (--max-tasks) and holds 2; DELETE /v1/tasks/ID")
+    assert len(client.get("/v1/tasks").json()["tasks"]) == 3
+    client.delete(f"/v1/tasks/{first.json()['task_id']}")
+    assert client.post("/v1/tasks", json=body).status_code == 201
+    assert_bad_input(run("serve", "--max-tasks", "0"), "--max-tasks must be at least 1")

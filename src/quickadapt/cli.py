@@ -221,8 +221,9 @@ def fit(
               # a model folder's encoder carries what it learnt, unless it never learnt anything (adapt.learned_before)
               "encoder_pretrained": model.info["encoder_pretrained"]}
     if "cv_disagreements" in model.info:  # with their inputs, which the manifest does not keep
-        names = train.input_ids()
-        result["cv_disagreements"] = [{"row": d["row"], "input": names[d["row"] - 1],
+        # a feature vector's only name is its position from 0 ("10" beside row 11 read as a value): null, `row` names it
+        names = train.named_inputs()
+        result["cv_disagreements"] = [{"row": d["row"], "input": None if names is None else names[d["row"] - 1],
                                        **{k: d[k] for k in ("label", "predicted", "score")}}
                                       for d in model.info["cv_disagreements"]]
     emit(result, as_json, fit_summary(result))
@@ -742,6 +743,8 @@ def serve(
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", help="Refuse request bodies larger than this (413)."),
     max_inputs: int = typer.Option(1000, "--max-inputs", help="Inputs one predict call may send (413 above)."),
     max_examples: int = typer.Option(10000, "--max-examples", help="Examples one task may hold (413 above)."),
+    max_tasks: int = typer.Option(1000, "--max-tasks", help="Tasks created over HTTP the service holds at once; "
+                                                            "a new one past it is refused (413) until one is deleted."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt,
 ):
     """Serve adaptation over HTTP (JSON): POST /v1/tasks with labelled examples adapts a model in
@@ -750,7 +753,7 @@ def serve(
     from quickadapt.serve.limits import Limits
     from quickadapt.serve.run import serve as run_service
 
-    limits = Limits(max_body_mb=max_body_mb, max_inputs=max_inputs, max_examples=max_examples)
+    limits = Limits(max_body_mb=max_body_mb, max_inputs=max_inputs, max_examples=max_examples, max_tasks=max_tasks)
     run_service(host=host, port=port, models=model or [], state=state, limits=limits, seed=seed, device=device,
                 quiet=quiet)
 
@@ -912,10 +915,13 @@ def episodes(
 @command
 def rank(
     data: str = typer.Option(..., "--data", help="Labelled training data: file, folder or builtin:NAME."),
-    encoders: str = typer.Option(..., "--encoders", help="Candidates, comma-separated: encoder names or folders (a "
-                                                         "quickadapt model, a Hugging Face folder); settings in "
-                                                         "brackets: "  # \\[ : the help's markup reads [...] as a style
-                                                         "efficientnet-lite0\\[size=128], conv4\\[size=84;grey=no]."),
+    encoders: List[str] = typer.Option(..., "--encoders", help="Candidates, comma-separated: encoder names or folders "
+                                                               "(a quickadapt model, a Hugging Face folder); settings in "
+                                                               "brackets: "  # \\[ : the help's markup reads [...] as a style
+                                                               "efficientnet-lite0\\[size=128], conv4\\[size=84;grey=no]. "
+                                                               "Repeatable; a value or part that names an existing "
+                                                               "folder is taken whole, so give a folder whose path has a "
+                                                               "comma or brackets as one --encoders of its own."),
     scores: str = typer.Option(",".join(("logme", "hscore", "leep", "nce")), "--scores",
                                help="Scores to compute, comma-separated; the first ranks the candidates."),
     seed: int = SeedOpt, device: str = DeviceOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt,
@@ -933,22 +939,32 @@ def rank(
     emit(r, as_json, _rank_table(r))
 
 
-def _candidates(given: str) -> list:
-    """`--encoders` split at the commas outside brackets, each NAME or NAME[key=value;...]."""
+def _candidates(given: list[str]) -> list:
+    """Each `--encoders` split at the commas outside brackets, each part NAME or NAME[key=value;...].
+    A value or part that names an existing folder is taken whole: a folder's path may hold commas
+    or brackets (models/bert,v2, runs/[exp1]) that would otherwise split it or read as settings."""
     from quickadapt.settings import parse_set_options
 
-    parts, depth, current = [], 0, ""
-    for ch in given:
-        depth += {"[": 1, "]": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
+    parts = []
+    for value in given:
+        if _is_folder(value):
+            parts.append(value)
+            continue
+        depth, current = 0, ""
+        for ch in value:
+            depth += {"[": 1, "]": -1}.get(ch, 0)
+            if ch == "," and depth == 0:
+                parts.append(current)
+                current = ""
+            else:
+                current += ch
+        parts.append(current)
     candidates = []
     for part in (p.strip() for p in parts):
         if not part:
+            continue
+        if _is_folder(part):
+            candidates.append(part)
             continue
         if not part.endswith("]") or "[" not in part:
             if "[" in part or "]" in part:
@@ -963,6 +979,10 @@ def _candidates(given: str) -> list:
     if not candidates:
         raise BadInput("--encoders names no candidate")
     return candidates
+
+
+def _is_folder(value: str) -> bool:
+    return bool(value.strip()) and Path(value.strip()).expanduser().is_dir()
 
 
 def _rank_table(r: dict) -> str:

@@ -33,6 +33,12 @@ def zeros_dropped(label: str) -> str:
     return re.sub(r"^(-?)0+(?=\d)", r"\1", label) if re.fullmatch(r"-?\d+(\.\d+)?", label) else label
 
 
+def label_shown(label: str) -> str:
+    """A label as a message names it: as it is, or repr-quoted where it holds a newline, a tab or
+    another unprintable character, which would cut the one-line message or hide in it."""
+    return label if label.isprintable() else repr(label)
+
+
 @dataclass
 class Dataset:
     """`inputs` is a list of str (text), a list of image paths or uint8 arrays (image), or a 2-D
@@ -81,16 +87,21 @@ class Dataset:
         return sorted(set(self.labels.tolist()))
 
     def input_ids(self) -> list[str]:
-        """How each input is named in prediction files: the text, the image path, a feature csv's
-        id column (while it is not read as a feature: a model fit on it reads it as one) or the
-        row index."""
+        """How each input is named in prediction files: its own name (`named_inputs`) or the row index."""
+        named = self.named_inputs()
+        return named if named is not None else [str(i) for i in range(len(self))]
+
+    def named_inputs(self) -> list[str] | None:
+        """The inputs' own names: the text, the image path, a feature csv's id column (while it is
+        not read as a feature: a model fit on it reads it as one); None where only their position
+        names them (feature vectors, images given as arrays)."""
         if self.ids is not None and self.id_column not in (self.columns or ()):
             return self.ids
         if self.modality == "text":
             return list(self.inputs)
         if self.modality == "image" and all(isinstance(x, str) for x in self.inputs):
             return list(self.inputs)
-        return [str(i) for i in range(len(self))]
+        return None
 
     def subset(self, index) -> "Dataset":
         index = np.asarray(index, dtype=int)
@@ -118,7 +129,7 @@ class Dataset:
         n = len(self.classes)
         if n < min_classes:
             raise BadInput(
-                f"{self.name or 'data'}: found {n} class ({', '.join(self.classes)}); a classifier needs at least {min_classes}"
+                f"{self.name or 'data'}: found {n} class ({', '.join(label_shown(c) for c in self.classes)}); a classifier needs at least {min_classes}"
             )
 
     def fingerprint(self) -> str:

@@ -70,9 +70,11 @@ def disagreements(found: list[dict]) -> list[str]:
     lines = [f"{count(n, 'example')} predicted as another class out of fold (mislabelled, or hard; "
              f"the most confident first{more}):"]
     for d in found[:SHOWN_DISAGREEMENTS]:
-        shown = str(d.get("input", ""))  # a model's info keeps the rows alone
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        lines.append(f"  row {d['row']}:{' ' + json.dumps(shown, ensure_ascii=False) if shown else ''} labelled "
+        # a model's info keeps the rows alone, and feature vectors have no input but their row
+        shown = "" if d.get("input") is None else str(d["input"])
+        # cut in the middle: an image's path keeps its file name, a text its start and end
+        shown = shown if len(shown) <= 60 else shown[:28] + "..." + shown[-29:]
+        lines.append(f"  row {d['row']}{': ' + json.dumps(shown, ensure_ascii=False) if shown else ''} labelled "
                      f"{d['label']}, predicted {d['predicted']} ({d['score']:.2f})")
     return lines
 

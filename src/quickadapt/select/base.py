@@ -41,10 +41,21 @@ def checked(values, labels, what: str = "features") -> tuple[np.ndarray, np.ndar
     y = np.asarray(labels)
     if y.ndim != 1 or len(y) != len(x):
         raise BadInput(f"labels must be one per example: got {y.shape} labels for {len(x)} examples")
-    classes, codes = np.unique(y.astype(str) if y.dtype == object else y, return_inverse=True)
+    codes = label_codes(y, "label")
+    classes = np.unique(codes)
     if len(classes) < 2:
         raise BadInput(f"labels hold {len(classes)} class; a transferability score compares at least 2")
-    return x, codes.reshape(-1)
+    return x, codes
+
+
+def label_codes(labels: np.ndarray, what: str) -> np.ndarray:
+    """1-D `labels` as codes 0..K-1, or BadInput where one is missing (None or NaN): np.unique
+    would make the NaNs one more class, silently, and a None among strings fail to sort."""
+    missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in labels.tolist()], dtype=bool)
+    if missing.any():
+        raise BadInput(f"{what} of example {int(np.flatnonzero(missing)[0])} (from 0) is missing (NaN or None); "
+                       f"every example needs one")
+    return np.unique(labels.astype(str) if labels.dtype == object else labels, return_inverse=True)[1].reshape(-1)
 
 
 def one_hot(codes: np.ndarray) -> np.ndarray:

@@ -46,6 +46,10 @@ def gaussian_mixture_proba(features, n_components: int, *, seed: int = 0) -> np.
 
     f = np.asarray(features, dtype=np.float64)
     f = (f - f.mean(axis=0)) / np.maximum(f.std(axis=0), 1e-12)
+    if not f.any():
+        # the same features for every example: one cluster, no source class tells any apart (PCA
+        # and the mixture would warn of dividing by zero variance and of one distinct cluster)
+        return np.full((len(f), min(n_components, len(f))), 1.0 / min(n_components, len(f)))
     reduced = PCA(n_components=PCA_VARIANCE, svd_solver="full", random_state=seed).fit_transform(f)
     mixture = GaussianMixture(n_components=min(n_components, len(f)), covariance_type="diag", reg_covar=1e-4,
                               random_state=seed, n_init=1).fit(reduced)

@@ -38,6 +38,10 @@ def _evidence(x: np.ndarray, y_norm2: float, s: np.ndarray, n: int, d: int) -> f
     """The log maximum evidence per example for one target whose projections on F's left
     singular vectors are `x` and whose squared length is `y_norm2` (its part outside F's column
     space is residual whatever w is)."""
+    if not (s > 0).any():
+        # all-zero features: F m = 0 whatever w is, so alpha drops out of the evidence (any value
+        # maximises it) and beta's maximum is n / |y|^2; the updates would divide 0 by 0 (NaN)
+        return float(0.5 * np.log(n / y_norm2) - 0.5 - 0.5 * np.log(2 * np.pi))
     x2 = x ** 2
     outside = max(y_norm2 - x2.sum(), 0.0)
     alpha, beta = 1.0, 1.0

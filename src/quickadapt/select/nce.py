@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quickadapt.select.base import checked, transferability_score
+from quickadapt.errors import BadInput
+from quickadapt.select.base import checked, label_codes, transferability_score
 
 
 @transferability_score("nce", reads="source")
@@ -17,7 +18,13 @@ def nce(source_proba, labels) -> float:
     """NCE of the source classes argmax(`source_proba`) (n, Z) for the target `labels`; a 1-D
     array is taken as the source labels themselves. Higher is better, at most 0."""
     given = np.asarray(source_proba)
-    z = given if given.ndim == 1 else checked(given, labels, "source probabilities")[0].argmax(axis=1)
+    if given.ndim == 1 and len(given) != len(np.asarray(labels)):
+        raise BadInput(f"source labels must be one per example: got {len(given)} source labels for "
+                       f"{len(np.asarray(labels))} labels")
+    if given.ndim == 1:
+        z = label_codes(given, "source label")
+    else:
+        z = checked(given, labels, "source probabilities")[0].argmax(axis=1)
     _, codes = checked(np.zeros((len(z), 1)), labels)
     _, z = np.unique(z, return_inverse=True)
     joint = np.zeros((codes.max() + 1, z.max() + 1))

@@ -61,7 +61,7 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
     `Authorization: Bearer <token>`."""
     store = store or TaskStore()
     app = FastAPI(title="quickadapt", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit, max_bytes=store.limits.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=store.limits.max_body_bytes, max_mb=store.limits.max_body_mb)
     app.state.store = store
 
     def authorised(request: Request) -> None:
@@ -179,9 +179,10 @@ class BodyLimit:
     """Refuse (413) a request body over `max_bytes` before the application reads it: by its
     Content-Length, and, for a body sent without one (chunked), as it arrives."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, max_mb: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_mb = max_mb  # the limit as given: back from whole bytes, 0.3 MB read 0.299999, 0.0001 MB 9.91821e-05
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -212,7 +213,7 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def refuse(self, send):
-        response = JSONResponse({"error": f"the request body is over the limit of {self.max_bytes / 2**20:g} MB "
+        response = JSONResponse({"error": f"the request body is over the limit of {self.max_mb:.15g} MB "
                                           "(--max-body-mb); send fewer or smaller inputs a call"}, status_code=413)
         await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})

@@ -55,11 +55,14 @@ class Task:
         clf = self.classifier
         info = clf.model_.info
         out = {"task_id": self.task_id, "name": self.name, "encoder": self.encoder, "strategy": self.strategy,
-               "modality": self.modality, "n_examples": info.get("n_examples"),
+               # a domain-adapted folder's labelled examples are its source's (n_source_fit), beside its unlabelled target's
+               "modality": self.modality, "n_examples": info.get("n_examples", info.get("n_source_fit")),
                "n_classes": len(clf.classes_), "labels": [json_label(c) for c in clf.classes_],
                "read_only": self.read_only, "created": self.created, "adapt_ms": self.adapt_ms}
         if self.model_folder is not None:
             out["model"] = Path(self.model_folder).name
+        if info.get("n_target") is not None:
+            out["n_target"] = info["n_target"]
         if info.get("cv_accuracy") is not None:
             out["cv_accuracy"] = info["cv_accuracy"]
         if clf.model_.threshold is not None:  # what abstain uses unless a request gives its own
@@ -167,7 +170,8 @@ class TaskStore:
                                 "(those that keep the encoder frozen); fit others with `quickadapt fit` and serve "
                                 "the folder with `quickadapt serve --model`")
         self.check_count(len(examples))
-        with self.fit_lock:
+        with self.fit_lock:  # every task is made under it: two creations cannot both take the last place
+            self.check_room()
             clf, adapt_ms = self.fit(examples, modality, encoder, strategy, cv)
             task = Task(new_task_id(), name, encoder, strategy, clf, list(examples), adapt_ms, now(), cv=cv)
             self.save(task)
@@ -200,6 +204,15 @@ class TaskStore:
         if n > self.limits.max_examples:
             raise ApiError(413, f"a task holds at most {self.limits.max_examples} examples (--max-examples), "
                                 f"this one would hold {n}")
+
+    def check_room(self) -> None:
+        """Refuse a new task past --max-tasks: each holds its examples and head in memory for as long as
+        the service runs. Refused, not evicted: a client's task never disappears under it. Served
+        folders do not count (the command line chose them)."""
+        held = sum(not t.read_only for t in self.all())
+        if held >= self.limits.max_tasks:
+            raise ApiError(413, f"the service holds at most {self.limits.max_tasks} tasks (--max-tasks) and holds "
+                                f"{held}; DELETE /v1/tasks/ID one no longer needed, then create this one")
 
     def fit(self, examples: list[dict], modality: str, encoder: str, strategy: str, cv: int, known: int = 0):
         key = "text" if modality == "text" else "image"

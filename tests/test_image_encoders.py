@@ -111,6 +111,34 @@ def test_unreadable_inputs_raise_badinput(tmp_path):
         load_image(np.zeros((4, 4), np.float32))
 
 
+def test_a_pil_image_is_read_upright_by_its_exif_as_its_file_is(tmp_path):
+    from quickadapt.data.dataset import content_key
+
+    upright = np.zeros((8, 12, 3), np.uint8)
+    upright[:2] = 255  # a white band at the top, as a viewer shows the photo
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: stored turned a quarter, as phones save a photo taken upright
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    stored.save(tmp_path / "phone.png", exif=exif)
+    path = str(tmp_path / "phone.png")
+    from_path = prepare_images([path], 12, grey=True)
+    assert torch.equal(prepare_images([Image.open(path)], 12, grey=True), from_path)
+    assert not torch.equal(prepare_images([np.asarray(stored)], 12, grey=True), from_path)
+    # the embedding cache tells the tagged image from its pixels untagged: they read differently
+    assert content_key(Image.open(path), "image") != content_key(stored, "image")
+
+
+def test_an_unreadable_pil_image_raises_badinput_naming_its_file(tmp_path):
+    from quickadapt.data.dataset import content_key
+
+    broken = tmp_path / "broken.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(broken)
+    broken.write_bytes(broken.read_bytes()[:3000])  # truncated: PIL opens it lazily, fails on decoding
+    for read in (lambda img: prepare_images([img], 8, grey=False), lambda img: content_key(img, "image")):
+        with pytest.raises(BadInput, match="broken.jpg: not a readable image"):
+            read(Image.open(broken))
+
+
 def colour_task(n, seed):
     """Digits drawn in red or green ink of the same luminance on white: the ink's colour is the
     label, the digit is noise, so a grey reading is at chance."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 import re
+import sys
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -174,6 +175,11 @@ def content_bytes(x, modality: str) -> bytes:
     if isinstance(x, str):
         with open(x, "rb") as f:
             return hashlib.sha256(f.read()).digest()
+    pil = sys.modules.get("PIL.Image")  # a PIL image, if PIL is in use (texts do not import it)
+    if pil is not None and isinstance(x, pil.Image):
+        from quickadapt.data.images import picture_bytes
+
+        return picture_bytes(x)
     # feature rows as float64, whatever they were stored as: exact, since embedding serves an
     # input given twice from one computation (two timestamps a second apart are two inputs)
     arr = np.ascontiguousarray(np.asarray(x, dtype=np.float64) if modality == "features" else x)

@@ -81,6 +81,21 @@ def test_a_very_large_image_gets_a_note_not_a_python_warning(tmp_path, monkeypat
     assert "big.png: a very large image (12x12)" in capsys.readouterr().err
 
 
+def test_damaged_exif_is_read_as_pil_can_without_a_python_warning(tmp_path):
+    import struct
+    import warnings
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(photo)
+    jpeg = photo.read_bytes()
+    # an EXIF block whose one entry (Orientation 6) is followed by nothing: no next-directory offset
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x0112, 3, 1, 6)
+    photo.write_bytes(jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping load_image fails the test
+        assert load_image(str(photo)).size == (4, 6)  # its orientation still read: turned upright
+
+
 def test_transparent_pixels_become_white():
     clear = np.zeros((4, 4, 4), np.uint8)  # black, fully transparent
     assert torch.all(to_tensor([load_image(clear)], 4, grey=False) == 255)

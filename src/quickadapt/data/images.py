@@ -32,16 +32,20 @@ def load_image(x) -> Image.Image:
         shown = (getattr(x, "filename", "") or "a PIL image") if isinstance(x, Image.Image) else x
         try:
             with warnings.catch_warnings(record=True) as caught:
-                # PIL warns (a raw Python warning) above ~89 megapixels and refuses twice that
-                warnings.simplefilter("always", Image.DecompressionBombWarning)
+                # PIL warns (a raw Python warning) above ~89 megapixels and refuses twice that.
+                # Every warning is recorded here, none shown or raised (by a program's "error" filter)
+                warnings.simplefilter("always")
                 img = x if isinstance(x, Image.Image) else Image.open(x)
                 img.load()  # open() is lazy: decode now so truncated or corrupt files fail here
+                # phone photos store their rotation in EXIF; apply it so the pixels are upright.
+                # Damaged EXIF (a photo app's) gives PIL's "Corrupt EXIF data" warnings, raw lines
+                # naming no file on the command line: PIL reads what it can, as viewers do, unsaid
+                upright = ImageOps.exif_transpose(img)
             if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
                 from quickadapt.progress import log
 
                 log(f"note: {shown}: a very large image ({img.width}x{img.height}); it is read, then resized")
-            # phone photos store their rotation in EXIF; apply it so the pixels are upright
-            return ImageOps.exif_transpose(img)
+            return upright
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise BadInput(f"{shown}: not a readable image ({exc})") from None
     arr = np.asarray(x)

@@ -230,6 +230,13 @@ def unseen(char: str) -> bool:
     return category == "Cf" or category == "Cc" and not char.isspace()
 
 
+def blank(text: str) -> bool:
+    """Whether `text` holds nothing to read: white space and `unseen` characters only. A cell of
+    zero-width spaces, a BOM or control characters (pasted from a web form) tokenizes as an empty
+    text does, [CLS] [SEP], and was answered with a class as if it said something."""
+    return all(c.isspace() or unseen(c) for c in text)
+
+
 def text_normal_form(text: str) -> str:
     """A text as cross-validation compares it: Unicode-normalised (NFKC), invisible characters
     dropped, runs of white space as one space, none around it, capitals folded. MiniLM

@@ -79,6 +79,10 @@ def test_a_very_large_image_gets_a_note_not_a_python_warning(tmp_path, monkeypat
         warnings.simplefilter("error")  # a warning escaping load_image fails the test
         assert load_image(str(tmp_path / "big.png")).size == (12, 12)
     assert "big.png: a very large image (12x12)" in capsys.readouterr().err
+    # past twice the limit PIL refuses it: a sound file, said to be too large, not unreadable
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "huge.png")
+    with pytest.raises(BadInput, match=r"^.*huge.png: an image too large to read \(.*\); shrink it below 200 pixels"):
+        load_image(str(tmp_path / "huge.png"))
 
 
 def test_damaged_exif_is_read_as_pil_can_without_a_python_warning(tmp_path):

@@ -46,7 +46,14 @@ def load_image(x) -> Image.Image:
 
                 log(f"note: {shown}: a very large image ({img.width}x{img.height}); it is read, then resized")
             return upright
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:
+            # a sound file, only past the size PIL reads unasked: "not a readable image" sent its
+            # owner looking for damage, and PIL's words ("could be decompression bomb DOS attack")
+            # gave no way on
+            raise BadInput(f"{shown}: an image too large to read ({exc}); shrink it below "
+                           f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels (in Python, PIL.Image.MAX_IMAGE_PIXELS "
+                           "sets half that limit)") from None
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
             raise BadInput(f"{shown}: not a readable image ({exc})") from None
     arr = np.asarray(x)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):

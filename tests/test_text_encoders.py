@@ -468,6 +468,25 @@ def test_a_very_long_text_is_tokenized_only_as_far_as_it_is_read(monkeypatch):
         assert set(alike) == {0, 3} and alike[0] == b"tokens read:" + whole["input_ids"][0].numpy().tobytes()
 
 
+def test_a_base64_attachment_without_spaces_is_tokenized_only_as_far_as_it_is_read(monkeypatch):
+    """An e-mail with an attachment pasted in as base64 has no space to cut at for megabytes (one
+    line, or MIME's lines of 76 broken by newlines only): it was tokenized whole, 10 s a reading of
+    2 MB, three readings a predict. It is cut after a word as the tokenizer ends words (for MiniLM
+    a punctuation mark is one), with the same token ids as the whole text."""
+    import base64
+
+    monkeypatch.setenv("QUICKADAPT_NO_CACHE", "1")
+    blob = base64.b64encode(np.random.default_rng(0).bytes(150_000)).decode()
+    texts = ["refund please, invoice attached: " + blob, "invoice:\n" + "\n".join(blob[i:i + 76] for i in range(0, len(blob), 76)),
+             blob + " refund please"]
+    for max_length in (128, 32):
+        encoder = create_encoder("minilm", max_length=max_length)
+        assert all(len(read) < 50 * max_length for read in encoder.prompted(texts))  # not 200,000 characters
+        whole = encoder.tokenizer(texts, padding="max_length", truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+        assert np.array_equal(encoder.prepare_tensor(texts)[:, 0].numpy(), whole["input_ids"].numpy())
+
+
 INTENTS = ("text,label\nmy card was declined,card\nwhy was my card refused,card\ncard got rejected again,card\n"
            "will it rain today,weather\nis it sunny in paris,weather\nhow hot will it be,weather\n")
 

@@ -156,6 +156,13 @@ def test_an_unreadable_pil_image_raises_badinput_naming_its_file(tmp_path):
     for read in (lambda img: prepare_images([img], 8, grey=False), lambda img: content_key(img, "image")):
         with pytest.raises(BadInput, match="broken.jpg: not a readable image"):
             read(Image.open(broken))
+    # a JPEG opened in a `with` block and passed after it: PIL's bare AssertionError on decoding
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(photo)
+    with Image.open(photo) as closed:
+        pass
+    with pytest.raises(BadInput, match="photo.jpg: a PIL image whose file was closed before it was read"):
+        prepare_images([closed], 8, grey=False)
 
 
 def colour_task(n, seed):

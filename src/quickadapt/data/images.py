@@ -46,6 +46,12 @@ def load_image(x) -> Image.Image:
 
                 log(f"note: {shown}: a very large image ({img.width}x{img.height}); it is read, then resized")
             return upright
+        except AssertionError:
+            if getattr(x, "fp", "") is None:  # PIL asserts it has a file to decode from
+                raise BadInput(f"{shown}: a PIL image whose file was closed before it was read (Image.open in a "
+                               "`with` block reads nothing yet): call .load() on it inside the block, or pass "
+                               "the path") from None
+            raise
         except Image.DecompressionBombError as exc:
             # a sound file, only past the size PIL reads unasked: "not a readable image" sent its
             # owner looking for damage, and PIL's words ("could be decompression bomb DOS attack")

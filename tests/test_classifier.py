@@ -112,6 +112,12 @@ def test_empty_text_is_refused_as_the_cli_refuses_it():
     clf = FewShotClassifier(cv=0).fit(["hi there", "hello", "bye now", "see you"], [0, 0, 1, 1])
     with pytest.raises(ValueError, match=r"X\[0\] is empty text"):
         clf.predict([""])
+    # only invisible characters (zero-width spaces, a BOM, controls): MiniLM reads [CLS] [SEP], as
+    # for "", and answered a class as if it said something
+    for nothing in ("\u200b\u200b", "\ufeff \u200d", "\x00\x07"):
+        with pytest.raises(ValueError, match=r"X\[1\] is empty text"):
+            clf.predict(["hi", nothing])
+    assert len(clf.predict(["?!", "\u200bhi"])) == 2  # punctuation, or a word beside them, is read
 
 
 def test_half_a_character_is_refused_as_the_cli_refuses_it():

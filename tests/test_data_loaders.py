@@ -461,6 +461,21 @@ def test_rows_with_empty_text_are_refused_not_dropped(tmp_path):
     assert data.inputs == ["hi", "ho"] and data.labels.tolist() == ["a", "b"]
 
 
+def test_a_text_of_invisible_characters_only_is_refused_as_empty(tmp_path):
+    """A cell holding only zero-width spaces or a BOM (pasted from a web form) tokenizes as an
+    empty one, [CLS] [SEP], and predict answered it with a class; it is refused as empty text is."""
+    for content in ("text\nwhere is my card\n\u200b\u200b\n", 'text\nhi\n"\ufeff \u200b"\n'):
+        with pytest.raises(BadInput, match="line 3 has empty text"):
+            load_dataset(write(tmp_path / "x.csv", content), labels="optional")
+    with pytest.raises(BadInput, match="line 2 has empty text"):
+        load_dataset(write(tmp_path / "x.jsonl", '{"text": "hi"}\n{"text": "\\u200b\\u0007"}\n'), labels="optional")
+    from quickadapt.data.loaders import as_dataset
+
+    with pytest.raises(BadInput, match="^data: data row 2 is empty text"):
+        as_dataset(Dataset("text", ["hi", "\u2060"], None))  # a word joiner
+    assert load_dataset(write(tmp_path / "y.csv", "text\n\u200bhi\n?!\n"), labels="optional").inputs == ["\u200bhi", "?!"]
+
+
 def test_a_raw_tsv_with_quote_characters_in_its_texts_keeps_every_row(tmp_path):
     raw = ('text\tlabel\n"Great" movie, loved it\tpos\n"Terrible acting\tneg\nboring plot\tneg\n'
            'what a film" said my friend\tpos\nawful\tneg\n')

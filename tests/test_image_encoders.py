@@ -79,6 +79,25 @@ def test_a_very_large_image_gets_a_note_not_a_python_warning(tmp_path, monkeypat
         warnings.simplefilter("error")  # a warning escaping load_image fails the test
         assert load_image(str(tmp_path / "big.png")).size == (12, 12)
     assert "big.png: a very large image (12x12)" in capsys.readouterr().err
+    # past twice the limit PIL refuses it: a sound file, said to be too large, not unreadable
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "huge.png")
+    with pytest.raises(BadInput, match=r"^.*huge.png: an image too large to read \(.*\); shrink it below 200 pixels"):
+        load_image(str(tmp_path / "huge.png"))
+
+
+def test_damaged_exif_is_read_as_pil_can_without_a_python_warning(tmp_path):
+    import struct
+    import warnings
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(photo)
+    jpeg = photo.read_bytes()
+    # an EXIF block whose one entry (Orientation 6) is followed by nothing: no next-directory offset
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x0112, 3, 1, 6)
+    photo.write_bytes(jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping load_image fails the test
+        assert load_image(str(photo)).size == (4, 6)  # its orientation still read: turned upright
 
 
 def test_transparent_pixels_become_white():
@@ -109,6 +128,41 @@ def test_unreadable_inputs_raise_badinput(tmp_path):
         load_image(str(tmp_path / "missing.png"))
     with pytest.raises(BadInput, match="uint8"):
         load_image(np.zeros((4, 4), np.float32))
+
+
+def test_a_pil_image_is_read_upright_by_its_exif_as_its_file_is(tmp_path):
+    from quickadapt.data.dataset import content_key
+
+    upright = np.zeros((8, 12, 3), np.uint8)
+    upright[:2] = 255  # a white band at the top, as a viewer shows the photo
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: stored turned a quarter, as phones save a photo taken upright
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    stored.save(tmp_path / "phone.png", exif=exif)
+    path = str(tmp_path / "phone.png")
+    from_path = prepare_images([path], 12, grey=True)
+    assert torch.equal(prepare_images([Image.open(path)], 12, grey=True), from_path)
+    assert not torch.equal(prepare_images([np.asarray(stored)], 12, grey=True), from_path)
+    # the embedding cache tells the tagged image from its pixels untagged: they read differently
+    assert content_key(Image.open(path), "image") != content_key(stored, "image")
+
+
+def test_an_unreadable_pil_image_raises_badinput_naming_its_file(tmp_path):
+    from quickadapt.data.dataset import content_key
+
+    broken = tmp_path / "broken.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(broken)
+    broken.write_bytes(broken.read_bytes()[:3000])  # truncated: PIL opens it lazily, fails on decoding
+    for read in (lambda img: prepare_images([img], 8, grey=False), lambda img: content_key(img, "image")):
+        with pytest.raises(BadInput, match="broken.jpg: not a readable image"):
+            read(Image.open(broken))
+    # a JPEG opened in a `with` block and passed after it: PIL's bare AssertionError on decoding
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(photo)
+    with Image.open(photo) as closed:
+        pass
+    with pytest.raises(BadInput, match="photo.jpg: a PIL image whose file was closed before it was read"):
+        prepare_images([closed], 8, grey=False)
 
 
 def colour_task(n, seed):

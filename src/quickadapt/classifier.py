@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from quickadapt.adapt import adapt
-from quickadapt.data.dataset import Dataset, first_half_character, half_character_problem, input_list
+from quickadapt.data.dataset import Dataset, blank, first_half_character, half_character_problem, input_list
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
@@ -122,7 +122,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got "
                                  f"{type(X[odd]).__name__} at X[{odd}]; for numeric feature vectors use encoder='mlp'")
             # as the loaders refuse an empty `text` cell: an empty input has nothing to classify
-            empty = next((i for i, x in enumerate(X) if not x.strip()), None)
+            empty = next((i for i, x in enumerate(X) if blank(x)), None)
             if empty is not None:
                 raise ValueError(f"X[{empty}] is empty text; every input needs some text")
             half = first_half_character(X)

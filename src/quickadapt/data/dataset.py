@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 import re
+import sys
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -191,6 +192,11 @@ def content_bytes(x, modality: str) -> bytes:
     if isinstance(x, str):
         with open(x, "rb") as f:
             return hashlib.sha256(f.read()).digest()
+    pil = sys.modules.get("PIL.Image")  # a PIL image, if PIL is in use (texts do not import it)
+    if pil is not None and isinstance(x, pil.Image):
+        from quickadapt.data.images import picture_bytes
+
+        return picture_bytes(x)
     # feature rows as float64, whatever they were stored as: exact, since embedding serves an
     # input given twice from one computation (two timestamps a second apart are two inputs)
     arr = np.ascontiguousarray(np.asarray(x, dtype=np.float64) if modality == "features" else x)
@@ -239,6 +245,13 @@ def unseen(char: str) -> bool:
     (which separates words, so `split` reads it)."""
     category = unicodedata.category(char)
     return category == "Cf" or category == "Cc" and not char.isspace()
+
+
+def blank(text: str) -> bool:
+    """Whether `text` holds nothing to read: white space and `unseen` characters only. A cell of
+    zero-width spaces, a BOM or control characters (pasted from a web form) tokenizes as an empty
+    text does, [CLS] [SEP], and was answered with a class as if it said something."""
+    return all(c.isspace() or unseen(c) for c in text)
 
 
 def text_normal_form(text: str) -> str:

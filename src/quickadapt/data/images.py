@@ -18,30 +18,49 @@ from quickadapt.errors import BadInput
 # pixels a file gives (load_image, transparency, bit depth, orientation), or features cached by the
 # older reading are served for the same file bytes (a cache filled before 2: 12-bit PNGs read 16
 # times too dark and light glyphs on transparency as blank, 79 % -> 54 % accuracy on them).
-IMAGE_READING = 2
+IMAGE_READING = 3  # 3: a PIL image given in Python is turned upright by its EXIF, as its file was
 
 _HIGH_BIT_MODES = ("I", "F")  # 32-bit int / float: 16-bit files come through as "I;16*" or "I"
 
 
 def load_image(x) -> Image.Image:
-    """An image from a file path or a uint8 array (HxW grey, HxWx1, HxWx3 or HxWx4)."""
-    if isinstance(x, Image.Image):
-        return x
-    if isinstance(x, (str, os.PathLike)):
+    """An image from a file path, a PIL image or a uint8 array (HxW grey, HxWx1, HxWx3 or HxWx4)."""
+    if isinstance(x, (str, os.PathLike, Image.Image)):
+        # a PIL image from Image.open is read as its file is: decoded here (a truncated one fails
+        # with this message, not PIL's OSError) and turned upright by its EXIF (a phone photo
+        # passed as Image.open(path) was read sideways, its path upright)
+        shown = (getattr(x, "filename", "") or "a PIL image") if isinstance(x, Image.Image) else x
         try:
             with warnings.catch_warnings(record=True) as caught:
-                # PIL warns (a raw Python warning) above ~89 megapixels and refuses twice that
-                warnings.simplefilter("always", Image.DecompressionBombWarning)
-                img = Image.open(x)
+                # PIL warns (a raw Python warning) above ~89 megapixels and refuses twice that.
+                # Every warning is recorded here, none shown or raised (by a program's "error" filter)
+                warnings.simplefilter("always")
+                img = x if isinstance(x, Image.Image) else Image.open(x)
                 img.load()  # open() is lazy: decode now so truncated or corrupt files fail here
+                # phone photos store their rotation in EXIF; apply it so the pixels are upright.
+                # Damaged EXIF (a photo app's) gives PIL's "Corrupt EXIF data" warnings, raw lines
+                # naming no file on the command line: PIL reads what it can, as viewers do, unsaid
+                upright = ImageOps.exif_transpose(img)
             if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
                 from quickadapt.progress import log
 
-                log(f"note: {x}: a very large image ({img.width}x{img.height}); it is read, then resized")
-            # phone photos store their rotation in EXIF; apply it so the pixels are upright
-            return ImageOps.exif_transpose(img)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise BadInput(f"{x}: not a readable image ({exc})") from None
+                log(f"note: {shown}: a very large image ({img.width}x{img.height}); it is read, then resized")
+            return upright
+        except AssertionError:
+            if getattr(x, "fp", "") is None:  # PIL asserts it has a file to decode from
+                raise BadInput(f"{shown}: a PIL image whose file was closed before it was read (Image.open in a "
+                               "`with` block reads nothing yet): call .load() on it inside the block, or pass "
+                               "the path") from None
+            raise
+        except Image.DecompressionBombError as exc:
+            # a sound file, only past the size PIL reads unasked: "not a readable image" sent its
+            # owner looking for damage, and PIL's words ("could be decompression bomb DOS attack")
+            # gave no way on
+            raise BadInput(f"{shown}: an image too large to read ({exc}); shrink it below "
+                           f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels (in Python, PIL.Image.MAX_IMAGE_PIXELS "
+                           "sets half that limit)") from None
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+            raise BadInput(f"{shown}: not a readable image ({exc})") from None
     arr = np.asarray(x)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         raise BadInput(
@@ -164,6 +183,14 @@ def to_tensor(images: Sequence[Image.Image], size: int, grey: bool) -> torch.Ten
             img = img.resize((size, size), Image.BILINEAR)
         out[i] = np.asarray(img).reshape(size, size, channels)
     return torch.from_numpy(out).permute(0, 3, 1, 2).float()
+
+
+def picture_bytes(img: Image.Image) -> bytes:
+    """The bytes that identify a PIL image given as an input: its mode and the picture every
+    reader here sees (`read_rgb`). Its raw pixels missed its EXIF orientation and its palette,
+    so a sideways photo, or a palette image and a grey array of the same bytes, shared one."""
+    rgb = np.asarray(read_rgb(img))
+    return f"PIL {img.mode} {rgb.shape}".encode() + rgb.tobytes()
 
 
 def read_rgb(x) -> Image.Image:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from quickadapt.data.columns import ROW_ID_NAMES
-from quickadapt.data.dataset import (Dataset, first_half_character, half_character_problem,
+from quickadapt.data.dataset import (Dataset, blank, first_half_character, half_character_problem,
                                      label_text)  # label_text: also imported from here
 from quickadapt.errors import BadInput, MissingLabel
 from quickadapt.progress import log
@@ -175,7 +175,7 @@ def _text_dataset(rows, shown: str, has_label: bool, labels: str, field: str, gr
         if text is not None and not isinstance(text, str):  # JSON numbers, lists, objects
             raise BadInput(f"{shown}: line {line} has a `text` that is not a string ({json.dumps(text)[:30]}); "
                            "quote it")
-        if text is None or not text.strip():
+        if text is None or blank(text):
             raise BadInput(f"{shown}: line {line} has empty text; every row needs a non-empty `text`")
         if problem := half_character_problem(text):
             raise BadInput(f"{shown}: line {line} has a `text` holding {problem}")
@@ -490,7 +490,7 @@ def _check_texts(texts, shown: str) -> None:
     odd = next((i for i, x in enumerate(texts) if not isinstance(x, str)), None)
     if odd is not None:
         raise BadInput(f"{shown}: text inputs must be strings, got {type(texts[odd]).__name__} in data row {odd + 1}")
-    empty = next((i for i, x in enumerate(texts) if not x.strip()), None)
+    empty = next((i for i, x in enumerate(texts) if blank(x)), None)
     if empty is not None:
         raise BadInput(f"{shown}: data row {empty + 1} is empty text; every input needs some text")
     half = first_half_character(texts)

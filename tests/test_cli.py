@@ -604,6 +604,26 @@ def test_evaluate_gives_an_interval_and_warns_on_the_examples_the_model_was_fitt
     assert "warning: these are the examples the model was fitted on" in r.stdout
 
 
+def test_evaluate_warns_where_many_test_rows_repeat(text_model, clinc_small, tmp_path):
+    """A test file of the same few rows over and over (20,000 rows of 2 texts) was scored as
+    20,000 new cases: 95 % CI 100.0-100.0 %, without a word; a copy or two in a real sample of
+    traffic is no mistake and gets none."""
+    out, _ = text_model
+    rows = open(clinc_small["test"]).readlines()
+    copied = tmp_path / "copied.csv"
+    copied.write_text(rows[0] + "".join(rows[1:11]) * 4)  # 40 rows, 10 distinct
+    report = json.loads(run("evaluate", out, "--data", copied, "--json", "--quiet").stdout)
+    assert report["n"] == 40
+    assert report["warnings"] == ["30 of 40 test rows repeat an earlier one (same input, same label), 10 distinct: the "
+                                  "accuracy and its 95 % interval count every row as a new case; if the repeats are "
+                                  "copies, not queries that really recur, drop them and evaluate again"]
+    r = run("evaluate", out, "--data", copied)
+    assert r.exit_code == 0 and "warning: 30 of 40 test rows repeat" in r.stdout
+    once = tmp_path / "once.csv"
+    once.write_text(rows[0] + "".join(rows[1:41]) + rows[1])  # 41 rows, one repeat: a real sample may hold one
+    assert json.loads(run("evaluate", out, "--data", once, "--json", "--quiet").stdout)["warnings"] == []
+
+
 def test_predict_on_a_file_without_a_text_column_asks_for_no_label(text_model, tmp_path):
     """The hint said "text data needs columns text,label" to predict and domain-adapt's target too,
     which need no label (found by the textda pass)."""

@@ -155,7 +155,8 @@ def test_image_class_folders(tmp_path, capsys):
     assert ds.labels.tolist() == ["a", "a", "b", "b", "b"]
     # files that are not images are left out, and said so (a .heic photo would vanish otherwise)
     err = capsys.readouterr().err
-    assert "skipped files that are not images: 1 .heic, 1 .txt" in err
+    assert "skipped files that are not images: 1 .heic, 1 .txt; the .heic files are photos in a format not read " \
+           "here: convert them to JPEG or PNG" in err
     # a/deep/ joins class a: said so, since meta-train would read a/deep as a class of its own
     assert "class folders hold sub-folders (e.g. a/deep); each top-level folder is one class (2 classes)" in err
     assert load_dataset(str(tmp_path), labels="ignore").labels is None
@@ -733,3 +734,25 @@ def test_a_label_with_a_newline_is_named_on_one_line(tmp_path):
     (tmp_path / "nl.csv").write_text('text,label\nhello,"a\nb"\nhi there,"a\nb"\n')
     assert_bad_input(run("fit", "--data", tmp_path / "nl.csv", "--out", tmp_path / "m"),
                      "found 1 class ('a\\nb'); a classifier needs at least 2")
+
+
+def test_photos_in_a_format_not_read_are_named_so(tmp_path):
+    """A folder of an iPhone's .heic photos read 'has no images (png/jpg/...)' or 'no images found',
+    as if the folder were empty; an .avif photo, which Pillow reads, was skipped as not an image."""
+    from PIL import features
+
+    root = tmp_path / "photos"
+    png(root / "cat" / "1.png")
+    (root / "dog").mkdir()
+    write(root / "dog" / "IMG_0001.HEIC", "x")
+    with pytest.raises(BadInput, match=r"class folder 'dog' holds \.heic photos, a format not read here: convert "
+                                       "them to JPEG or PNG"):
+        load_dataset(str(root))
+    with pytest.raises(BadInput, match=r"no images found \(looked for .*\); its \.heic files are photos in a format "
+                                       "not read here"):
+        load_dataset(str(root / "dog"), labels="ignore")
+    if not features.check("avif"):
+        pytest.skip("this Pillow reads no AVIF")
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(root / "dog" / "2.avif")
+    ds = load_dataset(str(root))
+    assert [p.rsplit("/", 1)[1] for p in ds.inputs] == ["1.png", "2.avif"] and ds.labels.tolist() == ["cat", "dog"]

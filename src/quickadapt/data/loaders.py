@@ -23,7 +23,13 @@ from quickadapt.progress import log
 
 LABEL_MODES = ("required", "optional", "ignore")
 # .jfif, .jpe and .pjpeg are JPEGs under the names some browsers and cameras save them with
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".pjpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".pjpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+              ".avif")  # .avif: Pillow reads it since 11.2; an older one refuses such a file by name, not unsaid
+# photo formats PIL does not read, which cameras and phones write (an iPhone's .heic by default):
+# skipped as "not images", a folder of them gave no hint that converting them is all it takes
+UNREAD_PHOTO_EXTS = (".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".jxl",
+                     ".psd", ".svg")
+CONVERT_PHOTOS = "a format not read here: convert them to JPEG or PNG"
 # said whether or not the command needs labels: the loader does not know, so both say when they are needed
 TEXT_HINT = "text data needs a `text` column (and `label` to fit or evaluate)"
 FEATURE_HINT = "feature data needs numeric columns (and `label` to fit or evaluate)"
@@ -674,6 +680,9 @@ def refuse_imageless_class(shown: str, name: str, skipped: dict) -> None:
     if ".txt" in skipped:  # one text file per example (the aclImdb layout)
         raise BadInput(f"{shown}: class folder {name!r} holds .txt files, not images; text data goes in one "
                        f".csv or .jsonl file: {TEXT_HINT}")
+    photos = sorted(e for e in skipped if e in UNREAD_PHOTO_EXTS)
+    if photos:
+        raise BadInput(f"{shown}: class folder {name!r} holds {'/'.join(photos)} photos, {CONVERT_PHOTOS}")
     exts = "/".join(e[1:] for e in IMAGE_EXTS)
     raise BadInput(f"{shown}: class folder {name!r} has no images ({exts}); add images or remove the folder")
 
@@ -699,7 +708,9 @@ def note_skipped(shown: str, skipped: dict) -> None:
         from quickadapt.progress import log
 
         kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-        log(f"note: {shown}: skipped files that are not images: {kinds}")
+        photos = sorted(e for e in skipped if e in UNREAD_PHOTO_EXTS)
+        log(f"note: {shown}: skipped files that are not images: {kinds}"
+            + (f"; the {'/'.join(photos)} files are photos in {CONVERT_PHOTOS}" if photos else ""))
 
 
 def note_several_frames(shown: str, paths) -> None:
@@ -731,7 +742,9 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
     if labels == "ignore" or not subdirs:
         paths = images_under(root, skipped)
         if not paths:
-            raise BadInput(f"{shown}: no images found (looked for {exts} files)")
+            photos = sorted(e for e in skipped if e in UNREAD_PHOTO_EXTS)
+            raise BadInput(f"{shown}: no images found (looked for {exts} files)"
+                           + (f"; its {'/'.join(photos)} files are photos in {CONVERT_PHOTOS}" if photos else ""))
         note_skipped(shown, skipped)
         note_several_frames(shown, paths)
         return Dataset("image", [str(p) for p in paths], None, name=shown)

@@ -211,7 +211,7 @@ def adapt(
     grey = all_grey(data.inputs) if data.modality == "image" else None
     seed_everything(seed)  # fixes the random init of encoders that have no pretrained weights
     tunes = any(new_strategy(n).tunes_encoder for n in candidates) if auto else strat.tunes_encoder
-    base_encoder = resolve_encoder(encoder, for_cache=for_cache and not tunes,
+    base_encoder = resolve_encoder(encoder, for_cache=for_cache and not tunes, frozen=not tunes,
                                    **_encoder_settings(encoder, data, encoder_params, grey))
     if base_encoder.modality != data.modality:
         raise BadInput(f"encoder {encoder!r} reads {base_encoder.modality} but the data is {data.modality}")

@@ -704,10 +704,11 @@ def dtype_name(tensor: torch.Tensor) -> str:
     return str(tensor.dtype).removeprefix("torch.")
 
 
-def resolve_encoder(spec: str, *, for_cache: bool = False, **settings):
+def resolve_encoder(spec: str, *, for_cache: bool = False, frozen: bool = False, **settings):
     """An encoder from a registry name, a Hugging Face folder, or a quickadapt model folder
     (its encoder; stored weights come back with is_pretrained False, so they are stored again).
-    `for_cache` (it stays frozen): pretrained text weights may come unbuilt (create_encoder_for_cache)."""
+    `for_cache` (it stays frozen): pretrained text weights may come unbuilt (create_encoder_for_cache).
+    `frozen` (nothing will train it): built-in pretrained weights are shared, not copied."""
     path = Path(spec)
     wait_for_swap(path)  # a model folder that a write is swapping is briefly missing: not an encoder name
     if path.is_dir() and (path / MANIFEST).is_file():
@@ -715,7 +716,9 @@ def resolve_encoder(spec: str, *, for_cache: bool = False, **settings):
             raise BadInput(f"{option('encoder')} {spec} is a stored model: encoder settings ({', '.join(settings)}) "
                            "cannot change it")
         return read_whole(path, lambda: _read_encoder(path))
-    return create_encoder_for_cache(spec, **settings) if for_cache else create_encoder(spec, **settings)
+    if for_cache:
+        return create_encoder_for_cache(spec, **settings)
+    return create_encoder(spec, share_weights=frozen, **settings)
 
 
 def _read_encoder(path: Path):

@@ -702,7 +702,7 @@ class CachedHFTextEncoder(HFTextEncoder):
     def _build(self) -> None:
         from quickadapt.encoders import create_encoder
 
-        built = create_encoder(self.name, **self.settings)
+        built = create_encoder(self.name, share_weights=True, **self.settings)  # it predicts only: never trained
         self.tokenizer = built.tokenizer
         self.model, self.dense = built.model, built.dense
         for fn in self._applied:

@@ -419,3 +419,23 @@ def test_the_number_of_tasks_is_capped(tmp_path):
     client.delete(f"/v1/tasks/{first.json()['task_id']}")
     assert client.post("/v1/tasks", json=body).status_code == 201
     assert_bad_input(run("serve", "--max-tasks", "0"), "--max-tasks must be at least 1")
+
+
+def test_a_kept_task_is_its_folder(tmp_path, clinc):
+    """A task.json naming another task id than its folder's loaded under that id: one naming '..'
+    was then written over the state folder's parent by POST /examples (deleting it), and a copied
+    folder (t_x.bak) was loaded as t_x, so DELETE removed t_x's folder and the copy came back at the
+    next start."""
+    import shutil
+
+    state = tmp_path / "state"
+    client = TestClient(create_app(TaskStore(state=State(state))))
+    tid = client.post("/v1/tasks", json={"name": "kept", "examples": clinc[0][:10]}).json()["task_id"]
+    shutil.copytree(state / tid, state / f"{tid}.bak")
+    with pytest.raises(ValueError, match=rf"task {tid}\.bak cannot be read \(task\.json names the task '{tid}'"):
+        State(state).load()
+    shutil.rmtree(state / f"{tid}.bak")
+    record = json.loads((state / tid / "task.json").read_text())
+    (state / tid / "task.json").write_text(json.dumps(dict(record, task_id="..")))
+    with pytest.raises(ValueError, match=rf"task {tid} cannot be read \(task\.json names the task '\.\.'"):
+        State(state).load()

@@ -58,6 +58,11 @@ class State:
                 record = json.loads((folder / TASK_FILE).read_text(encoding="utf-8"))
                 if record.get("state_format") != STATE_FORMAT:
                     raise BadInput(f"state_format {record.get('state_format')!r}, this quickadapt reads {STATE_FORMAT}")
+                # the id is where the task is written and removed (DIR/<task_id>): one naming another folder
+                # (a copy, or '..') would be saved over that folder, and DELETE would leave this one to come back
+                if record.get("task_id") != folder.name:
+                    raise BadInput(f"task.json names the task {record.get('task_id')!r}, not its folder's name; a "
+                                   "task's folder is named by its task_id (a copied or renamed folder?)")
                 clf = FewShotClassifier.load(folder / MODEL)
                 tasks.append(Task(record["task_id"], record["name"], record["encoder"], record["strategy"], clf,
                                   record["examples"], record.get("adapt_ms"), record["created"],

@@ -207,6 +207,27 @@ def test_the_token(clinc):
                    "token")
     assert secured.get("/v1/tasks", headers={"Authorization": "Bearer s3cret"}).json() == {"tasks": []}
     assert TestClient(create_app(TaskStore())).get("/v1/tasks").status_code == 200  # no token set: none asked
+    # asked before the body is read: a client without the token was answered 422 for a malformed
+    # body, and 413 (after the server held the body) for a large one
+    assert_refused(secured.post("/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}),
+                   401, "missing or wrong token")
+    big = secured.post("/v1/tasks", content=b"x" * (33 * 2**20), headers={"content-type": "application/json"})
+    assert_refused(big, 401, "missing or wrong token")
+    # a token of non-ASCII characters, sent as UTF-8, was compared as latin-1 and never matched
+    accented = TestClient(create_app(TaskStore(), token="clé-secrète"))
+    assert accented.get("/v1/tasks", headers=[(b"authorization", "Bearer clé-secrète".encode())]).status_code == 200
+    assert_refused(accented.get("/v1/tasks", headers={"Authorization": "Bearer cle-secrete"}), 401, "wrong token")
+
+
+def test_a_token_of_whitespace_is_refused(monkeypatch):
+    """QUICKADAPT_TOKEN=' ' started a service no request could pass (the start line said 'token
+    required'); it is refused before the port is taken."""
+    monkeypatch.setenv("QUICKADAPT_TOKEN", "  ")
+    with socket.socket() as taken:  # the code before this refusal bound the port: its refusal, not a hang
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        assert_bad_input(run("serve", "--port", taken.getsockname()[1]), "QUICKADAPT_TOKEN is set but holds only "
+                                                                          "whitespace")
 
 
 def test_image_tasks(client):
@@ -290,7 +311,8 @@ def call(url, body=None, token=None):
 
 
 def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
-    env = dict(os.environ, QUICKADAPT_TOKEN="tok", OMP_NUM_THREADS="1")
+    # as a secret file gives it, with its newline, which no client sends: every request was refused
+    env = dict(os.environ, QUICKADAPT_TOKEN="tok\n", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "quickadapt", "serve", "--port", "0", "--model", fitted,
                              "--state", tmp_path / "state"], stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Annotated, Any, Optional, Union
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -62,17 +62,11 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
     store = store or TaskStore()
     app = FastAPI(title="quickadapt", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_bytes=store.limits.max_body_bytes, max_mb=store.limits.max_body_mb)
+    if token is not None:  # added last, so outermost: asked before a body is read
+        app.add_middleware(TokenCheck, token=token)
     app.state.store = store
 
-    def authorised(request: Request) -> None:
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # compare_digest: the time taken says nothing of how much of the token was right
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(401, "missing or wrong token: send the header 'Authorization: Bearer <QUICKADAPT_TOKEN>'")
-
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorised)])
+    v1 = APIRouter(prefix="/v1")
 
     @app.get("/healthz")
     def healthz():
@@ -112,8 +106,7 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
 
     @app.exception_handler(ApiError)
     def api_error(request: Request, exc: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     def wrong_shape(request: Request, exc: RequestValidationError):
@@ -173,6 +166,29 @@ def shape_error(errors) -> str:
         message = f"{where}: {msg[0].lower() + msg[1:]}" if where else f"the request body: {msg[0].lower() + msg[1:]}"
     more = len(errors) - 1
     return message + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+class TokenCheck:
+    """Refuse (401) a /v1 request without `Authorization: Bearer <token>` before anything else
+    reads it: as a route's dependency the check came after the body was read (up to --max-body-mb
+    of it held for a client without the token) and parsed (a malformed body answered 422, not 401)."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.token = token.encode()  # as a client's UTF-8 header sends it
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
+            return await self.app(scope, receive, send)
+        # the header's bytes as sent: decoded (latin-1, as starlette does), a non-ASCII token never matched
+        scheme, _, given = dict(scope.get("headers") or []).get(b"authorization", b"").partition(b" ")
+        # compare_digest: the time taken says nothing of how much of the token was right
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
+            return await self.app(scope, receive, send)
+        response = JSONResponse({"error": "missing or wrong token: send the header 'Authorization: Bearer "
+                                          "<QUICKADAPT_TOKEN>'"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
 
 
 class BodyLimit:

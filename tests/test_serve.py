@@ -122,6 +122,10 @@ def test_abstaining(client, clinc):
                    "no calibrated abstain threshold")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"], "threshold": 2}), 400,
                    "between 0 and 1")
+    # a client meaning "abstain" got every answer withheld: true was read as the threshold 1.0 ("0.5" as 0.5)
+    for not_a_number in (True, "0.5"):
+        assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"], "threshold": not_a_number}),
+                       422, "threshold: input should be a valid number")
     r = client.post("/v1/tasks", json={"name": "cv", "cv": 3, "examples": clinc[0]})
     assert r.status_code == 201 and 0 < r.json()["cv_accuracy"] <= 1 and 0 < r.json()["threshold"] < 1
     r = client.post(f"/v1/tasks/{r.json()['task_id']}/predict", json={"inputs": ["what's my balance"], "abstain": True})

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional, Union
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
 from quickadapt import __version__
@@ -52,7 +52,8 @@ class PredictRequest(Strict):
     inputs: list[Any]
     top_k: Optional[Annotated[StrictInt, Field(ge=1)]] = None
     abstain: StrictBool = False
-    threshold: Optional[float] = None  # implies abstain, as the command line's --threshold does
+    # implies abstain, as the command line's --threshold does; strict: `true` was read as 1.0 and withheld every answer
+    threshold: Optional[StrictFloat] = None
     none_label: Label = "__none__"
 
 

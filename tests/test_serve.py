@@ -465,3 +465,55 @@ def test_a_kept_task_is_its_folder(tmp_path, clinc):
     (state / tid / "task.json").write_text(json.dumps(dict(record, task_id="..")))
     with pytest.raises(ValueError, match=rf"task {tid} cannot be read \(task\.json names the task '\.\.'"):
         State(state).load()
+
+
+def test_queued_fits_leave_threads_to_other_requests(monkeypatch):
+    """Fits run one at a time, and each one queued held a worker thread while it waited: 70 POST
+    /v1/tasks at once held all 40 of the pool's, and a /healthz or a predict sent meanwhile waited
+    13.7 s for one. Here a fit that does not end holds the lock while 45 more are queued."""
+    import threading
+
+    import uvicorn
+
+    from quickadapt.serve.errors import ApiError
+
+    store = TaskStore()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning", lifespan="off"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    serving.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    def refused(*args, **kwargs):  # once the lock is let go, each queued fit ends at once
+        raise ApiError(400, "not fitted")
+
+    monkeypatch.setattr(store, "fit", refused)
+    answers = []
+
+    def create():
+        try:
+            call(url + "/v1/tasks", {"examples": [{"text": "one", "label": "a"}, {"text": "two", "label": "b"}]})
+        except urllib.error.HTTPError as exc:
+            answers.append(exc.code)
+
+    creates = [threading.Thread(target=create) for _ in range(45)]
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with store.fit_lock:  # a long fit
+            for thread in creates:
+                thread.start()
+            time.sleep(1.0)  # all 45 are read and queued
+            started = time.monotonic()
+            request = urllib.request.Request(url + "/v1/tasks")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200 and time.monotonic() - started < 5
+        for thread in creates:
+            thread.join(timeout=60)
+        assert answers == [400] * 45
+    finally:
+        server.should_exit = True
+        serving.join(timeout=30)
+        sock.close()

@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Annotated, Any, Optional, Union
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -73,9 +75,16 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
     def healthz():
         return {"status": "ok", "version": __version__, "tasks": len(store.all())}
 
+    # fits run one at a time (the store's fit lock); the queued ones wait here, in the event loop, not
+    # in a worker thread each: 70 queued POST /v1/tasks held all 40 of the pool's threads, and a
+    # GET /healthz or a predict sent meanwhile waited 13.7 s for one
+    fits = anyio.CapacityLimiter(1)
+
     @v1.post("/tasks", status_code=201)
-    def create_task(body: NewTask):
-        task = store.create(body.name, [e.model_dump() for e in body.examples], body.encoder, body.strategy, body.cv)
+    async def create_task(body: NewTask):
+        examples = [e.model_dump() for e in body.examples]
+        task = await anyio.to_thread.run_sync(
+            lambda: store.create(body.name, examples, body.encoder, body.strategy, body.cv), limiter=fits)
         return task.describe()
 
     @v1.get("/tasks")
@@ -92,8 +101,10 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
         return {"task_id": task_id, "deleted": True}
 
     @v1.post("/tasks/{task_id}/examples")
-    def add_examples(task_id: str, body: MoreExamples):
-        return store.add_examples(task_id, [e.model_dump() for e in body.examples]).describe()
+    async def add_examples(task_id: str, body: MoreExamples):
+        examples = [e.model_dump() for e in body.examples]
+        task = await anyio.to_thread.run_sync(lambda: store.add_examples(task_id, examples), limiter=fits)
+        return task.describe()
 
     @v1.post("/tasks/{task_id}/predict")
     def predict(task_id: str, body: PredictRequest):

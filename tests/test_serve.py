@@ -174,6 +174,12 @@ def test_bad_requests_are_refused_in_one_line(client, clinc):
     assert_refused(client.post("/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}),
                    422, "not valid JSON")
     assert_refused(client.post("/v1/tasks"), 415, "Content-Type: application/json")
+    # bodies json cannot decode for other reasons than syntax were a 400 "There was an error parsing the body"
+    for body, reason in [('{"name": "café"}'.encode("latin-1"), "'utf-8' codec can't decode byte 0xe9"),
+                         (b'{"cv": ' + b"9" * 5000 + b"}", "exceeds the limit (4300 digits)"),
+                         (b"[" * 5000 + b"]" * 5000, "maximum recursion depth exceeded")]:
+        assert_refused(client.post("/v1/tasks", content=body, headers={"content-type": "application/json"}), 422,
+                       f"the request body is not valid JSON ({reason}")
     assert_refused(client.post("/v1/tasks", content=b"", headers={"content-type": "application/json"}), 422,
                    "request body is missing")
     # curl -d without -H sends a form's type: the answer says which header is missing, not what pydantic missed

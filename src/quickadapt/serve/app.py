@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from starlette.exceptions import HTTPException
 
 from quickadapt import __version__
+from quickadapt.errors import first_line
 from quickadapt.serve.errors import ApiError
 from quickadapt.serve.tasks import TaskStore
 
@@ -139,6 +140,12 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
             message = f"no such endpoint: {request.method} {request.url.path} (see docs/serve.md)"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 400 and exc.__cause__ is not None:
+            # a body that json could not decode for another reason than its syntax (bytes not UTF-8, arrays
+            # nested past the recursion limit, a number of over 4,300 digits): fastapi's 400 'There was an
+            # error parsing the body' said none of it; this is the 422 of any body that is not JSON
+            return JSONResponse({"error": f"the request body is not valid JSON ({first_line(exc.__cause__)})"},
+                                status_code=422)
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -347,6 +347,12 @@ def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
             call(url + "/v1/tasks/intents/predict", {"inputs": ["hi"], "threshold": 2}, token="tok")
         assert refused.value.code == 400
         assert json.loads(refused.value.read())["error"].startswith("threshold is a probability: between 0 and 1")
+        # a second service on the folder: each answered from its own copy of a task and undid the other's writes
+        with socket.socket() as taken:  # the code before this refusal went on to bind the port
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            assert_bad_input(run("serve", "--port", taken.getsockname()[1], "--state", tmp_path / "state"),
+                             f"another quickadapt serve uses it (pid {proc.pid})")
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=60)[1]
     finally:

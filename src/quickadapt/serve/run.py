@@ -40,6 +40,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
         raise BadInput(f"two --model folders are named {twice!r}, which is the task id each is served under; "
                        "rename one")
     store = TaskStore(limits or Limits(), State(state) if state is not None else None, seed=seed, device=device)
+    if store.state is not None:
+        store.state.claim()
     sock = bound_socket(host, port)
     try:
         for folder, name in zip(folders, names):

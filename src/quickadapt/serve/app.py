@@ -200,13 +200,15 @@ class TokenCheck:
         path = scope.get("path", "")
         if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
             return await self.app(scope, receive, send)
-        # the header's bytes as sent: decoded (latin-1, as starlette does), a non-ASCII token never matched
+        # the header's bytes as sent: decoded as latin-1 (starlette's way), a non-ASCII token sent as
+        # UTF-8 never matched
         scheme, _, given = dict(scope.get("headers") or []).get(b"authorization", b"").partition(b" ")
         # compare_digest: the time taken says nothing of how much of the token was right
         if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
             return await self.app(scope, receive, send)
         response = JSONResponse({"error": "missing or wrong token: send the header 'Authorization: Bearer "
-                                          "<QUICKADAPT_TOKEN>'"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                                          "<QUICKADAPT_TOKEN>'"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 
 

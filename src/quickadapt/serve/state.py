@@ -47,8 +47,9 @@ class State:
             handle.seek(0)
             holder = handle.read().strip()
             handle.close()
-            raise BadInput(f"--state {self.folder}: another quickadapt serve uses it{f' (pid {holder})' if holder else ''}; "
-                           "two services on one folder overwrite each other's tasks: stop it or pick another folder") from None
+            raise BadInput(f"--state {self.folder}: another quickadapt serve uses it"
+                           f"{f' (pid {holder})' if holder else ''}; two services on one folder overwrite each "
+                           "other's tasks: stop it or pick another folder") from None
         handle.truncate(0)
         handle.write(str(os.getpid()))
         handle.flush()

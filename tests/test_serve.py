@@ -122,6 +122,10 @@ def test_abstaining(client, clinc):
                    "no calibrated abstain threshold")
     assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"], "threshold": 2}), 400,
                    "between 0 and 1")
+    # a client meaning "abstain" got every answer withheld: true was read as the threshold 1.0 ("0.5" as 0.5)
+    for not_a_number in (True, "0.5"):
+        assert_refused(client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["hi"], "threshold": not_a_number}),
+                       422, "threshold: input should be a valid number")
     r = client.post("/v1/tasks", json={"name": "cv", "cv": 3, "examples": clinc[0]})
     assert r.status_code == 201 and 0 < r.json()["cv_accuracy"] <= 1 and 0 < r.json()["threshold"] < 1
     r = client.post(f"/v1/tasks/{r.json()['task_id']}/predict", json={"inputs": ["what's my balance"], "abstain": True})
@@ -170,6 +174,12 @@ def test_bad_requests_are_refused_in_one_line(client, clinc):
     assert_refused(client.post("/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}),
                    422, "not valid JSON")
     assert_refused(client.post("/v1/tasks"), 415, "Content-Type: application/json")
+    # bodies json cannot decode for other reasons than syntax were a 400 "There was an error parsing the body"
+    for body, reason in [('{"name": "café"}'.encode("latin-1"), "'utf-8' codec can't decode byte 0xe9"),
+                         (b'{"cv": ' + b"9" * 5000 + b"}", "exceeds the limit (4300 digits)"),
+                         (b"[" * 5000 + b"]" * 5000, "maximum recursion depth exceeded")]:
+        assert_refused(client.post("/v1/tasks", content=body, headers={"content-type": "application/json"}), 422,
+                       f"the request body is not valid JSON ({reason}")
     assert_refused(client.post("/v1/tasks", content=b"", headers={"content-type": "application/json"}), 422,
                    "request body is missing")
     # curl -d without -H sends a form's type: the answer says which header is missing, not what pydantic missed
@@ -207,6 +217,27 @@ def test_the_token(clinc):
                    "token")
     assert secured.get("/v1/tasks", headers={"Authorization": "Bearer s3cret"}).json() == {"tasks": []}
     assert TestClient(create_app(TaskStore())).get("/v1/tasks").status_code == 200  # no token set: none asked
+    # asked before the body is read: a client without the token was answered 422 for a malformed
+    # body, and 413 (after the server held the body) for a large one
+    assert_refused(secured.post("/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}),
+                   401, "missing or wrong token")
+    big = secured.post("/v1/tasks", content=b"x" * (33 * 2**20), headers={"content-type": "application/json"})
+    assert_refused(big, 401, "missing or wrong token")
+    # a token of non-ASCII characters, sent as UTF-8, was compared as latin-1 and never matched
+    accented = TestClient(create_app(TaskStore(), token="clé-secrète"))
+    assert accented.get("/v1/tasks", headers=[(b"authorization", "Bearer clé-secrète".encode())]).status_code == 200
+    assert_refused(accented.get("/v1/tasks", headers={"Authorization": "Bearer cle-secrete"}), 401, "wrong token")
+
+
+def test_a_token_of_whitespace_is_refused(monkeypatch):
+    """QUICKADAPT_TOKEN=' ' started a service no request could pass (the start line said 'token
+    required'); it is refused before the port is taken."""
+    monkeypatch.setenv("QUICKADAPT_TOKEN", "  ")
+    with socket.socket() as taken:  # the code before this refusal bound the port: its refusal, not a hang
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        assert_bad_input(run("serve", "--port", taken.getsockname()[1]), "QUICKADAPT_TOKEN is set but holds only "
+                                                                          "whitespace")
 
 
 def test_image_tasks(client):
@@ -246,9 +277,12 @@ def test_a_fit_model_answers_as_predict_does(fitted, clinc_small):
     texts = load_dataset(clinc_small["test"], labels="ignore").inputs
     answers = client.post("/v1/tasks/intents/predict", json={"inputs": texts}).json()["predictions"]
     assert [(p["label"], p["score"]) for p in answers] == expected
-    assert_refused(client.delete("/v1/tasks/intents"), 409, "served from the model folder")
-    assert_refused(client.post("/v1/tasks/intents/examples", json={"examples": [{"text": "hi", "label": "x"}]}), 409,
-                   "cannot learn more examples")
+    # named as `model` names it, without the server's path to it (/srv/models/intents, as --model gave it)
+    refusals = [client.delete("/v1/tasks/intents"),
+                client.post("/v1/tasks/intents/examples", json={"examples": [{"text": "hi", "label": "x"}]})]
+    assert_refused(refusals[0], 409, "served from the model folder intents; it cannot be deleted")
+    assert_refused(refusals[1], 409, "served from the model folder intents and cannot learn more examples")
+    assert not any(str(fitted.parent) in r.text for r in refusals)
 
 
 def test_tasks_survive_a_restart(tmp_path, clinc):
@@ -290,7 +324,8 @@ def call(url, body=None, token=None):
 
 
 def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
-    env = dict(os.environ, QUICKADAPT_TOKEN="tok", OMP_NUM_THREADS="1")
+    # as a secret file gives it, with its newline, which no client sends: every request was refused
+    env = dict(os.environ, QUICKADAPT_TOKEN="tok\n", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "quickadapt", "serve", "--port", "0", "--model", fitted,
                              "--state", tmp_path / "state"], stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -312,6 +347,12 @@ def test_the_real_command_serves_and_stops_on_sigterm(fitted, tmp_path):
             call(url + "/v1/tasks/intents/predict", {"inputs": ["hi"], "threshold": 2}, token="tok")
         assert refused.value.code == 400
         assert json.loads(refused.value.read())["error"].startswith("threshold is a probability: between 0 and 1")
+        # a second service on the folder: each answered from its own copy of a task and undid the other's writes
+        with socket.socket() as taken:  # the code before this refusal went on to bind the port
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            assert_bad_input(run("serve", "--port", taken.getsockname()[1], "--state", tmp_path / "state"),
+                             f"another quickadapt serve uses it (pid {proc.pid})")
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=60)[1]
     finally:
@@ -419,3 +460,75 @@ def test_the_number_of_tasks_is_capped(tmp_path):
     client.delete(f"/v1/tasks/{first.json()['task_id']}")
     assert client.post("/v1/tasks", json=body).status_code == 201
     assert_bad_input(run("serve", "--max-tasks", "0"), "--max-tasks must be at least 1")
+
+
+def test_a_kept_task_is_its_folder(tmp_path, clinc):
+    """A task.json naming another task id than its folder's loaded under that id: one naming '..'
+    was then written over the state folder's parent by POST /examples (deleting it), and a copied
+    folder (t_x.bak) was loaded as t_x, so DELETE removed t_x's folder and the copy came back at the
+    next start."""
+    import shutil
+
+    state = tmp_path / "state"
+    client = TestClient(create_app(TaskStore(state=State(state))))
+    tid = client.post("/v1/tasks", json={"name": "kept", "examples": clinc[0][:10]}).json()["task_id"]
+    shutil.copytree(state / tid, state / f"{tid}.bak")
+    with pytest.raises(ValueError, match=rf"task {tid}\.bak cannot be read \(task\.json names the task '{tid}'"):
+        State(state).load()
+    shutil.rmtree(state / f"{tid}.bak")
+    record = json.loads((state / tid / "task.json").read_text())
+    (state / tid / "task.json").write_text(json.dumps(dict(record, task_id="..")))
+    with pytest.raises(ValueError, match=rf"task {tid} cannot be read \(task\.json names the task '\.\.'"):
+        State(state).load()
+
+
+def test_queued_fits_leave_threads_to_other_requests(monkeypatch):
+    """Fits run one at a time, and each one queued held a worker thread while it waited: 70 POST
+    /v1/tasks at once held all 40 of the pool's, and a /healthz or a predict sent meanwhile waited
+    13.7 s for one. Here a fit that does not end holds the lock while 45 more are queued."""
+    import threading
+
+    import uvicorn
+
+    from quickadapt.serve.errors import ApiError
+
+    store = TaskStore()
+    server = uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning", lifespan="off"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    serving.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    def refused(*args, **kwargs):  # once the lock is let go, each queued fit ends at once
+        raise ApiError(400, "not fitted")
+
+    monkeypatch.setattr(store, "fit", refused)
+    answers = []
+
+    def create():
+        try:
+            call(url + "/v1/tasks", {"examples": [{"text": "one", "label": "a"}, {"text": "two", "label": "b"}]})
+        except urllib.error.HTTPError as exc:
+            answers.append(exc.code)
+
+    creates = [threading.Thread(target=create) for _ in range(45)]
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with store.fit_lock:  # a long fit
+            for thread in creates:
+                thread.start()
+            time.sleep(1.0)  # all 45 are read and queued
+            started = time.monotonic()
+            request = urllib.request.Request(url + "/v1/tasks")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200 and time.monotonic() - started < 5
+        for thread in creates:
+            thread.join(timeout=60)
+        assert answers == [400] * 45
+    finally:
+        server.should_exit = True
+        serving.join(timeout=30)
+        sock.close()

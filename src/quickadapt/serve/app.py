@@ -12,13 +12,16 @@ import sys
 import time
 from typing import Annotated, Any, Optional, Union
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
 from quickadapt import __version__
+from quickadapt.errors import first_line
 from quickadapt.serve.errors import ApiError
 from quickadapt.serve.tasks import TaskStore
 
@@ -52,7 +55,8 @@ class PredictRequest(Strict):
     inputs: list[Any]
     top_k: Optional[Annotated[StrictInt, Field(ge=1)]] = None
     abstain: StrictBool = False
-    threshold: Optional[float] = None  # implies abstain, as the command line's --threshold does
+    # implies abstain, as the command line's --threshold does; strict: `true` was read as 1.0 and withheld every answer
+    threshold: Optional[StrictFloat] = None
     none_label: Label = "__none__"
 
 
@@ -62,25 +66,26 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
     store = store or TaskStore()
     app = FastAPI(title="quickadapt", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_bytes=store.limits.max_body_bytes, max_mb=store.limits.max_body_mb)
+    if token is not None:  # added last, so outermost: asked before a body is read
+        app.add_middleware(TokenCheck, token=token)
     app.state.store = store
 
-    def authorised(request: Request) -> None:
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # compare_digest: the time taken says nothing of how much of the token was right
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(401, "missing or wrong token: send the header 'Authorization: Bearer <QUICKADAPT_TOKEN>'")
-
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorised)])
+    v1 = APIRouter(prefix="/v1")
 
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "version": __version__, "tasks": len(store.all())}
 
+    # fits run one at a time (the store's fit lock); the queued ones wait here, in the event loop, not
+    # in a worker thread each: 70 queued POST /v1/tasks held all 40 of the pool's threads, and a
+    # GET /healthz or a predict sent meanwhile waited 13.7 s for one
+    fits = anyio.CapacityLimiter(1)
+
     @v1.post("/tasks", status_code=201)
-    def create_task(body: NewTask):
-        task = store.create(body.name, [e.model_dump() for e in body.examples], body.encoder, body.strategy, body.cv)
+    async def create_task(body: NewTask):
+        examples = [e.model_dump() for e in body.examples]
+        task = await anyio.to_thread.run_sync(
+            lambda: store.create(body.name, examples, body.encoder, body.strategy, body.cv), limiter=fits)
         return task.describe()
 
     @v1.get("/tasks")
@@ -97,8 +102,10 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
         return {"task_id": task_id, "deleted": True}
 
     @v1.post("/tasks/{task_id}/examples")
-    def add_examples(task_id: str, body: MoreExamples):
-        return store.add_examples(task_id, [e.model_dump() for e in body.examples]).describe()
+    async def add_examples(task_id: str, body: MoreExamples):
+        examples = [e.model_dump() for e in body.examples]
+        task = await anyio.to_thread.run_sync(lambda: store.add_examples(task_id, examples), limiter=fits)
+        return task.describe()
 
     @v1.post("/tasks/{task_id}/predict")
     def predict(task_id: str, body: PredictRequest):
@@ -112,8 +119,7 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
 
     @app.exception_handler(ApiError)
     def api_error(request: Request, exc: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     def wrong_shape(request: Request, exc: RequestValidationError):
@@ -134,6 +140,12 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
             message = f"no such endpoint: {request.method} {request.url.path} (see docs/serve.md)"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 400 and exc.__cause__ is not None:
+            # a body that json could not decode for another reason than its syntax (bytes not UTF-8, arrays
+            # nested past the recursion limit, a number of over 4,300 digits): fastapi's 400 'There was an
+            # error parsing the body' said none of it; this is the 422 of any body that is not JSON
+            return JSONResponse({"error": f"the request body is not valid JSON ({first_line(exc.__cause__)})"},
+                                status_code=422)
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -173,6 +185,31 @@ def shape_error(errors) -> str:
         message = f"{where}: {msg[0].lower() + msg[1:]}" if where else f"the request body: {msg[0].lower() + msg[1:]}"
     more = len(errors) - 1
     return message + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+class TokenCheck:
+    """Refuse (401) a /v1 request without `Authorization: Bearer <token>` before anything else
+    reads it: as a route's dependency the check came after the body was read (up to --max-body-mb
+    of it held for a client without the token) and parsed (a malformed body answered 422, not 401)."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.token = token.encode()  # as a client's UTF-8 header sends it
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
+            return await self.app(scope, receive, send)
+        # the header's bytes as sent: decoded as latin-1 (starlette's way), a non-ASCII token sent as
+        # UTF-8 never matched
+        scheme, _, given = dict(scope.get("headers") or []).get(b"authorization", b"").partition(b" ")
+        # compare_digest: the time taken says nothing of how much of the token was right
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
+            return await self.app(scope, receive, send)
+        response = JSONResponse({"error": "missing or wrong token: send the header 'Authorization: Bearer "
+                                          "<QUICKADAPT_TOKEN>'"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
 
 
 class BodyLimit:

@@ -27,6 +27,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
     from quickadapt.serve.app import create_app
     from quickadapt.serve.state import State
 
+    token = token_from_environment()
     folders = [Path(m).expanduser() for m in models]
     for folder in folders:  # the manifests only: a wrong folder fails in a moment, before the port is taken
         try:
@@ -39,6 +40,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
         raise BadInput(f"two --model folders are named {twice!r}, which is the task id each is served under; "
                        "rename one")
     store = TaskStore(limits or Limits(), State(state) if state is not None else None, seed=seed, device=device)
+    if store.state is not None:
+        store.state.claim()
     sock = bound_socket(host, port)
     try:
         for folder, name in zip(folders, names):
@@ -49,7 +52,6 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
                     raise BadInput(f"--state {state}: task {task.task_id} has the id of a --model folder; rename "
                                    "the folder")
                 store.put(task)
-        token = os.environ.get(TOKEN_ENV) or None  # set but empty: no token, as unset (said below)
         if token is None and host not in ("127.0.0.1", "localhost", "::1"):
             log(f"warning: serving on {host} without a token: anyone who can reach the port may create, read "
                 f"and delete tasks; set {TOKEN_ENV}")
@@ -72,6 +74,19 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, models=(), state=None, l
             log(f"quickadapt serve: stopped by {signal.Signals(signum).name}")
     finally:
         sock.close()
+
+
+def token_from_environment() -> str | None:
+    """QUICKADAPT_TOKEN without the whitespace around it; None when unset or empty (no token, as
+    the start line says). A token read from a file keeps its newline (a Kubernetes or Docker
+    secret), which no client sends (HTTP trims a header's value): every request was refused."""
+    given = os.environ.get(TOKEN_ENV)
+    if not given:
+        return None
+    if not given.strip():  # not taken as "no token": whoever set it meant the service to ask for one
+        raise BadInput(f"{TOKEN_ENV} is set but holds only whitespace; set it to the token, or unset it to serve "
+                       "without one")
+    return given.strip()
 
 
 def drain_on_hangup(server) -> None:

@@ -16,6 +16,7 @@ from quickadapt.errors import BadInput, first_line
 
 TASK_FILE = "task.json"
 MODEL = "model"
+LOCK = ".serve.lock"  # held by the service using the folder (State.claim)
 STATE_FORMAT = 1  # raise it when a reader of the old task.json would misread the new
 
 
@@ -30,6 +31,29 @@ class State:
             raise BadInput(f"--state {folder}: cannot create it ({exc.strerror})") from None
         if not os.access(self.folder, os.W_OK | os.X_OK):
             raise BadInput(f"--state {folder}: not writable, so tasks could not be kept")
+
+    def claim(self) -> None:
+        """Hold the folder for this process, as long as it runs: two services on one folder each
+        answered from their own copy of a task, and each write of it undid the other's added examples.
+        The lock is the kernel's (flock), so a service killed with -9 leaves none behind."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; docs/serve.md says not to share a folder
+            return
+        handle = open(self.folder / LOCK, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise BadInput(f"--state {self.folder}: another quickadapt serve uses it"
+                           f"{f' (pid {holder})' if holder else ''}; two services on one folder overwrite each "
+                           "other's tasks: stop it or pick another folder") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self.lock = handle  # kept open: closing it would let the lock go
 
     def write(self, task) -> None:
         record = {"state_format": STATE_FORMAT, "task_id": task.task_id, "name": task.name, "encoder": task.encoder,
@@ -58,6 +82,11 @@ class State:
                 record = json.loads((folder / TASK_FILE).read_text(encoding="utf-8"))
                 if record.get("state_format") != STATE_FORMAT:
                     raise BadInput(f"state_format {record.get('state_format')!r}, this quickadapt reads {STATE_FORMAT}")
+                # the id is where the task is written and removed (DIR/<task_id>): one naming another folder
+                # (a copy, or '..') would be saved over that folder, and DELETE would leave this one to come back
+                if record.get("task_id") != folder.name:
+                    raise BadInput(f"task.json names the task {record.get('task_id')!r}, not its folder's name; a "
+                                   "task's folder is named by its task_id (a copied or renamed folder?)")
                 clf = FewShotClassifier.load(folder / MODEL)
                 tasks.append(Task(record["task_id"], record["name"], record["encoder"], record["strategy"], clf,
                                   record["examples"], record.get("adapt_ms"), record["created"],

@@ -48,6 +48,11 @@ class Task:
         return self.examples is None
 
     @property
+    def model_name(self) -> str | None:
+        """The served folder as clients see it: its name, not where it is on the server."""
+        return Path(self.model_folder).name if self.model_folder is not None else None
+
+    @property
     def modality(self) -> str:
         return self.classifier.model_.encoder.modality
 
@@ -60,7 +65,7 @@ class Task:
                "n_classes": len(clf.classes_), "labels": [json_label(c) for c in clf.classes_],
                "read_only": self.read_only, "created": self.created, "adapt_ms": self.adapt_ms}
         if self.model_folder is not None:
-            out["model"] = Path(self.model_folder).name
+            out["model"] = self.model_name
         if info.get("n_target") is not None:
             out["n_target"] = info["n_target"]
         if info.get("cv_accuracy") is not None:
@@ -133,7 +138,7 @@ class TaskStore:
     def delete(self, task_id: str) -> Task:
         task = self.get(task_id)
         if task.read_only:
-            raise ApiError(409, f"task {task_id!r} is served from the model folder {task.model_folder}; it cannot be "
+            raise ApiError(409, f"task {task_id!r} is served from the model folder {task.model_name}; it cannot be "
                                 "deleted over HTTP (restart the service without its --model)")
         with self.fit_lock:  # not while an /examples call re-adapts it
             with self.table_lock:
@@ -183,7 +188,7 @@ class TaskStore:
     def add_examples(self, task_id: str, examples: list[dict]) -> Task:
         task = self.get(task_id)
         if task.read_only:
-            raise ApiError(409, f"task {task_id!r} is served from the model folder {task.model_folder} and cannot "
+            raise ApiError(409, f"task {task_id!r} is served from the model folder {task.model_name} and cannot "
                                 "learn more examples; create a task with POST /v1/tasks instead")
         with self.fit_lock:  # two /examples calls at once: each re-adapts on what the other added
             task = self.get(task_id)  # deleted meanwhile: 404

@@ -285,3 +285,24 @@ def test_python_and_command_line_adapt_with_the_same_default_method():
     flag = inspect.signature(domain_adapt).parameters["method"].default
     assert isinstance(flag, typer.models.OptionInfo)
     assert inspect.signature(adapt_domain).parameters["method"].default == flag.default == "auto"
+
+
+def test_meda_ensemble_through_the_cli(files, tmp_path):
+    """--set ensemble=true on dslr -> webcam: one model averaging 9 kernel machines, saved and
+    used by predict; lamb or dim beside it (which the ensemble sets itself) is refused."""
+    out = tmp_path / "m"
+    r = run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "meda",
+            "--set", "ensemble=true", "--target-test", files["target_labelled"], "--out", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["method"] == "meda" and result["methods"]["meda"]["target_test_accuracy"] > 0.5  # chance 10 %
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["strategy"]["params"]["ensemble"] is True
+    assert manifest["tasks"]["main"]["head"]["kind"] == "kernel-ensemble" and len(manifest["tasks"]["main"]["head"]["members"]) == 9
+    r = run("predict", out, "--data", files["target"], "--out", tmp_path / "p.csv")
+    assert r.exit_code == 0, r.stderr
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + len(surf("W"))
+    for bad in ("lamb=5", "dim=30"):
+        assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "meda",
+                             "--set", "ensemble=true", "--set", bad, "--out", tmp_path / "x"), f"{bad} would not be used")
+    assert not (tmp_path / "x").exists()

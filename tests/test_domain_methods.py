@@ -192,3 +192,31 @@ def test_meda_fits_its_softmax_temperature_on_source_it_did_not_solve():
         return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y_held)), y_held]))
 
     assert log_loss(head.scale) < log_loss(in_sample)
+
+
+def test_meda_ensemble_predicts_the_mean_of_its_members_probabilities(tmp_path):
+    """`ensemble` fits meda once per (lamb, dim) of its fixed grid and averages the class
+    probabilities: each member exactly as meda with that lamb and dim fits alone (same examples,
+    same seed), so the bench's averaging of separate fits is what a library user gets. The model
+    saves and loads (safetensors + JSON) with the same predictions."""
+    from quickadapt.artifact import load_model, save_model
+    from quickadapt.domain.meda import ENSEMBLE_GRID
+
+    source, target = surf("D"), surf("W")
+
+    def fit(**params):
+        return create_method("meda", **params).fit(
+            create_encoder("mlp", in_dim=source.inputs.shape[1]), source, target.without_labels(), DomainContext(progress=False))
+
+    ensemble = fit(ensemble=True)
+    members = np.mean([fit(**point).predict_proba(target.inputs) for point in ENSEMBLE_GRID], axis=0)
+    proba = ensemble.predict_proba(target.inputs)
+    assert len(ENSEMBLE_GRID) == 9 and {(p["lamb"], p["dim"]) for p in ENSEMBLE_GRID} == {
+        (lamb, dim) for lamb in (1.0, 10.0, 100.0) for dim in (10, 20, 30)}
+    np.testing.assert_allclose(proba, members, atol=1e-6)
+    assert [m["lamb"] for m in ensemble.info["train"]["ensemble"]] == [p["lamb"] for p in ENSEMBLE_GRID]
+    head = ensemble.heads["main"].config()
+    assert head["kind"] == "kernel-ensemble" and len(head["members"]) == 9
+    again = load_model(save_model(ensemble, tmp_path / "m"))
+    assert np.array_equal(again.predict_proba(target.inputs), proba)
+    assert again.strategy_params["ensemble"] is True

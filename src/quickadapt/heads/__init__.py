@@ -1,10 +1,10 @@
-"""Classifier heads on top of embeddings, by name: `linear`, `logistic`, `prototype`, `bottleneck`, `kernel`."""
+"""Classifier heads on top of embeddings, by name: `linear`, `logistic`, `prototype`, `bottleneck`, `kernel`, `kernel-ensemble`."""
 from __future__ import annotations
 
 from torch import nn
 
 from quickadapt.heads.bottleneck import BottleneckHead
-from quickadapt.heads.kernel import KernelHead
+from quickadapt.heads.kernel import KernelEnsembleHead, KernelHead
 from quickadapt.heads.linear import LinearHead
 from quickadapt.heads.logistic import LogisticHead
 from quickadapt.heads.prototype import PrototypeHead
@@ -16,6 +16,7 @@ HEADS.register("logistic")(LogisticHead)
 HEADS.register("prototype")(PrototypeHead)
 HEADS.register("bottleneck")(BottleneckHead)
 HEADS.register("kernel")(KernelHead)
+HEADS.register("kernel-ensemble")(KernelEnsembleHead)
 
 
 def create_head(config: dict) -> nn.Module:
@@ -25,4 +26,4 @@ def create_head(config: dict) -> nn.Module:
     return cls(cfg.pop("embed_dim"), cfg.pop("n_classes"), **cfg)
 
 
-__all__ = ["HEADS", "BottleneckHead", "KernelHead", "LinearHead", "LogisticHead", "PrototypeHead", "create_head"]
+__all__ = ["HEADS", "BottleneckHead", "KernelEnsembleHead", "KernelHead", "LinearHead", "LogisticHead", "PrototypeHead", "create_head"]

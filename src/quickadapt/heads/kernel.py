@@ -6,6 +6,8 @@ source and target examples together; this head keeps what they solved so the res
 new inputs like any other model. Everything lives in buffers, so it saves as safetensors."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -35,3 +37,33 @@ class KernelHead(nn.Module):
         n_support, n_classes = self.beta.shape
         return {"kind": self.kind, "embed_dim": self.transform.shape[0], "n_classes": n_classes,
                 "n_support": n_support, "sigma": self.sigma, "scale": self.scale}
+
+
+class KernelEnsembleHead(nn.Module):
+    """Several kernel machines fitted to the same classes (meda's `ensemble`: one per setting of
+    a fixed grid), predicting with the mean of their class probabilities. Its logits are the log
+    of that mean, so a softmax (predict_proba, thresholds, validators) reads the average itself.
+    `members` are the members' KernelHead configs; each keeps its own buffers, so it saves as
+    safetensors like any other head."""
+
+    kind = "kernel-ensemble"
+
+    def __init__(self, embed_dim: int, n_classes: int, *, members: list[dict] = ()):
+        super().__init__()
+        self.members = nn.ModuleList(
+            KernelHead(embed_dim, n_classes, n_support=m.get("n_support", 1), sigma=m.get("sigma", 1.0), scale=m.get("scale", 1.0))
+            for m in members)
+
+    def features(self, features: torch.Tensor) -> torch.Tensor:
+        """The members' kernel spaces side by side: squared distances there are the sum of the
+        members' own, so no one member's space stands for the ensemble's."""
+        return torch.cat([m.features(features) for m in self.members], dim=-1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        log_p = torch.stack([torch.log_softmax(m(features), dim=-1) for m in self.members])
+        return torch.logsumexp(log_p, dim=0) - math.log(len(self.members))
+
+    def config(self) -> dict:
+        first = self.members[0].config()
+        return {"kind": self.kind, "embed_dim": first["embed_dim"], "n_classes": first["n_classes"],
+                "members": [m.config() for m in self.members]}

@@ -48,6 +48,12 @@ def test_every_method_runs_on_every_encoder_kind(modality, images, texts, tmp_pa
             assert again.predict(target.inputs)[0] == model.predict(target.inputs)[0]
     expected = {"image": "conv4", "text": "minilm"}[modality]
     assert model.encoder.name == expected and model.encoder_tuned == (modality == "image")
+    # meda's ensemble too: nine kernel machines over conv4's learned features or minilm's frozen ones
+    model = adapt_domain(source, target.without_labels(), "meda", {"ensemble": True, "steps": 12, "batch_size": 16},
+                         seed=0, device="cpu", target_test=target, compare=False, progress=False)
+    assert len(model.info["train"]["ensemble"]) == 9 and model.heads["main"].config()["kind"] == "kernel-ensemble"
+    again = load_model(save_model(model, tmp_path / "meda-ensemble"))
+    assert again.predict(target.inputs)[0] == model.predict(target.inputs)[0]
 
 
 def test_the_few_classes_warning_gives_advice_that_fits_the_inputs(texts, monkeypatch):

@@ -30,6 +30,11 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".pjpeg", ".bmp", ".gif"
 UNREAD_PHOTO_EXTS = (".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".jxl",
                      ".psd", ".svg")
 CONVERT_PHOTOS = "a format not read here: convert them to JPEG or PNG"
+
+
+def unread_photos(skipped: dict) -> str:
+    """The UNREAD_PHOTO_EXTS among the skipped files' extensions, as `.heic/.dng`; "" for none."""
+    return "/".join(sorted(e for e in skipped if e in UNREAD_PHOTO_EXTS))
 # said whether or not the command needs labels: the loader does not know, so both say when they are needed
 TEXT_HINT = "text data needs a `text` column (and `label` to fit or evaluate)"
 FEATURE_HINT = "feature data needs numeric columns (and `label` to fit or evaluate)"
@@ -680,9 +685,8 @@ def refuse_imageless_class(shown: str, name: str, skipped: dict) -> None:
     if ".txt" in skipped:  # one text file per example (the aclImdb layout)
         raise BadInput(f"{shown}: class folder {name!r} holds .txt files, not images; text data goes in one "
                        f".csv or .jsonl file: {TEXT_HINT}")
-    photos = sorted(e for e in skipped if e in UNREAD_PHOTO_EXTS)
-    if photos:
-        raise BadInput(f"{shown}: class folder {name!r} holds {'/'.join(photos)} photos, {CONVERT_PHOTOS}")
+    if photos := unread_photos(skipped):
+        raise BadInput(f"{shown}: class folder {name!r} holds {photos} photos, {CONVERT_PHOTOS}")
     exts = "/".join(e[1:] for e in IMAGE_EXTS)
     raise BadInput(f"{shown}: class folder {name!r} has no images ({exts}); add images or remove the folder")
 
@@ -708,9 +712,9 @@ def note_skipped(shown: str, skipped: dict) -> None:
         from quickadapt.progress import log
 
         kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-        photos = sorted(e for e in skipped if e in UNREAD_PHOTO_EXTS)
+        photos = unread_photos(skipped)
         log(f"note: {shown}: skipped files that are not images: {kinds}"
-            + (f"; the {'/'.join(photos)} files are photos in {CONVERT_PHOTOS}" if photos else ""))
+            + (f"; the {photos} files are photos in {CONVERT_PHOTOS}" if photos else ""))
 
 
 def note_several_frames(shown: str, paths) -> None:
@@ -742,9 +746,9 @@ def _load_image_folder(root: Path, shown: str, labels: str) -> Dataset:
     if labels == "ignore" or not subdirs:
         paths = images_under(root, skipped)
         if not paths:
-            photos = sorted(e for e in skipped if e in UNREAD_PHOTO_EXTS)
+            photos = unread_photos(skipped)
             raise BadInput(f"{shown}: no images found (looked for {exts} files)"
-                           + (f"; its {'/'.join(photos)} files are photos in {CONVERT_PHOTOS}" if photos else ""))
+                           + (f"; its {photos} files are photos in {CONVERT_PHOTOS}" if photos else ""))
         note_skipped(shown, skipped)
         note_several_frames(shown, paths)
         return Dataset("image", [str(p) for p in paths], None, name=shown)

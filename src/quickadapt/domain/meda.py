@@ -58,7 +58,7 @@ class MEDAConfig(DeepConfig):  # the DeepConfig part trains conv4's features whe
             raise ValueError(f"mu must be in [0, 1], or -1 to estimate it, got {self.mu}")
         # the ensemble sets lamb and dim itself, member by member: a value given here would be dropped
         changed = [f"{k}={getattr(self, k):g}" for k in ("lamb", "dim")
-                   if getattr(self, k) != type(self).__dataclass_fields__[k].default]
+                   if getattr(self, k) != DEFAULTS[k]]  # DEFAULTS: below, read when a config is made
         if self.ensemble and changed:
             grid = " x ".join(f"{k} {{{', '.join(f'{v:g}' for v in vs)}}}" for k, vs in ENSEMBLE_AXES.items())
             raise ValueError(f"ensemble fits one member per {grid}; {' and '.join(changed)} would not be used: "

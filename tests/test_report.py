@@ -94,6 +94,20 @@ def test_the_page_states_the_manifest_s_and_evaluate_s_own_figures(text_model, t
     assert not re.search(r"(src|href)=['\"]?(https?:|//)", page) and "<script" not in page
 
 
+def test_report_on_the_training_examples_warns_in_json_and_on_the_terminal_too(text_model, tmp_path):
+    """report --data on a model's own 50 training examples (10 CLINC150 banking intents) printed
+    'accuracy 100.0%, macro F1 100.0% on 50 test rows' and --json gave the same with no word:
+    evaluate's warning that these are the examples the model was fitted on was on the page alone."""
+    model, paths = text_model
+    r = run("report", model, "--data", paths["train"], "--out", tmp_path / "j", "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    ev = json.loads(run("evaluate", model, "--data", paths["train"], "--json", "--quiet").stdout)
+    test = json.loads(r.stdout)["test"]
+    assert test["warnings"] == ev["warnings"] and any("the model was fitted on" in w for w in test["warnings"])
+    r = run("report", model, "--data", paths["train"], "--out", tmp_path / "t", "--quiet")
+    assert r.exit_code == 0 and "\nwarning: these are the examples the model was fitted on" in r.stdout
+
+
 @pytest.mark.parametrize("p, verdict", [(0.5, "0.05 or above: the lead is within the noise"),
                                         (0.01, "below 0.05: a real lead")])
 def test_the_mcnemar_row_says_the_verdict_its_p_gives(p, verdict):

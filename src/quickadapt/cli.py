@@ -639,6 +639,7 @@ def report(
     test = r.get("test")
     figures = (f"; accuracy {test['accuracy']:.1%}, macro F1 {test['macro_f1']:.1%} on {test['n']} test rows"
                if test and test.get("n") else "")
+    figures += "".join(f"\nwarning: {w}" for w in (test or {}).get("warnings", []))  # as evaluate prints them
     emit(r, as_json, f"wrote {r['index']} and {count(len(r['plots']), 'plot')}{figures}", what="the report")
 
 

@@ -290,8 +290,10 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
     truth = np.asarray(scored.test.labels, dtype=object)
     answers = np.asarray(scored.labels, dtype=object)
     oos = truth == oos_label if oos_label is not None else np.zeros(len(truth), dtype=bool)
-    figures = {k: r[k] for k in ("accuracy", "accuracy_ci95", "macro_f1", "n", "n_abstained", "oos_recall", "n_oos")
-               if k in r}
+    # the warnings too: the page shows them, and a script reading --json (or the terminal's line)
+    # took 100 % on the training examples for a test result without them
+    figures = {k: r[k] for k in ("accuracy", "accuracy_ci95", "macro_f1", "n", "n_abstained", "oos_recall", "n_oos",
+                                 "warnings") if k in r}
     low, high = r.get("accuracy_ci95") or (None, None)
     rows = [("accuracy", _pct(r["accuracy"]), f"95% CI {_pct(low)} to {_pct(high)}" if low is not None else ""),
             ("macro F1", _pct(r["macro_f1"]), ""), ("in-scope rows", r["n"], "")]

@@ -549,6 +549,24 @@ def test_macro_f1_counts_classes_only_predicted_and_abstentions_are_reported():
     assert r["macro_f1"] < classification_report(truth, ["weather", "weather", "balance", "__none__"])["macro_f1"]
 
 
+def test_a_class_never_answered_has_no_precision_rather_than_0():
+    """With --threshold 0.8 a 10-intent CLINC150 banking model withheld every balance answer: its
+    precision showed 0.0 beside 1.0 for the nine others, as if each balance answer were wrong,
+    where there was none. Precision over no answers is undefined, as recall over no rows is."""
+    from sklearn.metrics import f1_score
+
+    from quickadapt.evaluate.metrics import classification_report
+
+    truth = ["balance", "balance", "weather", "weather", "music", "oos"]
+    pred = ["__none__", "weather", "weather", "__none__", "music", "balance"]  # balance answered out of scope only
+    r = classification_report(truth, pred, oos_label="oos")
+    assert r["per_class"]["balance"] == {"precision": None, "recall": 0.0, "f1": 0.0, "support": 2, "oos_answered": 1}
+    assert r["per_class"]["weather"]["precision"] == 0.5 and r["per_class"]["music"]["precision"] == 1.0
+    # the macro F1 is scikit-learn's as before: the class's F1 0 counts in it
+    assert abs(r["macro_f1"] - f1_score(truth[:5], pred[:5], labels=["balance", "music", "weather"], average="macro",
+                                        zero_division=0)) < 1e-12
+
+
 def test_confused_pairs_leave_out_abstentions_and_out_of_scope_rows():
     from quickadapt.evaluate.metrics import classification_report, top_k_accuracy
 

@@ -18,8 +18,8 @@ def classification_report(
 
     The classes are those of the test labels and of the predictions, as scikit-learn counts them:
     a class the model answers but the test set lacks has precision 0 and lowers the macro F1,
-    rather than vanishing from it; its recall, over no rows, is None. An abstention (`none_label`)
-    is no class: it only costs recall.
+    rather than vanishing from it; its recall, over no rows, is None, as is the precision of a
+    class never answered (its F1 is 0). An abstention (`none_label`) is no class: it only costs recall.
     `none_label=None` means the model did not abstain: every prediction is a class, even one
     named `__none__`, and none is counted as an abstention."""
     y_true = np.asarray(list(y_true), dtype=object)
@@ -39,6 +39,7 @@ def classification_report(
     abstained = is_abstention(y_pred, none_label)
     labels = sorted(set(y_true.tolist()) | set(y_pred[~abstained].tolist()))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    answered = Counter(y_pred.tolist())
     out.update(
         {
             "accuracy": float(np.mean(y_true == y_pred)),
@@ -47,9 +48,11 @@ def classification_report(
             "n": int(len(y_true)),
             "n_abstained": int(abstained.sum()),
             "per_class": with_oos_answered({
-                # recall over no test rows is undefined: None, not scikit-learn's zero_division 0
-                lab: {"precision": float(p[i]), "recall": float(r[i]) if s[i] else None, "f1": float(f[i]),
-                      "support": int(s[i])}
+                # recall over no test rows is undefined: None, not scikit-learn's zero_division 0; so is
+                # the precision of a class never answered (every one of its rows abstained on, or taken
+                # for another), whose 0 read as every answer wrong beside classes at 1.0 (F1 stays 0)
+                lab: {"precision": float(p[i]) if answered[lab] else None, "recall": float(r[i]) if s[i] else None,
+                      "f1": float(f[i]), "support": int(s[i])}
                 for i, lab in enumerate(labels)
             }, oos_answers, none_label),
             "confusions": confusions(y_true[~abstained], y_pred[~abstained]),

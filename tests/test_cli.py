@@ -753,15 +753,36 @@ def test_a_point_apart_on_100_rows_is_called_noise():
     assert (c["only_this_right"], c["only_other_right"], c["n"]) == (3, 2, 100)
     assert c["accuracy"] == 0.96 and c["classes_unknown_to_other"] == []
     assert c["p_better"] == pytest.approx(0.5) and c["p_worse"] == pytest.approx(0.8125)
+    assert c["p_two_sided"] == pytest.approx(1.0)
     line = _against_summary(c, {"accuracy": 0.97})
     assert "accuracy 96.0% there, 97.0% here; 3 right here only, 2 there only" in line
-    assert "within the noise of 100 rows (McNemar p = 0.50)" in line
+    assert "within the noise of 100 rows (McNemar p = 1.00)" in line
     # out-of-scope rows are left out of the test, as accuracy leaves them out; both recalls are shown
     c = _compare_on_rows(np.append(truth, "oos"), np.append(mine, "a"), np.append(theirs, "__none__"), ["a", "b"],
                          "oos", "__none__", "old")
     assert c["n"] == 100 and c["only_other_right"] == 2 and c["oos_recall"] == 1.0
     assert "out-of-scope recall 100.0% there, 0.0% here; 3 right here only" in _against_summary(
         c, {"accuracy": 0.97, "oos_recall": 0.0})
+
+
+@pytest.mark.parametrize("only_here, only_there, verdict", [
+    (9, 2, "the difference is within the noise of 300 rows (McNemar p = 0.07)"),
+    (2, 9, "the difference is within the noise of 300 rows (McNemar p = 0.07)"),
+    (10, 1, "this model is better (McNemar p = 0.012)"), (1, 10, "this model is WORSE (McNemar p = 0.012)")])
+def test_against_calls_a_difference_real_at_the_two_sided_level(only_here, only_there, verdict):
+    """Two CLINC150 banking models (probe, prototypes) on the same 300 rows, 9 right for one only
+    and 2 for the other: 'this model is better (McNemar p = 0.033)', the one-sided p of whichever
+    direction was lower, where either could have been the better: two-sided, p = 0.065. Both ways
+    were tested at 0.05 each, so two alike models were called different up to 1 time in 10."""
+    from quickadapt.cli import _against_summary, _compare_on_rows
+
+    truth = np.array(["a", "b", "c"] * 100, dtype=object)
+    mine, theirs = truth.copy(), truth.copy()
+    mine[only_here:only_here + only_there] = "x"  # wrong here, right there
+    theirs[:only_here] = "x"  # wrong there, right here
+    c = _compare_on_rows(truth, mine, theirs, ["a", "b", "c"], None, None, "old")
+    assert (c["only_this_right"], c["only_other_right"]) == (only_here, only_there)
+    assert verdict in _against_summary(c, {"accuracy": float(np.mean(mine == truth))})
 
 
 def test_evaluate_scores_a_class_named_none_unless_abstaining(clinc_small, tmp_path):

@@ -539,7 +539,7 @@ def _compare_on_rows(truth, labels, other_labels, other_classes, oos_label, none
     (one added since) counts wrong for it."""
     import numpy as np
 
-    from quickadapt.evaluate.cv import mcnemar_p
+    from quickadapt.evaluate.cv import mcnemar_p, mcnemar_two_sided_p
     from quickadapt.evaluate.metrics import classification_report
 
     truth, labels, other_labels = (np.asarray(list(a), dtype=object) for a in (truth, labels, other_labels))
@@ -551,6 +551,7 @@ def _compare_on_rows(truth, labels, other_labels, other_classes, oos_label, none
             "n": int(in_scope.sum()), "only_this_right": int(np.sum(right & ~other_right)),
             "only_other_right": int(np.sum(other_right & ~right)),
             "p_better": mcnemar_p(right, other_right), "p_worse": mcnemar_p(other_right, right),
+            "p_two_sided": mcnemar_two_sided_p(right, other_right),
             "classes_unknown_to_other": sorted(set(truth[in_scope].tolist()) - set(other_classes))}
 
 
@@ -566,13 +567,13 @@ def _against_summary(c: dict, report: dict) -> str:
     if c.get("oos_recall") is not None:
         line += f"out-of-scope recall {c['oos_recall']:.1%} there, {report['oos_recall']:.1%} here; "
     line += f"{c['only_this_right']} right here only, {c['only_other_right']} there only: "
-    if c["p_better"] < SIGNIFICANCE:
-        line += f"this model is better (McNemar p = {c['p_better']:.3f})"
-    elif c["p_worse"] < SIGNIFICANCE:
-        line += f"this model is WORSE (McNemar p = {c['p_worse']:.3f})"
+    # either model may be the better: the verdict either way rests on the two-sided test
+    p = c["p_two_sided"]
+    if p < SIGNIFICANCE:
+        line += (f"this model is better (McNemar p = {p:.3f})" if c["only_this_right"] > c["only_other_right"]
+                 else f"this model is WORSE (McNemar p = {p:.3f})")
     else:
-        line += (f"the difference is within the noise of {c['n']} rows "
-                 f"(McNemar p = {min(c['p_better'], c['p_worse']):.2f})")
+        line += f"the difference is within the noise of {c['n']} rows (McNemar p = {p:.2f})"
     unknown = c["classes_unknown_to_other"]
     if unknown:
         line += (f"\n{c['model']} never learnt {', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}: "

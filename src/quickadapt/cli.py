@@ -20,7 +20,7 @@ from typing import List, Optional
 import typer
 
 from quickadapt.errors import BadInput, LostProcess, on_command_line, stop_signals_interrupt
-from quickadapt.evaluate.summary import count, domain_summary, fit_summary
+from quickadapt.evaluate.summary import count, domain_summary, fit_summary, p_shown
 from quickadapt.output import writes_alone
 
 # a process of its own: the Hugging Face libraries in it stay offline whatever they are asked. The
@@ -570,8 +570,8 @@ def _against_summary(c: dict, report: dict) -> str:
     # either model may be the better: the verdict either way rests on the two-sided test
     p = c["p_two_sided"]
     if p < SIGNIFICANCE:
-        line += (f"this model is better (McNemar p = {p:.3f})" if c["only_this_right"] > c["only_other_right"]
-                 else f"this model is WORSE (McNemar p = {p:.3f})")
+        line += (f"this model is better (McNemar {p_shown(p)})" if c["only_this_right"] > c["only_other_right"]
+                 else f"this model is WORSE (McNemar {p_shown(p)})")
     else:
         line += f"the difference is within the noise of {c['n']} rows (McNemar p = {p:.2f})"
     unknown = c["classes_unknown_to_other"]

@@ -51,7 +51,7 @@ def fit_summary(r: dict) -> str:
                          f"{r.get('cv_scored', r['n_examples'])} held-out examples (McNemar p = {p:.2f})")
         else:
             lines.append(("transfer helps: better" if what == "transfer" else f"{what} is better")
-                         + " than the baseline" + (f" (McNemar p = {p:.3f})" if p is not None else ""))
+                         + " than the baseline" + (f" (McNemar {p_shown(p)})" if p is not None else ""))
     if not r.get("encoder_pretrained", True):
         lines.append(f"note: {r['encoder']} starts from random weights, so nothing pretrained was transferred")
     return "\n".join(lines)
@@ -91,7 +91,7 @@ def baseline_lead(r: dict, significance: float) -> str:
         return ""
     if p >= significance:
         return f", though the baseline's lead is within the noise of {n} held-out examples (McNemar p = {p:.2f})"
-    return f": the baseline is better (McNemar p = {p:.3f})"
+    return f": the baseline is better (McNemar {p_shown(p)})"
 
 
 def domain_summary(r: dict) -> str:
@@ -115,8 +115,8 @@ def domain_summary(r: dict) -> str:
         lines.append("adaptation looks better than source-only by the label-free estimate" + lead_noise(r, +1))
     versus = r.get("target_test_vs_source_only")
     if versus:  # what the labelled target test says, which may contradict the estimate
-        verdict = {"better": f"adaptation helped (McNemar p = {versus['p_better']:.3f})",
-                   "worse": f"adaptation did WORSE than source-only (McNemar p = {versus['p_worse']:.3f})",
+        verdict = {"better": f"adaptation helped (McNemar {p_shown(versus['p_better'])})",
+                   "worse": f"adaptation did WORSE than source-only (McNemar {p_shown(versus['p_worse'])})",
                    "within noise": "the difference is within the noise of "
                                    f"{versus['n']} rows (McNemar p = {min(versus['p_better'], versus['p_worse']):.2f})"}
         lines.append(f"on the target test, fitted on the same held-out split: {r['method']} {versus['accuracy']:.1%}, "
@@ -133,6 +133,13 @@ def lead_noise(r: dict, sign: int) -> str:
     if t is None or t * sign < 0:
         return ""
     return f" ({abs(t):.1f} standard errors" + (": within its noise)" if abs(t) < 2 else ")")
+
+
+def p_shown(p: float) -> str:
+    """A p-value as the summaries print it, to 3 places: one that rounds to 0.000 is `p < 0.001`,
+    not `p = 0.000` (the baseline 77.5 % against 35.0 % out of fold on 40 Omniglot drawings),
+    which claims a certainty no test on a few dozen examples gives."""
+    return "p < 0.001" if p < 0.0005 else f"p = {p:.3f}"
 
 
 def count(n: int, noun: str) -> str:

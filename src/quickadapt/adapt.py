@@ -247,6 +247,8 @@ def adapt(
         if split:  # kept here too: episodes on this model must not test on the encoder's training classes
             info["class_split"] = split
     info["data_fingerprint"] = data.fingerprint()  # which examples (and labels) it was adapted on
+    # and in any order: evaluate knows the training file shuffled for what it is
+    info["data_fingerprint_any_order"] = data.fingerprint_any_order()
     if source is not None and strat.needs_source:  # it trains too: another source, another model
         info["source_fingerprint"] = source.fingerprint()
     info["environment"] = run_environment(dev)  # threads, device and versions: the last bits depend on them

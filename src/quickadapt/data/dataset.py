@@ -149,6 +149,15 @@ class Dataset:
             h.update("\0".join(self.labels.tolist()).encode())
         return h.hexdigest()
 
+    def fingerprint_any_order(self) -> str:
+        """sha256 over the examples (input and label) in sorted order: the same for a file whose
+        rows were shuffled, which `fingerprint` tells apart (evaluate took a model's own training
+        file, shuffled, for new test data: 100.0 % on its 50 examples, no warning)."""
+        labels = self.labels.tolist() if self.labels is not None else [None] * len(self)
+        rows = sorted(hashlib.sha256(content_bytes(x, self.modality) + b"\0" + str(y).encode()).digest()
+                      for x, y in zip(self.inputs, labels))
+        return hashlib.sha256(self.modality.encode() + b"".join(rows)).hexdigest()
+
 
 def as_inputs(inputs, modality: str, name: str = "inputs"):
     """Inputs as they are read, by position: a pandas Series' [i] is by its index label, so a

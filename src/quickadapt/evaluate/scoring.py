@@ -121,9 +121,11 @@ def score_test_data(model, model_dir, read, spec: str, *, task: str = "main", ab
 
     test = model_inputs(model, read, spec, model_dir)
     # feature columns in the model's order; hashed only at the fit's size (an image test set's
-    # fingerprint reads every file again)
+    # fingerprint reads every file again); in any order where the model kept that fingerprint too
     fitted_on_these = (model.info.get("n_examples", len(test)) == len(test)
-                       and test.fingerprint() == model.info.get("data_fingerprint"))
+                       and (test.fingerprint() == model.info.get("data_fingerprint")
+                            or ("data_fingerprint_any_order" in model.info
+                                and test.fingerprint_any_order() == model.info["data_fingerprint_any_order"])))
     model.check_task(task)
     if oos_label is not None and class_index(oos_label, model.classes[task]) is not None:
         raise BadInput(f"{option('oos_label')} {oos_label!r} is one of the model's classes, not an out-of-scope mark")

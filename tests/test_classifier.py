@@ -506,6 +506,24 @@ def test_a_threshold_alone_abstains_as_on_the_command_line():
         FewShotClassifier(encoder="mlp", threshold=0.5).fit(X, y)
 
 
+def test_score_warns_of_labels_the_model_never_learnt():
+    """clf.score on CLINC150 test rows with their out-of-scope ones labelled "oos" gave 0.66 for a
+    model scoring 0.88 on the in-scope rows, without a word: a label it never learnt counts wrong."""
+    import warnings
+
+    X, y = _blobs()
+    clf = FewShotClassifier(encoder="mlp", threshold=0.999, none_label=-1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # labels it knows, and its none_label while abstaining: no warning
+        plain = clf.score(X, y)
+        assert clf.score(X[:3], [-1, -1, -1]) == np.mean(clf.predict(X[:3]) == -1)
+    y_new = np.where(np.arange(len(y)) < 4, 7, y)
+    with pytest.warns(UserWarning, match=r"y holds labels the model never learnt \(7\): their 4 of \d+ rows count wrong"):
+        assert clf.score(X, y_new) == np.mean(clf.predict(X) == y_new) < plain + 1e-12
+    with pytest.warns(UserWarning, match=r"never learnt \(-1\)"):  # not abstaining, -1 is no answer of it
+        clf.set_params(threshold=None).score(X[:3], [-1, -1, -1])
+
+
 def test_save_names_its_argument_path_in_its_messages(tmp_path, monkeypatch):
     """clf.save(path) said "choose another out" and "out . is the current folder": no argument of its."""
     from quickadapt.errors import BadInput

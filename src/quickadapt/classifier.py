@@ -222,6 +222,26 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         out[[shown_score(s) < t for s in proba.max(1)]] = self.none_label
         return out
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """The accuracy of `predict(X)` against y, as scikit-learn's `score` gives it. Labels in y
+        the model never learnt, which predict can never give, count wrong there as here, but with a
+        warning naming them (`quickadapt evaluate` refuses such data): CLINC150's out-of-scope test
+        rows labelled "oos" took a 10-intent model's score from 0.88 to 0.66 without a word, 86 of
+        those 100 rows answered `none_label`. With abstaining, `none_label` is a label it gives."""
+        check_is_fitted(self, "model_")
+        known = {label_text(c) for c in self.classes_.tolist()}
+        if self._abstaining:
+            known.add(label_text(self.none_label))
+        given = [label_text(v) for v in np.asarray(y, dtype=object).ravel().tolist()]
+        unknown = sorted(set(given) - known)
+        if unknown:
+            rows = sum(v in unknown for v in given)
+            warnings.warn(f"y holds labels the model never learnt ({', '.join(unknown[:5])}"
+                          f"{', ...' if len(unknown) > 5 else ''}): their {rows} of {len(given)} rows count wrong; "
+                          "leave them out, or for out-of-scope rows label them as none_label with abstain=True",
+                          UserWarning, stacklevel=2)
+        return super().score(X, y, sample_weight=sample_weight)
+
     def predict_top(self, X, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each input's `k` most probable classes (`classes_` values) and their probabilities, the
         most probable first: two arrays of shape (len(X), k), all the classes where there are fewer

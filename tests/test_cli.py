@@ -161,6 +161,10 @@ def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):
     r = run("evaluate", out, "--data", test, "--abstain", "--oos-label", "oos", "--json", "--quiet")
     report = json.loads(r.stdout)
     assert r.exit_code == 0 and report["n_oos"] == 5 and report["oos_recall"] >= 0.4
+    # as uncertain as any share of 5 rows: Wilson's interval, as the accuracy's (2 of 5 is 11.8-76.9 %)
+    low, high = report["oos_recall_ci95"]
+    assert [round(low, 3), round(high, 3)] == {2: [0.118, 0.769], 3: [0.231, 0.882], 4: [0.376, 0.964],
+                                               5: [0.566, 1.0]}[round(report["oos_recall"] * 5)]
     assert report["accuracy"] > 0.6  # in-scope rows mostly still answered
     only_oos = tmp_path / "only_oos.csv"
     only_oos.write_text("text,label\n" + "".join(f"{t},oos\n" for t in oos))
@@ -171,7 +175,8 @@ def test_abstain_on_out_of_scope(text_model, clinc_small, tmp_path):
     assert r.exit_code == 0 and "no in-scope examples" in r.stdout and "out-of-scope recall" in r.stdout
     assert "without --abstain" not in r.stdout
     r = run("evaluate", out, "--data", only_oos, "--oos-label", "oos", "--quiet")  # every input gets a class
-    assert "out-of-scope recall 0.0% on 5 examples (without --abstain every input gets a class" in r.stdout
+    assert ("out-of-scope recall 0.0% (95% CI 0.0%-43.4%) on 5 examples (without --abstain every input gets a class"
+            in r.stdout)
     r = run("predict", out, "--data", test, "--threshold", "1", "--none-label", "nope", "--json", "--quiet")
     assert {p["label"] for p in json.loads(r.stdout)["predictions"]} == {"nope"}
     r = run("evaluate", out, "--data", test, "--quiet")

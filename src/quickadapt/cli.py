@@ -504,7 +504,9 @@ def evaluate(
                         f"{report['top_k']} most probable classes)")
     summary += _lowest_f1(report["per_class"]) + _most_confused(report["confusions"])
     if oos_label is not None and report.get("oos_recall") is not None:
-        summary += f"\nout-of-scope recall {report['oos_recall']:.1%} on {report['n_oos']} examples"
+        low, high = report["oos_recall_ci95"]
+        summary += (f"\nout-of-scope recall {report['oos_recall']:.1%} (95% CI {low:.1%}-{high:.1%}) on "
+                    f"{report['n_oos']} examples")
         if not abstaining:  # every input got a class: no recall is possible
             summary += " (without --abstain every input gets a class; add it to answer none of these)"
         summary += _oos_swallowers(report["per_class"])

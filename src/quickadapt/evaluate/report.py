@@ -292,8 +292,8 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
     oos = truth == oos_label if oos_label is not None else np.zeros(len(truth), dtype=bool)
     # the warnings too: the page shows them, and a script reading --json (or the terminal's line)
     # took 100 % on the training examples for a test result without them
-    figures = {k: r[k] for k in ("accuracy", "accuracy_ci95", "macro_f1", "n", "n_abstained", "oos_recall", "n_oos",
-                                 "warnings") if k in r}
+    figures = {k: r[k] for k in ("accuracy", "accuracy_ci95", "macro_f1", "n", "n_abstained", "oos_recall",
+                                 "oos_recall_ci95", "n_oos", "warnings") if k in r}
     low, high = r.get("accuracy_ci95") or (None, None)
     rows = [("accuracy", _pct(r["accuracy"]), f"95% CI {_pct(low)} to {_pct(high)}" if low is not None else ""),
             ("macro F1", _pct(r["macro_f1"]), ""), ("in-scope rows", r["n"], "")]
@@ -301,7 +301,9 @@ def _test_sections(manifest: dict, model_dir: Path, data: str, *, task, abstain,
         rows.append(("abstained (counted wrong)", r.get("n_abstained", 0),
                      f"top probability below {threshold:.4f}"))
     if r.get("oos_recall") is not None:
-        rows.append(("out-of-scope recall", _pct(r["oos_recall"]), f"{r['n_oos']} rows labelled {oos_label}"
+        low, high = r["oos_recall_ci95"]
+        rows.append(("out-of-scope recall", _pct(r["oos_recall"]), f"95% CI {_pct(low)} to {_pct(high)}; "
+                     f"{r['n_oos']} rows labelled {oos_label}"
                      + ("" if abstain else f"; without {option('abstain')} every input gets a class")))
     which = f" (task {e(task)})" if len(model.classes) > 1 else ""
     head = (f"<h2>On the test data {e(data)}{which}</h2>"

@@ -16,7 +16,10 @@ def fit_summary(r: dict) -> str:
         asked = r.get("cv")
         folds = r.get("cv_folds", asked)
         fewer = f", not {asked}: the smallest class held out has {folds} distinct examples" if folds != asked else ""
-        lines.append(f"cross-validated accuracy ({folds} folds{fewer}): {r['cv_accuracy']:.1%}{partial}")
+        # (a model written before the interval was kept has none)
+        ci = ("" if "cv_accuracy_ci95" not in r
+              else " (95% CI {:.1%}-{:.1%})".format(*r["cv_accuracy_ci95"]))
+        lines.append(f"cross-validated accuracy ({folds} folds{fewer}): {r['cv_accuracy']:.1%}{ci}{partial}")
         if "cv_balanced_accuracy" in r:  # only where class sizes differ more than 3x (evaluate/cv.IMBALANCE)
             lines.append(f"balanced accuracy (mean recall of the classes scored): {r['cv_balanced_accuracy']:.1%}; "
                          "the figure above weighs each class by its number of examples")

@@ -908,7 +908,9 @@ def episodes(
                      adapt=adapt_with, seed=seed, device=device, progress=not quiet, settings=parse_set_options(settings),
                      split_from=split_from)
     emit(r, as_json, f"{r['n_way']}-way {r['k_shot']}-shot accuracy {r['accuracy']:.1%} "
-                     + (f"± {r['ci95']:.1%} (95% CI) " if r["ci95"] is not None else "(one episode: no confidence interval) ")
+                     + (f"± {r['ci95']:.1%} (95% CI) " if r["ci95"] is not None
+                        else "(one episode: no confidence interval) " if r["episodes"] == 1
+                        else "(every episode scored alike: no spread to estimate a confidence interval from) ")
                      + f"over {count(r['episodes'], 'episode')} from {r['classes']} "
                      f"{'classes (all)' if r['split'] == 'all' else r['split'] + ' classes'} "
                      f"({_episodes_model(r)}, adapt: {r['adapt']}"

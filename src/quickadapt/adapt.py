@@ -27,10 +27,10 @@ from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.encoders.cache import kept_in_memory
 from quickadapt.errors import BadInput, option
 from quickadapt.evaluate.baseline import BASELINE_NAMES, fit_baseline
-from quickadapt.evaluate.metrics import accuracy_interval
 from quickadapt.evaluate.cv import (calibrate_threshold, class_sizes_differ, distinct_examples, mcnemar_p, n_distinct,
                                     n_folds, one_per_example, oof_accuracy, oof_balanced_accuracy,
                                     oof_disagreements, out_of_fold)
+from quickadapt.evaluate.metrics import accuracy_interval
 from quickadapt.model import AdaptedModel
 from quickadapt.progress import each_note_once, log
 from quickadapt.select import AUTO, auto_candidates, auto_settings, choose_strategy

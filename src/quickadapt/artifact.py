@@ -280,8 +280,8 @@ def save_model(
 def fit_metrics(model: AdaptedModel) -> dict:
     """What `adapt()` measured of a fit (the manifest's `metrics`, and `fit --json`'s figures)."""
     keys = ("n_examples", "n_distinct", "n_classes", "label_names", "cv", "cv_folds", "cv_accuracy",
-            "cv_accuracy_ci95", "cv_balanced_accuracy", "cv_scored", "cv_note", "baseline", "negative_transfer", "p_transfer_better",
-            "p_baseline_better", "blend", "auto")
+            "cv_accuracy_ci95", "cv_balanced_accuracy", "cv_scored", "cv_note", "baseline", "negative_transfer",
+            "p_transfer_better", "p_baseline_better", "blend", "auto")
     out = {k: model.info[k] for k in keys if k in model.info}
     out["threshold"] = model.threshold
     return out

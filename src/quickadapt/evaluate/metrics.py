@@ -87,8 +87,8 @@ def top_k_accuracy(y_true: Sequence[str], top_labels: np.ndarray, *, oos_label: 
 
 
 def accuracy_interval(right: int, n: int) -> list[float]:
-    """Wilson's 95 % interval for an accuracy (or out-of-scope recall) of `right` of `n` rows: 2 of 3 right is anywhere
-    from 21 % to 94 %, which the 66.7 % alone does not say. Wilson's rather than the normal
+    """Wilson's 95 % interval for an accuracy (or out-of-scope recall) of `right` of `n` rows: 2 of
+    3 right is anywhere from 21 % to 94 %, which the 66.7 % alone does not say. Wilson's rather than the normal
     approximation, whose interval leaves [0, 1] and is empty at 0 or n right."""
     from scipy.stats import binomtest
 

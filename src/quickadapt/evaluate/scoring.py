@@ -81,7 +81,7 @@ def repeated_rows(test) -> str | None:
             "not queries that really recur, drop them and evaluate again")
 
 
-# test rows of a class below which its recall and F1 move by a fifth or more with each row
+# test rows of a class below which one row moves its recall by a quarter or more
 FEW_TEST_ROWS = 5
 
 

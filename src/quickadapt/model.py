@@ -226,7 +226,19 @@ def top_columns(proba: np.ndarray, k: int) -> np.ndarray:
     column first, as argmax picks it, so the first is always the predicted class."""
     if k == 1:  # every predict without --top: argmax, not a sort of every row (0.18 s a chunk at 1,000 classes)
         return proba.argmax(1)[:, None]
-    return np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    if k >= proba.shape[1]:
+        return np.argsort(-proba, axis=1, kind="stable")
+    # a few of many classes (a catalogue's 10,000): pick each row's k highest in linear time and sort
+    # those alone, not the whole row (predict --top 3 of 10,000 rows x 10,000 classes took 21.7 s
+    # against 4.1 s without --top). Where the k-th value is tied with a column left out, which of
+    # them is kept is the partition's choice, so those rows are sorted whole, as before
+    picked = np.argpartition(-proba, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(proba, picked, axis=1)
+    columns = np.take_along_axis(picked, np.lexsort((picked, -values), axis=1), axis=1)
+    unsure = ~np.isfinite(proba).all(1) | ((proba >= values.min(1, keepdims=True)).sum(1) != k)
+    if unsure.any():
+        columns[unsure] = np.argsort(-proba[unsure], axis=1, kind="stable")[:, :k]
+    return columns
 
 
 def note_uncalibrated(withheld: list[str], uncalibrated: list[str]) -> None:

@@ -19,7 +19,7 @@ from quickadapt.data.dataset import Dataset, blank, first_half_character, half_c
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
-from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score, top_columns, top_count
+from quickadapt.model import abstain_threshold, check_none_label, class_indices, shown_score, top_columns, top_count
 from quickadapt.select import AUTO
 
 
@@ -346,7 +346,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             classes = names
         clf.classes_ = np.asarray(classes)
         # by the label rule: a model fit on the floats 1.0, 2.0 before they were read as 1, 2 stored "1.0", "2.0"
-        clf._columns = np.asarray([class_index(c, names) for c in clf.classes_])
+        clf._columns = np.asarray(class_indices(clf.classes_, names))
         if clf._modality() == "features":
             in_dim = manifest["encoder"]["settings"].get("in_dim")
             if in_dim is not None:  # the mlp's; a user's own encoder may call it otherwise (it checks the rows then)

@@ -61,11 +61,25 @@ def class_index(label: str, classes: Sequence[str]) -> int | None:
     they were read so stored its classes as "1.0", "2.0": test files' 1 and 2 (or 1.0) named no
     class. The exact name wins (image folders `1` and `1.0` are two classes); a label text two
     classes share names neither."""
-    classes = list(classes)
-    if label in classes:
-        return classes.index(label)
-    same = [i for i, c in enumerate(classes) if label_text(c) == label_text(label)]
-    return same[0] if len(same) == 1 else None
+    return class_indices([label], classes)[0]
+
+
+def class_indices(labels, classes: Sequence[str]) -> list[int | None]:
+    """`class_index` of each of `labels`, the classes read once: a scan of them for each label
+    made a 10,000-class model's load and evaluate's reading of its test labels 4.5 s each."""
+    exact: dict = {}
+    by_text: dict = {}
+    for i, c in enumerate(classes):
+        exact.setdefault(c, i)
+        by_text.setdefault(label_text(c), []).append(i)
+
+    def index(label):
+        if label in exact:
+            return exact[label]
+        same = by_text.get(label_text(label), [])
+        return same[0] if len(same) == 1 else None
+
+    return [index(label) for label in labels]
 
 
 class AdaptedModel(nn.Module):
@@ -192,7 +206,8 @@ class AdaptedModel(nn.Module):
         """`labels` written as this model's class names (`class_index`); a label naming none of
         them is kept as it is."""
         names = self.classes[task]
-        index = {label: class_index(label, names) for label in set(labels)}  # a test file repeats few labels
+        distinct = set(labels)  # a test file repeats few labels
+        index = dict(zip(distinct, class_indices(distinct, names)))
         return np.asarray([label if index[label] is None else names[index[label]] for label in labels], dtype=object)
 
     def check_task(self, task: str) -> None:

@@ -236,6 +236,10 @@ def test_top_classes_are_the_likeliest_with_the_answer_first(digits_model, monke
     # ties: predict (k = 1, argmax) and --top K (a sort) name the same first class, the first column
     tied = np.array([[0.2, 0.4, 0.4], [0.5, 0.5, 0.0], [0.1, 0.1, 0.8]])
     assert model_module.top_columns(tied, 1)[:, 0].tolist() == model_module.top_columns(tied, 3)[:, 0].tolist() == [1, 0, 2]
+    # a few of many classes are picked, not every row sorted, and come out as a stable sort's, ties included
+    many = np.random.default_rng(0).integers(0, 4, size=(50, 30)).astype(np.float32)
+    for k in (2, 5, 29, 30):
+        assert np.array_equal(model_module.top_columns(many, k), np.argsort(-many, axis=1, kind="stable")[:, :k])
 
 
 def test_predict_top_on_each_head_of_a_multitask_model(tmp_path):

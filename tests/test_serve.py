@@ -285,6 +285,44 @@ def test_a_fit_model_answers_as_predict_does(fitted, clinc_small):
     assert not any(str(fitted.parent) in r.text for r in refusals)
 
 
+def test_a_task_of_many_classes_answers_the_likeliest_scores(tmp_path, client, clinc):
+    """Every class's score in every prediction made a 10,000-class catalogue's answer to 1,000
+    inputs 161 MB: `scores` lists the MAX_SCORES likeliest of a larger task, `max_scores` as many
+    as the client asks, and a small task's answer is whole, as before."""
+    from quickadapt import FewShotClassifier
+    from quickadapt.serve.run import model_task
+    from quickadapt.serve.tasks import MAX_SCORES
+
+    n = MAX_SCORES + 50
+    x = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
+    FewShotClassifier(encoder="mlp").fit(x, [f"c{i}" for i in range(n)]).save(tmp_path / "catalogue")
+    store = TaskStore()
+    store.put(model_task(tmp_path / "catalogue", "catalogue"))
+    catalogue = TestClient(create_app(store))
+    inputs = x[:3].tolist()
+
+    def predict(**ask):
+        r = catalogue.post("/v1/tasks/catalogue/predict", json={"inputs": inputs, **ask})
+        assert r.status_code == 200, r.text
+        return r.json()["predictions"]
+
+    whole = predict(max_scores=n)
+    assert all(len(p["scores"]) == n and abs(sum(p["scores"].values()) - 1) < 1e-4 for p in whole)
+    for capped, full in zip(predict(), whole):
+        assert list(capped["scores"].items()) == list(full["scores"].items())[:MAX_SCORES]
+        assert (capped["label"], capped["score"]) == (full["label"], full["score"])
+    for few, full in zip(predict(max_scores=3, top_k=5), whole):
+        assert list(few["scores"].items()) == list(full["scores"].items())[:3]
+        assert [(t["label"], t["score"]) for t in few["top"]] == list(full["scores"].items())[:5]
+    assert_refused(catalogue.post("/v1/tasks/catalogue/predict", json={"inputs": inputs, "max_scores": 0}), 422,
+                   "max_scores")
+    tid = client.post("/v1/tasks", json={"name": "intents", "examples": clinc[0]}).json()["task_id"]
+    small = client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["what is my balance"]}).json()
+    assert set(small["predictions"][0]["scores"]) == set(INTENTS)
+    two = client.post(f"/v1/tasks/{tid}/predict", json={"inputs": ["what is my balance"], "max_scores": 2})
+    assert list(two.json()["predictions"][0]["scores"].items()) == list(small["predictions"][0]["scores"].items())[:2]
+
+
 def test_tasks_survive_a_restart(tmp_path, clinc):
     client = TestClient(create_app(TaskStore(state=State(tmp_path / "state"))))
     tid = client.post("/v1/tasks", json={"name": "kept", "examples": clinc[0][:10]}).json()["task_id"]

@@ -19,7 +19,7 @@ from quickadapt.data.dataset import Dataset, blank, first_half_character, half_c
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
-from quickadapt.model import abstain_threshold, check_none_label, class_index, shown_score, top_columns, top_count
+from quickadapt.model import abstain_threshold, check_none_label, class_indices, shown_score, top_columns, top_count
 from quickadapt.select import AUTO
 
 
@@ -203,7 +203,16 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one row per input, one column per class in `classes_` order."""
         check_is_fitted(self, "model_")
-        return self.model_.predict_proba(self._inputs(X, reset=False))[:, self._columns]
+        chunks = list(self._proba_chunks(X))
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes_)), dtype=np.float32)
+
+    def _proba_chunks(self, X):
+        """`predict_proba`'s rows, PREDICT_CHUNK inputs at a time, for `predict` and `predict_top`,
+        which keep a few numbers of each row: holding every row's probabilities at once grows with
+        inputs x classes (10,000 inputs of a 10,000-class catalogue: predict peaked at 763 MB,
+        predict_top at 1,525 MB)."""
+        for _, proba in self.model_.proba_chunks(self._inputs(X, reset=False)):
+            yield proba[:, self._columns]
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each input (abstaining, `none_label` where unsure)."""
@@ -212,14 +221,18 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             t = abstain_threshold(self.model_.threshold, self.threshold)
             check_none_label(self.none_label, self.classes_)
             self._check_none_label_kind(self.classes_)
-        proba = self.predict_proba(X)
-        pred = self.classes_[proba.argmax(1)]
+        check_is_fitted(self, "model_")
+        columns, top = [], []
+        for proba in self._proba_chunks(X):
+            columns.append(proba.argmax(1))
+            top.append(proba.max(1))
+        pred = self.classes_[np.concatenate(columns) if columns else np.zeros(0, dtype=int)]
         if not self._abstaining:
             return pred
         # numbers stay numbers (scikit-learn's metrics read an object array as "unknown" targets)
         numeric = self.classes_.dtype.kind in "biuf" and not isinstance(self.none_label, str)
         out = pred.astype(np.result_type(pred.dtype, np.asarray(self.none_label).dtype) if numeric else object)
-        out[[shown_score(s) < t for s in proba.max(1)]] = self.none_label
+        out[[shown_score(s) < t for s in (np.concatenate(top) if top else [])]] = self.none_label
         return out
 
     def score(self, X, y, sample_weight=None) -> float:
@@ -249,9 +262,14 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         when it abstains: the ranking is the classes' whatever was answered."""
         check_is_fitted(self, "model_")
         k = top_count(k, len(self.classes_))  # checked before the inputs are embedded
-        proba = self.predict_proba(X)
-        columns = top_columns(proba, k)
-        return self.classes_[columns], np.take_along_axis(proba, columns, axis=1)
+        labels, scores = [], []
+        for proba in self._proba_chunks(X):
+            columns = top_columns(proba, k)
+            labels.append(self.classes_[columns])
+            scores.append(np.take_along_axis(proba, columns, axis=1))
+        if not labels:
+            return self.classes_[np.zeros((0, k), dtype=int)], np.zeros((0, k), dtype=np.float32)
+        return np.concatenate(labels), np.concatenate(scores)
 
     @property
     def _abstaining(self) -> bool:
@@ -348,7 +366,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             classes = names
         clf.classes_ = np.asarray(classes)
         # by the label rule: a model fit on the floats 1.0, 2.0 before they were read as 1, 2 stored "1.0", "2.0"
-        clf._columns = np.asarray([class_index(c, names) for c in clf.classes_])
+        clf._columns = np.asarray(class_indices(clf.classes_, names))
         if clf._modality() == "features":
             in_dim = manifest["encoder"]["settings"].get("in_dim")
             if in_dim is not None:  # the mlp's; a user's own encoder may call it otherwise (it checks the rows then)

@@ -61,11 +61,25 @@ def class_index(label: str, classes: Sequence[str]) -> int | None:
     they were read so stored its classes as "1.0", "2.0": test files' 1 and 2 (or 1.0) named no
     class. The exact name wins (image folders `1` and `1.0` are two classes); a label text two
     classes share names neither."""
-    classes = list(classes)
-    if label in classes:
-        return classes.index(label)
-    same = [i for i, c in enumerate(classes) if label_text(c) == label_text(label)]
-    return same[0] if len(same) == 1 else None
+    return class_indices([label], classes)[0]
+
+
+def class_indices(labels, classes: Sequence[str]) -> list[int | None]:
+    """`class_index` of each of `labels`, the classes read once: a scan of them for each label
+    made a 10,000-class model's load and evaluate's reading of its test labels 4.5 s each."""
+    exact: dict = {}
+    by_text: dict = {}
+    for i, c in enumerate(classes):
+        exact.setdefault(c, i)
+        by_text.setdefault(label_text(c), []).append(i)
+
+    def index(label):
+        if label in exact:
+            return exact[label]
+        same = by_text.get(label_text(label), [])
+        return same[0] if len(same) == 1 else None
+
+    return [index(label) for label in labels]
 
 
 class AdaptedModel(nn.Module):
@@ -192,7 +206,8 @@ class AdaptedModel(nn.Module):
         """`labels` written as this model's class names (`class_index`); a label naming none of
         them is kept as it is."""
         names = self.classes[task]
-        index = {label: class_index(label, names) for label in set(labels)}  # a test file repeats few labels
+        distinct = set(labels)  # a test file repeats few labels
+        index = dict(zip(distinct, class_indices(distinct, names)))
         return np.asarray([label if index[label] is None else names[index[label]] for label in labels], dtype=object)
 
     def check_task(self, task: str) -> None:
@@ -226,7 +241,19 @@ def top_columns(proba: np.ndarray, k: int) -> np.ndarray:
     column first, as argmax picks it, so the first is always the predicted class."""
     if k == 1:  # every predict without --top: argmax, not a sort of every row (0.18 s a chunk at 1,000 classes)
         return proba.argmax(1)[:, None]
-    return np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    if k >= proba.shape[1]:
+        return np.argsort(-proba, axis=1, kind="stable")
+    # a few of many classes (a catalogue's 10,000): pick each row's k highest in linear time and sort
+    # those alone, not the whole row (predict --top 3 of 10,000 rows x 10,000 classes took 21.7 s
+    # against 4.1 s without --top). Where the k-th value is tied with a column left out, which of
+    # them is kept is the partition's choice, so those rows are sorted whole, as before
+    picked = np.argpartition(-proba, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(proba, picked, axis=1)
+    columns = np.take_along_axis(picked, np.lexsort((picked, -values), axis=1), axis=1)
+    unsure = ~np.isfinite(proba).all(1) | ((proba >= values.min(1, keepdims=True)).sum(1) != k)
+    if unsure.any():
+        columns[unsure] = np.argsort(-proba[unsure], axis=1, kind="stable")[:, :k]
+    return columns
 
 
 def note_uncalibrated(withheld: list[str], uncalibrated: list[str]) -> None:

@@ -193,8 +193,11 @@ def class_sizes_differ(labels: np.ndarray) -> bool:
 def balanced_accuracy(truth: np.ndarray, pred: np.ndarray) -> float:
     """The mean over the classes in `truth` of each one's recall: every class counts alike,
     however many examples it has. (scikit-learn's own warns when a prediction names a class
-    that was never scored, a class with one example: it still counts as wrong here.)"""
-    return float(np.mean([np.mean(pred[truth == c] == c) for c in np.unique(truth)]))
+    that was never scored, a class with one example: it still counts as wrong here.)
+    Counted in one pass over the rows: a pass over them for each class took 11.9 s at 10,000
+    classes of 2 to 5 examples (35,000 rows), 0.04 s so."""
+    _, which = np.unique(truth, return_inverse=True)
+    return float(np.mean(np.bincount(which, weights=pred == truth) / np.bincount(which)))
 
 
 def oof_balanced_accuracy(data: Dataset, oof, ids: np.ndarray | None = None) -> float:

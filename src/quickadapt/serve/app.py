@@ -54,6 +54,8 @@ class MoreExamples(Strict):
 class PredictRequest(Strict):
     inputs: list[Any]
     top_k: Optional[Annotated[StrictInt, Field(ge=1)]] = None
+    # the likeliest classes `scores` lists (None: all of a task's classes up to tasks.MAX_SCORES, that many of more)
+    max_scores: Optional[Annotated[StrictInt, Field(ge=1)]] = None
     abstain: StrictBool = False
     # implies abstain, as the command line's --threshold does; strict: `true` was read as 1.0 and withheld every answer
     threshold: Optional[StrictFloat] = None
@@ -111,7 +113,8 @@ def create_app(store: TaskStore | None = None, *, token: str | None = None) -> F
     def predict(task_id: str, body: PredictRequest):
         started = time.perf_counter()
         predictions = store.predict(task_id, body.inputs, top_k=body.top_k, abstain=body.abstain,
-                                    threshold=body.threshold, none_label=body.none_label)
+                                    threshold=body.threshold, none_label=body.none_label,
+                                    max_scores=body.max_scores)
         return {"task_id": task_id, "predictions": predictions,
                 "predict_ms": round((time.perf_counter() - started) * 1000, 1)}
 

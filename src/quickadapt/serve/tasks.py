@@ -28,6 +28,11 @@ from quickadapt.transfer import STRATEGIES
 
 SERVED_MODALITIES = ("text", "image")  # what a task's examples may be: `text` or base64 `image`
 DEFAULT_STRATEGY = "probe"  # a logistic head on frozen embeddings: adapts in well under a second once cached
+# the classes a prediction's `scores` lists unless the request's max_scores says otherwise: every
+# class of a task of up to this many (CLINC150's 150 intents whole), the likeliest this many of a
+# larger one. Every class of a 10,000-class catalogue made a 1,000-input answer 161 MB (69 s, 2 GB
+# of the service's memory). The classes left out can hold much of the probability (docs/serve.md)
+MAX_SCORES = 200
 
 
 @dataclass
@@ -242,7 +247,7 @@ class TaskStore:
     # -- predicting -------------------------------------------------------------------------------
 
     def predict(self, task_id: str, inputs: list, *, top_k: int | None = None, abstain: bool = False,
-                threshold: float | None = None, none_label="__none__") -> list[dict]:
+                threshold: float | None = None, none_label="__none__", max_scores: int | None = None) -> list[dict]:
         if len(inputs) > self.limits.max_inputs:
             raise ApiError(413, f"at most {self.limits.max_inputs} inputs a call (--max-inputs), got {len(inputs)}; "
                                 "send them in several calls")
@@ -256,13 +261,14 @@ class TaskStore:
                 raise ApiError(400, first_line(exc)) from None
         else:
             t = None
+        n_scores = min(max_scores or MAX_SCORES, n_classes)
         with library_inputs(inputs, clf.model_.encoder.modality, "inputs") as X:
-            labels, probs = clf.predict_top(X, n_classes) if len(inputs) else ([], [])
+            labels, probs = clf.predict_top(X, max(n_scores, top_k or 1)) if len(inputs) else ([], [])
         out = []
         for row_labels, row_probs in zip(labels, probs):
             label, score = json_label(row_labels[0]), shown_score(row_probs[0])
             row = {"label": none_label if t is not None and score < t else label, "score": score,
-                   "scores": {label_text(c): shown_score(p) for c, p in zip(row_labels, row_probs)}}
+                   "scores": {label_text(c): shown_score(p) for c, p in zip(row_labels[:n_scores], row_probs[:n_scores])}}
             if top_k is not None:
                 row["top"] = [{"label": json_label(c), "score": shown_score(p)}
                               for c, p in zip(row_labels[:top_k], row_probs[:top_k])]

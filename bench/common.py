@@ -65,16 +65,21 @@ def run_pending(store: ResultStore, script: str, specs) -> None:
         print(json.dumps({"spec": spec, **result}), flush=True)
 
 
-def cases_main(name: str, default_cases: str, default_seeds: str, run_one, said, report) -> None:
-    """The command line of a benchmark that runs in-process: `--cases A,B --seeds 0,1` runs each
-    (case, seed) not yet in bench/results/NAME.jsonl with `run_one(case, seed)`, recording its
-    wall time and printing `said(result)` to stderr, then `report()`; `--report` only reports."""
+def cases_main(name: str, axes: dict[str, str], default_seeds: str, run_one, said, report,
+               description: str | None = None) -> None:
+    """The command line of a benchmark that runs in-process: an option per axis of its cases,
+    `--AXISs A,B` (`--cases A,B`; `--shifts A --methods B,C`), and `--seeds 0,1` runs each (value
+    of every axis, seed) not yet in bench/results/NAME.jsonl with `run_one(*values, seed)`,
+    recording its wall time and printing `said(result)` to stderr, then `report()`; `--report`
+    only reports."""
     import argparse
+    import itertools
     import sys
     import time
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", default=default_cases)
+    ap = argparse.ArgumentParser(description=description)
+    for axis, default in axes.items():
+        ap.add_argument(f"--{axis}s", default=default)
     ap.add_argument("--seeds", default=default_seeds)
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
@@ -83,16 +88,16 @@ def cases_main(name: str, default_cases: str, default_seeds: str, run_one, said,
 
         set_quiet(True)
         store = ResultStore(name)
-        for case in args.cases.split(","):
-            for seed in map(int, args.seeds.split(",")):
-                spec = {"case": case, "seed": seed}
-                if store.done(spec):
-                    continue
-                started = time.perf_counter()
-                result = run_one(case, seed)
-                result["wall_seconds"] = round(time.perf_counter() - started, 2)
-                store.add(spec, result)
-                print(f"{case} seed {seed}: {said(result)}", file=sys.stderr, flush=True)
+        chosen = [getattr(args, f"{axis}s").split(",") for axis in axes]
+        for *values, seed in itertools.product(*chosen, map(int, args.seeds.split(","))):
+            spec = {**dict(zip(axes, values)), "seed": seed}
+            if store.done(spec):
+                continue
+            started = time.perf_counter()
+            result = run_one(*values, seed)
+            result["wall_seconds"] = round(time.perf_counter() - started, 2)
+            store.add(spec, result)
+            print(f"{' '.join(values)} seed {seed}: {said(result)}", file=sys.stderr, flush=True)
     report()
 
 

@@ -274,7 +274,7 @@ def report() -> None:
 
 
 def main() -> None:
-    cases_main(NAME, ",".join(SHIFTS + DEV_PAIRS), "0,1,2", run_one,
+    cases_main(NAME, {"case": ",".join(SHIFTS + DEV_PAIRS)}, "0,1,2", run_one,
                lambda r: f"lowest DEV {choose(r['methods'], 'lowest DEV')}, DEV > 2 se {choose(r['methods'], 'DEV > 2 se')}",
                report)
 

@@ -92,7 +92,7 @@ def report() -> None:
 
 
 def main() -> None:
-    cases_main(NAME, "sms,clinc-noisy,digits-rot,A-W,C-D,W-C", "0", run_one,
+    cases_main(NAME, {"case": "sms,clinc-noisy,digits-rot,A-W,C-D,W-C"}, "0", run_one,
                lambda r: ", ".join(f"{rule} {choose_by(r['methods'], k)}" for rule, k in RULES.items()), report)
 
 

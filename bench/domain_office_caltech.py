@@ -240,7 +240,7 @@ def summarise(rows: list[dict]) -> dict:
     # DEV-selected grid point), collapsed ones vetoed, the lowest DEV risk kept (then refitted)
     from quickadapt.domain.adapt import AUTO_CANDIDATES, COLLAPSE_RATIO
 
-    for pair, seed in {(p, s) for (_, p, s) in chosen}:
+    for pair, seed in sorted({(p, s) for (_, p, s) in chosen}):  # a set's order changed run to run: the json churned
         options = {m: r for (m, p, s), r in chosen.items() if p == pair and s == seed and m in ("source-only", *AUTO_CANDIDATES)}
         if len(options) < 1 + len(AUTO_CANDIDATES):
             continue

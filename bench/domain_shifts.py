@@ -21,14 +21,12 @@ target accuracy), each trained on the same 80 % of the source (no refit).
 Rows: bench/results/domain_shifts.jsonl (resumable); table: bench/results/domain_shifts.md."""
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from functools import lru_cache
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ResultStore, mean  # noqa: E402
+from common import RESULTS, ResultStore, cases_main, mean  # noqa: E402
 
 NAME = "domain_shifts"
 SHIFTS = ["digits-rot", "digits-invert", "clinc-noisy"]
@@ -63,19 +61,19 @@ def shift_data(shift: str):
     return train, Dataset("text", [noisy_text(x, rng) for x in test.inputs], test.labels, name=shift), test
 
 
-def run_one(spec: dict) -> dict:
+def run_one(shift: str, method: str, seed: int) -> dict:
     import numpy as np
 
     from quickadapt.domain import adapt_domain
 
-    source, target, clean = shift_data(spec["shift"])
+    source, target, clean = shift_data(shift)
     # held-out fits (no refit), like this table's earlier rows: every method on the same 80 % of the source
-    model = adapt_domain(source, target.without_labels(), spec["method"], {}, None, spec["seed"], "cpu",
+    model = adapt_domain(source, target.without_labels(), method, {}, None, seed, "cpu",
                          target_test=target, compare=False, refit=False, progress=False)
-    entry = model.info["methods"][spec["method"]]
+    entry = model.info["methods"][method]
     out = {"target_accuracy": entry["target_test_accuracy"],
            **{k: entry[k] for k in ("dev_risk", "dev_weight_mean", "im", "snd", "source_val_accuracy", "seconds")}}
-    if spec["method"] == "source-only":
+    if method == "source-only":
         labels, _ = model.predict(clean.inputs)
         out["clean_accuracy"] = float(np.mean(np.asarray(labels) == clean.labels))
     return out
@@ -103,29 +101,8 @@ def report() -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shifts", default=",".join(SHIFTS))
-    ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    ap.add_argument("--report", action="store_true")
-    args = ap.parse_args()
-    if not args.report:
-        from quickadapt.progress import set_quiet
-
-        set_quiet(True)
-        store = ResultStore(NAME)
-        for shift in args.shifts.split(","):
-            for method in args.methods.split(","):
-                for seed in map(int, args.seeds.split(",")):
-                    spec = {"shift": shift, "method": method, "seed": seed}
-                    if store.done(spec):
-                        continue
-                    started = time.perf_counter()
-                    result = run_one(spec)
-                    result["wall_seconds"] = round(time.perf_counter() - started, 2)
-                    store.add(spec, result)
-                    print(f"{shift} {method} seed {seed}: {100 * result['target_accuracy']:.1f} %", file=sys.stderr, flush=True)
-    report()
+    cases_main(NAME, {"shift": ",".join(SHIFTS), "method": ",".join(METHODS)}, ",".join(map(str, SEEDS)), run_one,
+               lambda r: f"{100 * r['target_accuracy']:.1f} %", report, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

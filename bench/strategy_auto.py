@@ -142,7 +142,7 @@ def report() -> None:
 
 
 if __name__ == "__main__":
-    cases_main(NAME, ",".join(CASES), "0,1,2", run_one,
+    cases_main(NAME, {"case": ",".join(CASES)}, "0,1,2", run_one,
                lambda r: f"auto {r['auto_accuracy']:.1%} ({r['chosen']}), "
                          + ", ".join(f"{n} {f['accuracy']:.1%}" for n, f in r["fixed"].items())
                          + f", {r['auto_seconds']:.0f} s", report)

@@ -220,3 +220,62 @@ def _environ(proc: Path) -> list[str]:
         return (proc / "environ").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return []
+
+
+def _as_torchrun_sets_it(monkeypatch):
+    for name, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_process_that_never_answers_is_given_up_after_ten_minutes_or_the_set_time(monkeypatch):
+    """The group was formed without a timeout: one process hung (or never started) held the others
+    for gloo's 30 minutes, then a traceback at the start or a line naming milliseconds mid-run."""
+    import datetime
+
+    import pytest
+    import torch.distributed as dist
+
+    from quickadapt.distributed import _collective, session
+    from quickadapt.errors import LostProcess
+
+    _as_torchrun_sets_it(monkeypatch)
+    given = []
+
+    def never_joined(backend, timeout):  # what the store says when one process does not join in time
+        given.append(timeout)
+        raise dist.DistStoreError(f"wait timeout after {timeout.total_seconds() * 1000:.0f}ms, keys: /default_pg/0//cpu//0/1")
+
+    monkeypatch.setattr(dist, "init_process_group", never_joined)
+    for value, seconds in [(None, 600), ("90", 90), (" 2.5 ", 2.5)]:
+        if value is None:
+            monkeypatch.delenv("QUICKADAPT_TORCHRUN_TIMEOUT", raising=False)
+        else:
+            monkeypatch.setenv("QUICKADAPT_TORCHRUN_TIMEOUT", value)
+        with pytest.raises(LostProcess, match=rf"^another of the 2 torchrun processes stopped answering: nothing from "
+                                              rf"it for {seconds:g} s \(QUICKADAPT_TORCHRUN_TIMEOUT sets how long"):
+            with session("cpu"):
+                pass
+        assert given[-1] == datetime.timedelta(seconds=seconds)
+    # mid-run, gloo's own words
+    with pytest.raises(LostProcess, match=r"^another of the 2 torchrun processes stopped answering: nothing from it for 2.5 s"):
+        with _collective():
+            raise RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out "
+                               "waiting 2500ms for recv operation to complete")
+
+
+def test_a_torchrun_timeout_that_is_not_a_number_of_seconds_is_refused(monkeypatch):
+    import pytest
+    import torch.distributed as dist
+
+    from quickadapt.distributed import session
+    from quickadapt.errors import BadInput
+
+    _as_torchrun_sets_it(monkeypatch)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: pytest.fail("the group formed"))
+    for value in ("ten", "0", "-5", "nan", "inf", "1e9", "10m"):
+        monkeypatch.setenv("QUICKADAPT_TORCHRUN_TIMEOUT", value)
+        with pytest.raises(BadInput, match=rf"^QUICKADAPT_TORCHRUN_TIMEOUT={value}: give the seconds a process waits "
+                                           r"for the others, above 0 and at most 86400 \(unset: 600\)$"):
+            with session("cpu"):
+                pass

@@ -302,6 +302,11 @@ def test_meda_ensemble_through_the_cli(files, tmp_path):
     r = run("predict", out, "--data", files["target"], "--out", tmp_path / "p.csv")
     assert r.exit_code == 0, r.stderr
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + len(surf("W"))
+    # the report lists the grid the members used, not the single lamb and dim the ensemble never read
+    r = run("report", out, "--out", tmp_path / "report", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "dim=[10, 20, 30], lamb=[1.0, 10.0, 100.0]" in page and "ensemble=true" in page and "lamb=10.0" not in page
     for bad in ("lamb=5", "dim=30"):
         assert_bad_input(run("domain-adapt", "--source", files["source"], "--target", files["target"], "--method", "meda",
                              "--set", "ensemble=true", "--set", bad, "--out", tmp_path / "x"), f"{bad} would not be used")

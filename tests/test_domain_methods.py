@@ -220,3 +220,6 @@ def test_meda_ensemble_predicts_the_mean_of_its_members_probabilities(tmp_path):
     again = load_model(save_model(ensemble, tmp_path / "m"))
     assert np.array_equal(again.predict_proba(target.inputs), proba)
     assert again.strategy_params["ensemble"] is True
+    # what it used: the grid's values, not the single lamb=10, dim=20 that no member read
+    assert again.strategy_params["lamb"] == [1.0, 10.0, 100.0] and again.strategy_params["dim"] == [10, 20, 30]
+    assert fit().strategy_params["lamb"] == 10.0  # a single meda's own

@@ -129,6 +129,74 @@ def test_a_link_to_a_model_folder_is_followed_and_kept(tmp_path):
     assert [p.name for p in real.parent.iterdir()] == ["m1"]
 
 
+def test_replacing_a_folder_swaps_it_in_one_step_so_a_reader_never_finds_it_missing(tmp_path, monkeypatch):
+    """fit --force over a model that serve or predict loads: the old folder renamed aside, then
+    the new one into place, left a moment with no folder at all (a reader polling it found it
+    missing); on Linux the two are exchanged in one step (renameat2), the old one then removed."""
+    import threading
+
+    from quickadapt import artifact
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("renameat2 is Linux's; elsewhere the two renames remain")
+    out = tmp_path / "m"
+
+    def write(version):
+        artifact.write_folder_atomically(out, {"manifest.json": lambda p: p.write_text(version)})
+
+    write("0")
+    renames, real_replace = [], os.replace
+    monkeypatch.setattr(artifact.os, "replace", lambda a, b: renames.append((a, b)) or real_replace(a, b))
+    missing, stop = [], threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            if not out.exists():
+                missing.append(True)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for version in range(1, 300):
+            write(str(version))
+    finally:
+        stop.set()
+        reader.join()
+    assert len(missing) == 0 and renames == []
+    assert (out / "manifest.json").read_text() == "299" and [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+class _LibcWithoutExchange:
+    """A C library whose renameat2 fails as a kernel or file system without RENAME_EXCHANGE does."""
+    def __init__(self, code):
+        self.code = code
+
+    def renameat2(self, *args):
+        import ctypes
+        ctypes.set_errno(self.code)
+        return -1
+
+
+@pytest.mark.parametrize("system", ["EINVAL", "ENOSYS", "EOPNOTSUPP", "no renameat2", "darwin"])
+def test_replacing_a_folder_falls_back_to_two_renames_where_it_cannot_be_exchanged(tmp_path, monkeypatch, system):
+    import errno
+
+    from quickadapt import artifact
+
+    out = tmp_path / "m"
+    artifact.write_folder_atomically(out, {"manifest.json": lambda p: p.write_text("old")})
+    if system == "darwin":
+        monkeypatch.setattr(artifact.sys, "platform", "darwin")
+    else:
+        libc = _LibcWithoutExchange(getattr(errno, system)) if system.startswith("E") else object()
+        monkeypatch.setattr(artifact.ctypes, "CDLL", lambda *args, **kwargs: libc)
+    renames, real_replace = [], os.replace
+    monkeypatch.setattr(artifact.os, "replace", lambda a, b: renames.append((a, b)) or real_replace(a, b))
+    artifact.write_folder_atomically(out, {"manifest.json": lambda p: p.write_text("new")})
+    assert (out / "manifest.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["m"]
+    assert len(renames) == 2 and renames[0][0] == out  # the old one aside, then the new one in
+
+
 @pytest.mark.parametrize("signum, code, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM"),
                                                 ("SIGHUP", 129, "stopped by SIGHUP")])
 def test_ctrl_c_while_saving_leaves_nothing_and_says_so(tmp_path, signum, code, said):

@@ -363,6 +363,58 @@ def test_a_sentence_transformers_folder_gives_what_its_encode_gives(tmp_path, mo
     assert np.array_equal(embed(unbuilt, TEXTS, cache=False), embed(full, TEXTS, cache=False))
 
 
+def older_sentence_transformers_folder(root, seed=0):
+    """A sentence-transformers folder as versions before 2.0 saved it: the model (safetensors
+    here) and its sentence_bert_config.json in 0_Transformer/, the pooling in 1_Pooling/, and at
+    the top modules.json and a config.json holding only the library's version."""
+    tiny_folder(root / "0_Transformer", seed=seed)
+    (root / "0_Transformer" / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8}))
+    (root / "1_Pooling").mkdir()
+    (root / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": False,
+         "pooling_mode_max_tokens": True, "pooling_mode_mean_sqrt_len_tokens": False}))
+    (root / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (root / "config.json").write_text(json.dumps({"__version__": "0.3.9"}))
+    return root
+
+
+def test_a_sentence_transformers_folder_of_the_older_layout_gives_what_its_encode_gives(tmp_path, monkeypatch):
+    """modules.json pointing at 0_Transformer/ was refused ("holds no tokenizer": the config.json
+    beside it is the library's, not the model's); its model, pooling and max_seq_length are read
+    now, and the subfolder's weights key the embedding cache as the folder's own do."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    import quickadapt.encoders
+    from quickadapt.encoders import create_encoder_for_cache
+    from quickadapt.encoders.cache import cache_key
+
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(quickadapt.encoders, "_PRISTINE", {})
+    folder = older_sentence_transformers_folder(tmp_path / "st")
+    expected = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    encoder = create_encoder(str(folder), layers=1)
+    assert encoder.max_length == 8 and encoder.pooling == "max_tokens"
+    assert np.allclose(embed(encoder, TEXTS, cache=False), expected, atol=1e-5)
+    full = create_encoder(str(folder))
+    unbuilt = create_encoder_for_cache(str(folder))
+    assert "model" not in unbuilt._modules and cache_key(unbuilt) == cache_key(full)
+    other = tiny_folder(tmp_path / "other", seed=1)
+    shutil.copy(other / "model.safetensors", folder / "0_Transformer" / "model.safetensors")
+    again = create_encoder_for_cache(str(folder))  # not the memo of the weights replaced
+    assert cache_key(again) == cache_key(create_encoder(str(folder))) != cache_key(full)
+    # still safetensors only, through the command line too
+    (folder / "0_Transformer" / "model.safetensors").unlink()
+    (folder / "0_Transformer" / "pytorch_model.bin").write_bytes(b"a pickle")
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\nhi,a\nhello,a\nbye,b\nciao,b\n")
+    assert_bad_input(run("fit", "--data", data, "--encoder", folder, "--cv", 0, "--out", tmp_path / "m", "--quiet"),
+                     "0_Transformer: no .safetensors weights (quickadapt never loads pickled weights)")
+
+
 def test_a_folder_s_dense_module_is_frozen_with_the_top_block(tmp_path):
     """The Dense modules after the pooling were in no layer group: `freeze` with every group
     frozen (its note says "only the head trains") still trained them."""

@@ -12,8 +12,10 @@ CPU processes talk through gloo, GPU processes through NCCL, one GPU each (LOCAL
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import importlib
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -27,6 +29,30 @@ from quickadapt.progress import set_quiet
 from quickadapt.train import pick_device
 
 
+TIMEOUT_VAR = "QUICKADAPT_TORCHRUN_TIMEOUT"
+# How long a process waits for the others, to join at the start and at each exchange, before it
+# gives up. Gloo's own 30 minutes held every process of a run that long after one hung (or
+# never started); 10 still covers a slow start and the first process validating and writing a
+# checkpoint while the others wait for it at the next step.
+DEFAULT_TIMEOUT_S = 600
+MAX_TIMEOUT_S = 86400
+
+
+def timeout_s() -> float:
+    """$QUICKADAPT_TORCHRUN_TIMEOUT in seconds, DEFAULT_TIMEOUT_S when unset or empty."""
+    value = os.environ.get(TIMEOUT_VAR, "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_TIMEOUT_S:
+        raise BadInput(f"{TIMEOUT_VAR}={value}: give the seconds a process waits for the others, above 0 and at most "
+                       f"{MAX_TIMEOUT_S} (unset: {DEFAULT_TIMEOUT_S})")
+    return seconds
+
+
 @contextlib.contextmanager
 def _collective() -> Iterator[None]:
     """Within: a failed collective raises `LostProcess`. Gloo's own error came as a traceback, or
@@ -35,12 +61,28 @@ def _collective() -> Iterator[None]:
     try:
         yield
     except RuntimeError as exc:  # gloo's errors are RuntimeErrors, NCCL's DistBackendError one too
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = _first_line(exc)
         # "[.../gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:21182: Connection reset
         # by peer. This is typically caused by a remote worker ...": the middle says what happened
         reason = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". This is typically")[0].rstrip(".")
-        raise LostProcess(f"another of the {dist.get_world_size()} torchrun processes stopped or stopped answering mid-run ({reason}); "
-                          "its own output or torchrun's report says why") from exc
+        raise _gave_up(exc) or LostProcess(
+            f"another of the {dist.get_world_size()} torchrun processes stopped or stopped answering mid-run ({reason}); "
+            "its own output or torchrun's report says why") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _gave_up(exc: RuntimeError) -> LostProcess | None:
+    """The one line for a wait past timeout_s(): gloo's "Timed out waiting 600000ms for recv
+    operation to complete", or the store's "wait timeout after 600000ms, keys: ..." while the
+    group forms, name neither the process nor the setting; None for any other error."""
+    if not re.search(r"timed out|timeout", _first_line(exc), re.IGNORECASE):
+        return None
+    return LostProcess(f"another of the {os.environ.get('WORLD_SIZE')} torchrun processes stopped answering: nothing "
+                       f"from it for {timeout_s():g} s ({TIMEOUT_VAR} sets how long to wait); its own output or "
+                       "torchrun's report says why")
 
 
 @dataclass(frozen=True)
@@ -143,7 +185,14 @@ def session(device: str = "auto") -> Iterator[Group]:
     # and then they aborted the process ("terminate called without an active exception",
     # SIGABRT, after a run that had written everything)
     importlib.import_module("torch._dynamo")
-    dist.init_process_group(backend="nccl" if gpu else "gloo")
+    timeout = datetime.timedelta(seconds=timeout_s())
+    try:
+        dist.init_process_group(backend="nccl" if gpu else "gloo", timeout=timeout)
+    except RuntimeError as exc:  # one process never joined; any other error as torch words it
+        lost = _gave_up(exc)
+        if lost is None:
+            raise
+        raise lost from exc
     try:
         # every process has joined before any goes on: one that failed on its input at once and
         # closed its end could break another's joining, which then died with a traceback

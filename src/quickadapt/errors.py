@@ -60,7 +60,7 @@ class Stopped(KeyboardInterrupt):
 
 class LostProcess(RuntimeError):
     """Under torchrun, a collective failed: another process died, was killed or stopped answering
-    (gloo's 30-minute timeout), and the run cannot go on (quickadapt/distributed.py). The CLI says
+    (distributed.timeout_s(), 10 minutes), and the run cannot go on (quickadapt/distributed.py). The CLI says
     so in one line, with exit code 1: not the user's input, but nothing to show a traceback for."""
 
 

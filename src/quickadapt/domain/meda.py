@@ -223,9 +223,18 @@ class MEDA(DomainMethod):
                 log(f"note: meda dim {cfg.dim} is more than these data allow; used {summary['gfk_dim']} (at most half "
                     f"the {xs.shape[1]} feature dimensions, and fewer than the examples of each domain)")
         model = AdaptedModel(space, {MAIN_TASK: head.eval()}, {MAIN_TASK: classes}, encoder_tuned=tuned,
-                             strategy=f"domain:{self.name}", strategy_params=self.params())
+                             strategy=f"domain:{self.name}", strategy_params=self.used_params())
         model.info["train"] = {**info, **summary, "n_source_solved": len(i_s), "n_target_solved": len(i_t)}
         return model.eval()
+
+    def used_params(self) -> dict:
+        """The settings as the fit used them: an ensemble's lamb and dim are its grid's values,
+        where the single ones it never reads (lamb=10, dim=20) were recorded, and so the model's
+        manifest and `quickadapt report` showed them beside ensemble=true."""
+        params = self.params()
+        if self.cfg.ensemble:
+            params.update({key: list(values) for key, values in ENSEMBLE_AXES.items()})
+        return params
 
     def note_unused_deep_settings(self, space: str, ctx) -> None:
         """The DeepConfig settings train features; on `space` nothing is trained, so say which

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import Encoder
-from quickadapt.encoders.hf_text import (TOKENIZER_FILES, check_folder, check_weight_shapes, pooler_keys, transformers_quiet,
-                                         zero_missing)
+from quickadapt.encoders.hf_text import (TOKENIZER_FILES, check_folder, check_weight_shapes, pooler_keys, transformer_folder,
+                                         transformers_quiet, zero_missing)
 from quickadapt.errors import BadInput, first_line
 
 PREPROCESSOR = "preprocessor_config.json"
@@ -46,6 +46,7 @@ def folder_modality(folder: Path) -> str:
     processor (`preprocessor_config.json`) makes it an image model (CLIP-like folders hold a
     tokenizer too: their vision tower is used); a tokenizer alone, a text model. A folder with an
     audio feature extractor, or with neither, is refused naming what it holds."""
+    folder = transformer_folder(folder)  # a sentence-transformers folder's 0_Transformer/, where it has one
     if not (folder / "config.json").is_file():
         raise BadInput(f"{folder}: not a Hugging Face model folder (no config.json)")
     config = _read_json(folder / "config.json")

@@ -4,7 +4,8 @@
 Loaded with transformers' AutoModel from safetensors only (`use_safetensors=True`), never with
 remote code, fully offline, in float32. A sentence-transformers folder reads as its `encode`
 does (pooling, Dense modules, max_seq_length, default prompt; a module it cannot apply is
-refused); without one, mean pooling. Then L2 normalisation."""
+refused; the model in the folder or, as sentence-transformers before 2.0 saved it, in its
+`0_Transformer/`); without one, mean pooling. Then L2 normalisation."""
 from __future__ import annotations
 
 import contextlib
@@ -101,9 +102,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
 
 
-def st_modules(folder: Path) -> list[tuple[str, str]]:
+def st_modules(folder: Path, strict: bool = True) -> list[tuple[str, str]]:
     """(kind, subfolder) of each module of the folder's sentence-transformers `modules.json` in
-    order, [] without one; a module this encoder cannot apply is refused rather than skipped."""
+    order, [] without one; a module this encoder cannot apply is refused rather than skipped
+    (left out where not `strict`)."""
     path = folder / "modules.json"
     if not path.is_file():
         return []
@@ -111,6 +113,8 @@ def st_modules(folder: Path) -> list[tuple[str, str]]:
     modules = []
     for module in listed if isinstance(listed, list) else [listed]:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1] if isinstance(module, dict) else ""
+        if kind not in ST_MODULES and not strict:
+            continue
         if kind not in ST_MODULES:
             raise BadInput(f"{path}: module {kind or 'without a type'} is not one quickadapt applies ({', '.join(ST_MODULES)}); "
                            "without it the features would not be the ones the model gives")
@@ -118,11 +122,35 @@ def st_modules(folder: Path) -> list[tuple[str, str]]:
     return modules
 
 
+def transformer_folder(folder: Path) -> Path:
+    """Where the folder's Hugging Face model (config, weights, tokenizer) is: the subfolder its
+    sentence-transformers Transformer module names, as sentence-transformers before 2.0 saved it
+    (`0_Transformer/` beside `1_Pooling/`), else the folder itself."""
+    sub = next((sub for kind, sub in st_modules(folder, strict=False) if kind == "Transformer"), "")
+    if not sub:
+        return folder
+    if not (folder / sub).resolve().is_relative_to(folder.resolve()):
+        raise BadInput(f"{folder / 'modules.json'}: its Transformer module's path {sub!r} leads out of the folder")
+    return folder / sub
+
+
 def st_files(folder: Path) -> tuple[str, ...]:
     """The files of the folder's sentence-transformers modules, which shape the features too."""
     subfolders = [sub for kind, sub in st_modules(folder) if sub and kind != "Transformer"]
     return ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
             *(f"{sub}/{name}" for sub in subfolders for name in ("config.json", "model.safetensors")))
+
+
+def identity_files(folder: Path) -> tuple[str, ...]:
+    """The files besides the folder's config.json and weights that a build reads (for
+    hf_memo.folder_identity): the tokenizer's, the sentence-transformers modules', and all of the
+    model's where it is in a Transformer subfolder."""
+    model = transformer_folder(folder)
+    sub = model.relative_to(folder).as_posix()
+    inner = () if model == folder else (
+        f"{sub}/{name}" for name in ("config.json", "sentence_bert_config.json", *TOKENIZER_FILES,
+                                     *sorted(p.name for p in model.glob("*.safetensors*"))))
+    return (*TOKENIZER_FILES, *st_files(folder), *inner)
 
 
 def _pooling_config(folder: Path) -> Path:
@@ -371,33 +399,34 @@ class HFTextEncoder(Encoder):
         from transformers import AutoConfig, AutoModel
 
         folder = Path(path)
-        check_folder(folder, pretrained)
+        model_folder = transformer_folder(folder)  # the folder, or its sentence-transformers 0_Transformer/
+        check_folder(model_folder, pretrained)
         missing = []
         # trust_remote_code=False everywhere: transformers would otherwise ask on the terminal
         with transformers_quiet():
             if pretrained:
-                check_weight_shapes(folder)
+                check_weight_shapes(model_folder)
             try:
-                self.tokenizer = load_tokenizer(folder)
+                self.tokenizer = load_tokenizer(model_folder)
                 if pretrained:
                     # float32 whatever the weights were saved in: transformers keeps a bf16 folder in
                     # bf16 (features numpy cannot hold) and an fp16 one in fp16 (slow and coarse on a CPU)
                     self.model, loading = AutoModel.from_pretrained(
-                        str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False,
+                        str(model_folder), local_files_only=True, use_safetensors=True, trust_remote_code=False,
                         output_loading_info=True, dtype=torch.float32,
                     )
                     missing = loading.get("missing_keys") or []
                 else:
-                    config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+                    config = AutoConfig.from_pretrained(str(model_folder), local_files_only=True, trust_remote_code=False)
                     self.model = AutoModel.from_config(config, trust_remote_code=False)
             except BadInput:
                 raise
             except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:  # an unknown model type, a bad config
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise BadInput(f"{folder}: transformers cannot load this model folder ({first})") from None
+                raise BadInput(f"{model_folder}: transformers cannot load this model folder ({first})") from None
         unread = [k for k in missing if k not in pooler_keys(self.model)]
         if unread:  # weights for another architecture: most of this one would be random
-            raise BadInput(f"{folder}: its weights lack {len(unread)} of the model's tensors (such as {unread[0]}); "
+            raise BadInput(f"{model_folder}: its weights lack {len(unread)} of the model's tensors (such as {unread[0]}); "
                            "save the model again with save_pretrained")
         zero_missing(self.model, missing)  # a pooler, which the pooling here never reads
         config = self.model.config
@@ -423,12 +452,13 @@ class HFTextEncoder(Encoder):
         self.embed_dim = hidden_size * (self.layers - 1) + int(dense[-1][1]["out_features"] if dense else hidden_size)
         self.pooling = _pooling_mode(folder)
         self.prompt = default_prompt(folder)
-        self.tokenizer_hash = _tokenizer_hash(folder)
+        self.tokenizer_hash = _tokenizer_hash(transformer_folder(folder))
         self.position_limit = position_limit
         # the default reads no further than the model was made to; a length given is read as given
         # (compared by value, an explicit 128 on a folder made for 64 tokens silently read 64)
         if max_length is DEFAULT_MAX_LENGTH:
-            max_length = min(n for n in (DEFAULT_MAX_LENGTH, position_limit, made_for_tokens(folder)) if n)
+            made_for = made_for_tokens(transformer_folder(folder))  # the Transformer module's own settings
+            max_length = min(n for n in (DEFAULT_MAX_LENGTH, position_limit, made_for) if n)
         self.max_length = int(max_length)
         # 2 holds [CLS] and [SEP] (below it the tokenizer does not truncate at all); above the
         # model's positions a long text would overflow them
@@ -445,7 +475,7 @@ class HFTextEncoder(Encoder):
         from quickadapt.encoders.base import state_version, weights_hash
         from quickadapt.encoders.hf_memo import folder_identity, read_memo, write_memo
 
-        identity = folder_identity(folder, (*TOKENIZER_FILES, *st_files(folder)))
+        identity = folder_identity(folder, identity_files(folder))
         if read_memo(identity) is not None:
             return
         self._weights_hash_memo = (state_version(self), weights_hash(self))
@@ -723,7 +753,7 @@ class CachedHFTextEncoder(HFTextEncoder):
     @property
     def truncation_side(self) -> str:
         """Where the tokenizer cuts a long text, as transformers reads it from the folder."""
-        config = self.folder / "tokenizer_config.json"
+        config = transformer_folder(self.folder) / "tokenizer_config.json"
         side = read_json(config).get("truncation_side") if config.is_file() else None
         return side or "right"
 
@@ -740,8 +770,8 @@ def cached_hf_encoder(folder: Path, name: str, settings: dict) -> CachedHFTextEn
 
     if caching_off() or not folder.is_dir():
         return None
-    check_folder(folder, pretrained=True)  # what a build refuses before reading anything
-    memo = read_memo(folder_identity(folder, (*TOKENIZER_FILES, *st_files(folder))))
+    check_folder(transformer_folder(folder), pretrained=True)  # what a build refuses before reading anything
+    memo = read_memo(folder_identity(folder, identity_files(folder)))
     return None if memo is None else CachedHFTextEncoder(folder, memo, name=name, **settings)
 
 

@@ -1,5 +1,6 @@
 """The embedding cache serves only rows it can vouch for: keyed by the weights and everything in
 the preprocessing, a damaged row or shard is a miss, and an input given twice is found twice."""
+import json
 import os
 import time
 
@@ -346,3 +347,34 @@ def test_a_row_merged_away_while_it_is_looked_up_is_still_found(tmp_path, monkey
     found = store.read_into(keys, out)
     assert merged and len(shards(tmp_path)) == 1
     assert found.all() and np.array_equal(out, rows)
+
+
+def test_a_bit_flipped_on_disk_is_a_miss_not_a_wrong_feature(tmp_path, monkeypatch):
+    """safetensors checks a file's layout, not its values: a bit flipped in a stored row (the disk,
+    a copy gone wrong) was served as that input's features, a predict's score moved silently. A
+    shard written before shards had a checksum is read as before."""
+    import quickadapt.encoders.cache as cache_module
+
+    store = EmbeddingCache(tmp_path)
+    keys = [content_key(f"text {i}", "text") for i in range(3)]
+    rows = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    store.add(keys, rows)
+    shard = shards(tmp_path)[0]
+    data = bytearray(shard.read_bytes())
+    header = int.from_bytes(data[:8], "little")
+    start, _ = json.loads(data[8:8 + header])["features"]["data_offsets"]
+    data[8 + header + start + 4 * (2 * 4 + 3)] ^= 0x01  # the last bit of row 2's value 3: finite, a little off
+    shard.write_bytes(bytes(data))
+    out = np.full((3, 4), np.nan, dtype=np.float32)
+    assert not store.read_into(keys, out).any()
+    monkeypatch.setattr(cache_module, "MAX_SMALL_SHARDS", 0)  # the next write merges: the damaged rows stay out
+    store.add(keys[:1], rows[:1])
+    out = np.full((3, 4), np.nan, dtype=np.float32)
+    assert store.read_into(keys, out).tolist() == [True, False, False] and np.array_equal(out[0], rows[0])
+
+    legacy = EmbeddingCache(tmp_path / "legacy")
+    legacy.directory.mkdir()
+    save_file({"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(3, 32), "features": rows},
+              str(legacy.directory / "old.safetensors"))
+    out = np.full((3, 4), np.nan, dtype=np.float32)
+    assert legacy.read_into(keys, out).all() and np.array_equal(out, rows)

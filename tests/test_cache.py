@@ -98,6 +98,22 @@ def test_a_quoted_tilde_in_the_cache_setting_is_the_home_folder(monkeypatch, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # no ./~
 
 
+def test_the_cache_goes_where_xdg_cache_home_says(monkeypatch, tmp_path):
+    """XDG_CACHE_HOME (where a cluster's small home quota sends every tool's cache) was ignored:
+    this cache alone went on filling the home folder. A relative value is ignored, as the spec says."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("QUICKADAPT_CACHE", raising=False)
+    monkeypatch.delenv("QUICKADAPT_NO_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "scratch"))
+    embed(create_encoder("mlp", in_dim=3), [np.array([1.0, 2.0, 3.0], dtype=np.float32)])
+    assert len(shards(tmp_path / "scratch" / "quickadapt")) == 1 and not (tmp_path / "home").exists()
+    monkeypatch.setenv("XDG_CACHE_HOME", "scratch")
+    assert cache_dir() == tmp_path / "home" / ".cache" / "quickadapt"
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "qc"))
+    assert cache_dir() == tmp_path / "qc"
+
+
 def test_repeated_inputs_are_embedded_once_and_stored_once(cache, monkeypatch):
     encoder = create_encoder("mlp", in_dim=3)
     rows = [np.array([i, 2.0 * i, 1.0], dtype=np.float32) for i in range(3)]
@@ -142,6 +158,7 @@ def test_without_a_home_folder_the_cache_goes_to_the_temp_folder(monkeypatch, tm
         raise RuntimeError("Could not determine home directory.")
 
     monkeypatch.delenv("QUICKADAPT_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.setattr(pathlib.Path, "home", staticmethod(no_home))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))

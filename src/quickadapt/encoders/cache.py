@@ -26,13 +26,19 @@ from quickadapt.errors import BadInput
 
 
 def cache_dir() -> Path:
-    """$QUICKADAPT_CACHE, or ~/.cache/quickadapt when it is unset or empty (an empty value would
-    put the caches in whatever folder a command runs from). Without a home folder (HOME unset
-    and no user entry, as in some containers run as a bare uid; it was a traceback), a folder of
-    this user's in the temp folder, said once. A `~` in the value (quoted, so no shell expanded
-    it) is the home folder, as in every path option: it made a folder named `~` wherever a command ran."""
+    """$QUICKADAPT_CACHE, or $XDG_CACHE_HOME/quickadapt, or ~/.cache/quickadapt when they are unset
+    or empty (an empty value would put the caches in whatever folder a command runs from). Without
+    a home folder (HOME unset and no user entry, as in some containers run as a bare uid; it was a
+    traceback), a folder of this user's in the temp folder, said once. A `~` in the value (quoted,
+    so no shell expanded it) is the home folder, as in every path option: it made a folder named
+    `~` wherever a command ran."""
     if os.environ.get("QUICKADAPT_CACHE"):
         return _expand_home(os.environ["QUICKADAPT_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # where a cluster's small home quota moves every tool's cache (pip's, torch's, Hugging Face's):
+    # this one alone went on writing to the home folder; a relative value is ignored, as the XDG spec says
+    if os.path.isabs(xdg):
+        return Path(xdg) / "quickadapt"
     try:
         return Path.home() / ".cache" / "quickadapt"
     except (RuntimeError, KeyError):

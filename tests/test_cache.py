@@ -170,6 +170,38 @@ def test_without_a_home_folder_the_cache_goes_to_the_temp_folder(monkeypatch, tm
     assert len(shards(tmp_path)) == 1 and np.array_equal(embed(encoder, ["a text to keep"]), first)
 
 
+def test_the_temp_folder_s_cache_is_this_user_s_alone(monkeypatch, tmp_path):
+    """Its name is known in advance: another local user could make it first, or write into it, and
+    put in the features of their choosing for the texts a run would embed, which were served."""
+    import pathlib
+
+    import quickadapt.encoders.cache as cache_module
+    from quickadapt.errors import BadInput
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("QUICKADAPT_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(pathlib.Path, "home", staticmethod(no_home))
+    monkeypatch.setattr(cache_module, "_SAID_NO_HOME", [True])
+    for shared in ("open", "link", "own"):
+        monkeypatch.setattr("tempfile.tempdir", str(tmp_path / shared))
+        (tmp_path / shared).mkdir()
+        folder = tmp_path / shared / f"quickadapt-cache-{os.getuid()}"
+        if shared == "open":
+            folder.mkdir()
+            folder.chmod(0o777)  # as another user's umask 000 or chmod leaves it
+        elif shared == "link":
+            (tmp_path / "theirs").mkdir(mode=0o700)
+            folder.symlink_to(tmp_path / "theirs")
+        if shared == "own":
+            assert cache_dir() == folder and folder.stat().st_mode & 0o777 == 0o700
+        else:
+            with pytest.raises(BadInput, match="not a folder of this user's alone"):
+                embed(create_encoder("mlp", in_dim=3), [np.array([1.0, 2.0, 3.0], dtype=np.float32)])
+
+
 def test_temp_files_a_killed_run_left_are_removed_a_day_later(cache):
     """A SIGKILL while a shard was written left its temp file in the cache for good."""
     encoder = create_encoder("mlp", in_dim=3)

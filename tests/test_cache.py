@@ -202,6 +202,21 @@ def test_the_temp_folder_s_cache_is_this_user_s_alone(monkeypatch, tmp_path):
                 embed(create_encoder("mlp", in_dim=3), [np.array([1.0, 2.0, 3.0], dtype=np.float32)])
 
 
+def test_a_cache_folder_that_cannot_be_written_is_named_once(monkeypatch, tmp_path, capsys):
+    """A read-only or full cache folder made every run embed its inputs again without a word."""
+    import quickadapt.encoders.cache as cache_module
+
+    (tmp_path / "a_file").write_text("x")  # the cache "folder" is a file: nothing can be stored there
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "a_file"))
+    monkeypatch.delenv("QUICKADAPT_NO_CACHE", raising=False)
+    monkeypatch.setattr(cache_module, "_SAID_UNWRITABLE", [], raising=False)
+    encoder = create_encoder("mlp", in_dim=3)
+    rows = [np.array([1.0, 2.0, 3.0], dtype=np.float32)]
+    assert np.array_equal(embed(encoder, rows), embed(encoder, rows))
+    err = capsys.readouterr().err
+    assert err.count("note: cannot store features in the embedding cache") == 1 and "(Not a directory)" in err
+
+
 def test_temp_files_a_killed_run_left_are_removed_a_day_later(cache):
     """A SIGKILL while a shard was written left its temp file in the cache for good."""
     encoder = create_encoder("mlp", in_dim=3)

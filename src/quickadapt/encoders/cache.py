@@ -23,7 +23,7 @@ from safetensors.numpy import save_file
 
 from quickadapt.data.dataset import content_key
 from quickadapt.encoders.base import CACHE_CHUNK
-from quickadapt.errors import BadInput
+from quickadapt.errors import BadInput, first_line
 
 
 def cache_dir() -> Path:
@@ -216,9 +216,10 @@ class EmbeddingCache:
             save_file({"keys": keys, "features": features}, str(tmp), metadata={CHECKSUM: checksum(keys, features)})
             os.replace(tmp, self.directory / f"{name}.safetensors")
             return True
-        except (OSError, SafetensorError):  # safetensors reports a full disk as its own error
+        except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)  # a read-only or full disk only costs recomputation
+            say_unwritable(self.directory, exc)
             return False
 
     def merge_small_shards(self) -> None:
@@ -295,6 +296,23 @@ class EmbeddingCache:
             with contextlib.suppress(OSError):  # gone already, or not ours to remove
                 if stale.is_file() and stale.stat().st_mtime < cutoff:
                     stale.unlink()
+
+
+_SAID_UNWRITABLE: list = []
+
+
+def say_unwritable(directory: Path, exc: Exception) -> None:
+    """Say once per process that features cannot be stored: a read-only or full cache folder (a
+    container's read-only file system, a home quota used up) made every run embed its inputs again
+    without a word (a one-text predict 3.9 s instead of 1.4), where the EfficientNet weights' note said it."""
+    if _SAID_UNWRITABLE:
+        return
+    _SAID_UNWRITABLE.append(True)
+    from quickadapt.progress import log
+
+    why = getattr(exc, "strerror", None) or first_line(exc)  # an OSError's own names the path again
+    log(f"note: cannot store features in the embedding cache {directory} ({why}); every run computes "
+        "them again (set QUICKADAPT_CACHE to a writable folder to keep them, or QUICKADAPT_NO_CACHE=1)")
 
 
 def written_here(keys: np.ndarray, features: np.ndarray) -> bool:

@@ -9,7 +9,6 @@ import contextlib
 import contextvars
 import hashlib
 import os
-import stat
 import tempfile
 import time
 import uuid
@@ -24,6 +23,7 @@ from safetensors.numpy import save_file
 from quickadapt.data.dataset import content_key
 from quickadapt.encoders.base import CACHE_CHUNK
 from quickadapt.errors import BadInput, first_line
+from quickadapt.output import own_temp_folder
 
 
 def cache_dir() -> Path:
@@ -43,31 +43,16 @@ def cache_dir() -> Path:
     try:
         return Path.home() / ".cache" / "quickadapt"
     except (RuntimeError, KeyError):
-        fallback = own_temp_folder(Path(tempfile.gettempdir()) / f"quickadapt-cache-{os.getuid()}")
+        fallback = Path(tempfile.gettempdir()) / f"quickadapt-cache-{os.getuid()}"
+        with contextlib.suppress(OSError):  # nothing can be made there: no cache is kept
+            own_temp_folder(fallback, "set QUICKADAPT_CACHE to a folder of yours (there is no home folder to keep the "
+                                      "cache in)")
         if not _SAID_NO_HOME:
             _SAID_NO_HOME.append(True)
             from quickadapt.progress import log
 
             log(f"note: no home folder to keep the cache in; using {fallback} (set QUICKADAPT_CACHE to choose)")
         return fallback
-
-
-def own_temp_folder(folder: Path) -> Path:
-    """`folder`, in the temp folder every user can write, made for this user alone (0700), or
-    BadInput where another user could have made it or can write to it: its name is known in
-    advance, so another local user could make it first and put in features of their choosing,
-    which every run would then serve as its inputs'."""
-    with contextlib.suppress(OSError):  # there already, or nothing can be written: then no cache is kept
-        folder.mkdir(mode=0o700)
-    try:
-        st = folder.lstat()
-    except OSError:
-        return folder
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise BadInput(f"there is no home folder to keep the cache in, and {folder} is not a folder of this user's "
-                       "alone (another user made it, or others can write to it); set QUICKADAPT_CACHE to a folder "
-                       "of yours")
-    return folder
 
 
 def _expand_home(value: str) -> Path:

@@ -415,8 +415,8 @@ def test_a_row_merged_away_while_it_is_looked_up_is_still_found(tmp_path, monkey
 
 def test_a_bit_flipped_on_disk_is_a_miss_not_a_wrong_feature(tmp_path, monkeypatch):
     """safetensors checks a file's layout, not its values: a bit flipped in a stored row (the disk,
-    a copy gone wrong) was served as that input's features, a predict's score moved silently. A
-    shard written before shards had a checksum is read as before."""
+    a copy gone wrong) was served as that input's features, a predict's score moved silently. The
+    row is a miss, and a merge leaves it out; a shard written before rows had checks is read as before."""
     import quickadapt.encoders.cache as cache_module
 
     store = EmbeddingCache(tmp_path)
@@ -429,12 +429,12 @@ def test_a_bit_flipped_on_disk_is_a_miss_not_a_wrong_feature(tmp_path, monkeypat
     start, _ = json.loads(data[8:8 + header])["features"]["data_offsets"]
     data[8 + header + start + 4 * (2 * 4 + 3)] ^= 0x01  # the last bit of row 2's value 3: finite, a little off
     shard.write_bytes(bytes(data))
-    out = np.full((3, 4), np.nan, dtype=np.float32)
-    assert not store.read_into(keys, out).any()
-    monkeypatch.setattr(cache_module, "MAX_SMALL_SHARDS", 0)  # the next write merges: the damaged rows stay out
-    store.add(keys[:1], rows[:1])
-    out = np.full((3, 4), np.nan, dtype=np.float32)
-    assert store.read_into(keys, out).tolist() == [True, False, False] and np.array_equal(out[0], rows[0])
+    for merged in (False, True):
+        out = np.full((3, 4), np.nan, dtype=np.float32)
+        assert store.read_into(keys, out).tolist() == [True, True, False] and np.array_equal(out[:2], rows[:2])
+        monkeypatch.setattr(cache_module, "MAX_SMALL_SHARDS", 0)  # the next write merges: the damaged row stays out
+        store.add([content_key("another", "text")], rows[:1])
+    assert len(shards(tmp_path)) == 1
 
     legacy = EmbeddingCache(tmp_path / "legacy")
     legacy.directory.mkdir()

@@ -260,7 +260,8 @@ class EmbeddingCache:
             merged.append(shard)
             for j, (key, row) in enumerate(zip(shard_keys, shard_features)):
                 # a row stored twice (two runs at once) is kept once; a damaged one, never served, not at all
-                if key.tobytes() not in keys and np.isfinite(row).all() and row_intact(checks, j, shard_keys, shard_features):
+                intact = np.isfinite(row).all() and row_intact(checks, j, shard_keys, shard_features)
+                if key.tobytes() not in keys and intact:
                     keys[key.tobytes()] = None
                     features.append(row)
         if len(merged) < 2:

@@ -1,5 +1,6 @@
 """The embedding cache serves only rows it can vouch for: keyed by the weights and everything in
 the preprocessing, a damaged row or shard is a miss, and an input given twice is found twice."""
+import json
 import os
 import time
 
@@ -97,6 +98,22 @@ def test_a_quoted_tilde_in_the_cache_setting_is_the_home_folder(monkeypatch, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # no ./~
 
 
+def test_the_cache_goes_where_xdg_cache_home_says(monkeypatch, tmp_path):
+    """XDG_CACHE_HOME (where a cluster's small home quota sends every tool's cache) was ignored:
+    this cache alone went on filling the home folder. A relative value is ignored, as the spec says."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("QUICKADAPT_CACHE", raising=False)
+    monkeypatch.delenv("QUICKADAPT_NO_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "scratch"))
+    embed(create_encoder("mlp", in_dim=3), [np.array([1.0, 2.0, 3.0], dtype=np.float32)])
+    assert len(shards(tmp_path / "scratch" / "quickadapt")) == 1 and not (tmp_path / "home").exists()
+    monkeypatch.setenv("XDG_CACHE_HOME", "scratch")
+    assert cache_dir() == tmp_path / "home" / ".cache" / "quickadapt"
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "qc"))
+    assert cache_dir() == tmp_path / "qc"
+
+
 def test_repeated_inputs_are_embedded_once_and_stored_once(cache, monkeypatch):
     encoder = create_encoder("mlp", in_dim=3)
     rows = [np.array([i, 2.0 * i, 1.0], dtype=np.float32) for i in range(3)]
@@ -141,6 +158,7 @@ def test_without_a_home_folder_the_cache_goes_to_the_temp_folder(monkeypatch, tm
         raise RuntimeError("Could not determine home directory.")
 
     monkeypatch.delenv("QUICKADAPT_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.setattr(pathlib.Path, "home", staticmethod(no_home))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
@@ -150,6 +168,53 @@ def test_without_a_home_folder_the_cache_goes_to_the_temp_folder(monkeypatch, tm
     encoder = create_encoder("minilm")
     first = embed(encoder, ["a text to keep"])
     assert len(shards(tmp_path)) == 1 and np.array_equal(embed(encoder, ["a text to keep"]), first)
+
+
+def test_the_temp_folder_s_cache_is_this_user_s_alone(monkeypatch, tmp_path):
+    """Its name is known in advance: another local user could make it first, or write into it, and
+    put in the features of their choosing for the texts a run would embed, which were served."""
+    import pathlib
+
+    import quickadapt.encoders.cache as cache_module
+    from quickadapt.errors import BadInput
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("QUICKADAPT_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(pathlib.Path, "home", staticmethod(no_home))
+    monkeypatch.setattr(cache_module, "_SAID_NO_HOME", [True])
+    for shared in ("open", "link", "own"):
+        monkeypatch.setattr("tempfile.tempdir", str(tmp_path / shared))
+        (tmp_path / shared).mkdir()
+        folder = tmp_path / shared / f"quickadapt-cache-{os.getuid()}"
+        if shared == "open":
+            folder.mkdir()
+            folder.chmod(0o777)  # as another user's umask 000 or chmod leaves it
+        elif shared == "link":
+            (tmp_path / "theirs").mkdir(mode=0o700)
+            folder.symlink_to(tmp_path / "theirs")
+        if shared == "own":
+            assert cache_dir() == folder and folder.stat().st_mode & 0o777 == 0o700
+        else:
+            with pytest.raises(BadInput, match="not a folder of this user's alone"):
+                embed(create_encoder("mlp", in_dim=3), [np.array([1.0, 2.0, 3.0], dtype=np.float32)])
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named_once(monkeypatch, tmp_path, capsys):
+    """A read-only or full cache folder made every run embed its inputs again without a word."""
+    import quickadapt.encoders.cache as cache_module
+
+    (tmp_path / "a_file").write_text("x")  # the cache "folder" is a file: nothing can be stored there
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "a_file"))
+    monkeypatch.delenv("QUICKADAPT_NO_CACHE", raising=False)
+    monkeypatch.setattr(cache_module, "_SAID_UNWRITABLE", [], raising=False)
+    encoder = create_encoder("mlp", in_dim=3)
+    rows = [np.array([1.0, 2.0, 3.0], dtype=np.float32)]
+    assert np.array_equal(embed(encoder, rows), embed(encoder, rows))
+    err = capsys.readouterr().err
+    assert err.count("note: cannot store features in the embedding cache") == 1 and "(Not a directory)" in err
 
 
 def test_temp_files_a_killed_run_left_are_removed_a_day_later(cache):
@@ -346,3 +411,34 @@ def test_a_row_merged_away_while_it_is_looked_up_is_still_found(tmp_path, monkey
     found = store.read_into(keys, out)
     assert merged and len(shards(tmp_path)) == 1
     assert found.all() and np.array_equal(out, rows)
+
+
+def test_a_bit_flipped_on_disk_is_a_miss_not_a_wrong_feature(tmp_path, monkeypatch):
+    """safetensors checks a file's layout, not its values: a bit flipped in a stored row (the disk,
+    a copy gone wrong) was served as that input's features, a predict's score moved silently. The
+    row is a miss, and a merge leaves it out; a shard written before rows had checks is read as before."""
+    import quickadapt.encoders.cache as cache_module
+
+    store = EmbeddingCache(tmp_path)
+    keys = [content_key(f"text {i}", "text") for i in range(3)]
+    rows = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    store.add(keys, rows)
+    shard = shards(tmp_path)[0]
+    data = bytearray(shard.read_bytes())
+    header = int.from_bytes(data[:8], "little")
+    start, _ = json.loads(data[8:8 + header])["features"]["data_offsets"]
+    data[8 + header + start + 4 * (2 * 4 + 3)] ^= 0x01  # the last bit of row 2's value 3: finite, a little off
+    shard.write_bytes(bytes(data))
+    for merged in (False, True):
+        out = np.full((3, 4), np.nan, dtype=np.float32)
+        assert store.read_into(keys, out).tolist() == [True, True, False] and np.array_equal(out[:2], rows[:2])
+        monkeypatch.setattr(cache_module, "MAX_SMALL_SHARDS", 0)  # the next write merges: the damaged row stays out
+        store.add([content_key("another", "text")], rows[:1])
+    assert len(shards(tmp_path)) == 1
+
+    legacy = EmbeddingCache(tmp_path / "legacy")
+    legacy.directory.mkdir()
+    save_file({"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(3, 32), "features": rows},
+              str(legacy.directory / "old.safetensors"))
+    out = np.full((3, 4), np.nan, dtype=np.float32)
+    assert legacy.read_into(keys, out).all() and np.array_equal(out, rows)

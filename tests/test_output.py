@@ -278,6 +278,34 @@ def test_fit_and_domain_adapt_refuse_an_out_another_run_is_writing(tmp_path):
     assert run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", out, "--force", "--quiet").exit_code == 0
 
 
+def test_a_lock_folder_another_user_could_make_is_refused_and_nothing_is_written_through_it(tmp_path, monkeypatch):
+    """quickadapt-locks-UID in the temp folder, whose name is known in advance, was used whoever
+    made it: another user's folder with a symlink of a lock's name in it made a fit truncate the
+    file it named and write its process id into it."""
+    import hashlib
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    locks = temp / f"quickadapt-locks-{os.getuid()}"
+    locks.mkdir()
+    locks.chmod(0o777)  # as another user's umask 000 or chmod leaves it
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious")
+    out = tmp_path / "m"
+    planted = locks / f"{hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:32]}.lock"
+    planted.symlink_to(victim)
+    data = tmp_path / "f.csv"
+    data.write_text("f1,f2,label\n" + "".join(f"{i % 5},{i % 3},{'abc'[i % 3]}\n" for i in range(30)))
+    assert_bad_input(run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", out, "--quiet"),
+                     "is not a folder of this user's alone (another user made it, or others can write to it); "
+                     "set TMPDIR")
+    assert victim.read_text() == "precious" and not out.exists()
+    planted.unlink()
+    locks.chmod(0o700)  # as it is made now: this user's alone
+    assert run("fit", "--data", data, "--encoder", "mlp", "--cv", 0, "--out", out, "--quiet").exit_code == 0
+
+
 def quickadapt_in_shell(redirect: str, *args) -> subprocess.CompletedProcess:
     """The CLI in a fresh Python whose stdout the shell points at `redirect` (`>/dev/full`, `>&-`)."""
     command = " ".join(shlex.quote(str(a)) for a in [sys.executable, "-m", "quickadapt", *args])

@@ -107,6 +107,44 @@ def test_the_folder_s_pooling_is_used_and_keys_the_cache_and_the_model(tmp_path,
                      "is not the one the model was fit on (other weights, tokenizer or pooling")
 
 
+def test_an_edited_config_json_keys_the_cache_and_the_model(tmp_path, monkeypatch):
+    """The same weights read with another config.json (num_attention_heads 6 for 12: the same
+    shapes) give other features: they were served the old config's cached ones, and a model fit
+    before the edit passed the check at loading. A folder saved again by another transformers
+    version keeps its cache, and a model that recorded the fingerprint before config.json was part
+    of it still loads."""
+    from quickadapt.artifact import rebuilt_fingerprint
+    from quickadapt.encoders.cache import cache_key
+
+    monkeypatch.setenv("QUICKADAPT_CACHE", str(tmp_path / "cache"))
+    folder = model_folder(tmp_path)
+    texts = ["what is my balance", "play some jazz please"]
+    before = create_encoder(str(folder), layers=1)
+    cached = embed(before, texts)
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\n" + "".join(f"{t} {i},{t.split()[0]}\n" for i in range(3) for t in texts))
+    assert run("fit", "--data", data, "--encoder", folder, "--cv", 0, "--out", tmp_path / "m", "--quiet").exit_code == 0
+
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "transformers_version": "9.9.9"}, indent=4))
+    assert cache_key(create_encoder(str(folder), layers=1)) == cache_key(before)
+    (folder / "config.json").write_text(json.dumps({**config, "num_attention_heads": 6}))
+    after = create_encoder(str(folder), layers=1)
+    assert cache_key(after) != cache_key(before)
+    fresh = embed(after, texts, cache=False)
+    assert np.abs(fresh - cached).max() > 1e-3  # another model indeed
+    assert np.array_equal(embed(after, texts), fresh)
+    assert_bad_input(run("predict", tmp_path / "m", "--data", data, "--quiet"), "an edited config.json")
+    (folder / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "model.safetensors").symlink_to(tmp_path / "m" / "model.safetensors")
+    manifest["encoder"]["fingerprint"] = rebuilt_fingerprint(create_encoder(str(folder)), with_config=False)
+    (legacy / "manifest.json").write_text(json.dumps(manifest))
+    assert run("predict", legacy, "--data", data, "--quiet").exit_code == 0
+
+
 def test_texts_past_max_length_are_named_at_fit_and_predict(tmp_path):
     """The rest of a long text reads as nothing; a user must hear of it, and how to read more."""
     long = " ".join(["word"] * 150)

@@ -259,8 +259,8 @@ def encoder_folder_from(out: Path, name: str) -> dict:
         return {}
 
 
-def rebuilt_fingerprint(encoder) -> str:
-    return hashlib.sha256(encoder_fingerprint(encoder).encode()).hexdigest()[:32]
+def rebuilt_fingerprint(encoder, *, with_config: bool = True) -> str:
+    return hashlib.sha256(encoder_fingerprint(encoder, with_config=with_config).encode()).hexdigest()[:32]
 
 
 def _write_artifact(out: Path, manifest: dict, tensors: dict[str, torch.Tensor], extra_files: dict | None = None, *,
@@ -602,9 +602,12 @@ def build_encoder(manifest: dict, tensors: dict[str, torch.Tensor], folder: Path
     check_encoder(encoder, spec, name, folder)
     if not stored and not encoder.is_pretrained:  # a user's encoder, whose factory read no weights of its own
         raise no_pretrained_weights(folder, name)
-    if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder)):
+    # a model written before config.json was part of the fingerprint is checked without it
+    if not stored and spec.get("fingerprint") not in (None, rebuilt_fingerprint(encoder),
+                                                      rebuilt_fingerprint(encoder, with_config=False)):
         raise BadInput(f"{folder}: its encoder {name} is not the one the model was fit on (other weights, "
-                       "tokenizer or pooling: the package or folder changed since); fit the model again")
+                       "tokenizer or pooling, or an edited config.json: the package or folder changed since); "
+                       "fit the model again")
     if stored:
         fit_weights(encoder, state, folder, what)
     return encoder.eval()

@@ -125,8 +125,8 @@ def sole_writer(out: str | Path, *, flag: str | None = None):
     Where there are no such locks (no fcntl, no writable temp folder) runs go unguarded."""
     try:
         import fcntl
-        folder = Path(tempfile.gettempdir()) / f"quickadapt-locks-{os.getuid()}"
-        folder.mkdir(mode=0o700, exist_ok=True)
+        folder = own_temp_folder(Path(tempfile.gettempdir()) / f"quickadapt-locks-{os.getuid()}",
+                                 "set TMPDIR to a folder of yours")
     except (ImportError, OSError):
         fcntl = None
     flag = flag or option("out")
@@ -157,6 +157,21 @@ def sole_writer(out: str | Path, *, flag: str | None = None):
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+
+
+def own_temp_folder(folder: Path, instead: str) -> Path:
+    """`folder`, in the temp folder every user can write, made for this user alone (0700); BadInput
+    saying `instead` where another user made it or can write to it, as its name is known in
+    advance: another local user could make it first, with a symlink of a lock's name in it (a fit's
+    lock opened through one truncated the file it named and wrote a process id into it), or with
+    features of their choosing, which the cache would serve. OSError where it cannot be made."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise BadInput(f"{folder} is not a folder of this user's alone (another user made it, or others can write "
+                       f"to it); {instead}")
+    return folder
 
 
 def writes_alone(fn):

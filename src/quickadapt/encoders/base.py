@@ -107,17 +107,21 @@ def state_version(module: nn.Module) -> int:
     return sum(t._version for t in module.state_dict(keep_vars=True).values())
 
 
-def encoder_fingerprint(encoder: "Encoder") -> str:
-    """What the features depend on: the exact weights and the preprocessing (for the embedding
-    cache, and to tell at loading that a model's rebuilt encoder is the one it was fit on).
-    Hashing ~100 MB of weights takes a moment, so it is remembered until any tensor changes in
-    place (optimiser steps and load_state_dict bump each tensor's _version counter)."""
+def encoder_fingerprint(encoder: "Encoder", *, with_config: bool = True) -> str:
+    """What the features depend on: the exact weights, the preprocessing and a Hugging Face
+    folder's config.json (for the embedding cache, and to tell at loading that a model's rebuilt
+    encoder is the one it was fit on). Hashing ~100 MB of weights takes a moment, so it is
+    remembered until any tensor changes in place (optimiser steps and load_state_dict bump each
+    tensor's _version counter). `with_config=False`: the fingerprint before config.json was part
+    of it, which models written then record (an edited num_attention_heads or hidden_act, the
+    same weights' shapes, was served the old config's cached features and passed their check)."""
     version = state_version(encoder)
     memo = getattr(encoder, "_weights_hash_memo", None)
     if memo is None or memo[0] != version:
         memo = (version, weights_hash(encoder))
         encoder._weights_hash_memo = memo
-    return f"{memo[1]}|{encoder.preprocess_id()}"
+    config = f"|config {encoder.config_hash}" if with_config and getattr(encoder, "config_hash", None) else ""
+    return f"{memo[1]}|{encoder.preprocess_id()}{config}"
 
 
 CACHE_CHUNK = 4096  # rows embedded between cache writes: what a Ctrl-C or a crash loses at most

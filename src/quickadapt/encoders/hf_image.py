@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from quickadapt.encoders.base import Encoder
-from quickadapt.encoders.hf_text import (TOKENIZER_FILES, check_folder, check_weight_shapes, pooler_keys, transformer_folder,
-                                         transformers_quiet, zero_missing)
+from quickadapt.encoders.hf_text import (TOKENIZER_FILES, check_folder, check_weight_shapes, config_hash, pooler_keys,
+                                         transformer_folder, transformers_quiet, zero_missing)
 from quickadapt.errors import BadInput, first_line
 
 PREPROCESSOR = "preprocessor_config.json"
@@ -122,6 +122,7 @@ class HFImageEncoder(Encoder):
             raise BadInput(f"{folder}: its weights lack {len(unread)} of the model's tensors (such as {unread[0]}); "
                            "save the model again with save_pretrained")
         self.preprocessor_hash = hashlib.sha256((folder / PREPROCESSOR).read_bytes()).hexdigest()[:16]
+        self.config_hash = config_hash(folder)
         self.input_shape = self._input_shape(folder)
         self.pooling = self._pooling(folder, pooling, pooler_missing=bool(missing))
         self.settings = {"pooling": self.pooling}

@@ -234,6 +234,19 @@ def dense_layers(folder: Path, hidden_size: int, pretrained: bool) -> torch.nn.S
     return layers
 
 
+# what save_pretrained writes into config.json that no feature depends on: a folder saved again
+# by another transformers version keeps its cached features
+CONFIG_BOOKKEEPING = ("transformers_version", "_name_or_path")
+
+
+def config_hash(folder: Path) -> str:
+    """config.json's settings, hashed: the same weights read with other settings give other
+    features (minilm's weights with num_attention_heads 6 for 12: up to 0.07 apart), as with another
+    hidden_act or layer_norm_eps, and none of these changes a weight's shape."""
+    config = {k: v for k, v in read_json(folder / "config.json").items() if k not in CONFIG_BOOKKEEPING}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _tokenizer_hash(folder: Path) -> str:
     """The tokenizer's files, hashed: they shape the features as much as the weights do."""
     h = hashlib.sha256()
@@ -453,6 +466,7 @@ class HFTextEncoder(Encoder):
         self.pooling = _pooling_mode(folder)
         self.prompt = default_prompt(folder)
         self.tokenizer_hash = _tokenizer_hash(transformer_folder(folder))
+        self.config_hash = config_hash(transformer_folder(folder))
         self.position_limit = position_limit
         # the default reads no further than the model was made to; a length given is read as given
         # (compared by value, an explicit 128 on a folder made for 64 tokens silently read 64)

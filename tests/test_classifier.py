@@ -430,6 +430,25 @@ def test_a_table_or_a_dict_as_x_is_read_by_its_rows_not_its_column_names():
         FewShotClassifier().fit(texts, mixed)
 
 
+def test_a_column_of_text_as_scikit_learn_passes_it_on_is_read_as_its_texts():
+    """A ColumnTransformer picking the text column (its output is always 2-D), or a table's
+    values (df[["text"]].to_numpy()), gives a (n, 1) array: fit refused it ("X must be strings,
+    got ndarray at X[0]"), while the one-column DataFrame it came from was read."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w", "m", "w"]
+    table = np.array([[t, f"id{i}"] for i, t in enumerate(texts)], dtype=object)
+    pipe = make_pipeline(ColumnTransformer([("text", "passthrough", [0])]), FewShotClassifier()).fit(table, labels)
+    new = ["play some pop", "hail coming soon"]
+    expected = FewShotClassifier().fit(texts, labels).predict_proba(new)
+    np.testing.assert_allclose(pipe.predict_proba(np.array([[t, "x"] for t in new], dtype=object)), expected)
+    np.testing.assert_allclose(pipe[-1].predict_proba(np.array(new)[:, None]), expected)  # a str array too
+    with pytest.raises(ValueError, match=r"^X is a 2-D array of 2 columns; pass the column that holds the "
+                                         r"inputs, e.g. X\[:, 0\]$"):
+        pipe[-1].predict(table)
+
+
 def test_inputs_indexed_by_label_are_read_by_position():
     """A pandas Series from a shuffled split: Dataset.subset (every domain-adaptation and
     cross-validation split) paired a row's text with another row's label, and a model's

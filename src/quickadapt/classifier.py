@@ -34,9 +34,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     """Adapt a pretrained encoder to a classification task from a few labelled examples.
 
     X is a list of strings (text encoders), a list of image paths or uint8 arrays (image
-    encoders), or a 2-D array (the `mlp` encoder); a pandas Series, or a one-column DataFrame,
-    of them too. y holds one label per input: strings, integers, floats or booleans, all of one
-    kind; `classes_` keeps their values, sorted, and `predict_proba`'s columns follow it.
+    encoders), or a 2-D array (the `mlp` encoder); a pandas Series, or a one-column DataFrame or
+    2-D array, of them too. y holds one label per input: strings, integers, floats or booleans,
+    all of one kind; `classes_` keeps their values, sorted, and `predict_proba`'s columns follow it.
 
     encoder: a name (`quickadapt encoders`: minilm, efficientnet-lite0, conv4, resnet12, mlp), a
         local Hugging Face folder, or a quickadapt model folder (a meta-trained encoder).

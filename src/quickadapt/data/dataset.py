@@ -166,7 +166,8 @@ def as_inputs(inputs, modality: str, name: str = "inputs"):
 def input_list(inputs, name: str) -> list:
     """Text or image inputs as a list read by position. A DataFrame and a dict iterate over their
     column names or keys, not their rows, so each would be read as a few inputs named like
-    columns: a one-column table gives its column, any other table or a dict is refused."""
+    columns: a one-column table (or 2-D array of text) gives its column, any other table or a
+    dict is refused."""
     if inputs is None or isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
         raise BadInput(f"{name} must be a list of inputs, got {type(inputs).__name__}")
     if isinstance(inputs, Mapping):
@@ -176,6 +177,13 @@ def input_list(inputs, name: str) -> list:
             raise BadInput(f"{name} is a table with columns {', '.join(map(str, inputs.columns))}; "
                            f"pass the column that holds the inputs, e.g. {name}[{str(inputs.columns[0])!r}]")
         inputs = inputs.iloc[:, 0]
+    if isinstance(inputs, np.ndarray) and inputs.ndim == 2 and inputs.dtype.kind in "OUS":
+        # a table's values, as scikit-learn passes them on (a ColumnTransformer's output is
+        # always 2-D): its rows are one-cell arrays, not texts or paths
+        if inputs.shape[1] != 1:
+            raise BadInput(f"{name} is a 2-D array of {inputs.shape[1]} columns; pass the column that holds the "
+                           f"inputs, e.g. {name}[:, 0]")
+        inputs = inputs[:, 0]
     return inputs if isinstance(inputs, list) else list(inputs)
 
 

@@ -200,6 +200,27 @@ def test_none_labels_inputs_and_wrongly_typed_settings_are_named():
             FewShotClassifier(strategy=strategy).fit(texts, labels)
 
 
+def test_a_table_s_empty_cells_are_named_as_missing_values():
+    """pandas reads an empty text cell as NaN, and a nullable column ("string", "Int64") holds NA:
+    a NaN text was met with 'for numeric feature vectors use encoder='mlp'', and an NA label with
+    'y mixes labels of the types NAType, str ... e.g. [str(v) for v in y]', which made a class
+    '<NA>' (with feature vectors, a TypeError from scikit-learn)."""
+    from pandas_na import NA
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w", "m", "w"]
+    for gap in (float("nan"), NA):
+        with pytest.raises(ValueError, match=r"X must be strings, got \w+ at X\[2\]; a missing value: every input "
+                                             r"needs some text$"):
+            FewShotClassifier().fit([*texts[:2], gap, texts[3]], labels)
+        column = np.array([*labels[:3], gap], dtype=object)
+        with pytest.raises(ValueError, match=r"^y\[3\] is (nan|<NA>); every example needs a label$"):
+            FewShotClassifier().fit(texts, column)
+        with pytest.raises(ValueError, match=r"^y\[3\] is (nan|<NA>); every example needs a label$"):
+            FewShotClassifier(encoder="mlp").fit(np.eye(4), column)
+    with pytest.raises(ValueError, match=r"got int at X\[1\]; for numeric feature vectors use encoder='mlp'$"):
+        FewShotClassifier().fit(["play jazz", 3, "play rock", "snow soon"], labels)
+
+
 def test_seed_must_be_a_whole_number_like_the_cli_s():
     X = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
     for seed in (-1, 1.5):

@@ -15,7 +15,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from quickadapt.adapt import adapt
-from quickadapt.data.dataset import Dataset, blank, first_half_character, half_character_problem, input_list
+from quickadapt.data.dataset import (Dataset, blank, first_half_character, half_character_problem, input_list,
+                                     missing_value)
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
@@ -28,6 +29,13 @@ from quickadapt.select import AUTO
 # strategy too: "auto" and its settings per candidate ({"probe.C": 2}) refit by choosing again
 ESTIMATOR_PARAMS = ("encoder", "encoder_params", "seed", "device", "cv", "abstain", "none_label", "threshold",
                     "label_names", "strategy_params", "strategy")  # as the caller gave them (None), not the model's full settings
+
+
+def _refuse_missing_labels(y: np.ndarray) -> None:
+    """A label column's empty cell names its row: no class is made of it."""
+    missing = next((i for i, v in enumerate(y) if missing_value(v)), None)
+    if missing is not None:
+        raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -119,8 +127,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if self._modality() == "text":
             odd = next((i for i, x in enumerate(X) if not isinstance(x, str)), None)
             if odd is not None:  # found by index: None itself is the commonest odd input
+                # a table's empty cell (pandas reads one as NaN) is no sign of feature vectors
+                why = ("a missing value: every input needs some text" if missing_value(X[odd])
+                       else "for numeric feature vectors use encoder='mlp'")
                 raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got "
-                                 f"{type(X[odd]).__name__} at X[{odd}]; for numeric feature vectors use encoder='mlp'")
+                                 f"{type(X[odd]).__name__} at X[{odd}]; {why}")
             # as the loaders refuse an empty `text` cell: an empty input has nothing to classify
             empty = next((i for i, x in enumerate(X) if blank(x)), None)
             if empty is not None:
@@ -148,6 +159,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             abstain_threshold(None, self.threshold)  # refuse a threshold outside [0, 1] now, not at predict
         modality = self._modality()
         if modality == "features":
+            labels = None if y is None else np.asarray(y)
+            if labels is not None and labels.dtype == object and labels.ndim == 1:
+                _refuse_missing_labels(labels)  # sklearn's check failed on pandas' NA with a TypeError
             X, y = validate_data(self, X, y, dtype=np.float64)
         else:
             X = self._inputs(X, reset=True)
@@ -158,9 +172,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"X has {len(X)} inputs but y has {len(y)} labels")
         if y.ndim != 1:  # tuples or rows of labels: one label per input is all a classifier takes
             raise ValueError(f"y must hold one label per input (a 1-D list or array), got shape {y.shape}")
-        missing = next((i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)), None)
-        if missing is not None:  # None or NaN: sklearn's own checks fail on them with a TypeError
-            raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
+        _refuse_missing_labels(y)  # None, NaN or pandas' NA: sklearn's own checks fail on them with a TypeError
         half = first_half_character(y)
         if half is not None:  # no model folder could be written (UTF-8)
             raise ValueError(f"y[{half}] holds {half_character_problem(y[half])}")

@@ -28,6 +28,20 @@ def label_text(value) -> str:
     return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
+def missing_value(value) -> bool:
+    """A table's empty cell as Python meets it: None, NaN (a float column's), or pandas' NA and
+    NaT (a nullable or date column's), each the one value not equal to itself. NA's == answers NA,
+    whose truth is ambiguous (TypeError): sorting labels failed on it, and str() made it a class."""
+    if value is None:
+        return True
+    try:
+        return not (value == value)
+    except TypeError:
+        return True
+    except ValueError:  # an array (== compares its items): a value, if not one a label or text can be
+        return False
+
+
 def zeros_dropped(label: str) -> str:
     """A number-like label as a spreadsheet keeps it once it reads it as a number: leading zeros
     gone (`007` is 7, `-01` is -1), whatever else it is unchanged."""
@@ -61,8 +75,7 @@ class Dataset:
         self.inputs = as_inputs(self.inputs, self.modality, self.name or "inputs")
         if self.labels is not None:
             given = list(self.labels)
-            missing = next((i for i, v in enumerate(given)
-                            if v is None or (isinstance(v, numbers.Real) and v != v)), None)
+            missing = next((i for i, v in enumerate(given) if missing_value(v)), None)
             if missing is not None:  # str() made them classes named "None" and "nan", as a file's empty cell is not
                 raise MissingLabel(f"{self.name or 'data'}: data row {missing + 1} has no label ({given[missing]!r}); "
                                    "give every example a label, or leave the unlabelled ones out")

@@ -270,6 +270,30 @@ def test_float_labels_are_the_classes_the_command_line_reads(tmp_path):
         FewShotClassifier(encoder="mlp", cv=0).fit(X, np.where(y == 1, "1", "1.0"))
 
 
+def test_a_label_column_of_numbers_held_as_objects_is_refused_naming_the_conversion():
+    """A table's label column that held a gap or a word keeps dtype object once those rows are
+    dropped: fit refused it with scikit-learn's 'Unknown label type: unknown. Maybe you are trying
+    to fit a classifier, which expects discrete classes on a regression target', which names no
+    fix; scikit-learn's metrics refuse such a y too, so it is not taken in silently either."""
+    from sklearn.metrics import accuracy_score
+
+    texts = ["play jazz", "rain today", "play rock", "snow soon", "play pop", "sunny all day"]
+    for values, kind in (([10, 2, 10, 2, 10, 2], "int"), ([np.int64(10), 2, 10, 2, 10, 2], "int"),
+                         ([1.0, 2.0, 1.0, 2.0, 1, 2], "float"), ([True, False] * 3, "bool")):
+        y = np.array(values, dtype=object)
+        for clf, X in ((FewShotClassifier(), texts), (FewShotClassifier(encoder="mlp"), np.eye(6))):
+            with pytest.raises(ValueError, match=rf"^Unknown label type: y holds {kind} labels in an array of dtype object, .*: pass them "
+                                                 rf"as numbers, e.g. np.asarray\(y, dtype={kind}\)"):
+                clf.fit(X, y)
+            converted = np.asarray(y, dtype=kind)
+            assert clf.fit(X, converted).predict(X).dtype == converted.dtype  # as the message says, it then works
+            with pytest.raises(ValueError):  # why it is not converted here: the caller's y meets metrics too
+                accuracy_score(y, clf.predict(X))
+    texts_too = np.array(["m", 1, "m", 1, "m", 1], dtype=object)
+    with pytest.raises(ValueError, match="^y mixes labels of the types int, str"):
+        FewShotClassifier().fit(texts, texts_too)
+
+
 def test_pickle_round_trip_with_the_pretrained_text_encoder(monkeypatch):
     """joblib/pickle, as scikit-learn users store estimators: transformers' models do not pickle
     once they have run (local hook functions), so the fitted model travels as a model folder."""

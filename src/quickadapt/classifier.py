@@ -5,6 +5,7 @@ builds the encoder and adapts it; fitted state ends in `_`."""
 from __future__ import annotations
 
 import json
+import numbers
 import tempfile
 import warnings
 from pathlib import Path
@@ -36,6 +37,23 @@ def _refuse_missing_labels(y: np.ndarray) -> None:
     missing = next((i for i, v in enumerate(y) if missing_value(v)), None)
     if missing is not None:
         raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
+
+
+def _refuse_numbers_as_objects(y: np.ndarray) -> None:
+    """Numbers of one kind in an array of dtype object (a table's label column that held a gap or a
+    word keeps that dtype once those rows are dropped) are of "unknown" type to scikit-learn, in
+    fit ('Maybe you are trying to fit a classifier, which expects discrete classes on a regression
+    target') and in its metrics (score, cross_val_score) alike: name the conversion that helps."""
+    if y.dtype != object or not len(y):
+        return
+    kinds = {"bool" if isinstance(v, (bool, np.bool_)) else "int" if isinstance(v, numbers.Integral)
+             else "float" if isinstance(v, numbers.Real) else "other" for v in y.tolist()}
+    if kinds in ({"bool"}, {"int"}, {"float"}, {"int", "float"}):
+        kind = "float" if "float" in kinds else kinds.pop()
+        # scikit-learn's own words first: its estimator checks look for them
+        raise ValueError(f"Unknown label type: y holds {kind} labels in an array of dtype object, which scikit-learn "
+                         f"cannot read, here or in its metrics (score, cross_val_score): pass them as numbers, e.g. "
+                         f"np.asarray(y, dtype={kind}) (a pandas column: y.astype({kind}))")
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
@@ -173,6 +191,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if y.ndim != 1:  # tuples or rows of labels: one label per input is all a classifier takes
             raise ValueError(f"y must hold one label per input (a 1-D list or array), got shape {y.shape}")
         _refuse_missing_labels(y)  # None, NaN or pandas' NA: sklearn's own checks fail on them with a TypeError
+        _refuse_numbers_as_objects(y)
         half = first_half_character(y)
         if half is not None:  # no model folder could be written (UTF-8)
             raise ValueError(f"y[{half}] holds {half_character_problem(y[half])}")

@@ -52,6 +52,30 @@ def test_get_params_and_clone():
     assert clone(clf).get_params() == clf.get_params()
 
 
+def test_a_grid_over_one_strategy_setting_uses_scikit_learn_s_nested_names():
+    """GridSearchCV(clf, {"strategy_params__C": [...]}), scikit-learn's way to name a setting
+    inside a parameter, failed with "AttributeError: 'NoneType' object has no attribute
+    'set_params'" (BaseEstimator asks the dict for its own set_params), in a Pipeline too."""
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _blobs()
+    given = {"class_weight": "none"}
+    clf = FewShotClassifier(encoder="mlp", strategy_params=given).set_params(strategy_params__C=0.5,
+                                                                              encoder_params__hidden=8)
+    assert clf.get_params()["strategy_params"] == {"class_weight": "none", "C": 0.5}
+    assert clf.get_params()["encoder_params"] == {"hidden": 8} and given == {"class_weight": "none"}
+    search = GridSearchCV(FewShotClassifier(encoder="mlp"), {"strategy_params__C": [0.01, 3.0]}, cv=2).fit(X, y)
+    assert [p["strategy_params__C"] for p in search.cv_results_["params"]] == [0.01, 3.0]
+    assert search.best_estimator_.model_.strategy_params["C"] == search.best_params_["strategy_params__C"]
+    pipe = make_pipeline(StandardScaler(), FewShotClassifier(encoder="mlp", strategy="prototypes"))
+    pipe.set_params(fewshotclassifier__strategy_params__scale=4.0, fewshotclassifier__encoder_params__hidden=8).fit(X, y)
+    assert pipe[-1].model_.strategy_params["scale"] == 4.0 and pipe[-1].model_.encoder.settings["hidden"] == 8
+    with pytest.raises(ValueError, match="^unknown setting 'C' for strategy 'prototypes'"):  # checked at fit
+        pipe.set_params(fewshotclassifier__strategy_params__C=1.0).fit(X, y)
+
+
 def test_text_fit_predict_save_load(tmp_path):
     train = load_dataset("builtin:clinc150-train")
     test = load_dataset("builtin:clinc150-test")

@@ -277,6 +277,17 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"none_label {self.none_label!r} is text but the labels are numbers: give a number "
                              "that is not a class, e.g. none_label=-1")
 
+    def set_params(self, **params):
+        """scikit-learn's nested names reach into the settings dicts: `strategy_params__C=0.1` (a
+        grid {"strategy_params__C": [0.1, 1]}, a Pipeline's "fewshotclassifier__strategy_params__C")
+        sets that one setting and keeps the others. BaseEstimator's set_params calls the value's
+        own set_params, which a dict lacks: an AttributeError on None."""
+        for key in [k for k in params if k.split("__", 1)[0] in ("strategy_params", "encoder_params") and "__" in k]:
+            name, setting = key.split("__", 1)
+            # a new dict: the one the caller gave (or clone copied) stays as it was
+            params[name] = {**(params.get(name, getattr(self, name)) or {}), setting: params.pop(key)}
+        return super().set_params(**params)
+
     def save(self, path, *, force: bool = False) -> Path:
         from quickadapt.artifact import save_model
 

@@ -70,7 +70,8 @@ def test_a_grid_over_one_strategy_setting_uses_scikit_learn_s_nested_names():
     assert [p["strategy_params__C"] for p in search.cv_results_["params"]] == [0.01, 3.0]
     assert search.best_estimator_.model_.strategy_params["C"] == search.best_params_["strategy_params__C"]
     pipe = make_pipeline(StandardScaler(), FewShotClassifier(encoder="mlp", strategy="prototypes"))
-    pipe.set_params(fewshotclassifier__strategy_params__scale=4.0, fewshotclassifier__encoder_params__hidden=8).fit(X, y)
+    pipe.set_params(fewshotclassifier__strategy_params__scale=4.0, fewshotclassifier__encoder_params__hidden=8)
+    pipe.fit(X, y)
     assert pipe[-1].model_.strategy_params["scale"] == 4.0 and pipe[-1].model_.encoder.settings["hidden"] == 8
     with pytest.raises(ValueError, match="^unknown setting 'C' for strategy 'prototypes'"):  # checked at fit
         pipe.set_params(fewshotclassifier__strategy_params__C=1.0).fit(X, y)
@@ -243,6 +244,10 @@ def test_a_table_s_empty_cells_are_named_as_missing_values():
             FewShotClassifier(encoder="mlp").fit(np.eye(4), column)
     with pytest.raises(ValueError, match=r"got int at X\[1\]; for numeric feature vectors use encoder='mlp'$"):
         FewShotClassifier().fit(["play jazz", 3, "play rock", "snow soon"], labels)
+    # bytes (h5py's strings, numpy's "S" arrays) are text not yet decoded, not numbers either
+    with pytest.raises(ValueError, match=r"got bytes_? at X\[0\]; decode them, e.g. \[x.decode\('utf-8'\) "
+                                         r"for x in X]$"):
+        FewShotClassifier().fit(np.array(texts, dtype="S"), labels)
 
 
 def test_seed_must_be_a_whole_number_like_the_cli_s():
@@ -306,8 +311,9 @@ def test_a_label_column_of_numbers_held_as_objects_is_refused_naming_the_convers
                          ([1.0, 2.0, 1.0, 2.0, 1, 2], "float"), ([True, False] * 3, "bool")):
         y = np.array(values, dtype=object)
         for clf, X in ((FewShotClassifier(), texts), (FewShotClassifier(encoder="mlp"), np.eye(6))):
-            with pytest.raises(ValueError, match=rf"^Unknown label type: y holds {kind} labels in an array of dtype object, .*: pass them "
-                                                 rf"as numbers, e.g. np.asarray\(y, dtype={kind}\)"):
+            with pytest.raises(ValueError, match=rf"^Unknown label type: y holds {kind} labels in an array of "
+                                                 rf"dtype object, .*: pass them as numbers, e.g. "
+                                                 rf"np.asarray\(y, dtype={kind}\)"):
                 clf.fit(X, y)
             converted = np.asarray(y, dtype=kind)
             assert clf.fit(X, converted).predict(X).dtype == converted.dtype  # as the message says, it then works

@@ -145,8 +145,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if self._modality() == "text":
             odd = next((i for i, x in enumerate(X) if not isinstance(x, str)), None)
             if odd is not None:  # found by index: None itself is the commonest odd input
-                # a table's empty cell (pandas reads one as NaN) is no sign of feature vectors
+                # a table's empty cell (pandas reads one as NaN), or bytes (h5py's and numpy's "S"
+                # strings), are no sign of feature vectors
                 why = ("a missing value: every input needs some text" if missing_value(X[odd])
+                       else "decode them, e.g. [x.decode('utf-8') for x in X]" if isinstance(X[odd], (bytes, bytearray))
                        else "for numeric feature vectors use encoder='mlp'")
                 raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got "
                                  f"{type(X[odd]).__name__} at X[{odd}]; {why}")

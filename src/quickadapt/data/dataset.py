@@ -38,7 +38,7 @@ def missing_value(value) -> bool:
         return not (value == value)
     except TypeError:
         return True
-    except ValueError:  # an array (== compares its items): a value, if not one a label or text can be
+    except ValueError:  # an array (== compares item by item): not an empty cell, whatever else it is
         return False
 
 

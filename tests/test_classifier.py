@@ -52,6 +52,31 @@ def test_get_params_and_clone():
     assert clone(clf).get_params() == clf.get_params()
 
 
+def test_a_grid_over_one_strategy_setting_uses_scikit_learn_s_nested_names():
+    """GridSearchCV(clf, {"strategy_params__C": [...]}), scikit-learn's way to name a setting
+    inside a parameter, failed with "AttributeError: 'NoneType' object has no attribute
+    'set_params'" (BaseEstimator asks the dict for its own set_params), in a Pipeline too."""
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _blobs()
+    given = {"class_weight": "none"}
+    clf = FewShotClassifier(encoder="mlp", strategy_params=given).set_params(strategy_params__C=0.5,
+                                                                              encoder_params__hidden=8)
+    assert clf.get_params()["strategy_params"] == {"class_weight": "none", "C": 0.5}
+    assert clf.get_params()["encoder_params"] == {"hidden": 8} and given == {"class_weight": "none"}
+    search = GridSearchCV(FewShotClassifier(encoder="mlp"), {"strategy_params__C": [0.01, 3.0]}, cv=2).fit(X, y)
+    assert [p["strategy_params__C"] for p in search.cv_results_["params"]] == [0.01, 3.0]
+    assert search.best_estimator_.model_.strategy_params["C"] == search.best_params_["strategy_params__C"]
+    pipe = make_pipeline(StandardScaler(), FewShotClassifier(encoder="mlp", strategy="prototypes"))
+    pipe.set_params(fewshotclassifier__strategy_params__scale=4.0, fewshotclassifier__encoder_params__hidden=8)
+    pipe.fit(X, y)
+    assert pipe[-1].model_.strategy_params["scale"] == 4.0 and pipe[-1].model_.encoder.settings["hidden"] == 8
+    with pytest.raises(ValueError, match="^unknown setting 'C' for strategy 'prototypes'"):  # checked at fit
+        pipe.set_params(fewshotclassifier__strategy_params__C=1.0).fit(X, y)
+
+
 def test_text_fit_predict_save_load(tmp_path):
     train = load_dataset("builtin:clinc150-train")
     test = load_dataset("builtin:clinc150-test")
@@ -200,6 +225,31 @@ def test_none_labels_inputs_and_wrongly_typed_settings_are_named():
             FewShotClassifier(strategy=strategy).fit(texts, labels)
 
 
+def test_a_table_s_empty_cells_are_named_as_missing_values():
+    """pandas reads an empty text cell as NaN, and a nullable column ("string", "Int64") holds NA:
+    a NaN text was met with 'for numeric feature vectors use encoder='mlp'', and an NA label with
+    'y mixes labels of the types NAType, str ... e.g. [str(v) for v in y]', which made a class
+    '<NA>' (with feature vectors, a TypeError from scikit-learn)."""
+    from pandas_na import NA
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w", "m", "w"]
+    for gap in (float("nan"), NA):
+        with pytest.raises(ValueError, match=r"X must be strings, got \w+ at X\[2\]; a missing value: every input "
+                                             r"needs some text$"):
+            FewShotClassifier().fit([*texts[:2], gap, texts[3]], labels)
+        column = np.array([*labels[:3], gap], dtype=object)
+        with pytest.raises(ValueError, match=r"^y\[3\] is (nan|<NA>); every example needs a label$"):
+            FewShotClassifier().fit(texts, column)
+        with pytest.raises(ValueError, match=r"^y\[3\] is (nan|<NA>); every example needs a label$"):
+            FewShotClassifier(encoder="mlp").fit(np.eye(4), column)
+    with pytest.raises(ValueError, match=r"got int at X\[1\]; for numeric feature vectors use encoder='mlp'$"):
+        FewShotClassifier().fit(["play jazz", 3, "play rock", "snow soon"], labels)
+    # bytes (h5py's strings, numpy's "S" arrays) are text not yet decoded, not numbers either
+    with pytest.raises(ValueError, match=r"got bytes_? at X\[0\]; decode them, e.g. \[x.decode\('utf-8'\) "
+                                         r"for x in X]$"):
+        FewShotClassifier().fit(np.array(texts, dtype="S"), labels)
+
+
 def test_seed_must_be_a_whole_number_like_the_cli_s():
     X = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
     for seed in (-1, 1.5):
@@ -247,6 +297,31 @@ def test_float_labels_are_the_classes_the_command_line_reads(tmp_path):
     assert set(json.loads(r.stdout)["per_class"]) == {"1", "2"}
     with pytest.raises(ValueError, match=r"labels '1' and '1.0', which are one class as text \('1'\)"):
         FewShotClassifier(encoder="mlp", cv=0).fit(X, np.where(y == 1, "1", "1.0"))
+
+
+def test_a_label_column_of_numbers_held_as_objects_is_refused_naming_the_conversion():
+    """A table's label column that held a gap or a word keeps dtype object once those rows are
+    dropped: fit refused it with scikit-learn's 'Unknown label type: unknown. Maybe you are trying
+    to fit a classifier, which expects discrete classes on a regression target', which names no
+    fix; scikit-learn's metrics refuse such a y too, so it is not taken in silently either."""
+    from sklearn.metrics import accuracy_score
+
+    texts = ["play jazz", "rain today", "play rock", "snow soon", "play pop", "sunny all day"]
+    for values, kind in (([10, 2, 10, 2, 10, 2], "int"), ([np.int64(10), 2, 10, 2, 10, 2], "int"),
+                         ([1.0, 2.0, 1.0, 2.0, 1, 2], "float"), ([True, False] * 3, "bool")):
+        y = np.array(values, dtype=object)
+        for clf, X in ((FewShotClassifier(), texts), (FewShotClassifier(encoder="mlp"), np.eye(6))):
+            with pytest.raises(ValueError, match=rf"^Unknown label type: y holds {kind} labels in an array of "
+                                                 rf"dtype object, .*: pass them as numbers, e.g. "
+                                                 rf"np.asarray\(y, dtype={kind}\)"):
+                clf.fit(X, y)
+            converted = np.asarray(y, dtype=kind)
+            assert clf.fit(X, converted).predict(X).dtype == converted.dtype  # as the message says, it then works
+            with pytest.raises(ValueError):  # why it is not converted here: the caller's y meets metrics too
+                accuracy_score(y, clf.predict(X))
+    texts_too = np.array(["m", 1, "m", 1, "m", 1], dtype=object)
+    with pytest.raises(ValueError, match="^y mixes labels of the types int, str"):
+        FewShotClassifier().fit(texts, texts_too)
 
 
 def test_pickle_round_trip_with_the_pretrained_text_encoder(monkeypatch):
@@ -428,6 +503,25 @@ def test_a_table_or_a_dict_as_x_is_read_by_its_rows_not_its_column_names():
     mixed = np.array(["m", "m", 1, 1], dtype=object)  # a spreadsheet column: numpy cannot sort it
     with pytest.raises(ValueError, match="^y mixes labels of the types int, str, which cannot be sorted"):
         FewShotClassifier().fit(texts, mixed)
+
+
+def test_a_column_of_text_as_scikit_learn_passes_it_on_is_read_as_its_texts():
+    """A ColumnTransformer picking the text column (its output is always 2-D), or a table's
+    values (df[["text"]].to_numpy()), gives a (n, 1) array: fit refused it ("X must be strings,
+    got ndarray at X[0]"), while the one-column DataFrame it came from was read."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+
+    texts, labels = ["play jazz", "rain today", "play rock", "snow soon"], ["m", "w", "m", "w"]
+    table = np.array([[t, f"id{i}"] for i, t in enumerate(texts)], dtype=object)
+    pipe = make_pipeline(ColumnTransformer([("text", "passthrough", [0])]), FewShotClassifier()).fit(table, labels)
+    new = ["play some pop", "hail coming soon"]
+    expected = FewShotClassifier().fit(texts, labels).predict_proba(new)
+    np.testing.assert_allclose(pipe.predict_proba(np.array([[t, "x"] for t in new], dtype=object)), expected)
+    np.testing.assert_allclose(pipe[-1].predict_proba(np.array(new)[:, None]), expected)  # a str array too
+    with pytest.raises(ValueError, match=r"^X is a 2-D array of 2 columns; pass the column that holds the "
+                                         r"inputs, e.g. X\[:, 0\]$"):
+        pipe[-1].predict(table)
 
 
 def test_inputs_indexed_by_label_are_read_by_position():

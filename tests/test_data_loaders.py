@@ -617,12 +617,15 @@ def test_half_characters_in_a_python_dataset_are_refused_as_in_a_file(tmp_path):
 
 
 def test_a_missing_label_in_python_is_refused_not_made_a_class():
-    """A pandas label column with gaps (None, NaN) became the classes "None" and "nan", where a
-    file's empty label cell is refused."""
+    """A pandas label column with gaps (None, NaN, or a nullable column's NA) became the classes
+    "None", "nan" and "<NA>", where a file's empty label cell is refused."""
+    from pandas_na import NA
+
     from quickadapt.errors import MissingLabel
 
     for labels, row, shown in ((["m", None, "m"], 2, "None"), ([1.0, 2.0, float("nan")], 3, "nan"),
-                               (np.array([1, 2, np.nan], dtype=np.float32), 3, r"np.float32\(nan\)")):
+                               (np.array([1, 2, np.nan], dtype=np.float32), 3, r"np.float32\(nan\)"),
+                               (np.array(["m", "w", NA], dtype=object), 3, "<NA>")):
         with pytest.raises(MissingLabel, match=rf"^data: data row {row} has no label \({shown}\); give every example"):
             Dataset("text", ["play jazz", "rain today", "play rock"], labels)
 

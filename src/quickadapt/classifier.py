@@ -5,6 +5,7 @@ builds the encoder and adapts it; fitted state ends in `_`."""
 from __future__ import annotations
 
 import json
+import numbers
 import tempfile
 import warnings
 from pathlib import Path
@@ -15,7 +16,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from quickadapt.adapt import adapt
-from quickadapt.data.dataset import Dataset, blank, first_half_character, half_character_problem, input_list
+from quickadapt.data.dataset import (Dataset, blank, first_half_character, half_character_problem, input_list,
+                                     missing_value)
 from quickadapt.data.loaders import label_text
 from quickadapt.encoders import ENCODER_MODALITY
 from quickadapt.errors import BadInput
@@ -30,13 +32,37 @@ ESTIMATOR_PARAMS = ("encoder", "encoder_params", "seed", "device", "cv", "abstai
                     "label_names", "strategy_params", "strategy")  # as the caller gave them (None), not the model's full settings
 
 
+def _refuse_missing_labels(y: np.ndarray) -> None:
+    """A label column's empty cell names its row: no class is made of it."""
+    missing = next((i for i, v in enumerate(y) if missing_value(v)), None)
+    if missing is not None:
+        raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
+
+
+def _refuse_numbers_as_objects(y: np.ndarray) -> None:
+    """Numbers of one kind in an array of dtype object (a table's label column that held a gap or a
+    word keeps that dtype once those rows are dropped) are of "unknown" type to scikit-learn, in
+    fit ('Maybe you are trying to fit a classifier, which expects discrete classes on a regression
+    target') and in its metrics (score, cross_val_score) alike: name the conversion that helps."""
+    if y.dtype != object or not len(y):
+        return
+    kinds = {"bool" if isinstance(v, (bool, np.bool_)) else "int" if isinstance(v, numbers.Integral)
+             else "float" if isinstance(v, numbers.Real) else "other" for v in y.tolist()}
+    if kinds in ({"bool"}, {"int"}, {"float"}, {"int", "float"}):
+        kind = "float" if "float" in kinds else kinds.pop()
+        # scikit-learn's own words first: its estimator checks look for them
+        raise ValueError(f"Unknown label type: y holds {kind} labels in an array of dtype object, which scikit-learn "
+                         f"cannot read, here or in its metrics (score, cross_val_score): pass them as numbers, e.g. "
+                         f"np.asarray(y, dtype={kind}) (a pandas column: y.astype({kind}))")
+
+
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
     """Adapt a pretrained encoder to a classification task from a few labelled examples.
 
     X is a list of strings (text encoders), a list of image paths or uint8 arrays (image
-    encoders), or a 2-D array (the `mlp` encoder); a pandas Series, or a one-column DataFrame,
-    of them too. y holds one label per input: strings, integers, floats or booleans, all of one
-    kind; `classes_` keeps their values, sorted, and `predict_proba`'s columns follow it.
+    encoders), or a 2-D array (the `mlp` encoder); a pandas Series, or a one-column DataFrame or
+    2-D array, of them too. y holds one label per input: strings, integers, floats or booleans,
+    all of one kind; `classes_` keeps their values, sorted, and `predict_proba`'s columns follow it.
 
     encoder: a name (`quickadapt encoders`: minilm, efficientnet-lite0, conv4, resnet12, mlp), a
         local Hugging Face folder, or a quickadapt model folder (a meta-trained encoder).
@@ -119,8 +145,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if self._modality() == "text":
             odd = next((i for i, x in enumerate(X) if not isinstance(x, str)), None)
             if odd is not None:  # found by index: None itself is the commonest odd input
+                # a table's empty cell (pandas reads one as NaN), or bytes (h5py's and numpy's "S"
+                # strings), are no sign of feature vectors
+                why = ("a missing value: every input needs some text" if missing_value(X[odd])
+                       else "decode them, e.g. [x.decode('utf-8') for x in X]" if isinstance(X[odd], (bytes, bytearray))
+                       else "for numeric feature vectors use encoder='mlp'")
                 raise ValueError(f"encoder {self.encoder!r} reads text, so X must be strings, got "
-                                 f"{type(X[odd]).__name__} at X[{odd}]; for numeric feature vectors use encoder='mlp'")
+                                 f"{type(X[odd]).__name__} at X[{odd}]; {why}")
             # as the loaders refuse an empty `text` cell: an empty input has nothing to classify
             empty = next((i for i, x in enumerate(X) if blank(x)), None)
             if empty is not None:
@@ -148,6 +179,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             abstain_threshold(None, self.threshold)  # refuse a threshold outside [0, 1] now, not at predict
         modality = self._modality()
         if modality == "features":
+            labels = None if y is None else np.asarray(y)
+            if labels is not None and labels.dtype == object and labels.ndim == 1:
+                _refuse_missing_labels(labels)  # sklearn's check failed on pandas' NA with a TypeError
             X, y = validate_data(self, X, y, dtype=np.float64)
         else:
             X = self._inputs(X, reset=True)
@@ -158,9 +192,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"X has {len(X)} inputs but y has {len(y)} labels")
         if y.ndim != 1:  # tuples or rows of labels: one label per input is all a classifier takes
             raise ValueError(f"y must hold one label per input (a 1-D list or array), got shape {y.shape}")
-        missing = next((i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)), None)
-        if missing is not None:  # None or NaN: sklearn's own checks fail on them with a TypeError
-            raise ValueError(f"y[{missing}] is {y[missing]!r}; every example needs a label")
+        _refuse_missing_labels(y)  # None, NaN or pandas' NA: sklearn's own checks fail on them with a TypeError
+        _refuse_numbers_as_objects(y)
         half = first_half_character(y)
         if half is not None:  # no model folder could be written (UTF-8)
             raise ValueError(f"y[{half}] holds {half_character_problem(y[half])}")
@@ -283,6 +316,17 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if classes.dtype.kind in "biuf" and isinstance(self.none_label, str):
             raise ValueError(f"none_label {self.none_label!r} is text but the labels are numbers: give a number "
                              "that is not a class, e.g. none_label=-1")
+
+    def set_params(self, **params):
+        """scikit-learn's nested names reach into the settings dicts: `strategy_params__C=0.1` (a
+        grid {"strategy_params__C": [0.1, 1]}, a Pipeline's "fewshotclassifier__strategy_params__C")
+        sets that one setting and keeps the others. BaseEstimator's set_params calls the value's
+        own set_params, which a dict lacks: an AttributeError on None."""
+        for key in [k for k in params if k.split("__", 1)[0] in ("strategy_params", "encoder_params") and "__" in k]:
+            name, setting = key.split("__", 1)
+            # a new dict: the one the caller gave (or clone copied) stays as it was
+            params[name] = {**(params.get(name, getattr(self, name)) or {}), setting: params.pop(key)}
+        return super().set_params(**params)
 
     def save(self, path, *, force: bool = False) -> Path:
         from quickadapt.artifact import save_model

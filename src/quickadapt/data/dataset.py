@@ -28,6 +28,20 @@ def label_text(value) -> str:
     return text.split(".")[0] if re.fullmatch(r"-?\d+\.0+", text) else text
 
 
+def missing_value(value) -> bool:
+    """A table's empty cell as Python meets it: None, NaN (a float column's), or pandas' NA and
+    NaT (a nullable or date column's), each the one value not equal to itself. NA's == answers NA,
+    whose truth is ambiguous (TypeError): sorting labels failed on it, and str() made it a class."""
+    if value is None:
+        return True
+    try:
+        return not (value == value)
+    except TypeError:
+        return True
+    except ValueError:  # an array (== compares item by item): not an empty cell, whatever else it is
+        return False
+
+
 def zeros_dropped(label: str) -> str:
     """A number-like label as a spreadsheet keeps it once it reads it as a number: leading zeros
     gone (`007` is 7, `-01` is -1), whatever else it is unchanged."""
@@ -61,8 +75,7 @@ class Dataset:
         self.inputs = as_inputs(self.inputs, self.modality, self.name or "inputs")
         if self.labels is not None:
             given = list(self.labels)
-            missing = next((i for i, v in enumerate(given)
-                            if v is None or (isinstance(v, numbers.Real) and v != v)), None)
+            missing = next((i for i, v in enumerate(given) if missing_value(v)), None)
             if missing is not None:  # str() made them classes named "None" and "nan", as a file's empty cell is not
                 raise MissingLabel(f"{self.name or 'data'}: data row {missing + 1} has no label ({given[missing]!r}); "
                                    "give every example a label, or leave the unlabelled ones out")
@@ -175,7 +188,8 @@ def as_inputs(inputs, modality: str, name: str = "inputs"):
 def input_list(inputs, name: str) -> list:
     """Text or image inputs as a list read by position. A DataFrame and a dict iterate over their
     column names or keys, not their rows, so each would be read as a few inputs named like
-    columns: a one-column table gives its column, any other table or a dict is refused."""
+    columns: a one-column table (or 2-D array of text) gives its column, any other table or a
+    dict is refused."""
     if inputs is None or isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
         raise BadInput(f"{name} must be a list of inputs, got {type(inputs).__name__}")
     if isinstance(inputs, Mapping):
@@ -185,6 +199,13 @@ def input_list(inputs, name: str) -> list:
             raise BadInput(f"{name} is a table with columns {', '.join(map(str, inputs.columns))}; "
                            f"pass the column that holds the inputs, e.g. {name}[{str(inputs.columns[0])!r}]")
         inputs = inputs.iloc[:, 0]
+    if isinstance(inputs, np.ndarray) and inputs.ndim == 2 and inputs.dtype.kind in "OUS":
+        # a table's values, as scikit-learn passes them on (a ColumnTransformer's output is
+        # always 2-D): its rows are one-cell arrays, not texts or paths
+        if inputs.shape[1] != 1:
+            raise BadInput(f"{name} is a 2-D array of {inputs.shape[1]} columns; pass the column that holds the "
+                           f"inputs, e.g. {name}[:, 0]")
+        inputs = inputs[:, 0]
     return inputs if isinstance(inputs, list) else list(inputs)
 
 

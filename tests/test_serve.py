@@ -323,6 +323,21 @@ def test_a_task_of_many_classes_answers_the_likeliest_scores(tmp_path, client, c
     assert list(two.json()["predictions"][0]["scores"].items()) == list(small["predictions"][0]["scores"].items())[:2]
 
 
+def test_a_state_folder_serve_makes_is_its_user_s_alone_and_one_given_keeps_its_modes(tmp_path):
+    """task.json keeps every example as posted: a folder the service makes was 0755 by the umask,
+    so every local user could read them."""
+    os.umask(old := os.umask(0o022))
+    try:
+        State(tmp_path / "made" / "state")
+        assert (tmp_path / "made" / "state").stat().st_mode & 0o777 == 0o700
+        given = tmp_path / "given"
+        given.mkdir(mode=0o755)
+        State(given)
+        assert given.stat().st_mode & 0o777 == 0o755  # the user's own choice stands
+    finally:
+        os.umask(old)
+
+
 def test_tasks_survive_a_restart(tmp_path, clinc):
     client = TestClient(create_app(TaskStore(state=State(tmp_path / "state"))))
     tid = client.post("/v1/tasks", json={"name": "kept", "examples": clinc[0][:10]}).json()["task_id"]

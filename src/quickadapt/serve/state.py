@@ -26,7 +26,10 @@ class State:
         if self.folder.exists() and not self.folder.is_dir():
             raise BadInput(f"--state {folder}: not a folder")
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # one it makes is this user's alone (0700), as the embedding cache's feature files are
+            # (0600): it holds every example posted, in task.json as sent, which the umask's usual
+            # 0755/0644 left readable by every local user. A folder given that exists keeps its modes
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise BadInput(f"--state {folder}: cannot create it ({exc.strerror})") from None
         if not os.access(self.folder, os.W_OK | os.X_OK):

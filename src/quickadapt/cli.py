@@ -541,17 +541,18 @@ def _compare_on_rows(truth, labels, other_labels, other_classes, oos_label, none
     (one added since) counts wrong for it."""
     import numpy as np
 
-    from quickadapt.evaluate.cv import mcnemar_p, mcnemar_two_sided_p
+    from quickadapt.evaluate.cv import discordant, mcnemar_p, mcnemar_two_sided_p
     from quickadapt.evaluate.metrics import classification_report
 
     truth, labels, other_labels = (np.asarray(list(a), dtype=object) for a in (truth, labels, other_labels))
     theirs = classification_report(truth, other_labels, oos_label=oos_label, none_label=none_label)
     in_scope = truth != oos_label if oos_label is not None else np.ones(len(truth), dtype=bool)
     right, other_right = (labels == truth)[in_scope], (other_labels == truth)[in_scope]
+    only_this, only_other = discordant(right, other_right)
     return {"model": str(other_dir), "accuracy": theirs["accuracy"], "macro_f1": theirs["macro_f1"],
             **({"oos_recall": theirs["oos_recall"]} if "oos_recall" in theirs else {}),
-            "n": int(in_scope.sum()), "only_this_right": int(np.sum(right & ~other_right)),
-            "only_other_right": int(np.sum(other_right & ~right)),
+            "n": int(in_scope.sum()), "only_this_right": only_this,
+            "only_other_right": only_other,
             "p_better": mcnemar_p(right, other_right), "p_worse": mcnemar_p(other_right, right),
             "p_two_sided": mcnemar_two_sided_p(right, other_right),
             "classes_unknown_to_other": sorted(set(truth[in_scope].tolist()) - set(other_classes))}

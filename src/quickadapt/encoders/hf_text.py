@@ -465,13 +465,14 @@ class HFTextEncoder(Encoder):
         self.embed_dim = hidden_size * (self.layers - 1) + int(dense[-1][1]["out_features"] if dense else hidden_size)
         self.pooling = _pooling_mode(folder)
         self.prompt = default_prompt(folder)
-        self.tokenizer_hash = _tokenizer_hash(transformer_folder(folder))
-        self.config_hash = config_hash(transformer_folder(folder))
+        model_folder = transformer_folder(folder)  # read once: the files below are the Transformer module's
+        self.tokenizer_hash = _tokenizer_hash(model_folder)
+        self.config_hash = config_hash(model_folder)
         self.position_limit = position_limit
         # the default reads no further than the model was made to; a length given is read as given
         # (compared by value, an explicit 128 on a folder made for 64 tokens silently read 64)
         if max_length is DEFAULT_MAX_LENGTH:
-            made_for = made_for_tokens(transformer_folder(folder))  # the Transformer module's own settings
+            made_for = made_for_tokens(model_folder)  # the Transformer module's own settings
             max_length = min(n for n in (DEFAULT_MAX_LENGTH, position_limit, made_for) if n)
         self.max_length = int(max_length)
         # 2 holds [CLS] and [SEP] (below it the tokenizer does not truncate at all); above the

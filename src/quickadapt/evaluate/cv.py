@@ -113,8 +113,13 @@ def mcnemar_p(right: np.ndarray, other_right: np.ndarray) -> float:
     few dozen examples a lead of one or two is noise, which raw accuracies do not say."""
     from scipy.stats import binomtest
 
-    only, only_other = int(np.sum(right & ~other_right)), int(np.sum(other_right & ~right))
+    only, only_other = discordant(right, other_right)
     return float(binomtest(only, only + only_other, alternative="greater").pvalue) if only else 1.0
+
+
+def discordant(right: np.ndarray, other_right: np.ndarray) -> tuple[int, int]:
+    """How many examples only the first model gets right, and how many only the other: all McNemar reads."""
+    return int(np.sum(right & ~other_right)), int(np.sum(other_right & ~right))
 
 
 def mcnemar_two_sided_p(right: np.ndarray, other_right: np.ndarray) -> float:
@@ -124,7 +129,7 @@ def mcnemar_two_sided_p(right: np.ndarray, other_right: np.ndarray) -> float:
     alike (9 rows right for one only, 2 for the other: one-sided 0.033, "better"; two-sided 0.065)."""
     from scipy.stats import binomtest
 
-    only, only_other = int(np.sum(right & ~other_right)), int(np.sum(other_right & ~right))
+    only, only_other = discordant(right, other_right)
     return float(binomtest(only, only + only_other).pvalue) if only + only_other else 1.0
 
 
